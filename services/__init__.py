@@ -1,0 +1,1 @@
+"""The campaign services: api, scheduler, dispatcher, tracker."""

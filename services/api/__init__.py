@@ -1,0 +1,1 @@
+"""HTTP API: campaigns, agents, results; the dashboard."""

@@ -1,0 +1,53 @@
+"""The API's composition root: settings → pool → bus → outbox relay → aiohttp app."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiohttp import web
+
+from services.api.auth import auth_middleware
+from services.api.routes import add_routes
+from shared import observability
+from shared.bus.connection import connect
+from shared.bus.outbox import Relay
+from shared.db.pool import create_pool
+from shared.runtime import cancel_all
+from shared.settings import Settings
+from shared.web import error_middleware
+
+log = structlog.get_logger()
+
+#: Largest request body accepted (larger is a 413).
+MAX_BODY = 16 * 1024 * 1024
+
+
+def create_app(settings: Settings, pool: object, connection: object) -> web.Application:
+    """The aiohttp application, given an open pool and bus connection."""
+    app = web.Application(
+        middlewares=[error_middleware("api"), auth_middleware()], client_max_size=MAX_BODY
+    )
+    app["settings"] = settings
+    app["pool"] = pool
+    app["bus"] = connection
+    add_routes(app)
+    observability.add_routes(app, observability.standard_checks(pool, connection))
+    return app
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    """Serve the API until `stop` is set."""
+    async with (
+        create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max) as pool,
+        connect(settings.amqp_url, settings.amqp_prefix) as connection,
+    ):
+        relay = asyncio.create_task(Relay(pool, connection, settings.amqp_prefix).run())
+        runner = web.AppRunner(create_app(settings, pool, connection), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, settings.api_host, settings.api_port).start()
+        log.info("api.listening", url=f"http://{settings.api_host}:{settings.api_port}")
+        await stop.wait()
+        log.info("api.stopping")
+        await runner.cleanup()
+        await cancel_all([relay])

@@ -1,0 +1,196 @@
+"""`/campaigns`: create, read, list, launch/pause/resume/cancel, results."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import structlog
+from aiohttp import web
+
+from services.api.handlers.common import decode_cursor, encode_cursor, iso, page_limit, read_model
+from services.api.schemas import CampaignCreate, normalize
+from shared.bus import outbox
+from shared.db import campaigns as db
+from shared.domain import pricing
+from shared.domain.campaign import Action, InvalidTransition, transition
+from shared.domain.results import Counts, results
+from shared.errors import Conflict, Invalid, NotFound, PaymentRequired
+from shared.messages.campaign_events import (
+    CampaignCancelled,
+    CampaignCreated,
+    CampaignLaunched,
+    CampaignPaused,
+    CampaignResumed,
+)
+from shared.web import json_response
+
+log = structlog.get_logger()
+
+
+def campaign_body(row: asyncpg.Record, counts: asyncpg.Record | None) -> dict[str, Any]:
+    """A campaign in the seed's response shape, with its other settings beside."""
+    # "completed": deliveries finished without failing (sent, delivered, skipped as opted out…)
+    done = 0 if counts is None else counts["total"] - counts["pending"] - counts["failed"] - counts["cancelled"]
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "description": row["description"],
+        "status": row["status"],
+        "type": row["channel"],
+        "channel": row["channel"],
+        "agent_id": row["agent_id"],
+        "total_contacts": counts["total"] if counts else row["total_contacts"],
+        "completed": done,
+        "failed": counts["failed"] if counts else 0,
+        "scheduled_at": iso(row["scheduled_at"] or row["scheduled_wall"]),
+        "timezone": row["timezone"],
+        "sending_window": row["sending_window"],
+        "recurrence": row["recurrence"],
+        "message_template": row["message_template"],
+        "subject": row["subject_template"],
+        "template_id": row["template_id"],
+        "contact_group_ids": list(row["group_ids"]),
+        "max_concurrent": row["max_concurrent"],
+        "max_retries": row["max_retries"],
+        "retry_interval": row["retry_interval"],
+        "from_number": row["from_number"],
+        "voice": row["voice"],
+        "status_reason": row["status_reason"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "launched_at": iso(row["launched_at"]),
+        "completed_at": iso(row["completed_at"]),
+    }
+
+
+async def _load(request: web.Request) -> tuple[asyncpg.Record, asyncpg.Record | None]:
+    pool = request.app["pool"]
+    row = await db.get(pool, request["account"]["id"], request.match_info["id"])
+    if row is None:
+        raise NotFound(f"campaign {request.match_info['id']!r} not found")
+    counts = (await db.delivery_counts(pool, [row["id"]])).get(row["id"])
+    return row, counts
+
+
+async def create_campaign(request: web.Request) -> web.Response:
+    """`POST /campaigns` → 201 with the draft (or launched, with `"status": "scheduled"`)."""
+    account = request["account"]
+    spec = normalize(await read_model(request, CampaignCreate), account["default_timezone"])
+    async with request.app["pool"].acquire() as conn, conn.transaction():
+        if await db.get_agent(conn, account["id"], spec.agent_id) is None:
+            raise NotFound(
+                f"agent {spec.agent_id!r} not found",
+                details=[{"field": "agent_id", "reason": "no such agent in this account"}],
+            )
+        missing = await db.missing_groups(conn, account["id"], spec.group_ids)
+        if missing:
+            raise NotFound(
+                f"contact group {missing[0]!r} not found",
+                details=[{"field": "contact_group_ids", "reason": f"no such group: {g}"} for g in missing],
+            )
+        campaign_id = await db.insert_campaign(conn, account["id"], spec)
+        events: list[Any] = [CampaignCreated(account_id=account["id"], campaign_id=campaign_id, channel=spec.channel)]
+        if spec.launch:
+            row = await db.get(conn, account["id"], campaign_id, lock=True)
+            events.append(await _launch(conn, account, row))
+        await outbox.add(conn, events)
+        row = await db.get(conn, account["id"], campaign_id)
+    log.info("campaign.created", campaign_id=campaign_id, channel=spec.channel, contacts=row["total_contacts"])
+    return json_response(campaign_body(row, None), status=201)
+
+
+async def get_campaign(request: web.Request) -> web.Response:
+    """`GET /campaigns/{id}`."""
+    row, counts = await _load(request)
+    return json_response(campaign_body(row, counts))
+
+
+async def list_campaigns(request: web.Request) -> web.Response:
+    """`GET /campaigns?status=&channel=&limit=&cursor=` → `{"data": [...], "next_cursor": …}`."""
+    limit = page_limit(request)
+    pool = request.app["pool"]
+    rows = await db.list_page(
+        pool,
+        request["account"]["id"],
+        status=request.query.get("status"),
+        channel=request.query.get("channel") or request.query.get("type"),
+        after=decode_cursor(request),
+        limit=limit + 1,
+    )
+    page = rows[:limit]
+    counts = await db.delivery_counts(pool, [r["id"] for r in page])
+    last = page[-1] if len(rows) > limit else None
+    return json_response(
+        {
+            "data": [campaign_body(r, counts.get(r["id"])) for r in page],
+            "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
+        }
+    )
+
+
+async def _launch(conn: asyncpg.Connection, account: asyncpg.Record, row: asyncpg.Record) -> CampaignLaunched:
+    """Check and record a launch (in the caller's transaction); the event to publish."""
+    try:
+        step = transition(row["status"], "launch")
+    except InvalidTransition as exc:
+        raise Conflict(str(exc)) from exc
+    if row["total_contacts"] == 0:
+        raise Invalid(
+            "the campaign has no contacts to send to",
+            details=[{"field": "contacts", "reason": "no contacts and no non-empty contact group"}],
+        )
+    prices = {
+        "sms": account["price_sms"],
+        "email": account["price_email"],
+        "voice_minute": account["price_voice_minute"],
+    }
+    minutes = -(-int((row["voice"] or {}).get("call_duration_limit") or 60) // 60)
+    cost = pricing.estimate(
+        row["channel"], row["total_contacts"], prices, template=row["message_template"], call_minutes=minutes
+    )
+    balance: Decimal = account["balance"]
+    if cost > balance:
+        raise PaymentRequired(
+            f"the balance ({balance}) cannot cover this campaign's estimated cost ({cost})",
+            details=[{"field": "balance", "reason": f"needs {cost}, has {balance}"}],
+            extra={"estimate": str(cost), "balance": str(balance)},
+        )
+    await db.set_status(conn, account["id"], row["id"], step.status, None)
+    return CampaignLaunched(account_id=account["id"], campaign_id=row["id"], channel=row["channel"])
+
+
+async def campaign_action(request: web.Request) -> web.Response:
+    """`POST /campaigns/{id}/launch|pause|resume|cancel`; 409 saying why when the state forbids it."""
+    action: Action = request.match_info["action"]  # type: ignore[assignment]
+    account = request["account"]
+    async with request.app["pool"].acquire() as conn, conn.transaction():
+        row = await db.get(conn, account["id"], request.match_info["id"], lock=True)
+        if row is None:
+            raise NotFound(f"campaign {request.match_info['id']!r} not found")
+        if action == "launch":
+            event: Any = await _launch(conn, account, row)
+        else:
+            try:
+                step = transition(row["status"], action, row["resume_to"])
+            except InvalidTransition as exc:
+                raise Conflict(str(exc)) from exc
+            await db.set_status(conn, account["id"], row["id"], step.status, step.resume_to)
+            kind = {"pause": CampaignPaused, "resume": CampaignResumed, "cancel": CampaignCancelled}[action]
+            event = kind(account_id=account["id"], campaign_id=row["id"])
+        await outbox.add(conn, [event])
+    log.info(f"campaign.{action}", campaign_id=row["id"])
+    row, counts = await _load(request)
+    return json_response(campaign_body(row, counts))
+
+
+async def campaign_results(request: web.Request) -> web.Response:
+    """`GET /campaigns/{id}/results` in the seed's shape; figures straight from the deliveries."""
+    row, counts = await _load(request)
+    if counts is None:
+        pending = row["total_contacts"] if row["status"] in ("draft", "scheduled", "paused") else 0
+        folded = Counts(total=row["total_contacts"], pending=pending)
+    else:
+        folded = Counts(**{k: counts[k] for k in Counts.__dataclass_fields__})
+    return json_response(results(row["id"], row["status"], folded))

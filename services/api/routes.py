@@ -1,0 +1,19 @@
+"""The one table of API paths."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.api.handlers import agents, campaigns
+
+
+def add_routes(app: web.Application) -> None:
+    """Register every API route."""
+    r = app.router
+    r.add_post("/agents", agents.create_agent)
+    r.add_get("/agents/{id}", agents.get_agent)
+    r.add_post("/campaigns", campaigns.create_campaign)
+    r.add_get("/campaigns", campaigns.list_campaigns)
+    r.add_get("/campaigns/{id}", campaigns.get_campaign)
+    r.add_get("/campaigns/{id}/results", campaigns.campaign_results)
+    r.add_post("/campaigns/{id}/{action:launch|pause|resume|cancel}", campaigns.campaign_action)

@@ -1,0 +1,319 @@
+"""Request models accepting every shape of the seeds, and their normalisation into one spec.
+
+A campaign's settings may come at the top level or inside `config` (top level wins); `type` and
+`channel`, `schedule` and `scheduled_at`, `contact_group_id` and `contact_group_ids`,
+`from_number` and `caller_id` are synonyms.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+
+from shared.domain.phone import InvalidPhone, to_e164
+from shared.domain.templating import TemplateError, compile_template
+from shared.domain.windows import SendingWindow
+from shared.domain.zones import is_valid_zone
+from shared.errors import Invalid
+
+Channel = Literal["sms", "email", "voice"]
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?)?\s*$", re.I)
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class SendingWindowIn(_Loose):
+    """`start_hour`–`end_hour` (end exclusive) and `excluded_days`, in the contact's local time."""
+
+    start_hour: int | None = Field(default=None, ge=0, le=23)
+    end_hour: int | None = Field(default=None, ge=0, le=24)
+    excluded_days: list[str] = Field(default_factory=list)
+
+
+class ContactIn(BaseModel):
+    """An inline contact: a phone number (or email) with optional fields; other keys are metadata."""
+
+    model_config = ConfigDict(extra="allow")
+
+    phone: str | None = None
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    timezone: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class CampaignSettings(_Loose):
+    """Every campaign setting; used at the top level and as `config` (`CampaignConfig`)."""
+
+    description: str | None = None
+    channel: Channel | None = Field(default=None, validation_alias=AliasChoices("channel", "type"))
+    contacts: list[str | ContactIn] | None = None
+    contact_group_id: str | int | None = None
+    contact_group_ids: list[str | int] | None = None
+    message_template: str | None = Field(
+        default=None, validation_alias=AliasChoices("message_template", "message", "body")
+    )
+    template_id: str | int | None = None
+    subject: str | None = None
+    html_template: str | None = Field(
+        default=None, validation_alias=AliasChoices("html_template", "html", "html_body")
+    )
+    scheduled_at: str | None = Field(
+        default=None, validation_alias=AliasChoices("scheduled_at", "schedule")
+    )
+    timezone: str | None = None
+    sending_window: SendingWindowIn | None = None
+    recurrence: dict[str, Any] | str | None = None
+    max_concurrent: int | None = Field(default=None, ge=1, le=1000)
+    max_retries: int | None = Field(default=None, ge=0, le=20)
+    retry_interval: int | str | None = None
+    from_number: str | None = Field(
+        default=None, validation_alias=AliasChoices("from_number", "caller_id", "from", "from_email")
+    )
+    opening_message: str | None = None
+    instructions: str | None = None
+    call_duration_limit: int | None = Field(
+        default=None,
+        ge=10,
+        le=14400,
+        validation_alias=AliasChoices("call_duration_limit", "max_duration", "max_call_duration", "time_limit"),
+    )
+    voice: dict[str, Any] | None = None
+
+
+class CampaignCreate(CampaignSettings):
+    """`POST /campaigns`."""
+
+    name: str = Field(min_length=1, max_length=200)
+    agent_id: str = Field(min_length=1)
+    config: CampaignSettings | None = None
+    status: Literal["draft", "scheduled"] | None = None
+
+
+class AgentCreate(_Loose):
+    """`POST /agents`."""
+
+    name: str = Field(min_length=1, max_length=200)
+    instructions: str = ""
+    opening_message: str = ""
+    voice: dict[str, Any] = Field(default_factory=dict)
+    mode: Literal["rules", "webhook", "llm"] = "rules"
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class Recipient:
+    """A normalised inline contact."""
+
+    phone: str | None
+    email: str | None
+    fields: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CampaignSpec:
+    """A campaign request, validated and normalised; what the database stores."""
+
+    name: str
+    agent_id: str
+    channel: Channel
+    description: str | None
+    recipients: list[Recipient]
+    group_ids: list[str]
+    message_template: str | None
+    subject: str | None
+    html_template: str | None
+    template_id: str | None
+    scheduled_at: datetime | None  # an instant (offset given)
+    scheduled_wall: datetime | None  # a wall-clock time, read in the campaign's or contact's zone
+    timezone: str
+    sending_window: dict[str, Any] | None
+    recurrence: dict[str, Any] | None
+    max_concurrent: int
+    max_retries: int
+    retry_interval: int
+    from_number: str | None
+    voice: dict[str, Any]
+    config: dict[str, Any]
+    launch: bool
+
+
+def pydantic_details(exc: ValidationError) -> list[dict[str, str]]:
+    """pydantic's errors as `[{"field": "contacts[1]", "reason": …}]`."""
+    details = []
+    for error in exc.errors():
+        path = ""
+        for part in error["loc"]:
+            if isinstance(part, int):
+                path += f"[{part}]"
+            elif part not in ("str", "ContactIn", "int") and not str(part).startswith("function"):
+                path += ("." if path else "") + str(part)
+        details.append({"field": path or "body", "reason": error["msg"]})
+    return details
+
+
+def parse_duration(value: int | str) -> int:
+    """Seconds from `300`, `"300"`, `"30s"`, `"5m"` or `"1h"`; ValueError otherwise."""
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a duration (e.g. 300, '30s', '5m', '1h')")
+    return int(match[1]) * _UNITS[(match[2] or "s")[0].lower()]
+
+
+def parse_when(value: str) -> datetime | None:
+    """An ISO 8601 date-time (aware or naive), or None for `"now"`/`"immediate"`."""
+    if value.strip().lower() in ("", "now", "immediate", "immediately"):
+        return None
+    return datetime.fromisoformat(value.strip())
+
+
+def normalize(req: CampaignCreate, default_timezone: str) -> CampaignSpec:
+    """The request as a CampaignSpec, or Invalid listing every bad field."""
+    merged: dict[str, Any] = {}
+    if req.config is not None:
+        merged.update({k: getattr(req.config, k) for k in req.config.model_fields_set})
+    merged.update({k: getattr(req, k) for k in req.model_fields_set if k in CampaignSettings.model_fields})
+    errors: list[dict[str, str]] = []
+
+    def bad(field_name: str, reason: str) -> None:
+        errors.append({"field": field_name, "reason": reason})
+
+    channel: Channel = merged.get("channel") or "voice"
+    recipients = _recipients(merged.get("contacts") or [], channel, bad)
+    group_ids = [str(g) for g in (merged.get("contact_group_ids") or [])]
+    if merged.get("contact_group_id") is not None:
+        group_ids.insert(0, str(merged["contact_group_id"]))
+    group_ids = list(dict.fromkeys(group_ids))
+
+    template = merged.get("message_template")
+    for key in ("message_template", "subject", "html_template"):
+        if merged.get(key):
+            try:
+                compile_template(merged[key])
+            except TemplateError as exc:
+                bad(key, str(exc))
+    if not template and merged.get("template_id") is None and channel != "voice":
+        bad("message_template", "required for an SMS or email campaign (or give template_id)")
+    if channel == "email" and not merged.get("subject") and merged.get("template_id") is None:
+        bad("subject", "required for an email campaign")
+
+    timezone = merged.get("timezone") or default_timezone
+    if timezone != "contact_local" and not is_valid_zone(timezone):
+        bad("timezone", f"{timezone!r} is not an IANA time zone name (or 'contact_local')")
+    scheduled_at = scheduled_wall = None
+    if merged.get("scheduled_at"):
+        try:
+            when = parse_when(merged["scheduled_at"])
+        except ValueError:
+            bad("scheduled_at", f"{merged['scheduled_at']!r} is not an ISO 8601 date-time")
+        else:
+            if when is not None and when.tzinfo is not None:
+                scheduled_at = when
+            else:
+                scheduled_wall = when
+    window = merged.get("sending_window")
+    window_dict = None
+    if window is not None:
+        window_dict = window.model_dump()
+        try:
+            SendingWindow.parse(window.start_hour, window.end_hour, window.excluded_days)
+        except ValueError as exc:
+            bad("sending_window." + str(exc).split(":")[0], str(exc).split(":", 1)[-1].strip())
+    recurrence = merged.get("recurrence")
+    if isinstance(recurrence, str):
+        recurrence = {"frequency": recurrence}
+    retry_interval = 300
+    if merged.get("retry_interval") is not None:
+        try:
+            retry_interval = parse_duration(merged["retry_interval"])
+        except ValueError as exc:
+            bad("retry_interval", str(exc))
+    from_number = merged.get("from_number")
+    if from_number and channel != "email":
+        try:
+            from_number = to_e164(from_number)
+        except InvalidPhone as exc:
+            bad("from_number", str(exc))
+    voice = dict(merged.get("voice") or {})
+    for key in ("opening_message", "instructions", "call_duration_limit"):
+        if merged.get(key) is not None:
+            voice[key] = merged[key]
+    if errors:
+        raise Invalid("the campaign is not valid", details=errors)
+    return CampaignSpec(
+        name=req.name,
+        agent_id=req.agent_id,
+        channel=channel,
+        description=merged.get("description"),
+        recipients=recipients,
+        group_ids=group_ids,
+        message_template=template,
+        subject=merged.get("subject"),
+        html_template=merged.get("html_template"),
+        template_id=None if merged.get("template_id") is None else str(merged["template_id"]),
+        scheduled_at=scheduled_at,
+        scheduled_wall=scheduled_wall,
+        timezone=timezone,
+        sending_window=window_dict,
+        recurrence=recurrence,
+        max_concurrent=merged.get("max_concurrent") or 1,
+        max_retries=2 if merged.get("max_retries") is None else merged["max_retries"],
+        retry_interval=retry_interval,
+        from_number=from_number,
+        voice=voice,
+        config=req.config.model_dump(mode="json", exclude_unset=True) if req.config else {},
+        launch=req.status == "scheduled",
+    )
+
+
+def _recipients(items: list[str | ContactIn], channel: Channel, bad: Any) -> list[Recipient]:
+    out: list[Recipient] = []
+    for index, item in enumerate(items):
+        contact = ContactIn(phone=item) if isinstance(item, str) and "@" not in item else (
+            ContactIn(email=item) if isinstance(item, str) else item
+        )
+        where = f"contacts[{index}]"
+        phone = email = None
+        if contact.phone:
+            try:
+                phone = to_e164(contact.phone)
+            except InvalidPhone as exc:
+                bad(where, str(exc))
+                continue
+        if contact.email:
+            if not _EMAIL.match(contact.email):
+                bad(where, f"{contact.email!r} is not a valid email address")
+                continue
+            email = contact.email.strip().lower()
+        if channel == "email" and not email:
+            bad(where, "an email campaign needs an email address for each contact")
+            continue
+        if channel != "email" and not phone:
+            bad(where, f"a {channel} campaign needs a phone number in E.164 for each contact")
+            continue
+        if contact.timezone and not is_valid_zone(contact.timezone):
+            bad(where + ".timezone", f"{contact.timezone!r} is not an IANA time zone name")
+            continue
+        metadata = {**contact.metadata, **(contact.model_extra or {})}
+        fields = {
+            k: getattr(contact, k)
+            for k in ("first_name", "last_name", "company", "timezone")
+            if getattr(contact, k)
+        }
+        out.append(Recipient(phone=phone, email=email, fields=fields, metadata=metadata))
+    return out

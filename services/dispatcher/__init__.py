@@ -1,0 +1,1 @@
+"""Dispatchers: one per channel, N replicas each, sending under max_concurrent."""

@@ -1,0 +1,61 @@
+"""Hold a campaign slot for one send: wait (woken by NOTIFY) until one is free."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from shared.db import slots
+
+
+class SlotGate:
+    """Waits for free slots; one LISTEN connection per process wakes every waiter of a campaign."""
+
+    def __init__(self, pool: asyncpg.Pool, lease_s: float, poll_s: float = 0.5):
+        self._pool = pool
+        self._lease = lease_s
+        self._poll = poll_s
+        self._events: dict[str, asyncio.Event] = {}
+        self._listener: Any = None
+
+    async def start(self) -> None:
+        """Start listening for freed slots."""
+        self._listener = await self._pool.acquire()
+        await self._listener.add_listener(slots.CHANNEL, self._on_free)
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.remove_listener(slots.CHANNEL, self._on_free)
+            await self._pool.release(self._listener)
+            self._listener = None
+
+    def _on_free(self, _conn: object, _pid: int, _channel: str, campaign_id: str) -> None:
+        event = self._events.get(campaign_id)
+        if event is not None:
+            event.set()
+
+    @contextlib.asynccontextmanager
+    async def hold(
+        self, campaign_id: str, delivery_id: str, still_wanted: Callable[[], Awaitable[bool]]
+    ) -> AsyncIterator[bool]:
+        """Yield True once a slot is leased (freed on exit), or False if `still_wanted` says no."""
+        event = self._events.setdefault(campaign_id, asyncio.Event())
+        while True:
+            event.clear()
+            if await slots.try_acquire(self._pool, campaign_id, delivery_id, self._lease):
+                break
+            if not await still_wanted():
+                yield False
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), self._poll)
+        try:
+            yield True
+        finally:
+            await slots.release(self._pool, campaign_id, delivery_id)

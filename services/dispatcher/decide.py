@@ -1,0 +1,42 @@
+"""PURE: what to do with a claimed delivery, given its row (campaign, contact, template)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from shared.domain.templating import MissingVariable, TemplateError, contact_context, render
+
+Action = Literal["duplicate", "pause", "cancel", "skip", "fail", "send"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The action, the rendered text when sending, and the reason otherwise."""
+
+    action: Action
+    text: str | None = None
+    reason: str | None = None
+
+
+def decide(row: Mapping[str, Any]) -> Decision:
+    """Send only a queued delivery of a live campaign to a contact still opted in, fully rendered."""
+    if row["state"] != "queued":
+        return Decision("duplicate", reason=f"delivery is {row['state']}")
+    if row["campaign_status"] == "paused":
+        return Decision("pause", reason="campaign paused")
+    if row["campaign_status"] not in ("scheduled", "running"):
+        return Decision("cancel", reason=f"campaign {row['campaign_status']}")
+    if row[f"opted_out_{row['channel']}"]:
+        return Decision("skip", reason=f"contact opted out of {row['channel']}")
+    template = row["message_template"] or (row["voice"] or {}).get("opening_message") or ""
+    try:
+        text = render(template, contact_context(row, row["agent_name"]))
+    except MissingVariable as exc:
+        return Decision("fail", reason=str(exc))
+    except TemplateError as exc:
+        return Decision("fail", reason=f"template error: {exc}")
+    if not text.strip():
+        return Decision("fail", reason="the rendered message is empty")
+    return Decision("send", text=text)

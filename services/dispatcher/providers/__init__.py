@@ -1,0 +1,1 @@
+"""Provider adapters, named after their technology, behind the `base` ports."""

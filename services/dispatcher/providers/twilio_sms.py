@@ -1,0 +1,48 @@
+"""SMS through the official twilio client (async), at any base URL (Twilio's own, or a peer)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+from services.dispatcher.providers.base import Accepted, ProviderError
+from shared.domain.retry import classify_twilio
+
+
+class TwilioSms:
+    """`SmsProvider` over Twilio's Messages API."""
+
+    def __init__(self, account_sid: str, auth_token: str, base_url: str, timeout: float):
+        self._http = AsyncTwilioHttpClient()
+        self.client = Client(account_sid, auth_token, http_client=self._http)
+        # Messages and Calls live on the `api` domain; its base URL is read on every request.
+        self.client.api.base_url = base_url.rstrip("/")
+        self._timeout = timeout
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        await self._http.close()
+
+    async def send_sms(self, *, to: str, from_: str, body: str, status_callback: str) -> Accepted:
+        """POST …/Messages.json; ProviderError sorted into retry, fail or opt-out."""
+        try:
+            # The client ignores its own timeout (twilio-python#925): bound the call here.
+            async with asyncio.timeout(self._timeout):
+                message = await self.client.messages.create_async(
+                    to=to, from_=from_, body=body, status_callback=status_callback
+                )
+        except TwilioRestException as exc:
+            verdict = classify_twilio(exc.status, exc.code)
+            raise ProviderError(f"twilio {exc.status} code {exc.code}: {exc.msg}", verdict, exc.code) from exc
+        except TimeoutError as exc:
+            raise ProviderError("twilio did not answer in time", "retry", unknown=True) from exc
+        except aiohttp.ClientConnectorError as exc:
+            # Nothing reached Twilio: safe to try again.
+            raise ProviderError(f"cannot reach twilio: {exc}", "retry") from exc
+        except aiohttp.ClientError as exc:
+            raise ProviderError(f"twilio request failed: {exc}", "retry", unknown=True) from exc
+        return Accepted(provider_id=str(message.sid), status=str(message.status or "queued"))

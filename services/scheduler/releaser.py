@@ -1,0 +1,83 @@
+"""The release loop: due deliveries of live campaigns → `dispatch.<channel>`, earliest first."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+import asyncpg
+import structlog
+from prometheus_client import Counter
+
+from shared.bus import outbox
+from shared.db import deliveries
+from shared.messages.campaign_events import CampaignCompleted
+from shared.messages.dispatch import COMMANDS
+
+log = structlog.get_logger()
+
+RELEASED = Counter("campaigns_deliveries_released_total", "Deliveries released to a dispatch queue", ["channel"])
+COMPLETED = Counter("campaigns_completed_total", "Campaign runs completed")
+
+
+class Releaser:
+    """Releases due deliveries in batches (each batch, its commands and state change in one
+    transaction, so a crash neither loses nor repeats a release) and completes finished runs."""
+
+    def __init__(self, pool: asyncpg.Pool, clock: Callable[[], datetime], batch: int, interval: float):
+        self._pool = pool
+        self._clock = clock
+        self._batch = batch
+        self._interval = interval
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Loop until `stop` is set."""
+        while not stop.is_set():
+            try:
+                released = await self.release_once()
+                await self.complete_once()
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("release.failed", error=str(exc))
+                released = 0
+            if released < self._batch:
+                try:
+                    await asyncio.wait_for(stop.wait(), self._interval)
+                except TimeoutError:
+                    pass
+
+    async def release_once(self) -> int:
+        """Release one batch; how many deliveries it held."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await deliveries.release_due(conn, self._clock(), self._batch)
+            if not rows:
+                return 0
+            await outbox.add(
+                conn,
+                [
+                    COMMANDS[r["channel"]](
+                        account_id=r["account_id"], campaign_id=r["campaign_id"], delivery_id=r["id"]
+                    )
+                    for r in rows
+                ],
+            )
+        for row in rows:
+            RELEASED.labels(row["channel"]).inc()
+        log.info("deliveries.released", count=len(rows))
+        return len(rows)
+
+    async def complete_once(self) -> int:
+        """Complete every running campaign whose deliveries are all final."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            done = await deliveries.complete_finished(conn)
+            await outbox.add(
+                conn,
+                [
+                    CampaignCompleted(account_id=r["account_id"], campaign_id=r["campaign_id"], run_id=r["run_id"] or "")
+                    for r in done
+                ],
+            )
+        for row in done:
+            COMPLETED.inc()
+            log.info("campaign.completed", campaign_id=row["campaign_id"], run_id=row["run_id"])
+        return len(done)

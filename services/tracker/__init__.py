@@ -1,0 +1,1 @@
+"""The tracker: provider webhooks → delivery states, replies, opt-outs."""

@@ -1,0 +1,43 @@
+"""The tracker's composition root: pool → signature checker → aiohttp app with the webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiohttp import web
+
+from services.tracker import webhooks
+from services.tracker.signatures import TwilioSignatures
+from shared import observability
+from shared.db.pool import create_pool
+from shared.settings import Settings
+from shared.web import error_middleware
+
+log = structlog.get_logger()
+
+
+def create_app(settings: Settings, pool: object) -> web.Application:
+    """The tracker's aiohttp application, given an open pool."""
+    app = web.Application(middlewares=[error_middleware("tracker")])
+    app["pool"] = pool
+    app["signatures"] = TwilioSignatures(settings.twilio_auth_token.get_secret_value(), settings.public_url)
+    app.router.add_post("/webhooks/twilio/sms/status", webhooks.sms_status)
+
+    async def database() -> bool:
+        return bool(await pool.fetchval("SELECT 1"))  # type: ignore[attr-defined]
+
+    observability.add_routes(app, {"database": database})
+    return app
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    """Serve the webhooks until `stop` is set."""
+    async with create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max) as pool:
+        runner = web.AppRunner(create_app(settings, pool), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, settings.tracker_host, settings.tracker_port).start()
+        log.info("tracker.listening", url=f"http://{settings.tracker_host}:{settings.tracker_port}", public_url=settings.public_url)
+        await stop.wait()
+        log.info("tracker.stopping")
+        await runner.cleanup()

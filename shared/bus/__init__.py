@@ -1,0 +1,1 @@
+"""The RabbitMQ adapter (aio-pika): topology, connection, outbox relay, consumers."""

@@ -1,0 +1,129 @@
+"""`campaigns`: one command-line entry point for every service and for operators."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import click
+
+from shared.logging import configure_logging
+from shared.settings import Settings
+
+
+def _settings(service: str, **overrides: Any) -> Settings:
+    settings = Settings(**overrides)
+    configure_logging(service, settings.log_format, settings.log_level)
+    return settings
+
+
+def _serve(service: Any) -> None:
+    from shared.runtime import run_until_signalled
+
+    asyncio.run(run_until_signalled(service))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Outbound campaigns over SMS, email and voice.
+
+    Every setting comes from the environment (CAMPAIGNS_DATABASE_URL, CAMPAIGNS_AMQP_URL, …; see the
+    README). Run `campaigns up` to start everything with sandbox providers.
+    """
+
+
+@main.command()
+def migrate() -> None:
+    """Create the database if needed and apply pending migrations (idempotent, concurrency-safe)."""
+    from shared.db.migrate import migrate as run_migrations
+
+    settings = _settings("migrate")
+    applied = asyncio.run(run_migrations(settings.database_url))
+    click.echo(json.dumps({"applied": [f"{m.version:04d}_{m.name}" for m in applied]}))
+
+
+@main.command()
+def api() -> None:
+    """Serve the HTTP API on CAMPAIGNS_API_HOST:CAMPAIGNS_API_PORT (default 127.0.0.1:8080)."""
+    from services.api.app import run
+
+    settings = _settings("api")
+    _serve(lambda stop: run(settings, stop))
+
+
+@main.command()
+def scheduler() -> None:
+    """Plan each contact's send time and release due deliveries to the dispatch queues."""
+    from services.scheduler.app import run
+
+    settings = _settings("scheduler")
+    _serve(lambda stop: run(settings, stop))
+
+
+@main.command()
+@click.option("--channel", type=click.Choice(["sms", "email", "voice"]), required=True, help="Queue to consume: dispatch.<channel>.")
+def dispatcher(channel: str) -> None:
+    """Send one channel's messages under each campaign's max_concurrent (run as many as you like)."""
+    from services.dispatcher.app import run
+
+    settings = _settings(f"dispatcher-{channel}")
+    _serve(lambda stop: run(settings, channel, stop))
+
+
+@main.command()
+def tracker() -> None:
+    """Serve provider webhooks on CAMPAIGNS_TRACKER_HOST:CAMPAIGNS_TRACKER_PORT (default :8081)."""
+    from services.tracker.app import run
+
+    settings = _settings("tracker")
+    _serve(lambda stop: run(settings, stop))
+
+
+@main.command()
+def sandbox() -> None:
+    """Serve the sandbox Twilio alone on CAMPAIGNS_SANDBOX_PORT (default 8082)."""
+    from shared.sandbox.run import run
+
+    settings = _settings("sandbox")
+    _serve(lambda stop: run(settings, stop))
+
+
+@main.command()
+@click.option("--name", default="Local", show_default=True, help="Name of the account `up` creates.")
+@click.option("--balance", default="100", show_default=True, help="Its starting balance.")
+def up(name: str, balance: str) -> None:
+    """Migrate, then run every service in this process (sandbox providers unless
+    CAMPAIGNS_PROVIDERS=live), create an account and print the API's address and a ready API key."""
+    from shared.up import run
+
+    settings = _settings("up")
+    _serve(lambda stop: run(settings, stop, name, Decimal(balance)))
+
+
+@main.group()
+def accounts() -> None:
+    """Manage accounts."""
+
+
+@accounts.command("create")
+@click.option("--name", required=True, help="The account's name.")
+@click.option("--balance", default="100", show_default=True, help="Starting balance (in the price unit).")
+@click.option("--timezone", default=None, help="Default time zone (IANA); default CAMPAIGNS_DEFAULT_TIMEZONE.")
+def create_account(name: str, balance: str, timezone: str | None) -> None:
+    """Create an account and print `{"account_id": …, "api_key": …}` (the key is shown only once)."""
+    try:
+        amount = Decimal(balance)
+    except InvalidOperation:
+        raise click.BadParameter(f"{balance!r} is not a number", param_hint="--balance") from None
+    from shared.up import create_account as create
+
+    settings = _settings("cli")
+    account_id, key = asyncio.run(create(settings, name, amount, timezone or settings.default_timezone))
+    click.echo(json.dumps({"account_id": account_id, "api_key": key}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

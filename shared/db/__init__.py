@@ -1,0 +1,1 @@
+"""PostgreSQL access: pool, migrations and one module of named SQL per aggregate."""

@@ -1,0 +1,213 @@
+"""Campaigns, their inline recipients, agents; every query scoped to the caller's account."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from shared.ids import new_id
+
+_INSERT_AGENT = """
+INSERT INTO agents (id, account_id, name, instructions, opening_message, voice, mode, settings)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *
+"""
+_GET_AGENT = "SELECT * FROM agents WHERE account_id = $1 AND id = $2"
+
+_INSERT_CAMPAIGN = """
+INSERT INTO campaigns (
+    id, account_id, name, description, agent_id, channel, status, message_template,
+    subject_template, html_template, template_id, group_ids, timezone, scheduled_at,
+    scheduled_wall, sending_window, recurrence, max_concurrent, max_retries, retry_interval,
+    from_number, voice, config
+) VALUES ($1, $2, $3, $4, $5, $6, 'draft', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+          $17, $18, $19, $20, $21, $22)
+"""
+_UPSERT_PHONE_CONTACTS = """
+INSERT INTO contacts (id, account_id, phone, email, first_name, last_name, company, timezone, metadata)
+SELECT u.id, $1, u.phone, u.email, u.first_name, u.last_name, u.company, u.timezone, u.metadata
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::jsonb[])
+     AS u(id, phone, email, first_name, last_name, company, timezone, metadata)
+ON CONFLICT (account_id, phone) DO UPDATE SET
+    first_name = COALESCE(EXCLUDED.first_name, contacts.first_name),
+    last_name = COALESCE(EXCLUDED.last_name, contacts.last_name),
+    company = COALESCE(EXCLUDED.company, contacts.company),
+    timezone = COALESCE(EXCLUDED.timezone, contacts.timezone),
+    metadata = contacts.metadata || EXCLUDED.metadata,
+    updated_at = now()
+RETURNING id, phone
+"""
+_UPSERT_EMAIL_CONTACTS = _UPSERT_PHONE_CONTACTS.replace(
+    "ON CONFLICT (account_id, phone)", "ON CONFLICT (account_id, email)"
+).replace("RETURNING id, phone", "RETURNING id, email")
+_INSERT_RECIPIENTS = """
+INSERT INTO campaign_recipients (campaign_id, contact_id, position)
+SELECT $1, u.contact_id, u.position FROM unnest($2::text[], $3::int[]) AS u(contact_id, position)
+ON CONFLICT DO NOTHING
+"""
+_COUNT_RECIPIENTS = """
+SELECT count(*) FROM (
+    SELECT contact_id FROM campaign_recipients WHERE campaign_id = $1
+    UNION
+    SELECT m.contact_id FROM group_members m JOIN contact_groups g ON g.id = m.group_id
+    WHERE g.account_id = $2 AND g.id = ANY($3::text[])
+) AS r
+"""
+_SET_TOTAL = "UPDATE campaigns SET total_contacts = $2 WHERE id = $1"
+_EXISTING_GROUPS = "SELECT id FROM contact_groups WHERE account_id = $1 AND id = ANY($2::text[])"
+_GET = "SELECT * FROM campaigns WHERE account_id = $1 AND id = $2"
+_GET_FOR_UPDATE = _GET + " FOR UPDATE"
+_LIST = """
+SELECT * FROM campaigns
+WHERE account_id = $1
+  AND ($2::text IS NULL OR status = $2)
+  AND ($3::text IS NULL OR channel = $3)
+  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
+ORDER BY created_at DESC, id DESC
+LIMIT $6
+"""
+_SET_STATUS = """
+UPDATE campaigns SET status = $3, resume_to = $4, updated_at = now(),
+    launched_at = CASE WHEN $3 = 'scheduled' AND launched_at IS NULL THEN now() ELSE launched_at END,
+    completed_at = CASE WHEN $3 IN ('cancelled', 'completed') THEN now() ELSE completed_at END
+WHERE account_id = $1 AND id = $2 RETURNING *
+"""
+_DELIVERY_COUNTS = """
+SELECT campaign_id,
+       count(*) AS total,
+       count(*) FILTER (WHERE sent_at IS NOT NULL) AS sent,
+       count(*) FILTER (WHERE delivered_at IS NOT NULL) AS delivered,
+       count(*) FILTER (WHERE replied_at IS NOT NULL) AS replied,
+       count(*) FILTER (WHERE state = 'failed') AS failed,
+       count(*) FILTER (WHERE state IN ('planned', 'queued', 'sending')) AS pending,
+       count(*) FILTER (WHERE state = 'skipped') AS skipped,
+       count(*) FILTER (WHERE state = 'cancelled') AS cancelled,
+       extract(epoch FROM avg(replied_at - sent_at) FILTER (WHERE replied_at IS NOT NULL))::float8
+           AS response_seconds
+FROM deliveries WHERE campaign_id = ANY($1::text[])
+GROUP BY campaign_id
+"""
+
+
+async def insert_agent(conn: asyncpg.Connection, account_id: str, data: dict[str, Any]) -> asyncpg.Record:
+    """A new agent."""
+    return await conn.fetchrow(
+        _INSERT_AGENT,
+        new_id("agent"),
+        account_id,
+        data["name"],
+        data["instructions"],
+        data["opening_message"],
+        data["voice"],
+        data["mode"],
+        data["settings"],
+    )
+
+
+async def get_agent(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, agent_id: str) -> asyncpg.Record | None:
+    """One of the account's agents."""
+    return await conn.fetchrow(_GET_AGENT, account_id, agent_id)
+
+
+async def insert_campaign(conn: asyncpg.Connection, account_id: str, spec: Any) -> str:
+    """Insert a draft campaign with its inline recipients (contacts upserted); returns its id."""
+    campaign_id = new_id("campaign")
+    await conn.execute(
+        _INSERT_CAMPAIGN,
+        campaign_id,
+        account_id,
+        spec.name,
+        spec.description,
+        spec.agent_id,
+        spec.channel,
+        spec.message_template,
+        spec.subject,
+        spec.html_template,
+        spec.template_id,
+        spec.group_ids,
+        spec.timezone,
+        spec.scheduled_at,
+        spec.scheduled_wall,
+        spec.sending_window,
+        spec.recurrence,
+        spec.max_concurrent,
+        spec.max_retries,
+        spec.retry_interval,
+        spec.from_number,
+        spec.voice,
+        spec.config,
+    )
+    contact_ids = await upsert_contacts(conn, account_id, spec.recipients)
+    await conn.execute(_INSERT_RECIPIENTS, campaign_id, contact_ids, list(range(len(contact_ids))))
+    total = await conn.fetchval(_COUNT_RECIPIENTS, campaign_id, account_id, spec.group_ids)
+    await conn.execute(_SET_TOTAL, campaign_id, total)
+    return campaign_id
+
+
+async def upsert_contacts(conn: asyncpg.Connection, account_id: str, recipients: Sequence[Any]) -> list[str]:
+    """Create or update contacts by phone (or email when they have none); their ids, in order."""
+    ids: dict[str, str] = {}
+    for key, sql in (("phone", _UPSERT_PHONE_CONTACTS), ("email", _UPSERT_EMAIL_CONTACTS)):
+        batch = {}
+        for r in recipients:
+            value = r.phone if key == "phone" else (None if r.phone else r.email)
+            if value is not None:
+                batch[value] = r  # the last mention of a contact wins
+        if not batch:
+            continue
+        rows = list(batch.values())
+        found = await conn.fetch(
+            sql,
+            account_id,
+            [new_id("contact") for _ in rows],
+            [r.phone for r in rows],
+            [r.email for r in rows],
+            [r.fields.get("first_name") for r in rows],
+            [r.fields.get("last_name") for r in rows],
+            [r.fields.get("company") for r in rows],
+            [r.fields.get("timezone") for r in rows],
+            [r.metadata for r in rows],
+        )
+        ids.update({row[key]: row["id"] for row in found})
+    ordered = [ids[r.phone] if r.phone else ids[r.email] for r in recipients]
+    return list(dict.fromkeys(ordered))
+
+
+async def missing_groups(conn: asyncpg.Connection, account_id: str, group_ids: list[str]) -> list[str]:
+    """The ids among `group_ids` that are not the account's groups."""
+    found = {r["id"] for r in await conn.fetch(_EXISTING_GROUPS, account_id, group_ids)}
+    return [g for g in group_ids if g not in found]
+
+
+async def get(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, campaign_id: str, *, lock: bool = False) -> asyncpg.Record | None:
+    """One of the account's campaigns (locked FOR UPDATE inside a transaction when `lock`)."""
+    return await conn.fetchrow(_GET_FOR_UPDATE if lock else _GET, account_id, campaign_id)
+
+
+async def list_page(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    account_id: str,
+    *,
+    status: str | None,
+    channel: str | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """A page of the account's campaigns, newest first, after the cursor `(created_at, id)`."""
+    created, last_id = after if after else (None, None)
+    return await conn.fetch(_LIST, account_id, status, channel, created, last_id, limit)
+
+
+async def set_status(
+    conn: asyncpg.Connection, account_id: str, campaign_id: str, status: str, resume_to: str | None
+) -> asyncpg.Record:
+    """Move a campaign to `status`."""
+    return await conn.fetchrow(_SET_STATUS, account_id, campaign_id, status, resume_to)
+
+
+async def delivery_counts(conn: asyncpg.Connection | asyncpg.Pool, campaign_ids: list[str]) -> dict[str, asyncpg.Record]:
+    """Counts of each campaign's deliveries by outcome."""
+    return {r["campaign_id"]: r for r in await conn.fetch(_DELIVERY_COUNTS, campaign_ids)}

@@ -1,0 +1,44 @@
+"""asyncpg pool with JSON codecs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+
+def _encode_jsonb(value: object) -> bytes:
+    return b"\x01" + json.dumps(value).encode()
+
+
+def _decode_jsonb(data: bytes) -> object:
+    return json.loads(data[1:])
+
+
+async def _init(conn: asyncpg.Connection) -> None:
+    # Binary codecs, so that COPY (which is binary) can write json/jsonb too.
+    await conn.set_type_codec(
+        "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog", format="binary"
+    )
+    await conn.set_type_codec(
+        "json", encoder=lambda v: json.dumps(v).encode(), decoder=json.loads, schema="pg_catalog", format="binary"
+    )
+
+
+@asynccontextmanager
+async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> AsyncIterator[asyncpg.Pool]:
+    """A pool whose connections encode and decode json/jsonb as Python objects; closed on exit."""
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """One connection with the same codecs as the pool's."""
+    conn = await asyncpg.connect(dsn)
+    await _init(conn)
+    return conn

@@ -1,0 +1,87 @@
+"""A dispatcher's view of one delivery: claim it, then record what the provider said."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+_LOAD = """
+SELECT d.id, d.state, d.attempts, d.to_address, d.campaign_id, d.contact_id, d.channel,
+       c.status AS campaign_status, c.message_template, c.subject_template, c.html_template,
+       c.from_number, c.max_retries, c.retry_interval, c.voice,
+       ct.first_name, ct.last_name, ct.email, ct.phone, ct.company, ct.metadata,
+       ct.opted_out_sms, ct.opted_out_email, ct.opted_out_voice,
+       a.name AS agent_name
+FROM deliveries d
+JOIN campaigns c ON c.id = d.campaign_id
+JOIN contacts ct ON ct.id = d.contact_id
+LEFT JOIN agents a ON a.id = c.agent_id
+WHERE d.id = $1
+FOR UPDATE OF d
+"""
+_STATE = "SELECT state FROM deliveries WHERE id = $1"
+_SENDING = """
+UPDATE deliveries SET state = 'sending', attempts = attempts + 1, sending_at = now(),
+    rendered = $2, updated_at = now()
+WHERE id = $1
+"""
+_BACK_TO_PLANNED = "UPDATE deliveries SET state = 'planned', updated_at = now() WHERE id = $1"
+_FINISH = """
+UPDATE deliveries SET state = $2, error = $3, updated_at = now(),
+    failed_at = CASE WHEN $2 = 'failed' THEN now() ELSE failed_at END
+WHERE id = $1 AND state IN ('queued', 'sending')
+"""
+_SENT = """
+UPDATE deliveries SET
+    state = CASE WHEN state = 'sending' THEN 'sent' ELSE state END,
+    provider_id = $2, provider_status = COALESCE(provider_status, $3),
+    sent_at = COALESCE(sent_at, now()), error = NULL, updated_at = now()
+WHERE id = $1
+"""
+_RETRY = """
+UPDATE deliveries SET state = 'planned', send_at = $2, error = $3, updated_at = now()
+WHERE id = $1 AND state = 'sending'
+"""
+_OPT_OUT = "UPDATE contacts SET {column} = true, updated_at = now() WHERE id = $1"
+_OPT_OUT_COLUMNS = {"sms": "opted_out_sms", "email": "opted_out_email", "voice": "opted_out_voice"}
+
+
+async def load_for_update(conn: asyncpg.Connection, delivery_id: str) -> asyncpg.Record | None:
+    """The delivery with its campaign, contact and agent, row-locked (inside a transaction)."""
+    return await conn.fetchrow(_LOAD, delivery_id)
+
+
+async def state(pool: asyncpg.Pool, delivery_id: str) -> str | None:
+    """The delivery's state now."""
+    return await pool.fetchval(_STATE, delivery_id)
+
+
+async def mark_sending(conn: asyncpg.Connection, delivery_id: str, rendered: str) -> None:
+    """Record that the provider is about to be called (one attempt more)."""
+    await conn.execute(_SENDING, delivery_id, rendered)
+
+
+async def back_to_planned(conn: asyncpg.Connection, delivery_id: str) -> None:
+    """Return a delivery of a paused campaign, to be released again on resume."""
+    await conn.execute(_BACK_TO_PLANNED, delivery_id)
+
+
+async def finish(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: str, state_: str, error: str | None) -> None:
+    """End a delivery that was not (or could not be) handed over: failed, skipped or cancelled."""
+    await conn.execute(_FINISH, delivery_id, state_, error)
+
+
+async def mark_sent(pool: asyncpg.Pool, delivery_id: str, provider_id: str, status: str) -> None:
+    """Record the provider's acceptance (never undoing a later status a callback set first)."""
+    await pool.execute(_SENT, delivery_id, provider_id, status)
+
+
+async def schedule_retry(pool: asyncpg.Pool, delivery_id: str, at: datetime, error: str) -> None:
+    """Send the delivery back to the scheduler for another try at `at`."""
+    await pool.execute(_RETRY, delivery_id, at, error)
+
+
+async def opt_out(conn: asyncpg.Connection | asyncpg.Pool, contact_id: str, channel: str) -> None:
+    """Mark the contact opted out of `channel`."""
+    await conn.execute(_OPT_OUT.format(column=_OPT_OUT_COLUMNS[channel]), contact_id)

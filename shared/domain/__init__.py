@@ -1,0 +1,1 @@
+"""Pure domain logic: no I/O, `now` is always passed in."""

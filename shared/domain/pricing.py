@@ -1,0 +1,34 @@
+"""Cost estimates: SMS segments, per-channel unit prices."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+_GSM7 = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà^{}\\[~]|€"
+)
+
+
+def sms_segments(text: str) -> int:
+    """Segments an SMS of `text` takes: 160/153 GSM-7 characters, or 70/67 UCS-2 ones."""
+    gsm = all(ch in _GSM7 for ch in text)
+    single, multi = (160, 153) if gsm else (70, 67)
+    length = len(text)
+    return 1 if length <= single else -(-length // multi)
+
+
+def estimate(
+    channel: str,
+    contacts: int,
+    prices: dict[str, Decimal],
+    *,
+    template: str | None = None,
+    call_minutes: int = 1,
+) -> Decimal:
+    """What sending a campaign to `contacts` contacts may cost at most."""
+    if channel == "sms":
+        return prices["sms"] * sms_segments(template or "") * contacts
+    if channel == "email":
+        return prices["email"] * contacts
+    return prices["voice_minute"] * max(call_minutes, 1) * contacts

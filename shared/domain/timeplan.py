@@ -1,0 +1,271 @@
+"""When one contact's message goes out: a schedule read in the contact's zones, held to its window.
+
+Pure: `now` is passed in. Local days are turned into exact UTC stretches once per (zone, date,
+hours) and cached, so planning a contact is a few dictionary hits and comparisons; DST gaps,
+repeated hours and date-line jumps fall out of the stretches instead of special cases.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from shared.domain.quiet_hours import QuietRule
+from shared.domain.windows import DAY_SECONDS, DaySpans, SendingWindow
+from shared.domain.zones import ZoneChoice, is_valid_zone, zone
+
+#: How far past the requested instant the planner looks for an opening before giving up.
+HORIZON_DAYS = 14
+
+_EPOCH = date(1970, 1, 1).toordinal()
+#: Local dates lie within this many seconds of UTC (real offsets stay under 16 hours).
+_REACH = 16 * 3600
+#: Offsets are sampled this often when mapping a local day; two transitions never come closer.
+_STEP = 3 * 3600
+
+Stretch = tuple[int, int]  # [start, end) in POSIX seconds
+
+
+class Unplannable(ValueError):
+    """No instant within HORIZON_DAYS satisfies the window and quiet hours in every zone."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When to send: an aware `instant` (one moment for everyone), a naive `wall` time, or neither (now).
+
+    A wall time is read in each contact's zone(s), or in `wall_zone` for everyone when it is set.
+    """
+
+    instant: datetime | None = None
+    wall: datetime | None = None
+    wall_zone: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.instant is not None and self.wall is not None:
+            raise ValueError("schedule: give an instant or a wall time, not both")
+        if self.instant is not None and self.instant.utcoffset() is None:
+            raise ValueError("schedule: an instant needs a UTC offset")
+        if self.wall is not None and self.wall.tzinfo is not None:
+            raise ValueError("schedule: a wall time carries no zone or offset")
+        if self.wall_zone is not None and (self.wall is None or not is_valid_zone(self.wall_zone)):
+            raise ValueError("timezone: wall_zone needs a wall time and a known IANA zone")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The instant to send (aware, UTC) and the JSON-able reason recorded on the delivery."""
+
+    send_at: datetime
+    reason: dict[str, object]
+
+
+def plan_send(
+    schedule: Schedule,
+    zones: ZoneChoice,
+    window: SendingWindow,
+    quiet: QuietRule | None,
+    now: datetime,
+) -> Plan:
+    """Plan one contact: resolve the schedule, never before `now`, then the first allowed instant.
+
+    Allowed means inside the window and the quiet-hours rule in every one of the contact's zones.
+    Raises Unplannable when nothing qualifies within HORIZON_DAYS.
+    """
+    if now.utcoffset() is None:
+        raise ValueError("now: must be timezone-aware")
+    names = zones.zones
+    adjustments: list[str] = []
+    now_ts = now.timestamp()
+    if schedule.instant is not None:
+        start, start_ts = schedule.instant, schedule.instant.timestamp()
+    elif schedule.wall is not None:
+        start, start_ts = _target_of_wall(schedule, names, adjustments)
+    else:
+        start, start_ts = now, now_ts
+    if start_ts < now_ts:
+        start, start_ts = now, now_ts
+        adjustments.append("past_moved_to_now")
+    send_at = start.astimezone(UTC)
+    if quiet is not None or not window.is_open_all_week:
+        send_ts = _earliest(names, start_ts, _day_spans(window, quiet))
+        if send_ts != start_ts:
+            moved_from, send_at = send_at, datetime.fromtimestamp(int(send_ts), UTC)
+            adjustments.extend(_why_moved(moved_from, send_at, names, window, quiet))
+    return Plan(
+        send_at,
+        {
+            "zone": names[0],
+            "zones": list(names),
+            "zone_source": zones.source,
+            "local_send_time": send_at.astimezone(zone(names[0])).isoformat(),
+            "window": window.as_dict(),
+            "quiet_hours": None if quiet is None else quiet.as_reason(),
+            "adjustments": adjustments,
+        },
+    )
+
+
+def resolve_wall(wall: datetime, zone_name: str) -> tuple[datetime, bool]:
+    """A naive wall time in a zone as an aware UTC instant, and whether it fell in a DST gap.
+
+    A repeated time (fall back) gives its first occurrence; a skipped one (spring forward, a
+    date-line jump) gives the first instant after the gap.
+    """
+    seconds, shifted = _wall_seconds(zone_name, wall)
+    instant = datetime.fromtimestamp(seconds, UTC)
+    return (instant, True) if shifted else (instant.replace(microsecond=wall.microsecond), False)
+
+
+def _target_of_wall(
+    schedule: Schedule, names: tuple[str, ...], adjustments: list[str]
+) -> tuple[datetime, float]:
+    """The instant a wall time means; with several zones, the last of them to reach it."""
+    wall = schedule.wall
+    assert wall is not None
+    latest, exact = -1 << 62, False
+    for name in (schedule.wall_zone,) if schedule.wall_zone else names:
+        seconds, shifted = _wall_seconds(name, wall)
+        if shifted and "dst_gap_shifted" not in adjustments:
+            adjustments.append("dst_gap_shifted")
+        if seconds > latest or (seconds == latest and not shifted):
+            latest, exact = seconds, not shifted
+    micro = wall.microsecond if exact else 0
+    instant = datetime.fromtimestamp(latest, UTC)
+    if micro:
+        return instant.replace(microsecond=micro), (latest * 1_000_000 + micro) / 1_000_000
+    return instant, float(latest)
+
+
+def _wall_seconds(zone_name: str, wall: datetime) -> tuple[int, bool]:
+    ordinal = wall.toordinal()
+    as_utc = (ordinal - _EPOCH) * DAY_SECONDS + wall.hour * 3600 + wall.minute * 60 + wall.second
+    stretches = _offsets(zone_name, ordinal)
+    for lo, hi, offset in stretches:  # in time order, so a repeated time resolves to fold=0
+        if lo <= as_utc - offset < hi:
+            return as_utc - offset, False
+    for lo, _, offset in stretches:  # skipped: the first stretch whose clock starts past the wall time
+        if lo + offset > as_utc:
+            return lo, True
+    raise AssertionError("a local day is always covered")  # pragma: no cover
+
+
+@functools.lru_cache(maxsize=16_384)
+def _offsets(zone_name: str, ordinal: int) -> tuple[tuple[int, int, int], ...]:
+    """Constant-offset stretches `(start, end, offset)` covering every instant on local date `ordinal`."""
+    tz = zone(zone_name)
+    first = (ordinal - _EPOCH) * DAY_SECONDS - _REACH
+    last = first + DAY_SECONDS + 2 * _REACH
+
+    def offset_at(ts: int) -> int:
+        delta = datetime.fromtimestamp(ts, tz).utcoffset()
+        assert delta is not None
+        return int(delta.total_seconds())
+
+    stretches: list[tuple[int, int, int]] = []
+    begin, current = first, offset_at(first)
+    for probe in range(first + _STEP, last + _STEP, _STEP):
+        if offset_at(probe) == current:
+            continue
+        lo, hi = probe - _STEP, probe  # the transition is the first second in (lo, hi] off `current`
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if offset_at(mid) == current else (lo, mid)
+        stretches.append((begin, hi, current))
+        begin, current = hi, offset_at(hi)
+    stretches.append((begin, last + _STEP, current))
+    return tuple(stretches)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _open_stretches(zone_name: str, ordinal: int, spans: tuple[tuple[int, int], ...]) -> tuple[Stretch, ...]:
+    """The UTC stretches whose local clock reads date `ordinal` and a time inside `spans`."""
+    if not spans:
+        return ()
+    midnight = (ordinal - _EPOCH) * DAY_SECONDS
+    found: list[Stretch] = []
+    for lo, hi, offset in _offsets(zone_name, ordinal):
+        for begin, end in spans:
+            a, b = max(lo, midnight + begin - offset), min(hi, midnight + end - offset)
+            if a < b:
+                found.append((a, b))
+    found.sort()
+    merged: list[Stretch] = []
+    for a, b in found:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return tuple(merged)
+
+
+@functools.lru_cache(maxsize=1024)
+def _day_spans(window: SendingWindow, quiet: QuietRule | None) -> DaySpans:
+    """Per weekday, the seconds of the local day inside both the window and the quiet-hours rule."""
+    if quiet is None:
+        return window.spans
+    days: list[tuple[tuple[int, int], ...]] = []
+    for weekday, spans in enumerate(window.spans):
+        legal = quiet.minutes_on(weekday)
+        if legal is None:
+            days.append(())
+            continue
+        lo, hi = legal[0] * 60, legal[1] * 60
+        days.append(tuple((max(a, lo), min(b, hi)) for a, b in spans if max(a, lo) < min(b, hi)))
+    return tuple(days)
+
+
+def _next_open(zone_name: str, ts: float, days: DaySpans, limit: float) -> float | None:
+    """The first instant at or after `ts` (and not after `limit`) that one zone allows."""
+    ordinal = _EPOCH + int(ts // DAY_SECONDS) - 1  # a local date is at most a day behind UTC's
+    while (ordinal - _EPOCH) * DAY_SECONDS - _REACH <= limit:
+        for lo, hi in _open_stretches(zone_name, ordinal, days[(ordinal - 1) % 7]):
+            if ts < hi:
+                found = max(ts, lo)
+                return found if found <= limit else None
+        ordinal += 1
+    return None
+
+
+def _earliest(names: tuple[str, ...], start: float, days: DaySpans) -> float:
+    """The first instant from `start` that every zone allows: move to each zone's next opening in
+    turn until a full pass moves nothing (each move lands on a later stretch start, so it ends)."""
+    limit = start + HORIZON_DAYS * DAY_SECONDS
+    ts = start
+    while True:
+        moved = ts
+        for name in names:
+            found = _next_open(name, moved, days, limit)
+            if found is None:
+                raise Unplannable(
+                    f"no instant within {HORIZON_DAYS} days is inside the sending window"
+                    f" and legal calling hours in {', '.join(names)}"
+                )
+            moved = found
+        if moved == ts:
+            return ts
+        ts = moved
+
+
+def _why_moved(
+    start: datetime, send_at: datetime, names: tuple[str, ...], window: SendingWindow, quiet: QuietRule | None
+) -> list[str]:
+    """Short audit tags for why the instant moved past `start`."""
+    tags: list[str] = []
+    for name in names:
+        local = start.astimezone(zone(name))
+        if local.weekday() in window.excluded_days:
+            tags.append("excluded_day_skipped")
+        elif not window.allows(local):
+            tags.append("outside_window_moved")
+        elif quiet is not None and not quiet.allows(local):
+            tags.append("quiet_hours_moved")
+        first, last = local.toordinal(), send_at.astimezone(zone(name)).toordinal()
+        if any((day - 1) % 7 in window.excluded_days for day in range(first + 1, last)):
+            tags.append("excluded_day_skipped")
+    return list(dict.fromkeys(tags))

@@ -1,0 +1,88 @@
+"""Time zones: cached lookups, zones implied by a phone number, and which zone a contact gets."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from phonenumbers import timezone as phone_timezone
+
+#: A number whose prefix maps to more zones than this is too vague to plan by (a whole country).
+MAX_PHONE_ZONES = 4
+
+ZoneSource = Literal["contact", "phone", "campaign", "account"]
+
+
+@functools.lru_cache(maxsize=None)
+def zone(name: str) -> ZoneInfo:
+    """The ZoneInfo for an IANA name, memoised (a bare ZoneInfo() call costs ~50x a cache hit).
+
+    Raises ZoneInfoNotFoundError (a KeyError) or ValueError for a name that is not a zone.
+    """
+    return ZoneInfo(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def is_valid_zone(name: str) -> bool:
+    """Whether `name` is an IANA zone known to this machine's tz database."""
+    if not name or name != name.strip():
+        return False
+    try:
+        zone(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=65_536)
+def zones_for_phone(e164: str) -> tuple[str, ...]:
+    """IANA zones phonenumbers implies for an E.164 number; () when unknown or unparseable.
+
+    Several zones come back when the prefix spans them; country-wide lists are returned as they
+    are (see `resolve_zones` for when that is too vague). Costs ~30 us uncached.
+    """
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return ()
+    names = phone_timezone.time_zones_for_number(number)
+    return tuple(name for name in names if name != phone_timezone.UNKNOWN_TIMEZONE and is_valid_zone(name))
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneChoice:
+    """The zone(s) a contact's local time is read in, and where they came from (for the audit)."""
+
+    zones: tuple[str, ...]
+    source: ZoneSource
+
+    def __post_init__(self) -> None:
+        if not self.zones:
+            raise ValueError("zones: at least one zone is required")
+
+
+def resolve_zones(
+    contact_tz: str | None,
+    phone_e164: str | None,
+    campaign_tz: str | None,
+    account_tz: str,
+) -> ZoneChoice:
+    """Pick a contact's zones: contact's tz, else the phone's zones, else campaign, else account.
+
+    All of a number's zones are kept when its prefix spans a few; more than MAX_PHONE_ZONES (a
+    country-level guess) falls through. Unknown names fall through too ("contact_local" included).
+    """
+    if contact_tz and is_valid_zone(contact_tz):
+        return ZoneChoice((contact_tz,), "contact")
+    if phone_e164:
+        implied = zones_for_phone(phone_e164)
+        if 0 < len(implied) <= MAX_PHONE_ZONES:
+            return ZoneChoice(implied, "phone")
+    if campaign_tz and is_valid_zone(campaign_tz):
+        return ZoneChoice((campaign_tz,), "campaign")
+    if not is_valid_zone(account_tz):
+        raise ValueError(f"account_tz: unknown time zone {account_tz!r}")
+    return ZoneChoice((account_tz,), "account")

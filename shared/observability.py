@@ -1,0 +1,59 @@
+"""/healthz and /metrics (Prometheus), for every service."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+Check = Callable[[], Awaitable[bool]]
+
+
+def add_routes(app: web.Application, checks: dict[str, Check]) -> None:
+    """Add `GET /healthz` (200 when every check passes, else 503) and `GET /metrics`."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        results = {}
+        for name, check in checks.items():
+            try:
+                results[name] = "ok" if await check() else "failing"
+            except Exception as exc:
+                results[name] = f"failing: {type(exc).__name__}"
+        healthy = all(v == "ok" for v in results.values())
+        return web.json_response(
+            {"status": "ok" if healthy else "failing", "checks": results}, status=200 if healthy else 503
+        )
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+
+
+def standard_checks(pool: object, connection: object) -> dict[str, Check]:
+    """Checks that the database answers and the broker connection is open."""
+
+    async def database() -> bool:
+        return bool(await pool.fetchval("SELECT 1"))  # type: ignore[attr-defined]
+
+    async def broker() -> bool:
+        return not connection.is_closed  # type: ignore[attr-defined]
+
+    return {"database": database, "broker": broker}
+
+
+async def serve_health(
+    host: str, port: int, checks: dict[str, Check]
+) -> tuple[web.AppRunner, int]:
+    """Serve only /healthz and /metrics (scheduler, dispatchers); returns the runner and port."""
+    app = web.Application()
+    add_routes(app, checks)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server
+    bound = server.sockets[0].getsockname()[1] if server and server.sockets else port  # type: ignore[union-attr]
+    return runner, bound

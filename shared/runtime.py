@@ -1,0 +1,25 @@
+"""Running a service: until SIGTERM/SIGINT, then a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+
+Service = Callable[[asyncio.Event], Awaitable[None]]
+
+
+async def run_until_signalled(service: Service) -> None:
+    """Run `service(stop)`; SIGTERM or SIGINT sets `stop`, and the service winds down itself."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await service(stop)
+
+
+async def cancel_all(tasks: list[asyncio.Task[object]]) -> None:
+    """Cancel tasks and wait until they have ended."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,21 @@
+"""Run the sandbox Twilio as a service."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from shared.sandbox.twilio import FakeTwilio, serve
+from shared.settings import Settings
+
+log = structlog.get_logger()
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    """Serve the sandbox Twilio on 127.0.0.1:CAMPAIGNS_SANDBOX_PORT until `stop` is set."""
+    fake = FakeTwilio(settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value())
+    runner = await serve(fake, "127.0.0.1", settings.sandbox_port)
+    log.info("sandbox.listening", twilio_url=f"http://127.0.0.1:{settings.sandbox_port}")
+    await stop.wait()
+    await runner.cleanup()

@@ -1,0 +1,222 @@
+"""A stand-in for Twilio's REST API: accepts messages like Twilio does, records every request,
+and sends the status callbacks Twilio would, signed with the auth token (X-Twilio-Signature).
+
+Used by `campaigns up` when no credentials are set, and by the tests as their fake Twilio.
+Failures can be scripted per recipient: `fake.script["+15550001111"] = [(429, 20429), (201, None)]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from email.utils import format_datetime
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+
+log = structlog.get_logger()
+
+_PREFIX = "/2010-04-01/Accounts/{account}"
+
+
+@dataclass
+class Recorded:
+    """One request the fake received."""
+
+    method: str
+    path: str
+    form: dict[str, list[str]]
+    headers: dict[str, str]
+
+    def get(self, key: str) -> str | None:
+        """The first value of a form field."""
+        values = self.form.get(key)
+        return values[0] if values else None
+
+
+@dataclass
+class FakeTwilio:
+    """The fake; `app()` is its aiohttp application."""
+
+    account_sid: str
+    auth_token: str
+    #: Statuses sent to the StatusCallback after a message is accepted, in order.
+    callback_statuses: tuple[str, ...] = ("sent", "delivered")
+    callback_delay: float = 0.01
+    requests: list[Recorded] = field(default_factory=list)
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: To → canned answers (HTTP status, Twilio error code) used before accepting normally.
+    script: dict[str, list[tuple[int, int | None]]] = field(default_factory=dict)
+    callbacks_sent: int = 0
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _session: aiohttp.ClientSession | None = None
+
+    def app(self) -> web.Application:
+        """The aiohttp application answering Twilio's REST shapes."""
+        app = web.Application()
+        app.router.add_post(_PREFIX + "/Messages.json", self._create_message)
+        app.router.add_get(_PREFIX + "/Messages.json", self._list_messages)
+        app.router.add_get(_PREFIX + "/Messages/{sid}.json", self._fetch_message)
+        app.on_cleanup.append(self._cleanup)
+        return app
+
+    def sent_to(self, to: str) -> list[Recorded]:
+        """Every message-create request for the number `to`."""
+        return [r for r in self.requests if r.method == "POST" and r.get("To") == to]
+
+    async def _cleanup(self, _: web.Application) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    def _authorised(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except ValueError:
+            return False
+        return secrets.compare_digest(user, self.account_sid) and secrets.compare_digest(password, self.auth_token) \
+            and request.match_info["account"] == self.account_sid
+
+    async def _record(self, request: web.Request) -> Recorded:
+        form: dict[str, list[str]] = {}
+        if request.method == "POST":
+            data = await request.post()
+            for key in data:
+                form[key] = [str(v) for v in data.getall(key)]
+        else:
+            for key in request.query:
+                form[key] = list(request.query.getall(key))
+        recorded = Recorded(request.method, request.path, form, dict(request.headers))
+        self.requests.append(recorded)
+        return recorded
+
+    @staticmethod
+    def _error(status: int, code: int | None, message: str) -> web.Response:
+        body = {"code": code or status, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+        return web.json_response(body, status=status)
+
+    async def _create_message(self, request: web.Request) -> web.Response:
+        recorded = await self._record(request)
+        if not self._authorised(request):
+            return self._error(401, 20003, "Authenticate")
+        to, body = recorded.get("To"), recorded.get("Body")
+        canned = self.script.get(to or "")
+        if canned:
+            status, code = canned.pop(0)
+            if status >= 300:
+                return self._error(status, code, f"scripted failure {code}")
+        if not to:
+            return self._error(400, 21604, "A 'To' phone number is required.")
+        if not body:
+            return self._error(400, 21602, "Message body is required.")
+        sid = "SM" + uuid.uuid4().hex
+        now = datetime.now(UTC)
+        message = {
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "to": to,
+            "from": recorded.get("From"),
+            "body": body,
+            "status": "queued",
+            "direction": "outbound-api",
+            "api_version": "2010-04-01",
+            "num_segments": "1",
+            "num_media": "0",
+            "date_created": format_datetime(now),
+            "date_updated": format_datetime(now),
+            "date_sent": None,
+            "error_code": None,
+            "error_message": None,
+            "price": None,
+            "price_unit": "USD",
+            "messaging_service_sid": None,
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
+            "subresource_uris": {"media": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}/Media.json"},
+        }
+        self.messages[sid] = message
+        callback = recorded.get("StatusCallback")
+        if callback:
+            task = asyncio.create_task(self._send_callbacks(callback, message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return web.json_response(message, status=201)
+
+    async def _list_messages(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        if not self._authorised(request):
+            return self._error(401, 20003, "Authenticate")
+        to = request.query.get("To")
+        found = [m for m in self.messages.values() if to is None or m["to"] == to]
+        return web.json_response({"messages": found, "page": 0, "page_size": 50, "next_page_uri": None, "uri": request.path})
+
+    async def _fetch_message(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        if not self._authorised(request):
+            return self._error(401, 20003, "Authenticate")
+        message = self.messages.get(request.match_info["sid"])
+        if message is None:
+            return self._error(404, 20404, "The requested resource was not found")
+        return web.json_response(message)
+
+    def signed(self, url: str, params: dict[str, str]) -> dict[str, str]:
+        """Headers Twilio would send with a callback of `params` to `url`."""
+        signature = RequestValidator(self.auth_token).compute_signature(url, params)
+        return {"X-Twilio-Signature": signature, "I-Twilio-Idempotency-Token": str(uuid.uuid4())}
+
+    async def _send_callbacks(self, url: str, message: dict[str, Any]) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        for status in self.callback_statuses:
+            await asyncio.sleep(self.callback_delay)
+            message["status"] = status
+            params = {
+                "MessageSid": message["sid"],
+                "SmsSid": message["sid"],
+                "AccountSid": self.account_sid,
+                "From": message["from"] or "",
+                "To": message["to"],
+                "MessageStatus": status,
+                "SmsStatus": status,
+                "ApiVersion": "2010-04-01",
+            }
+            headers = self.signed(url, params)
+            for attempt in range(3):  # Twilio retries a failed connection once or twice
+                try:
+                    async with self._session.post(url, data=params, headers=headers) as response:
+                        self.callbacks_sent += 1
+                        if response.status < 500:
+                            break
+                except aiohttp.ClientError as exc:
+                    log.warning("sandbox.callback_failed", url=url, error=str(exc), attempt=attempt)
+                await asyncio.sleep(0.2 * (attempt + 1))
+
+
+async def serve(fake: FakeTwilio, host: str, port: int) -> web.AppRunner:
+    """Start serving the fake; returns its runner (call `cleanup()` to stop)."""
+    runner = web.AppRunner(fake.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The port a runner's first site listens on."""
+    for site in runner.sites:
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            return int(server.sockets[0].getsockname()[1])
+    raise RuntimeError("not listening")
+
+

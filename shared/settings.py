@@ -1,0 +1,58 @@
+"""Settings, read from the environment once at start-up and passed down (never read elsewhere)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of every service; the README's table lists each one."""
+
+    model_config = SettingsConfigDict(env_prefix="CAMPAIGNS_", extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/campaigns"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    #: Prefix for every exchange and queue name (isolates test runs and side-by-side installs).
+    amqp_prefix: str = ""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    tracker_host: str = "127.0.0.1"
+    tracker_port: int = 8081
+    #: Port of /healthz and /metrics for the scheduler and dispatchers; 0 picks a free one.
+    metrics_port: int = 0
+    #: The tracker's base URL as providers reach it (status callbacks, signature checks).
+    public_url: str = "http://127.0.0.1:8081"
+    providers: Literal["sandbox", "live"] = "sandbox"
+    twilio_account_sid: str = Field(
+        default="ACsandbox00000000000000000000000000",
+        validation_alias=AliasChoices("TWILIO_ACCOUNT_SID"),
+    )
+    twilio_auth_token: SecretStr = Field(
+        default=SecretStr("sandbox-auth-token"),
+        validation_alias=AliasChoices("TWILIO_AUTH_TOKEN"),
+    )
+    twilio_api_url: str = "https://api.twilio.com"
+    default_from_number: str = "+15005550006"
+    sandbox_port: int = 8082
+    default_timezone: str = "Asia/Kolkata"
+    log_format: Literal["json", "console"] = "json"
+    log_level: str = "info"
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    #: Unacknowledged commands a dispatcher holds at once.
+    dispatch_prefetch: int = 20
+    #: Seconds a Twilio request may take before it is treated as unknown.
+    provider_timeout: float = 15.0
+    #: How often the scheduler looks for due deliveries, in seconds.
+    release_interval: float = 0.5
+    release_batch: int = 500
+
+
+def twilio_base_url(settings: Settings) -> str:
+    """Where the Twilio client sends requests: the setting, or the sandbox when not live and unset."""
+    if settings.providers == "sandbox" and "twilio_api_url" not in settings.model_fields_set:
+        return f"http://127.0.0.1:{settings.sandbox_port}"
+    return settings.twilio_api_url

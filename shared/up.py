@@ -1,0 +1,63 @@
+"""`campaigns up`: the whole system in one process, for a newcomer."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import click
+import structlog
+
+from shared.db import accounts
+from shared.db.migrate import migrate
+from shared.db.pool import connect
+from shared.settings import Settings
+
+log = structlog.get_logger()
+
+
+async def create_account(settings: Settings, name: str, balance: Decimal, timezone: str) -> tuple[str, str]:
+    """Migrate if needed, then create an account and an API key for it."""
+    await migrate(settings.database_url)
+    conn = await connect(settings.database_url)
+    try:
+        async with conn.transaction():
+            account_id = await accounts.create_account(conn, name, balance, timezone)
+            key = await accounts.create_key(conn, account_id)
+    finally:
+        await conn.close()
+    return account_id, key
+
+
+async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decimal) -> None:
+    """Migrate, start every service (and the sandbox unless live), print the API and a key."""
+    from services.api.app import run as api
+    from services.dispatcher.app import run as dispatcher
+    from services.scheduler.app import run as scheduler
+    from services.tracker.app import run as tracker
+    from shared.sandbox.run import run as sandbox
+
+    account_id, key = await create_account(settings, name, balance, settings.default_timezone)
+    services = [api(settings, stop), tracker(settings, stop), scheduler(settings, stop)]
+    services += [dispatcher(settings, channel, stop) for channel in ("sms", "email", "voice")]
+    if settings.providers == "sandbox":
+        services.append(sandbox(settings, stop))
+    tasks = [asyncio.create_task(s) for s in services]
+    await asyncio.sleep(0.5)
+    click.echo(
+        f"\nCampaigns is up ({settings.providers} providers).\n"
+        f"  API:      http://{settings.api_host}:{settings.api_port}\n"
+        f"  Webhooks: {settings.public_url}\n"
+        f"  Account:  {account_id}\n"
+        f"  API key:  {key}\n\n"
+        f"  export API_KEY={key}\n"
+        f"  curl -H \"Authorization: Bearer $API_KEY\" http://{settings.api_host}:{settings.api_port}/campaigns\n"
+        "Ctrl-C stops everything.\n",
+        err=False,
+    )
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    for task in done:
+        if task.exception() is not None:
+            stop.set()
+            log.error("up.service_failed", error=repr(task.exception()))
+    await asyncio.gather(*tasks, return_exceptions=True)

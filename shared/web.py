@@ -1,0 +1,88 @@
+"""aiohttp pieces shared by the API and the tracker: JSON errors, request ids, access metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import Counter, Histogram
+
+from shared.errors import AppError
+
+log = structlog.get_logger()
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+HTTP_REQUESTS = Counter(
+    "campaigns_http_requests_total", "HTTP requests answered", ["service", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "campaigns_http_request_seconds", "HTTP request latency", ["service", "route"]
+)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+}
+
+
+def error_body(
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The one error shape: `{"error": {"code", "message", "details": [{"field", "reason"}]}}`."""
+    return {"error": {"code": code, "message": message, "details": details or [], **(extra or {})}}
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """A JSON response (datetimes and decimals as strings)."""
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
+
+
+def error_middleware(service: str) -> Any:
+    """Middleware: AppError and aiohttp's HTTP errors become JSON errors; the rest a logged 500."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+        started = time.perf_counter()
+        status = 500
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                response = await handler(request)
+                status = response.status
+            except AppError as exc:
+                status = exc.status
+                response = json_response(error_body(exc.code, exc.message, exc.details, exc.extra), exc.status)
+            except web.HTTPException as exc:
+                status = exc.status
+                if status < 400:
+                    raise
+                response = json_response(
+                    error_body(_HTTP_CODES.get(status, "http_error"), exc.reason), status
+                )
+            except Exception:
+                log.exception("http.unhandled", path=request.path)
+                response = json_response(error_body("internal_error", "internal error"), 500)
+            finally:
+                HTTP_REQUESTS.labels(service, route, str(status)).inc()
+                HTTP_LATENCY.labels(service, route).observe(time.perf_counter() - started)
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+    return middleware
