@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     dispatch_prefetch: int = 20
     #: Seconds a Twilio request may take before it is treated as unknown.
     provider_timeout: float = 15.0
+    #: Seconds after which a delivery still `sending` is checked with the provider (crash, timeout).
+    reconcile_after: float = 60.0
     #: How often the scheduler looks for due deliveries, in seconds.
     release_interval: float = 0.5
     release_batch: int = 500

@@ -9,10 +9,12 @@ import structlog
 from services.dispatcher.concurrency import SlotGate
 from services.dispatcher.handlers import SmsHandler
 from services.dispatcher.providers.twilio_sms import TwilioSms
+from services.dispatcher.reconciler import Reconciler
 from shared import observability
 from shared.bus.connection import connect
 from shared.bus.consumer import Consumer
 from shared.db.pool import create_pool
+from shared.runtime import cancel_all
 from shared.settings import Settings, twilio_base_url
 
 log = structlog.get_logger()
@@ -40,6 +42,11 @@ async def run(settings: Settings, channel: str, stop: asyncio.Event) -> None:
             connection, f"dispatch.{channel}", handler, prefix=settings.amqp_prefix, prefetch=settings.dispatch_prefetch
         )
         await consumer.start()
+        reconciler = Reconciler(
+            pool, provider, settings.default_from_number,
+            after_s=settings.reconcile_after, interval_s=max(1.0, settings.reconcile_after / 4),
+        )
+        tasks = [asyncio.create_task(reconciler.run(stop))] if channel == "sms" else []
         runner, port = await observability.serve_health(
             settings.api_host, settings.metrics_port, observability.standard_checks(pool, connection)
         )
@@ -47,6 +54,7 @@ async def run(settings: Settings, channel: str, stop: asyncio.Event) -> None:
         await stop.wait()
         log.info("dispatcher.stopping", channel=channel)
         await consumer.stop()
+        await cancel_all(tasks)
         await gate.stop()
         await provider.close()
         await runner.cleanup()

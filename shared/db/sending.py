@@ -72,12 +72,12 @@ async def finish(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: str, stat
     await conn.execute(_FINISH, delivery_id, state_, error)
 
 
-async def mark_sent(pool: asyncpg.Pool, delivery_id: str, provider_id: str, status: str) -> None:
+async def mark_sent(pool: asyncpg.Pool | asyncpg.Connection, delivery_id: str, provider_id: str, status: str) -> None:
     """Record the provider's acceptance (never undoing a later status a callback set first)."""
     await pool.execute(_SENT, delivery_id, provider_id, status)
 
 
-async def schedule_retry(pool: asyncpg.Pool, delivery_id: str, at: datetime, error: str) -> None:
+async def schedule_retry(pool: asyncpg.Pool | asyncpg.Connection, delivery_id: str, at: datetime, error: str) -> None:
     """Send the delivery back to the scheduler for another try at `at`."""
     await pool.execute(_RETRY, delivery_id, at, error)
 
@@ -85,3 +85,19 @@ async def schedule_retry(pool: asyncpg.Pool, delivery_id: str, at: datetime, err
 async def opt_out(conn: asyncpg.Connection | asyncpg.Pool, contact_id: str, channel: str) -> None:
     """Mark the contact opted out of `channel`."""
     await conn.execute(_OPT_OUT.format(column=_OPT_OUT_COLUMNS[channel]), contact_id)
+
+
+_STUCK = """
+SELECT d.id, d.to_address, d.rendered, d.sending_at, d.attempts, d.contact_id,
+       c.from_number, c.max_retries, c.retry_interval
+FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id
+WHERE d.channel = $1 AND d.state = 'sending' AND d.sending_at < now() - make_interval(secs => $2)
+ORDER BY d.sending_at
+LIMIT $3
+FOR UPDATE OF d SKIP LOCKED
+"""
+
+
+async def stuck(conn: asyncpg.Connection, channel: str, older_than_s: float, limit: int = 100) -> list[asyncpg.Record]:
+    """Deliveries left `sending` longer than any provider call may take (a crash or a timeout)."""
+    return await conn.fetch(_STUCK, channel, older_than_s, limit)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from shared.domain.quiet_hours import QuietRule
-from shared.domain.windows import DAY_SECONDS, DaySpans, SendingWindow
+from shared.domain.windows import DAY_SECONDS, SendingWindow
 from shared.domain.zones import ZoneChoice, is_valid_zone, zone
 
 #: How far past the requested instant the planner looks for an opening before giving up.
@@ -182,15 +182,30 @@ def _offsets(zone_name: str, ordinal: int) -> tuple[tuple[int, int, int], ...]:
     return tuple(stretches)
 
 
-@functools.lru_cache(maxsize=65_536)
-def _open_stretches(zone_name: str, ordinal: int, spans: tuple[tuple[int, int], ...]) -> tuple[Stretch, ...]:
-    """The UTC stretches whose local clock reads date `ordinal` and a time inside `spans`."""
+#: Distinct per-day spans, interned so the stretch cache keys on a small int, not a nested tuple.
+_SPANS: list[tuple[tuple[int, int], ...]] = []
+_SPAN_IDS: dict[tuple[tuple[int, int], ...], int] = {}
+
+#: Seven span ids (Monday first); -1 marks a day with no opening at all.
+WeekIds = tuple[int, ...]
+
+
+def _span_id(spans: tuple[tuple[int, int], ...]) -> int:
     if not spans:
-        return ()
+        return -1
+    if spans not in _SPAN_IDS:
+        _SPAN_IDS[spans] = len(_SPANS)
+        _SPANS.append(spans)
+    return _SPAN_IDS[spans]
+
+
+@functools.lru_cache(maxsize=65_536)
+def _open_stretches(zone_name: str, ordinal: int, span_id: int) -> tuple[Stretch, ...]:
+    """The UTC stretches whose local clock reads date `ordinal` and a time inside the spans."""
     midnight = (ordinal - _EPOCH) * DAY_SECONDS
     found: list[Stretch] = []
     for lo, hi, offset in _offsets(zone_name, ordinal):
-        for begin, end in spans:
+        for begin, end in _SPANS[span_id]:
             a, b = max(lo, midnight + begin - offset), min(hi, midnight + end - offset)
             if a < b:
                 found.append((a, b))
@@ -205,51 +220,50 @@ def _open_stretches(zone_name: str, ordinal: int, spans: tuple[tuple[int, int], 
 
 
 @functools.lru_cache(maxsize=1024)
-def _day_spans(window: SendingWindow, quiet: QuietRule | None) -> DaySpans:
+def _day_spans(window: SendingWindow, quiet: QuietRule | None) -> WeekIds:
     """Per weekday, the seconds of the local day inside both the window and the quiet-hours rule."""
     if quiet is None:
-        return window.spans
-    days: list[tuple[tuple[int, int], ...]] = []
+        return tuple(_span_id(spans) for spans in window.spans)
+    days: list[int] = []
     for weekday, spans in enumerate(window.spans):
         legal = quiet.minutes_on(weekday)
         if legal is None:
-            days.append(())
+            days.append(-1)
             continue
         lo, hi = legal[0] * 60, legal[1] * 60
-        days.append(tuple((max(a, lo), min(b, hi)) for a, b in spans if max(a, lo) < min(b, hi)))
+        days.append(_span_id(tuple((max(a, lo), min(b, hi)) for a, b in spans if max(a, lo) < min(b, hi))))
     return tuple(days)
 
 
-def _next_open(zone_name: str, ts: float, days: DaySpans, limit: float) -> float | None:
+def _next_open(zone_name: str, ts: float, days: WeekIds, limit: float) -> float | None:
     """The first instant at or after `ts` (and not after `limit`) that one zone allows."""
     ordinal = _EPOCH + int(ts // DAY_SECONDS) - 1  # a local date is at most a day behind UTC's
     while (ordinal - _EPOCH) * DAY_SECONDS - _REACH <= limit:
-        for lo, hi in _open_stretches(zone_name, ordinal, days[(ordinal - 1) % 7]):
-            if ts < hi:
-                found = max(ts, lo)
-                return found if found <= limit else None
+        span_id = days[(ordinal - 1) % 7]
+        if span_id >= 0:
+            for lo, hi in _open_stretches(zone_name, ordinal, span_id):
+                if ts < hi:
+                    found = max(ts, lo)
+                    return found if found <= limit else None
         ordinal += 1
     return None
 
 
-def _earliest(names: tuple[str, ...], start: float, days: DaySpans) -> float:
+def _earliest(names: tuple[str, ...], start: float, days: WeekIds) -> float:
     """The first instant from `start` that every zone allows: move to each zone's next opening in
-    turn until a full pass moves nothing (each move lands on a later stretch start, so it ends)."""
+    turn until every zone has accepted the same instant (moves only go forward, so it ends)."""
     limit = start + HORIZON_DAYS * DAY_SECONDS
-    ts = start
-    while True:
-        moved = ts
-        for name in names:
-            found = _next_open(name, moved, days, limit)
-            if found is None:
-                raise Unplannable(
-                    f"no instant within {HORIZON_DAYS} days is inside the sending window"
-                    f" and legal calling hours in {', '.join(names)}"
-                )
-            moved = found
-        if moved == ts:
-            return ts
-        ts = moved
+    ts, accepted, index = start, 0, 0
+    while accepted < len(names):
+        found = _next_open(names[index], ts, days, limit)
+        if found is None:
+            raise Unplannable(
+                f"no instant within {HORIZON_DAYS} days is inside the sending window"
+                f" and legal calling hours in {', '.join(names)}"
+            )
+        ts, accepted = (ts, accepted + 1) if found == ts else (found, 1)
+        index = (index + 1) % len(names)
+    return ts
 
 
 def _why_moved(

@@ -55,6 +55,11 @@ class FakeTwilio:
     #: To → canned answers (HTTP status, Twilio error code) used before accepting normally.
     script: dict[str, list[tuple[int, int | None]]] = field(default_factory=dict)
     callbacks_sent: int = 0
+    #: Seconds each message-create request takes (to make concurrency visible).
+    response_delay: float = 0.0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    url: str = ""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _session: aiohttp.ClientSession | None = None
 
@@ -108,6 +113,16 @@ class FakeTwilio:
         return web.json_response(body, status=status)
 
     async def _create_message(self, request: web.Request) -> web.Response:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            if self.response_delay:
+                await asyncio.sleep(self.response_delay)
+            return await self._accept_message(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _accept_message(self, request: web.Request) -> web.Response:
         recorded = await self._record(request)
         if not self._authorised(request):
             return self._error(401, 20003, "Authenticate")

@@ -33,3 +33,19 @@ class SmsProvider(Protocol):
     async def send_sms(self, *, to: str, from_: str, body: str, status_callback: str) -> Accepted:
         """Hand the message to the provider; Accepted or ProviderError."""
         ...
+
+
+@dataclass(frozen=True)
+class Found:
+    """A message the provider holds, found by looking it up."""
+
+    provider_id: str
+    status: str
+
+
+class SmsLookup(Protocol):
+    """Finds a message the provider may have accepted before we could record it."""
+
+    async def find_sms(self, *, to: str, from_: str | None, body: str) -> Found | None:
+        """The provider's message to `to` with exactly `body`, or None."""
+        ...

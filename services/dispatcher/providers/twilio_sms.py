@@ -9,7 +9,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
-from services.dispatcher.providers.base import Accepted, ProviderError
+from services.dispatcher.providers.base import Accepted, Found, ProviderError
 from shared.domain.retry import classify_twilio
 
 
@@ -46,3 +46,12 @@ class TwilioSms:
         except aiohttp.ClientError as exc:
             raise ProviderError(f"twilio request failed: {exc}", "retry", unknown=True) from exc
         return Accepted(provider_id=str(message.sid), status=str(message.status or "queued"))
+
+    async def find_sms(self, *, to: str, from_: str | None, body: str) -> Found | None:
+        """Look for a message to `to` with `body` among Twilio's recent ones (GET Messages.json)."""
+        async with asyncio.timeout(self._timeout):
+            messages = await self.client.messages.list_async(to=to, limit=50)
+        for message in messages:
+            if message.body == body and (from_ is None or message.from_ == from_):
+                return Found(provider_id=str(message.sid), status=str(message.status))
+        return None

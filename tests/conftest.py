@@ -1,0 +1,233 @@
+"""Fixtures on real PostgreSQL and RabbitMQ.
+
+Servers: CAMPAIGNS_TEST_DATABASE_URL / CAMPAIGNS_TEST_AMQP_URL (else the services' own settings,
+else the local defaults). When those cannot be reached and a Docker engine answers, testcontainers
+starts them. Each run gets its own freshly migrated database and its own exchange/queue prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import aiohttp
+import asyncpg
+import pytest
+
+from shared.bus import topology
+from shared.db import accounts
+from shared.db.migrate import migrate
+from shared.db.pool import connect
+from shared.sandbox.twilio import FakeTwilio, bound_port, serve
+from tests.support import LoopThread, Service, free_port, wait_until
+
+for _var in ("TWILIO_EDGE", "TWILIO_REGION"):
+    os.environ.pop(_var, None)
+
+TWILIO_SID = "AC" + "1" * 32
+TWILIO_TOKEN = "test-auth-token"
+
+
+@dataclass(frozen=True)
+class Infra:
+    """Where this test run's database and broker are."""
+
+    database_url: str
+    amqp_url: str
+    prefix: str
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        return bool(docker.from_env().ping())
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def _servers() -> Iterator[tuple[str, str]]:
+    pg = os.environ.get("CAMPAIGNS_TEST_DATABASE_URL") or os.environ.get(
+        "CAMPAIGNS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    mq = os.environ.get("CAMPAIGNS_TEST_AMQP_URL") or os.environ.get(
+        "CAMPAIGNS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"
+    )
+    if _reachable(pg, 5432) and _reachable(mq, 5672):
+        yield pg, mq
+        return
+    if not _docker_answers():
+        pytest.fail(f"neither PostgreSQL ({pg}) and RabbitMQ ({mq}) nor a Docker engine can be reached")
+    from testcontainers.postgres import PostgresContainer
+    from testcontainers.rabbitmq import RabbitMqContainer
+
+    with PostgresContainer("postgres:16") as postgres, RabbitMqContainer("rabbitmq:3.13") as rabbit:
+        amqp = f"amqp://guest:guest@{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}/"
+        yield postgres.get_connection_url(driver=None), amqp
+
+
+async def _drop_database(url: str) -> None:
+    parts = urlsplit(url)
+    admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def _drop_topology(amqp_url: str, prefix: str) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection, connection.channel() as channel:
+        await topology.delete(channel, prefix)
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    """A fresh, migrated database and a unique bus prefix for this run; removed afterwards."""
+    run = uuid.uuid4().hex[:10]
+    with _servers() as (pg, mq):
+        database_url = urlunsplit(urlsplit(pg)._replace(path=f"/campaigns_test_{run}"))
+        asyncio.run(migrate(database_url))
+        try:
+            yield Infra(database_url, mq, f"test_{run}.")
+        finally:
+            asyncio.run(_drop_database(database_url))
+            with contextlib.suppress(Exception):
+                asyncio.run(_drop_topology(mq, f"test_{run}."))
+
+
+@pytest.fixture(scope="session")
+def fake_twilio() -> Iterator[FakeTwilio]:
+    """The fake Twilio (real HTTP, signed callbacks), running in its own thread for the session."""
+    thread = LoopThread()
+    fake = FakeTwilio(TWILIO_SID, TWILIO_TOKEN)
+    runner = thread.run(serve(fake, "127.0.0.1", 0))
+    fake.url = f"http://127.0.0.1:{bound_port(runner)}"
+    yield fake
+    thread.run(runner.cleanup())
+    thread.close()
+
+
+@dataclass
+class System:
+    """The services running as separate processes, and how to reach them."""
+
+    api_url: str
+    tracker_url: str
+    env: dict[str, str]
+    services: dict[str, Service]
+
+
+@pytest.fixture(scope="session")
+def system(infra: Infra, fake_twilio: FakeTwilio, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """api, scheduler, two SMS dispatchers and the tracker, each its own process."""
+    api_port, tracker_port = free_port(), free_port()
+    env = {
+        "CAMPAIGNS_DATABASE_URL": infra.database_url,
+        "CAMPAIGNS_AMQP_URL": infra.amqp_url,
+        "CAMPAIGNS_AMQP_PREFIX": infra.prefix,
+        "CAMPAIGNS_API_PORT": str(api_port),
+        "CAMPAIGNS_TRACKER_PORT": str(tracker_port),
+        "CAMPAIGNS_PUBLIC_URL": f"http://127.0.0.1:{tracker_port}",
+        "CAMPAIGNS_TWILIO_API_URL": fake_twilio.url,
+        "TWILIO_ACCOUNT_SID": TWILIO_SID,
+        "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        "CAMPAIGNS_PROVIDER_TIMEOUT": "3",
+        "CAMPAIGNS_RECONCILE_AFTER": "4",
+        "CAMPAIGNS_RELEASE_INTERVAL": "0.1",
+        "CAMPAIGNS_DEFAULT_FROM_NUMBER": "+15005550006",
+    }
+    logs = tmp_path_factory.mktemp("services")
+    services = {
+        "api": Service("api", ["api"], env, logs),
+        "tracker": Service("tracker", ["tracker"], env, logs),
+        "scheduler": Service("scheduler", ["scheduler"], env, logs),
+        "dispatcher-1": Service("dispatcher-1", ["dispatcher", "--channel", "sms"], env, logs),
+        "dispatcher-2": Service("dispatcher-2", ["dispatcher", "--channel", "sms"], env, logs),
+    }
+    for service in services.values():
+        service.start()
+    system = System(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{tracker_port}", env, services)
+
+    async def healthy() -> bool:
+        async with aiohttp.ClientSession() as session:
+            for url in (system.api_url, system.tracker_url):
+                try:
+                    async with session.get(url + "/healthz") as response:
+                        if response.status != 200:
+                            return False
+                except aiohttp.ClientError:
+                    return False
+        return all(s.alive() for s in services.values())
+
+    try:
+        asyncio.run(wait_until(healthy, timeout=60, message="services healthy"))
+    except AssertionError:
+        for service in services.values():
+            print(f"--- {service.name}\n{service.output()[-3000:]}")
+        raise
+    yield system
+    for service in services.values():
+        service.stop()
+    print(f"service logs: {logs}")
+
+
+@pytest.fixture
+async def db(infra: Infra) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to this run's database."""
+    conn = await connect(infra.database_url)
+    yield conn
+    await conn.close()
+
+
+@dataclass(frozen=True)
+class Account:
+    """A fresh account and its API key."""
+
+    id: str
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Authorization header."""
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+async def make_account(conn: asyncpg.Connection, balance: str = "100") -> Account:
+    """A new account with a key."""
+    async with conn.transaction():
+        account_id = await accounts.create_account(conn, f"test-{uuid.uuid4().hex[:6]}", Decimal(balance))
+        key = await accounts.create_key(conn, account_id)
+    return Account(account_id, key)
+
+
+@pytest.fixture
+async def account(db: asyncpg.Connection) -> Account:
+    """A new account (every test its own, so tests never see each other's data)."""
+    return await make_account(db)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client."""
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -1,0 +1,205 @@
+"""The API's contract: auth, validation, not-found, state conflicts, tenant isolation."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import make_account
+from tests.support import call, new_phone
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def agent_id(http, system, account) -> str:
+    status, body = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Ava"})
+    assert status == 201, body
+    return body["id"]
+
+
+async def test_missing_or_wrong_api_key_is_401(http, system):
+    for headers in ({}, {"Authorization": "Bearer sk_wrong"}, {"Authorization": "Basic abc"}):
+        status, body = await call(http, "GET", system.api_url + "/campaigns", headers)
+        assert status == 401
+        assert body["error"]["code"] == "unauthorized"
+        assert body["error"]["message"]
+
+
+async def test_unknown_agent_is_404(http, system, account):
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "x", "agent_id": "ag_missing", "type": "sms", "contacts": [new_phone()], "message_template": "hi"},
+    )
+    assert status == 404
+    assert body["error"]["details"][0]["field"] == "agent_id"
+
+
+async def test_each_invalid_contact_is_named_with_its_index(http, system, account, agent_id, db):
+    before = await db.fetchval("SELECT count(*) FROM campaigns WHERE account_id = $1", account.id)
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "Follow-up Campaign", "agent_id": agent_id, "type": "voice",
+         "contacts": [new_phone(), "+1234567890", "not a phone", "+0987654321"],
+         "message_template": "Hi {{name}}", "schedule": "2026-03-10T09:00:00Z", "max_concurrent": 5},
+    )
+    assert status == 422
+    fields = [d["field"] for d in body["error"]["details"]]
+    assert fields == ["contacts[1]", "contacts[2]", "contacts[3]"]
+    assert "+1234567890" in body["error"]["details"][0]["reason"]
+    # nothing half-written
+    assert await db.fetchval("SELECT count(*) FROM campaigns WHERE account_id = $1", account.id) == before
+    assert await db.fetchval("SELECT count(*) FROM contacts WHERE account_id = $1", account.id) == 0
+
+
+async def test_every_bad_field_is_listed(http, system, account, agent_id):
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "", "agent_id": agent_id, "type": "fax", "contacts": [new_phone()],
+         "max_concurrent": 0, "timezone": "Mars/Olympus"},
+    )
+    assert status == 422
+    fields = {d["field"] for d in body["error"]["details"]}
+    assert {"name", "type", "max_concurrent"} <= fields  # named as the caller sent it
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "tz", "agent_id": agent_id, "type": "sms", "contacts": [new_phone()],
+         "message_template": "Hi {{ first_name", "timezone": "Mars/Olympus",
+         "sending_window": {"start_hour": 9, "end_hour": 17, "excluded_days": ["Funday"]}},
+    )
+    assert status == 422
+    fields = {d["field"] for d in body["error"]["details"]}
+    assert {"timezone", "message_template", "sending_window.excluded_days"} <= fields
+
+
+async def test_not_json_is_400(http, system, account):
+    async with http.post(system.api_url + "/campaigns", headers=account.headers, data=b"{nope") as response:
+        assert response.status == 400
+        assert (await response.json())["error"]["code"] == "bad_request"
+
+
+async def test_seed_shapes_are_accepted(http, system, account, agent_id):
+    phones = [new_phone(), new_phone()]
+    shapes = [
+        # the API reference's body
+        {"name": "Follow-up Campaign", "agent_id": agent_id, "type": "voice", "contacts": phones,
+         "message_template": "Hi {{name}}, this is a follow-up about {{topic}}.",
+         "schedule": "2026-03-10T09:00:00Z", "max_concurrent": 5},
+        # the guide's time-zone-aware body, with inline contacts instead of a group
+        {"name": "Morning Check-in", "type": "sms", "agent_id": agent_id, "contacts": phones,
+         "message_template": "Good morning {{first_name}}! How are you feeling today?",
+         "scheduled_at": "2026-03-10T09:00:00", "timezone": "contact_local",
+         "sending_window": {"start_hour": 9, "end_hour": 17, "excluded_days": ["Saturday", "Sunday"]}},
+        # the reference's schema names: channel, description, config, status
+        {"name": "Configured", "agent_id": agent_id, "channel": "sms", "description": "d",
+         "config": {"contacts": phones, "message_template": "Hi", "max_retries": 3, "retry_interval": "5m",
+                    "timezone": "America/New_York"}},
+    ]
+    for shape in shapes:
+        status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers, shape)
+        assert status == 201, (shape["name"], body)
+        assert body["status"] == "draft"
+        assert body["total_contacts"] == 2
+    assert body["max_retries"] == 3
+    assert body["retry_interval"] == 300
+    assert body["timezone"] == "America/New_York"
+    assert body["description"] == "d"
+
+
+async def test_unknown_group_is_404(http, system, account, agent_id):
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "Appointment Reminders", "type": "sms", "agent_id": agent_id, "contact_group_id": "group_xyz789",
+         "message_template": "Hi {{first_name}}", "scheduled_at": "2026-03-10T09:00:00Z",
+         "timezone": "America/New_York"},
+    )
+    assert status == 404
+    assert body["error"]["details"][0]["field"] == "contact_group_ids"
+
+
+async def test_actions_that_do_not_fit_the_state_are_409(http, system, account, agent_id):
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "c", "agent_id": agent_id, "type": "sms", "contacts": [new_phone()], "message_template": "hi",
+         "schedule": "2030-01-01T09:00:00Z"},
+    )
+    url = f"{system.api_url}/campaigns/{body['id']}"
+    for action in ("pause", "resume"):
+        status, error = await call(http, "POST", f"{url}/{action}", account.headers)
+        assert status == 409, error
+        assert "draft" in error["error"]["message"]
+    status, launched = await call(http, "POST", url + "/launch", account.headers)
+    assert (status, launched["status"]) == (200, "scheduled")
+    status, error = await call(http, "POST", url + "/launch", account.headers)
+    assert status == 409
+    status, cancelled = await call(http, "POST", url + "/cancel", account.headers)
+    assert (status, cancelled["status"]) == (200, "cancelled")
+    status, error = await call(http, "POST", url + "/resume", account.headers)
+    assert status == 409
+    assert "cancelled" in error["error"]["message"]
+
+
+async def test_launch_beyond_the_balance_is_402(http, system, db):
+    poor = await make_account(db, balance="0.001")
+    status, agent = await call(http, "POST", system.api_url + "/agents", poor.headers, {"name": "A"})
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", poor.headers,
+        {"name": "c", "agent_id": agent["id"], "type": "sms", "contacts": [new_phone(), new_phone()],
+         "message_template": "hi"},
+    )
+    status, error = await call(http, "POST", f"{system.api_url}/campaigns/{body['id']}/launch", poor.headers)
+    assert status == 402
+    assert error["error"]["balance"] == "0.0010"
+    assert float(error["error"]["estimate"]) > 0.001
+    status, still = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}", poor.headers)
+    assert still["status"] == "draft"
+
+
+async def test_another_accounts_objects_are_404(http, system, account, agent_id, db):
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "mine", "agent_id": agent_id, "type": "sms", "contacts": [new_phone()], "message_template": "hi"},
+    )
+    other = await make_account(db)
+    for path in (f"/campaigns/{body['id']}", f"/campaigns/{body['id']}/results", f"/agents/{agent_id}"):
+        status, error = await call(http, "GET", system.api_url + path, other.headers)
+        assert status == 404, path
+    status, error = await call(http, "POST", f"{system.api_url}/campaigns/{body['id']}/launch", other.headers)
+    assert status == 404
+    status, page = await call(http, "GET", system.api_url + "/campaigns", other.headers)
+    assert page["data"] == []
+    # and B cannot run a campaign with A's agent
+    status, error = await call(
+        http, "POST", system.api_url + "/campaigns", other.headers,
+        {"name": "theirs", "agent_id": agent_id, "type": "sms", "contacts": [new_phone()], "message_template": "hi"},
+    )
+    assert status == 404
+
+
+async def test_list_pages_with_a_cursor(http, system, account, agent_id):
+    for i in range(5):
+        await call(
+            http, "POST", system.api_url + "/campaigns", account.headers,
+            {"name": f"c{i}", "agent_id": agent_id, "type": "sms", "contacts": [new_phone()], "message_template": "hi"},
+        )
+    seen, cursor = [], None
+    while True:
+        url = system.api_url + "/campaigns?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        status, page = await call(http, "GET", url, account.headers)
+        assert status == 200
+        seen += [c["name"] for c in page["data"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == ["c4", "c3", "c2", "c1", "c0"]
+    status, page = await call(http, "GET", system.api_url + "/campaigns?status=draft&channel=email", account.headers)
+    assert page["data"] == []
+
+
+async def test_health_and_metrics(http, system):
+    for base in (system.api_url, system.tracker_url):
+        status, body = await call(http, "GET", base + "/healthz")
+        assert status == 200
+        assert body["status"] == "ok"
+        async with http.get(base + "/metrics") as response:
+            assert response.status == 200
+            assert "campaigns_http_requests_total" in await response.text()

@@ -1,0 +1,82 @@
+"""Faults lose nothing and send nothing twice: a killed dispatcher, a provider that says 429."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import call, new_phone, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+async def _campaign(http, system, account, phones, **extra) -> str:
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "fault", "agent_id": agent["id"], "type": "sms", "contacts": phones,
+         "message_template": "Hello {{phone}}", "status": "scheduled", **extra},
+    )
+    assert status == 201, body
+    return body["id"]
+
+
+async def _completed(http, system, account, campaign_id) -> dict:
+    async def done():
+        status, body = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
+        return body if body["status"] == "completed" else None
+
+    return await wait_until(done, timeout=90, message="campaign completed")
+
+
+async def test_a_dispatcher_killed_mid_send_loses_nothing_and_repeats_nothing(http, system, account, fake_twilio):
+    phones = [new_phone() for _ in range(30)]
+    victim = system.services["dispatcher-1"]
+    fake_twilio.response_delay = 0.2
+    try:
+        campaign_id = await _campaign(http, system, account, phones, max_concurrent=4)
+        # When one dispatcher dies (SIGKILL) while requests are in flight
+        await wait_until(lambda: _in_flight(fake_twilio), message="requests in flight")
+        victim.kill()
+    finally:
+        fake_twilio.response_delay = 0.0
+    try:
+        final = await _completed(http, system, account, campaign_id)
+    finally:
+        victim.start()
+    # Then every contact got exactly one message
+    counts = {p: len(fake_twilio.sent_to(p)) for p in phones}
+    assert set(counts.values()) == {1}, counts
+    assert final["sent"] == 30
+    assert final["failed"] == 0
+
+
+async def _in_flight(fake) -> bool:
+    return fake.in_flight > 0
+
+
+async def test_429_then_accepted_sends_exactly_one(http, system, account, fake_twilio, db):
+    phone = new_phone()
+    fake_twilio.script[phone] = [(429, 20429)]
+    campaign_id = await _campaign(http, system, account, [phone], retry_interval="1s", max_retries=2)
+    final = await _completed(http, system, account, campaign_id)
+    requests = fake_twilio.sent_to(phone)
+    assert len(requests) == 2  # the refused one, then the accepted one
+    assert len([m for m in fake_twilio.messages.values() if m["to"] == phone]) == 1
+    assert final["sent"] == 1
+    row = await db.fetchrow("SELECT attempts, state FROM deliveries WHERE campaign_id = $1", campaign_id)
+    assert row["attempts"] == 2
+
+
+async def test_a_permanent_error_fails_at_once_and_opt_out_is_recorded(http, system, account, fake_twilio, db):
+    invalid, stopped = new_phone(), new_phone()
+    fake_twilio.script[invalid] = [(400, 21211)]
+    fake_twilio.script[stopped] = [(400, 21610)]
+    campaign_id = await _campaign(http, system, account, [invalid, stopped], retry_interval="1s", max_retries=3)
+    final = await _completed(http, system, account, campaign_id)
+    assert final["failed"] == 2
+    assert len(fake_twilio.sent_to(invalid)) == len(fake_twilio.sent_to(stopped)) == 1
+    assert await db.fetchval(
+        "SELECT opted_out_sms FROM contacts WHERE account_id = $1 AND phone = $2", account.id, stopped
+    ) is True
+    errors = await db.fetch("SELECT error FROM deliveries WHERE campaign_id = $1 ORDER BY error", campaign_id)
+    assert any("21211" in r["error"] for r in errors)

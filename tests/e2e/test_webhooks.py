@@ -1,0 +1,117 @@
+"""Twilio status callbacks at the tracker: signed, idempotent, order-safe."""
+
+from __future__ import annotations
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from tests.conftest import TWILIO_TOKEN
+from tests.support import call, new_phone, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def delivered(http, system, account, db):
+    """A one-contact campaign whose message was delivered: (delivery row, status callback URL)."""
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "one", "agent_id": agent["id"], "type": "sms", "contacts": [new_phone()],
+         "message_template": "hi", "status": "scheduled"},
+    )
+    assert status == 201, body
+
+    async def row():
+        return await db.fetchrow(
+            "SELECT * FROM deliveries WHERE campaign_id = $1 AND state = 'delivered'", body["id"]
+        )
+
+    delivery = await wait_until(row, message="delivered")
+    url = f"{system.tracker_url}/webhooks/twilio/sms/status?delivery_id={delivery['id']}"
+    return delivery, url
+
+
+def _form(delivery, status: str) -> dict[str, str]:
+    return {"MessageSid": delivery["provider_id"], "MessageStatus": status, "AccountSid": "AC1",
+            "To": delivery["to_address"], "From": "+15005550006"}
+
+
+async def _post(http, url: str, form: dict[str, str], signature: str | None, token: str | None = None):
+    headers = {"X-Twilio-Signature": signature} if signature is not None else {}
+    if token:
+        headers["I-Twilio-Idempotency-Token"] = token
+    async with http.post(url, data=form, headers=headers) as response:
+        return response.status, await response.text()
+
+
+async def test_bad_or_missing_signature_is_403_and_changes_nothing(http, delivered, db):
+    delivery, url = delivered
+    events = await db.fetchval("SELECT count(*) FROM webhook_events")
+    form = _form(delivery, "failed")
+    wrong = RequestValidator("not-the-token").compute_signature(url, form)
+    for signature in (wrong, None, ""):
+        status, _ = await _post(http, url, form, signature)
+        assert status == 403
+    # a signature for another URL (replayed elsewhere) fails too
+    other = RequestValidator(TWILIO_TOKEN).compute_signature(url + "x", form)
+    assert (await _post(http, url, form, other))[0] == 403
+    after = await db.fetchrow("SELECT * FROM deliveries WHERE id = $1", delivery["id"])
+    assert after["state"] == "delivered"
+    assert after["failed_at"] is None
+    assert await db.fetchval("SELECT count(*) FROM webhook_events") == events
+
+
+async def test_a_repeated_callback_counts_once(http, delivered, db):
+    delivery, url = delivered
+    form = _form(delivery, "read")
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, form)
+    for _ in range(3):
+        status, _ = await _post(http, url, form, signature, token="same-token-1")
+        assert status == 200
+    assert await db.fetchval(
+        "SELECT count(*) FROM webhook_events WHERE dedupe_key = 'twilio:same-token-1'"
+    ) == 1
+    # without a token the fallback key (sid, status, error) dedupes as well
+    for _ in range(2):
+        await _post(http, url, form, signature)
+    assert await db.fetchval(
+        "SELECT count(*) FROM webhook_events WHERE delivery_id = $1 AND payload->>'MessageStatus' = 'read'",
+        delivery["id"],
+    ) == 2  # the token one and the fallback one
+
+
+async def test_a_late_status_never_undoes_a_later_one(http, delivered, db):
+    delivery, url = delivered
+    for status_name in ("sent", "queued", "sending"):
+        form = _form(delivery, status_name)
+        signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, form)
+        status, _ = await _post(http, url, form, signature, token=f"late-{status_name}-{delivery['id']}")
+        assert status == 200
+    after = await db.fetchrow("SELECT * FROM deliveries WHERE id = $1", delivery["id"])
+    assert after["state"] == "delivered"
+    assert after["provider_status"] == "delivered"
+    assert after["delivered_at"] == delivery["delivered_at"]
+
+
+async def test_undelivered_after_sent_is_recorded(http, system, account, db, fake_twilio):
+    fake_twilio.callback_statuses = ("sent", "undelivered")
+    try:
+        status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+        status, body = await call(
+            http, "POST", system.api_url + "/campaigns", account.headers,
+            {"name": "one", "agent_id": agent["id"], "type": "sms", "contacts": [new_phone()],
+             "message_template": "hi", "status": "scheduled"},
+        )
+
+        async def undelivered():
+            return await db.fetchrow(
+                "SELECT * FROM deliveries WHERE campaign_id = $1 AND state = 'undelivered'", body["id"]
+            )
+
+        row = await wait_until(undelivered)
+    finally:
+        fake_twilio.callback_statuses = ("sent", "delivered")
+    assert row["sent_at"] is not None
+    assert row["delivered_at"] is None
+    assert "undelivered" in row["error"]

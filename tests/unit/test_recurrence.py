@@ -1,0 +1,170 @@
+"""Recurring campaigns: parsing the rule, the run after the current one, until/count, month ends."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.domain.recurrence import Occurrence, Recurrence, next_occurrence, occurrences
+
+
+def test_parse_the_documented_shape() -> None:
+    rule = Recurrence.parse(
+        {"frequency": "weekly", "interval": 1, "weekdays": ["monday", "thursday"], "until": "2026-12-31", "count": 10}
+    )
+    assert rule == Recurrence("weekly", 1, frozenset({0, 3}), None, date(2026, 12, 31), 10)
+    assert rule.as_dict()["weekdays"] == ["monday", "thursday"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("daily", Recurrence("daily")),
+        ("Monthly", Recurrence("monthly")),
+        ({"frequency": "weekly", "days": ["SAT", "sun"]}, Recurrence("weekly", weekdays=frozenset({5, 6}))),
+        ({"type": "monthly", "day_of_month": 31}, Recurrence("monthly", month_day=31)),
+        ({"frequency": "daily", "interval": 3, "until": "2026-07-01T00:00:00Z"}, Recurrence("daily", 3, until=date(2026, 7, 1))),
+    ],
+)
+def test_parse_accepted_shapes(value: dict[str, object] | str, expected: Recurrence) -> None:
+    assert Recurrence.parse(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("hourly", r"^frequency: must be daily, weekly or monthly"),
+        ({"interval": 2}, r"^frequency: must be"),
+        ({"frequency": "daily", "interval": 0}, r"^interval: must be a whole number >= 1"),
+        ({"frequency": "daily", "interval": "2"}, r"^interval: must be a whole number"),
+        ({"frequency": "weekly", "weekdays": ["Funday"]}, r"^weekdays: unknown day 'Funday'"),
+        ({"frequency": "weekly", "weekdays": "monday"}, r"^weekdays: must be a list"),
+        ({"frequency": "daily", "weekdays": ["monday"]}, r"^weekdays: only for a weekly"),
+        ({"frequency": "monthly", "month_day": 32}, r"^month_day: 1\.\.31"),
+        ({"frequency": "daily", "until": "next year"}, r"^until: expected a date"),
+        ({"frequency": "daily", "count": 0}, r"^count: must be a whole number >= 1"),
+    ],
+)
+def test_parse_errors_name_the_field(value: dict[str, object] | str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Recurrence.parse(value)
+
+
+def _dates(rule: Recurrence, first: datetime, limit: int = 10) -> list[str]:
+    return [o.at.strftime("%a %Y-%m-%d %H:%M") for o in occurrences(rule, first, limit)]
+
+
+def test_monthly_on_the_31st_clamps_to_short_months_and_comes_back() -> None:
+    rule = Recurrence("monthly", month_day=31)
+    assert _dates(rule, datetime(2026, 1, 31, 9, 0), 5) == [
+        "Sat 2026-01-31 09:00",
+        "Sat 2026-02-28 09:00",
+        "Tue 2026-03-31 09:00",
+        "Thu 2026-04-30 09:00",
+        "Sun 2026-05-31 09:00",
+    ]
+    # A leap year gives the 29th
+    assert _dates(rule, datetime(2028, 1, 31, 9, 0), 2)[1] == "Tue 2028-02-29 09:00"
+
+
+def test_monthly_without_a_day_keeps_the_first_runs_day() -> None:
+    assert _dates(Recurrence("monthly", interval=2), datetime(2026, 12, 31, 8, 0), 3) == [
+        "Thu 2026-12-31 08:00",
+        "Sun 2027-02-28 08:00",
+        "Fri 2027-04-30 08:00",
+    ]
+
+
+def test_weekly_on_chosen_days_from_a_first_run_between_them() -> None:
+    # A Wednesday first run for a Monday/Thursday rule starts on Thursday (the rule decides)
+    rule = Recurrence("weekly", weekdays=frozenset({0, 3}), count=4)
+    assert _dates(rule, datetime(2026, 6, 3, 9, 0)) == [
+        "Thu 2026-06-04 09:00",
+        "Mon 2026-06-08 09:00",
+        "Thu 2026-06-11 09:00",
+        "Mon 2026-06-15 09:00",
+    ]
+
+
+def test_every_other_week() -> None:
+    rule = Recurrence("weekly", interval=2, weekdays=frozenset({1, 4}))
+    assert _dates(rule, datetime(2026, 6, 1, 10, 0), 4) == [
+        "Tue 2026-06-02 10:00",
+        "Fri 2026-06-05 10:00",
+        "Tue 2026-06-16 10:00",
+        "Fri 2026-06-19 10:00",
+    ]
+
+
+def test_next_after_the_current_run_with_its_index() -> None:
+    rule = Recurrence("daily", count=3)
+    first = datetime(2026, 6, 1, 9, 0)
+    assert next_occurrence(rule, first) == Occurrence(first, 0)
+    assert next_occurrence(rule, first, first) == Occurrence(datetime(2026, 6, 2, 9, 0), 1)
+    assert next_occurrence(rule, first, datetime(2026, 6, 2, 9, 0)) == Occurrence(datetime(2026, 6, 3, 9, 0), 2)
+    # The count is spent after the third run
+    assert next_occurrence(rule, first, datetime(2026, 6, 3, 9, 0)) is None
+
+
+def test_until_is_an_inclusive_date() -> None:
+    rule = Recurrence("daily", until=date(2026, 6, 3))
+    assert _dates(rule, datetime(2026, 6, 1, 23, 30)) == [
+        "Mon 2026-06-01 23:30",
+        "Tue 2026-06-02 23:30",
+        "Wed 2026-06-03 23:30",
+    ]
+
+
+def test_a_late_scheduler_jumps_straight_to_the_next_run() -> None:
+    # Years of daily runs later, the answer comes without walking from the start
+    rule = Recurrence("daily")
+    found = next_occurrence(rule, datetime(2020, 1, 1, 9, 0), datetime(2026, 6, 1, 12, 0))
+    assert found == Occurrence(datetime(2026, 6, 2, 9, 0), (date(2026, 6, 2) - date(2020, 1, 1)).days)
+
+
+def test_wall_times_only() -> None:
+    from datetime import UTC
+
+    with pytest.raises(ValueError, match="naive wall-clock"):
+        next_occurrence(Recurrence("daily"), datetime(2026, 6, 1, tzinfo=UTC))
+
+
+_rules = st.builds(
+    Recurrence,
+    frequency=st.sampled_from(["daily", "weekly", "monthly"]),
+    interval=st.integers(1, 3),
+).flatmap(
+    lambda r: st.builds(
+        Recurrence,
+        frequency=st.just(r.frequency),
+        interval=st.just(r.interval),
+        weekdays=st.frozensets(st.integers(0, 6), max_size=7) if r.frequency == "weekly" else st.just(frozenset()),
+        month_day=st.none() | st.integers(1, 31) if r.frequency == "monthly" else st.none(),
+        count=st.none() | st.integers(1, 12),
+    )
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rule=_rules, first=st.datetimes(datetime(2020, 1, 1), datetime(2030, 12, 31)))
+def test_next_after_each_run_is_the_following_run(rule: Recurrence, first: datetime) -> None:
+    runs = list(occurrences(rule, first, 12))
+    assert runs, "an open-ended or counted rule always has a first run"
+    assert [run.index for run in runs] == list(range(len(runs)))
+    for before, after in zip(runs, runs[1:], strict=False):
+        assert before.at < after.at
+        assert next_occurrence(rule, first, before.at) == after
+        # Asking from any moment between two runs gives the later one
+        assert next_occurrence(rule, first, before.at + (after.at - before.at) / 2) == after
+    if rule.count is not None:
+        assert len(runs) == min(rule.count, 12)
+    for run in runs:
+        assert run.at >= first and run.at.time() == first.time()
+        if rule.frequency == "weekly" and rule.weekdays:
+            assert run.at.weekday() in rule.weekdays
+        if rule.frequency == "monthly":
+            wanted = rule.month_day or first.day
+            assert run.at.day == wanted or (run.at + timedelta(days=1)).month != run.at.month
