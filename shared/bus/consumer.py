@@ -35,11 +35,13 @@ class Consumer:
         *,
         prefix: str = "",
         prefetch: int = 10,
+        backoff: tuple[float, ...] = _BACKOFF,
     ):
         self._connection = connection
         self._queue = prefix + queue
         self._handler = handler
         self._prefetch = prefetch
+        self._backoff = backoff
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tag: str | None = None
         self._channel: Any = None
@@ -88,7 +90,7 @@ class Consumer:
             except Exception:
                 count = int((incoming.headers or {}).get("x-delivery-count", 0) or 0)
                 log.exception("message.failed", queue=self._queue, type=message.type, tries=count + 1)
-                await asyncio.sleep(_BACKOFF[min(count, len(_BACKOFF) - 1)])
+                await asyncio.sleep(self._backoff[min(count, len(self._backoff) - 1)])
                 await _settle(incoming.nack(requeue=True))
             else:
                 await _settle(incoming.ack())

@@ -1,0 +1,75 @@
+"""The `campaigns` command line and the migrations, on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from shared.db.accounts import account_for_key
+from shared.db.migrate import available, migrate
+from tests.support import ROOT
+
+
+def campaigns(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli", *args], env={**os.environ, **env}, cwd=ROOT,
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def test_every_command_has_help():
+    for command in ([], ["migrate"], ["api"], ["scheduler"], ["dispatcher"], ["tracker"], ["up"],
+                    ["sandbox"], ["accounts", "create"]):
+        result = campaigns(*command, "--help", env={})
+        assert result.returncode == 0, (command, result.stderr)
+        assert "Usage:" in result.stdout
+
+
+def test_dispatcher_needs_a_valid_channel():
+    result = campaigns("dispatcher", "--channel", "fax", env={})
+    assert result.returncode == 2
+    assert "fax" in result.stderr
+
+
+async def test_accounts_create_prints_the_account_and_a_working_key(infra, db):
+    result = campaigns("accounts", "create", "--name", "Acme", "--balance", "42.5",
+                       env={"CAMPAIGNS_DATABASE_URL": infra.database_url})
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    assert set(created) == {"account_id", "api_key"}
+    account = await account_for_key(db, created["api_key"])
+    assert account["id"] == created["account_id"]
+    assert str(account["balance"]) == "42.5000"
+    stored = await db.fetchval("SELECT key_hash FROM api_keys WHERE account_id = $1", created["account_id"])
+    assert created["api_key"].encode() not in bytes(stored)  # only a hash is kept
+    bad = campaigns("accounts", "create", "--name", "x", "--balance", "lots", env={"CAMPAIGNS_DATABASE_URL": infra.database_url})
+    assert bad.returncode == 2
+    assert "--balance" in bad.stderr
+
+
+async def test_migrate_creates_the_database_is_idempotent_and_safe_concurrently(infra):
+    url = urlunsplit(urlsplit(infra.database_url)._replace(path=f"/campaigns_mig_{uuid.uuid4().hex[:8]}"))
+    try:
+        results = await asyncio.gather(migrate(url), migrate(url), migrate(url))
+        assert sorted(len(r) for r in results) == [0, 0, len(available())]
+        assert await migrate(url) == []
+        conn = await asyncpg.connect(url)
+        try:
+            versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+            tables = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        finally:
+            await conn.close()
+        assert versions == [m.version for m in available()]
+        assert {"accounts", "api_keys", "agents", "contacts", "campaigns", "deliveries", "outbox",
+                "processed_messages", "webhook_events"} <= tables
+    finally:
+        admin = await asyncpg.connect(urlunsplit(urlsplit(infra.database_url)._replace(path="/postgres")))
+        await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')
+        await admin.close()
