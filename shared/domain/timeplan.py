@@ -149,7 +149,11 @@ def _wall_seconds(zone_name: str, wall: datetime) -> tuple[int, bool]:
     for lo, hi, offset in stretches:  # in time order, so a repeated time resolves to fold=0
         if lo <= as_utc - offset < hi:
             return as_utc - offset, False
-    for lo, _, offset in stretches:  # skipped: the first stretch whose clock starts past the wall time
+    for (
+        lo,
+        _,
+        offset,
+    ) in stretches:  # skipped: the first stretch whose clock starts past the wall time
         if lo + offset > as_utc:
             return lo, True
     raise AssertionError("a local day is always covered")  # pragma: no cover
@@ -172,7 +176,10 @@ def _offsets(zone_name: str, ordinal: int) -> tuple[tuple[int, int, int], ...]:
     for probe in range(first + _STEP, last + _STEP, _STEP):
         if offset_at(probe) == current:
             continue
-        lo, hi = probe - _STEP, probe  # the transition is the first second in (lo, hi] off `current`
+        lo, hi = (
+            probe - _STEP,
+            probe,
+        )  # the transition is the first second in (lo, hi] off `current`
         while hi - lo > 1:
             mid = (lo + hi) // 2
             lo, hi = (mid, hi) if offset_at(mid) == current else (lo, mid)
@@ -231,7 +238,9 @@ def _day_spans(window: SendingWindow, quiet: QuietRule | None) -> WeekIds:
             days.append(-1)
             continue
         lo, hi = legal[0] * 60, legal[1] * 60
-        days.append(_span_id(tuple((max(a, lo), min(b, hi)) for a, b in spans if max(a, lo) < min(b, hi))))
+        days.append(
+            _span_id(tuple((max(a, lo), min(b, hi)) for a, b in spans if max(a, lo) < min(b, hi)))
+        )
     return tuple(days)
 
 
@@ -267,7 +276,11 @@ def _earliest(names: tuple[str, ...], start: float, days: WeekIds) -> float:
 
 
 def _why_moved(
-    start: datetime, send_at: datetime, names: tuple[str, ...], window: SendingWindow, quiet: QuietRule | None
+    start: datetime,
+    send_at: datetime,
+    names: tuple[str, ...],
+    window: SendingWindow,
+    quiet: QuietRule | None,
 ) -> list[str]:
     """Short audit tags for why the instant moved past `start`."""
     tags: list[str] = []

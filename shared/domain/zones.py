@@ -16,7 +16,7 @@ MAX_PHONE_ZONES = 4
 ZoneSource = Literal["contact", "phone", "campaign", "account"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def zone(name: str) -> ZoneInfo:
     """The ZoneInfo for an IANA name, memoised (a bare ZoneInfo() call costs ~50x a cache hit).
 
@@ -49,7 +49,9 @@ def zones_for_phone(e164: str) -> tuple[str, ...]:
     except phonenumbers.NumberParseException:
         return ()
     names = phone_timezone.time_zones_for_number(number)
-    return tuple(name for name in names if name != phone_timezone.UNKNOWN_TIMEZONE and is_valid_zone(name))
+    return tuple(
+        name for name in names if name != phone_timezone.UNKNOWN_TIMEZONE and is_valid_zone(name)
+    )
 
 
 @dataclass(frozen=True, slots=True)

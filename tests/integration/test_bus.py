@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from urllib.parse import urlsplit, urlunsplit
+
 import aio_pika
+import asyncpg
 import pytest
 
 from shared.bus import outbox, topology
 from shared.bus.consumer import Consumer
+from shared.db.migrate import migrate
 from shared.db.pool import create_pool
 from shared.db.processed import first_time
 from shared.messages.campaign_events import CampaignCancelled, CampaignCreated
@@ -31,9 +35,26 @@ async def bus(infra):
     await connection.close()
 
 
+@pytest.fixture(scope="module")
+def bus_database(infra):
+    """A database of this module's own: the running services' outbox relays must not see its rows."""
+    url = urlunsplit(urlsplit(infra.database_url)._replace(path=urlsplit(infra.database_url).path + "_bus"))
+    asyncio.run(migrate(url))
+    yield url
+    asyncio.run(_drop(url))
+
+
+async def _drop(url: str) -> None:
+    admin = await asyncpg.connect(urlunsplit(urlsplit(url)._replace(path="/postgres")))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 @pytest.fixture
-async def pool(infra):
-    async with create_pool(infra.database_url) as pool:
+async def pool(bus_database):
+    async with create_pool(bus_database) as pool:
         yield pool
 
 

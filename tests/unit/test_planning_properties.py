@@ -20,6 +20,12 @@ from shared.domain.timeplan import HORIZON_DAYS, Schedule, Unplannable, plan_sen
 from shared.domain.windows import SendingWindow
 from shared.domain.zones import ZoneChoice
 
+
+def wall(*parts: int) -> datetime:
+    """A naive wall-clock time: naive on purpose, it is read in a zone later."""
+    return datetime(*parts)  # noqa: DTZ001
+
+
 ZONES = [
     "America/New_York",
     "America/Los_Angeles",
@@ -64,14 +70,19 @@ def quiet_rules(draw: st.DrawFn) -> QuietRule | None:
 
 #: Days with DST changes in the zones above, so that examples crowd around the hard cases.
 TRANSITION_DAYS = [
-    datetime(2026, 3, 8), datetime(2026, 11, 1),  # United States
-    datetime(2026, 3, 29), datetime(2026, 10, 25),  # Europe
-    datetime(2026, 4, 5), datetime(2026, 10, 4),  # Lord Howe, Adelaide (and Chatham, Santiago in April)
-    datetime(2026, 9, 6), datetime(2026, 9, 27),  # Santiago, Chatham
-    datetime(2021, 3, 22), datetime(2021, 9, 22),  # Tehran
+    wall(2026, 3, 8),
+    wall(2026, 11, 1),  # United States
+    wall(2026, 3, 29),
+    wall(2026, 10, 25),  # Europe
+    wall(2026, 4, 5),
+    wall(2026, 10, 4),  # Lord Howe, Adelaide (and Chatham, Santiago in April)
+    wall(2026, 9, 6),
+    wall(2026, 9, 27),  # Santiago, Chatham
+    wall(2021, 3, 22),
+    wall(2021, 9, 22),  # Tehran
 ]
 moments = st.one_of(
-    st.datetimes(datetime(2016, 1, 1), datetime(2034, 12, 31)),
+    st.datetimes(wall(2016, 1, 1), wall(2034, 12, 31)),
     st.builds(
         lambda day, minutes: day + timedelta(minutes=minutes),
         st.sampled_from(TRANSITION_DAYS),
@@ -103,7 +114,9 @@ def _in_law(local: datetime, quiet: QuietRule | None) -> bool:
     return span is not None and span[0] <= local.hour * 60 + local.minute < span[1]
 
 
-def _allowed(instant: datetime, names: tuple[str, ...], window: SendingWindow, quiet: QuietRule | None) -> bool:
+def _allowed(
+    instant: datetime, names: tuple[str, ...], window: SendingWindow, quiet: QuietRule | None
+) -> bool:
     for name in names:
         local = instant.astimezone(ZoneInfo(name))
         if not (_in_window(local, window) and _in_law(local, quiet)):
@@ -133,7 +146,11 @@ def _probes(start: datetime, end: datetime) -> list[datetime]:
 @settings(max_examples=250, deadline=None)
 @given(names=zone_sets, window=windows(), quiet=quiet_rules(), schedule=schedules, now=nows)
 def test_planned_instant_is_allowed_earliest_and_never_before_now(
-    names: tuple[str, ...], window: SendingWindow, quiet: QuietRule | None, schedule: Schedule, now: datetime
+    names: tuple[str, ...],
+    window: SendingWindow,
+    quiet: QuietRule | None,
+    schedule: Schedule,
+    now: datetime,
 ) -> None:
     zones = ZoneChoice(names, "contact")
     start = max(_requested(schedule, names, now), now)
@@ -165,7 +182,11 @@ def test_one_zone_with_an_open_day_is_always_plannable(
 @settings(max_examples=100, deadline=None)
 @given(names=zone_sets, window=windows(), quiet=quiet_rules(), schedule=schedules, now=nows)
 def test_planning_is_deterministic_whatever_the_caches_hold(
-    names: tuple[str, ...], window: SendingWindow, quiet: QuietRule | None, schedule: Schedule, now: datetime
+    names: tuple[str, ...],
+    window: SendingWindow,
+    quiet: QuietRule | None,
+    schedule: Schedule,
+    now: datetime,
 ) -> None:
     zones = ZoneChoice(names, "contact")
 
@@ -191,7 +212,9 @@ def test_a_wall_time_is_sent_exactly_once(name: str, wall: datetime) -> None:
     local = instant.astimezone(ZoneInfo(name)).replace(tzinfo=None)
     if shifted:
         assert local > wall
-        assert (instant - timedelta(seconds=1)).astimezone(ZoneInfo(name)).replace(tzinfo=None) < wall
+        assert (instant - timedelta(seconds=1)).astimezone(ZoneInfo(name)).replace(
+            tzinfo=None
+        ) < wall
     else:
         assert local == wall
         # A repeated reading comes back one DST shift later; none of them reads `wall` earlier

@@ -21,6 +21,11 @@ from shared.domain.windows import SendingWindow
 from shared.domain.zones import ZoneChoice
 
 
+def wall(*parts: int) -> datetime:
+    """A naive wall-clock time: naive on purpose, it is read in a zone later."""
+    return datetime(*parts)  # noqa: DTZ001
+
+
 def test_packaged_table_is_versioned_and_every_rule_has_a_source() -> None:
     table = load_rules()
     assert table.version == "2026-11-01"
@@ -73,7 +78,9 @@ def test_narrower_states(jurisdiction: str, hours: str) -> None:
         (None, None, None),
     ],
 )
-def test_jurisdiction_from_number_or_contact_state(e164: str | None, state: str | None, expected: str | None) -> None:
+def test_jurisdiction_from_number_or_contact_state(
+    e164: str | None, state: str | None, expected: str | None
+) -> None:
     assert jurisdiction_for(e164, state) == expected
 
 
@@ -95,7 +102,13 @@ def test_rule_for_prefers_the_state_and_falls_back_to_the_country() -> None:
 
 @pytest.mark.parametrize(
     ("value", "code"),
-    [("fl", "FL"), ("Florida", "FL"), ("US-TX", "TX"), ("washington state", "WA"), ("Narnia", None)],
+    [
+        ("fl", "FL"),
+        ("Florida", "FL"),
+        ("US-TX", "TX"),
+        ("washington state", "WA"),
+        ("Narnia", None),
+    ],
 )
 def test_us_state_codes(value: str, code: str | None) -> None:
     assert us_state_code(value) == code
@@ -106,8 +119,19 @@ def test_operators_add_jurisdictions_by_data(tmp_path: Path) -> None:
     data = {
         "version": "2027-01-15",
         "rules": [
-            {"jurisdiction": "CA", "start": "09:00", "end": "21:30", "source": "CRTC UTR, Part III"},
-            {"jurisdiction": "CA-QC", "start": "09:00", "end": "21:00", "days": {"sun": None}, "source": "x"},
+            {
+                "jurisdiction": "CA",
+                "start": "09:00",
+                "end": "21:30",
+                "source": "CRTC UTR, Part III",
+            },
+            {
+                "jurisdiction": "CA-QC",
+                "start": "09:00",
+                "end": "21:00",
+                "days": {"sun": None},
+                "source": "x",
+            },
         ],
     }
     path = tmp_path / "rules.json"
@@ -126,11 +150,23 @@ def test_operators_add_jurisdictions_by_data(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("rules", "message"),
     [
-        ([{"jurisdiction": "US", "start": "8:00", "end": "21:00"}], r"rules\[0\]\.start: expected a time"),
-        ([{"jurisdiction": "US", "start": "08:00", "end": "24:30"}], r"rules\[0\]\.end: expected a time"),
-        ([{"jurisdiction": "US", "start": "21:00", "end": "08:00"}], r"rules\[0\]: US: hours must satisfy"),
+        (
+            [{"jurisdiction": "US", "start": "8:00", "end": "21:00"}],
+            r"rules\[0\]\.start: expected a time",
+        ),
+        (
+            [{"jurisdiction": "US", "start": "08:00", "end": "24:30"}],
+            r"rules\[0\]\.end: expected a time",
+        ),
+        (
+            [{"jurisdiction": "US", "start": "21:00", "end": "08:00"}],
+            r"rules\[0\]: US: hours must satisfy",
+        ),
         ([{"start": "08:00", "end": "21:00"}], r"rules\[0\]\.jurisdiction: required"),
-        ([{"jurisdiction": "US", "start": "08:00", "end": "21:00", "days": {"funday": None}}], r"unknown day"),
+        (
+            [{"jurisdiction": "US", "start": "08:00", "end": "21:00", "days": {"funday": None}}],
+            r"unknown day",
+        ),
         (
             [
                 {"jurisdiction": "US", "start": "08:00", "end": "21:00"},
@@ -152,10 +188,10 @@ def test_a_table_needs_a_version() -> None:
 
 def test_rule_allows_by_weekday() -> None:
     texas = load_rules().rules["US-TX"]
-    assert not texas.allows(datetime(2026, 6, 7, 11, 59))  # Sunday before noon
-    assert texas.allows(datetime(2026, 6, 7, 12, 0))
-    assert texas.allows(datetime(2026, 6, 6, 9, 0))  # Saturday
-    assert not texas.allows(datetime(2026, 6, 6, 21, 0))
+    assert not texas.allows(wall(2026, 6, 7, 11, 59))  # Sunday before noon
+    assert texas.allows(wall(2026, 6, 7, 12, 0))
+    assert texas.allows(wall(2026, 6, 6, 9, 0))  # Saturday
+    assert not texas.allows(wall(2026, 6, 6, 21, 0))
 
 
 def test_plan_reason_records_rule_and_table_version() -> None:
@@ -163,7 +199,7 @@ def test_plan_reason_records_rule_and_table_version() -> None:
     table = load_rules()
     quiet = rule_for(jurisdiction_for("+13055550123"), table)
     plan = plan_send(
-        Schedule(wall=datetime(2026, 6, 2, 7, 30)),
+        Schedule(wall=wall(2026, 6, 2, 7, 30)),
         ZoneChoice(("America/New_York",), "phone"),
         SendingWindow(),
         quiet,
@@ -171,7 +207,11 @@ def test_plan_reason_records_rule_and_table_version() -> None:
     )
     # Then it waits for 08:00 EDT and says which rule and which table version moved it
     assert plan.send_at == datetime(2026, 6, 2, 12, 0, tzinfo=UTC)
-    assert plan.reason["quiet_hours"] == {"jurisdiction": "US-FL", "rule": "08:00-20:00", "version": "2026-11-01"}
+    assert plan.reason["quiet_hours"] == {
+        "jurisdiction": "US-FL",
+        "rule": "08:00-20:00",
+        "version": "2026-11-01",
+    }
     assert plan.reason["adjustments"] == ["quiet_hours_moved"]
 
 

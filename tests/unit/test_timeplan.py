@@ -14,6 +14,12 @@ from shared.domain.timeplan import Schedule, Unplannable, plan_send, resolve_wal
 from shared.domain.windows import SendingWindow
 from shared.domain.zones import ZoneChoice, resolve_zones
 
+
+def wall(*parts: int) -> datetime:
+    """A naive wall-clock time: naive on purpose, it is read in a zone later."""
+    return datetime(*parts)  # noqa: DTZ001
+
+
 LAUNCH = datetime(2000, 1, 1, tzinfo=UTC)  # long before every case unless a case says otherwise
 OPEN = SendingWindow()
 WEEKDAYS_9_17 = SendingWindow.parse(9, 17, ["Saturday", "Sunday"])
@@ -25,7 +31,7 @@ def _z(*names: str) -> ZoneChoice:
 
 
 def _monthly_31st(after: datetime | None) -> datetime:
-    found = next_occurrence(Recurrence("monthly", month_day=31), datetime(2026, 1, 31, 9, 0), after)
+    found = next_occurrence(Recurrence("monthly", month_day=31), wall(2026, 1, 31, 9, 0), after)
     assert found is not None
     return found.at
 
@@ -47,100 +53,198 @@ def _utc(*args: int) -> datetime:
 
 CASES = {
     # New York springs forward 02:00 EST -> 03:00 EDT: 02:30 does not exist -> 03:00 EDT = 07:00Z
-    "new_york_gap": Case(_z("America/New_York"), Schedule(wall=datetime(2026, 3, 8, 2, 30)),
-                         _utc(2026, 3, 8, 7, 0), adjustments=["dst_gap_shifted"]),
+    "new_york_gap": Case(
+        _z("America/New_York"),
+        Schedule(wall=wall(2026, 3, 8, 2, 30)),
+        _utc(2026, 3, 8, 7, 0),
+        adjustments=["dst_gap_shifted"],
+    ),
     # 01:30 happens twice on 2026-11-01; the first (EDT, -4) is used: 05:30Z, sent once
-    "new_york_overlap": Case(_z("America/New_York"), Schedule(wall=datetime(2026, 11, 1, 1, 30)),
-                             _utc(2026, 11, 1, 5, 30)),
+    "new_york_overlap": Case(
+        _z("America/New_York"),
+        Schedule(wall=wall(2026, 11, 1, 1, 30)),
+        _utc(2026, 11, 1, 5, 30),
+    ),
     # London 01:00 GMT -> 02:00 BST at 01:00Z; 01:30 is skipped -> 02:00 BST = 01:00Z
-    "london_gap": Case(_z("Europe/London"), Schedule(wall=datetime(2026, 3, 29, 1, 30)),
-                       _utc(2026, 3, 29, 1, 0), adjustments=["dst_gap_shifted"]),
+    "london_gap": Case(
+        _z("Europe/London"),
+        Schedule(wall=wall(2026, 3, 29, 1, 30)),
+        _utc(2026, 3, 29, 1, 0),
+        adjustments=["dst_gap_shifted"],
+    ),
     # 01:30 first as BST (+1): 00:30Z
-    "london_overlap": Case(_z("Europe/London"), Schedule(wall=datetime(2026, 10, 25, 1, 30)),
-                           _utc(2026, 10, 25, 0, 30)),
-    "kolkata_plus_0530": Case(_z("Asia/Kolkata"), Schedule(wall=datetime(2026, 6, 1, 9, 0)),
-                              _utc(2026, 6, 1, 3, 30)),
-    "kathmandu_plus_0545": Case(_z("Asia/Kathmandu"), Schedule(wall=datetime(2026, 6, 1, 9, 0)),
-                                _utc(2026, 6, 1, 3, 15)),
-    "chatham_winter_plus_1245": Case(_z("Pacific/Chatham"), Schedule(wall=datetime(2026, 6, 1, 9, 0)),
-                                     _utc(2026, 5, 31, 20, 15)),
-    "chatham_summer_plus_1345": Case(_z("Pacific/Chatham"), Schedule(wall=datetime(2026, 1, 15, 9, 0)),
-                                     _utc(2026, 1, 14, 19, 15)),
+    "london_overlap": Case(
+        _z("Europe/London"), Schedule(wall=wall(2026, 10, 25, 1, 30)), _utc(2026, 10, 25, 0, 30)
+    ),
+    "kolkata_plus_0530": Case(
+        _z("Asia/Kolkata"), Schedule(wall=wall(2026, 6, 1, 9, 0)), _utc(2026, 6, 1, 3, 30)
+    ),
+    "kathmandu_plus_0545": Case(
+        _z("Asia/Kathmandu"), Schedule(wall=wall(2026, 6, 1, 9, 0)), _utc(2026, 6, 1, 3, 15)
+    ),
+    "chatham_winter_plus_1245": Case(
+        _z("Pacific/Chatham"), Schedule(wall=wall(2026, 6, 1, 9, 0)), _utc(2026, 5, 31, 20, 15)
+    ),
+    "chatham_summer_plus_1345": Case(
+        _z("Pacific/Chatham"), Schedule(wall=wall(2026, 1, 15, 9, 0)), _utc(2026, 1, 14, 19, 15)
+    ),
     # Chatham springs forward 02:45 -> 03:45 (+12:45 -> +13:45) at 14:00Z on 2026-09-26/27
-    "chatham_gap": Case(_z("Pacific/Chatham"), Schedule(wall=datetime(2026, 9, 27, 3, 0)),
-                        _utc(2026, 9, 26, 14, 0), adjustments=["dst_gap_shifted"]),
+    "chatham_gap": Case(
+        _z("Pacific/Chatham"),
+        Schedule(wall=wall(2026, 9, 27, 3, 0)),
+        _utc(2026, 9, 26, 14, 0),
+        adjustments=["dst_gap_shifted"],
+    ),
     # Lord Howe moves half an hour: 02:00 +10:30 -> 02:30 +11 on 2026-10-04 (15:30Z the day before)
-    "lord_howe_half_hour_gap": Case(_z("Australia/Lord_Howe"), Schedule(wall=datetime(2026, 10, 4, 2, 15)),
-                                    _utc(2026, 10, 3, 15, 30), adjustments=["dst_gap_shifted"]),
+    "lord_howe_half_hour_gap": Case(
+        _z("Australia/Lord_Howe"),
+        Schedule(wall=wall(2026, 10, 4, 2, 15)),
+        _utc(2026, 10, 3, 15, 30),
+        adjustments=["dst_gap_shifted"],
+    ),
     # ... and back 02:00 +11 -> 01:30 +10:30 on 2026-04-05: 01:45 first as +11 = 14:45Z
-    "lord_howe_half_hour_overlap": Case(_z("Australia/Lord_Howe"), Schedule(wall=datetime(2026, 4, 5, 1, 45)),
-                                        _utc(2026, 4, 4, 14, 45)),
-    "apia_plus_13": Case(_z("Pacific/Apia"), Schedule(wall=datetime(2026, 6, 1, 9, 0)),
-                         _utc(2026, 5, 31, 20, 0)),
-    "kiritimati_plus_14": Case(_z("Pacific/Kiritimati"), Schedule(wall=datetime(2026, 6, 1, 9, 0)),
-                               _utc(2026, 5, 31, 19, 0)),
+    "lord_howe_half_hour_overlap": Case(
+        _z("Australia/Lord_Howe"),
+        Schedule(wall=wall(2026, 4, 5, 1, 45)),
+        _utc(2026, 4, 4, 14, 45),
+    ),
+    "apia_plus_13": Case(
+        _z("Pacific/Apia"), Schedule(wall=wall(2026, 6, 1, 9, 0)), _utc(2026, 5, 31, 20, 0)
+    ),
+    "kiritimati_plus_14": Case(
+        _z("Pacific/Kiritimati"),
+        Schedule(wall=wall(2026, 6, 1, 9, 0)),
+        _utc(2026, 5, 31, 19, 0),
+    ),
     # Samoa skipped 2011-12-30 crossing the date line (-10 -> +14): first instant after is
     # 2011-12-31 00:00 +14 = 2011-12-30 10:00Z; with a 9-17 window it waits for 09:00 +14
-    "apia_skipped_day": Case(_z("Pacific/Apia"), Schedule(wall=datetime(2011, 12, 30, 10, 0)),
-                             _utc(2011, 12, 30, 19, 0), window=SendingWindow.parse(9, 17),
-                             adjustments=["dst_gap_shifted", "outside_window_moved"]),
+    "apia_skipped_day": Case(
+        _z("Pacific/Apia"),
+        Schedule(wall=wall(2011, 12, 30, 10, 0)),
+        _utc(2011, 12, 30, 19, 0),
+        window=SendingWindow.parse(9, 17),
+        adjustments=["dst_gap_shifted", "outside_window_moved"],
+    ),
     # Friday 18:00 EDT with weekends excluded -> Monday 09:00 EDT = 13:00Z
-    "friday_evening_to_monday": Case(_z("America/New_York"), Schedule(wall=datetime(2026, 6, 5, 18, 0)),
-                                     _utc(2026, 6, 8, 13, 0), window=WEEKDAYS_9_17,
-                                     adjustments=["outside_window_moved", "excluded_day_skipped"]),
+    "friday_evening_to_monday": Case(
+        _z("America/New_York"),
+        Schedule(wall=wall(2026, 6, 5, 18, 0)),
+        _utc(2026, 6, 8, 13, 0),
+        window=WEEKDAYS_9_17,
+        adjustments=["outside_window_moved", "excluded_day_skipped"],
+    ),
     # Saturday 10:00 EDT -> Monday 09:00 EDT
-    "saturday_to_monday": Case(_z("America/New_York"), Schedule(wall=datetime(2026, 6, 6, 10, 0)),
-                               _utc(2026, 6, 8, 13, 0), window=WEEKDAYS_9_17,
-                               adjustments=["excluded_day_skipped"]),
+    "saturday_to_monday": Case(
+        _z("America/New_York"),
+        Schedule(wall=wall(2026, 6, 6, 10, 0)),
+        _utc(2026, 6, 8, 13, 0),
+        window=WEEKDAYS_9_17,
+        adjustments=["excluded_day_skipped"],
+    ),
     # A 20-8 window wraps midnight: noon CDT waits for 20:00 CDT = 01:00Z next day ...
-    "wrapping_window_waits_for_evening": Case(_z("America/Chicago"), Schedule(wall=datetime(2026, 6, 3, 12, 0)),
-                                              _utc(2026, 6, 4, 1, 0), window=SendingWindow.parse(20, 8),
-                                              adjustments=["outside_window_moved"]),
+    "wrapping_window_waits_for_evening": Case(
+        _z("America/Chicago"),
+        Schedule(wall=wall(2026, 6, 3, 12, 0)),
+        _utc(2026, 6, 4, 1, 0),
+        window=SendingWindow.parse(20, 8),
+        adjustments=["outside_window_moved"],
+    ),
     # ... and 02:00 CDT is inside it: 07:00Z
-    "wrapping_window_small_hours": Case(_z("America/Chicago"), Schedule(wall=datetime(2026, 6, 3, 2, 0)),
-                                        _utc(2026, 6, 3, 7, 0), window=SendingWindow.parse(20, 8)),
+    "wrapping_window_small_hours": Case(
+        _z("America/Chicago"),
+        Schedule(wall=wall(2026, 6, 3, 2, 0)),
+        _utc(2026, 6, 3, 7, 0),
+        window=SendingWindow.parse(20, 8),
+    ),
     # Launched at 11:00 EDT for a 09:00 EDT send: sent now, not skipped
-    "past_at_launch_sends_now": Case(_z("America/New_York"), Schedule(wall=datetime(2026, 6, 1, 9, 0)),
-                                     _utc(2026, 6, 1, 15, 0), window=SendingWindow.parse(9, 17),
-                                     now=_utc(2026, 6, 1, 15, 0), adjustments=["past_moved_to_now"]),
+    "past_at_launch_sends_now": Case(
+        _z("America/New_York"),
+        Schedule(wall=wall(2026, 6, 1, 9, 0)),
+        _utc(2026, 6, 1, 15, 0),
+        window=SendingWindow.parse(9, 17),
+        now=_utc(2026, 6, 1, 15, 0),
+        adjustments=["past_moved_to_now"],
+    ),
     # Launched at 18:00 EDT: now is outside 9-17, so next morning 09:00 EDT
-    "past_at_launch_after_window": Case(_z("America/New_York"), Schedule(wall=datetime(2026, 6, 1, 9, 0)),
-                                        _utc(2026, 6, 2, 13, 0), window=SendingWindow.parse(9, 17),
-                                        now=_utc(2026, 6, 1, 22, 0),
-                                        adjustments=["past_moved_to_now", "outside_window_moved"]),
-    "florida_0730_to_0800": Case(_z("America/New_York"), Schedule(wall=datetime(2026, 6, 2, 7, 30)),
-                                 _utc(2026, 6, 2, 12, 0), quiet=FLORIDA, adjustments=["quiet_hours_moved"]),
-    "florida_2030_to_next_0800": Case(_z("America/New_York"), Schedule(wall=datetime(2026, 6, 2, 20, 30)),
-                                      _utc(2026, 6, 3, 12, 0), quiet=FLORIDA, adjustments=["quiet_hours_moved"]),
+    "past_at_launch_after_window": Case(
+        _z("America/New_York"),
+        Schedule(wall=wall(2026, 6, 1, 9, 0)),
+        _utc(2026, 6, 2, 13, 0),
+        window=SendingWindow.parse(9, 17),
+        now=_utc(2026, 6, 1, 22, 0),
+        adjustments=["past_moved_to_now", "outside_window_moved"],
+    ),
+    "florida_0730_to_0800": Case(
+        _z("America/New_York"),
+        Schedule(wall=wall(2026, 6, 2, 7, 30)),
+        _utc(2026, 6, 2, 12, 0),
+        quiet=FLORIDA,
+        adjustments=["quiet_hours_moved"],
+    ),
+    "florida_2030_to_next_0800": Case(
+        _z("America/New_York"),
+        Schedule(wall=wall(2026, 6, 2, 20, 30)),
+        _utc(2026, 6, 3, 12, 0),
+        quiet=FLORIDA,
+        adjustments=["quiet_hours_moved"],
+    ),
     # Quiet hours intersect the window: 9-21 window and 8-20 law leave 09:00-20:00
-    "window_and_quiet_intersect": Case(_z("America/New_York"), Schedule(wall=datetime(2026, 6, 2, 20, 15)),
-                                       _utc(2026, 6, 3, 13, 0), window=SendingWindow.parse(9, 21),
-                                       quiet=FLORIDA, adjustments=["quiet_hours_moved"]),
+    "window_and_quiet_intersect": Case(
+        _z("America/New_York"),
+        Schedule(wall=wall(2026, 6, 2, 20, 15)),
+        _utc(2026, 6, 3, 13, 0),
+        window=SendingWindow.parse(9, 21),
+        quiet=FLORIDA,
+        adjustments=["quiet_hours_moved"],
+    ),
     # +1 605 (South Dakota) spans Denver (MDT -6) and North Dakota/Center (CDT -5). 16:30 wall:
     # 22:30Z in Denver is 17:30 in Center (closed) -> both open at 09:00 MDT next day = 15:00Z
-    "two_zone_number": Case(resolve_zones(None, "+16055550123", None, "UTC"),
-                            Schedule(wall=datetime(2026, 6, 2, 16, 30)), _utc(2026, 6, 3, 15, 0),
-                            window=SendingWindow.parse(9, 17), adjustments=["outside_window_moved"]),
+    "two_zone_number": Case(
+        resolve_zones(None, "+16055550123", None, "UTC"),
+        Schedule(wall=wall(2026, 6, 2, 16, 30)),
+        _utc(2026, 6, 3, 15, 0),
+        window=SendingWindow.parse(9, 17),
+        adjustments=["outside_window_moved"],
+    ),
     # 09:00 wall: the later zone to reach it (Denver, 15:00Z) is 10:00 in Center: fine for both
-    "two_zone_number_morning": Case(resolve_zones(None, "+16055550123", None, "UTC"),
-                                    Schedule(wall=datetime(2026, 6, 2, 9, 0)), _utc(2026, 6, 2, 15, 0),
-                                    window=SendingWindow.parse(9, 17)),
+    "two_zone_number_morning": Case(
+        resolve_zones(None, "+16055550123", None, "UTC"),
+        Schedule(wall=wall(2026, 6, 2, 9, 0)),
+        _utc(2026, 6, 2, 15, 0),
+        window=SendingWindow.parse(9, 17),
+    ),
     # Monthly on the 31st from 2026-01-31 09:00 New York: Feb 28 09:00 EST (14:00Z), Mar 31 EDT
-    "monthly_31st_february": Case(_z("America/New_York"),
-                                  Schedule(wall=_monthly_31st(datetime(2026, 1, 31, 9, 0))),
-                                  _utc(2026, 2, 28, 14, 0)),
-    "monthly_31st_back_to_march_31": Case(_z("America/New_York"),
-                                          Schedule(wall=_monthly_31st(datetime(2026, 2, 28, 9, 0))),
-                                          _utc(2026, 3, 31, 13, 0)),
+    "monthly_31st_february": Case(
+        _z("America/New_York"),
+        Schedule(wall=_monthly_31st(wall(2026, 1, 31, 9, 0))),
+        _utc(2026, 2, 28, 14, 0),
+    ),
+    "monthly_31st_back_to_march_31": Case(
+        _z("America/New_York"),
+        Schedule(wall=_monthly_31st(wall(2026, 2, 28, 9, 0))),
+        _utc(2026, 3, 31, 13, 0),
+    ),
     # An instant with an offset is one moment for everyone; only the window is local
-    "instant_with_offset": Case(_z("Asia/Tokyo"), Schedule(instant=datetime(2026, 6, 1, 9, 0, tzinfo=timezone(timedelta(hours=2)))),
-                                _utc(2026, 6, 1, 7, 0), window=SendingWindow.parse(9, 17)),
+    "instant_with_offset": Case(
+        _z("Asia/Tokyo"),
+        Schedule(instant=datetime(2026, 6, 1, 9, 0, tzinfo=timezone(timedelta(hours=2)))),
+        _utc(2026, 6, 1, 7, 0),
+        window=SendingWindow.parse(9, 17),
+    ),
     # A wall time read in one named zone for everyone, windows still in the contact's zone
-    "named_zone_for_everyone": Case(_z("Asia/Kolkata"),
-                                    Schedule(wall=datetime(2026, 6, 1, 9, 0), wall_zone="Europe/London"),
-                                    _utc(2026, 6, 1, 8, 0), window=SendingWindow.parse(9, 17)),
-    "no_schedule_means_now": Case(_z("Europe/Berlin"), Schedule(), _utc(2026, 6, 1, 10, 0),
-                                  window=SendingWindow.parse(9, 17), now=_utc(2026, 6, 1, 10, 0)),
+    "named_zone_for_everyone": Case(
+        _z("Asia/Kolkata"),
+        Schedule(wall=wall(2026, 6, 1, 9, 0), wall_zone="Europe/London"),
+        _utc(2026, 6, 1, 8, 0),
+        window=SendingWindow.parse(9, 17),
+    ),
+    "no_schedule_means_now": Case(
+        _z("Europe/Berlin"),
+        Schedule(),
+        _utc(2026, 6, 1, 10, 0),
+        window=SendingWindow.parse(9, 17),
+        now=_utc(2026, 6, 1, 10, 0),
+    ),
 }
 
 
@@ -154,7 +258,7 @@ def test_planned_instant(case: Case) -> None:
 
 def test_reason_is_json_and_explains_the_instant() -> None:
     plan = plan_send(
-        Schedule(wall=datetime(2026, 6, 5, 18, 0)),
+        Schedule(wall=wall(2026, 6, 5, 18, 0)),
         ZoneChoice(("America/New_York",), "phone"),
         WEEKDAYS_9_17,
         FLORIDA,
@@ -186,7 +290,7 @@ def test_zones_whose_windows_never_overlap_are_unplannable() -> None:
 
 
 def test_microseconds_survive_when_nothing_moves() -> None:
-    wall = datetime(2026, 6, 1, 9, 0, 0, 123456)
+    wall = wall(2026, 6, 1, 9, 0, 0, 123456)
     plan = plan_send(Schedule(wall=wall), _z("Asia/Kolkata"), OPEN, None, LAUNCH)
     assert plan.send_at == _utc(2026, 6, 1, 3, 30, 0, 123456)
     assert resolve_wall(wall, "Asia/Kolkata") == (_utc(2026, 6, 1, 3, 30, 0, 123456), False)
@@ -195,10 +299,10 @@ def test_microseconds_survive_when_nothing_moves() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"instant": datetime(2026, 1, 1), "wall": None}, "needs a UTC offset"),
+        ({"instant": wall(2026, 1, 1), "wall": None}, "needs a UTC offset"),
         ({"wall": datetime(2026, 1, 1, tzinfo=UTC)}, "carries no zone"),
-        ({"instant": _utc(2026, 1, 1), "wall": datetime(2026, 1, 1)}, "not both"),
-        ({"wall": datetime(2026, 1, 1), "wall_zone": "Mars/Olympus"}, "known IANA zone"),
+        ({"instant": _utc(2026, 1, 1), "wall": wall(2026, 1, 1)}, "not both"),
+        ({"wall": wall(2026, 1, 1), "wall_zone": "Mars/Olympus"}, "known IANA zone"),
         ({"wall_zone": "Europe/London"}, "needs a wall time"),
     ],
 )
@@ -209,7 +313,7 @@ def test_schedule_validation(kwargs: dict[str, object], message: str) -> None:
 
 def test_now_must_be_aware() -> None:
     with pytest.raises(ValueError, match="now: must be timezone-aware"):
-        plan_send(Schedule(), _z("UTC"), OPEN, None, datetime(2026, 1, 1))
+        plan_send(Schedule(), _z("UTC"), OPEN, None, wall(2026, 1, 1))
 
 
 @pytest.mark.parametrize(
@@ -218,8 +322,18 @@ def test_now_must_be_aware() -> None:
         ("Europe/Paris", "+12125550123", "Asia/Tokyo", ZoneChoice(("Europe/Paris",), "contact")),
         ("Not/AZone", "+12125550123", None, ZoneChoice(("America/New_York",), "phone")),
         (None, "+976136234567", None, ZoneChoice(("Asia/Choibalsan", "Asia/Ulaanbaatar"), "phone")),
-        (None, "+79161234567", "Asia/Tokyo", ZoneChoice(("Asia/Tokyo",), "campaign")),  # 16 zones: too vague
-        (None, "+18005550123", None, ZoneChoice(("Asia/Kolkata",), "account")),  # toll free: country-wide
+        (
+            None,
+            "+79161234567",
+            "Asia/Tokyo",
+            ZoneChoice(("Asia/Tokyo",), "campaign"),
+        ),  # 16 zones: too vague
+        (
+            None,
+            "+18005550123",
+            None,
+            ZoneChoice(("Asia/Kolkata",), "account"),
+        ),  # toll free: country-wide
         (None, "+15555550100", "contact_local", ZoneChoice(("Asia/Kolkata",), "account")),
         (None, None, None, ZoneChoice(("Asia/Kolkata",), "account")),
     ],
@@ -227,6 +341,7 @@ def test_now_must_be_aware() -> None:
 def test_zone_resolution_order(
     contact_tz: str | None, phone: str | None, campaign_tz: str | None, expected: ZoneChoice
 ) -> None:
+
     assert resolve_zones(contact_tz, phone, campaign_tz, "Asia/Kolkata") == expected
 
 

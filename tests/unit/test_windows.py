@@ -9,6 +9,11 @@ import pytest
 from shared.domain.windows import SendingWindow, parse_weekday
 
 
+def wall(*parts: int) -> datetime:
+    """A naive wall-clock time: naive on purpose, it is read in a zone later."""
+    return datetime(*parts)  # noqa: DTZ001
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
@@ -81,27 +86,34 @@ def test_a_single_string_is_not_a_list_of_days() -> None:
         (None, None, list(range(24)), []),
     ],
 )
-def test_allows_hours(start: int | None, end: int | None, allowed: list[int], refused: list[int]) -> None:
+def test_allows_hours(
+    start: int | None, end: int | None, allowed: list[int], refused: list[int]
+) -> None:
+
     # Given a window (2026-06-03 is a Wednesday, nothing excluded)
     window = SendingWindow.parse(start, end, None)
     # Then exactly the hours inside it are allowed, the end hour excluded
     for hour in allowed:
-        assert window.allows(datetime(2026, 6, 3, hour, 59, 59)), hour
+        assert window.allows(wall(2026, 6, 3, hour, 59, 59)), hour
     for hour in refused:
-        assert not window.allows(datetime(2026, 6, 3, hour, 0)), hour
+        assert not window.allows(wall(2026, 6, 3, hour, 0)), hour
 
 
 def test_excluded_days_use_the_local_calendar_day() -> None:
     window = SendingWindow.parse(20, 8, ["Saturday"])
-    assert window.allows(datetime(2026, 6, 5, 23, 0))  # Friday night
-    assert not window.allows(datetime(2026, 6, 6, 2, 0))  # Saturday small hours
-    assert not window.allows(datetime(2026, 6, 6, 21, 0))  # Saturday night
-    assert window.allows(datetime(2026, 6, 7, 1, 0))  # Sunday small hours
+    assert window.allows(wall(2026, 6, 5, 23, 0))  # Friday night
+    assert not window.allows(wall(2026, 6, 6, 2, 0))  # Saturday small hours
+    assert not window.allows(wall(2026, 6, 6, 21, 0))  # Saturday night
+    assert window.allows(wall(2026, 6, 7, 1, 0))  # Sunday small hours
 
 
 def test_as_dict_is_api_shaped_and_equal_windows_compare_equal() -> None:
     window = SendingWindow.parse(9, 17, ["SUNDAY", "sat"])
-    assert window.as_dict() == {"start_hour": 9, "end_hour": 17, "excluded_days": ["saturday", "sunday"]}
+    assert window.as_dict() == {
+        "start_hour": 9,
+        "end_hour": 17,
+        "excluded_days": ["saturday", "sunday"],
+    }
     assert window == SendingWindow.parse(9, 17, ["saturday", "sunday"])
     assert hash(window) == hash(SendingWindow(9, 17, frozenset({5, 6})))
     assert SendingWindow().is_open_all_week
