@@ -21,7 +21,8 @@ class Settings(BaseSettings):
     api_port: int = 8080
     tracker_host: str = "127.0.0.1"
     tracker_port: int = 8081
-    #: Port of /healthz and /metrics for the scheduler and dispatchers; 0 picks a free one.
+    #: Address and port of /healthz and /metrics for the scheduler and dispatchers (port 0: a free one).
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
     #: The tracker's base URL as providers reach it (status callbacks, signature checks).
     public_url: str = "http://127.0.0.1:8081"
@@ -36,6 +37,7 @@ class Settings(BaseSettings):
     )
     twilio_api_url: str = "https://api.twilio.com"
     default_from_number: str = "+15005550006"
+    sandbox_host: str = "127.0.0.1"
     sandbox_port: int = 8082
     default_timezone: str = "Asia/Kolkata"
     log_format: Literal["json", "console"] = "json"

@@ -17,13 +17,17 @@ from shared.db.pool import create_pool
 from shared.runtime import cancel_all
 from shared.settings import Settings, twilio_base_url
 
+#: Channels whose provider adapters exist; the others' queues are left alone.
+SENDING_CHANNELS = frozenset({"sms"})
+
 log = structlog.get_logger()
 
 
 async def run(settings: Settings, channel: str, stop: asyncio.Event) -> None:
     """Consume `dispatch.<channel>` until `stop` is set."""
-    if channel != "sms":
-        log.warning("dispatcher.channel_not_sending_yet", channel=channel)
+    if channel not in SENDING_CHANNELS:
+        # The API refuses to launch such campaigns, so nothing waits on this queue.
+        log.warning("dispatcher.channel_not_available", channel=channel)
     pool_size = max(settings.db_pool_max, settings.dispatch_prefetch // 2 + 2)
     async with (
         create_pool(settings.database_url, settings.db_pool_min, pool_size) as pool,
@@ -41,14 +45,15 @@ async def run(settings: Settings, channel: str, stop: asyncio.Event) -> None:
         consumer = Consumer(
             connection, f"dispatch.{channel}", handler, prefix=settings.amqp_prefix, prefetch=settings.dispatch_prefetch
         )
-        await consumer.start()
+        if channel in SENDING_CHANNELS:
+            await consumer.start()
         reconciler = Reconciler(
             pool, provider, settings.default_from_number,
             after_s=settings.reconcile_after, interval_s=max(1.0, settings.reconcile_after / 4),
         )
         tasks = [asyncio.create_task(reconciler.run(stop))] if channel == "sms" else []
         runner, port = await observability.serve_health(
-            settings.api_host, settings.metrics_port, observability.standard_checks(pool, connection)
+            settings.metrics_host, settings.metrics_port, observability.standard_checks(pool, connection)
         )
         log.info("dispatcher.started", channel=channel, metrics_port=port)
         await stop.wait()

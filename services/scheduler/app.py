@@ -43,7 +43,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             asyncio.create_task(releaser.run(stop)),
         ]
         runner, port = await observability.serve_health(
-            settings.api_host, settings.metrics_port, observability.standard_checks(pool, connection)
+            settings.metrics_host, settings.metrics_port, observability.standard_checks(pool, connection)
         )
         log.info("scheduler.started", metrics_port=port)
         await stop.wait()

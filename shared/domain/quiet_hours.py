@@ -45,7 +45,7 @@ _STATE_BY_NAME = {name.lower(): code for code, name in US_STATES.items()} | {
 class QuietRule:
     """Allowed local hours for one jurisdiction: minutes after midnight, `end` exclusive.
 
-    `days` optionally gives all seven weekdays (Monday first) their own `(start, end)`, None = closed.
+    `days` optionally gives each weekday (Monday first) its own `(start, end)`; None = closed.
     """
 
     jurisdiction: str
@@ -76,7 +76,7 @@ class QuietRule:
         object.__setattr__(self, "text", text)
 
     def minutes_on(self, weekday: int) -> tuple[int, int] | None:
-        """Allowed `(start, end)` minutes on a weekday (Monday=0), or None when no send is allowed."""
+        """Allowed `(start, end)` minutes on a weekday (Monday=0); None when nothing is allowed."""
         return self.days[weekday] if self.days else (self.start, self.end)
 
     def allows(self, local_dt: datetime) -> bool:

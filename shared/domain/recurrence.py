@@ -9,7 +9,7 @@ import calendar
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Literal, cast
+from typing import Literal
 
 from shared.domain.windows import DAY_NAMES, parse_weekday
 
@@ -69,7 +69,7 @@ class Recurrence:
         if days is not None and (isinstance(days, str) or not isinstance(days, list | tuple)):
             raise ValueError("weekdays: must be a list of day names")
         return cls(
-            frequency=cast(Frequency, frequency),
+            frequency=frequency,
             interval=_whole(value.get("interval", 1), "interval"),
             weekdays=frozenset(parse_weekday(day, "weekdays") for day in days or ()),
             month_day=_optional_whole(
@@ -93,7 +93,7 @@ class Recurrence:
 
 @dataclass(frozen=True, slots=True)
 class Occurrence:
-    """One run of a recurring campaign: its wall time and its 0-based number (the first run is 0)."""
+    """One run of a recurring campaign: its wall time and its 0-based number."""
 
     at: datetime
     index: int
@@ -102,9 +102,9 @@ class Occurrence:
 def next_occurrence(
     rule: Recurrence, first: datetime, after: datetime | None = None
 ) -> Occurrence | None:
-    """The first occurrence strictly after `after` (or the first of all), or None once until/count end it.
+    """The first occurrence strictly after `after` (or the very first), None once until/count end.
 
-    `first` is the campaign's first scheduled wall time; it counts as a run only if it fits the rule.
+    `first` is the campaign's first scheduled wall time; it is a run only if it fits the rule.
     """
     if first.tzinfo is not None or (after is not None and after.tzinfo is not None):
         raise ValueError("recurrence: first and after are naive wall-clock times")

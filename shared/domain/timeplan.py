@@ -37,7 +37,7 @@ class Unplannable(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """When to send: an aware `instant` (one moment for everyone), a naive `wall` time, or neither (now).
+    """When to send: an aware `instant` (one moment for all), a naive `wall` time, or neither (now).
 
     A wall time is read in each contact's zone(s), or in `wall_zone` for everyone when it is set.
     """
@@ -131,10 +131,10 @@ def _target_of_wall(
     latest, exact = -1 << 62, False
     for name in (schedule.wall_zone,) if schedule.wall_zone else names:
         seconds, shifted = _wall_seconds(name, wall)
-        if shifted and "dst_gap_shifted" not in adjustments:
-            adjustments.append("dst_gap_shifted")
         if seconds > latest or (seconds == latest and not shifted):
             latest, exact = seconds, not shifted
+    if not exact:
+        adjustments.append("dst_gap_shifted")
     micro = wall.microsecond if exact else 0
     instant = datetime.fromtimestamp(latest, UTC)
     if micro:
@@ -161,7 +161,7 @@ def _wall_seconds(zone_name: str, wall: datetime) -> tuple[int, bool]:
 
 @functools.lru_cache(maxsize=16_384)
 def _offsets(zone_name: str, ordinal: int) -> tuple[tuple[int, int, int], ...]:
-    """Constant-offset stretches `(start, end, offset)` covering every instant on local date `ordinal`."""
+    """Constant-offset `(start, end, offset)` stretches over all instants of local day `ordinal`."""
     tz = zone(zone_name)
     first = (ordinal - _EPOCH) * DAY_SECONDS - _REACH
     last = first + DAY_SECONDS + 2 * _REACH

@@ -12,7 +12,7 @@ DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
 #: Seconds in a (wall-clock) day.
 DAY_SECONDS = 86_400
 
-#: Per-weekday allowed spans: seven tuples of `(start, end)` seconds of the local day, end exclusive.
+#: Per weekday, the allowed `(start, end)` seconds of the local day, end exclusive.
 DaySpans = tuple[tuple[tuple[int, int], ...], ...]
 
 
@@ -32,7 +32,7 @@ def parse_weekday(value: object, field_name: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class SendingWindow:
-    """Local hours `start_hour` (inclusive) to `end_hour` (exclusive, 24 allowed) and skipped weekdays.
+    """Local hours `start_hour` (inclusive) to `end_hour` (exclusive, 24 allowed), minus weekdays.
 
     `start_hour > end_hour` wraps midnight (20-8 means 20:00-24:00 and 00:00-08:00). None means the
     day's edge; a window with neither bound is open all day.
@@ -58,6 +58,7 @@ class SendingWindow:
             raise ValueError("excluded_days: days are 0 (Monday) .. 6 (Sunday)")
         if len(self.excluded_days) >= 7:
             raise ValueError("excluded_days: cannot exclude every day of the week")
+        hours: tuple[tuple[int, int], ...]
         if lo < hi:
             hours = ((lo * 3600, hi * 3600),)
         else:  # wraps midnight; an end of 0 leaves only the evening part

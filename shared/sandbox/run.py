@@ -15,7 +15,7 @@ log = structlog.get_logger()
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     """Serve the sandbox Twilio on 127.0.0.1:CAMPAIGNS_SANDBOX_PORT until `stop` is set."""
     fake = FakeTwilio(settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value())
-    runner = await serve(fake, "127.0.0.1", settings.sandbox_port)
-    log.info("sandbox.listening", twilio_url=f"http://127.0.0.1:{settings.sandbox_port}")
+    runner = await serve(fake, settings.sandbox_host, settings.sandbox_port)
+    log.info("sandbox.listening", twilio_url=f"http://{settings.sandbox_host}:{settings.sandbox_port}")
     await stop.wait()
     await runner.cleanup()

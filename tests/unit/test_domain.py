@@ -37,15 +37,8 @@ def test_transitions_that_fit(status, action, resume_to, expected):
 
 @pytest.mark.parametrize(
     ("status", "action"),
-    [
-        ("draft", "pause"),
-        ("draft", "resume"),
-        ("running", "launch"),
-        ("running", "resume"),
-        ("completed", "cancel"),
-        ("cancelled", "resume"),
-        ("failed", "launch"),
-    ],
+    [("draft", "pause"), ("draft", "resume"), ("running", "launch"), ("running", "resume"),
+     ("completed", "cancel"), ("cancelled", "resume"), ("failed", "launch")],
 )
 def test_transitions_that_do_not_fit_say_why(status, action):
     with pytest.raises(InvalidTransition) as info:
@@ -58,20 +51,14 @@ def test_pause_remembers_where_to_resume():
 
 
 def test_results_in_the_seed_shape():
-    body = results(
-        "camp_1",
-        "completed",
-        Counts(total=500, sent=498, delivered=485, replied=142, failed=2, response_seconds=263),
-    )
+    body = results("camp_1", "completed", Counts(total=500, sent=498, delivered=485, replied=142, failed=2,
+                                                  response_seconds=263))
     assert body["reply_rate"] == "29.3%"
     assert body["average_response_time"] == "4m 23s"
     assert body["total_contacts"] == 500
 
 
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(0, "0s"), (59.6, "1m 0s"), (3600, "1h 0s"), (90061, "1d 1h 1m 1s"), (None, None)],
-)
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (59.6, "1m 0s"), (3600, "1h 0s"), (90061, "1d 1h 1m 1s"), (None, None)])
 def test_durations(seconds, text):
     assert format_duration(seconds) == text
 
@@ -82,12 +69,7 @@ def test_reply_rate_without_receipts_uses_sent():
 
 
 def _delivery(state="sent", provider_status="queued", sent_at=NOW, delivered_at=None):
-    return {
-        "state": state,
-        "provider_status": provider_status,
-        "sent_at": sent_at,
-        "delivered_at": delivered_at,
-    }
+    return {"state": state, "provider_status": provider_status, "sent_at": sent_at, "delivered_at": delivered_at}
 
 
 def test_delivered_moves_sent_forward():
@@ -118,17 +100,9 @@ def test_unknown_status_is_ignored():
 
 @pytest.mark.parametrize(
     ("http_status", "code", "verdict"),
-    [
-        (429, 20429, "retry"),
-        (500, None, "retry"),
-        (None, None, "retry"),
-        (503, 30008, "retry"),
-        (400, 21211, "fail"),
-        (400, 21614, "fail"),
-        (400, 21610, "opt_out"),
-        (400, 30004, "opt_out"),
-        (400, 21999, "fail"),
-    ],
+    [(429, 20429, "retry"), (500, None, "retry"), (None, None, "retry"), (503, 30008, "retry"),
+     (400, 21211, "fail"), (400, 21614, "fail"), (400, 21610, "opt_out"), (400, 30004, "opt_out"),
+     (400, 21999, "fail")],
 )
 def test_twilio_errors_are_sorted(http_status, code, verdict):
     assert classify_twilio(http_status, code) == verdict
@@ -159,36 +133,19 @@ def test_phone_numbers_are_stored_in_e164():
 
 
 def _row(**over):
-    row = {
-        "state": "queued",
-        "campaign_status": "running",
-        "channel": "sms",
-        "opted_out_sms": False,
-        "message_template": "Hi {{first_name}}",
-        "voice": {},
-        "agent_name": "Riley",
-        "first_name": "Ann",
-        "last_name": None,
-        "email": None,
-        "phone": "+14155550123",
-        "company": None,
-        "metadata": {},
-    }
+    row = {"state": "queued", "campaign_status": "running", "channel": "sms", "opted_out_sms": False,
+           "message_template": "Hi {{first_name}}", "voice": {}, "agent_name": "Riley",
+           "first_name": "Ann", "last_name": None, "email": None, "phone": "+14155550123",
+           "company": None, "metadata": {}}
     row.update(over)
     return row
 
 
 @pytest.mark.parametrize(
     ("over", "action"),
-    [
-        ({}, "send"),
-        ({"state": "sending"}, "duplicate"),
-        ({"state": "sent"}, "duplicate"),
-        ({"campaign_status": "paused"}, "pause"),
-        ({"campaign_status": "cancelled"}, "cancel"),
-        ({"opted_out_sms": True}, "skip"),
-        ({"message_template": "Hi {{topic}}"}, "fail"),
-    ],
+    [({}, "send"), ({"state": "sending"}, "duplicate"), ({"state": "sent"}, "duplicate"),
+     ({"campaign_status": "paused"}, "pause"), ({"campaign_status": "cancelled"}, "cancel"),
+     ({"opted_out_sms": True}, "skip"), ({"message_template": "Hi {{topic}}"}, "fail")],
 )
 def test_dispatch_decisions(over, action):
     decision = decide(_row(**over))

@@ -21,9 +21,9 @@ from shared.domain.windows import SendingWindow
 from shared.domain.zones import ZoneChoice
 
 
-def wall(*parts: int) -> datetime:
+def wall(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, us: int = 0) -> datetime:
     """A naive wall-clock time: naive on purpose, it is read in a zone later."""
-    return datetime(*parts)  # noqa: DTZ001
+    return datetime(y, mo, d, h, mi, s, us)  # noqa: DTZ001
 
 
 ZONES = [

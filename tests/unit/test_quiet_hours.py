@@ -21,9 +21,9 @@ from shared.domain.windows import SendingWindow
 from shared.domain.zones import ZoneChoice
 
 
-def wall(*parts: int) -> datetime:
+def wall(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, us: int = 0) -> datetime:
     """A naive wall-clock time: naive on purpose, it is read in a zone later."""
-    return datetime(*parts)  # noqa: DTZ001
+    return datetime(y, mo, d, h, mi, s, us)  # noqa: DTZ001
 
 
 def test_packaged_table_is_versioned_and_every_rule_has_a_source() -> None:
@@ -93,9 +93,11 @@ def test_jurisdiction_is_cached_per_area_code() -> None:
 def test_rule_for_prefers_the_state_and_falls_back_to_the_country() -> None:
     table = load_rules()
     florida = rule_for("US-FL", table)
-    assert florida is not None and florida.jurisdiction == "US-FL"
+    assert florida is not None
+    assert florida.jurisdiction == "US-FL"
     new_york = rule_for("US-NY", table)
-    assert new_york is not None and new_york.jurisdiction == "US"
+    assert new_york is not None
+    assert new_york.jurisdiction == "US"
     assert rule_for("GB", table) is None
     assert rule_for(None, table) is None
 
@@ -143,7 +145,8 @@ def test_operators_add_jurisdictions_by_data(tmp_path: Path) -> None:
     assert jurisdiction_for("+14165550123", None, table) == "CA"
     assert jurisdiction_for("+15145550123", "qc", table) == "CA-QC"
     quebec = rule_for("CA-QC", table)
-    assert quebec is not None and quebec.minutes_on(6) is None
+    assert quebec is not None
+    assert quebec.minutes_on(6) is None
     assert jurisdiction_for("+12125550123", None, table) is None  # the US is not in this table
 
 

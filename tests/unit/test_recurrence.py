@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -11,9 +12,9 @@ from hypothesis import strategies as st
 from shared.domain.recurrence import Occurrence, Recurrence, next_occurrence, occurrences
 
 
-def wall(*parts: int) -> datetime:
+def wall(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, us: int = 0) -> datetime:
     """A naive wall-clock time: naive on purpose, it is read in a zone later."""
-    return datetime(*parts)  # noqa: DTZ001
+    return datetime(y, mo, d, h, mi, s, us)  # noqa: DTZ001
 
 
 def test_parse_the_documented_shape() -> None:
@@ -175,7 +176,7 @@ def test_next_after_each_run_is_the_following_run(rule: Recurrence, first: datet
     runs = list(occurrences(rule, first, 12))
     assert runs, "an open-ended or counted rule always has a first run"
     assert [run.index for run in runs] == list(range(len(runs)))
-    for before, after in zip(runs, runs[1:], strict=False):
+    for before, after in itertools.pairwise(runs):
         assert before.at < after.at
         assert next_occurrence(rule, first, before.at) == after
         # Asking from any moment between two runs gives the later one
@@ -183,7 +184,8 @@ def test_next_after_each_run_is_the_following_run(rule: Recurrence, first: datet
     if rule.count is not None:
         assert len(runs) == min(rule.count, 12)
     for run in runs:
-        assert run.at >= first and run.at.time() == first.time()
+        assert run.at >= first
+        assert run.at.time() == first.time()
         if rule.frequency == "weekly" and rule.weekdays:
             assert run.at.weekday() in rule.weekdays
         if rule.frequency == "monthly":

@@ -13,14 +13,8 @@ from shared.domain.templating import (
     variables,
 )
 
-CONTACT = {
-    "first_name": "Ann",
-    "last_name": "Lee",
-    "phone": "+14155550123",
-    "email": None,
-    "company": "Acme",
-    "metadata": {"order_number": "A-17", "first_name": "ignored"},
-}
+CONTACT = {"first_name": "Ann", "last_name": "Lee", "phone": "+14155550123", "email": None,
+           "company": "Acme", "metadata": {"order_number": "A-17", "first_name": "ignored"}}
 
 
 def test_built_ins_metadata_and_agent_name():
@@ -52,11 +46,7 @@ def test_a_default_fills_a_missing_variable():
 
 @pytest.mark.parametrize(
     "source",
-    [
-        "{{ x.__class__.__mro__ }}",
-        "{{ x.__init__.__globals__ }}",
-        "{{ ''.__class__.__subclasses__() }}",
-    ],
+    ["{{ x.__class__.__mro__ }}", "{{ x.__init__.__globals__ }}", "{{ ''.__class__.__subclasses__() }}"],
 )
 def test_python_internals_are_out_of_reach(source):
     with pytest.raises((TemplateError, MissingVariable)):

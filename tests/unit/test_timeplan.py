@@ -15,9 +15,9 @@ from shared.domain.windows import SendingWindow
 from shared.domain.zones import ZoneChoice, resolve_zones
 
 
-def wall(*parts: int) -> datetime:
+def wall(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, us: int = 0) -> datetime:
     """A naive wall-clock time: naive on purpose, it is read in a zone later."""
-    return datetime(*parts)  # noqa: DTZ001
+    return datetime(y, mo, d, h, mi, s, us)  # noqa: DTZ001
 
 
 LAUNCH = datetime(2000, 1, 1, tzinfo=UTC)  # long before every case unless a case says otherwise
@@ -47,8 +47,8 @@ class Case:
     adjustments: list[str] = field(default_factory=list)
 
 
-def _utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def _utc(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, us: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, s, us, tzinfo=UTC)
 
 
 CASES = {
@@ -290,10 +290,10 @@ def test_zones_whose_windows_never_overlap_are_unplannable() -> None:
 
 
 def test_microseconds_survive_when_nothing_moves() -> None:
-    wall = wall(2026, 6, 1, 9, 0, 0, 123456)
-    plan = plan_send(Schedule(wall=wall), _z("Asia/Kolkata"), OPEN, None, LAUNCH)
+    requested = wall(2026, 6, 1, 9, 0, 0, 123456)
+    plan = plan_send(Schedule(wall=requested), _z("Asia/Kolkata"), OPEN, None, LAUNCH)
     assert plan.send_at == _utc(2026, 6, 1, 3, 30, 0, 123456)
-    assert resolve_wall(wall, "Asia/Kolkata") == (_utc(2026, 6, 1, 3, 30, 0, 123456), False)
+    assert resolve_wall(requested, "Asia/Kolkata") == (_utc(2026, 6, 1, 3, 30, 0, 123456), False)
 
 
 @pytest.mark.parametrize(

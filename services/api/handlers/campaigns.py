@@ -28,6 +28,9 @@ from shared.web import json_response
 
 log = structlog.get_logger()
 
+#: Channels the dispatchers can send today.
+SENDING_CHANNELS = frozenset({"sms"})
+
 
 def campaign_body(row: asyncpg.Record, counts: asyncpg.Record | None) -> dict[str, Any]:
     """A campaign in the seed's response shape, with its other settings beside."""
@@ -136,6 +139,11 @@ async def _launch(conn: asyncpg.Connection, account: asyncpg.Record, row: asyncp
         step = transition(row["status"], "launch")
     except InvalidTransition as exc:
         raise Conflict(str(exc)) from exc
+    if row["channel"] not in SENDING_CHANNELS:
+        raise Invalid(
+            f"sending {row['channel']} campaigns is not available yet; it is saved as a draft",
+            details=[{"field": "channel", "reason": f"{row['channel']} cannot be launched yet"}],
+        )
     if row["total_contacts"] == 0:
         raise Invalid(
             "the campaign has no contacts to send to",
