@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -53,6 +54,10 @@ class Settings(BaseSettings):
     #: How often the scheduler looks for due deliveries, in seconds.
     release_interval: float = 0.5
     release_batch: int = 500
+    #: Start the scheduler's clock at this instant instead of now (rehearsals, tests).
+    clock_start: datetime | None = None
+    #: Simulated seconds per real second, with CAMPAIGNS_CLOCK_START.
+    clock_rate: float = 1.0
 
 
 def twilio_base_url(settings: Settings) -> str:

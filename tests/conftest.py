@@ -137,14 +137,15 @@ class System:
     services: dict[str, Service]
 
 
-@pytest.fixture(scope="session")
-def system(infra: Infra, fake_twilio: FakeTwilio, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    """api, scheduler, two SMS dispatchers and the tracker, each its own process."""
+def start_system(
+    database_url: str, prefix: str, amqp_url: str, fake_twilio: FakeTwilio, logs: Path, **extra_env: str
+) -> System:
+    """Start api, scheduler, two SMS dispatchers and the tracker as processes; wait until healthy."""
     api_port, tracker_port = free_port(), free_port()
     env = {
-        "CAMPAIGNS_DATABASE_URL": infra.database_url,
-        "CAMPAIGNS_AMQP_URL": infra.amqp_url,
-        "CAMPAIGNS_AMQP_PREFIX": infra.prefix,
+        "CAMPAIGNS_DATABASE_URL": database_url,
+        "CAMPAIGNS_AMQP_URL": amqp_url,
+        "CAMPAIGNS_AMQP_PREFIX": prefix,
         "CAMPAIGNS_API_PORT": str(api_port),
         "CAMPAIGNS_TRACKER_PORT": str(tracker_port),
         "CAMPAIGNS_PUBLIC_URL": f"http://127.0.0.1:{tracker_port}",
@@ -155,8 +156,8 @@ def system(infra: Infra, fake_twilio: FakeTwilio, tmp_path_factory: pytest.TempP
         "CAMPAIGNS_RECONCILE_AFTER": "4",
         "CAMPAIGNS_RELEASE_INTERVAL": "0.1",
         "CAMPAIGNS_DEFAULT_FROM_NUMBER": "+15005550006",
+        **extra_env,
     }
-    logs = tmp_path_factory.mktemp("services")
     services = {
         "api": Service("api", ["api"], env, logs),
         "tracker": Service("tracker", ["tracker"], env, logs),
@@ -184,10 +185,35 @@ def system(infra: Infra, fake_twilio: FakeTwilio, tmp_path_factory: pytest.TempP
     except AssertionError:
         for service in services.values():
             print(f"--- {service.name}\n{service.output()[-3000:]}")
+        stop_system(system)
         raise
-    yield system
-    for service in services.values():
+    return system
+
+
+def stop_system(system: System) -> None:
+    """SIGTERM every service and wait for it."""
+    for service in system.services.values():
         service.stop()
+
+
+@contextlib.contextmanager
+def own_database(infra: Infra, suffix: str) -> Iterator[str]:
+    """A freshly migrated database beside the run's own, dropped afterwards."""
+    url = urlunsplit(urlsplit(infra.database_url)._replace(path=urlsplit(infra.database_url).path + "_" + suffix))
+    asyncio.run(migrate(url))
+    try:
+        yield url
+    finally:
+        asyncio.run(_drop_database(url))
+
+
+@pytest.fixture(scope="session")
+def system(infra: Infra, fake_twilio: FakeTwilio, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """api, scheduler, two SMS dispatchers and the tracker, each its own process."""
+    logs = tmp_path_factory.mktemp("services")
+    system = start_system(infra.database_url, infra.prefix, infra.amqp_url, fake_twilio, logs)
+    yield system
+    stop_system(system)
     print(f"service logs: {logs}")
 
 

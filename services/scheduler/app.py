@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
-
 import structlog
 
 from services.scheduler.handlers import Handlers
@@ -12,6 +10,7 @@ from services.scheduler.releaser import Releaser
 from shared import observability
 from shared.bus.connection import connect
 from shared.bus.consumer import Consumer
+from shared.clock import from_settings
 from shared.bus.outbox import Relay
 from shared.db.pool import create_pool
 from shared.runtime import cancel_all
@@ -20,24 +19,21 @@ from shared.settings import Settings
 log = structlog.get_logger()
 
 
-def _clock() -> datetime:
-    return datetime.now(UTC)
-
-
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     """Run the scheduler until `stop` is set."""
     async with (
         create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max) as pool,
         connect(settings.amqp_url, settings.amqp_prefix) as connection,
     ):
-        handlers = Handlers(pool, _clock)
+        clock = from_settings(settings.clock_start, settings.clock_rate)
+        handlers = Handlers(pool, clock)
         consumers = [
             Consumer(connection, "scheduler.campaign.launched", handlers.campaign_launched, prefix=settings.amqp_prefix, prefetch=2),
             Consumer(connection, "scheduler.campaign.cancelled", handlers.campaign_cancelled, prefix=settings.amqp_prefix, prefetch=10),
         ]
         for consumer in consumers:
             await consumer.start()
-        releaser = Releaser(pool, _clock, settings.release_batch, settings.release_interval)
+        releaser = Releaser(pool, clock, settings.release_batch, settings.release_interval)
         tasks = [
             asyncio.create_task(Relay(pool, connection, settings.amqp_prefix).run()),
             asyncio.create_task(releaser.run(stop)),

@@ -47,7 +47,7 @@ WITH due AS (
     LIMIT $2
     FOR UPDATE OF d SKIP LOCKED
 )
-UPDATE deliveries d SET state = 'queued', queued_at = now(), updated_at = now()
+UPDATE deliveries d SET state = 'queued', queued_at = $1, updated_at = now()
 FROM due WHERE d.id = due.id
 RETURNING d.id, d.campaign_id, d.account_id, d.channel, d.send_at
 """

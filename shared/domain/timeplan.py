@@ -80,33 +80,33 @@ def plan_send(
     if now.utcoffset() is None:
         raise ValueError("now: must be timezone-aware")
     names = zones.zones
-    adjustments: list[str] = []
     now_ts = now.timestamp()
+    tags: tuple[str, ...] = ()
     if schedule.instant is not None:
         start, start_ts = schedule.instant, schedule.instant.timestamp()
     elif schedule.wall is not None:
-        start, start_ts = _target_of_wall(schedule, names, adjustments)
+        start, start_ts, shifted = _wall_target(schedule.wall_zone or names, schedule.wall)
+        tags = ("dst_gap_shifted",) if shifted else ()
     else:
         start, start_ts = now, now_ts
     if start_ts < now_ts:
         start, start_ts = now, now_ts
-        adjustments.append("past_moved_to_now")
+        tags += ("past_moved_to_now",)
     send_at = start.astimezone(UTC)
     if quiet is not None or not window.is_open_all_week:
-        send_ts = _earliest(names, start_ts, _day_spans(window, quiet))
+        send_ts, moved = _settle(names, start_ts, window, quiet)
         if send_ts != start_ts:
-            moved_from, send_at = send_at, datetime.fromtimestamp(int(send_ts), UTC)
-            adjustments.extend(_why_moved(moved_from, send_at, names, window, quiet))
+            send_at, tags = datetime.fromtimestamp(send_ts, UTC), tags + moved
     return Plan(
         send_at,
         {
             "zone": names[0],
             "zones": list(names),
             "zone_source": zones.source,
-            "local_send_time": send_at.astimezone(zone(names[0])).isoformat(),
+            "local_send_time": _local_iso(names[0], send_at),
             "window": window.as_dict(),
             "quiet_hours": None if quiet is None else quiet.as_reason(),
-            "adjustments": adjustments,
+            "adjustments": list(tags),
         },
     )
 
@@ -122,24 +122,53 @@ def resolve_wall(wall: datetime, zone_name: str) -> tuple[datetime, bool]:
     return (instant, True) if shifted else (instant.replace(microsecond=wall.microsecond), False)
 
 
-def _target_of_wall(
-    schedule: Schedule, names: tuple[str, ...], adjustments: list[str]
-) -> tuple[datetime, float]:
-    """The instant a wall time means; with several zones, the last of them to reach it."""
-    wall = schedule.wall
-    assert wall is not None
+def clear_caches() -> None:
+    """Forget every memoised step (for tests and cold benchmarks); results never depend on them."""
+    for cached in (_wall_target, _settle, _local_iso_whole, _offsets, _open_stretches, _day_spans):
+        cached.cache_clear()
+
+
+# The memoised steps below are pure; a run plans many contacts with the same wall time, zone,
+# window and rule, so most contacts are answered from these caches.
+
+
+@functools.lru_cache(maxsize=65_536)
+def _wall_target(names: str | tuple[str, ...], wall: datetime) -> tuple[datetime, float, bool]:
+    """The instant a wall time means (the last of several zones to reach it), its POSIX time,
+    and whether that zone skipped the wall time."""
     latest, exact = -1 << 62, False
-    for name in (schedule.wall_zone,) if schedule.wall_zone else names:
+    for name in (names,) if isinstance(names, str) else names:
         seconds, shifted = _wall_seconds(name, wall)
         if seconds > latest or (seconds == latest and not shifted):
             latest, exact = seconds, not shifted
-    if not exact:
-        adjustments.append("dst_gap_shifted")
-    micro = wall.microsecond if exact else 0
     instant = datetime.fromtimestamp(latest, UTC)
-    if micro:
-        return instant.replace(microsecond=micro), (latest * 1_000_000 + micro) / 1_000_000
-    return instant, float(latest)
+    if exact and wall.microsecond:
+        micro = wall.microsecond
+        return instant.replace(microsecond=micro), (latest * 1_000_000 + micro) / 1_000_000, False
+    return instant, float(latest), not exact
+
+
+@functools.lru_cache(maxsize=65_536)
+def _settle(
+    names: tuple[str, ...], start_ts: float, window: SendingWindow, quiet: QuietRule | None
+) -> tuple[int | float, tuple[str, ...]]:
+    """The first allowed instant from `start_ts`, and the tags saying why it moved (if it did)."""
+    send_ts = _earliest(names, start_ts, _day_spans(window, quiet))
+    if send_ts == start_ts:
+        return send_ts, ()
+    start = datetime.fromtimestamp(start_ts, UTC)
+    return send_ts, _why_moved(start, datetime.fromtimestamp(send_ts, UTC), names, window, quiet)
+
+
+def _local_iso(zone_name: str, instant: datetime) -> str:
+    if instant.microsecond:
+        return instant.astimezone(zone(zone_name)).isoformat()
+    return _local_iso_whole(zone_name, int(instant.timestamp()))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _local_iso_whole(zone_name: str, seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, zone(zone_name)).isoformat()
 
 
 def _wall_seconds(zone_name: str, wall: datetime) -> tuple[int, bool]:
@@ -149,11 +178,8 @@ def _wall_seconds(zone_name: str, wall: datetime) -> tuple[int, bool]:
     for lo, hi, offset in stretches:  # in time order, so a repeated time resolves to fold=0
         if lo <= as_utc - offset < hi:
             return as_utc - offset, False
-    for (
-        lo,
-        _,
-        offset,
-    ) in stretches:  # skipped: the first stretch whose clock starts past the wall time
+    # Skipped: the first stretch whose clock starts past the wall time.
+    for lo, _, offset in stretches:
         if lo + offset > as_utc:
             return lo, True
     raise AssertionError("a local day is always covered")  # pragma: no cover
@@ -281,7 +307,7 @@ def _why_moved(
     names: tuple[str, ...],
     window: SendingWindow,
     quiet: QuietRule | None,
-) -> list[str]:
+) -> tuple[str, ...]:
     """Short audit tags for why the instant moved past `start`."""
     tags: list[str] = []
     for name in names:
@@ -295,4 +321,4 @@ def _why_moved(
         first, last = local.toordinal(), send_at.astimezone(zone(name)).toordinal()
         if any((day - 1) % 7 in window.excluded_days for day in range(first + 1, last)):
             tags.append("excluded_day_skipped")
-    return list(dict.fromkeys(tags))
+    return tuple(dict.fromkeys(tags))

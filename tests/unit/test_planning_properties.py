@@ -198,9 +198,7 @@ def test_planning_is_deterministic_whatever_the_caches_hold(
 
     warm = plan()
     assert plan() == warm
-    timeplan._offsets.cache_clear()
-    timeplan._open_stretches.cache_clear()
-    timeplan._day_spans.cache_clear()
+    timeplan.clear_caches()
     assert plan() == warm
 
 

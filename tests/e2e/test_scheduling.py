@@ -1,0 +1,86 @@
+"""When each contact is reached, with the scheduler's clock under the test's control."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.conftest import _drop_topology, make_account, own_database, start_system, stop_system
+from tests.support import call, new_phone, wait_until
+
+pytestmark = pytest.mark.e2e
+
+#: 09:00 local on 2026-03-10 (New York and Los Angeles already on DST since 03-08; London not yet).
+ZONES = {
+    "Asia/Tokyo": datetime(2026, 3, 10, 0, 0, tzinfo=UTC),
+    "Asia/Kolkata": datetime(2026, 3, 10, 3, 30, tzinfo=UTC),
+    "Europe/London": datetime(2026, 3, 10, 9, 0, tzinfo=UTC),
+    "America/New_York": datetime(2026, 3, 10, 13, 0, tzinfo=UTC),
+    "America/Los_Angeles": datetime(2026, 3, 10, 16, 0, tzinfo=UTC),
+}
+#: Simulated seconds per real second: the 16 simulated hours pass in 8 real seconds.
+RATE = 7200
+
+
+@pytest.fixture(scope="module")
+def clocked(infra, fake_twilio, tmp_path_factory):
+    """A system of its own (database and queues too) whose scheduler starts at 2026-03-09T23:30Z."""
+    with own_database(infra, "clock") as url:
+        prefix = infra.prefix + "clock."
+        system = start_system(
+            url, prefix, infra.amqp_url, fake_twilio, tmp_path_factory.mktemp("clocked"),
+            CAMPAIGNS_CLOCK_START="2026-03-09T23:30:00Z", CAMPAIGNS_CLOCK_RATE=str(RATE),
+        )
+        try:
+            yield system, url
+        finally:
+            stop_system(system)
+            with contextlib.suppress(Exception):
+                asyncio.run(_drop_topology(infra.amqp_url, prefix))
+
+
+async def test_contact_local_0900_reaches_each_zone_at_its_own_0900(http, clocked, fake_twilio):
+    system, url = clocked
+    from shared.db.pool import connect
+
+    db = await connect(url)
+    try:
+        account = await make_account(db)
+        status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+        phones = {zone: new_phone() for zone in ZONES}
+        status, body = await call(
+            http, "POST", system.api_url + "/campaigns", account.headers,
+            {"name": "Morning Check-in", "type": "sms", "agent_id": agent["id"],
+             "contacts": [{"phone": phones[z], "timezone": z, "first_name": z.split("/")[1]} for z in ZONES],
+             "message_template": "Good morning {{first_name}}!",
+             "scheduled_at": "2026-03-10T09:00:00", "timezone": "contact_local", "status": "scheduled"},
+        )
+        assert status == 201, body
+
+        async def done() -> bool:
+            return await db.fetchval(
+                "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND sent_at IS NOT NULL", body["id"]
+            ) == len(ZONES)
+
+        await wait_until(done, timeout=60, message="all five zones sent")
+        rows = {
+            r["to_address"]: r
+            for r in await db.fetch("SELECT * FROM deliveries WHERE campaign_id = $1", body["id"])
+        }
+    finally:
+        await db.close()
+    for zone, expected in ZONES.items():
+        row = rows[phones[zone]]
+        assert row["send_at"] == expected, zone
+        assert row["plan_reason"]["zone"] == zone
+        assert row["plan_reason"]["zone_source"] == "contact"
+        # released at its own 09:00 by the scheduler's clock: never before, and within one release tick
+        released_after = (row["queued_at"] - expected).total_seconds()
+        assert 0 <= released_after <= 0.5 * RATE, (zone, released_after)
+        assert len(fake_twilio.sent_to(phones[zone])) == 1
+    # and the provider saw them in the order of their local mornings
+    order = [r.get("To") for r in fake_twilio.requests if r.get("To") in set(phones.values())]
+    assert order == [phones[z] for z in ZONES]
