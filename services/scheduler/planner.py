@@ -11,7 +11,7 @@ from shared.db.deliveries import PLAN_COLUMNS
 from shared.domain import quiet_hours
 from shared.domain.timeplan import Schedule, Unplannable, plan_send
 from shared.domain.windows import SendingWindow
-from shared.domain.zones import resolve_zones
+from shared.domain.zones import ZoneChoice, resolve_zones
 from shared.ids import new_id
 
 _STATE = PLAN_COLUMNS.index("state")
@@ -95,3 +95,22 @@ def plan_contact(ctx: RunContext, contact: Mapping[str, Any]) -> tuple[Any, ...]
         reason,
         skip,
     )
+
+
+def next_allowed(reason: Mapping[str, Any] | None, window: Mapping[str, Any] | None, now: datetime) -> datetime | None:
+    """For a delivery released late (a pause, a backlog, a scheduler that was down): None when `now`
+    is still allowed by its window and quiet hours, else the next instant that is."""
+    if not reason or not reason.get("zones"):
+        return None
+    window = window or {}
+    quiet = None
+    if reason.get("quiet_hours"):
+        quiet = quiet_hours.rule_for(reason["quiet_hours"].get("jurisdiction"), quiet_hours.load_rules())
+    plan = plan_send(
+        Schedule(),
+        ZoneChoice(tuple(reason["zones"]), reason.get("zone_source", "campaign")),
+        SendingWindow.parse(window.get("start_hour"), window.get("end_hour"), window.get("excluded_days")),
+        quiet,
+        now,
+    )
+    return plan.send_at if plan.send_at > now else None

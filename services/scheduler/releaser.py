@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
 from prometheus_client import Counter
 
+from services.scheduler.planner import next_allowed
 from shared.bus import outbox
 from shared.db import deliveries
 from shared.messages.campaign_events import CampaignCompleted
@@ -48,10 +49,13 @@ class Releaser:
 
     async def release_once(self) -> int:
         """Release one batch; how many deliveries it held."""
+        now = self._clock()
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await deliveries.release_due(conn, self._clock(), self._batch)
+            rows = await deliveries.release_due(conn, now, self._batch)
             if not rows:
                 return 0
+            rows, moves = _on_time(rows, now)
+            await deliveries.defer(conn, moves)
             await outbox.add(
                 conn,
                 [
@@ -81,3 +85,22 @@ class Releaser:
             COMPLETED.inc()
             log.info("campaign.completed", campaign_id=row["campaign_id"], run_id=row["run_id"])
         return len(done)
+
+
+#: A release this much after its planned instant is late: its hours are checked again.
+LATE = timedelta(seconds=60)
+
+
+def _on_time(rows: list[asyncpg.Record], now: datetime) -> tuple[list[asyncpg.Record], list[tuple[str, datetime]]]:
+    """Split released rows into those to send now and those (late, now outside their window or
+    quiet hours) to move to their next allowed instant."""
+    keep, moves = [], []
+    for row in rows:
+        later = next_allowed(row["plan_reason"], row["sending_window"], now) if now - row["send_at"] > LATE else None
+        if later is None:
+            keep.append(row)
+        else:
+            moves.append((row["id"], later))
+    if moves:
+        log.info("deliveries.deferred", count=len(moves), reason="released late, outside their hours")
+    return keep, moves

@@ -48,8 +48,15 @@ WITH due AS (
     FOR UPDATE OF d SKIP LOCKED
 )
 UPDATE deliveries d SET state = 'queued', queued_at = $1, updated_at = now()
-FROM due WHERE d.id = due.id
-RETURNING d.id, d.campaign_id, d.account_id, d.channel, d.send_at
+FROM due, campaigns c WHERE d.id = due.id AND c.id = d.campaign_id
+RETURNING d.id, d.campaign_id, d.account_id, d.channel, d.send_at, d.plan_reason, c.sending_window
+"""
+_DEFER = """
+UPDATE deliveries d SET state = 'planned', queued_at = NULL, send_at = u.at, updated_at = now(),
+    plan_reason = COALESCE(d.plan_reason, '{}'::jsonb)
+        || jsonb_build_object('deferred_from', d.send_at, 'deferred_because', 'released late, outside its hours')
+FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at)
+WHERE d.id = u.id
 """
 _MARK_RUNNING = """
 UPDATE campaigns SET status = 'running', updated_at = now()
@@ -111,6 +118,12 @@ async def release_due(conn: asyncpg.Connection, now: datetime, limit: int) -> li
     if rows:
         await conn.execute(_MARK_RUNNING, list({r["campaign_id"] for r in rows}))
     return rows
+
+
+async def defer(conn: asyncpg.Connection, moves: Sequence[tuple[str, datetime]]) -> None:
+    """Send released deliveries back to planned, each at its new instant."""
+    if moves:
+        await conn.execute(_DEFER, [m[0] for m in moves], [m[1] for m in moves])
 
 
 async def complete_finished(conn: asyncpg.Connection) -> list[asyncpg.Record]:

@@ -84,3 +84,44 @@ async def test_contact_local_0900_reaches_each_zone_at_its_own_0900(http, clocke
     # and the provider saw them in the order of their local mornings
     order = [r.get("To") for r in fake_twilio.requests if r.get("To") in set(phones.values())]
     assert order == [phones[z] for z in ZONES]
+
+
+async def test_a_send_that_falls_due_while_paused_waits_for_its_window_on_resume(http, system, account, fake_twilio, db):
+    # Given a contact whose window opens in two hours (UTC zone, so the arithmetic is plain; a UK
+    # number, so no US quiet hours narrow the window)
+    now = datetime.now(UTC)
+    start = (now.hour + 2) % 24
+    phone = "+44770090" + new_phone()[-4:]
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "windowed", "type": "sms", "agent_id": agent["id"],
+         "contacts": [{"phone": phone, "timezone": "Etc/UTC"}], "message_template": "hi",
+         "timezone": "contact_local", "sending_window": {"start_hour": start, "end_hour": (start + 2) % 24},
+         "status": "scheduled"},
+    )
+    assert status == 201, body
+    campaign = f"{system.api_url}/campaigns/{body['id']}"
+
+    async def planned():
+        return await db.fetchrow("SELECT * FROM deliveries WHERE campaign_id = $1", body["id"])
+
+    row = await wait_until(planned)
+    opening = row["send_at"]
+    assert opening.hour == start and opening.minute == 0 and opening > now
+    # When it is paused, its time passes (simulated by moving it into the past), and it resumes
+    status, _ = await call(http, "POST", campaign + "/pause", account.headers)
+    assert status == 200
+    await db.execute("UPDATE deliveries SET send_at = now() - interval '1 hour' WHERE id = $1", row["id"])
+    status, _ = await call(http, "POST", campaign + "/resume", account.headers)
+    assert status == 200
+
+    # Then the releaser does not send it outside its window: it goes back to wait for the opening
+    async def deferred():
+        again = await db.fetchrow("SELECT * FROM deliveries WHERE id = $1", row["id"])
+        return again if again["plan_reason"].get("deferred_from") else None
+
+    again = await wait_until(deferred, message="late delivery deferred to its window")
+    assert again["state"] == "planned"
+    assert again["send_at"] == opening
+    assert fake_twilio.sent_to(phone) == []
