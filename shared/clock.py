@@ -1,5 +1,6 @@
-"""The scheduler's clock: the real one, or a simulated one that starts at a given instant and runs
-at a given rate (operators rehearsing a campaign, tests putting the clock under their control)."""
+"""The scheduler's clock: the real one, or a simulated one that reads `start` at the real instant
+`origin` and runs `rate` times as fast (operators rehearsing a campaign, tests putting the clock
+under their control)."""
 
 from __future__ import annotations
 
@@ -15,17 +16,18 @@ def real_clock() -> datetime:
     return datetime.now(UTC)
 
 
-def simulated_clock(start: datetime, rate: float = 1.0) -> Clock:
-    """A clock that reads `start` now and advances `rate` seconds per real second."""
-    origin = time.monotonic()
+def simulated_clock(start: datetime, rate: float = 1.0, origin: datetime | None = None) -> Clock:
+    """A clock that reads `start` at the real instant `origin` (default: now) and advances `rate`
+    seconds per real second."""
     anchor = start if start.tzinfo else start.replace(tzinfo=UTC)
+    origin_s = origin.timestamp() if origin is not None else time.time()
 
     def now() -> datetime:
-        return anchor + timedelta(seconds=(time.monotonic() - origin) * rate)
+        return anchor + timedelta(seconds=(time.time() - origin_s) * rate)
 
     return now
 
 
-def from_settings(start: datetime | None, rate: float) -> Clock:
+def from_settings(start: datetime | None, rate: float, origin: datetime | None = None) -> Clock:
     """The real clock unless a start is set."""
-    return real_clock if start is None else simulated_clock(start, rate)
+    return real_clock if start is None else simulated_clock(start, rate, origin)

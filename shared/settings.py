@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     clock_start: datetime | None = None
     #: Simulated seconds per real second, with CAMPAIGNS_CLOCK_START.
     clock_rate: float = 1.0
+    #: The real instant at which the simulated clock reads CAMPAIGNS_CLOCK_START (default: start-up).
+    clock_origin: datetime | None = None
 
 
 def twilio_base_url(settings: Settings) -> str:

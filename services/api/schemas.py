@@ -16,6 +16,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from shared.domain.phone import InvalidPhone, to_e164
 from shared.domain.templating import TemplateError, compile_template
+from shared.domain.recurrence import Recurrence
 from shared.domain.windows import SendingWindow
 from shared.domain.zones import is_valid_zone
 from shared.errors import Invalid
@@ -235,8 +236,12 @@ def normalize(req: CampaignCreate, default_timezone: str) -> CampaignSpec:
         except ValueError as exc:
             bad("sending_window." + str(exc).split(":")[0], str(exc).split(":", 1)[-1].strip())
     recurrence = merged.get("recurrence")
-    if isinstance(recurrence, str):
-        recurrence = {"frequency": recurrence}
+    if recurrence is not None:
+        try:
+            recurrence = Recurrence.parse(recurrence).as_dict()
+        except ValueError as exc:
+            name, _, reason = str(exc).partition(":")
+            bad("recurrence." + name.strip() if reason else "recurrence", reason.strip() or str(exc))
     retry_interval = 300
     if merged.get("retry_interval") is not None:
         try:

@@ -25,7 +25,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max) as pool,
         connect(settings.amqp_url, settings.amqp_prefix) as connection,
     ):
-        clock = from_settings(settings.clock_start, settings.clock_rate)
+        clock = from_settings(settings.clock_start, settings.clock_rate, settings.clock_origin)
         handlers = Handlers(pool, clock)
         consumers = [
             Consumer(connection, "scheduler.campaign.launched", handlers.campaign_launched, prefix=settings.amqp_prefix, prefetch=2),
@@ -33,7 +33,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         ]
         for consumer in consumers:
             await consumer.start()
-        releaser = Releaser(pool, clock, settings.release_batch, settings.release_interval)
+        releaser = Releaser(pool, clock, settings.release_batch, settings.release_interval, handlers.plan_due_runs)
         tasks = [
             asyncio.create_task(Relay(pool, connection, settings.amqp_prefix).run()),
             asyncio.create_task(releaser.run(stop)),

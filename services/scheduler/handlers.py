@@ -1,33 +1,31 @@
-"""Bus handlers: a launched campaign gets its run planned; a cancelled one loses its pending sends."""
+"""Bus handlers and run planning: a launched campaign gets run 1 planned (and, when it recurs, its
+next run recorded); a cancelled one loses its pending sends and future runs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import structlog
 
-from services.scheduler.planner import RunContext, plan_contact
-from shared.bus import outbox
+from services.scheduler.planner import RunContext, next_run, plan_contact
 from shared.db import deliveries
 from shared.db.processed import first_time
 from shared.ids import new_id
-from shared.messages.campaign_events import CampaignCancelled, CampaignCompleted, CampaignLaunched
+from shared.messages.campaign_events import CampaignCancelled, CampaignLaunched, RunCompleted
 
 log = structlog.get_logger()
 
 _CAMPAIGN = "SELECT * FROM campaigns WHERE id = $1 FOR UPDATE"
 _ACCOUNT = "SELECT * FROM accounts WHERE id = $1"
-_COMPLETE_EMPTY = """
-UPDATE campaigns SET status = 'completed', completed_at = now(), updated_at = now() WHERE id = $1
-"""
 
 
 class Handlers:
-    """The scheduler's message handlers, bound to a pool."""
+    """The scheduler's message handlers and run planning, bound to a pool and a clock."""
 
-    def __init__(self, pool: asyncpg.Pool, clock: Any = None):
+    def __init__(self, pool: asyncpg.Pool, clock: Callable[[], datetime] | None = None):
         self._pool = pool
         self._clock = clock or (lambda: datetime.now(UTC))
 
@@ -42,25 +40,52 @@ class Handlers:
                 log.info("run.not_planned", reason="campaign not live", status=campaign and campaign["status"])
                 return
             account = await conn.fetchrow(_ACCOUNT, campaign["account_id"])
-            await self._plan_run(conn, campaign, account, seq=1)
+            await self.plan_run(conn, campaign, account, seq=1)
 
-    async def _plan_run(self, conn: asyncpg.Connection, campaign: asyncpg.Record, account: asyncpg.Record, seq: int) -> None:
-        run_id = new_id("run")
+    async def plan_due_runs(self) -> int:
+        """Plan the pending runs of recurring campaigns whose time has come; how many."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            due = await deliveries.due_runs(conn, self._clock())
+            for run in due:
+                campaign = await conn.fetchrow(_CAMPAIGN, run["campaign_id"])
+                account = await conn.fetchrow(_ACCOUNT, campaign["account_id"])
+                await deliveries.start_run(conn, run["id"])
+                await self.plan_run(conn, campaign, account, seq=run["seq"], run_id=run["id"], wall=run["occurs_wall"])
+        return len(due)
+
+    async def plan_run(
+        self,
+        conn: asyncpg.Connection,
+        campaign: asyncpg.Record,
+        account: asyncpg.Record,
+        *,
+        seq: int,
+        run_id: str | None = None,
+        wall: datetime | None = None,
+    ) -> None:
+        """Plan one run (in the caller's transaction): its deliveries, streamed and COPYed in
+        batches, and for a recurring campaign the next run."""
         now = self._clock()
-        if not await deliveries.insert_run(conn, run_id, campaign["id"], account["id"], seq, campaign["scheduled_at"]):
+        context = RunContext.build(run_id or new_id("run"), campaign, account, now, wall=wall)
+        if run_id is None and not await deliveries.insert_run(
+            conn, context.run_id, campaign["id"], account["id"], seq, campaign["scheduled_at"], context.first_wall
+        ):
             return  # planned already
         await deliveries.ensure_slots(conn, campaign["id"], campaign["max_concurrent"])
-        context = RunContext.build(run_id, campaign, account, now)
         planned = open_count = 0
         async for batch in deliveries.recipients(conn, account["id"], campaign["id"], campaign["group_ids"]):
             records = [plan_contact(context, contact) for contact in batch]
             await deliveries.copy_planned(conn, records)
             planned += len(records)
             open_count += sum(1 for r in records if r[7] == "planned")
-        if open_count == 0:
-            await conn.execute(_COMPLETE_EMPTY, campaign["id"])
-            await outbox.add(conn, [CampaignCompleted(account_id=account["id"], campaign_id=campaign["id"], run_id=run_id)])
-        log.info("run.planned", campaign_id=campaign["id"], run_id=run_id, deliveries=planned, to_send=open_count)
+        upcoming = next_run(campaign, account, await deliveries.first_wall(conn, campaign["id"]) or context.first_wall, context.first_wall)
+        if upcoming is not None:
+            occurs_wall, plan_at = upcoming
+            await deliveries.insert_pending_run(conn, new_id("run"), campaign["id"], account["id"], seq + 1, occurs_wall, plan_at)
+        log.info(
+            "run.planned", campaign_id=campaign["id"], run_id=context.run_id, seq=seq,
+            deliveries=planned, to_send=open_count, next_run=upcoming and upcoming[0].isoformat(),
+        )
 
     async def campaign_cancelled(self, message: Any) -> None:
         """End every delivery of a cancelled campaign that has not been handed to a provider."""
@@ -70,3 +95,6 @@ class Handlers:
                 return
             count = await deliveries.cancel_pending(conn, message.campaign_id)
         log.info("run.cancelled", campaign_id=message.campaign_id, deliveries=count)
+
+
+__all__ = ["Handlers", "RunCompleted"]

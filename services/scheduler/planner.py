@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.db.deliveries import PLAN_COLUMNS
 from shared.domain import quiet_hours
-from shared.domain.timeplan import Schedule, Unplannable, plan_send
+from shared.domain.recurrence import Recurrence, next_occurrence
+from shared.domain.timeplan import Schedule, Unplannable, plan_send, resolve_wall
 from shared.domain.windows import SendingWindow
-from shared.domain.zones import ZoneChoice, resolve_zones
+from shared.domain.zones import ZoneChoice, resolve_zones, zone
 from shared.ids import new_id
 
 _STATE = PLAN_COLUMNS.index("state")
@@ -31,25 +32,38 @@ class RunContext:
     window: SendingWindow
     quiet_rules: quiet_hours.QuietTable | None  # None: no legal quiet hours apply
     now: datetime
+    first_wall: datetime  # the run's wall-clock time (the base of a recurrence)
 
     @classmethod
-    def build(cls, run_id: str, campaign: Mapping[str, Any], account: Mapping[str, Any], now: datetime) -> RunContext:
-        """The context of a run of `campaign`, planned at `now`."""
+    def build(
+        cls,
+        run_id: str,
+        campaign: Mapping[str, Any],
+        account: Mapping[str, Any],
+        now: datetime,
+        wall: datetime | None = None,
+    ) -> RunContext:
+        """The context of a run of `campaign` planned at `now`: run 1 follows the campaign's
+        schedule; a later run of a recurring campaign is at its occurrence's `wall` time."""
         window = campaign["sending_window"] or {}
         zone = None if campaign["timezone"] == "contact_local" else campaign["timezone"]
         quiet = account["quiet_hours"] and campaign["channel"] in ("sms", "voice")
+        if wall is not None:
+            schedule = Schedule(wall=wall, wall_zone=zone)
+        else:
+            # A named zone reads a wall-clock schedule there for everyone; windows and quiet hours
+            # are always the contact's own local time.
+            schedule = Schedule(
+                instant=campaign["scheduled_at"],
+                wall=campaign["scheduled_wall"],
+                wall_zone=zone if campaign["scheduled_wall"] is not None else None,
+            )
         return cls(
             run_id=run_id,
             campaign_id=campaign["id"],
             account_id=account["id"],
             channel=campaign["channel"],
-            # A named zone reads a wall-clock schedule there for everyone; windows and quiet hours
-            # are always the contact's own local time.
-            schedule=Schedule(
-                instant=campaign["scheduled_at"],
-                wall=campaign["scheduled_wall"],
-                wall_zone=zone if campaign["scheduled_wall"] is not None else None,
-            ),
+            schedule=schedule,
             campaign_zone=zone,
             account_zone=account["default_timezone"],
             window=SendingWindow.parse(
@@ -57,6 +71,7 @@ class RunContext:
             ),
             quiet_rules=quiet_hours.load_rules() if quiet else None,
             now=now,
+            first_wall=wall or _wall_of(campaign, zone or account["default_timezone"], now),
         )
 
 
@@ -114,3 +129,33 @@ def next_allowed(reason: Mapping[str, Any] | None, window: Mapping[str, Any] | N
         now,
     )
     return plan.send_at if plan.send_at > now else None
+
+
+def _wall_of(campaign: Mapping[str, Any], zone_name: str, now: datetime) -> datetime:
+    """The campaign's first run as a wall-clock time in `zone_name` (its schedule, or now)."""
+    if campaign["scheduled_wall"] is not None:
+        return campaign["scheduled_wall"]  # type: ignore[no-any-return]
+    instant = campaign["scheduled_at"] or now
+    return instant.astimezone(zone(zone_name)).replace(tzinfo=None, microsecond=0)  # type: ignore[no-any-return]
+
+
+#: The earliest local time on Earth is UTC+14: a contact_local run can start this much before UTC.
+_EARLIEST_OFFSET = timedelta(hours=14)
+#: Plan a run this long before its first send, so its deliveries are in place in time.
+_LEAD = timedelta(hours=1)
+
+
+def next_run(
+    campaign: Mapping[str, Any], account: Mapping[str, Any], first_wall: datetime, this_wall: datetime
+) -> tuple[datetime, datetime] | None:
+    """For a recurring campaign, the run after `this_wall`: (its wall time, when to plan it)."""
+    if not campaign["recurrence"]:
+        return None
+    following = next_occurrence(Recurrence.parse(campaign["recurrence"]), first_wall, this_wall)
+    if following is None:
+        return None
+    if campaign["timezone"] == "contact_local":
+        plan_at = following.at.replace(tzinfo=UTC) - _EARLIEST_OFFSET - _LEAD
+    else:
+        plan_at = resolve_wall(following.at, campaign["timezone"])[0].astimezone(UTC) - _LEAD
+    return following.at, plan_at

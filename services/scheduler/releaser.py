@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -13,7 +13,7 @@ from prometheus_client import Counter
 from services.scheduler.planner import next_allowed
 from shared.bus import outbox
 from shared.db import deliveries
-from shared.messages.campaign_events import CampaignCompleted
+from shared.messages.campaign_events import RunCompleted
 from shared.messages.dispatch import COMMANDS
 
 log = structlog.get_logger()
@@ -26,8 +26,16 @@ class Releaser:
     """Releases due deliveries in batches (each batch, its commands and state change in one
     transaction, so a crash neither loses nor repeats a release) and completes finished runs."""
 
-    def __init__(self, pool: asyncpg.Pool, clock: Callable[[], datetime], batch: int, interval: float):
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        clock: Callable[[], datetime],
+        batch: int,
+        interval: float,
+        plan_runs: Callable[[], Awaitable[int]] | None = None,
+    ):
         self._pool = pool
+        self._plan_runs = plan_runs
         self._clock = clock
         self._batch = batch
         self._interval = interval
@@ -36,6 +44,8 @@ class Releaser:
         """Loop until `stop` is set."""
         while not stop.is_set():
             try:
+                if self._plan_runs is not None:
+                    await self._plan_runs()
                 released = await self.release_once()
                 await self.complete_once()
             except (asyncpg.PostgresError, OSError) as exc:
@@ -71,20 +81,22 @@ class Releaser:
         return len(rows)
 
     async def complete_once(self) -> int:
-        """Complete every running campaign whose deliveries are all final."""
+        """Complete every run whose deliveries are all final, and settle its campaign."""
         async with self._pool.acquire() as conn, conn.transaction():
-            done = await deliveries.complete_finished(conn)
+            runs, campaigns = await deliveries.complete_finished(conn)
             await outbox.add(
                 conn,
                 [
-                    CampaignCompleted(account_id=r["account_id"], campaign_id=r["campaign_id"], run_id=r["run_id"] or "")
-                    for r in done
+                    RunCompleted(account_id=r["account_id"], campaign_id=r["campaign_id"], run_id=r["run_id"])
+                    for r in runs
                 ],
             )
-        for row in done:
+        for run in runs:
             COMPLETED.inc()
-            log.info("campaign.completed", campaign_id=row["campaign_id"], run_id=row["run_id"])
-        return len(done)
+            log.info("run.completed", campaign_id=run["campaign_id"], run_id=run["run_id"])
+        for campaign in campaigns:
+            log.info("campaign.settled", campaign_id=campaign["campaign_id"], status=campaign["status"])
+        return len(runs)
 
 
 #: A release this much after its planned instant is late: its hours are checked again.

@@ -32,7 +32,7 @@ ROUTES: dict[str, Route] = {
     "campaign.paused": Route("campaign.events", False),
     "campaign.resumed": Route("campaign.events", False),
     "campaign.cancelled": Route("campaign.events", True),
-    "campaign.completed": Route("campaign.events", False),
+    "run.completed": Route("campaign.events", False),
     "send.sms": Route("dispatch", True),
     "send.email": Route("dispatch", True),
     "send.voice": Route("dispatch", True),

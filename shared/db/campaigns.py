@@ -87,8 +87,12 @@ SELECT campaign_id,
        count(*) FILTER (WHERE state = 'cancelled') AS cancelled,
        extract(epoch FROM avg(replied_at - sent_at) FILTER (WHERE replied_at IS NOT NULL))::float8
            AS response_seconds
-FROM deliveries WHERE campaign_id = ANY($1::text[])
+FROM deliveries WHERE campaign_id = ANY($1::text[]) AND ($2::text IS NULL OR run_id = $2)
 GROUP BY campaign_id
+"""
+_RUNS = """
+SELECT r.id, r.seq, r.status, r.occurs_at, r.occurs_wall, r.plan_at, r.created_at, r.completed_at
+FROM runs r WHERE r.campaign_id = $1 ORDER BY r.seq
 """
 
 
@@ -208,6 +212,13 @@ async def set_status(
     return await conn.fetchrow(_SET_STATUS, account_id, campaign_id, status, resume_to)
 
 
-async def delivery_counts(conn: asyncpg.Connection | asyncpg.Pool, campaign_ids: list[str]) -> dict[str, asyncpg.Record]:
-    """Counts of each campaign's deliveries by outcome."""
-    return {r["campaign_id"]: r for r in await conn.fetch(_DELIVERY_COUNTS, campaign_ids)}
+async def delivery_counts(
+    conn: asyncpg.Connection | asyncpg.Pool, campaign_ids: list[str], run_id: str | None = None
+) -> dict[str, asyncpg.Record]:
+    """Counts of each campaign's deliveries by outcome (of one run only, when given)."""
+    return {r["campaign_id"]: r for r in await conn.fetch(_DELIVERY_COUNTS, campaign_ids, run_id)}
+
+
+async def runs(conn: asyncpg.Connection | asyncpg.Pool, campaign_id: str) -> list[asyncpg.Record]:
+    """A campaign's runs, in order (call only for a campaign of the caller's account)."""
+    return await conn.fetch(_RUNS, campaign_id)

@@ -30,9 +30,23 @@ WHERE c.account_id = $1 AND c.id IN (
 )
 """
 _INSERT_RUN = """
-INSERT INTO runs (id, campaign_id, account_id, seq, status, occurs_at)
-VALUES ($1, $2, $3, $4, 'planned', $5) ON CONFLICT (campaign_id, seq) DO NOTHING RETURNING id
+INSERT INTO runs (id, campaign_id, account_id, seq, status, occurs_at, occurs_wall)
+VALUES ($1, $2, $3, $4, 'planned', $5, $6) ON CONFLICT (campaign_id, seq) DO NOTHING RETURNING id
 """
+_INSERT_PENDING_RUN = """
+INSERT INTO runs (id, campaign_id, account_id, seq, status, occurs_wall, plan_at)
+VALUES ($1, $2, $3, $4, 'pending', $5, $6) ON CONFLICT (campaign_id, seq) DO NOTHING
+"""
+_FIRST_WALL = "SELECT occurs_wall FROM runs WHERE campaign_id = $1 AND seq = 1"
+_DUE_RUNS = """
+SELECT r.id, r.campaign_id, r.seq, r.occurs_wall FROM runs r
+WHERE r.status = 'pending' AND r.plan_at <= $1
+  AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = r.campaign_id AND c.status IN ('scheduled', 'running'))
+ORDER BY r.plan_at LIMIT $2
+FOR UPDATE OF r SKIP LOCKED
+"""
+_START_RUN = "UPDATE runs SET status = 'planned' WHERE id = $1"
+_CANCEL_RUNS = "UPDATE runs SET status = 'cancelled' WHERE campaign_id = $1 AND status = 'pending'"
 _SLOTS = """
 INSERT INTO concurrency_slots (campaign_id, slot)
 SELECT $1, s FROM generate_series(0, $2 - 1) AS s ON CONFLICT DO NOTHING
@@ -62,20 +76,28 @@ _MARK_RUNNING = """
 UPDATE campaigns SET status = 'running', updated_at = now()
 WHERE id = ANY($1::text[]) AND status = 'scheduled'
 """
-_COMPLETE = """
-WITH done AS (
-    UPDATE campaigns c SET status = 'completed', completed_at = now(), updated_at = now()
-    WHERE c.status = 'running' AND NOT EXISTS (
-        SELECT 1 FROM deliveries d
-        WHERE d.campaign_id = c.id AND d.state IN ('planned', 'queued', 'sending'))
-    RETURNING c.id, c.account_id
-), runs_done AS (
-    UPDATE runs r SET status = 'completed', completed_at = now()
-    FROM done WHERE r.campaign_id = done.id AND r.status <> 'completed'
-    RETURNING r.id, r.campaign_id
-)
-SELECT done.id AS campaign_id, done.account_id, runs_done.id AS run_id
-FROM done LEFT JOIN runs_done ON runs_done.campaign_id = done.id
+_COMPLETE_RUNS = """
+UPDATE runs r SET status = 'completed', completed_at = now()
+WHERE r.status = 'planned' AND NOT EXISTS (
+    SELECT 1 FROM deliveries d WHERE d.run_id = r.id AND d.state IN ('planned', 'queued', 'sending'))
+RETURNING r.id AS run_id, r.campaign_id, r.account_id
+"""
+#: Campaigns with no run under way: completed, or back to scheduled while a next run is pending.
+_SETTLE_CAMPAIGNS = """
+UPDATE campaigns c SET
+    status = CASE WHEN p.pending THEN 'scheduled' ELSE 'completed' END,
+    completed_at = CASE WHEN p.pending THEN NULL ELSE now() END,
+    updated_at = now()
+FROM (
+    SELECT c2.id, c2.status,
+           EXISTS (SELECT 1 FROM runs r WHERE r.campaign_id = c2.id AND r.status = 'pending') AS pending
+    FROM campaigns c2
+    WHERE c2.status IN ('scheduled', 'running')
+      AND EXISTS (SELECT 1 FROM runs r WHERE r.campaign_id = c2.id)
+      AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.campaign_id = c2.id AND r.status = 'planned')
+) AS p
+WHERE c.id = p.id AND NOT (p.status = 'scheduled' AND p.pending)
+RETURNING c.id AS campaign_id, c.account_id, c.status
 """
 _CANCEL = """
 UPDATE deliveries SET state = 'cancelled', error = 'campaign cancelled', updated_at = now()
@@ -97,9 +119,35 @@ async def recipients(
         yield chunk
 
 
-async def insert_run(conn: asyncpg.Connection, run_id: str, campaign_id: str, account_id: str, seq: int, occurs_at: datetime | None) -> bool:
-    """Create run number `seq`; False if it already exists."""
-    return await conn.fetchval(_INSERT_RUN, run_id, campaign_id, account_id, seq, occurs_at) is not None
+async def insert_run(
+    conn: asyncpg.Connection, run_id: str, campaign_id: str, account_id: str, seq: int,
+    occurs_at: datetime | None, occurs_wall: datetime | None,
+) -> bool:
+    """Create run number `seq`, being planned now; False if it already exists."""
+    return await conn.fetchval(_INSERT_RUN, run_id, campaign_id, account_id, seq, occurs_at, occurs_wall) is not None
+
+
+async def insert_pending_run(
+    conn: asyncpg.Connection, run_id: str, campaign_id: str, account_id: str, seq: int,
+    occurs_wall: datetime, plan_at: datetime,
+) -> None:
+    """Record the next run of a recurring campaign, to be planned at `plan_at`."""
+    await conn.execute(_INSERT_PENDING_RUN, run_id, campaign_id, account_id, seq, occurs_wall, plan_at)
+
+
+async def first_wall(conn: asyncpg.Connection, campaign_id: str) -> datetime | None:
+    """The wall-clock time of a campaign's first run."""
+    return await conn.fetchval(_FIRST_WALL, campaign_id)
+
+
+async def due_runs(conn: asyncpg.Connection, now: datetime, limit: int = 10) -> list[asyncpg.Record]:
+    """Pending runs of live campaigns whose planning time has come (row-locked)."""
+    return await conn.fetch(_DUE_RUNS, now, limit)
+
+
+async def start_run(conn: asyncpg.Connection, run_id: str) -> None:
+    """Mark a pending run as being planned."""
+    await conn.execute(_START_RUN, run_id)
 
 
 async def ensure_slots(conn: asyncpg.Connection, campaign_id: str, max_concurrent: int) -> None:
@@ -126,12 +174,16 @@ async def defer(conn: asyncpg.Connection, moves: Sequence[tuple[str, datetime]])
         await conn.execute(_DEFER, [m[0] for m in moves], [m[1] for m in moves])
 
 
-async def complete_finished(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """Complete every running campaign with no open delivery; returns (campaign_id, account_id, run_id)."""
-    return await conn.fetch(_COMPLETE)
+async def complete_finished(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+    """Complete every run with no open delivery, then settle their campaigns (completed, or
+    scheduled while a next run is pending); returns (runs completed, campaigns settled)."""
+    runs = await conn.fetch(_COMPLETE_RUNS)
+    campaigns = await conn.fetch(_SETTLE_CAMPAIGNS)
+    return runs, campaigns
 
 
 async def cancel_pending(conn: asyncpg.Connection, campaign_id: str) -> int:
-    """End every delivery of a campaign not yet handed to a provider; how many."""
+    """End every delivery of a campaign not yet handed to a provider, and its future runs; how many."""
+    await conn.execute(_CANCEL_RUNS, campaign_id)
     result = await conn.execute(_CANCEL, campaign_id)
     return int(result.split()[-1])

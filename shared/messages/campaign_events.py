@@ -1,4 +1,4 @@
-"""Events about campaigns (producer: api; CampaignCompleted: scheduler)."""
+"""Events about campaigns (producer: api; RunCompleted: scheduler)."""
 
 from __future__ import annotations
 
@@ -49,10 +49,10 @@ class CampaignCancelled(Message):
     campaign_id: str
 
 
-class CampaignCompleted(Message):
-    """Every delivery of a campaign's run reached a final state."""
+class RunCompleted(Message):
+    """Every delivery of one run of a campaign reached a final state."""
 
-    type: Literal["campaign.completed"] = "campaign.completed"
+    type: Literal["run.completed"] = "run.completed"
     version: Literal[1] = 1
     campaign_id: str
     run_id: str

@@ -8,7 +8,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from shared.messages.campaign_events import (
     CampaignCancelled,
-    CampaignCompleted,
+    RunCompleted,
     CampaignCreated,
     CampaignLaunched,
     CampaignPaused,
@@ -24,7 +24,7 @@ AnyMessage = Annotated[
     | CampaignPaused
     | CampaignResumed
     | CampaignCancelled
-    | CampaignCompleted
+    | RunCompleted
     | SendSms
     | SendEmail
     | StartCall

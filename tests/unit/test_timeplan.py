@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -12,7 +14,7 @@ from shared.domain.quiet_hours import QuietRule
 from shared.domain.recurrence import Recurrence, next_occurrence
 from shared.domain.timeplan import Schedule, Unplannable, plan_send, resolve_wall
 from shared.domain.windows import SendingWindow
-from shared.domain.zones import ZoneChoice, resolve_zones
+from shared.domain.zones import ZoneChoice, resolve_zones, zones_for_phone
 
 
 def wall(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, us: int = 0) -> datetime:
@@ -348,3 +350,49 @@ def test_zone_resolution_order(
 def test_an_unknown_account_zone_is_an_error() -> None:
     with pytest.raises(ValueError, match="account_tz"):
         resolve_zones(None, None, None, "Nowhere/Town")
+
+
+def _free_trailing_digits(pattern: str) -> int:
+    """How many final digits a phonenumbers pattern leaves free, whatever branch matches."""
+    c: Any = importlib.import_module("re._constants")  # the stdlib's own regex parser
+    parser: Any = importlib.import_module("re._parser")
+
+    def free(items: Any) -> int:
+        total = 0
+        for op, arg in reversed(list(items)):
+            if op == c.MAX_REPEAT and arg[0] == arg[1] and list(arg[2]) == [_DIGIT]:
+                total += arg[0]
+            elif (op, arg) == _DIGIT:
+                total += 1
+            elif op == c.SUBPATTERN:
+                return total + free(arg[-1])
+            elif op == c.BRANCH:
+                return total + min(free(branch) for branch in arg[1])
+            else:
+                return total
+        return total
+
+    _DIGIT = (c.IN, [(c.CATEGORY, c.CATEGORY_DIGIT)])
+    return free(parser.parse(pattern))
+
+
+def test_north_american_zones_follow_the_first_seven_digits() -> None:
+    # zones_for_phone caches NANP numbers by "+1" and seven digits; that is exact only while every
+    # pattern of every NANP region leaves the last three digits free. Guard it on each upgrade.
+    from phonenumbers import PhoneMetadata
+    from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+
+    kinds = [
+        *("general_desc", "fixed_line", "mobile", "toll_free", "premium_rate", "shared_cost"),
+        *("personal_number", "voip", "pager", "uan", "voicemail"),
+    ]
+    for region in COUNTRY_CODE_TO_REGION_CODE[1]:
+        metadata = PhoneMetadata.metadata_for_region(region)
+        for kind in kinds:
+            desc = getattr(metadata, kind)
+            if desc is not None and desc.national_number_pattern is not None:
+                assert _free_trailing_digits(desc.national_number_pattern) >= 3, (region, kind)
+    # Barbados: +1 246 522 0xxx is a number, +1 246 522 1xxx is not (the seventh digit decides)
+    assert zones_for_phone("+12465220123") != ()
+    assert zones_for_phone("+12465221123") == ()
+    assert zones_for_phone("+12125550123") == ("America/New_York",)

@@ -193,12 +193,48 @@ async def campaign_action(request: web.Request) -> web.Response:
     return json_response(campaign_body(row, counts))
 
 
-async def campaign_results(request: web.Request) -> web.Response:
-    """`GET /campaigns/{id}/results` in the seed's shape; figures straight from the deliveries."""
-    row, counts = await _load(request)
+def _fold(row: asyncpg.Record, counts: asyncpg.Record | None) -> Counts:
     if counts is None:
         pending = row["total_contacts"] if row["status"] in ("draft", "scheduled", "paused") else 0
-        folded = Counts(total=row["total_contacts"], pending=pending)
-    else:
-        folded = Counts(**{k: counts[k] for k in Counts.__dataclass_fields__})
-    return json_response(results(row["id"], row["status"], folded))
+        return Counts(total=row["total_contacts"], pending=pending)
+    return Counts(**{k: counts[k] for k in Counts.__dataclass_fields__})
+
+
+async def campaign_results(request: web.Request) -> web.Response:
+    """`GET /campaigns/{id}/results[?run=N]` in the seed's shape, straight from the deliveries
+    (every run together, or run N of a recurring campaign)."""
+    row, counts = await _load(request)
+    if "run" in request.query:
+        run = await _run(request, row["id"], request.query["run"])
+        counts = (await db.delivery_counts(request.app["pool"], [row["id"]], run["id"])).get(row["id"])
+        body = results(row["id"], row["status"], _fold(row, counts))
+        return json_response({**body, "run": run["seq"], "run_status": run["status"]})
+    return json_response(results(row["id"], row["status"], _fold(row, counts)))
+
+
+async def _run(request: web.Request, campaign_id: str, seq: str) -> asyncpg.Record:
+    found = [r for r in await db.runs(request.app["pool"], campaign_id) if str(r["seq"]) == seq]
+    if not found:
+        raise NotFound(f"campaign {campaign_id!r} has no run {seq!r}")
+    return found[0]
+
+
+async def campaign_runs(request: web.Request) -> web.Response:
+    """`GET /campaigns/{id}/runs`: each run (one per occurrence) with its own results."""
+    row, _ = await _load(request)
+    pool = request.app["pool"]
+    data = []
+    for run in await db.runs(pool, row["id"]):
+        counts = (await db.delivery_counts(pool, [row["id"]], run["id"])).get(row["id"])
+        folded = _fold(row, counts) if counts is not None else Counts()
+        data.append(
+            {
+                "run": run["seq"],
+                "id": run["id"],
+                "status": run["status"],
+                "occurs_at": iso(run["occurs_at"] or run["occurs_wall"]),
+                "completed_at": iso(run["completed_at"]),
+                "results": results(row["id"], run["status"], folded),
+            }
+        )
+    return json_response({"data": data})

@@ -127,12 +127,15 @@ CREATE TABLE runs (
     campaign_id   text NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
     account_id    text NOT NULL,
     seq           integer NOT NULL,
-    status        text NOT NULL DEFAULT 'planning',
-    occurs_at     timestamptz,
+    status        text NOT NULL DEFAULT 'pending',   -- pending → planned → completed | cancelled
+    occurs_at     timestamptz,                       -- the schedule's instant, when it has one
+    occurs_wall   timestamp,                         -- the occurrence's wall-clock time (recurring)
+    plan_at       timestamptz,                       -- when the scheduler plans a pending run
     created_at    timestamptz NOT NULL DEFAULT now(),
     completed_at  timestamptz,
     UNIQUE (campaign_id, seq)
 );
+CREATE INDEX runs_pending ON runs (plan_at) WHERE status = 'pending';
 
 CREATE TABLE deliveries (
     id              text PRIMARY KEY,

@@ -1,0 +1,184 @@
+"""CSV import, the database side: COPY a batch into a session temp table, then upsert it at once.
+
+Counting: a contact counts as `created` when inserted and as `updated` the first time this import
+touches it; a contact created or already updated by an earlier row of the same import (its
+`updated_at` is not older than the import's start) is a duplicate and counts for nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+#: Columns of the staging table, in the order of a staged row (see shared.domain.contact_csv).
+STAGE_COLUMNS = ("line", "phone", "email", "first_name", "last_name", "company", "timezone", "meta")
+
+_CREATE_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS contact_import_rows (
+    line integer NOT NULL, phone text, email text, first_name text, last_name text,
+    company text, timezone text, meta text[]
+) ON COMMIT DELETE ROWS
+"""
+_DROP_STAGE = "DROP TABLE IF EXISTS contact_import_rows"
+_NOW = "SELECT now()"
+_ACCOUNT_EXISTS = "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1)"
+_GROUP_EXISTS = "SELECT EXISTS (SELECT 1 FROM contact_groups WHERE account_id = $1 AND id = $2)"
+
+# Phone rows whose email already belongs to another contact. A contact known by that email alone
+# (and no contact with the phone) is not a clash: it gains the phone (`attach`).
+_EMAIL_OWNERS = """
+WITH src AS (
+    SELECT DISTINCT ON (phone) line, phone, email FROM contact_import_rows
+    WHERE phone IS NOT NULL AND email IS NOT NULL ORDER BY phone, line DESC
+)
+SELECT s.line, s.phone, s.email, e.id AS owner_id, e.phone AS owner_phone, p.id AS phone_owner,
+       false AS repeated
+FROM src s
+JOIN contacts e ON e.account_id = $1 AND e.email = s.email
+LEFT JOIN contacts p ON p.account_id = $1 AND p.phone = s.phone
+WHERE e.id IS DISTINCT FROM p.id
+UNION ALL
+SELECT s.line, s.phone, s.email, NULL, o.phone, NULL, true
+FROM src s JOIN LATERAL (
+    SELECT o.phone FROM src o WHERE o.email = s.email AND o.line < s.line ORDER BY o.line LIMIT 1
+) o ON true
+"""
+_DROP_LINES = "DELETE FROM contact_import_rows WHERE line = ANY($1::int[])"
+_ATTACH = """
+UPDATE contacts c SET phone = u.phone
+FROM unnest($2::text[], $3::text[]) AS u(id, phone)
+WHERE c.account_id = $1 AND c.id = u.id AND c.phone IS NULL
+"""
+_NEW_ID = "'ct_' || substr(translate(gen_random_uuid()::text, '-', ''), 17, 16)"
+_UPSERT_PHONES = f"""
+WITH src AS (
+    SELECT DISTINCT ON (phone) * FROM contact_import_rows
+    WHERE phone IS NOT NULL ORDER BY phone, line DESC
+), prior AS (
+    SELECT c.id, c.updated_at FROM contacts c JOIN src ON c.account_id = $1 AND c.phone = src.phone
+), up AS (
+    INSERT INTO contacts AS c (id, account_id, phone, email, first_name, last_name, company,
+                               timezone, metadata)
+    SELECT {_NEW_ID}, $1, s.phone, s.email, s.first_name, s.last_name, s.company, s.timezone,
+           COALESCE(jsonb_strip_nulls(jsonb_object($2::text[], s.meta)), '{{}}')
+    FROM src s
+    ON CONFLICT (account_id, phone) DO UPDATE SET
+        email = COALESCE(EXCLUDED.email, c.email),
+        first_name = COALESCE(EXCLUDED.first_name, c.first_name),
+        last_name = COALESCE(EXCLUDED.last_name, c.last_name),
+        company = COALESCE(EXCLUDED.company, c.company),
+        timezone = COALESCE(EXCLUDED.timezone, c.timezone),
+        metadata = c.metadata || EXCLUDED.metadata,
+        updated_at = now()
+    RETURNING c.id, (xmax = 0) AS inserted
+), grouped AS (
+    INSERT INTO group_members (group_id, contact_id)
+    SELECT $3, id FROM up WHERE $3::text IS NOT NULL ON CONFLICT DO NOTHING
+)
+SELECT count(*) FILTER (WHERE up.inserted) AS created,
+       count(*) FILTER (WHERE NOT up.inserted AND prior.updated_at < $4) AS updated
+FROM up LEFT JOIN prior ON prior.id = up.id
+"""
+_UPSERT_EMAILS = f"""
+WITH src AS (
+    SELECT DISTINCT ON (email) * FROM contact_import_rows
+    WHERE phone IS NULL ORDER BY email, line DESC
+), prior AS (
+    SELECT c.id, c.updated_at FROM contacts c JOIN src ON c.account_id = $1 AND c.email = src.email
+), up AS (
+    INSERT INTO contacts AS c (id, account_id, email, first_name, last_name, company, timezone,
+                               metadata)
+    SELECT {_NEW_ID}, $1, s.email, s.first_name, s.last_name, s.company, s.timezone,
+           COALESCE(jsonb_strip_nulls(jsonb_object($2::text[], s.meta)), '{{}}')
+    FROM src s
+    ON CONFLICT (account_id, email) DO UPDATE SET
+        first_name = COALESCE(EXCLUDED.first_name, c.first_name),
+        last_name = COALESCE(EXCLUDED.last_name, c.last_name),
+        company = COALESCE(EXCLUDED.company, c.company),
+        timezone = COALESCE(EXCLUDED.timezone, c.timezone),
+        metadata = c.metadata || EXCLUDED.metadata,
+        updated_at = now()
+    RETURNING c.id, (xmax = 0) AS inserted
+), grouped AS (
+    INSERT INTO group_members (group_id, contact_id)
+    SELECT $3, id FROM up WHERE $3::text IS NOT NULL ON CONFLICT DO NOTHING
+)
+SELECT count(*) FILTER (WHERE up.inserted) AS created,
+       count(*) FILTER (WHERE NOT up.inserted AND prior.updated_at < $4) AS updated
+FROM up LEFT JOIN prior ON prior.id = up.id
+"""
+
+
+@dataclass
+class BatchResult:
+    """What one batch did: counts, and the rows refused because their email is someone else's."""
+
+    created: int = 0
+    updated: int = 0
+    clashes: list[tuple[int, str, str | None]] = field(default_factory=list)  # (line, email, other phone)
+
+
+async def account_exists(conn: asyncpg.Connection, account_id: str) -> bool:
+    """Whether the account exists."""
+    return bool(await conn.fetchval(_ACCOUNT_EXISTS, account_id))
+
+
+async def group_exists(conn: asyncpg.Connection, account_id: str, group_id: str) -> bool:
+    """Whether the group is the account's."""
+    return bool(await conn.fetchval(_GROUP_EXISTS, account_id, group_id))
+
+
+async def begin(conn: asyncpg.Connection) -> datetime:
+    """Prepare the session's staging table; the import's start (for telling updates from repeats)."""
+    await conn.execute(_CREATE_STAGE)
+    started: datetime = await conn.fetchval(_NOW)
+    return started
+
+
+async def end(conn: asyncpg.Connection) -> None:
+    """Drop the staging table."""
+    await conn.execute(_DROP_STAGE)
+
+
+async def upsert_batch(
+    conn: asyncpg.Connection,
+    account_id: str,
+    rows: Sequence[tuple[Any, ...]],
+    metadata_keys: Sequence[str],
+    group_id: str | None,
+    started: datetime,
+) -> BatchResult:
+    """Upsert staged rows in one transaction: by phone, else by email (the last row of a phone wins)."""
+    result = BatchResult()
+    async with conn.transaction():
+        await conn.copy_records_to_table("contact_import_rows", records=rows, columns=STAGE_COLUMNS)
+        attach: dict[str, str] = {}  # contact known by email alone → the phone it gains
+        while True:  # dropping a row can make an earlier row of its phone the one that counts
+            refused: dict[int, tuple[int, str, str | None]] = {}
+            attach.clear()
+            owners = await conn.fetch(_EMAIL_OWNERS, account_id)
+            repeated = {r["line"] for r in owners if r["repeated"]}
+            for r in sorted(owners, key=lambda r: (r["repeated"], r["line"])):
+                if r["line"] in refused:
+                    continue
+                free = r["phone_owner"] is None and r["owner_phone"] is None
+                if r["line"] not in repeated and free and r["owner_id"] not in attach:
+                    attach[r["owner_id"]] = r["phone"]
+                else:
+                    refused[r["line"]] = (r["line"], r["email"], r["owner_phone"])
+            if not refused:
+                break
+            await conn.execute(_DROP_LINES, list(refused))
+            result.clashes.extend(refused.values())
+        if attach:
+            await conn.execute(_ATTACH, account_id, list(attach), list(attach.values()))
+        keys = list(metadata_keys)
+        for sql in (_UPSERT_PHONES, _UPSERT_EMAILS):
+            counts = await conn.fetchrow(sql, account_id, keys, group_id, started)
+            result.created += counts["created"]
+            result.updated += counts["updated"]
+    return result

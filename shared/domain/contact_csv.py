@@ -1,0 +1,204 @@
+"""CSV contacts, pure: bytes → records (incrementally), header → columns, row → contact or errors.
+
+`CsvRecords` cuts the decoded text only at record boundaries (an even count of quotes before a
+newline), so a quoted field spanning chunks is never split and memory stays one chunk deep.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from shared.domain import contacts
+
+#: Header spellings of each built-in column, once lower-cased with spaces, dashes and dots as `_`.
+HEADER_ALIASES: dict[str, frozenset[str]] = {
+    "first_name": frozenset({"first_name", "firstname", "first", "given_name", "forename", "fname"}),
+    "last_name": frozenset({"last_name", "lastname", "last", "surname", "family_name", "lname"}),
+    "email": frozenset({"email", "email_address", "emailaddress", "e_mail", "mail"}),
+    "phone": frozenset({
+        "phone", "phone_number", "phonenumber", "phone_no", "mobile", "mobile_phone", "mobile_number",
+        "cell", "cell_phone", "cellphone", "telephone", "tel", "msisdn", "whatsapp",
+    }),
+    "company": frozenset({"company", "company_name", "organization", "organisation", "org", "business"}),
+    "timezone": frozenset({"timezone", "time_zone", "tz"}),
+}
+#: Header spellings of a per-row country (the default region of that row's phone; also kept as metadata).
+COUNTRY_ALIASES = frozenset({"country", "country_code", "region"})
+#: Characters held back waiting for a quoted field to close before the text is cut regardless
+#: (above the csv module's own field limit, so no readable record is ever cut).
+FORCE_CUT = 4 * csv.field_size_limit()
+
+_SEPARATORS = re.compile(r"[\s.\-]+")
+_ALIAS_TO_FIELD = {alias: name for name, aliases in HEADER_ALIASES.items() for alias in aliases}
+
+#: A staged row: (line, phone, email, first_name, last_name, company, timezone, metadata values).
+StagedRow = tuple[int, str | None, str | None, str | None, str | None, str | None, str | None, list[str | None]]
+#: A row's problems: (field, reason).
+RowError = tuple[str, str]
+
+
+class HeaderError(ValueError):
+    """The header row cannot be used (no phone or email column)."""
+
+
+def header_key(name: str) -> str:
+    """A header cell as compared with the aliases: `"First Name"` → `first_name`."""
+    return _SEPARATORS.sub("_", name.strip().lower()).strip("_")
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Which cell feeds which built-in field; every other non-empty header is a metadata key."""
+
+    fields: dict[str, int]
+    metadata_keys: tuple[str, ...]
+    metadata_cells: tuple[int, ...]
+    country_cell: int | None
+    width: int
+
+
+def map_header(header: Sequence[str]) -> Columns:
+    """Columns from the header row; the first column spelling a built-in field wins, later ones
+    are metadata. HeaderError when there is neither a phone nor an email column."""
+    fields: dict[str, int] = {}
+    keys: list[str] = []
+    cells: list[int] = []
+    country = None
+    for index, raw in enumerate(header):
+        key = header_key(raw.lstrip("\ufeff"))
+        name = _ALIAS_TO_FIELD.get(key)
+        if name is not None and name not in fields:
+            fields[name] = index
+            continue
+        if key in COUNTRY_ALIASES and country is None:
+            country = index
+        if raw.strip():
+            keys.append(raw.strip())
+            cells.append(index)
+    if "phone" not in fields and "email" not in fields:
+        raise HeaderError(
+            "the header has neither a phone nor an email column "
+            f"(found {', '.join(repr(h) for h in header) or 'nothing'})"
+        )
+    return Columns(fields, tuple(keys), tuple(cells), country, len(header))
+
+
+def validate_row(cells: Sequence[str], columns: Columns, line: int, default_region: str | None) -> tuple[StagedRow | None, list[RowError]]:
+    """One data row as a staged contact, or None with every problem found."""
+    errors: list[RowError] = []
+    width = len(cells)
+    if width > columns.width and any(c.strip() for c in cells[columns.width :]):
+        errors.append(("row", f"{width} cells but the header has {columns.width}"))
+
+    def cell(name: str) -> str | None:
+        index = columns.fields.get(name)
+        if index is None or index >= width:
+            return None
+        value = cells[index].strip()
+        return value or None
+
+    values: dict[str, str | None] = {}
+    for name in ("first_name", "last_name", "company"):
+        value = cell(name)
+        if value is not None and len(value) > contacts.MAX_FIELD:
+            errors.append((name, f"longer than {contacts.MAX_FIELD} characters"))
+        values[name] = value
+    hint = default_region
+    if columns.country_cell is not None and columns.country_cell < width:
+        raw = cells[columns.country_cell].strip()
+        if len(raw) == 2 and raw.upper() in contacts.REGIONS:
+            hint = raw.upper()
+    for name in ("phone", "email", "timezone"):
+        value = cell(name)
+        if value is not None:
+            try:
+                if name == "phone":
+                    value = contacts.e164(value, hint)
+                else:
+                    value = contacts.email(value) if name == "email" else contacts.timezone(value)
+            except ValueError as exc:
+                errors.append((name, str(exc)))
+        values[name] = value
+    if not errors and values["phone"] is None and values["email"] is None:
+        errors.append(("phone", "a contact needs a phone or an email"))
+    if errors:
+        return None, errors
+    meta: list[str | None] = [
+        (cells[i].strip() or None) if i < width else None for i in columns.metadata_cells
+    ]
+    return (
+        line, values["phone"], values["email"], values["first_name"], values["last_name"],
+        values["company"], values["timezone"], meta,
+    ), errors
+
+
+class CsvRecords:
+    """Feed bytes, get `(line, cells, error)` per record (line numbers from 1, blank lines skipped).
+
+    `error` is the csv module's complaint about a line it could not read (then `cells` is empty).
+    """
+
+    def __init__(self, encoding: str = "utf-8") -> None:
+        name = codecs.lookup(encoding).name
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig" if name == "utf-8" else name)(errors="replace")
+        self._pending = ""
+        self._line = 0  # physical lines consumed so far
+
+    def feed(self, data: bytes, final: bool = False) -> Iterator[tuple[int, list[str], str | None]]:
+        """Records completed by `data` (and, when `final`, whatever is left)."""
+        text = self._pending + self._decoder.decode(data, final)
+        if final:
+            complete, self._pending = text, ""
+        else:
+            complete, self._pending = split_at_record_end(text)
+        if complete:
+            yield from self._records(complete)
+
+    def _records(self, text: str) -> Iterator[tuple[int, list[str], str | None]]:
+        reader = csv.reader(io.StringIO(text, newline=""))
+        base, last = self._line, 0
+        while True:
+            start = base + last + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                last = reader.line_num
+                yield start, [], str(exc)
+                continue
+            last = reader.line_num
+            if len(cells) > 1 or (cells and cells[0].strip()):
+                yield start, cells, None
+        self._line = base + last
+
+
+def split_at_record_end(text: str) -> tuple[str, str]:
+    """(complete records, the rest): cut after the last newline outside quotes.
+
+    Quotes are counted, not parsed, so a stray quote inside an unquoted field (`5'11"`) looks
+    like an open field; past FORCE_CUT characters the text is cut at its last newline anyway and
+    the csv module, which knows better, reads it.
+    """
+    cut = text.rfind("\n") + 1
+    if cut == 0:
+        return ("", text) if len(text) <= FORCE_CUT else (text, "")
+    if text.count('"', 0, cut) % 2 == 0:
+        return text[:cut], text[cut:]
+    quotes, best, position = 0, 0, 0
+    while True:
+        newline = text.find("\n", position, cut)
+        if newline < 0:
+            break
+        quotes += text.count('"', position, newline)
+        position = newline + 1
+        if quotes % 2 == 0:
+            best = position
+    if len(text) - best > FORCE_CUT:
+        best = cut
+    return text[:best], text[best:]

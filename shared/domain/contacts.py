@@ -1,0 +1,153 @@
+"""Contact fields, pure: phone (with a fast path for E.164), email, time zone, region, patches.
+
+Every check returns the normalised value or raises ValueError whose text is the reason shown to
+the user. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import phonenumbers
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, PhoneNumber
+
+from shared.domain.phone import InvalidPhone, to_e164
+from shared.domain.zones import is_valid_zone
+
+#: The built-in contact fields (everything else a caller sends is metadata).
+FIELDS = ("first_name", "last_name", "email", "phone", "company", "timezone")
+#: Channels a contact can be opted out of.
+CHANNELS = ("sms", "email", "voice")
+#: Longest value kept in a built-in text field.
+MAX_FIELD = 1000
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # the same rule as a campaign's inline contacts
+_PLUS_DIGITS = re.compile(r"\+([1-9]\d{5,16})")
+#: Two-letter region codes phonenumbers knows.
+REGIONS = frozenset(phonenumbers.SUPPORTED_REGIONS)
+
+
+@functools.lru_cache(maxsize=512)
+def _national_prefix(country_code: int) -> re.Pattern[str] | None:
+    region = phonenumbers.region_code_for_country_code(country_code)
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+    pattern = metadata.national_prefix_for_parsing if metadata else None
+    return re.compile(pattern) if pattern else None
+
+
+@functools.lru_cache(maxsize=8192)
+def _possible_length(country_code: int, length: int) -> bool:
+    # Without a national prefix or a leading zero, possibility depends on the length alone.
+    sample = PhoneNumber(country_code=country_code, national_number=int("5" * length))
+    return bool(phonenumbers.is_possible_number(sample))
+
+
+def e164(raw: str, region: str | None = None) -> str:
+    """`raw` as E.164, or ValueError with the reason.
+
+    A number already written in E.164 skips the full parse when phonenumbers' own rules leave it
+    unchanged (a known country code, no national prefix to strip, no leading zero, a possible
+    length); everything else goes through `to_e164`. The unit tests check both give one answer.
+    """
+    match = _PLUS_DIGITS.fullmatch(raw)
+    if match:
+        digits = match[1]
+        for size in (1, 2, 3):
+            code = int(digits[:size])
+            if code in COUNTRY_CODE_TO_REGION_CODE:
+                national = digits[size:]
+                prefix = _national_prefix(code)
+                if (
+                    len(national) >= 2
+                    and national[0] != "0"
+                    and (prefix is None or prefix.match(national) is None)
+                    and _possible_length(code, len(national))
+                ):
+                    return raw
+                break
+    try:
+        return to_e164(raw, region)
+    except InvalidPhone as exc:
+        raise ValueError(str(exc)) from None
+
+
+def email(raw: str) -> str:
+    """A trimmed, lower-cased email address, or ValueError."""
+    value = raw.strip().lower()
+    if not _EMAIL.fullmatch(value) or len(value) > 320:
+        raise ValueError(f"{raw!r} is not a valid email address")
+    return value
+
+
+def timezone(raw: str) -> str:
+    """An IANA time zone name, or ValueError."""
+    value = raw.strip()
+    if not is_valid_zone(value):
+        raise ValueError(f"{raw!r} is not an IANA time zone name (e.g. 'America/New_York')")
+    return value
+
+
+def region(raw: str) -> str:
+    """A two-letter region code phonenumbers knows (`US`, `GB`), upper-cased, or ValueError."""
+    value = raw.strip().upper()
+    if value not in REGIONS:
+        raise ValueError(f"{raw!r} is not a two-letter country code (e.g. 'US', 'GB', 'IN')")
+    return value
+
+
+def text(raw: str) -> str:
+    """A trimmed text field, or ValueError when it is too long."""
+    value = raw.strip()
+    if len(value) > MAX_FIELD:
+        raise ValueError(f"longer than {MAX_FIELD} characters")
+    return value
+
+
+_CHECKS = {"phone": e164, "email": email, "timezone": timezone}
+
+
+def check_fields(values: Mapping[str, Any], default_region: str | None) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """Normalise the built-in fields present in `values` (None clears one).
+
+    Returns the normalised fields and every error as `{"field", "reason"}`; a phone without `+`
+    is read in `values["country"]`, else `default_region`.
+    """
+    out: dict[str, Any] = {}
+    errors: list[dict[str, str]] = []
+    hint = default_region
+    if values.get("country") is not None:
+        try:
+            hint = region(str(values["country"]))
+        except ValueError as exc:
+            errors.append({"field": "country", "reason": str(exc)})
+    for name in FIELDS:
+        if name not in values:
+            continue
+        raw = values[name]
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            out[name] = None
+            continue
+        try:
+            out[name] = e164(raw.strip(), hint) if name == "phone" else _CHECKS.get(name, text)(raw)
+        except ValueError as exc:
+            errors.append({"field": name, "reason": str(exc)})
+    return out, errors
+
+
+def merge_metadata(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """`current` with `patch` merged in (RFC 7396 at the top level: a null removes the key)."""
+    merged = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def reachable(fields: Mapping[str, Any]) -> bool:
+    """Whether a contact has a phone or an email (one of them is required)."""
+    return bool(fields.get("phone") or fields.get("email"))
