@@ -77,8 +77,12 @@ def _servers() -> Iterator[tuple[str, str]]:
         return
     if not _docker_answers():
         pytest.fail(f"neither PostgreSQL ({pg}) and RabbitMQ ({mq}) nor a Docker engine can be reached")
-    from testcontainers.postgres import PostgresContainer
-    from testcontainers.rabbitmq import RabbitMqContainer
+    import warnings
+
+    with warnings.catch_warnings():  # the library's own deprecations are not ours to fix
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from testcontainers.community.postgres import PostgresContainer
+        from testcontainers.community.rabbitmq import RabbitMqContainer
 
     with PostgresContainer("postgres:16") as postgres, RabbitMqContainer("rabbitmq:3.13") as rabbit:
         amqp = f"amqp://guest:guest@{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}/"
