@@ -17,4 +17,5 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/campaigns/{id}", campaigns.get_campaign)
     r.add_get("/campaigns/{id}/results", campaigns.campaign_results)
     r.add_get("/campaigns/{id}/runs", campaigns.campaign_runs)
+    r.add_get("/campaigns/{id}/deliveries", campaigns.campaign_deliveries)
     r.add_post("/campaigns/{id}/{action:launch|pause|resume|cancel}", campaigns.campaign_action)

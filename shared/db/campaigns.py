@@ -90,6 +90,17 @@ SELECT campaign_id,
 FROM deliveries WHERE campaign_id = ANY($1::text[]) AND ($2::text IS NULL OR run_id = $2)
 GROUP BY campaign_id
 """
+_DELIVERIES = """
+SELECT d.id, d.run_id, r.seq, d.contact_id, d.to_address, d.state, d.send_at, d.plan_reason,
+       d.attempts, d.provider_id, d.provider_status, d.rendered, d.error, d.queued_at, d.sent_at,
+       d.delivered_at, d.replied_at, d.failed_at, d.created_at
+FROM deliveries d JOIN runs r ON r.id = d.run_id
+WHERE d.campaign_id = $1
+  AND ($2::text IS NULL OR d.state = $2)
+  AND ($3::text IS NULL OR d.id > $3)
+ORDER BY d.id
+LIMIT $4
+"""
 _RUNS = """
 SELECT r.id, r.seq, r.status, r.occurs_at, r.occurs_wall, r.plan_at, r.created_at, r.completed_at
 FROM runs r WHERE r.campaign_id = $1 ORDER BY r.seq
@@ -217,6 +228,13 @@ async def delivery_counts(
 ) -> dict[str, asyncpg.Record]:
     """Counts of each campaign's deliveries by outcome (of one run only, when given)."""
     return {r["campaign_id"]: r for r in await conn.fetch(_DELIVERY_COUNTS, campaign_ids, run_id)}
+
+
+async def deliveries_page(
+    conn: asyncpg.Connection | asyncpg.Pool, campaign_id: str, *, state: str | None, after: str | None, limit: int
+) -> list[asyncpg.Record]:
+    """A page of a campaign's deliveries by id (call only for a campaign of the caller's account)."""
+    return await conn.fetch(_DELIVERIES, campaign_id, state, after, limit)
 
 
 async def runs(conn: asyncpg.Connection | asyncpg.Pool, campaign_id: str) -> list[asyncpg.Record]:

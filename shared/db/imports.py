@@ -35,12 +35,16 @@ WITH src AS (
     SELECT DISTINCT ON (phone) line, phone, email FROM contact_import_rows
     WHERE phone IS NOT NULL AND email IS NOT NULL ORDER BY phone, line DESC
 )
-SELECT s.line, s.phone, s.email, e.id AS owner_id, e.phone AS owner_phone, p.id AS phone_owner,
-       false AS repeated
-FROM src s
-JOIN contacts e ON e.account_id = $1 AND e.email = s.email
-LEFT JOIN contacts p ON p.account_id = $1 AND p.phone = s.phone
-WHERE e.id IS DISTINCT FROM p.id
+SELECT o.* FROM (
+    SELECT s.line, s.phone, s.email, e.id AS owner_id, e.phone AS owner_phone,
+           (SELECT p.id FROM contacts p WHERE p.account_id = $1 AND p.phone = s.phone) AS phone_owner,
+           false AS repeated
+    FROM src s
+    CROSS JOIN LATERAL (
+        SELECT e.id, e.phone FROM contacts e WHERE e.account_id = $1 AND e.email = s.email
+    ) e
+) o
+WHERE o.owner_id IS DISTINCT FROM o.phone_owner
 UNION ALL
 SELECT d.line, d.phone, d.email, NULL, d.first_phone, NULL, true
 FROM (
@@ -55,13 +59,13 @@ UPDATE contacts c SET phone = u.phone
 FROM unnest($2::text[], $3::text[]) AS u(id, phone)
 WHERE c.account_id = $1 AND c.id = u.id AND c.phone IS NULL
 """
+# The main query still sees the rows as they were before the statement: the previous update time.
+_BEFORE = "SELECT o.updated_at FROM contacts o WHERE o.id = up.id"
 _NEW_ID = "'ct_' || substr(translate(gen_random_uuid()::text, '-', ''), 17, 16)"
 _UPSERT_PHONES = f"""
 WITH src AS (
     SELECT DISTINCT ON (phone) * FROM contact_import_rows
     WHERE phone IS NOT NULL ORDER BY phone, line DESC
-), prior AS (
-    SELECT c.id, c.updated_at FROM contacts c JOIN src ON c.account_id = $1 AND c.phone = src.phone
 ), up AS (
     INSERT INTO contacts AS c (id, account_id, phone, email, first_name, last_name, company,
                                timezone, metadata)
@@ -76,21 +80,19 @@ WITH src AS (
         timezone = COALESCE(EXCLUDED.timezone, c.timezone),
         metadata = c.metadata || EXCLUDED.metadata,
         updated_at = now()
-    RETURNING c.id, (xmax = 0) AS inserted
+    RETURNING c.id, c.created_at, (xmax = 0) AS inserted
 ), grouped AS (
     INSERT INTO group_members (group_id, contact_id)
     SELECT $3, id FROM up WHERE $3::text IS NOT NULL ON CONFLICT DO NOTHING
 )
 SELECT count(*) FILTER (WHERE up.inserted) AS created,
-       count(*) FILTER (WHERE NOT up.inserted AND prior.updated_at < $4) AS updated
-FROM up LEFT JOIN prior ON prior.id = up.id
+       count(*) FILTER (WHERE NOT up.inserted AND up.created_at < $4 AND ({_BEFORE}) < $4) AS updated
+FROM up
 """
 _UPSERT_EMAILS = f"""
 WITH src AS (
     SELECT DISTINCT ON (email) * FROM contact_import_rows
     WHERE phone IS NULL ORDER BY email, line DESC
-), prior AS (
-    SELECT c.id, c.updated_at FROM contacts c JOIN src ON c.account_id = $1 AND c.email = src.email
 ), up AS (
     INSERT INTO contacts AS c (id, account_id, email, first_name, last_name, company, timezone,
                                metadata)
@@ -104,14 +106,14 @@ WITH src AS (
         timezone = COALESCE(EXCLUDED.timezone, c.timezone),
         metadata = c.metadata || EXCLUDED.metadata,
         updated_at = now()
-    RETURNING c.id, (xmax = 0) AS inserted
+    RETURNING c.id, c.created_at, (xmax = 0) AS inserted
 ), grouped AS (
     INSERT INTO group_members (group_id, contact_id)
     SELECT $3, id FROM up WHERE $3::text IS NOT NULL ON CONFLICT DO NOTHING
 )
 SELECT count(*) FILTER (WHERE up.inserted) AS created,
-       count(*) FILTER (WHERE NOT up.inserted AND prior.updated_at < $4) AS updated
-FROM up LEFT JOIN prior ON prior.id = up.id
+       count(*) FILTER (WHERE NOT up.inserted AND up.created_at < $4 AND ({_BEFORE}) < $4) AS updated
+FROM up
 """
 
 

@@ -106,3 +106,19 @@ async def test_a_scheduler_killed_mid_release_releases_each_contact_once(http, s
     assert final["sent"] == 1500
     # the kill happened with part of the campaign not yet released (else this test proves less)
     assert still_planned > 0
+
+
+async def test_two_schedulers_at_once_release_each_contact_once(http, system, account, fake_twilio):
+    from tests.support import Service
+
+    extra = Service("scheduler-2", ["scheduler"], system.env, system.services["scheduler"].log_path.parent)
+    extra.start()
+    try:
+        phones = [new_phone() for _ in range(600)]
+        campaign_id = await _campaign(http, system, account, phones, max_concurrent=50)
+        final = await _completed(http, system, account, campaign_id)
+    finally:
+        assert extra.stop() == 0  # and it stops cleanly on SIGTERM
+    counts = [len(fake_twilio.sent_to(p)) for p in phones]
+    assert counts.count(1) == 600
+    assert final["sent"] == 600

@@ -70,6 +70,7 @@ async def test_contact_local_0900_reaches_each_zone_at_its_own_0900(http, clocke
             r["to_address"]: r
             for r in await db.fetch("SELECT * FROM deliveries WHERE campaign_id = $1", body["id"])
         }
+        account_deliveries = await _deliveries(http, system, account, body["id"])
     finally:
         await db.close()
     for zone, expected in ZONES.items():
@@ -81,6 +82,9 @@ async def test_contact_local_0900_reaches_each_zone_at_its_own_0900(http, clocke
         released_after = (row["queued_at"] - expected).total_seconds()
         assert 0 <= released_after <= 0.5 * RATE, (zone, released_after)
         assert len(fake_twilio.sent_to(phones[zone])) == 1
+    # and the API shows why each was sent when it was
+    assert {d["plan_reason"]["zone"] for d in account_deliveries} == set(ZONES)
+    assert all(d["state"] in ("sent", "delivered") for d in account_deliveries)
     # and the provider saw them in the order of their local mornings
     order = [r.get("To") for r in fake_twilio.requests if r.get("To") in set(phones.values())]
     assert order == [phones[z] for z in ZONES]
@@ -125,3 +129,15 @@ async def test_a_send_that_falls_due_while_paused_waits_for_its_window_on_resume
     assert again["state"] == "planned"
     assert again["send_at"] == opening
     assert fake_twilio.sent_to(phone) == []
+
+
+async def _deliveries(http, system, account, campaign_id: str) -> list[dict]:
+    found, cursor = [], None
+    while True:
+        url = f"{system.api_url}/campaigns/{campaign_id}/deliveries?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        status, page = await call(http, "GET", url, account.headers)
+        assert status == 200, page
+        found += page["data"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return found

@@ -238,3 +238,27 @@ async def campaign_runs(request: web.Request) -> web.Response:
             }
         )
     return json_response({"data": data})
+
+
+async def campaign_deliveries(request: web.Request) -> web.Response:
+    """`GET /campaigns/{id}/deliveries?state=&limit=&cursor=`: each contact's delivery, with how its
+    send time was chosen (`plan_reason`: zone and its source, window, quiet-hours rule and version)."""
+    row, _ = await _load(request)
+    limit = page_limit(request)
+    rows = await db.deliveries_page(
+        request.app["pool"], row["id"], state=request.query.get("state"),
+        after=request.query.get("cursor"), limit=limit + 1,
+    )
+    page = rows[:limit]
+    data = [
+        {
+            "id": d["id"], "run": d["seq"], "contact_id": d["contact_id"], "to": d["to_address"],
+            "state": d["state"], "send_at": iso(d["send_at"]), "plan_reason": d["plan_reason"],
+            "attempts": d["attempts"], "provider_id": d["provider_id"], "provider_status": d["provider_status"],
+            "message": d["rendered"], "error": d["error"], "queued_at": iso(d["queued_at"]),
+            "sent_at": iso(d["sent_at"]), "delivered_at": iso(d["delivered_at"]),
+            "replied_at": iso(d["replied_at"]), "failed_at": iso(d["failed_at"]),
+        }
+        for d in page
+    ]
+    return json_response({"data": data, "next_cursor": page[-1]["id"] if len(rows) > limit else None})
