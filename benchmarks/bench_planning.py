@@ -363,7 +363,8 @@ async def bench(args: argparse.Namespace) -> int:
     n, small = args.contacts, args.memory_small or max(1, args.contacts // 10)
     name = f"campaigns_bench_{secrets.token_hex(4)}"
     dsn = f"{SERVER}/{name}"
-    print(f"database {name}; N = {n:,} contacts; memory compared with N = {small:,}", flush=True)
+    print(f"database {name}; N = {n:,} contacts; memory compared with N = {small:,};"
+          f" load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
     launcher = Launcher()  # before anything big is allocated (see Launcher)
     await migrate(dsn)
     try:
@@ -409,6 +410,7 @@ async def bench(args: argparse.Namespace) -> int:
         print()
         for label, value, unit in rows:
             print(f"{label:<52} {value:>14}  {unit}")
+        print(f"(load average at the end: {os.getloadavg()[0]:.2f}; other work on this machine skews both sides)")
         copy_ok, memory_ok = copy_ratio >= TARGET_COPY_RATIO, memory_ratio <= TARGET_MEMORY_RATIO
         print(f"\ntargets: plan+store >= 50% of bare COPY: {'MET' if copy_ok else 'NOT MET'};"
               f" memory within 10%: {'MET' if memory_ok else 'NOT MET'}")

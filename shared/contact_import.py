@@ -24,6 +24,8 @@ from shared.errors import Invalid, NotFound
 BATCH_ROWS = 5000
 #: Errors listed in the summary (the rest are only counted).
 MAX_LISTED_ERRORS = 1000
+#: Rows parsed between two turns of the event loop (the batch in flight advances in each).
+YIELD_EVERY = 100
 #: Bytes read from a file at a time.
 READ_SIZE = 1 << 20
 
@@ -144,6 +146,8 @@ async def import_csv(
                         summary.error(line, field_name, reason)
                     continue
                 batch.append(row)
+                if len(batch) % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # let the batch in flight take its next round trip
                 if len(batch) >= batch_rows:
                     await writer.submit(batch)  # type: ignore[union-attr]
                     batch = []

@@ -8,6 +8,7 @@ import structlog
 from aiohttp import web
 
 from services.api.auth import auth_middleware
+from services.api.idempotency import idempotency_middleware
 from services.api.routes import add_routes
 from shared import observability
 from shared.bus.connection import connect
@@ -26,7 +27,8 @@ MAX_BODY = 16 * 1024 * 1024
 def create_app(settings: Settings, pool: object, connection: object) -> web.Application:
     """The aiohttp application, given an open pool and bus connection."""
     app = web.Application(
-        middlewares=[error_middleware("api"), auth_middleware()], client_max_size=MAX_BODY
+        middlewares=[error_middleware("api"), auth_middleware(), idempotency_middleware()],
+        client_max_size=MAX_BODY,
     )
     app["settings"] = settings
     app["pool"] = pool

@@ -15,8 +15,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from shared.domain.phone import InvalidPhone, to_e164
-from shared.domain.templating import TemplateError, compile_template
 from shared.domain.recurrence import Recurrence
+from shared.domain.templating import TemplateError, compile_template
 from shared.domain.windows import SendingWindow
 from shared.domain.zones import is_valid_zone
 from shared.errors import Invalid

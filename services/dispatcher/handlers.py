@@ -14,6 +14,7 @@ from services.dispatcher.concurrency import SlotGate
 from services.dispatcher.decide import decide
 from services.dispatcher.providers.base import ProviderError, SmsProvider
 from shared.db import sending
+from shared.domain.pricing import sms_segments
 from shared.domain.retry import next_attempt
 
 log = structlog.get_logger()
@@ -72,7 +73,8 @@ class SmsHandler:
         except ProviderError as exc:
             await self._failed(row, exc)
             return
-        await sending.mark_sent(self._pool, delivery_id, accepted.provider_id, accepted.status)
+        cost = row["price_sms"] * sms_segments(decision.text or "")
+        await sending.mark_sent(self._pool, delivery_id, accepted.provider_id, accepted.status, cost)
         OUTCOMES.labels("sms", "sent").inc()
         log.info("delivery.sent", provider_id=accepted.provider_id)
 

@@ -11,6 +11,7 @@ import structlog
 
 from services.dispatcher.providers.base import SmsLookup
 from shared.db import sending
+from shared.domain.pricing import sms_segments
 from shared.domain.retry import next_attempt
 
 log = structlog.get_logger()
@@ -51,7 +52,8 @@ class Reconciler:
             to=row["to_address"], from_=row["from_number"] or self._default_from, body=row["rendered"] or ""
         )
         if found is not None:
-            await sending.mark_sent(conn, row["id"], found.provider_id, found.status)
+            cost = row["price_sms"] * sms_segments(row["rendered"] or "")
+            await sending.mark_sent(conn, row["id"], found.provider_id, found.status, cost)
             log.info("reconcile.found", delivery_id=row["id"], provider_id=found.provider_id)
             return
         step = next_attempt(row["attempts"], row["max_retries"], row["retry_interval"], datetime.now(UTC), "retry")

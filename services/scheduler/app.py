@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+
 import structlog
 
 from services.scheduler.handlers import Handlers
@@ -10,8 +11,8 @@ from services.scheduler.releaser import Releaser
 from shared import observability
 from shared.bus.connection import connect
 from shared.bus.consumer import Consumer
-from shared.clock import from_settings
 from shared.bus.outbox import Relay
+from shared.clock import from_settings
 from shared.db.pool import create_pool
 from shared.runtime import cancel_all
 from shared.settings import Settings

@@ -11,8 +11,9 @@ import asyncpg
 import structlog
 
 from services.scheduler.planner import RunContext, next_run, plan_contact
-from shared.db import deliveries
+from shared.db import balance, deliveries
 from shared.db.processed import first_time
+from shared.domain.pricing import estimate_run
 from shared.ids import new_id
 from shared.messages.campaign_events import CampaignCancelled, CampaignLaunched, RunCompleted
 
@@ -20,6 +21,7 @@ log = structlog.get_logger()
 
 _CAMPAIGN = "SELECT * FROM campaigns WHERE id = $1 FOR UPDATE"
 _ACCOUNT = "SELECT * FROM accounts WHERE id = $1"
+_FAIL = "UPDATE campaigns SET status = 'failed', status_reason = $2, updated_at = now() WHERE id = $1"
 
 
 class Handlers:
@@ -66,6 +68,8 @@ class Handlers:
         """Plan one run (in the caller's transaction): its deliveries, streamed and COPYed in
         batches, and for a recurring campaign the next run."""
         now = self._clock()
+        if seq > 1 and not await self._reserve(conn, campaign, account, seq, run_id):
+            return
         context = RunContext.build(run_id or new_id("run"), campaign, account, now, wall=wall)
         if run_id is None and not await deliveries.insert_run(
             conn, context.run_id, campaign["id"], account["id"], seq, campaign["scheduled_at"], context.first_wall
@@ -87,6 +91,20 @@ class Handlers:
             deliveries=planned, to_send=open_count, next_run=upcoming and upcoming[0].isoformat(),
         )
 
+    async def _reserve(
+        self, conn: asyncpg.Connection, campaign: asyncpg.Record, account: asyncpg.Record, seq: int, run_id: str | None
+    ) -> bool:
+        """Hold back a later run's estimate; when the balance cannot cover it the campaign fails."""
+        cost = estimate_run(campaign, account)
+        if await balance.reserve(conn, account["id"], campaign["id"], cost):
+            return True
+        reason = f"run {seq}: the balance ({account['balance']}) cannot cover its estimated cost ({cost})"
+        await conn.execute(_FAIL, campaign["id"], reason)
+        if run_id is not None:
+            await conn.execute("UPDATE runs SET status = 'cancelled' WHERE id = $1", run_id)
+        log.warning("campaign.failed", campaign_id=campaign["id"], reason=reason)
+        return False
+
     async def campaign_cancelled(self, message: Any) -> None:
         """End every delivery of a cancelled campaign that has not been handed to a provider."""
         assert isinstance(message, CampaignCancelled)
@@ -94,6 +112,7 @@ class Handlers:
             if not await first_time(conn, "scheduler.cancel", message.message_id):
                 return
             count = await deliveries.cancel_pending(conn, message.campaign_id)
+            await balance.refund(conn, [message.campaign_id])
         log.info("run.cancelled", campaign_id=message.campaign_id, deliveries=count)
 
 

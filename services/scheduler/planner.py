@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +33,29 @@ class RunContext:
     quiet_rules: quiet_hours.QuietTable | None  # None: no legal quiet hours apply
     now: datetime
     first_wall: datetime  # the run's wall-clock time (the base of a recurrence)
+    #: Per-run memo of `plan_for`: the plan depends only on (zones, rule) within one run.
+    _plans: dict[tuple[ZoneChoice, quiet_hours.QuietRule | None], tuple[datetime, Any, str | None]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def plan_for(self, zones: ZoneChoice, quiet: quiet_hours.QuietRule | None) -> tuple[datetime, Any, str | None]:
+        """(send_at, plan_reason, skip error) for contacts with these zones and quiet-hours rule.
+
+        Schedule, window and `now` are the run's, so contacts sharing (zones, rule) share the plan:
+        it is computed once per run (a benchmark hot spot) and its reason dict is shared by their
+        rows: treat it as read-only.
+        """
+        key = (zones, quiet)
+        found = self._plans.get(key)
+        if found is None:
+            try:
+                plan = plan_send(self.schedule, zones, self.window, quiet, self.now)
+            except Unplannable as exc:
+                found = (self.now, None, f"no allowed send time: {exc}")
+            else:
+                found = (plan.send_at, plan.reason, None)
+            self._plans[key] = found
+        return found
 
     @classmethod
     def build(
@@ -91,12 +114,7 @@ def plan_contact(ctx: RunContext, contact: Mapping[str, Any]) -> tuple[Any, ...]
             state = (contact["metadata"] or {}).get("state")
             jurisdiction = quiet_hours.jurisdiction_for(contact["phone"], state)
             quiet = quiet_hours.rule_for(jurisdiction, ctx.quiet_rules) if jurisdiction else None
-        try:
-            plan = plan_send(ctx.schedule, zones, ctx.window, quiet, ctx.now)
-        except Unplannable as exc:
-            skip = f"no allowed send time: {exc}"
-        else:
-            send_at, reason = plan.send_at, plan.reason
+        send_at, reason, skip = ctx.plan_for(zones, quiet)
     return (
         new_id("delivery"),
         ctx.run_id,

@@ -12,7 +12,7 @@ from prometheus_client import Counter
 
 from services.scheduler.planner import next_allowed
 from shared.bus import outbox
-from shared.db import deliveries
+from shared.db import balance, deliveries
 from shared.messages.campaign_events import RunCompleted
 from shared.messages.dispatch import COMMANDS
 
@@ -84,6 +84,8 @@ class Releaser:
         """Complete every run whose deliveries are all final, and settle its campaign."""
         async with self._pool.acquire() as conn, conn.transaction():
             runs, campaigns = await deliveries.complete_finished(conn)
+            # a run that ended gives back what it held and did not spend
+            await balance.refund(conn, [c["campaign_id"] for c in campaigns])
             await outbox.add(
                 conn,
                 [

@@ -7,6 +7,7 @@ touches it; a contact created or already updated by an earlier row of the same i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,11 +16,11 @@ from typing import Any
 import asyncpg
 
 #: Columns of the staging table, in the order of a staged row (see shared.domain.contact_csv).
-STAGE_COLUMNS = ("line", "phone", "email", "first_name", "last_name", "company", "timezone", "meta")
+STAGE_COLUMNS = ("id", "line", "phone", "email", "first_name", "last_name", "company", "timezone", "meta")
 
 _CREATE_STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS contact_import_rows (
-    line integer NOT NULL, phone text, email text, first_name text, last_name text,
+    id text NOT NULL, line integer NOT NULL, phone text, email text, first_name text, last_name text,
     company text, timezone text, meta text[]
 ) ON COMMIT DELETE ROWS
 """
@@ -40,8 +41,8 @@ SELECT o.* FROM (
            (SELECT p.id FROM contacts p WHERE p.account_id = $1 AND p.phone = s.phone) AS phone_owner,
            false AS repeated
     FROM src s
-    CROSS JOIN LATERAL (
-        SELECT e.id, e.phone FROM contacts e WHERE e.account_id = $1 AND e.email = s.email
+    CROSS JOIN LATERAL (  -- LIMIT keeps it an index lookup per row, whatever the statistics say
+        SELECT e.id, e.phone FROM contacts e WHERE e.account_id = $1 AND e.email = s.email LIMIT 1
     ) e
 ) o
 WHERE o.owner_id IS DISTINCT FROM o.phone_owner
@@ -61,7 +62,6 @@ WHERE c.account_id = $1 AND c.id = u.id AND c.phone IS NULL
 """
 # The main query still sees the rows as they were before the statement: the previous update time.
 _BEFORE = "SELECT o.updated_at FROM contacts o WHERE o.id = up.id"
-_NEW_ID = "'ct_' || substr(translate(gen_random_uuid()::text, '-', ''), 17, 16)"
 _UPSERT_PHONES = f"""
 WITH src AS (
     SELECT DISTINCT ON (phone) * FROM contact_import_rows
@@ -69,7 +69,7 @@ WITH src AS (
 ), up AS (
     INSERT INTO contacts AS c (id, account_id, phone, email, first_name, last_name, company,
                                timezone, metadata)
-    SELECT {_NEW_ID}, $1, s.phone, s.email, s.first_name, s.last_name, s.company, s.timezone,
+    SELECT s.id, $1, s.phone, s.email, s.first_name, s.last_name, s.company, s.timezone,
            COALESCE(jsonb_strip_nulls(jsonb_object($2::text[], s.meta)), '{{}}')
     FROM src s
     ON CONFLICT (account_id, phone) DO UPDATE SET
@@ -96,7 +96,7 @@ WITH src AS (
 ), up AS (
     INSERT INTO contacts AS c (id, account_id, email, first_name, last_name, company, timezone,
                                metadata)
-    SELECT {_NEW_ID}, $1, s.email, s.first_name, s.last_name, s.company, s.timezone,
+    SELECT s.id, $1, s.email, s.first_name, s.last_name, s.company, s.timezone,
            COALESCE(jsonb_strip_nulls(jsonb_object($2::text[], s.meta)), '{{}}')
     FROM src s
     ON CONFLICT (account_id, email) DO UPDATE SET
@@ -158,31 +158,45 @@ async def upsert_batch(
 ) -> BatchResult:
     """Upsert staged rows in one transaction: by phone, else by email (the last row of a phone wins)."""
     result = BatchResult()
+    ids = os.urandom(8 * len(rows)).hex()  # new_id("contact") for each row, in one call
+    staged = [("ct_" + ids[16 * i : 16 * i + 16], *row) for i, row in enumerate(rows)]
+    keys = list(metadata_keys)
     async with conn.transaction():
-        await conn.copy_records_to_table("contact_import_rows", records=rows, columns=STAGE_COLUMNS)
-        attach: dict[str, str] = {}  # contact known by email alone → the phone it gains
-        while True:  # dropping a row can make an earlier row of its phone the one that counts
-            refused: dict[int, tuple[int, str, str | None]] = {}
-            attach.clear()
-            owners = await conn.fetch(_EMAIL_OWNERS, account_id)
-            repeated = {r["line"] for r in owners if r["repeated"]}
-            for r in sorted(owners, key=lambda r: (r["repeated"], r["line"])):
-                if r["line"] in refused:
-                    continue
-                free = r["phone_owner"] is None and r["owner_phone"] is None
-                if r["line"] not in repeated and free and r["owner_id"] not in attach:
-                    attach[r["owner_id"]] = r["phone"]
-                else:
-                    refused[r["line"]] = (r["line"], r["email"], r["owner_phone"])
-            if not refused:
-                break
-            await conn.execute(_DROP_LINES, list(refused))
-            result.clashes.extend(refused.values())
-        if attach:
-            await conn.execute(_ATTACH, account_id, list(attach), list(attach.values()))
-        keys = list(metadata_keys)
-        for sql in (_UPSERT_PHONES, _UPSERT_EMAILS):
-            counts = await conn.fetchrow(sql, account_id, keys, group_id, started)
-            result.created += counts["created"]
-            result.updated += counts["updated"]
+        await conn.copy_records_to_table("contact_import_rows", records=staged, columns=STAGE_COLUMNS)
+        try:
+            async with conn.transaction():  # optimistic: most batches clash with no one
+                counts = await conn.fetchrow(_UPSERT_PHONES, account_id, keys, group_id, started)
+        except asyncpg.UniqueViolationError:
+            result.clashes = await _settle_emails(conn, account_id)
+            counts = await conn.fetchrow(_UPSERT_PHONES, account_id, keys, group_id, started)
+        by_email = await conn.fetchrow(_UPSERT_EMAILS, account_id, keys, group_id, started)
+    result.created = counts["created"] + by_email["created"]
+    result.updated = counts["updated"] + by_email["updated"]
     return result
+
+
+async def _settle_emails(conn: asyncpg.Connection, account_id: str) -> list[tuple[int, str, str | None]]:
+    """Drop the staged phone rows whose email is another contact's; give the phone to contacts
+    known by that email alone. Returns the dropped rows as (line, email, other phone)."""
+    clashes: list[tuple[int, str, str | None]] = []
+    attach: dict[str, str] = {}  # contact known by email alone → the phone it gains
+    while True:  # dropping a row can make an earlier row of its phone the one that counts
+        refused: dict[int, tuple[int, str, str | None]] = {}
+        attach.clear()
+        owners = await conn.fetch(_EMAIL_OWNERS, account_id)
+        repeated = {r["line"] for r in owners if r["repeated"]}
+        for r in sorted(owners, key=lambda r: (r["repeated"], r["line"])):
+            if r["line"] in refused:
+                continue
+            free = r["phone_owner"] is None and r["owner_phone"] is None
+            if r["line"] not in repeated and free and r["owner_id"] not in attach:
+                attach[r["owner_id"]] = r["phone"]
+            else:
+                refused[r["line"]] = (r["line"], r["email"], r["owner_phone"])
+        if not refused:
+            break
+        await conn.execute(_DROP_LINES, list(refused))
+        clashes.extend(refused.values())
+    if attach:
+        await conn.execute(_ATTACH, account_id, list(attach), list(attach.values()))
+    return sorted(clashes)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
+from decimal import Decimal
 
 import asyncpg
+
+from shared.db import balance
 
 _LOAD = """
 SELECT d.id, d.state, d.attempts, d.to_address, d.campaign_id, d.contact_id, d.channel,
@@ -12,10 +17,11 @@ SELECT d.id, d.state, d.attempts, d.to_address, d.campaign_id, d.contact_id, d.c
        c.from_number, c.max_retries, c.retry_interval, c.voice,
        ct.first_name, ct.last_name, ct.email, ct.phone, ct.company, ct.metadata,
        ct.opted_out_sms, ct.opted_out_email, ct.opted_out_voice,
-       a.name AS agent_name
+       a.name AS agent_name, acc.price_sms, acc.price_email, acc.price_voice_minute
 FROM deliveries d
 JOIN campaigns c ON c.id = d.campaign_id
 JOIN contacts ct ON ct.id = d.contact_id
+JOIN accounts acc ON acc.id = d.account_id
 LEFT JOIN agents a ON a.id = c.agent_id
 WHERE d.id = $1
 FOR UPDATE OF d
@@ -72,9 +78,24 @@ async def finish(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: str, stat
     await conn.execute(_FINISH, delivery_id, state_, error)
 
 
-async def mark_sent(pool: asyncpg.Pool | asyncpg.Connection, delivery_id: str, provider_id: str, status: str) -> None:
-    """Record the provider's acceptance (never undoing a later status a callback set first)."""
-    await pool.execute(_SENT, delivery_id, provider_id, status)
+async def mark_sent(
+    pool: asyncpg.Pool | asyncpg.Connection, delivery_id: str, provider_id: str, status: str, cost: Decimal
+) -> None:
+    """Record the provider's acceptance (never undoing a later status a callback set first) and
+    charge the send, in one transaction."""
+    async with _transaction(pool) as conn:
+        await conn.execute(_SENT, delivery_id, provider_id, status)
+        await balance.charge(conn, delivery_id, cost)
+
+
+@asynccontextmanager
+async def _transaction(pool: asyncpg.Pool | asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    if isinstance(pool, asyncpg.Pool):
+        async with pool.acquire() as conn, conn.transaction():
+            yield conn
+    else:
+        async with pool.transaction():
+            yield pool
 
 
 async def schedule_retry(pool: asyncpg.Pool | asyncpg.Connection, delivery_id: str, at: datetime, error: str) -> None:
@@ -89,8 +110,8 @@ async def opt_out(conn: asyncpg.Connection | asyncpg.Pool, contact_id: str, chan
 
 _STUCK = """
 SELECT d.id, d.to_address, d.rendered, d.sending_at, d.attempts, d.contact_id,
-       c.from_number, c.max_retries, c.retry_interval
-FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id
+       c.from_number, c.max_retries, c.retry_interval, acc.price_sms
+FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id JOIN accounts acc ON acc.id = d.account_id
 WHERE d.channel = $1 AND d.state = 'sending' AND d.sending_at < now() - make_interval(secs => $2)
 ORDER BY d.sending_at
 LIMIT $3

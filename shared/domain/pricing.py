@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 _GSM7 = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -32,3 +34,17 @@ def estimate(
     if channel == "email":
         return prices["email"] * contacts
     return prices["voice_minute"] * max(call_minutes, 1) * contacts
+
+
+def estimate_run(campaign: Mapping[str, Any], account: Mapping[str, Any]) -> Decimal:
+    """The most one run of `campaign` may cost at the account's prices."""
+    prices = {
+        "sms": account["price_sms"],
+        "email": account["price_email"],
+        "voice_minute": account["price_voice_minute"],
+    }
+    minutes = -(-int((campaign["voice"] or {}).get("call_duration_limit") or 60) // 60)
+    return estimate(
+        campaign["channel"], campaign["total_contacts"], prices,
+        template=campaign["message_template"], call_minutes=minutes,
+    )

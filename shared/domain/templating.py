@@ -41,13 +41,15 @@ class _Undefined(StrictUndefined):
 
 
 _ENV = ImmutableSandboxedEnvironment(undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
+#: For email HTML: every value is escaped.
+_HTML_ENV = ImmutableSandboxedEnvironment(undefined=_Undefined, autoescape=True, keep_trailing_newline=True)
 
 
 @functools.lru_cache(maxsize=1024)
-def compile_template(source: str) -> Any:
+def compile_template(source: str, html: bool = False) -> Any:
     """The compiled template, or TemplateError with the line of the mistake."""
     try:
-        return _ENV.from_string(source)
+        return (_HTML_ENV if html else _ENV).from_string(source)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"line {exc.lineno}: {exc.message}", exc.lineno) from exc
 
@@ -77,9 +79,10 @@ def contact_context(contact: Mapping[str, Any], agent_name: str | None) -> dict[
     return {k: v for k, v in context.items() if v not in (None, "")}
 
 
-def render(source: str, context: Mapping[str, Any]) -> str:
-    """Render `source` with `context` in the sandbox: MissingVariable, TemplateError or the text."""
-    template = compile_template(source)
+def render(source: str, context: Mapping[str, Any], html: bool = False) -> str:
+    """Render `source` with `context` in the sandbox (values escaped when `html`):
+    MissingVariable, TemplateError or the text."""
+    template = compile_template(source, html)
     size = 0
     out: list[str] = []
     try:

@@ -9,10 +9,13 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from services.api.handlers.account import is_allowed_sender
 from services.api.handlers.common import decode_cursor, encode_cursor, iso, page_limit, read_model
 from services.api.schemas import CampaignCreate, normalize
 from shared.bus import outbox
+from shared.db import balance
 from shared.db import campaigns as db
+from shared.db import templates as templates_db
 from shared.domain import pricing
 from shared.domain.campaign import Action, InvalidTransition, transition
 from shared.domain.results import Counts, results
@@ -56,6 +59,7 @@ def campaign_body(row: asyncpg.Record, counts: asyncpg.Record | None) -> dict[st
         "template_id": row["template_id"],
         "contact_group_ids": list(row["group_ids"]),
         "max_concurrent": row["max_concurrent"],
+        "reserved": str(row["reserved"]),
         "max_retries": row["max_retries"],
         "retry_interval": row["retry_interval"],
         "from_number": row["from_number"],
@@ -87,6 +91,14 @@ async def create_campaign(request: web.Request) -> web.Response:
                 f"agent {spec.agent_id!r} not found",
                 details=[{"field": "agent_id", "reason": "no such agent in this account"}],
             )
+        await _apply_template(conn, account["id"], spec)
+        if spec.from_number and not await is_allowed_sender(
+            conn, account["id"], spec.from_number, request.app["settings"].default_from_number
+        ):
+            raise Invalid(
+                f"{spec.from_number!r} is not a verified sender of this account",
+                details=[{"field": "from_number", "reason": "add it with POST /senders first"}],
+            )
         missing = await db.missing_groups(conn, account["id"], spec.group_ids)
         if missing:
             raise NotFound(
@@ -102,6 +114,26 @@ async def create_campaign(request: web.Request) -> web.Response:
         row = await db.get(conn, account["id"], campaign_id)
     log.info("campaign.created", campaign_id=campaign_id, channel=spec.channel, contacts=row["total_contacts"])
     return json_response(campaign_body(row, None), status=201)
+
+
+async def _apply_template(conn: asyncpg.Connection, account_id: str, spec: Any) -> None:
+    """Fill the campaign's texts from its `template_id` (texts given inline win)."""
+    if spec.template_id is None:
+        return
+    template = await templates_db.get(conn, account_id, spec.template_id)
+    if template is None:
+        raise NotFound(
+            f"template {spec.template_id!r} not found",
+            details=[{"field": "template_id", "reason": "no such template in this account"}],
+        )
+    if template["channel"] != spec.channel:
+        raise Invalid(
+            "the template is for another channel",
+            details=[{"field": "template_id", "reason": f"a {template['channel']} template cannot send a {spec.channel} campaign"}],
+        )
+    spec.message_template = spec.message_template or template["body"]
+    spec.subject = spec.subject or template["subject"]
+    spec.html_template = spec.html_template or template["html"]
 
 
 async def get_campaign(request: web.Request) -> web.Response:
@@ -149,21 +181,13 @@ async def _launch(conn: asyncpg.Connection, account: asyncpg.Record, row: asyncp
             "the campaign has no contacts to send to",
             details=[{"field": "contacts", "reason": "no contacts and no non-empty contact group"}],
         )
-    prices = {
-        "sms": account["price_sms"],
-        "email": account["price_email"],
-        "voice_minute": account["price_voice_minute"],
-    }
-    minutes = -(-int((row["voice"] or {}).get("call_duration_limit") or 60) // 60)
-    cost = pricing.estimate(
-        row["channel"], row["total_contacts"], prices, template=row["message_template"], call_minutes=minutes
-    )
-    balance: Decimal = account["balance"]
-    if cost > balance:
+    cost = pricing.estimate_run(row, account)
+    if not await balance.reserve(conn, account["id"], row["id"], cost):
+        have: Decimal = await conn.fetchval("SELECT balance FROM accounts WHERE id = $1", account["id"])
         raise PaymentRequired(
-            f"the balance ({balance}) cannot cover this campaign's estimated cost ({cost})",
-            details=[{"field": "balance", "reason": f"needs {cost}, has {balance}"}],
-            extra={"estimate": str(cost), "balance": str(balance)},
+            f"the balance ({have}) cannot cover this campaign's estimated cost ({cost})",
+            details=[{"field": "balance", "reason": f"needs {cost}, has {have}"}],
+            extra={"estimate": str(cost), "balance": str(have)},
         )
     await db.set_status(conn, account["id"], row["id"], step.status, None)
     return CampaignLaunched(account_id=account["id"], campaign_id=row["id"], channel=row["channel"])

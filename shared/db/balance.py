@@ -1,0 +1,55 @@
+"""Balance: a launch reserves a run's estimate; each send is charged from the reservation (the
+balance once it is used up); what a finished run did not use goes back to the balance."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import asyncpg
+
+_RESERVE = """
+WITH a AS (
+    UPDATE accounts SET balance = balance - $3 WHERE id = $1 AND balance >= $3 RETURNING id
+)
+UPDATE campaigns c SET reserved = c.reserved + $3 FROM a WHERE c.id = $2 AND c.account_id = a.id
+RETURNING c.id
+"""
+_CHARGE = """
+WITH d AS (
+    UPDATE deliveries SET cost = $2 WHERE id = $1 AND cost IS NULL RETURNING campaign_id
+), old AS (
+    SELECT c.id, c.account_id, c.reserved FROM campaigns c JOIN d ON d.campaign_id = c.id FOR UPDATE OF c
+), upd AS (
+    UPDATE campaigns c SET reserved = old.reserved - LEAST(old.reserved, $2)
+    FROM old WHERE c.id = old.id
+    RETURNING old.account_id, $2 - LEAST(old.reserved, $2) AS excess
+)
+UPDATE accounts a SET balance = a.balance - upd.excess FROM upd
+WHERE a.id = upd.account_id AND upd.excess > 0
+"""
+_REFUND = """
+WITH c AS (
+    SELECT id, account_id, reserved FROM campaigns WHERE id = ANY($1::text[]) AND reserved > 0 FOR UPDATE
+), zero AS (
+    UPDATE campaigns SET reserved = 0 FROM c WHERE campaigns.id = c.id RETURNING c.account_id, c.reserved
+)
+UPDATE accounts a SET balance = a.balance + s.total
+FROM (SELECT account_id, sum(reserved) AS total FROM zero GROUP BY account_id) AS s
+WHERE a.id = s.account_id
+"""
+
+
+async def reserve(conn: asyncpg.Connection, account_id: str, campaign_id: str, amount: Decimal) -> bool:
+    """Move `amount` from the balance to the campaign's reservation; False if the balance is short."""
+    return await conn.fetchval(_RESERVE, account_id, campaign_id, amount) is not None
+
+
+async def charge(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: str, cost: Decimal) -> None:
+    """Charge one send, once (a delivery's cost is set only the first time)."""
+    await conn.execute(_CHARGE, delivery_id, cost)
+
+
+async def refund(conn: asyncpg.Connection, campaign_ids: list[str]) -> None:
+    """Return what the campaigns hold back to their accounts' balances."""
+    if campaign_ids:
+        await conn.execute(_REFUND, campaign_ids)

@@ -1,0 +1,137 @@
+"""Templates, sender identities, the account's balance: reserve at launch, charge per send, refund."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tests.conftest import make_account
+from tests.support import call, new_phone, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+async def _agent(http, system, account) -> str:
+    status, body = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Riley"})
+    return body["id"]
+
+
+async def test_template_lifecycle_and_errors(http, system, account):
+    url = system.api_url + "/templates"
+    status, created = await call(http, "POST", url, account.headers,
+                                 {"name": "Reminder", "channel": "sms", "body": "Hi {{first_name}}, order {{order_number}}"})
+    assert status == 201, created
+    assert created["id"].startswith("tpl_")
+    status, error = await call(http, "POST", url, account.headers,
+                               {"name": "Broken", "channel": "sms", "body": "Hi\n{{ first_name "})
+    assert status == 422
+    assert error["error"]["details"][0]["field"] == "body"
+    assert error["error"]["details"][0]["reason"].startswith("line 2:")
+    status, error = await call(http, "POST", url, account.headers, {"name": "Mail", "channel": "email", "body": "x"})
+    assert status == 422
+    assert {d["field"] for d in error["error"]["details"]} == {"subject"}
+    status, patched = await call(http, "PATCH", f"{url}/{created['id']}", account.headers, {"name": "Renamed"})
+    assert (status, patched["name"], patched["body"]) == (200, "Renamed", created["body"])
+    status, page = await call(http, "GET", url + "?channel=sms", account.headers)
+    assert [t["id"] for t in page["data"]] == [created["id"]]
+    status, _ = await call(http, "DELETE", f"{url}/{created['id']}", account.headers)
+    assert status == 204
+    status, _ = await call(http, "GET", f"{url}/{created['id']}", account.headers)
+    assert status == 404
+
+
+async def test_preview_renders_for_a_contact_and_names_what_is_missing(http, system, account):
+    status, tpl = await call(http, "POST", system.api_url + "/templates", account.headers,
+                             {"name": "Trial", "channel": "email", "subject": "{{first_name}}, your trial is ending soon",
+                              "body": "Your trial of {{plan_name}} ends {{expiry_date}}.",
+                              "html": "<p>Hi {{first_name}}</p>"})
+    assert status == 201, tpl
+    preview = f"{system.api_url}/templates/{tpl['id']}/preview"
+    status, shown = await call(http, "POST", preview, account.headers,
+                               {"contact": {"first_name": "<Ann>", "plan_name": "Pro", "expiry_date": "May 1"}})
+    assert status == 200, shown
+    assert shown["subject"] == "<Ann>, your trial is ending soon"
+    assert shown["body"] == "Your trial of Pro ends May 1."
+    assert shown["html"] == "<p>Hi &lt;Ann&gt;</p>"  # escaped in HTML
+    assert shown["missing_variables"] == []
+    status, shown = await call(http, "POST", preview, account.headers, {"contact": {"first_name": "Ann"}})
+    assert shown["body"] is None
+    assert shown["missing_variables"] == ["plan_name"]
+
+
+async def test_a_campaign_from_a_template_sends_its_text(http, system, account, fake_twilio):
+    status, tpl = await call(http, "POST", system.api_url + "/templates", account.headers,
+                             {"name": "Hi", "channel": "sms", "body": "Hello from {{agent_name}}"})
+    phone = new_phone()
+    agent_id = await _agent(http, system, account)
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {"name": "t", "type": "sms", "agent_id": agent_id, "template_id": tpl["id"],
+                               "contacts": [phone], "status": "scheduled"})
+    assert status == 201, body
+    assert body["message_template"] == "Hello from {{agent_name}}"
+    await wait_until(lambda: _sent(fake_twilio, phone))
+    assert fake_twilio.sent_to(phone)[0].get("Body") == "Hello from Riley"
+    status, error = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                               {"name": "t", "type": "voice", "agent_id": agent_id, "template_id": tpl["id"],
+                                "contacts": [phone]})
+    assert status == 422
+    assert error["error"]["details"][0]["field"] == "template_id"
+
+
+async def _sent(fake, phone) -> bool:
+    return bool(fake.sent_to(phone))
+
+
+async def test_senders_gate_from_number(http, system, account, fake_twilio):
+    agent_id = await _agent(http, system, account)
+    own, phone = new_phone(), new_phone()
+    campaign = {"name": "s", "type": "sms", "agent_id": agent_id, "contacts": [phone], "message_template": "hi",
+                "from_number": own}
+    status, error = await call(http, "POST", system.api_url + "/campaigns", account.headers, campaign)
+    assert status == 422
+    assert error["error"]["details"][0]["field"] == "from_number"
+    status, sender = await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": own})
+    assert (status, sender["verified"], sender["address"]) == (201, True, own)
+    status, again = await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": own})
+    assert status == 200
+    status, error = await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": "12"})
+    assert status == 422
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers, {**campaign, "status": "scheduled"})
+    assert status == 201, body
+    await wait_until(lambda: _sent(fake_twilio, phone))
+    assert fake_twilio.sent_to(phone)[0].get("From") == own
+    status, listed = await call(http, "GET", system.api_url + "/senders", account.headers)
+    assert [s["address"] for s in listed["data"]] == [own]
+
+
+async def test_launch_reserves_sends_charge_and_the_rest_is_refunded(http, system, db, fake_twilio):
+    account = await make_account(db, balance="1.00")
+    await db.execute("UPDATE accounts SET price_sms = 0.0100 WHERE id = $1", account.id)
+    agent_id = await _agent(http, system, account)
+    good, refused = new_phone(), new_phone()
+    fake_twilio.script[refused] = [(400, 21211)]  # never sent, so never charged
+    long_text = "x" * 200  # two segments
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {"name": "b", "type": "sms", "agent_id": agent_id, "contacts": [good, refused],
+                               "message_template": long_text})
+    campaign = f"{system.api_url}/campaigns/{body['id']}"
+    status, launched = await call(http, "POST", campaign + "/launch", account.headers)
+    assert status == 200, launched
+
+    async def completed():
+        status, c = await call(http, "GET", campaign, account.headers)
+        return c if c["status"] == "completed" and c["reserved"] == "0.0000" else None
+
+    final = await wait_until(completed)
+    assert final["reserved"] == "0.0000"
+    status, acct = await call(http, "GET", system.api_url + "/account", account.headers)
+    # estimate 2 contacts x 2 segments x 0.01 = 0.04 reserved; one send of 2 segments charged
+    assert Decimal(acct["balance"]) == Decimal("0.98")
+    assert await db.fetchval("SELECT cost FROM deliveries WHERE to_address = $1", good) == Decimal("0.0200")
+    assert await db.fetchval("SELECT cost FROM deliveries WHERE to_address = $1", refused) is None
+    status, acct_body = await call(http, "PATCH", system.api_url + "/account", account.headers,
+                                   {"default_timezone": "Europe/Paris", "quiet_hours": False})
+    assert (acct_body["default_timezone"], acct_body["quiet_hours"]) == ("Europe/Paris", False)
+    status, error = await call(http, "PATCH", system.api_url + "/account", account.headers, {"default_timezone": "Nowhere"})
+    assert status == 422
