@@ -240,3 +240,40 @@ async def deliveries_page(
 async def runs(conn: asyncpg.Connection | asyncpg.Pool, campaign_id: str) -> list[asyncpg.Record]:
     """A campaign's runs, in order (call only for a campaign of the caller's account)."""
     return await conn.fetch(_RUNS, campaign_id)
+
+
+#: Contact columns a template may name directly.
+_COLUMNS = ("first_name", "last_name", "email", "phone", "company")
+_RECIPIENT_IDS = """
+    SELECT contact_id FROM campaign_recipients WHERE campaign_id = $2
+    UNION
+    SELECT m.contact_id FROM group_members m JOIN contact_groups g ON g.id = m.group_id
+    WHERE g.account_id = $1 AND g.id = ANY($3::text[])
+"""
+
+
+async def missing_variables(
+    conn: asyncpg.Connection | asyncpg.Pool, account_id: str, campaign_id: str, group_ids: list[str], names: set[str]
+) -> dict[str, int]:
+    """For each variable a template reads, how many of the campaign's contacts lack it."""
+    filters: list[str] = []
+    args: list[Any] = [account_id, campaign_id, group_ids]
+    wanted = sorted(n for n in names if n != "agent_name")
+    for name in wanted:
+        args.append(name)
+        key = f"${len(args)}"
+        lacks_meta = f"NOT (c.metadata ? {key})"
+        if name in _COLUMNS:
+            filters.append(f"count(*) FILTER (WHERE NULLIF(c.{name}, '') IS NULL AND {lacks_meta})")
+        elif name == "name":
+            filters.append(f"count(*) FILTER (WHERE c.first_name IS NULL AND c.last_name IS NULL AND {lacks_meta})")
+        else:
+            filters.append(f"count(*) FILTER (WHERE {lacks_meta})")
+    if not filters:
+        return {}
+    sql = (  # noqa: S608 (column names from _COLUMNS, values as parameters)
+        f"SELECT {', '.join(filters)} FROM contacts c "
+        f"WHERE c.account_id = $1 AND c.id IN ({_RECIPIENT_IDS})"
+    )
+    row = await conn.fetchrow(sql, *args)
+    return {name: row[i] for i, name in enumerate(wanted) if row[i]}

@@ -72,8 +72,10 @@ def contact_context(contact: Mapping[str, Any], agent_name: str | None) -> dict[
     """The variables of one contact: its metadata, then the built-ins (which win); empty ones dropped."""
     context: dict[str, Any] = dict(contact.get("metadata") or {})
     for key in BUILT_INS[:-1]:
-        context[key] = contact.get(key)
-    context["agent_name"] = agent_name
+        if contact.get(key) not in (None, ""):
+            context[key] = contact.get(key)
+    if agent_name:
+        context["agent_name"] = agent_name
     names = [contact.get("first_name"), contact.get("last_name")]
     context.setdefault("name", " ".join(n for n in names if n) or None)
     return {k: v for k, v in context.items() if v not in (None, "")}

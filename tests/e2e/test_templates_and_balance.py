@@ -135,3 +135,27 @@ async def test_launch_reserves_sends_charge_and_the_rest_is_refunded(http, syste
     assert (acct_body["default_timezone"], acct_body["quiet_hours"]) == ("Europe/Paris", False)
     status, error = await call(http, "PATCH", system.api_url + "/account", account.headers, {"default_timezone": "Nowhere"})
     assert status == 422
+
+
+async def test_launch_reports_contacts_lacking_variables_and_they_fail_not_send(http, system, account, fake_twilio):
+    agent_id = await _agent(http, system, account)
+    full, partial = new_phone(), new_phone()
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {"name": "vars", "type": "sms", "agent_id": agent_id,
+                               "contacts": [{"phone": full, "first_name": "Ann", "order_number": "A-1"},
+                                            {"phone": partial, "first_name": "Bo"}],
+                               "message_template": "Hi {{first_name}}, order #{{order_number}} {{ eta | default('soon') }}"})
+    status, launched = await call(http, "POST", f"{system.api_url}/campaigns/{body['id']}/launch", account.headers)
+    assert status == 200, launched
+    assert launched["missing_variables"] == {"order_number": 1}
+
+    async def done():
+        status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+        return r if r["status"] == "completed" else None
+
+    results = await wait_until(done)
+    assert (results["sent"], results["failed"]) == (1, 1)
+    assert fake_twilio.sent_to(full)[0].get("Body") == "Hi Ann, order #A-1 soon"
+    assert fake_twilio.sent_to(partial) == []
+    status, page = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/deliveries?state=failed", account.headers)
+    assert page["data"][0]["error"] == "missing variable: order_number"

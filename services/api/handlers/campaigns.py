@@ -19,6 +19,7 @@ from shared.db import templates as templates_db
 from shared.domain import pricing
 from shared.domain.campaign import Action, InvalidTransition, transition
 from shared.domain.results import Counts, results
+from shared.domain.templating import variables
 from shared.errors import Conflict, Invalid, NotFound, PaymentRequired
 from shared.messages.campaign_events import (
     CampaignCancelled,
@@ -201,8 +202,10 @@ async def campaign_action(request: web.Request) -> web.Response:
         row = await db.get(conn, account["id"], request.match_info["id"], lock=True)
         if row is None:
             raise NotFound(f"campaign {request.match_info['id']!r} not found")
+        extra: dict[str, Any] = {}
         if action == "launch":
             event: Any = await _launch(conn, account, row)
+            extra["missing_variables"] = await _missing(conn, row)
         else:
             try:
                 step = transition(row["status"], action, row["resume_to"])
@@ -214,7 +217,16 @@ async def campaign_action(request: web.Request) -> web.Response:
         await outbox.add(conn, [event])
     log.info(f"campaign.{action}", campaign_id=row["id"])
     row, counts = await _load(request)
-    return json_response(campaign_body(row, counts))
+    return json_response({**campaign_body(row, counts), **extra})
+
+
+async def _missing(conn: asyncpg.Connection, row: asyncpg.Record) -> dict[str, int]:
+    """How many of the campaign's contacts lack each variable its texts read (they will fail)."""
+    names: set[str] = set()
+    for source in (row["message_template"], row["subject_template"], row["html_template"]):
+        if source:
+            names |= variables(source)
+    return await db.missing_variables(conn, row["account_id"], row["id"], list(row["group_ids"]), names)
 
 
 def _fold(row: asyncpg.Record, counts: asyncpg.Record | None) -> Counts:
