@@ -25,6 +25,7 @@ Channel = Literal["sms", "email", "voice"]
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?)?\s*$", re.I)
 _UNITS = {"s": 1, "m": 60, "h": 3600}
+_MAX_RETRY_INTERVAL = 7 * 86400
 
 
 class _Loose(BaseModel):
@@ -167,13 +168,15 @@ def pydantic_details(exc: ValidationError) -> list[dict[str, str]]:
 def parse_duration(value: int | str) -> int:
     """Seconds from `300`, `"300"`, `"30s"`, `"5m"` or `"1h"`; ValueError otherwise."""
     if isinstance(value, int):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
-    match = _DURATION.match(value)
-    if not match:
-        raise ValueError(f"{value!r} is not a duration (e.g. 300, '30s', '5m', '1h')")
-    return int(match[1]) * _UNITS[(match[2] or "s")[0].lower()]
+        seconds = value
+    else:
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration (e.g. 300, '30s', '5m', '1h')")
+        seconds = int(match[1]) * _UNITS[(match[2] or "s")[0].lower()]
+    if not 0 <= seconds <= _MAX_RETRY_INTERVAL:
+        raise ValueError(f"must be between 0 and {_MAX_RETRY_INTERVAL} seconds (7 days)")
+    return seconds
 
 
 def parse_when(value: str) -> datetime | None:

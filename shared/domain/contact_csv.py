@@ -53,12 +53,16 @@ def header_key(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Columns:
-    """Which cell feeds which built-in field; every other non-empty header is a metadata key."""
+    """Which cell feeds which built-in field (None: no such column); every other non-empty
+    header is a metadata key."""
 
-    fields: dict[str, int]
+    phone: int | None
+    email: int | None
+    timezone: int | None
+    texts: tuple[tuple[str, int | None], ...]  # first_name, last_name, company
     metadata_keys: tuple[str, ...]
     metadata_cells: tuple[int, ...]
-    country_cell: int | None
+    country: int | None
     width: int
 
 
@@ -85,56 +89,60 @@ def map_header(header: Sequence[str]) -> Columns:
             "the header has neither a phone nor an email column "
             f"(found {', '.join(repr(h) for h in header) or 'nothing'})"
         )
-    return Columns(fields, tuple(keys), tuple(cells), country, len(header))
+    texts = tuple((name, fields.get(name)) for name in ("first_name", "last_name", "company"))
+    return Columns(
+        fields.get("phone"), fields.get("email"), fields.get("timezone"), texts,
+        tuple(keys), tuple(cells), country, len(header),
+    )
+
+
+def _cell(cells: Sequence[str], index: int | None, width: int) -> str | None:
+    if index is None or index >= width:
+        return None
+    return cells[index].strip() or None
 
 
 def validate_row(cells: Sequence[str], columns: Columns, line: int, default_region: str | None) -> tuple[StagedRow | None, list[RowError]]:
-    """One data row as a staged contact, or None with every problem found."""
+    """One data row as a staged contact, or None with every problem found (field, reason)."""
     errors: list[RowError] = []
     width = len(cells)
     if width > columns.width and any(c.strip() for c in cells[columns.width :]):
         errors.append(("row", f"{width} cells but the header has {columns.width}"))
-
-    def cell(name: str) -> str | None:
-        index = columns.fields.get(name)
-        if index is None or index >= width:
-            return None
-        value = cells[index].strip()
-        return value or None
-
-    values: dict[str, str | None] = {}
-    for name in ("first_name", "last_name", "company"):
-        value = cell(name)
+    texts = []
+    for name, index in columns.texts:
+        value = _cell(cells, index, width)
         if value is not None and len(value) > contacts.MAX_FIELD:
             errors.append((name, f"longer than {contacts.MAX_FIELD} characters"))
-        values[name] = value
-    hint = default_region
-    if columns.country_cell is not None and columns.country_cell < width:
-        raw = cells[columns.country_cell].strip()
-        if len(raw) == 2 and raw.upper() in contacts.REGIONS:
-            hint = raw.upper()
-    for name in ("phone", "email", "timezone"):
-        value = cell(name)
-        if value is not None:
-            try:
-                if name == "phone":
-                    value = contacts.e164(value, hint)
-                else:
-                    value = contacts.email(value) if name == "email" else contacts.timezone(value)
-            except ValueError as exc:
-                errors.append((name, str(exc)))
-        values[name] = value
-    if not errors and values["phone"] is None and values["email"] is None:
+        texts.append(value)
+    region = default_region
+    if columns.country is not None and columns.country < width:
+        given = cells[columns.country].strip().upper()
+        if given in contacts.REGIONS:
+            region = given
+    phone = _cell(cells, columns.phone, width)
+    if phone is not None:
+        try:
+            phone = contacts.e164(phone, region)
+        except ValueError as exc:
+            errors.append(("phone", str(exc)))
+    email = _cell(cells, columns.email, width)
+    if email is not None:
+        try:
+            email = contacts.email(email)
+        except ValueError as exc:
+            errors.append(("email", str(exc)))
+    zone = _cell(cells, columns.timezone, width)
+    if zone is not None:
+        try:
+            zone = contacts.timezone(zone)
+        except ValueError as exc:
+            errors.append(("timezone", str(exc)))
+    if not errors and phone is None and email is None:
         errors.append(("phone", "a contact needs a phone or an email"))
     if errors:
         return None, errors
-    meta: list[str | None] = [
-        (cells[i].strip() or None) if i < width else None for i in columns.metadata_cells
-    ]
-    return (
-        line, values["phone"], values["email"], values["first_name"], values["last_name"],
-        values["company"], values["timezone"], meta,
-    ), errors
+    meta: list[str | None] = [(cells[i].strip() or None) if i < width else None for i in columns.metadata_cells]
+    return (line, phone, email, texts[0], texts[1], texts[2], zone, meta), errors
 
 
 class CsvRecords:

@@ -25,7 +25,9 @@ CHANNELS = ("sms", "email", "voice")
 MAX_FIELD = 1000
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # the same rule as a campaign's inline contacts
-_PLUS_DIGITS = re.compile(r"\+([1-9]\d{5,16})")
+_PLUS_DIGITS = re.compile(r"\+([1-9][0-9]{5,16})")
+_NANP_TEN = re.compile(r"[2-9][0-9]{9}")
+_FORMATTING = str.maketrans("", "", " ()-.")
 #: Two-letter region codes phonenumbers knows.
 REGIONS = frozenset(phonenumbers.SUPPORTED_REGIONS)
 
@@ -48,30 +50,43 @@ def _possible_length(country_code: int, length: int) -> bool:
 def e164(raw: str, region: str | None = None) -> str:
     """`raw` as E.164, or ValueError with the reason.
 
-    A number already written in E.164 skips the full parse when phonenumbers' own rules leave it
-    unchanged (a known country code, no national prefix to strip, no leading zero, a possible
-    length); everything else goes through `to_e164`. The unit tests check both give one answer.
+    Numbers already in E.164, and ten-digit North American numbers read in a +1 region, skip
+    the full parse when phonenumbers' own rules would leave them as they are (a known country
+    code, no national prefix to strip, no leading zero, a possible length); everything else
+    goes through `to_e164`. The unit tests check that both ways give one answer.
     """
-    match = _PLUS_DIGITS.fullmatch(raw)
-    if match:
-        digits = match[1]
-        for size in (1, 2, 3):
-            code = int(digits[:size])
-            if code in COUNTRY_CODE_TO_REGION_CODE:
-                national = digits[size:]
-                prefix = _national_prefix(code)
-                if (
-                    len(national) >= 2
-                    and national[0] != "0"
-                    and (prefix is None or prefix.match(national) is None)
-                    and _possible_length(code, len(national))
-                ):
-                    return raw
-                break
+    candidate = raw
+    if raw[:1] != "+" and region is not None and _nanp(region):
+        digits = raw.translate(_FORMATTING)
+        if _NANP_TEN.fullmatch(digits):
+            candidate = "+1" + digits
+    match = _PLUS_DIGITS.fullmatch(candidate)
+    if match and _unchanged_by_parsing(match[1]):
+        return candidate
     try:
         return to_e164(raw, region)
     except InvalidPhone as exc:
         raise ValueError(str(exc)) from None
+
+
+def _unchanged_by_parsing(digits: str) -> bool:
+    for size in (1, 2, 3):
+        code = int(digits[:size])
+        if code in COUNTRY_CODE_TO_REGION_CODE:
+            national = digits[size:]
+            prefix = _national_prefix(code)
+            return (
+                len(national) >= 2
+                and national[0] != "0"
+                and (prefix is None or prefix.match(national) is None)
+                and _possible_length(code, len(national))
+            )
+    return False
+
+
+@functools.lru_cache(maxsize=512)
+def _nanp(region: str) -> bool:
+    return phonenumbers.country_code_for_region(region.upper()) == 1
 
 
 def email(raw: str) -> str:

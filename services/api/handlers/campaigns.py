@@ -196,7 +196,7 @@ async def _launch(conn: asyncpg.Connection, account: asyncpg.Record, row: asyncp
 
 async def campaign_action(request: web.Request) -> web.Response:
     """`POST /campaigns/{id}/launch|pause|resume|cancel`; 409 saying why when the state forbids it."""
-    action: Action = request.match_info["action"]  # type: ignore[assignment]
+    action: Action = request.path.rsplit("/", 1)[-1]  # type: ignore[assignment]
     account = request["account"]
     async with request.app["pool"].acquire() as conn, conn.transaction():
         row = await db.get(conn, account["id"], request.match_info["id"], lock=True)

@@ -31,6 +31,9 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise Invalid("the body must be a JSON object", details=[{"field": "body", "reason": "not an object"}])
+    where = _nul_in(data)
+    if where is not None:
+        raise Invalid("text may not contain NUL characters", details=[{"field": where or "body", "reason": "contains \\u0000"}])
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -69,3 +72,23 @@ def decode_cursor(request: web.Request) -> tuple[datetime, str] | None:
         return datetime.fromisoformat(created), object_id
     except (ValueError, UnicodeDecodeError) as exc:
         raise Invalid("bad cursor", details=[{"field": "cursor", "reason": "not a cursor from this API"}]) from exc
+
+
+def _nul_in(value: Any, path: str = "") -> str | None:
+    """The path of the first string (or key) holding a NUL character, which PostgreSQL cannot store."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return where
+            found = _nul_in(item, where)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_in(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None

@@ -34,6 +34,17 @@ class TemplateIn(BaseModel):
     html: str | None = Field(default=None, validation_alias=AliasChoices("html", "html_template"))
 
 
+class TemplatePatch(BaseModel):
+    """`PATCH /templates/{id}`: any of the name and texts (the channel stays)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    body: str | None = Field(default=None, validation_alias=AliasChoices("body", "message_template", "text"))
+    subject: str | None = None
+    html: str | None = Field(default=None, validation_alias=AliasChoices("html", "html_template"))
+
+
 class PreviewIn(BaseModel):
     """`POST /templates/{id}/preview`: a stored contact, or contact fields inline."""
 
@@ -111,14 +122,10 @@ async def list_templates(request: web.Request) -> web.Response:
 async def update_template(request: web.Request) -> web.Response:
     """`PATCH /templates/{id}`: change its name or texts (the channel stays)."""
     row = await _get(request)
+    patch = await read_model(request, TemplatePatch)
     data = {k: row[k] for k in ("name", "channel", "body", "subject", "html")}
-    patch = await request.json()
-    if not isinstance(patch, dict):
-        raise Invalid("the body must be a JSON object")
-    aliases = {"message_template": "body", "text": "body", "html_template": "html"}
-    for key, value in patch.items():
-        data[aliases.get(key, key)] = value
-    merged = TemplateIn.model_validate({**data, "channel": row["channel"]})
+    data.update({k: getattr(patch, k) for k in patch.model_fields_set})
+    merged = TemplateIn.model_validate(data)
     check_texts(merged.channel, merged.body, merged.subject, merged.html)
     updated = await db.update(request.app["pool"], request["account"]["id"], row["id"], merged.model_dump())
     return json_response(template_body(updated))

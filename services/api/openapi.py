@@ -1,0 +1,140 @@
+"""The OpenAPI 3.1 document, generated from the route table and the pydantic models that validate
+requests (never written by hand)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from shared.web import Handler
+
+#: Every error answer has this shape.
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {
+                    "type": "array",
+                    "items": {"type": "object", "properties": {"field": {"type": "string"}, "reason": {"type": "string"}}},
+                },
+            },
+            "additionalProperties": True,
+        }
+    },
+}
+_REASONS = {
+    200: "OK", 201: "Created", 204: "No content", 400: "Not JSON", 401: "Missing or invalid API key",
+    402: "Insufficient balance", 404: "Not found", 405: "Method not allowed", 409: "State conflict",
+    413: "Body too large", 415: "Unsupported media type", 422: "Validation error",
+}
+#: Statuses every authenticated operation may answer besides its own.
+_COMMON = (400, 401, 405, 413, 415, 422)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One row of the route table: what the API serves and how the document describes it."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: type[BaseModel] | None = None
+    ok: int = 200
+    errors: tuple[int, ...] = ()
+    query: tuple[tuple[str, str], ...] = ()  # (name, description)
+    content: str = "application/json"
+    public: bool = False
+    tags: tuple[str, ...] = field(default=())
+
+
+def build(operations: list[Operation], title: str, version: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `operations`."""
+    models = {op.body for op in operations if op.body is not None}
+    _, defs = models_json_schema(
+        [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
+        ref_template="#/components/schemas/{model}",
+    )
+    schemas = {**defs.get("$defs", {}), "Error": ERROR_SCHEMA}
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        paths.setdefault(_openapi_path(op.path), {})[op.method.lower()] = _operation(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version,
+                 "description": "Outbound campaigns over SMS, email and voice. Errors: `{\"error\": {code, message, details}}`."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _openapi_path(path: str) -> str:
+    # aiohttp's `{action:launch|pause}` patterns are expanded into one path per value by the table
+    return re.sub(r"\{(\w+):[^}]+\}", r"{\1}", path)
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"\{(\w+)(?::[^}]+)?\}", op.path)
+    ]
+    params += [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": text}
+               for name, text in op.query]
+    responses: dict[str, Any] = {}
+    if op.ok == 204:
+        responses["204"] = {"description": _REASONS[204]}
+    else:
+        responses[str(op.ok)] = {"description": _REASONS.get(op.ok, "OK"),
+                                 "content": {"application/json": {"schema": {"type": "object"}}}}
+    statuses = set(op.errors) | ({400, 405, 413, 415, 422} if op.public else set(_COMMON))
+    if op.path.count("{"):
+        statuses.add(404)
+    for status in sorted(statuses):
+        responses[str(status)] = {"description": _REASONS.get(status, "Error"),
+                                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    body: dict[str, Any] = {
+        "summary": op.summary,
+        "operationId": _operation_id(op),
+        "parameters": params,
+        "responses": responses,
+    }
+    if op.public:
+        body["security"] = []
+    if op.tags:
+        body["tags"] = list(op.tags)
+    if op.body is not None:
+        body["requestBody"] = {
+            "required": True,
+            "content": {op.content: {"schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}},
+        }
+    return body
+
+
+def _operation_id(op: Operation) -> str:
+    words = re.sub(r"[{}]|:[^}]+", "", op.path).strip("/").replace("-", "_").replace("/", "_")
+    return f"{op.method.lower()}_{words or 'root'}"
+
+
+def handler(document: dict[str, Any]) -> Handler:
+    """`GET /openapi.json`."""
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    return openapi
