@@ -190,7 +190,7 @@ def ceiling_zoneinfo(n: int, wall: datetime) -> float:
 
 async def sample_plans(dsn: str, state: dict[str, Any]) -> list[tuple[datetime, dict, str, str | None]]:
     """Real (send_at, plan_reason, state, error) of the first 1,000 contacts, to fill ceiling B's rows."""
-    from services.scheduler.planner import RunContext, plan_contact
+    from shared.planning import RunContext, plan_contact
 
     conn = await connect(dsn)
     try:

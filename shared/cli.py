@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 import click
@@ -123,6 +124,49 @@ def create_account(name: str, balance: str, timezone: str | None) -> None:
     settings = _settings("cli")
     account_id, key = asyncio.run(create(settings, name, amount, timezone or settings.default_timezone))
     click.echo(json.dumps({"account_id": account_id, "api_key": key}))
+
+
+@main.group()
+def contacts() -> None:
+    """Manage contacts."""
+
+
+@contacts.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
+@click.option("--account", "account_id", required=True, help="The account to import into (acct_…).")
+@click.option("--group", "group_id", default=None, help="Also add every imported contact to this group (grp_…).")
+@click.option("--country", default=None, help="Region of phones written without '+', e.g. US.")
+@click.option("--encoding", default="utf-8", show_default=True, help="The file's text encoding.")
+def import_contacts(file: Path, account_id: str, group_id: str | None, country: str | None, encoding: str) -> None:
+    """Import contacts from a CSV FILE straight into the database (CAMPAIGNS_DATABASE_URL).
+
+    Shows progress on stderr and prints the summary as JSON on stdout: {"rows", "created",
+    "updated", "duplicates", "rejected", "errors": [{"line", "field", "reason"}], ...}.
+    """
+    import codecs
+
+    from shared.contact_import import import_file
+    from shared.domain.contacts import region
+    from shared.errors import AppError
+
+    try:
+        country = region(country) if country else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--country") from None
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise click.BadParameter(f"{encoding!r} is not an encoding", param_hint="--encoding") from None
+    settings = _settings("cli")
+    with click.progressbar(length=file.stat().st_size, label="importing", file=sys.stderr, show_pos=False) as bar:
+        try:
+            summary = asyncio.run(
+                import_file(settings.database_url, account_id, file, group_id=group_id, country=country,
+                            encoding=encoding, on_read=bar.update)
+            )
+        except AppError as exc:
+            raise click.ClickException(exc.message) from None
+    click.echo(json.dumps(summary.as_dict()))
 
 
 if __name__ == "__main__":

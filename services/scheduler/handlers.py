@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from services.scheduler.planner import RunContext, next_run, plan_contact
+from shared.planning import RunContext, next_run, plan_contact
 from shared.db import balance, deliveries
 from shared.db.processed import first_time
 from shared.domain.pricing import estimate_run

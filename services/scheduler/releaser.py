@@ -10,7 +10,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
-from services.scheduler.planner import next_allowed
+from shared.planning import next_allowed
 from shared.bus import outbox
 from shared.db import balance, deliveries
 from shared.messages.campaign_events import RunCompleted

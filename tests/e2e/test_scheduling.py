@@ -141,3 +141,39 @@ async def _deliveries(http, system, account, campaign_id: str) -> list[dict]:
         cursor = page["next_cursor"]
         if cursor is None:
             return found
+
+
+async def test_dry_run_tells_what_launch_would_do_and_sends_nothing(http, system, account, fake_twilio, db):
+    now_phone, later_phone, out_phone, var_phone = (new_phone() for _ in range(4))
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Riley"})
+    hour = datetime.now(UTC).hour
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "dry", "type": "sms", "agent_id": agent["id"], "timezone": "contact_local",
+         "contacts": [
+             {"phone": now_phone, "first_name": "Ann", "timezone": "Etc/UTC", "code": "1"},
+             # the window (one hour of the day, in each contact's zone) is open now in UTC only
+             {"phone": later_phone, "first_name": "Bo", "timezone": "Etc/GMT-6", "code": "2"},
+             {"phone": out_phone, "first_name": "Cy", "timezone": "Etc/UTC", "code": "3"},
+             {"phone": var_phone, "first_name": "Di", "timezone": "Etc/UTC"},
+         ],
+         "sending_window": {"start_hour": hour, "end_hour": (hour + 1) % 24},
+         "message_template": "Hi {{first_name}}, code {{code}}"},
+    )
+    assert status == 201, body
+    await db.execute("UPDATE accounts SET quiet_hours = false WHERE id = $1", account.id)
+    await db.execute("UPDATE contacts SET opted_out_sms = true WHERE account_id = $1 AND phone = $2", account.id, out_phone)
+    status, report = await call(http, "POST", f"{system.api_url}/campaigns/{body['id']}/dry-run", account.headers)
+    assert status == 200, report
+    assert report["total_contacts"] == 4
+    assert report["skipped"] == {"total": 1, "opted_out": 1, "no_address": 0, "no_allowed_time": 0}
+    assert report["send_now"] == 2
+    assert report["waiting"]["count"] == 1
+    assert report["missing_variables"] == {"code": 1}
+    assert report["cost"]["sufficient"] is True
+    assert report["samples"][0]["message"] == "Hi Ann, code 1"
+    # nothing was written or sent
+    status, again = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}", account.headers)
+    assert again["status"] == "draft"
+    assert await db.fetchval("SELECT count(*) FROM deliveries WHERE campaign_id = $1", body["id"]) == 0
+    assert fake_twilio.sent_to(now_phone) == []

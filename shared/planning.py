@@ -1,4 +1,7 @@
-"""PURE: one contact of a run → its planned delivery row (send time and the reason for it)."""
+"""PURE: one contact of a run → its planned delivery row (send time and the reason for it).
+
+Shared by the scheduler (planning runs, re-checking late releases) and the API (dry runs).
+"""
 
 from __future__ import annotations
 

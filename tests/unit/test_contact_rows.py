@@ -1,0 +1,192 @@
+"""Contacts, pure: field checks, the phone fast path against phonenumbers, CSV headers, rows and
+record boundaries."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+
+from shared.domain import contacts
+from shared.domain.contact_csv import Columns, CsvRecords, HeaderError, map_header, split_at_record_end, validate_row
+from shared.domain.phone import InvalidPhone, to_e164
+
+
+def _slow(raw: str, region: str | None) -> str | None:
+    try:
+        return to_e164.__wrapped__(raw, region)  # type: ignore[attr-defined]
+    except InvalidPhone:
+        return None
+
+
+def _fast(raw: str, region: str | None) -> str | None:
+    try:
+        return contacts.e164(raw, region)
+    except ValueError:
+        return None
+
+
+def test_the_e164_fast_path_agrees_with_phonenumbers_for_every_country_code():
+    rnd = random.Random(7)
+    for code in COUNTRY_CODE_TO_REGION_CODE:
+        for length in range(1, 16):
+            for _ in range(8):
+                raw = f"+{code}" + "".join(rnd.choice("0123456789") for _ in range(length))
+                assert _fast(raw, None) == _slow(raw, None), raw
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    digits=st.text("0123456789", min_size=9, max_size=11),
+    shape=st.sampled_from(["{}", "({}) {}-{}", "{}.{}.{}", "{} {} {}", "1 {}", "+{}", "+1{}"]),
+    region=st.sampled_from(["US", "CA", "JM", "GB", "IN", "DE", None]),
+)
+def test_national_and_international_formats_agree_with_phonenumbers(digits, shape, region):
+    raw = shape.format(digits[:3], digits[3:6], digits[6:]) if shape.count("{}") == 3 else shape.format(digits)
+    assert _fast(raw, region) == _slow(raw, region)
+
+
+def test_non_ascii_digits_never_take_the_fast_path():
+    assert _fast("+١٤١٥٥٥٥٠١٢٣", None) in (None, "+14155550123")
+
+
+@pytest.mark.parametrize(
+    ("check", "raw", "expected"),
+    [
+        (contacts.email, "  Ann@Example.COM ", "ann@example.com"),
+        (contacts.timezone, "America/New_York", "America/New_York"),
+        (contacts.region, "us", "US"),
+        (contacts.text, "  Ann ", "Ann"),
+    ],
+)
+def test_field_checks_normalise(check, raw, expected):
+    assert check(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("check", "raw"),
+    [(contacts.email, "no-at-sign"), (contacts.email, "a@b"), (contacts.timezone, "Mars/Olympus"),
+     (contacts.timezone, "America/Nowhere"), (contacts.region, "USA"), (contacts.text, "x" * 1001)],
+)
+def test_field_checks_say_why(check, raw):
+    with pytest.raises(ValueError, match=r".+"):
+        check(raw)
+
+
+def test_check_fields_lists_every_bad_field_and_reads_national_numbers_in_the_country():
+    fields, errors = contacts.check_fields(
+        {"phone": "(415) 555-0123", "country": "US", "email": "ann@example.com", "first_name": " Ann "}, None
+    )
+    assert errors == []
+    assert fields == {"phone": "+14155550123", "email": "ann@example.com", "first_name": "Ann"}
+    _, errors = contacts.check_fields({"phone": "12", "email": "nope", "timezone": "Nowhere", "country": "ZZZ"}, None)
+    assert [e["field"] for e in errors] == ["country", "email", "phone", "timezone"]
+
+
+def test_metadata_merges_and_null_removes():
+    assert contacts.merge_metadata({"a": 1, "b": 2}, {"b": None, "c": 3}) == {"a": 1, "c": 3}
+
+
+@pytest.mark.parametrize(
+    ("header", "phone", "email", "first"),
+    [
+        (["First Name", "Last Name", "Email Address", "Phone Number"], 3, 2, 0),
+        (["mobile", "E-mail", "firstname"], 0, 1, 2),
+        (["PHONE_NUMBER", "company"], 0, None, None),
+        (["\ufeffphone", "plan"], 0, None, None),
+    ],
+)
+def test_header_variants_map_to_fields(header, phone, email, first):
+    columns = map_header(header)
+    assert (columns.phone, columns.email, dict(columns.texts)["first_name"]) == (phone, email, first)
+
+
+def test_other_columns_and_repeated_fields_are_metadata():
+    columns = map_header(["phone", "mobile", "plan", "", "Country"])
+    assert columns.phone == 0
+    assert columns.metadata_keys == ("mobile", "plan", "Country")
+    assert columns.country == 4
+
+
+def test_a_header_without_phone_or_email_is_refused():
+    with pytest.raises(HeaderError, match="neither a phone nor an email"):
+        map_header(["name", "plan"])
+
+
+def _columns() -> Columns:
+    return map_header(["first_name", "phone", "email", "timezone", "plan", "country"])
+
+
+def test_a_good_row_is_staged_with_its_metadata():
+    row, errors = validate_row([" Ann ", "4155550123", "ANN@x.com", "", "pro", ""], _columns(), 7, "US")
+    assert errors == []
+    assert row == (7, "+14155550123", "ann@x.com", "Ann", None, None, None, ["pro", None])
+
+
+def test_a_row_reports_every_bad_field():
+    row, errors = validate_row(["Ann", "12", "nope", "Mars/Base", "pro", ""], _columns(), 9, None)
+    assert row is None
+    assert [field for field, _ in errors] == ["phone", "email", "timezone"]
+
+
+def test_a_row_needs_a_phone_or_an_email_and_no_extra_cells():
+    assert validate_row(["Ann", "", "", "", "", ""], _columns(), 2, None)[1] == [
+        ("phone", "a contact needs a phone or an email")
+    ]
+    _, errors = validate_row(["Ann", "+14155550123", "", "", "", "", "surprise"], _columns(), 2, None)
+    assert errors[0][0] == "row"
+    assert validate_row(["Ann", "+14155550123", "", "", "", "", ""], _columns(), 2, None)[1] == []
+
+
+def test_a_country_column_reads_that_rows_national_number():
+    row, _ = validate_row(["Ann", "020 7946 0018", "", "", "", "GB"], _columns(), 2, "US")
+    assert row is not None
+    assert row[1] == "+442079460018"
+
+
+def test_short_rows_are_padded():
+    row, errors = validate_row(["Ann", "+14155550123"], _columns(), 2, None)
+    assert errors == []
+    assert row is not None
+    assert row[-1] == [None, None]
+
+
+def _records(data: bytes, sizes: list[int], encoding: str = "utf-8") -> list[tuple[int, list[str], str | None]]:
+    records, out, start = CsvRecords(encoding), [], 0
+    for size in sizes:
+        out += records.feed(data[start : start + size])
+        start += size
+    out += records.feed(data[start:], final=True)
+    return out
+
+
+def test_records_cut_anywhere_give_the_same_rows_and_line_numbers():
+    data = 'phone,note\r\n+14155550123,"two\nlines"\n\n+14155550124,"a ""quote"""\n+14155550125,é\n'.encode()
+    whole = _records(data, [])
+    assert whole == [
+        (1, ["phone", "note"], None),
+        (2, ["+14155550123", "two\nlines"], None),
+        (5, ["+14155550124", 'a "quote"'], None),
+        (6, ["+14155550125", "é"], None),
+    ]
+    for cut in range(1, len(data)):
+        assert _records(data, [cut]) == whole, cut
+    assert _records(data, [1] * len(data)) == whole
+
+
+def test_a_bom_is_dropped_and_other_encodings_are_read():
+    assert _records("\ufeffphone\n1\n".encode(), [])[0][1] == ["phone"]
+    assert _records("phone,name\n1,José\n".encode("latin-1"), [], "latin-1")[1][1] == ["1", "José"]
+
+
+def test_a_stray_quote_in_an_unquoted_field_is_kept_literally():
+    data = b'phone,height\n+14155550123,5\'11"\n+14155550124,6\'0"\n'
+    assert [r[1] for r in _records(data, [20])][1:] == [["+14155550123", "5'11\""], ["+14155550124", "6'0\""]]
+
+
+def test_a_cut_waits_for_an_open_quote():
+    assert split_at_record_end('a,"b\nc"\nd,"e\n') == ('a,"b\nc"\n', 'd,"e\n')
+    assert split_at_record_end("no newline yet") == ("", "no newline yet")
