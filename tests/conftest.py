@@ -126,6 +126,7 @@ def fake_twilio() -> Iterator[FakeTwilio]:
     fake = FakeTwilio(TWILIO_SID, TWILIO_TOKEN)
     runner = thread.run(serve(fake, "127.0.0.1", 0))
     fake.url = f"http://127.0.0.1:{bound_port(runner)}"
+    fake.thread = thread  # type: ignore[attr-defined]  # tests run the fake's coroutines on its loop
     yield fake
     thread.run(runner.cleanup())
     thread.close()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
+import aiohttp
 import structlog
 from aiohttp import web
 
-from services.tracker import webhooks
+from services.tracker import replies, webhooks
 from services.tracker.signatures import TwilioSignatures
 from shared import observability
 from shared.db.pool import create_pool
@@ -17,12 +19,21 @@ from shared.web import error_middleware
 log = structlog.get_logger()
 
 
+async def _http_session(app: web.Application) -> AsyncIterator[None]:
+    """One HTTP client for the agents' webhook and LLM calls."""
+    async with aiohttp.ClientSession() as session:
+        app["http"] = session
+        yield
+
+
 def create_app(settings: Settings, pool: object) -> web.Application:
     """The tracker's aiohttp application, given an open pool."""
     app = web.Application(middlewares=[error_middleware("tracker")])
     app["pool"] = pool
     app["signatures"] = TwilioSignatures(settings.twilio_auth_token.get_secret_value(), settings.public_url)
     app.router.add_post("/webhooks/twilio/sms/status", webhooks.sms_status)
+    app.router.add_post("/webhooks/twilio/sms/inbound", replies.sms_inbound)
+    app.cleanup_ctx.append(_http_session)
 
     async def database() -> bool:
         return bool(await pool.fetchval("SELECT 1"))  # type: ignore[attr-defined]

@@ -25,7 +25,7 @@ def twiml(body: str = _EMPTY_TWIML) -> web.Response:
     return web.Response(text=body, content_type="text/xml")
 
 
-async def _verified_form(request: web.Request, kind: str) -> dict[str, str]:
+async def verified_form(request: web.Request, kind: str) -> dict[str, str]:
     form = await request.post()
     signatures: TwilioSignatures = request.app["signatures"]
     if not signatures.valid(request.raw_path, form, request.headers.get("X-Twilio-Signature")):
@@ -37,7 +37,7 @@ async def _verified_form(request: web.Request, kind: str) -> dict[str, str]:
 
 async def sms_status(request: web.Request) -> web.Response:
     """`POST /webhooks/twilio/sms/status`: a message's status, applied once and never backwards."""
-    form = await _verified_form(request, "sms.status")
+    form = await verified_form(request, "sms.status")
     sid = form.get("MessageSid") or form.get("SmsSid")
     status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
     error_code = form.get("ErrorCode") or None

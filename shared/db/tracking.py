@@ -42,3 +42,50 @@ async def update_delivery(conn: asyncpg.Connection, delivery_id: str, change: di
         delivery_id,
         *(change[c] for c in columns),
     )
+
+
+_LATEST_DELIVERY = """
+SELECT d.id, d.account_id, d.campaign_id, d.contact_id, d.replied_at, d.channel
+FROM deliveries d
+WHERE d.to_address = $1 AND d.channel = $2 AND d.sent_at IS NOT NULL
+ORDER BY d.sent_at DESC LIMIT 1
+FOR UPDATE
+"""
+_MARK_REPLIED = "UPDATE deliveries SET replied_at = COALESCE(replied_at, now()), updated_at = now() WHERE id = $1"
+_SET_OPT_OUT = "UPDATE contacts SET opted_out_sms = $2, updated_at = now() WHERE id = $1"
+_INSERT_MESSAGE = """
+INSERT INTO messages (id, account_id, contact_id, campaign_id, delivery_id, channel, direction, body, provider_id, author)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+"""
+_HISTORY = """
+SELECT direction, author, body FROM messages WHERE contact_id = $1 AND campaign_id IS NOT DISTINCT FROM $2
+ORDER BY created_at, id
+"""
+
+
+async def latest_delivery_to(conn: asyncpg.Connection, address: str, channel: str) -> asyncpg.Record | None:
+    """The delivery most recently sent to `address`: the one a reply from it answers (row-locked)."""
+    return await conn.fetchrow(_LATEST_DELIVERY, address, channel)
+
+
+async def mark_replied(conn: asyncpg.Connection, delivery_id: str) -> None:
+    """Record the first reply to a delivery (later ones keep the first time)."""
+    await conn.execute(_MARK_REPLIED, delivery_id)
+
+
+async def set_sms_opt_out(conn: asyncpg.Connection, contact_id: str, opted_out: bool) -> None:
+    """Opt a contact out of SMS (STOP) or back in (START)."""
+    await conn.execute(_SET_OPT_OUT, contact_id, opted_out)
+
+
+async def add_message(conn: asyncpg.Connection | asyncpg.Pool, message_id: str, delivery: Any, direction: str, body: str, provider_id: str | None, author: str) -> None:
+    """Record one message of a conversation."""
+    await conn.execute(
+        _INSERT_MESSAGE, message_id, delivery["account_id"], delivery["contact_id"], delivery["campaign_id"],
+        delivery["id"], delivery["channel"], direction, body, provider_id, author,
+    )
+
+
+async def history(conn: asyncpg.Connection | asyncpg.Pool, contact_id: str, campaign_id: str | None) -> list[asyncpg.Record]:
+    """The conversation with a contact within one campaign, oldest first."""
+    return await conn.fetch(_HISTORY, contact_id, campaign_id)

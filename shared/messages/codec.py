@@ -8,11 +8,11 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from shared.messages.campaign_events import (
     CampaignCancelled,
-    RunCompleted,
     CampaignCreated,
     CampaignLaunched,
     CampaignPaused,
     CampaignResumed,
+    RunCompleted,
 )
 from shared.messages.delivery_events import DeliveryStateChanged
 from shared.messages.dispatch import SendEmail, SendSms, StartCall

@@ -14,7 +14,11 @@ log = structlog.get_logger()
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     """Serve the sandbox Twilio on 127.0.0.1:CAMPAIGNS_SANDBOX_PORT until `stop` is set."""
-    fake = FakeTwilio(settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value())
+    fake = FakeTwilio(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token.get_secret_value(),
+        inbound_url=settings.public_url.rstrip("/") + "/webhooks/twilio/sms/inbound",
+    )
     runner = await serve(fake, settings.sandbox_host, settings.sandbox_port)
     log.info("sandbox.listening", twilio_url=f"http://{settings.sandbox_host}:{settings.sandbox_port}")
     await stop.wait()

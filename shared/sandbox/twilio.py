@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import html
+import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 import aiohttp
@@ -60,6 +62,10 @@ class FakeTwilio:
     in_flight: int = 0
     peak_in_flight: int = 0
     url: str = ""
+    #: Where "a message comes in" webhooks go (the tracker's inbound URL), for simulated replies.
+    inbound_url: str = ""
+    #: Replies the sandbox received back (TwiML <Message>s) for simulated inbound messages.
+    replies: list[dict[str, str]] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _session: aiohttp.ClientSession | None = None
 
@@ -69,6 +75,7 @@ class FakeTwilio:
         app.router.add_post(_PREFIX + "/Messages.json", self._create_message)
         app.router.add_get(_PREFIX + "/Messages.json", self._list_messages)
         app.router.add_get(_PREFIX + "/Messages/{sid}.json", self._fetch_message)
+        app.router.add_post("/sandbox/inbound", self._simulate_inbound)
         app.on_cleanup.append(self._cleanup)
         return app
 
@@ -184,6 +191,28 @@ class FakeTwilio:
         if message is None:
             return self._error(404, 20404, "The requested resource was not found")
         return web.json_response(message)
+
+    async def _simulate_inbound(self, request: web.Request) -> web.Response:
+        """`POST /sandbox/inbound {"from", "to", "body"}`: a contact texts back; answers with what
+        the platform replied."""
+        data = await request.json()
+        reply = await self.inbound(str(data["from"]), str(data.get("to") or ""), str(data["body"]))
+        return web.json_response({"reply": reply})
+
+    async def inbound(self, from_: str, to: str, body: str) -> str | None:
+        """Send Twilio's signed inbound-message webhook; the text of the TwiML <Message> answer."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        sid = "SM" + uuid.uuid4().hex
+        params = {"MessageSid": sid, "SmsSid": sid, "AccountSid": self.account_sid, "From": from_, "To": to,
+                  "Body": body, "NumMedia": "0", "SmsStatus": "received", "ApiVersion": "2010-04-01"}
+        async with self._session.post(self.inbound_url, data=params, headers=self.signed(self.inbound_url, params)) as response:
+            text = await response.text()
+        match = re.search(r"<Message>(.*?)</Message>", text, re.S)
+        reply = html.unescape(match[1]) if match else None
+        if reply:
+            self.replies.append({"to": from_, "body": reply})
+        return reply
 
     def signed(self, url: str, params: dict[str, str]) -> dict[str, str]:
         """Headers Twilio would send with a callback of `params` to `url`."""

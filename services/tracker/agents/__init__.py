@@ -1,0 +1,43 @@
+"""How an agent answers a contact's reply: `rules` (built in, offline), `webhook` or `llm`.
+
+Every answer is bounded by a timeout; an agent that fails or is slow gives no answer and never
+breaks ingestion of the reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiohttp
+import structlog
+
+from services.tracker.agents import llm, rules, webhook
+
+log = structlog.get_logger()
+
+#: Seconds an agent may take to answer (Twilio waits 15 s for the webhook's TwiML).
+TIMEOUT = 8.0
+
+
+async def answer(
+    session: aiohttp.ClientSession,
+    agent: Mapping[str, Any],
+    contact: Mapping[str, Any],
+    history: Sequence[Mapping[str, str]],
+    timeout: float = TIMEOUT,
+) -> str | None:
+    """The agent's reply to the conversation's last message, or None (no answer, failure, timeout)."""
+    mode = agent["mode"]
+    settings = agent["settings"] or {}
+    try:
+        async with asyncio.timeout(timeout):
+            if mode == "webhook":
+                return await webhook.answer(session, settings, agent, contact, history)
+            if mode == "llm":
+                return await llm.answer(session, settings, agent, history)
+            return rules.answer(settings, history[-1]["body"] if history else "")
+    except Exception as exc:  # an agent never breaks ingestion
+        log.warning("agent.failed", agent_id=agent["id"], mode=mode, error=repr(exc))
+        return None

@@ -1,0 +1,33 @@
+"""The LLM agent: an OpenAI-compatible chat-completions endpoint (base URL, model, key)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiohttp
+
+
+def chat_messages(agent: Mapping[str, Any], history: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+    """The agent's instructions as the system message, then the conversation."""
+    messages = [{"role": "system", "content": agent["instructions"] or f"You are {agent['name']}."}]
+    for item in history:
+        messages.append({"role": "user" if item["author"] == "contact" else "assistant", "content": item["body"]})
+    return messages
+
+
+async def answer(
+    session: aiohttp.ClientSession,
+    settings: Mapping[str, Any],
+    agent: Mapping[str, Any],
+    history: Sequence[Mapping[str, str]],
+) -> str | None:
+    """The first choice's content from `{base_url}/chat/completions`."""
+    url = str(settings["base_url"]).rstrip("/") + "/chat/completions"
+    headers = {"Authorization": f"Bearer {settings['api_key']}"} if settings.get("api_key") else {}
+    payload = {"model": settings.get("model", "gpt-4o-mini"), "messages": chat_messages(agent, history)}
+    async with session.post(url, json=payload, headers=headers) as response:
+        response.raise_for_status()
+        body = await response.json(content_type=None)
+    content = body["choices"][0]["message"]["content"]
+    return str(content).strip() or None

@@ -1,0 +1,32 @@
+"""SMS keywords: opt-out, opt-in and help, matched on the whole message as carriers do."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+Keyword = Literal["stop", "start", "help"]
+
+#: CTIA and Twilio's defaults (REVOKE and OPTOUT since 2025-04-29), and the FCC's per-se revocations.
+OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT", "OPT OUT"})
+OPT_IN = frozenset({"START", "YES", "UNSTOP"})
+HELP = frozenset({"HELP", "INFO"})
+
+#: What each keyword answers (one confirmation text is allowed after an opt-out).
+REPLIES: dict[Keyword, str] = {
+    "stop": "You have been unsubscribed and will receive no more messages. Reply START to resubscribe.",
+    "start": "You have been resubscribed. Reply STOP to unsubscribe.",
+    "help": "Reply STOP to unsubscribe, START to resubscribe.",
+}
+
+
+def classify(body: str) -> Keyword | None:
+    """The keyword the whole message is (any case, surrounding spaces and punctuation ignored)."""
+    text = re.sub(r"[\s.!]+$", "", re.sub(r"\s+", " ", body.strip())).upper()
+    if text in OPT_OUT:
+        return "stop"
+    if text in OPT_IN:
+        return "start"
+    if text in HELP:
+        return "help"
+    return None

@@ -1,0 +1,183 @@
+"""CSV import through `POST /contacts/import` and `campaigns contacts import`: counts, row errors
+with their lines, upserts on re-import, groups, streaming bodies."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import aiohttp
+import pytest
+
+from tests.support import ROOT, call
+
+pytestmark = pytest.mark.e2e
+
+ROWS = 100_000
+#: Every BAD_EVERY-th row is bad (phone, email, time zone in turn); every DUP_EVERY-th repeats
+#: the phone of the row DUP_BACK before it.
+BAD_EVERY, DUP_EVERY, DUP_BACK = 250, 1000, 500
+BAD = {0: ("phone", "12"), 1: ("email", "not-an-email"), 2: ("timezone", "Mars/Base")}
+
+
+def phone_of(i: int) -> str:
+    return f"+1212{i:07d}"
+
+
+def contacts_csv(rows: int) -> tuple[bytes, list[tuple[int, str]], int]:
+    """The file, the expected (line, field) errors, and how many rows repeat an earlier phone."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["First Name", "Last Name", "E-mail", "Phone Number", "Company", "Time Zone", "plan", "Signup Date"])
+    errors, duplicates = [], 0
+    for i in range(rows):
+        line = i + 2
+        phone = phone_of(i) if i % 3 else f"(212) {i // 10_000:03d}-{i % 10_000:04d}"  # national, read as US
+        values = {"phone": phone, "email": f"user{i}@example.com", "timezone": "America/New_York" if i % 2 else ""}
+        if i % BAD_EVERY == BAD_EVERY - 1:
+            field, bad = BAD[(i // BAD_EVERY) % 3]
+            values[field] = bad
+            errors.append((line, field))
+        elif i % DUP_EVERY == DUP_EVERY - 2:
+            values["phone"] = phone_of(i - DUP_BACK)
+            values["email"] = f"user{i - DUP_BACK}@example.com"
+            duplicates += 1
+        writer.writerow([f"First{i}", f"Last{i}", values["email"], values["phone"], "Acme, Inc.", values["timezone"],
+                         ("free", "pro")[i % 2], "" if i % 5 == 0 else "2025-01-01"])
+    return out.getvalue().encode(), errors, duplicates
+
+
+async def post_csv(http, system, account, data: bytes, query: str = "", content_type: str = "text/csv"):
+    async def chunks():
+        for start in range(0, len(data), 1 << 16):
+            yield data[start : start + (1 << 16)]
+
+    async with http.post(f"{system.api_url}/contacts/import{query}", data=chunks(),
+                         headers={**account.headers, "Content-Type": content_type}) as response:
+        return response.status, await response.json()
+
+
+async def test_100k_rows_with_bad_rows_and_duplicates_then_a_reimport(http, system, account, db):
+    # Given a 100,000-row file with bad rows at known lines and repeated phones
+    data, expected_errors, duplicates = contacts_csv(ROWS)
+    good = ROWS - len(expected_errors) - duplicates
+
+    # When it is imported (streamed, chunk by chunk) with US as the region of national numbers
+    status, summary = await post_csv(http, system, account, data, "?country=US")
+
+    # Then every good row is kept, each bad row is reported with its line and field
+    assert status == 200, summary
+    assert (summary["rows"], summary["created"], summary["updated"]) == (ROWS, good, 0)
+    assert (summary["rejected"], summary["duplicates"]) == (len(expected_errors), duplicates)
+    assert [(e["line"], e["field"]) for e in summary["errors"]] == expected_errors
+    assert summary["errors_not_listed"] == 0
+    assert await db.fetchval("SELECT count(*) FROM contacts WHERE account_id = $1", account.id) == good
+    row = await db.fetchrow("SELECT * FROM contacts WHERE account_id = $1 AND phone = $2", account.id, phone_of(3))
+    assert (row["first_name"], row["email"], row["company"], row["timezone"]) == (
+        "First3", "user3@example.com", "Acme, Inc.", "America/New_York")
+    assert row["metadata"] == {"plan": "pro", "Signup Date": "2025-01-01"}
+    national = await db.fetchrow("SELECT * FROM contacts WHERE account_id = $1 AND phone = $2", account.id, "+12120000000")
+    assert national["first_name"] == "First0"
+    assert national["metadata"] == {"plan": "free"}  # an empty cell is no metadata
+    # the last row of a repeated phone wins
+    repeated = await db.fetchrow("SELECT * FROM contacts WHERE account_id = $1 AND phone = $2",
+                                 account.id, phone_of(DUP_EVERY - 2 - DUP_BACK))
+    assert repeated["first_name"] == f"First{DUP_EVERY - 2}"
+
+    # When the same file is imported again, it updates instead of duplicating
+    status, again = await post_csv(http, system, account, data, "?country=US")
+    assert status == 200, again
+    assert (again["created"], again["updated"], again["duplicates"], again["rejected"]) == (
+        0, good, duplicates, len(expected_errors))
+    assert await db.fetchval("SELECT count(*) FROM contacts WHERE account_id = $1", account.id) == good
+
+
+async def test_multipart_upload_into_a_group(http, system, account):
+    status, group = await call(http, "POST", system.api_url + "/contact-groups", account.headers, {"name": "Imported"})
+    data, _, _ = contacts_csv(300)
+    form = aiohttp.FormData()
+    form.add_field("group_id", group["id"])
+    form.add_field("country", "US")
+    form.add_field("file", data, filename="contacts.csv", content_type="text/csv")
+    async with http.post(system.api_url + "/contacts/import", data=form, headers=account.headers) as response:
+        assert response.status == 200
+        summary = await response.json()
+    assert summary["created"] == 299
+    status, fetched = await call(http, "GET", f"{system.api_url}/contact-groups/{group['id']}", account.headers)
+    assert fetched["member_count"] == 299
+
+
+async def test_email_rows_quotes_and_emails_of_other_contacts(http, system, account, db):
+    # Given a file with an email-only row, a quoted multi-line cell, and an email on two phones
+    data = (
+        "email,phone,first_name,notes\n"
+        "solo@example.com,,Solo,\"line one\nline two\"\n"       # email only: created
+        "taken@example.com,+12125550001,Tess,\n"                # created
+        "taken@example.com,+12125550002,Other,\n"               # same email, another phone: refused
+        ",,,just a note\n"                                      # neither phone nor email
+    ).encode()
+    status, summary = await post_csv(http, system, account, data)
+    assert status == 200, summary
+    assert (summary["created"], summary["updated"], summary["rejected"]) == (2, 0, 2)
+    assert [(e["line"], e["field"]) for e in summary["errors"]] == [(5, "email"), (6, "phone")]
+    assert "+12125550001" in summary["errors"][0]["reason"]
+    # When a later file gives the email-only contact a phone, it gains it (an update)
+    status, summary = await post_csv(http, system, account, b"email,phone\nSOLO@example.com,+12125550003\n")
+    assert (summary["created"], summary["updated"], summary["rejected"]) == (0, 1, 0)
+    solo = await db.fetchrow("SELECT * FROM contacts WHERE account_id = $1 AND email = 'solo@example.com'", account.id)
+    assert solo["phone"] == "+12125550003"
+    assert solo["metadata"] == {"notes": "line one\nline two"}
+    # and an email-only row and a phone row of one person in one file make one contact
+    status, summary = await post_csv(http, system, account, b"email,phone\nduo@example.com,\nduo@example.com,+12125550004\n")
+    assert (summary["created"], summary["duplicates"]) == (1, 1)
+
+
+async def test_import_errors(http, system, account, db):
+    status, body = await post_csv(http, system, account, b"name,plan\nAnn,pro\n")
+    assert status == 422
+    assert body["error"]["details"][0]["field"] == "header"
+    status, body = await post_csv(http, system, account, b"")
+    assert status == 422
+    status, body = await post_csv(http, system, account, b"phone\n+12125550100\n", "?group_id=grp_missing")
+    assert status == 404
+    status, body = await post_csv(http, system, account, b"phone\n+12125550100\n", "?country=Narnia")
+    assert status == 422
+    status, body = await post_csv(http, system, account, b"phone\n+12125550100\n", content_type="application/json")
+    assert status == 415
+    assert await db.fetchval("SELECT count(*) FROM contacts WHERE account_id = $1", account.id) == 0
+    # errors beyond the first 1,000 are counted, not listed
+    many = b"phone\n" + b"12\n" * 1500
+    status, body = await post_csv(http, system, account, many)
+    assert (status, body["rejected"], len(body["errors"]), body["errors_not_listed"]) == (200, 1500, 1000, 500)
+
+
+async def test_cli_import_prints_the_summary_and_shows_progress(infra, account, db, tmp_path):
+    status_group = await db.fetchval(
+        "INSERT INTO contact_groups (id, account_id, name) VALUES ('grp_cli' || substr(md5(random()::text), 1, 8), $1, 'CLI') RETURNING id",
+        account.id,
+    )
+    data, errors, duplicates = contacts_csv(2000)
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(data)
+    env = {**os.environ, "CAMPAIGNS_DATABASE_URL": infra.database_url}
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "contacts", "import", str(path), "--account", account.id,
+         "--group", status_group, "--country", "US"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["created"], summary["rejected"], summary["duplicates"]) == (2000 - len(errors) - duplicates, len(errors), duplicates)
+    assert "importing" in result.stderr
+    members = await db.fetchval("SELECT count(*) FROM group_members WHERE group_id = $1", status_group)
+    assert members == summary["created"]
+    unknown = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "contacts", "import", str(path), "--account", "acct_missing"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert unknown.returncode == 1
+    assert "acct_missing" in unknown.stderr

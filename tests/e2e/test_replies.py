@@ -1,0 +1,158 @@
+"""Replies: STOP/START/HELP, replies counted in results, the agent answering on the same channel."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.support import call, new_phone, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def texting(system, fake_twilio):
+    """A contact texting back through the fake Twilio (signed inbound webhook to the tracker)."""
+    fake_twilio.inbound_url = system.tracker_url + "/webhooks/twilio/sms/inbound"
+
+    async def text(from_: str, body: str) -> str | None:
+        future = asyncio.run_coroutine_threadsafe(
+            fake_twilio.inbound(from_, "+15005550006", body), fake_twilio.thread.loop
+        )
+        return await asyncio.wrap_future(future)
+
+    return text
+
+
+async def _delivered_campaign(http, system, account, phones, agent_settings=None) -> str:
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers,
+                               {"name": "Riley", "mode": "rules", "settings": agent_settings or {}})
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {"name": "replies", "type": "sms", "agent_id": agent["id"], "contacts": phones,
+                               "message_template": "Reply CONFIRM or RESCHEDULE", "status": "scheduled"})
+    assert status == 201, body
+
+    async def delivered():
+        status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+        return r["delivered"] == len(phones)
+
+    await wait_until(delivered)
+    return body["id"]
+
+
+async def test_a_reply_is_counted_and_answered_by_the_rules_agent(http, system, account, texting, db):
+    phones = [new_phone() for _ in range(4)]
+    campaign_id = await _delivered_campaign(http, system, account, phones, {
+        "rules": [{"keyword": "CONFIRM", "reply": "Thanks, you're confirmed!"},
+                  {"keyword": "RESCHEDULE", "reply": "Sure, what time suits you?"}],
+    })
+    assert await texting(phones[0], "confirm please") == "Thanks, you're confirmed!"
+    assert await texting(phones[1], "Can we RESCHEDULE?") == "Sure, what time suits you?"
+    assert await texting(phones[1], "tomorrow 3pm") is None  # no rule, no default: no answer, still counted once
+    status, results = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
+    assert results["replied"] == 2
+    assert results["reply_rate"] == "50.0%"
+    assert results["average_response_time"] is not None
+    rows = await db.fetch(
+        "SELECT direction, author, body FROM messages WHERE campaign_id = $1 ORDER BY created_at, id", campaign_id
+    )
+    assert [(r["direction"], r["author"]) for r in rows] == [
+        ("in", "contact"), ("out", "agent"), ("in", "contact"), ("out", "agent"), ("in", "contact")]
+
+
+async def test_stop_opts_out_start_opts_back_in_help_answers(http, system, account, texting, db, fake_twilio):
+    phone = new_phone()
+    campaign_id = await _delivered_campaign(http, system, account, [phone])
+    assert "unsubscribed" in (await texting(phone, "Stop"))
+    assert await db.fetchval("SELECT opted_out_sms FROM contacts WHERE account_id = $1 AND phone = $2", account.id, phone)
+    assert "STOP" in (await texting(phone, "help"))
+    # an opted-out contact is skipped by the next campaign
+    second = await _delivered_campaign_skip(http, system, account, phone)
+    assert second["skipped"] == 1
+    assert len(fake_twilio.sent_to(phone)) == 1
+    assert "resubscribed" in (await texting(phone, "START"))
+    assert not await db.fetchval("SELECT opted_out_sms FROM contacts WHERE account_id = $1 AND phone = $2", account.id, phone)
+    # keywords are not replies
+    status, results = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
+    assert results["replied"] == 0
+    # "stop please" is not the keyword (carriers match the whole message): a reply
+    await texting(phone, "stop please")
+    assert not await db.fetchval("SELECT opted_out_sms FROM contacts WHERE account_id = $1 AND phone = $2", account.id, phone)
+
+
+async def _delivered_campaign_skip(http, system, account, phone) -> dict:
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "R"})
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {"name": "again", "type": "sms", "agent_id": agent["id"], "contacts": [phone],
+                               "message_template": "hi", "status": "scheduled"})
+
+    async def done():
+        status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+        return r if r["status"] == "completed" else None
+
+    return await wait_until(done)
+
+
+async def test_a_failing_agent_never_breaks_ingestion(http, system, account, texting, db):
+    phone = new_phone()
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers,
+                               {"name": "Hook", "mode": "webhook", "settings": {"url": "http://127.0.0.1:9/nowhere"}})
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {"name": "hook", "type": "sms", "agent_id": agent["id"], "contacts": [phone],
+                               "message_template": "hi", "status": "scheduled"})
+
+    async def delivered():
+        status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+        return r["delivered"] == 1
+
+    await wait_until(delivered)
+    assert await texting(phone, "hello?") is None
+    status, results = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+    assert results["replied"] == 1
+
+
+async def test_an_unsigned_inbound_message_is_403(http, system):
+    async with http.post(system.tracker_url + "/webhooks/twilio/sms/inbound",
+                         data={"From": "+14155550123", "Body": "STOP", "MessageSid": "SMx"}) as response:
+        assert response.status == 403
+
+
+async def test_the_llm_agent_gets_the_conversation_and_its_answer_goes_back(http, system, account, texting):
+    from aiohttp import web
+
+    seen: list[dict] = []
+
+    async def completions(request: web.Request) -> web.Response:
+        seen.append({"auth": request.headers.get("Authorization"), **(await request.json())})
+        return web.json_response({"choices": [{"message": {"role": "assistant", "content": "Tuesday at 3pm works."}}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        phone = new_phone()
+        status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {
+            "name": "Riley", "instructions": "Book appointments.", "mode": "llm",
+            "settings": {"base_url": f"http://127.0.0.1:{port}/v1", "model": "small", "api_key": "k-123"}})
+        assert agent["settings"]["api_key"] == "[set]"  # never echoed
+        status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                                  {"name": "llm", "type": "sms", "agent_id": agent["id"], "contacts": [phone],
+                                   "message_template": "When suits you?", "status": "scheduled"})
+
+        async def delivered():
+            status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+            return r["delivered"] == 1
+
+        await wait_until(delivered)
+        assert await texting(phone, "Is Tuesday possible?") == "Tuesday at 3pm works."
+    finally:
+        await runner.cleanup()
+    assert seen[0]["auth"] == "Bearer k-123"
+    assert seen[0]["model"] == "small"
+    assert seen[0]["messages"][0] == {"role": "system", "content": "Book appointments."}
+    assert seen[0]["messages"][-1] == {"role": "user", "content": "Is Tuesday possible?"}
