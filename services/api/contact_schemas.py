@@ -24,7 +24,7 @@ class OptOutIn(BaseModel):
     voice: bool | None = None
 
 
-class ContactIn(BaseModel):
+class ContactBody(BaseModel):
     """`POST /contacts` and `PATCH /contacts/{id}`; any other key goes into metadata."""
 
     model_config = ConfigDict(extra="allow")

@@ -62,14 +62,16 @@ class Operation:
 def build(operations: list[Operation], title: str, version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document of `operations`."""
     models = {op.body for op in operations if op.body is not None}
-    _, defs = models_json_schema(
-        [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
+    refs, defs = models_json_schema(
+        [(m, "validation") for m in sorted(models, key=lambda m: (m.__module__, m.__name__))],
         ref_template="#/components/schemas/{model}",
     )
+    # two models of one name get module-qualified names: take each model's $ref from pydantic
+    bodies = {model: refs[(model, "validation")] for model in models}
     schemas = {**defs.get("$defs", {}), "Error": ERROR_SCHEMA}
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
-        paths.setdefault(_openapi_path(op.path), {})[op.method.lower()] = _operation(op)
+        paths.setdefault(_openapi_path(op.path), {})[op.method.lower()] = _operation(op, bodies)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version,
@@ -89,7 +91,7 @@ def _openapi_path(path: str) -> str:
     return re.sub(r"\{(\w+):[^}]+\}", r"{\1}", path)
 
 
-def _operation(op: Operation) -> dict[str, Any]:
+def _operation(op: Operation, bodies: dict[type[BaseModel], dict[str, Any]]) -> dict[str, Any]:
     params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in re.findall(r"\{(\w+)(?::[^}]+)?\}", op.path)
@@ -121,7 +123,7 @@ def _operation(op: Operation) -> dict[str, Any]:
     if op.body is not None:
         body["requestBody"] = {
             "required": True,
-            "content": {op.content: {"schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}},
+            "content": {op.content: {"schema": bodies[op.body]}},
         }
     return body
 

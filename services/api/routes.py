@@ -7,19 +7,22 @@ from typing import Any
 from aiohttp import web
 
 from services.api import openapi
-from services.api.handlers import account, agents, campaigns, dryrun, templates
+from services.api.contact_schemas import ContactBody, GroupIn, MembersIn
+from services.api.handlers import account, agents, campaigns, contacts, contacts_import, dryrun, groups, templates
 from services.api.handlers.account import AccountPatch, SenderIn
 from services.api.handlers.templates import PreviewIn, TemplateIn, TemplatePatch
-from services.api.contact_schemas import ContactIn, GroupIn, MembersIn
-from services.api.handlers import contacts, contacts_import, groups
 from services.api.openapi import Operation as Op
-from services.api.schemas import AgentCreate, CampaignCreate
+from services.api.schemas import AgentCreate, AgentPatch, CampaignCreate
 
 _PAGE = (("limit", "page size, 1-200 (default 50)"), ("cursor", "`next_cursor` of the previous page"))
 
 OPERATIONS: list[Op] = [
     Op("POST", "/agents", agents.create_agent, "Create an agent", AgentCreate, ok=201),
+    Op("GET", "/agents", agents.list_agents, "List agents, newest first", query=_PAGE),
     Op("GET", "/agents/{id}", agents.get_agent, "Get an agent"),
+    Op("PATCH", "/agents/{id}", agents.update_agent, "Change an agent", AgentPatch),
+    Op("DELETE", "/agents/{id}", agents.delete_agent, "Delete an agent (409 while campaigns use it)", ok=204,
+       errors=(409,)),
     Op("POST", "/campaigns", campaigns.create_campaign, "Create a campaign (draft, or launched with status=scheduled)",
        CampaignCreate, ok=201, errors=(402, 404, 409)),
     Op("GET", "/campaigns", campaigns.list_campaigns, "List campaigns, newest first",
@@ -44,16 +47,17 @@ OPERATIONS: list[Op] = [
     Op("DELETE", "/templates/{id}", templates.delete_template, "Delete a template", ok=204),
     Op("POST", "/templates/{id}/preview", templates.preview_template, "Render a template for a contact", PreviewIn),
     Op("POST", "/contacts", contacts.create_contact,
-       "Create a contact (201), or update the one with its phone, else email (200)", ContactIn, ok=201, errors=(409,)),
+       "Create a contact (201), or update the one with its phone, else email (200)", ContactBody, ok=201, errors=(409,)),
     Op("GET", "/contacts", contacts.list_contacts, "List contacts, newest first",
        query=(("group_id", "only this group's members"), ("opted_out", "only contacts opted out of sms, email or voice"),
               ("phone", "only this phone"), ("email", "only this email"), ("country", "region of `phone` without '+'"),
-              *_PAGE)),
+              *_PAGE), errors=(404,)),
     Op("POST", "/contacts/import", contacts_import.import_contacts,
        "Import contacts from CSV (text/csv body, or multipart with a `file` part), streamed",
-       query=(("group_id", "add every imported contact to this group"), ("country", "region of phones without '+'"))),
+       query=(("group_id", "add every imported contact to this group"), ("country", "region of phones without '+'")),
+       errors=(404,)),
     Op("GET", "/contacts/{id}", contacts.get_contact, "Get a contact"),
-    Op("PATCH", "/contacts/{id}", contacts.update_contact, "Change a contact (only the keys sent)", ContactIn,
+    Op("PATCH", "/contacts/{id}", contacts.update_contact, "Change a contact (only the keys sent)", ContactBody,
        errors=(409,)),
     Op("DELETE", "/contacts/{id}", contacts.delete_contact, "Delete a contact", ok=204),
     Op("POST", "/contact-groups", groups.create_group, "Create a contact group", GroupIn, ok=201),

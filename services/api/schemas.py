@@ -103,7 +103,7 @@ class CampaignCreate(CampaignSettings):
 
 
 class AgentCreate(_Loose):
-    """`POST /agents`."""
+    """`POST /agents`: how the agent talks and how it answers (`rules`, `webhook`, `llm`)."""
 
     name: str = Field(min_length=1, max_length=200)
     instructions: str = ""
@@ -111,6 +111,34 @@ class AgentCreate(_Loose):
     voice: dict[str, Any] = Field(default_factory=dict)
     mode: Literal["rules", "webhook", "llm"] = "rules"
     settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentPatch(_Loose):
+    """`PATCH /agents/{id}`: any field of an agent."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    instructions: str | None = None
+    opening_message: str | None = None
+    voice: dict[str, Any] | None = None
+    mode: Literal["rules", "webhook", "llm"] | None = None
+    settings: dict[str, Any] | None = None
+
+
+def agent_settings_errors(mode: str, settings: dict[str, Any]) -> list[dict[str, str]]:
+    """What an answering mode needs in `settings` and lacks."""
+    needs = {"rules": (), "webhook": ("url",), "llm": ("base_url", "model")}[mode]
+    errors = [{"field": f"settings.{key}", "reason": f"required when mode is {mode!r}"}
+              for key in needs if not settings.get(key)]
+    for key in ("url", "base_url"):
+        value = settings.get(key)
+        if key in needs and value and not str(value).startswith(("http://", "https://")):
+            errors.append({"field": f"settings.{key}", "reason": "must be an http(s) URL"})
+    rules = settings.get("rules")
+    if mode == "rules" and rules is not None and (
+        not isinstance(rules, list) or not all(isinstance(r, dict) and r.get("keyword") for r in rules)
+    ):
+        errors.append({"field": "settings.rules", "reason": 'a list of {"keyword", "reply"}'})
+    return errors
 
 
 @dataclass

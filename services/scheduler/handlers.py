@@ -10,12 +10,12 @@ from typing import Any
 import asyncpg
 import structlog
 
-from shared.planning import RunContext, next_run, plan_contact
 from shared.db import balance, deliveries
 from shared.db.processed import first_time
 from shared.domain.pricing import estimate_run
 from shared.ids import new_id
 from shared.messages.campaign_events import CampaignCancelled, CampaignLaunched, RunCompleted
+from shared.planning import RunContext, next_run, plan_contact
 
 log = structlog.get_logger()
 

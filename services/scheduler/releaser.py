@@ -10,11 +10,11 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
-from shared.planning import next_allowed
 from shared.bus import outbox
 from shared.db import balance, deliveries
 from shared.messages.campaign_events import RunCompleted
 from shared.messages.dispatch import COMMANDS
+from shared.planning import next_allowed
 
 log = structlog.get_logger()
 

@@ -15,6 +15,15 @@ INSERT INTO agents (id, account_id, name, instructions, opening_message, voice, 
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *
 """
 _GET_AGENT = "SELECT * FROM agents WHERE account_id = $1 AND id = $2"
+_AGENTS = """
+SELECT * FROM agents WHERE account_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+ORDER BY created_at DESC, id DESC LIMIT $4
+"""
+_UPDATE_AGENT = """
+UPDATE agents SET name = $3, instructions = $4, opening_message = $5, voice = $6, mode = $7, settings = $8
+WHERE account_id = $1 AND id = $2 RETURNING *
+"""
+_DELETE_AGENT = "DELETE FROM agents WHERE account_id = $1 AND id = $2 RETURNING id"
 
 _INSERT_CAMPAIGN = """
 INSERT INTO campaigns (
@@ -125,6 +134,25 @@ async def insert_agent(conn: asyncpg.Connection, account_id: str, data: dict[str
 async def get_agent(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, agent_id: str) -> asyncpg.Record | None:
     """One of the account's agents."""
     return await conn.fetchrow(_GET_AGENT, account_id, agent_id)
+
+
+async def agents_page(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, after: Any, limit: int) -> list[asyncpg.Record]:
+    """A page of the account's agents, newest first."""
+    created, last_id = after if after else (None, None)
+    return await conn.fetch(_AGENTS, account_id, created, last_id, limit)
+
+
+async def update_agent(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, agent_id: str, data: dict[str, Any]) -> asyncpg.Record:
+    """Replace an agent's fields."""
+    return await conn.fetchrow(
+        _UPDATE_AGENT, account_id, agent_id, data["name"], data["instructions"], data["opening_message"],
+        data["voice"], data["mode"], data["settings"],
+    )
+
+
+async def delete_agent(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, agent_id: str) -> bool:
+    """Delete an agent (ForeignKeyViolationError while campaigns use it); False if none."""
+    return await conn.fetchval(_DELETE_AGENT, account_id, agent_id) is not None
 
 
 async def insert_campaign(conn: asyncpg.Connection, account_id: str, spec: Any) -> str:

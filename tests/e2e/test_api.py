@@ -216,3 +216,62 @@ async def test_email_and_voice_are_drafts_that_cannot_launch_yet(http, system, a
     status, error = await call(http, "POST", f"{system.api_url}/campaigns/{body['id']}/launch", account.headers)
     assert status == 422
     assert error["error"]["details"][0]["field"] == "channel"
+
+
+async def test_agents_crud_and_their_settings_are_checked(http, system, account):
+    url = system.api_url + "/agents"
+    status, error = await call(http, "POST", url, account.headers, {"name": "Hook", "mode": "webhook"})
+    assert status == 422
+    assert error["error"]["details"][0]["field"] == "settings.url"
+    status, error = await call(http, "POST", url, account.headers,
+                               {"name": "L", "mode": "llm", "settings": {"base_url": "ftp://x", "model": "m"}})
+    assert status == 422
+    status, agent = await call(http, "POST", url, account.headers, {
+        "name": "Riley", "instructions": "Be brief.", "opening_message": "Hi!", "voice": {"voice": "alice"},
+        "mode": "rules", "settings": {"rules": [{"keyword": "YES", "reply": "Great"}]}})
+    assert status == 201
+    status, patched = await call(http, "PATCH", f"{url}/{agent['id']}", account.headers,
+                                 {"mode": "webhook", "settings": {"url": "https://example.test/hook", "secret": "s3"}})
+    assert status == 200
+    assert patched["mode"] == "webhook"
+    assert patched["settings"] == {"url": "https://example.test/hook", "secret": "[set]"}
+    assert patched["instructions"] == "Be brief."
+    status, page = await call(http, "GET", url, account.headers)
+    assert agent["id"] in [a["id"] for a in page["data"]]
+    status, _ = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                           {"name": "uses", "agent_id": agent["id"], "type": "sms", "contacts": [new_phone()],
+                            "message_template": "hi"})
+    status, error = await call(http, "DELETE", f"{url}/{agent['id']}", account.headers)
+    assert status == 409
+    status, spare = await call(http, "POST", url, account.headers, {"name": "Spare"})
+    status, _ = await call(http, "DELETE", f"{url}/{spare['id']}", account.headers)
+    assert status == 204
+    status, _ = await call(http, "GET", f"{url}/{spare['id']}", account.headers)
+    assert status == 404
+
+
+async def test_tenants_never_see_each_others_agents_templates_or_senders(http, system, account, agent_id, db):
+    status, template = await call(http, "POST", system.api_url + "/templates", account.headers,
+                                  {"name": "t", "channel": "sms", "body": "hi"})
+    own = new_phone()
+    await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": own})
+    other = await make_account(db)
+    for method, path in (("GET", f"/agents/{agent_id}"), ("PATCH", f"/agents/{agent_id}"),
+                         ("DELETE", f"/agents/{agent_id}"), ("GET", f"/templates/{template['id']}"),
+                         ("PATCH", f"/templates/{template['id']}"), ("DELETE", f"/templates/{template['id']}"),
+                         ("POST", f"/templates/{template['id']}/preview"), ("DELETE", f"/senders/{own}")):
+        status, _ = await call(http, method, system.api_url + path, other.headers, {} if method != "GET" else None)
+        assert status == 404, (method, path, status)
+    for path in ("/agents", "/templates", "/senders"):
+        status, page = await call(http, "GET", system.api_url + path, other.headers)
+        assert page["data"] == [], path
+    # B may not send from A's number, nor use A's template
+    status, agent = await call(http, "POST", system.api_url + "/agents", other.headers, {"name": "B"})
+    status, error = await call(http, "POST", system.api_url + "/campaigns", other.headers,
+                               {"name": "x", "agent_id": agent["id"], "type": "sms", "contacts": [new_phone()],
+                                "message_template": "hi", "from_number": own})
+    assert (status, error["error"]["details"][0]["field"]) == (422, "from_number")
+    status, error = await call(http, "POST", system.api_url + "/campaigns", other.headers,
+                               {"name": "x", "agent_id": agent["id"], "type": "sms", "contacts": [new_phone()],
+                                "template_id": template["id"]})
+    assert status == 404

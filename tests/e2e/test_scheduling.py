@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -21,18 +21,21 @@ ZONES = {
     "America/New_York": datetime(2026, 3, 10, 13, 0, tzinfo=UTC),
     "America/Los_Angeles": datetime(2026, 3, 10, 16, 0, tzinfo=UTC),
 }
-#: Simulated seconds per real second: the 16 simulated hours pass in 8 real seconds.
-RATE = 7200
+#: Simulated seconds per real second: the 17 simulated hours pass in 17 real seconds.
+RATE = 3600
 
 
 @pytest.fixture(scope="module")
 def clocked(infra, fake_twilio, tmp_path_factory):
-    """A system of its own (database and queues too) whose scheduler starts at 2026-03-09T23:30Z."""
+    """A system of its own (database and queues too) whose scheduler's clock reads 2026-03-09T23:00Z
+    twenty real seconds from now (time enough to start everything and create the campaign)."""
+    origin = datetime.now(UTC) + timedelta(seconds=20)
     with own_database(infra, "clock") as url:
         prefix = infra.prefix + "clock."
         system = start_system(
             url, prefix, infra.amqp_url, fake_twilio, tmp_path_factory.mktemp("clocked"),
-            CAMPAIGNS_CLOCK_START="2026-03-09T23:30:00Z", CAMPAIGNS_CLOCK_RATE=str(RATE),
+            CAMPAIGNS_CLOCK_START="2026-03-09T23:00:00Z", CAMPAIGNS_CLOCK_RATE=str(RATE),
+            CAMPAIGNS_CLOCK_ORIGIN=origin.isoformat(),
         )
         try:
             yield system, url
@@ -80,7 +83,7 @@ async def test_contact_local_0900_reaches_each_zone_at_its_own_0900(http, clocke
         assert row["plan_reason"]["zone_source"] == "contact"
         # released at its own 09:00 by the scheduler's clock: never before, and within one release tick
         released_after = (row["queued_at"] - expected).total_seconds()
-        assert 0 <= released_after <= 0.5 * RATE, (zone, released_after)
+        assert 0 <= released_after <= 2 * RATE, (zone, released_after)  # two real seconds of slack under load
         assert len(fake_twilio.sent_to(phones[zone])) == 1
     # and the API shows why each was sent when it was
     assert {d["plan_reason"]["zone"] for d in account_deliveries} == set(ZONES)
@@ -171,7 +174,7 @@ async def test_dry_run_tells_what_launch_would_do_and_sends_nothing(http, system
     assert report["waiting"]["count"] == 1
     assert report["missing_variables"] == {"code": 1}
     assert report["cost"]["sufficient"] is True
-    assert report["samples"][0]["message"] == "Hi Ann, code 1"
+    assert "Hi Ann, code 1" in [sample["message"] for sample in report["samples"]]
     # nothing was written or sent
     status, again = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}", account.headers)
     assert again["status"] == "draft"

@@ -52,7 +52,7 @@ def iso(value: datetime | None) -> str | None:
 def page_limit(request: web.Request, default: int = 50, maximum: int = 200) -> int:
     """`?limit=` bounded to 1..maximum."""
     raw = request.query.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
         raise Invalid("bad limit", details=[{"field": "limit", "reason": f"must be 1..{maximum}"}])
     return int(raw)
 

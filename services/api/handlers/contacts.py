@@ -9,7 +9,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from services.api.contact_schemas import ContactIn
+from services.api.contact_schemas import ContactBody
 from services.api.handlers.common import decode_cursor, encode_cursor, iso, page_limit, read_model
 from shared.db import contacts as db
 from shared.domain import contacts as rules
@@ -38,7 +38,7 @@ def contact_body(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _given(body: ContactIn) -> dict[str, Any]:
+def _given(body: ContactBody) -> dict[str, Any]:
     return {name: getattr(body, name) for name in (*rules.FIELDS, "country") if name in body.model_fields_set}
 
 
@@ -59,7 +59,7 @@ async def create_contact(request: web.Request) -> web.Response:
     """`POST /contacts` → 201 when created; 200 when the phone (else email) already existed and
     the contact was updated instead (given fields replace, metadata merges)."""
     account_id = request["account"]["id"]
-    body = await read_model(request, ContactIn)
+    body = await read_model(request, ContactBody)
     fields, errors = rules.check_fields(_given(body), None)
     if not errors and not rules.reachable(fields):
         errors.append(_NEEDS_ONE)
@@ -127,7 +127,7 @@ async def update_contact(request: web.Request) -> web.Response:
     """`PATCH /contacts/{id}`: only the keys sent change (null clears a field; in `metadata`, null
     removes a key); `opted_out` may set any channel."""
     account_id, contact_id = request["account"]["id"], request.match_info["id"]
-    body = await read_model(request, ContactIn)
+    body = await read_model(request, ContactBody)
     fields, errors = rules.check_fields(_given(body), None)
     async with request.app["pool"].acquire() as conn, conn.transaction():
         row = await db.get(conn, account_id, contact_id, lock=True)

@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
+from services.api.handlers.common import BadRequest
 from shared.contact_import import import_csv
 from shared.domain import contacts as rules
 from shared.errors import AppError, Invalid
@@ -44,9 +46,36 @@ def _region(raw: str | None) -> str | None:
         raise Invalid("bad country", details=[{"field": "country", "reason": str(exc)}]) from None
 
 
+def _unreadable(exc: Exception) -> BadRequest:
+    return BadRequest(f"the multipart body cannot be read: {exc}")
+
+
 async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(CHUNK):
-        yield part.decode(chunk)
+    try:
+        while chunk := await part.read_chunk(CHUNK):
+            yield part.decode(chunk)
+    except (ValueError, HttpProcessingError) as exc:
+        raise _unreadable(exc) from exc
+
+
+async def _form(request: web.Request, options: dict[str, str | None]) -> tuple[AsyncIterator[bytes], str | None]:
+    """Read form fields up to the `file` part: (its chunks, its charset); fills `options`."""
+    try:
+        reader = await request.multipart()
+        while True:
+            part = await reader.next()
+            if part is None:
+                raise Invalid("no file", details=[{"field": "file", "reason": "the form has no 'file' part"}])
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name in options and options[part.name] is None:
+                options[part.name] = (await part.text()).strip() or None
+            elif part.name == "file":
+                return _part_chunks(part), part.get_charset(None)  # type: ignore[arg-type]
+            else:
+                await part.release()
+    except (ValueError, HttpProcessingError) as exc:  # UnicodeDecodeError is a ValueError
+        raise _unreadable(exc) from exc
 
 
 async def import_contacts(request: web.Request) -> web.Response:
@@ -58,21 +87,9 @@ async def import_contacts(request: web.Request) -> web.Response:
     """
     account_id = request["account"]["id"]
     options = {"group_id": request.query.get("group_id") or None, "country": request.query.get("country") or None}
+    chunks: AsyncIterator[bytes]
     if request.content_type == "multipart/form-data":
-        reader = await request.multipart()
-        while True:
-            part = await reader.next()
-            if part is None:
-                raise Invalid("no file", details=[{"field": "file", "reason": "the form has no 'file' part"}])
-            if not isinstance(part, BodyPartReader):
-                continue
-            if part.name in options and options[part.name] is None:
-                options[part.name] = (await part.text()).strip() or None
-            elif part.name == "file":
-                chunks, charset = _part_chunks(part), part.get_charset(None)  # type: ignore[arg-type]
-                break
-            else:
-                await part.release()
+        chunks, charset = await _form(request, options)
     elif request.content_type in CSV_TYPES:
         chunks, charset = request.content.iter_chunked(CHUNK), request.charset
     else:
