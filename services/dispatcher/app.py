@@ -3,63 +3,88 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
+import asyncpg
 import structlog
 
 from services.dispatcher.concurrency import SlotGate
-from services.dispatcher.handlers import SmsHandler
+from services.dispatcher.handlers import Sender, SendHandler
 from services.dispatcher.providers.twilio_sms import TwilioSms
 from services.dispatcher.reconciler import Reconciler
+from services.dispatcher.senders import SmsSender
 from shared import observability
 from shared.bus.connection import connect
 from shared.bus.consumer import Consumer
+from shared.channels import SENDING_CHANNELS
 from shared.db.pool import create_pool
 from shared.runtime import cancel_all
 from shared.settings import Settings, twilio_base_url
 
-#: Channels whose provider adapters exist; the others' queues are left alone.
-SENDING_CHANNELS = frozenset({"sms"})
-
 log = structlog.get_logger()
+
+#: A channel's sender, opened for the dispatcher's lifetime, and its background loops.
+Loops = list[Callable[[asyncio.Event], Awaitable[None]]]
+
+
+@asynccontextmanager
+async def sms_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tuple[Sender, Loops]]:
+    """SMS through Twilio; the reconciler resolves deliveries left `sending`."""
+    provider = TwilioSms(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token.get_secret_value(),
+        twilio_base_url(settings),
+        settings.provider_timeout,
+    )
+    reconciler = Reconciler(
+        pool, provider, settings.default_from_number,
+        after_s=settings.reconcile_after, interval_s=max(1.0, settings.reconcile_after / 4),
+    )
+    try:
+        yield SmsSender(provider, settings.public_url, settings.default_from_number), [reconciler.run]
+    finally:
+        await provider.close()
+
+
+#: How each channel's sender is built.
+SENDERS: dict[str, Callable[[Settings, asyncpg.Pool], Any]] = {
+    "sms": sms_sender,
+}
 
 
 async def run(settings: Settings, channel: str, stop: asyncio.Event) -> None:
     """Consume `dispatch.<channel>` until `stop` is set."""
-    if channel not in SENDING_CHANNELS:
+    sending = channel in SENDING_CHANNELS and channel in SENDERS
+    if not sending:
         # The API refuses to launch such campaigns, so nothing waits on this queue.
         log.warning("dispatcher.channel_not_available", channel=channel)
     pool_size = max(settings.db_pool_max, settings.dispatch_prefetch // 2 + 2)
-    async with (
-        create_pool(settings.database_url, settings.db_pool_min, pool_size) as pool,
-        connect(settings.amqp_url, settings.amqp_prefix) as connection,
-    ):
+    async with AsyncExitStack() as stack:
+        pool = await stack.enter_async_context(
+            create_pool(settings.database_url, settings.db_pool_min, pool_size)
+        )
+        connection = await stack.enter_async_context(connect(settings.amqp_url, settings.amqp_prefix))
         gate = SlotGate(pool, lease_s=settings.provider_timeout + 30)
         await gate.start()
-        provider = TwilioSms(
-            settings.twilio_account_sid,
-            settings.twilio_auth_token.get_secret_value(),
-            twilio_base_url(settings),
-            settings.provider_timeout,
-        )
-        handler = SmsHandler(pool, gate, provider, settings.public_url, settings.default_from_number)
-        consumer = Consumer(
-            connection, f"dispatch.{channel}", handler, prefix=settings.amqp_prefix, prefetch=settings.dispatch_prefetch
-        )
-        if channel in SENDING_CHANNELS:
+        consumer, tasks = None, []
+        if sending:
+            sender, loops = await stack.enter_async_context(SENDERS[channel](settings, pool))
+            consumer = Consumer(
+                connection, f"dispatch.{channel}", SendHandler(pool, gate, sender),
+                prefix=settings.amqp_prefix, prefetch=settings.dispatch_prefetch,
+            )
             await consumer.start()
-        reconciler = Reconciler(
-            pool, provider, settings.default_from_number,
-            after_s=settings.reconcile_after, interval_s=max(1.0, settings.reconcile_after / 4),
-        )
-        tasks = [asyncio.create_task(reconciler.run(stop))] if channel == "sms" else []
+            tasks = [asyncio.create_task(loop(stop)) for loop in loops]
         runner, port = await observability.serve_health(
             settings.metrics_host, settings.metrics_port, observability.standard_checks(pool, connection)
         )
-        log.info("dispatcher.started", channel=channel, metrics_port=port)
+        log.info("dispatcher.started", channel=channel, metrics_port=port, sending=sending)
         await stop.wait()
         log.info("dispatcher.stopping", channel=channel)
-        await consumer.stop()
+        if consumer is not None:
+            await consumer.stop()
         await cancel_all(tasks)
         await gate.stop()
-        await provider.close()
         await runner.cleanup()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -42,20 +43,37 @@ class SlotGate:
 
     @contextlib.asynccontextmanager
     async def hold(
-        self, campaign_id: str, delivery_id: str, still_wanted: Callable[[], Awaitable[bool]]
-    ) -> AsyncIterator[bool]:
-        """Yield True once a slot is leased (freed on exit), or False if `still_wanted` says no."""
+        self,
+        campaign_id: str,
+        delivery_id: str,
+        still_wanted: Callable[[], Awaitable[bool]],
+        keep: bool = False,
+        lease_s: float | None = None,
+    ) -> AsyncIterator[Slot]:
+        """Yield a Slot once one is leased (`held` False if `still_wanted` said no first). It is
+        freed on exit unless `slot.keep` was set (a call under way: the tracker frees it when the
+        call ends, or the lease runs out)."""
         event = self._events.setdefault(campaign_id, asyncio.Event())
         while True:
             event.clear()
-            if await slots.try_acquire(self._pool, campaign_id, delivery_id, self._lease):
+            if await slots.try_acquire(self._pool, campaign_id, delivery_id, lease_s or self._lease):
                 break
             if not await still_wanted():
-                yield False
+                yield Slot(held=False)
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), self._poll)
+        slot = Slot(held=True, keep=False)
         try:
-            yield True
+            yield slot
         finally:
-            await slots.release(self._pool, campaign_id, delivery_id)
+            if not (keep and slot.keep):
+                await slots.release(self._pool, campaign_id, delivery_id)
+
+
+@dataclass
+class Slot:
+    """A leased concurrency slot; `keep` leaves it held after the block."""
+
+    held: bool
+    keep: bool = False

@@ -18,6 +18,9 @@ class Decision:
     action: Action
     text: str | None = None
     reason: str | None = None
+    #: Email only: the rendered subject and HTML part.
+    subject: str | None = None
+    html: str | None = None
 
 
 def decide(row: Mapping[str, Any]) -> Decision:
@@ -31,12 +34,15 @@ def decide(row: Mapping[str, Any]) -> Decision:
     if row[f"opted_out_{row['channel']}"]:
         return Decision("skip", reason=f"contact opted out of {row['channel']}")
     template = row["message_template"] or (row["voice"] or {}).get("opening_message") or ""
+    context = contact_context(row, row["agent_name"])
     try:
-        text = render(template, contact_context(row, row["agent_name"]))
+        text = render(template, context)
+        subject = render(row["subject_template"], context) if row["subject_template"] else None
+        html = render(row["html_template"], context, html=True) if row["html_template"] else None
     except MissingVariable as exc:
         return Decision("fail", reason=str(exc))
     except TemplateError as exc:
         return Decision("fail", reason=f"template error: {exc}")
-    if not text.strip():
+    if not text.strip() and not html:
         return Decision("fail", reason="the rendered message is empty")
-    return Decision("send", text=text)
+    return Decision("send", text=text, subject=subject, html=html)

@@ -134,6 +134,7 @@ def test_phone_numbers_are_stored_in_e164():
 
 def _row(**over):
     row = {"state": "queued", "campaign_status": "running", "channel": "sms", "opted_out_sms": False,
+           "subject_template": None, "html_template": None,
            "message_template": "Hi {{first_name}}", "voice": {}, "agent_name": "Riley",
            "first_name": "Ann", "last_name": None, "email": None, "phone": "+14155550123",
            "company": None, "metadata": {}}

@@ -13,6 +13,7 @@ from services.api.handlers.account import is_allowed_sender
 from services.api.handlers.common import decode_cursor, encode_cursor, iso, page_limit, read_model
 from services.api.schemas import CampaignCreate, normalize
 from shared.bus import outbox
+from shared.channels import SENDING_CHANNELS
 from shared.db import balance
 from shared.db import campaigns as db
 from shared.db import templates as templates_db
@@ -32,8 +33,6 @@ from shared.web import json_response
 
 log = structlog.get_logger()
 
-#: Channels the dispatchers can send today.
-SENDING_CHANNELS = frozenset({"sms"})
 
 
 def campaign_body(row: asyncpg.Record, counts: asyncpg.Record | None) -> dict[str, Any]:
