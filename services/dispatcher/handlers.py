@@ -34,8 +34,8 @@ class Sender(Protocol):
         """Hand it over; Accepted, or ProviderError saying whether to retry."""
         ...
 
-    def cost(self, row: asyncpg.Record, decision: Decision) -> Decimal:
-        """What the send costs at the account's prices."""
+    def cost(self, row: asyncpg.Record, decision: Decision) -> Decimal | None:
+        """What the send costs at the account's prices (None: charged when it ends, e.g. a call)."""
         ...
 
 

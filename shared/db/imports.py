@@ -18,6 +18,9 @@ import asyncpg
 #: Columns of the staging table, in the order of a staged row (see shared.domain.contact_csv).
 STAGE_COLUMNS = ("id", "line", "phone", "email", "first_name", "last_name", "company", "timezone", "meta")
 
+#: Tries of a batch's upsert (a clash of emails, or a deadlock with another writer, costs one).
+ATTEMPTS = 4
+
 _CREATE_STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS contact_import_rows (
     id text NOT NULL, line integer NOT NULL, phone text, email text, first_name text, last_name text,
@@ -163,15 +166,21 @@ async def upsert_batch(
     keys = list(metadata_keys)
     async with conn.transaction():
         await conn.copy_records_to_table("contact_import_rows", records=staged, columns=STAGE_COLUMNS)
-        try:
-            async with conn.transaction():  # optimistic: most batches clash with no one
-                counts = await conn.fetchrow(_UPSERT_PHONES, account_id, keys, group_id, started)
-        except asyncpg.UniqueViolationError:
-            result.clashes = await _settle_emails(conn, account_id)
-            counts = await conn.fetchrow(_UPSERT_PHONES, account_id, keys, group_id, started)
-        by_email = await conn.fetchrow(_UPSERT_EMAILS, account_id, keys, group_id, started)
-    result.created = counts["created"] + by_email["created"]
-    result.updated = counts["updated"] + by_email["updated"]
+        for attempt in range(ATTEMPTS):
+            try:
+                async with conn.transaction():  # a savepoint: a failed attempt leaves nothing behind
+                    # Optimistic first: most batches clash with no one. A unique violation on
+                    # email (or a deadlock with a concurrent writer) sends us round again.
+                    clashes = await _settle_emails(conn, account_id) if attempt else []
+                    by_phone = await conn.fetchrow(_UPSERT_PHONES, account_id, keys, group_id, started)
+                    by_email = await conn.fetchrow(_UPSERT_EMAILS, account_id, keys, group_id, started)
+                break
+            except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
+                if attempt == ATTEMPTS - 1:
+                    raise
+    result.clashes = clashes
+    result.created = by_phone["created"] + by_email["created"]
+    result.updated = by_phone["updated"] + by_email["updated"]
     return result
 
 

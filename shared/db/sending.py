@@ -79,13 +79,14 @@ async def finish(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: str, stat
 
 
 async def mark_sent(
-    pool: asyncpg.Pool | asyncpg.Connection, delivery_id: str, provider_id: str, status: str, cost: Decimal
+    pool: asyncpg.Pool | asyncpg.Connection, delivery_id: str, provider_id: str, status: str, cost: Decimal | None
 ) -> None:
     """Record the provider's acceptance (never undoing a later status a callback set first) and
-    charge the send, in one transaction."""
+    charge the send, in one transaction (`cost` None: charged later, e.g. a call when it ends)."""
     async with _transaction(pool) as conn:
         await conn.execute(_SENT, delivery_id, provider_id, status)
-        await balance.charge(conn, delivery_id, cost)
+        if cost is not None:
+            await balance.charge(conn, delivery_id, cost)
 
 
 @asynccontextmanager

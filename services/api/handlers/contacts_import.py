@@ -10,7 +10,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from services.api.handlers.common import BadRequest
-from shared.contact_import import import_csv
+from shared.contact_import import WRITERS, import_csv
 from shared.domain import contacts as rules
 from shared.errors import AppError, Invalid
 from shared.web import json_response
@@ -96,9 +96,11 @@ async def import_contacts(request: web.Request) -> web.Response:
         raise UnsupportedMediaType()
     country = _region(options["country"])
     encoding = _encoding(charset)
-    async with request.app["pool"].acquire() as conn:
+    pool = request.app["pool"]
+    async with pool.acquire() as first, pool.acquire() as second:
         summary = await import_csv(
-            conn, account_id, chunks, group_id=options["group_id"], country=country, encoding=encoding
+            [first, second][:WRITERS], account_id, chunks, group_id=options["group_id"], country=country,
+            encoding=encoding,
         )
     log.info("contacts.imported", rows=summary.rows, created=summary.created, updated=summary.updated, rejected=summary.rejected)
     return json_response(summary.as_dict())
