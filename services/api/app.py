@@ -8,6 +8,7 @@ import structlog
 from aiohttp import web
 
 from services.api.auth import auth_middleware
+from services.api.dashboard import views as dashboard
 from services.api.idempotency import idempotency_middleware
 from services.api.routes import add_routes
 from shared import observability
@@ -34,6 +35,7 @@ def create_app(settings: Settings, pool: object, connection: object) -> web.Appl
     app["pool"] = pool
     app["bus"] = connection
     add_routes(app)
+    dashboard.add_routes(app)
     observability.add_routes(app, observability.standard_checks(pool, connection))
     return app
 

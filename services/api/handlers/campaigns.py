@@ -196,11 +196,18 @@ async def _launch(conn: asyncpg.Connection, account: asyncpg.Record, row: asyncp
 async def campaign_action(request: web.Request) -> web.Response:
     """`POST /campaigns/{id}/launch|pause|resume|cancel`; 409 saying why when the state forbids it."""
     action: Action = request.path.rsplit("/", 1)[-1]  # type: ignore[assignment]
-    account = request["account"]
-    async with request.app["pool"].acquire() as conn, conn.transaction():
-        row = await db.get(conn, account["id"], request.match_info["id"], lock=True)
+    extra = await apply_action(request.app["pool"], request["account"], request.match_info["id"], action)
+    row, counts = await _load(request)
+    return json_response({**campaign_body(row, counts), **extra})
+
+
+async def apply_action(pool: asyncpg.Pool, account: asyncpg.Record, campaign_id: str, action: Action) -> dict[str, Any]:
+    """Launch, pause, resume or cancel one of the account's campaigns (API and dashboard alike):
+    NotFound, Conflict with the reason, PaymentRequired, or what the answer should add."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await db.get(conn, account["id"], campaign_id, lock=True)
         if row is None:
-            raise NotFound(f"campaign {request.match_info['id']!r} not found")
+            raise NotFound(f"campaign {campaign_id!r} not found")
         extra: dict[str, Any] = {}
         if action == "launch":
             event: Any = await _launch(conn, account, row)
@@ -214,9 +221,8 @@ async def campaign_action(request: web.Request) -> web.Response:
             kind = {"pause": CampaignPaused, "resume": CampaignResumed, "cancel": CampaignCancelled}[action]
             event = kind(account_id=account["id"], campaign_id=row["id"])
         await outbox.add(conn, [event])
-    log.info(f"campaign.{action}", campaign_id=row["id"])
-    row, counts = await _load(request)
-    return json_response({**campaign_body(row, counts), **extra})
+    log.info(f"campaign.{action}", campaign_id=campaign_id)
+    return extra
 
 
 async def _missing(conn: asyncpg.Connection, row: asyncpg.Record) -> dict[str, int]:
