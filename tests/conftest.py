@@ -14,6 +14,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -210,6 +211,27 @@ def own_database(infra: Infra, suffix: str) -> Iterator[str]:
         yield url
     finally:
         asyncio.run(_drop_database(url))
+
+
+@contextlib.contextmanager
+def clocked_system(
+    infra: Infra, fake_twilio: FakeTwilio, logs: Path, name: str, start: str, rate: int
+) -> Iterator[tuple[System, str]]:
+    """A system of its own (database and queues too) whose scheduler's clock reads `start` twenty
+    real seconds from now (time to start everything and create a campaign), then runs `rate`×."""
+    origin = datetime.now(UTC) + timedelta(seconds=20)
+    with own_database(infra, name) as url:
+        prefix = f"{infra.prefix}{name}."
+        system = start_system(
+            url, prefix, infra.amqp_url, fake_twilio, logs,
+            CAMPAIGNS_CLOCK_START=start, CAMPAIGNS_CLOCK_RATE=str(rate), CAMPAIGNS_CLOCK_ORIGIN=origin.isoformat(),
+        )
+        try:
+            yield system, url
+        finally:
+            stop_system(system)
+            with contextlib.suppress(Exception):
+                asyncio.run(_drop_topology(infra.amqp_url, prefix))
 
 
 @pytest.fixture(scope="session")

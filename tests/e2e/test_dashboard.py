@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import make_account
-from tests.support import call, new_phone, wait_until
+from tests.support import call, new_phone
 
 pytestmark = pytest.mark.e2e
 

@@ -123,8 +123,11 @@ async def test_email_rows_quotes_and_emails_of_other_contacts(http, system, acco
     status, summary = await post_csv(http, system, account, data)
     assert status == 200, summary
     assert (summary["created"], summary["updated"], summary["rejected"]) == (2, 0, 2)
-    assert [(e["line"], e["field"]) for e in summary["errors"]] == [(5, "email"), (6, "phone")]
-    assert "+12125550001" in summary["errors"][0]["reason"]
+    # (rows of different phones may be written side by side: whichever comes second is refused)
+    clash, empty = summary["errors"]
+    assert (clash["line"], clash["field"]) in ((4, "email"), (5, "email"))
+    assert ("+12125550001" if clash["line"] == 5 else "+12125550002") in clash["reason"]
+    assert (empty["line"], empty["field"]) == (6, "phone")
     # When a later file gives the email-only contact a phone, it gains it (an update)
     status, summary = await post_csv(http, system, account, b"email,phone\nSOLO@example.com,+12125550003\n")
     assert (summary["created"], summary["updated"], summary["rejected"]) == (0, 1, 0)

@@ -3,14 +3,12 @@ surviving a scheduler restart; the scheduler's clock runs 10 simulated hours per
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
 from shared.db.pool import connect
-from tests.conftest import _drop_topology, make_account, own_database, start_system, stop_system
+from tests.conftest import clocked_system, make_account
 from tests.support import call, new_phone, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -21,20 +19,9 @@ RATE = 36000
 @pytest.fixture(scope="module")
 def fast_clock(infra, fake_twilio, tmp_path_factory):
     """A system of its own whose scheduler's clock reads 2026-03-09T12:00Z twenty seconds from now."""
-    origin = datetime.now(UTC) + timedelta(seconds=20)
-    with own_database(infra, "recur") as url:
-        prefix = infra.prefix + "recur."
-        system = start_system(
-            url, prefix, infra.amqp_url, fake_twilio, tmp_path_factory.mktemp("recur"),
-            CAMPAIGNS_CLOCK_START="2026-03-09T12:00:00Z", CAMPAIGNS_CLOCK_RATE=str(RATE),
-            CAMPAIGNS_CLOCK_ORIGIN=origin.isoformat(),
-        )
-        try:
-            yield system, url
-        finally:
-            stop_system(system)
-            with contextlib.suppress(Exception):
-                asyncio.run(_drop_topology(infra.amqp_url, prefix))
+    with clocked_system(infra, fake_twilio, tmp_path_factory.mktemp("recur"), "recur",
+                        "2026-03-09T12:00:00Z", RATE) as found:
+        yield found
 
 
 async def test_daily_runs_each_with_its_own_results(http, fast_clock, fake_twilio):

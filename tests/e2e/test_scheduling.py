@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
-from tests.conftest import _drop_topology, make_account, own_database, start_system, stop_system
+from tests.conftest import clocked_system, make_account
 from tests.support import call, new_phone, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -27,22 +25,10 @@ RATE = 3600
 
 @pytest.fixture(scope="module")
 def clocked(infra, fake_twilio, tmp_path_factory):
-    """A system of its own (database and queues too) whose scheduler's clock reads 2026-03-09T23:00Z
-    twenty real seconds from now (time enough to start everything and create the campaign)."""
-    origin = datetime.now(UTC) + timedelta(seconds=20)
-    with own_database(infra, "clock") as url:
-        prefix = infra.prefix + "clock."
-        system = start_system(
-            url, prefix, infra.amqp_url, fake_twilio, tmp_path_factory.mktemp("clocked"),
-            CAMPAIGNS_CLOCK_START="2026-03-09T23:00:00Z", CAMPAIGNS_CLOCK_RATE=str(RATE),
-            CAMPAIGNS_CLOCK_ORIGIN=origin.isoformat(),
-        )
-        try:
-            yield system, url
-        finally:
-            stop_system(system)
-            with contextlib.suppress(Exception):
-                asyncio.run(_drop_topology(infra.amqp_url, prefix))
+    """A system of its own whose scheduler's clock reads 2026-03-09T23:00Z twenty seconds from now."""
+    with clocked_system(infra, fake_twilio, tmp_path_factory.mktemp("clocked"), "clock",
+                        "2026-03-09T23:00:00Z", RATE) as found:
+        yield found
 
 
 async def test_contact_local_0900_reaches_each_zone_at_its_own_0900(http, clocked, fake_twilio):

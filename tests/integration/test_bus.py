@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
