@@ -93,7 +93,7 @@ def sandbox() -> None:
 
 
 @main.command()
-@click.option("--name", default="Local", show_default=True, help="Name of the account `up` creates.")
+@click.option("--name", default="Local", show_default=True, help="The account `up` uses (created on first run; later runs reuse it with a new key).")
 @click.option("--balance", default="100", show_default=True, help="Its starting balance.")
 def up(name: str, balance: str) -> None:
     """Migrate, then run every service in this process (sandbox providers unless

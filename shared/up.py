@@ -16,13 +16,17 @@ from shared.settings import Settings
 log = structlog.get_logger()
 
 
-async def create_account(settings: Settings, name: str, balance: Decimal, timezone: str) -> tuple[str, str]:
-    """Migrate if needed, then create an account and an API key for it."""
+async def create_account(
+    settings: Settings, name: str, balance: Decimal, timezone: str, reuse: bool = False
+) -> tuple[str, str]:
+    """Migrate if needed, then create an account (or, with `reuse`, take the one of that name)
+    and a new API key for it."""
     await migrate(settings.database_url)
     conn = await connect(settings.database_url)
     try:
         async with conn.transaction():
-            account_id = await accounts.create_account(conn, name, balance, timezone)
+            existing = await accounts.find_by_name(conn, name) if reuse else None
+            account_id = existing or await accounts.create_account(conn, name, balance, timezone)
             key = await accounts.create_key(conn, account_id)
     finally:
         await conn.close()
@@ -37,7 +41,8 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
     from services.tracker.app import run as tracker
     from shared.sandbox.run import run as sandbox
 
-    account_id, key = await create_account(settings, name, balance, settings.default_timezone)
+    # `up` again on the same database keeps the account (and its campaigns) and prints a new key
+    account_id, key = await create_account(settings, name, balance, settings.default_timezone, reuse=True)
     services = [api(settings, stop), tracker(settings, stop), scheduler(settings, stop)]
     services += [dispatcher(settings, channel, stop) for channel in ("sms", "email", "voice")]
     if settings.providers == "sandbox":

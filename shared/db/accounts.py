@@ -19,6 +19,7 @@ SELECT a.* FROM api_keys k JOIN accounts a ON a.id = k.account_id
 WHERE k.key_hash = $1 AND k.revoked_at IS NULL
 """
 _GET = "SELECT * FROM accounts WHERE id = $1"
+_BY_NAME = "SELECT id FROM accounts WHERE name = $1 ORDER BY created_at LIMIT 1"
 
 
 def hash_key(key: str) -> bytes:
@@ -50,3 +51,8 @@ async def account_for_key(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> 
 async def get(conn: asyncpg.Connection | asyncpg.Pool, account_id: str) -> asyncpg.Record | None:
     """One account."""
     return await conn.fetchrow(_GET, account_id)
+
+
+async def find_by_name(conn: asyncpg.Connection, name: str) -> str | None:
+    """The oldest account of that name."""
+    return await conn.fetchval(_BY_NAME, name)
