@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 import asyncpg
 from aiohttp import web
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from services.api.handlers.common import decode_cursor, encode_cursor, iso, page_limit, read_model
+from services.api.schemas import pydantic_details
 from shared.db import campaigns as campaigns_db
 from shared.db import templates as db
 from shared.domain.templating import (
@@ -124,8 +125,11 @@ async def update_template(request: web.Request) -> web.Response:
     row = await _get(request)
     patch = await read_model(request, TemplatePatch)
     data = {k: row[k] for k in ("name", "channel", "body", "subject", "html")}
-    data.update({k: getattr(patch, k) for k in patch.model_fields_set})
-    merged = TemplateIn.model_validate(data)
+    data.update({k: getattr(patch, k) for k in patch.model_fields_set if k != "name" or patch.name is not None})
+    try:
+        merged = TemplateIn.model_validate(data)
+    except ValidationError as exc:
+        raise Invalid("the template is not valid", details=pydantic_details(exc)) from exc
     check_texts(merged.channel, merged.body, merged.subject, merged.html)
     updated = await db.update(request.app["pool"], request["account"]["id"], row["id"], merged.model_dump())
     return json_response(template_body(updated))
