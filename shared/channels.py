@@ -3,4 +3,4 @@
 from __future__ import annotations
 
 #: Channels with a sender in `services/dispatcher/senders.py`.
-SENDING_CHANNELS: frozenset[str] = frozenset({"sms"})
+SENDING_CHANNELS: frozenset[str] = frozenset({"sms", "voice", "email"})

@@ -85,11 +85,17 @@ def tracker() -> None:
 
 @main.command()
 def sandbox() -> None:
-    """Serve the sandbox Twilio alone on CAMPAIGNS_SANDBOX_PORT (default 8082)."""
+    """Serve the sandbox providers alone: Twilio on CAMPAIGNS_SANDBOX_PORT (default 8082) and SMTP on
+    CAMPAIGNS_SANDBOX_SMTP_PORT (default 8025)."""
+    from shared.sandbox import smtp
     from shared.sandbox.run import run
 
     settings = _settings("sandbox")
-    _serve(lambda stop: run(settings, stop))
+
+    async def both(stop: asyncio.Event) -> None:
+        await asyncio.gather(run(settings, stop), smtp.run(settings, stop))
+
+    _serve(both)
 
 
 @main.command()

@@ -71,7 +71,16 @@ class _Writers:
     the same way and in file order: the last one wins. Each connection has one batch in flight.
     """
 
-    def __init__(self, conns: Sequence[asyncpg.Connection], account_id: str, keys: Sequence[str], group_id: str | None, started: Any, summary: ImportSummary, batch_rows: int):
+    def __init__(
+        self,
+        conns: Sequence[asyncpg.Connection],
+        account_id: str,
+        keys: Sequence[str],
+        group_id: str | None,
+        started: Any,
+        summary: ImportSummary,
+        batch_rows: int,
+    ):
         self._conns = list(conns)
         self._batches: list[list[StagedRow]] = [[] for _ in conns]
         self._tasks: list[asyncio.Task[None] | None] = [None for _ in conns]
@@ -97,10 +106,10 @@ class _Writers:
 
     async def cancel(self) -> None:
         """Stop the batches in flight (on error or cancellation)."""
-        running = [t for t in self._tasks if t is not None and not t.done()]
-        for task in running:
+        tasks = [t for t in self._tasks if t is not None]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)  # also collects a failed batch's error
 
     async def _submit(self, lane: int) -> None:
         await self._wait(lane)
@@ -140,7 +149,9 @@ async def import_csv(
     email column (nothing is written then); row problems go into the summary.
     """
     if group_id is not None and not await db.group_exists(conns[0], account_id, group_id):
-        raise NotFound(f"contact group {group_id!r} not found", details=[{"field": "group_id", "reason": "no such group"}])
+        raise NotFound(
+            f"contact group {group_id!r} not found", details=[{"field": "group_id", "reason": "no such group"}]
+        )
     summary = ImportSummary()
     records = CsvRecords(encoding)
     columns: Columns | None = None
@@ -174,7 +185,9 @@ async def import_csv(
                 if parsed % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # let the batches in flight take their next round trip
         if writers is None:
-            raise Invalid("the file is empty: a header row is needed", details=[{"field": "header", "reason": "missing"}])
+            raise Invalid(
+                "the file is empty: a header row is needed", details=[{"field": "header", "reason": "missing"}]
+            )
         await writers.finish()
     except BaseException:
         if writers is not None:
@@ -217,8 +230,10 @@ async def import_file(
     on_read: Callable[[int], None] | None = None,
 ) -> ImportSummary:
     """Import a CSV file straight into the database (the CLI's way)."""
-    conns = [await connect(database_url) for _ in range(WRITERS)]
+    conns: list[asyncpg.Connection] = []
     try:
+        for _ in range(WRITERS):
+            conns.append(await connect(database_url))
         if not await db.account_exists(conns[0], account_id):
             raise NotFound(f"account {account_id!r} not found")
         return await import_csv(

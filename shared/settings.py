@@ -40,6 +40,21 @@ class Settings(BaseSettings):
     default_from_number: str = "+15005550006"
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = 8082
+    #: Email: the SMTP relay (in sandbox mode, when unset, the sandbox SMTP server on 127.0.0.1).
+    smtp_host: str = "localhost"
+    #: None: aiosmtplib's default for the TLS mode (465 with `tls`, 587 with `starttls`, else 25).
+    smtp_port: int | None = None
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    #: `none`, `starttls` (required) or `tls` (implicit, port 465); unset: STARTTLS when offered.
+    smtp_tls: Literal["none", "starttls", "tls"] | None = None
+    #: SMTP connections per email dispatcher (each carries one message at a time).
+    smtp_pool_size: int = 4
+    #: Sender address when an email campaign names none.
+    default_from_email: str = "campaigns@localhost"
+    sandbox_smtp_port: int = 8025
+    #: Signs unsubscribe links; required in live mode (a fixed development key in sandbox mode).
+    secret_key: SecretStr | None = None
     default_timezone: str = "Asia/Kolkata"
     log_format: Literal["json", "console"] = "json"
     log_level: str = "info"
@@ -51,6 +66,10 @@ class Settings(BaseSettings):
     provider_timeout: float = 15.0
     #: Seconds after which a delivery still `sending` is checked with the provider (crash, timeout).
     reconcile_after: float = 60.0
+    #: Seconds a voice call rings before it counts as no-answer (Twilio `Timeout`).
+    call_ring_timeout: int = 30
+    #: A voice call's longest duration in seconds when its campaign sets no `call_duration_limit`.
+    call_time_limit: int = 300
     #: How often the scheduler looks for due deliveries, in seconds.
     release_interval: float = 0.5
     release_batch: int = 500
@@ -60,6 +79,29 @@ class Settings(BaseSettings):
     clock_rate: float = 1.0
     #: The real instant at which the simulated clock reads CAMPAIGNS_CLOCK_START (default: start-up).
     clock_origin: datetime | None = None
+
+
+#: The unsubscribe-link key in sandbox mode when CAMPAIGNS_SECRET_KEY is unset (never for live use).
+SANDBOX_SECRET_KEY = "campaigns-sandbox-development-key"  # noqa: S105 (public by design)
+
+
+def smtp_address(settings: Settings) -> tuple[str, int | None]:
+    """Where email goes: the settings, or the sandbox SMTP server when not live and no host is set."""
+    if settings.providers == "sandbox" and "smtp_host" not in settings.model_fields_set:
+        return "127.0.0.1", settings.sandbox_smtp_port
+    return settings.smtp_host, settings.smtp_port
+
+
+def secret_key(settings: Settings) -> bytes:
+    """The key that signs unsubscribe links; a start-up error in live mode when it is not set."""
+    if settings.secret_key is not None and settings.secret_key.get_secret_value():
+        return settings.secret_key.get_secret_value().encode("utf-8")
+    if settings.providers == "live":
+        raise RuntimeError(
+            "CAMPAIGNS_SECRET_KEY is not set: live mode needs it to sign unsubscribe links "
+            "(use a long random value, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
+    return SANDBOX_SECRET_KEY.encode("utf-8")
 
 
 def twilio_base_url(settings: Settings) -> str:

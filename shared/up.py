@@ -11,7 +11,7 @@ import structlog
 from shared.db import accounts
 from shared.db.migrate import migrate
 from shared.db.pool import connect
-from shared.settings import Settings
+from shared.settings import Settings, smtp_address
 
 log = structlog.get_logger()
 
@@ -40,6 +40,7 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
     from services.scheduler.app import run as scheduler
     from services.tracker.app import run as tracker
     from shared.sandbox.run import run as sandbox
+    from shared.sandbox.smtp import run as sandbox_smtp
 
     # `up` again on the same database keeps the account (and its campaigns) and prints a new key
     account_id, key = await create_account(settings, name, balance, settings.default_timezone, reuse=True)
@@ -47,12 +48,17 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
     services += [dispatcher(settings, channel, stop) for channel in ("sms", "email", "voice")]
     if settings.providers == "sandbox":
         services.append(sandbox(settings, stop))
+        services.append(sandbox_smtp(settings, stop))
     tasks = [asyncio.create_task(s) for s in services]
+    smtp_host, smtp_port = smtp_address(settings)
+    smtp_note = " (the sandbox: it accepts and logs every message)" if "smtp_host" not in settings.model_fields_set \
+        and settings.providers == "sandbox" else ""
     await asyncio.sleep(0.5)
     click.echo(
         f"\nCampaigns is up ({settings.providers} providers).\n"
         f"  API:      http://{settings.api_host}:{settings.api_port}\n"
         f"  Webhooks: {settings.public_url}\n"
+        f"  Email:    SMTP {smtp_host}:{smtp_port or 'default port'}{smtp_note}\n"
         f"  Account:  {account_id}\n"
         f"  API key:  {key}\n\n"
         f"  export API_KEY={key}\n"

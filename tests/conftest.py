@@ -28,6 +28,8 @@ from shared.bus import topology
 from shared.db import accounts
 from shared.db.migrate import migrate
 from shared.db.pool import connect
+from shared.sandbox import smtp as sandbox_smtp_server
+from shared.sandbox.smtp import SandboxSmtp
 from shared.sandbox.twilio import FakeTwilio, bound_port, serve
 from tests.support import LoopThread, Service, free_port, wait_until
 
@@ -133,6 +135,21 @@ def fake_twilio() -> Iterator[FakeTwilio]:
     thread.close()
 
 
+@pytest.fixture(scope="session")
+def sandbox_smtp() -> Iterator[SandboxSmtp]:
+    """The sandbox SMTP server (aiosmtpd: records every message, scripted refusals), in its own thread."""
+    thread = LoopThread()
+    smtp = SandboxSmtp()
+    server = thread.run(sandbox_smtp_server.serve(smtp, "127.0.0.1", 0))
+    yield smtp
+    thread.run(sandbox_smtp_server.stop(server))
+    thread.close()
+
+
+#: The key the test services sign unsubscribe links with (the tests make tokens with it too).
+TEST_SECRET_KEY = "test-unsubscribe-secret-key"  # noqa: S105
+
+
 @dataclass
 class System:
     """The services running as separate processes, and how to reach them."""
@@ -162,6 +179,10 @@ def start_system(
         "CAMPAIGNS_RECONCILE_AFTER": "4",
         "CAMPAIGNS_RELEASE_INTERVAL": "0.1",
         "CAMPAIGNS_DEFAULT_FROM_NUMBER": "+15005550006",
+        # small pools: several systems of processes may share one PostgreSQL (max_connections 100)
+        "CAMPAIGNS_DB_POOL_MAX": "4",
+        "CAMPAIGNS_DISPATCH_PREFETCH": "8",
+        "CAMPAIGNS_SECRET_KEY": TEST_SECRET_KEY,
         **extra_env,
     }
     services = {
@@ -171,6 +192,8 @@ def start_system(
         "dispatcher-1": Service("dispatcher-1", ["dispatcher", "--channel", "sms"], env, logs),
         "dispatcher-2": Service("dispatcher-2", ["dispatcher", "--channel", "sms"], env, logs),
     }
+    if "CAMPAIGNS_SMTP_HOST" in env:  # an SMTP server for this system: an email dispatcher too
+        services["dispatcher-email"] = Service("dispatcher-email", ["dispatcher", "--channel", "email"], env, logs)
     for service in services.values():
         service.start()
     system = System(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{tracker_port}", env, services)
@@ -235,10 +258,12 @@ def clocked_system(
 
 
 @pytest.fixture(scope="session")
-def system(infra: Infra, fake_twilio: FakeTwilio, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    """api, scheduler, two SMS dispatchers and the tracker, each its own process."""
+def system(
+    infra: Infra, fake_twilio: FakeTwilio, sandbox_smtp: SandboxSmtp, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
+    """api, scheduler, two SMS dispatchers, an email dispatcher and the tracker, each its own process."""
     logs = tmp_path_factory.mktemp("services")
-    system = start_system(infra.database_url, infra.prefix, infra.amqp_url, fake_twilio, logs)
+    system = start_system(infra.database_url, infra.prefix, infra.amqp_url, fake_twilio, logs, **sandbox_smtp.env)
     yield system
     stop_system(system)
     print(f"service logs: {logs}")

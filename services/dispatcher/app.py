@@ -11,17 +11,21 @@ import asyncpg
 import structlog
 
 from services.dispatcher.concurrency import SlotGate
+from services.dispatcher.email import EmailReconciler, EmailSender
 from services.dispatcher.handlers import Sender, SendHandler
+from services.dispatcher.providers.smtp_email import SmtpEmail
 from services.dispatcher.providers.twilio_sms import TwilioSms
+from services.dispatcher.providers.twilio_voice import TwilioVoice
 from services.dispatcher.reconciler import Reconciler
 from services.dispatcher.senders import SmsSender
+from services.dispatcher.voice import VoiceReconciler, VoiceSender
 from shared import observability
 from shared.bus.connection import connect
 from shared.bus.consumer import Consumer
 from shared.channels import SENDING_CHANNELS
 from shared.db.pool import create_pool
 from shared.runtime import cancel_all
-from shared.settings import Settings, twilio_base_url
+from shared.settings import Settings, secret_key, smtp_address, twilio_base_url
 
 log = structlog.get_logger()
 
@@ -48,9 +52,54 @@ async def sms_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tu
         await provider.close()
 
 
+@asynccontextmanager
+async def voice_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tuple[Sender, Loops]]:
+    """Calls through Twilio; the tracker runs the conversation and frees the slot when a call ends."""
+    provider = TwilioVoice(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token.get_secret_value(),
+        twilio_base_url(settings),
+        settings.provider_timeout,
+    )
+    reconciler = VoiceReconciler(
+        pool, provider, settings.default_from_number,
+        after_s=settings.reconcile_after, interval_s=max(1.0, settings.reconcile_after / 4),
+    )
+    sender = VoiceSender(
+        provider, pool, settings.public_url, settings.default_from_number,
+        ring_timeout=settings.call_ring_timeout, default_time_limit=settings.call_time_limit,
+    )
+    try:
+        yield sender, [reconciler.run]
+    finally:
+        await provider.close()
+
+
+@asynccontextmanager
+async def email_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tuple[Sender, Loops]]:
+    """Email over SMTP (a small connection pool); deliveries left `sending` are sent again."""
+    host, port = smtp_address(settings)
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    provider = SmtpEmail(
+        host, port, username=settings.smtp_username, password=password, tls=settings.smtp_tls,
+        timeout=settings.provider_timeout, pool_size=settings.smtp_pool_size,
+    )
+    sender = EmailSender(provider, pool, settings.public_url, settings.default_from_email, secret_key(settings))
+    reconciler = EmailReconciler(
+        pool, after_s=settings.reconcile_after, interval_s=max(1.0, settings.reconcile_after / 4)
+    )
+    log.info("dispatcher.smtp", host=host, port=port, tls=settings.smtp_tls or "starttls-if-offered")
+    try:
+        yield sender, [reconciler.run]
+    finally:
+        await provider.close()
+
+
 #: How each channel's sender is built.
 SENDERS: dict[str, Callable[[Settings, asyncpg.Pool], Any]] = {
     "sms": sms_sender,
+    "email": email_sender,
+    "voice": voice_sender,
 }
 
 

@@ -9,11 +9,11 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from services.tracker import replies, webhooks
+from services.tracker import replies, unsubscribe, voice, webhooks
 from services.tracker.signatures import TwilioSignatures
 from shared import observability
 from shared.db.pool import create_pool
-from shared.settings import Settings
+from shared.settings import Settings, secret_key
 from shared.web import error_middleware
 
 log = structlog.get_logger()
@@ -33,6 +33,12 @@ def create_app(settings: Settings, pool: object) -> web.Application:
     app["signatures"] = TwilioSignatures(settings.twilio_auth_token.get_secret_value(), settings.public_url)
     app.router.add_post("/webhooks/twilio/sms/status", webhooks.sms_status)
     app.router.add_post("/webhooks/twilio/sms/inbound", replies.sms_inbound)
+    app["unsubscribe_key"] = secret_key(settings)  # live mode without CAMPAIGNS_SECRET_KEY stops here
+    app.router.add_get("/unsubscribe/{token}", unsubscribe.unsubscribe_page)
+    app.router.add_post("/unsubscribe/{token}", unsubscribe.unsubscribe)
+    app.router.add_post("/webhooks/twilio/voice/answer", voice.voice_answer)
+    app.router.add_post("/webhooks/twilio/voice/gather", voice.voice_gather)
+    app.router.add_post("/webhooks/twilio/voice/status", voice.voice_status)
     app.cleanup_ctx.append(_http_session)
 
     async def database() -> bool:

@@ -82,17 +82,25 @@ UPDATE deliveries SET state = 'cancelled', error = 'contact deleted', updated_at
 WHERE account_id = $1 AND contact_id = $2 AND state IN ('planned', 'queued')
 """
 
-_MEMBER_COUNT = "(SELECT count(*) FROM group_members m WHERE m.group_id = g.id) AS member_count"
-_INSERT_GROUP = "INSERT INTO contact_groups (id, account_id, name) VALUES ($1, $2, $3) RETURNING *, 0::bigint AS member_count"
-_GET_GROUP = f"SELECT g.*, {_MEMBER_COUNT} FROM contact_groups g WHERE g.account_id = $1 AND g.id = $2"
+_INSERT_GROUP = """
+INSERT INTO contact_groups (id, account_id, name) VALUES ($1, $2, $3) RETURNING *, 0::bigint AS member_count
+"""
+_GET_GROUP = """
+SELECT g.*, (SELECT count(*) FROM group_members m WHERE m.group_id = g.id) AS member_count
+FROM contact_groups g WHERE g.account_id = $1 AND g.id = $2
+"""
 _LOCK_GROUP = "SELECT id FROM contact_groups WHERE account_id = $1 AND id = $2 FOR UPDATE"
-_LIST_GROUPS = f"""
-SELECT g.*, {_MEMBER_COUNT} FROM contact_groups g
+_LIST_GROUPS = """
+SELECT g.*, (SELECT count(*) FROM group_members m WHERE m.group_id = g.id) AS member_count
+FROM contact_groups g
 WHERE g.account_id = $1 AND ($2::timestamptz IS NULL OR (g.created_at, g.id) < ($2, $3))
 ORDER BY g.created_at DESC, g.id DESC
 LIMIT $4
 """
-_RENAME_GROUP = f"UPDATE contact_groups g SET name = $3 WHERE g.account_id = $1 AND g.id = $2 RETURNING g.*, {_MEMBER_COUNT}"
+_RENAME_GROUP = """
+UPDATE contact_groups g SET name = $3 WHERE g.account_id = $1 AND g.id = $2
+RETURNING g.*, (SELECT count(*) FROM group_members m WHERE m.group_id = g.id) AS member_count
+"""
 _GROUP_IN_USE = """
 SELECT id FROM campaigns
 WHERE account_id = $1 AND $2 = ANY(group_ids) AND status NOT IN ('completed', 'cancelled', 'failed')
@@ -143,7 +151,12 @@ async def list_page(
 
 
 async def email_clash(
-    conn: asyncpg.Connection, account_id: str, email: str | None, *, phone: str | None = None, contact_id: str | None = None
+    conn: asyncpg.Connection,
+    account_id: str,
+    email: str | None,
+    *,
+    phone: str | None = None,
+    contact_id: str | None = None,
 ) -> asyncpg.Record | None:
     """Another contact that already has `email`: for an update of `contact_id`, or for an upsert
     by `phone` (where a contact known by that email alone would just gain the phone)."""
@@ -162,7 +175,13 @@ async def email_clash(
     return None if phone_owner == owner["id"] else owner
 
 
-async def upsert(conn: asyncpg.Connection, account_id: str, fields: Mapping[str, Any], metadata: dict[str, Any], opted_out: Mapping[str, bool | None]) -> asyncpg.Record:
+async def upsert(
+    conn: asyncpg.Connection,
+    account_id: str,
+    fields: Mapping[str, Any],
+    metadata: dict[str, Any],
+    opted_out: Mapping[str, bool | None],
+) -> asyncpg.Record:
     """Create the contact, or update the one with its phone (else email); `inserted` says which.
 
     Call inside a transaction, after `email_clash` found nothing.
@@ -182,7 +201,9 @@ async def upsert(conn: asyncpg.Connection, account_id: str, fields: Mapping[str,
     )
 
 
-async def update(conn: asyncpg.Connection, account_id: str, contact_id: str, values: Mapping[str, Any]) -> asyncpg.Record | None:
+async def update(
+    conn: asyncpg.Connection, account_id: str, contact_id: str, values: Mapping[str, Any]
+) -> asyncpg.Record | None:
     """Overwrite a contact's fields, metadata and opt-outs with `values`."""
     return await conn.fetchrow(
         _UPDATE,
@@ -224,7 +245,9 @@ async def lock_group(conn: asyncpg.Connection, account_id: str, group_id: str) -
     return await conn.fetchval(_LOCK_GROUP, account_id, group_id) is not None
 
 
-async def list_groups(conn: Conn, account_id: str, *, after: tuple[datetime, str] | None, limit: int) -> list[asyncpg.Record]:
+async def list_groups(
+    conn: Conn, account_id: str, *, after: tuple[datetime, str] | None, limit: int
+) -> list[asyncpg.Record]:
     """A page of the account's groups, newest first."""
     created, last_id = after if after else (None, None)
     return await conn.fetch(_LIST_GROUPS, account_id, created, last_id, limit)
@@ -245,7 +268,9 @@ async def delete_group(conn: Conn, account_id: str, group_id: str) -> bool:
     return await conn.fetchval(_DELETE_GROUP, account_id, group_id) is not None
 
 
-async def resolve(conn: Conn, account_id: str, ids: Sequence[str], phones: Sequence[str], emails: Sequence[str]) -> list[asyncpg.Record]:
+async def resolve(
+    conn: Conn, account_id: str, ids: Sequence[str], phones: Sequence[str], emails: Sequence[str]
+) -> list[asyncpg.Record]:
     """The account's contacts matching any of the ids, phones or emails."""
     return await conn.fetch(_RESOLVE, account_id, list(ids), list(phones), list(emails))
 

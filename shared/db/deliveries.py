@@ -76,10 +76,14 @@ _MARK_RUNNING = """
 UPDATE campaigns SET status = 'running', updated_at = now()
 WHERE id = ANY($1::text[]) AND status = 'scheduled'
 """
+#: A delivery still holding its concurrency slot is under way too: a voice call, until it ends.
 _COMPLETE_RUNS = """
 UPDATE runs r SET status = 'completed', completed_at = now()
 WHERE r.status = 'planned' AND NOT EXISTS (
     SELECT 1 FROM deliveries d WHERE d.run_id = r.id AND d.state IN ('planned', 'queued', 'sending'))
+  AND NOT EXISTS (
+    SELECT 1 FROM concurrency_slots s JOIN deliveries d ON d.id = s.delivery_id
+    WHERE s.campaign_id = r.campaign_id AND s.lease_until >= now() AND d.run_id = r.id)
 RETURNING r.id AS run_id, r.campaign_id, r.account_id
 """
 #: Campaigns with no run under way: completed, or back to scheduled while a next run is pending.

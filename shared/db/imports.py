@@ -63,9 +63,7 @@ UPDATE contacts c SET phone = u.phone
 FROM unnest($2::text[], $3::text[]) AS u(id, phone)
 WHERE c.account_id = $1 AND c.id = u.id AND c.phone IS NULL
 """
-# The main query still sees the rows as they were before the statement: the previous update time.
-_BEFORE = "SELECT o.updated_at FROM contacts o WHERE o.id = up.id"
-_UPSERT_PHONES = f"""
+_UPSERT_PHONES = """
 WITH src AS (
     SELECT DISTINCT ON (phone) * FROM contact_import_rows
     WHERE phone IS NOT NULL ORDER BY phone, line DESC
@@ -73,7 +71,7 @@ WITH src AS (
     INSERT INTO contacts AS c (id, account_id, phone, email, first_name, last_name, company,
                                timezone, metadata)
     SELECT s.id, $1, s.phone, s.email, s.first_name, s.last_name, s.company, s.timezone,
-           COALESCE(jsonb_strip_nulls(jsonb_object($2::text[], s.meta)), '{{}}')
+           COALESCE(jsonb_strip_nulls(jsonb_object($2::text[], s.meta)), '{}')
     FROM src s
     ON CONFLICT (account_id, phone) DO UPDATE SET
         email = COALESCE(EXCLUDED.email, c.email),
@@ -89,10 +87,12 @@ WITH src AS (
     SELECT $3, id FROM up WHERE $3::text IS NOT NULL ON CONFLICT DO NOTHING
 )
 SELECT count(*) FILTER (WHERE up.inserted) AS created,
-       count(*) FILTER (WHERE NOT up.inserted AND up.created_at < $4 AND ({_BEFORE}) < $4) AS updated
+       -- the main query still sees the rows as they were before the statement: the last update
+       count(*) FILTER (WHERE NOT up.inserted AND up.created_at < $4
+                        AND (SELECT o.updated_at FROM contacts o WHERE o.id = up.id) < $4) AS updated
 FROM up
 """
-_UPSERT_EMAILS = f"""
+_UPSERT_EMAILS = """
 WITH src AS (
     SELECT DISTINCT ON (email) * FROM contact_import_rows
     WHERE phone IS NULL ORDER BY email, line DESC
@@ -100,7 +100,7 @@ WITH src AS (
     INSERT INTO contacts AS c (id, account_id, email, first_name, last_name, company, timezone,
                                metadata)
     SELECT s.id, $1, s.email, s.first_name, s.last_name, s.company, s.timezone,
-           COALESCE(jsonb_strip_nulls(jsonb_object($2::text[], s.meta)), '{{}}')
+           COALESCE(jsonb_strip_nulls(jsonb_object($2::text[], s.meta)), '{}')
     FROM src s
     ON CONFLICT (account_id, email) DO UPDATE SET
         first_name = COALESCE(EXCLUDED.first_name, c.first_name),
@@ -115,7 +115,9 @@ WITH src AS (
     SELECT $3, id FROM up WHERE $3::text IS NOT NULL ON CONFLICT DO NOTHING
 )
 SELECT count(*) FILTER (WHERE up.inserted) AS created,
-       count(*) FILTER (WHERE NOT up.inserted AND up.created_at < $4 AND ({_BEFORE}) < $4) AS updated
+       -- the main query still sees the rows as they were before the statement: the last update
+       count(*) FILTER (WHERE NOT up.inserted AND up.created_at < $4
+                        AND (SELECT o.updated_at FROM contacts o WHERE o.id = up.id) < $4) AS updated
 FROM up
 """
 

@@ -42,7 +42,8 @@ _SENT = """
 UPDATE deliveries SET
     state = CASE WHEN state = 'sending' THEN 'sent' ELSE state END,
     provider_id = $2, provider_status = COALESCE(provider_status, $3),
-    sent_at = COALESCE(sent_at, now()), error = NULL, updated_at = now()
+    sent_at = CASE WHEN state IN ('planned', 'queued') THEN sent_at ELSE COALESCE(sent_at, now()) END,
+    error = NULL, updated_at = now()
 WHERE id = $1
 """
 _RETRY = """

@@ -20,10 +20,24 @@ HEADER_ALIASES: dict[str, frozenset[str]] = {
     "first_name": frozenset({"first_name", "firstname", "first", "given_name", "forename", "fname"}),
     "last_name": frozenset({"last_name", "lastname", "last", "surname", "family_name", "lname"}),
     "email": frozenset({"email", "email_address", "emailaddress", "e_mail", "mail"}),
-    "phone": frozenset({
-        "phone", "phone_number", "phonenumber", "phone_no", "mobile", "mobile_phone", "mobile_number",
-        "cell", "cell_phone", "cellphone", "telephone", "tel", "msisdn", "whatsapp",
-    }),
+    "phone": frozenset(
+        {
+            "phone",
+            "phone_number",
+            "phonenumber",
+            "phone_no",
+            "mobile",
+            "mobile_phone",
+            "mobile_number",
+            "cell",
+            "cell_phone",
+            "cellphone",
+            "telephone",
+            "tel",
+            "msisdn",
+            "whatsapp",
+        }
+    ),
     "company": frozenset({"company", "company_name", "organization", "organisation", "org", "business"}),
     "timezone": frozenset({"timezone", "time_zone", "tz"}),
 }
@@ -91,8 +105,14 @@ def map_header(header: Sequence[str]) -> Columns:
         )
     texts = tuple((name, fields.get(name)) for name in ("first_name", "last_name", "company"))
     return Columns(
-        fields.get("phone"), fields.get("email"), fields.get("timezone"), texts,
-        tuple(keys), tuple(cells), country, len(header),
+        fields.get("phone"),
+        fields.get("email"),
+        fields.get("timezone"),
+        texts,
+        tuple(keys),
+        tuple(cells),
+        country,
+        len(header),
     )
 
 
@@ -102,7 +122,9 @@ def _cell(cells: Sequence[str], index: int | None, width: int) -> str | None:
     return cells[index].strip() or None
 
 
-def validate_row(cells: Sequence[str], columns: Columns, line: int, default_region: str | None) -> tuple[StagedRow | None, list[RowError]]:
+def validate_row(
+    cells: Sequence[str], columns: Columns, line: int, default_region: str | None
+) -> tuple[StagedRow | None, list[RowError]]:
     """One data row as a staged contact, or None with every problem found (field, reason)."""
     errors: list[RowError] = []
     width = len(cells)
@@ -119,13 +141,15 @@ def validate_row(cells: Sequence[str], columns: Columns, line: int, default_regi
         given = cells[columns.country].strip().upper()
         if given in contacts.REGIONS:
             region = given
-    phone = _cell(cells, columns.phone, width)
+    index = columns.phone
+    phone = cells[index].strip() or None if index is not None and index < width else None
     if phone is not None:
         try:
             phone = contacts.e164(phone, region)
         except ValueError as exc:
             errors.append(("phone", str(exc)))
-    email = _cell(cells, columns.email, width)
+    index = columns.email
+    email = cells[index].strip() or None if index is not None and index < width else None
     if email is not None:
         try:
             email = contacts.email(email)

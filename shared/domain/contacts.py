@@ -32,7 +32,6 @@ _FORMATTING = str.maketrans("", "", " ()-.")
 REGIONS = frozenset(phonenumbers.SUPPORTED_REGIONS)
 
 
-@functools.lru_cache(maxsize=512)
 def _national_prefix(country_code: int) -> re.Pattern[str] | None:
     region = phonenumbers.region_code_for_country_code(country_code)
     metadata = PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
@@ -40,11 +39,18 @@ def _national_prefix(country_code: int) -> re.Pattern[str] | None:
     return re.compile(pattern) if pattern else None
 
 
-@functools.lru_cache(maxsize=8192)
+#: Each country calling code, as digits, with its national-prefix pattern (None: it has none).
+_CODES = {str(code): (code, _national_prefix(code)) for code in COUNTRY_CODE_TO_REGION_CODE}
+_POSSIBLE: dict[tuple[int, int], bool] = {}
+
+
 def _possible_length(country_code: int, length: int) -> bool:
     # Without a national prefix or a leading zero, possibility depends on the length alone.
-    sample = PhoneNumber(country_code=country_code, national_number=int("5" * length))
-    return bool(phonenumbers.is_possible_number(sample))
+    known = _POSSIBLE.get((country_code, length))
+    if known is None:
+        sample = PhoneNumber(country_code=country_code, national_number=int("5" * length))
+        known = _POSSIBLE[(country_code, length)] = bool(phonenumbers.is_possible_number(sample))
+    return known
 
 
 def e164(raw: str, region: str | None = None) -> str:
@@ -71,10 +77,10 @@ def e164(raw: str, region: str | None = None) -> str:
 
 def _unchanged_by_parsing(digits: str) -> bool:
     for size in (1, 2, 3):
-        code = int(digits[:size])
-        if code in COUNTRY_CODE_TO_REGION_CODE:
+        known = _CODES.get(digits[:size])
+        if known is not None:
+            code, prefix = known
             national = digits[size:]
-            prefix = _national_prefix(code)
             return (
                 len(national) >= 2
                 and national[0] != "0"

@@ -22,3 +22,19 @@ TWILIO_SMS_RANK: dict[str, int] = {
 }
 #: Twilio statuses that mean the message did not reach the handset.
 TWILIO_SMS_FAILED = frozenset({"undelivered", "failed", "canceled"})
+
+#: Rank of each Twilio call status within one call; a callback never moves a call to a lower rank.
+TWILIO_CALL_RANK: dict[str, int] = {
+    "queued": 0,
+    "initiated": 1,
+    "ringing": 2,
+    "in-progress": 3,
+    "completed": 4,
+    "busy": 4,
+    "no-answer": 4,
+    "failed": 4,
+    "canceled": 4,
+}
+#: Call statuses that end a call, and those of them worth calling again.
+TWILIO_CALL_FINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+TWILIO_CALL_TRANSIENT = frozenset({"busy", "no-answer"})

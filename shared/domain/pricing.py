@@ -12,6 +12,10 @@ _GSM7 = frozenset(
 )
 
 
+#: A call's length when the campaign sets no limit (CAMPAIGNS_CALL_TIME_LIMIT's default).
+DEFAULT_CALL_SECONDS = 300
+
+
 def sms_segments(text: str) -> int:
     """Segments an SMS of `text` takes: 160/153 GSM-7 characters, or 70/67 UCS-2 ones."""
     gsm = all(ch in _GSM7 for ch in text)
@@ -43,7 +47,7 @@ def estimate_run(campaign: Mapping[str, Any], account: Mapping[str, Any]) -> Dec
         "email": account["price_email"],
         "voice_minute": account["price_voice_minute"],
     }
-    minutes = -(-int((campaign["voice"] or {}).get("call_duration_limit") or 60) // 60)
+    minutes = -(-int((campaign["voice"] or {}).get("call_duration_limit") or DEFAULT_CALL_SECONDS) // 60)
     return estimate(
         campaign["channel"], campaign["total_contacts"], prices,
         template=campaign["message_template"], call_minutes=minutes,

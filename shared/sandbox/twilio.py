@@ -23,6 +23,8 @@ import structlog
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from shared.sandbox.twilio_calls import FakeCalls
+
 log = structlog.get_logger()
 
 _PREFIX = "/2010-04-01/Accounts/{account}"
@@ -44,8 +46,8 @@ class Recorded:
 
 
 @dataclass
-class FakeTwilio:
-    """The fake; `app()` is its aiohttp application."""
+class FakeTwilio(FakeCalls):
+    """The fake; `app()` is its aiohttp application. Calls: see `shared/sandbox/twilio_calls.py`."""
 
     account_sid: str
     auth_token: str
@@ -66,6 +68,18 @@ class FakeTwilio:
     inbound_url: str = ""
     #: Replies the sandbox received back (TwiML <Message>s) for simulated inbound messages.
     replies: list[dict[str, str]] = field(default_factory=list)
+    #: Calls placed, by sid: Twilio's JSON plus `said` (each <Say>), `heard` (each utterance), `outcome`.
+    calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: To → outcomes of its next calls: "answer" (when none is left), "busy", "no-answer", "failed".
+    call_outcomes: dict[str, list[str]] = field(default_factory=dict)
+    #: To → what the contact says, one utterance per <Gather> (default: "Yes, that works for me.").
+    speech: dict[str, list[str]] = field(default_factory=dict)
+    #: To → the CallDuration reported (default: the simulated call's length in whole seconds).
+    call_durations: dict[str, int] = field(default_factory=dict)
+    #: Seconds each step of a simulated call takes (ringing, answering, each thing said).
+    call_step_delay: float = 0.02
+    calls_in_progress: int = 0
+    peak_calls_in_progress: int = 0
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _session: aiohttp.ClientSession | None = None
 
@@ -76,6 +90,9 @@ class FakeTwilio:
         app.router.add_get(_PREFIX + "/Messages.json", self._list_messages)
         app.router.add_get(_PREFIX + "/Messages/{sid}.json", self._fetch_message)
         app.router.add_post("/sandbox/inbound", self._simulate_inbound)
+        app.router.add_post(_PREFIX + "/Calls.json", self._create_call)
+        app.router.add_get(_PREFIX + "/Calls.json", self._list_calls)
+        app.router.add_get(_PREFIX + "/Calls/{sid}.json", self._fetch_call)
         app.on_cleanup.append(self._cleanup)
         return app
 

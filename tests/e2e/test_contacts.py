@@ -27,11 +27,22 @@ async def test_create_get_and_upsert_on_phone(http, system, account):
     # Given a contact with every field, a country for its national number and extra keys
     phone = new_phone()
     national = f"({phone[2:5]}) {phone[5:8]}-{phone[8:]}"
-    created = await create(http, system, account, {
-        "first_name": "Ann", "last_name": "Lee", "email": "Ann.Lee@Example.com", "phone": national,
-        "country": "US", "company": "Acme", "timezone": "America/Chicago",
-        "metadata": {"plan": "pro"}, "order_number": "A-17",
-    })
+    created = await create(
+        http,
+        system,
+        account,
+        {
+            "first_name": "Ann",
+            "last_name": "Lee",
+            "email": "Ann.Lee@Example.com",
+            "phone": national,
+            "country": "US",
+            "company": "Acme",
+            "timezone": "America/Chicago",
+            "metadata": {"plan": "pro"},
+            "order_number": "A-17",
+        },
+    )
     # Then it is stored in E.164 with the other keys as metadata, opted in everywhere
     assert created["id"].startswith("ct_")
     assert created["phone"] == phone
@@ -42,8 +53,13 @@ async def test_create_get_and_upsert_on_phone(http, system, account):
     assert (status, fetched) == (200, created)
 
     # When the same phone is created again, it is updated (200), metadata merged
-    status, again = await call(http, "POST", system.api_url + "/contacts", account.headers,
-                               {"phone": phone, "first_name": "Annie", "tier": "gold"})
+    status, again = await call(
+        http,
+        "POST",
+        system.api_url + "/contacts",
+        account.headers,
+        {"phone": phone, "first_name": "Annie", "tier": "gold"},
+    )
     assert status == 200, again
     assert again["id"] == created["id"]
     assert again["first_name"] == "Annie"
@@ -57,23 +73,38 @@ async def test_an_email_only_contact_upserts_on_email_and_gains_a_phone(http, sy
     status, same = await call(http, "POST", system.api_url + "/contacts", account.headers, {"email": address.upper()})
     assert (status, same["id"]) == (200, first["id"])
     phone = new_phone()
-    status, with_phone = await call(http, "POST", system.api_url + "/contacts", account.headers,
-                                    {"email": address, "phone": phone})
+    status, with_phone = await call(
+        http, "POST", system.api_url + "/contacts", account.headers, {"email": address, "phone": phone}
+    )
     assert (status, with_phone["id"], with_phone["phone"]) == (200, first["id"], phone)
 
 
 async def test_every_bad_field_is_listed(http, system, account):
-    status, body = await call(http, "POST", system.api_url + "/contacts", account.headers, {
-        "phone": "12", "email": "not-an-email", "timezone": "Mars/Olympus", "country": "Narnia",
-    })
+    status, body = await call(
+        http,
+        "POST",
+        system.api_url + "/contacts",
+        account.headers,
+        {
+            "phone": "12",
+            "email": "not-an-email",
+            "timezone": "Mars/Olympus",
+            "country": "Narnia",
+        },
+    )
     assert status == 422
     assert body["error"]["code"] == "validation_error"
     assert {d["field"] for d in body["error"]["details"]} == {"phone", "email", "timezone", "country"}
     status, body = await call(http, "POST", system.api_url + "/contacts", account.headers, {"first_name": "Nobody"})
     assert status == 422
     assert body["error"]["details"] == [{"field": "phone", "reason": "a contact needs a phone or an email"}]
-    status, body = await call(http, "POST", system.api_url + "/contacts", account.headers,
-                              {"phone": new_phone(), "opted_out": {"fax": True}, "first_name": 7})
+    status, body = await call(
+        http,
+        "POST",
+        system.api_url + "/contacts",
+        account.headers,
+        {"phone": new_phone(), "opted_out": {"fax": True}, "first_name": 7},
+    )
     assert status == 422
     assert {d["field"] for d in body["error"]["details"]} == {"opted_out.fax", "first_name"}
     async with http.post(system.api_url + "/contacts", headers=account.headers, data=b"{nope") as response:
@@ -83,21 +114,39 @@ async def test_every_bad_field_is_listed(http, system, account):
 async def test_an_email_that_belongs_to_another_contact_is_a_409(http, system, account):
     address = email()
     await create(http, system, account, {"phone": new_phone(), "email": address})
-    status, body = await call(http, "POST", system.api_url + "/contacts", account.headers,
-                              {"phone": new_phone(), "email": address})
+    status, body = await call(
+        http, "POST", system.api_url + "/contacts", account.headers, {"phone": new_phone(), "email": address}
+    )
     assert status == 409
     assert body["error"]["details"][0]["field"] == "email"
 
 
 async def test_patch_changes_only_what_is_sent(http, system, account):
-    contact = await create(http, system, account, {
-        "phone": new_phone(), "first_name": "Cy", "company": "Old", "metadata": {"a": 1, "b": 2},
-    })
+    contact = await create(
+        http,
+        system,
+        account,
+        {
+            "phone": new_phone(),
+            "first_name": "Cy",
+            "company": "Old",
+            "metadata": {"a": 1, "b": 2},
+        },
+    )
     url = f"{system.api_url}/contacts/{contact['id']}"
-    status, patched = await call(http, "PATCH", url, account.headers, {
-        "company": None, "timezone": "Europe/Paris", "metadata": {"b": None, "c": 3}, "tier": "gold",
-        "opted_out": {"sms": True},
-    })
+    status, patched = await call(
+        http,
+        "PATCH",
+        url,
+        account.headers,
+        {
+            "company": None,
+            "timezone": "Europe/Paris",
+            "metadata": {"b": None, "c": 3},
+            "tier": "gold",
+            "opted_out": {"sms": True},
+        },
+    )
     assert status == 200, patched
     assert patched["first_name"] == "Cy"
     assert patched["company"] is None
@@ -139,7 +188,9 @@ async def test_delete_is_204_then_404(http, system, account):
 
 async def test_list_pages_with_a_cursor_and_filters(http, system, account):
     made = [await create(http, system, account, {"phone": new_phone(), "first_name": f"c{i}"}) for i in range(5)]
-    await call(http, "PATCH", f"{system.api_url}/contacts/{made[1]['id']}", account.headers, {"opted_out": {"email": True}})
+    await call(
+        http, "PATCH", f"{system.api_url}/contacts/{made[1]['id']}", account.headers, {"opted_out": {"email": True}}
+    )
     seen, cursor = [], None
     while True:
         url = system.api_url + "/contacts?limit=2" + (f"&cursor={cursor}" if cursor else "")
@@ -152,11 +203,12 @@ async def test_list_pages_with_a_cursor_and_filters(http, system, account):
     assert seen == ["c4", "c3", "c2", "c1", "c0"]
     status, page = await call(http, "GET", system.api_url + "/contacts?opted_out=email", account.headers)
     assert [c["id"] for c in page["data"]] == [made[1]["id"]]
-    status, page = await call(http, "GET", f"{system.api_url}/contacts?phone={made[3]['phone'].replace('+', '%2B')}",
-                              account.headers)
+    status, page = await call(
+        http, "GET", f"{system.api_url}/contacts?phone={made[3]['phone'].replace('+', '%2B')}", account.headers
+    )
     assert [c["id"] for c in page["data"]] == [made[3]["id"]]
     for bad in ("opted_out=fax", "limit=0", "cursor=zzz", "phone=12"):
-        status, body = await call(http, "GET", f"{system.api_url}/contacts?{bad}", account.headers)
+        status, _ = await call(http, "GET", f"{system.api_url}/contacts?{bad}", account.headers)
         assert status == 422, bad
     status, _ = await call(http, "GET", system.api_url + "/contacts?group_id=grp_missing", account.headers)
     assert status == 404
@@ -172,8 +224,13 @@ async def test_another_accounts_contacts_are_404_and_never_listed(http, system, 
     status, page = await call(http, "GET", system.api_url + "/contacts", other.headers)
     assert page["data"] == []
     # the same phone and email are free in another account: a new contact there
-    status, theirs = await call(http, "POST", system.api_url + "/contacts", other.headers,
-                                {"phone": contact["phone"], "email": contact["email"]})
+    status, theirs = await call(
+        http,
+        "POST",
+        system.api_url + "/contacts",
+        other.headers,
+        {"phone": contact["phone"], "email": contact["email"]},
+    )
     assert status == 201
     assert theirs["id"] != contact["id"]
     status, mine = await call(http, "GET", url, account.headers)

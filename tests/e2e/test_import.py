@@ -3,12 +3,13 @@ with their lines, upserts on re-import, groups, streaming bodies."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import os
-import subprocess
 import sys
+import uuid
 
 import aiohttp
 import pytest
@@ -32,7 +33,9 @@ def contacts_csv(rows: int) -> tuple[bytes, list[tuple[int, str]], int]:
     """The file, the expected (line, field) errors, and how many rows repeat an earlier phone."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(["First Name", "Last Name", "E-mail", "Phone Number", "Company", "Time Zone", "plan", "Signup Date"])
+    writer.writerow(
+        ["First Name", "Last Name", "E-mail", "Phone Number", "Company", "Time Zone", "plan", "Signup Date"]
+    )
     errors, duplicates = [], 0
     for i in range(rows):
         line = i + 2
@@ -46,8 +49,18 @@ def contacts_csv(rows: int) -> tuple[bytes, list[tuple[int, str]], int]:
             values["phone"] = phone_of(i - DUP_BACK)
             values["email"] = f"user{i - DUP_BACK}@example.com"
             duplicates += 1
-        writer.writerow([f"First{i}", f"Last{i}", values["email"], values["phone"], "Acme, Inc.", values["timezone"],
-                         ("free", "pro")[i % 2], "" if i % 5 == 0 else "2025-01-01"])
+        writer.writerow(
+            [
+                f"First{i}",
+                f"Last{i}",
+                values["email"],
+                values["phone"],
+                "Acme, Inc.",
+                values["timezone"],
+                ("free", "pro")[i % 2],
+                "" if i % 5 == 0 else "2025-01-01",
+            ]
+        )
     return out.getvalue().encode(), errors, duplicates
 
 
@@ -56,8 +69,11 @@ async def post_csv(http, system, account, data: bytes, query: str = "", content_
         for start in range(0, len(data), 1 << 16):
             yield data[start : start + (1 << 16)]
 
-    async with http.post(f"{system.api_url}/contacts/import{query}", data=chunks(),
-                         headers={**account.headers, "Content-Type": content_type}) as response:
+    async with http.post(
+        f"{system.api_url}/contacts/import{query}",
+        data=chunks(),
+        headers={**account.headers, "Content-Type": content_type},
+    ) as response:
         return response.status, await response.json()
 
 
@@ -78,26 +94,37 @@ async def test_100k_rows_with_bad_rows_and_duplicates_then_a_reimport(http, syst
     assert await db.fetchval("SELECT count(*) FROM contacts WHERE account_id = $1", account.id) == good
     row = await db.fetchrow("SELECT * FROM contacts WHERE account_id = $1 AND phone = $2", account.id, phone_of(3))
     assert (row["first_name"], row["email"], row["company"], row["timezone"]) == (
-        "First3", "user3@example.com", "Acme, Inc.", "America/New_York")
+        "First3",
+        "user3@example.com",
+        "Acme, Inc.",
+        "America/New_York",
+    )
     assert row["metadata"] == {"plan": "pro", "Signup Date": "2025-01-01"}
-    national = await db.fetchrow("SELECT * FROM contacts WHERE account_id = $1 AND phone = $2", account.id, "+12120000000")
+    national = await db.fetchrow(
+        "SELECT * FROM contacts WHERE account_id = $1 AND phone = $2", account.id, "+12120000000"
+    )
     assert national["first_name"] == "First0"
     assert national["metadata"] == {"plan": "free"}  # an empty cell is no metadata
     # the last row of a repeated phone wins
-    repeated = await db.fetchrow("SELECT * FROM contacts WHERE account_id = $1 AND phone = $2",
-                                 account.id, phone_of(DUP_EVERY - 2 - DUP_BACK))
+    repeated = await db.fetchrow(
+        "SELECT * FROM contacts WHERE account_id = $1 AND phone = $2", account.id, phone_of(DUP_EVERY - 2 - DUP_BACK)
+    )
     assert repeated["first_name"] == f"First{DUP_EVERY - 2}"
 
     # When the same file is imported again, it updates instead of duplicating
     status, again = await post_csv(http, system, account, data, "?country=US")
     assert status == 200, again
     assert (again["created"], again["updated"], again["duplicates"], again["rejected"]) == (
-        0, good, duplicates, len(expected_errors))
+        0,
+        good,
+        duplicates,
+        len(expected_errors),
+    )
     assert await db.fetchval("SELECT count(*) FROM contacts WHERE account_id = $1", account.id) == good
 
 
 async def test_multipart_upload_into_a_group(http, system, account):
-    status, group = await call(http, "POST", system.api_url + "/contact-groups", account.headers, {"name": "Imported"})
+    _, group = await call(http, "POST", system.api_url + "/contact-groups", account.headers, {"name": "Imported"})
     data, _, _ = contacts_csv(300)
     form = aiohttp.FormData()
     form.add_field("group_id", group["id"])
@@ -107,19 +134,19 @@ async def test_multipart_upload_into_a_group(http, system, account):
         assert response.status == 200
         summary = await response.json()
     assert summary["created"] == 299
-    status, fetched = await call(http, "GET", f"{system.api_url}/contact-groups/{group['id']}", account.headers)
+    _, fetched = await call(http, "GET", f"{system.api_url}/contact-groups/{group['id']}", account.headers)
     assert fetched["member_count"] == 299
 
 
 async def test_email_rows_quotes_and_emails_of_other_contacts(http, system, account, db):
     # Given a file with an email-only row, a quoted multi-line cell, and an email on two phones
     data = (
-        "email,phone,first_name,notes\n"
-        "solo@example.com,,Solo,\"line one\nline two\"\n"       # email only: created
-        "taken@example.com,+12125550001,Tess,\n"                # created
-        "taken@example.com,+12125550002,Other,\n"               # same email, another phone: refused
-        ",,,just a note\n"                                      # neither phone nor email
-    ).encode()
+        b"email,phone,first_name,notes\n"
+        b'solo@example.com,,Solo,"line one\nline two"\n'  # email only: created
+        b"taken@example.com,+12125550001,Tess,\n"  # created
+        b"taken@example.com,+12125550002,Other,\n"  # same email, another phone: refused
+        b",,,just a note\n"  # neither phone nor email
+    )
     status, summary = await post_csv(http, system, account, data)
     assert status == 200, summary
     assert (summary["created"], summary["updated"], summary["rejected"]) == (2, 0, 2)
@@ -129,13 +156,15 @@ async def test_email_rows_quotes_and_emails_of_other_contacts(http, system, acco
     assert ("+12125550001" if clash["line"] == 5 else "+12125550002") in clash["reason"]
     assert (empty["line"], empty["field"]) == (6, "phone")
     # When a later file gives the email-only contact a phone, it gains it (an update)
-    status, summary = await post_csv(http, system, account, b"email,phone\nSOLO@example.com,+12125550003\n")
+    _, summary = await post_csv(http, system, account, b"email,phone\nSOLO@example.com,+12125550003\n")
     assert (summary["created"], summary["updated"], summary["rejected"]) == (0, 1, 0)
     solo = await db.fetchrow("SELECT * FROM contacts WHERE account_id = $1 AND email = 'solo@example.com'", account.id)
     assert solo["phone"] == "+12125550003"
     assert solo["metadata"] == {"notes": "line one\nline two"}
     # and an email-only row and a phone row of one person in one file make one contact
-    status, summary = await post_csv(http, system, account, b"email,phone\nduo@example.com,\nduo@example.com,+12125550004\n")
+    status, summary = await post_csv(
+        http, system, account, b"email,phone\nduo@example.com,\nduo@example.com,+12125550004\n"
+    )
     assert (summary["created"], summary["duplicates"]) == (1, 1)
 
 
@@ -158,29 +187,41 @@ async def test_import_errors(http, system, account, db):
     assert (status, body["rejected"], len(body["errors"]), body["errors_not_listed"]) == (200, 1500, 1000, 500)
 
 
-async def test_cli_import_prints_the_summary_and_shows_progress(infra, account, db, tmp_path):
-    status_group = await db.fetchval(
-        "INSERT INTO contact_groups (id, account_id, name) VALUES ('grp_cli' || substr(md5(random()::text), 1, 8), $1, 'CLI') RETURNING id",
-        account.id,
+async def campaigns_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run `campaigns ARGS…` as a process: (exit code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shared.cli", *args, env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_cli_import_prints_the_summary_and_shows_progress(infra, account, db, tmp_path):
+    # Given a group and a 2,000-row file on disk
+    group_id = f"grp_cli{uuid.uuid4().hex[:8]}"
+    await db.execute("INSERT INTO contact_groups (id, account_id, name) VALUES ($1, $2, 'CLI')", group_id, account.id)
     data, errors, duplicates = contacts_csv(2000)
     path = tmp_path / "contacts.csv"
     path.write_bytes(data)
     env = {**os.environ, "CAMPAIGNS_DATABASE_URL": infra.database_url}
-    result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "contacts", "import", str(path), "--account", account.id,
-         "--group", status_group, "--country", "US"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    # When the CLI imports it straight into the database
+    code, out, err = await campaigns_cli(
+        "contacts", "import", str(path), "--account", account.id, "--group", group_id, "--country", "US", env=env
     )
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
-    assert (summary["created"], summary["rejected"], summary["duplicates"]) == (2000 - len(errors) - duplicates, len(errors), duplicates)
-    assert "importing" in result.stderr
-    members = await db.fetchval("SELECT count(*) FROM group_members WHERE group_id = $1", status_group)
+    # Then it prints the summary as JSON, and its progress on stderr
+    assert code == 0, err
+    summary = json.loads(out)
+    expected = (2000 - len(errors) - duplicates, len(errors), duplicates)
+    assert (summary["created"], summary["rejected"], summary["duplicates"]) == expected
+    assert "importing" in err
+    members = await db.fetchval("SELECT count(*) FROM group_members WHERE group_id = $1", group_id)
     assert members == summary["created"]
-    unknown = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "contacts", "import", str(path), "--account", "acct_missing"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    code, out, err = await campaigns_cli("contacts", "import", str(path), "--account", "acct_missing", env=env)
+    assert code == 1
+    assert "acct_missing" in err
+    code, out, err = await campaigns_cli(
+        "contacts", "import", str(path), "--account", account.id, "--country", "XX", env=env
     )
-    assert unknown.returncode == 1
-    assert "acct_missing" in unknown.stderr
+    assert code == 2
+    assert "--country" in err

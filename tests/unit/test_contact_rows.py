@@ -68,8 +68,14 @@ def test_field_checks_normalise(check, raw, expected):
 
 @pytest.mark.parametrize(
     ("check", "raw"),
-    [(contacts.email, "no-at-sign"), (contacts.email, "a@b"), (contacts.timezone, "Mars/Olympus"),
-     (contacts.timezone, "America/Nowhere"), (contacts.region, "USA"), (contacts.text, "x" * 1001)],
+    [
+        (contacts.email, "no-at-sign"),
+        (contacts.email, "a@b"),
+        (contacts.timezone, "Mars/Olympus"),
+        (contacts.timezone, "America/Nowhere"),
+        (contacts.region, "USA"),
+        (contacts.text, "x" * 1001),
+    ],
 )
 def test_field_checks_say_why(check, raw):
     with pytest.raises(ValueError, match=r".+"):
@@ -183,7 +189,7 @@ def test_a_bom_is_dropped_and_other_encodings_are_read():
 
 
 def test_a_stray_quote_in_an_unquoted_field_is_kept_literally():
-    data = b'phone,height\n+14155550123,5\'11"\n+14155550124,6\'0"\n'
+    data = b"phone,height\n+14155550123,5'11\"\n+14155550124,6'0\"\n"
     assert [r[1] for r in _records(data, [20])][1:] == [["+14155550123", "5'11\""], ["+14155550124", "6'0\""]]
 
 

@@ -118,9 +118,12 @@ async def delete_sender(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def is_allowed_sender(conn: Any, account_id: str, address: str, default_from: str) -> bool:
-    """Whether the account may send from `address` (a verified identity, or the platform default)."""
-    if address == default_from:
+async def is_allowed_sender(conn: Any, account_id: str, address: str, defaults: tuple[str, ...]) -> bool:
+    """Whether the account may send from `address` (a verified identity, or a platform default);
+    email addresses compare without case."""
+    if "@" in address:
+        address = address.lower()
+    if address in {d.lower() if "@" in d else d for d in defaults}:
         return True
     return bool(await conn.fetchval(
         "SELECT 1 FROM sender_identities WHERE account_id = $1 AND address = $2 AND verified_at IS NOT NULL",

@@ -92,8 +92,9 @@ async def create_campaign(request: web.Request) -> web.Response:
                 details=[{"field": "agent_id", "reason": "no such agent in this account"}],
             )
         await _apply_template(conn, account["id"], spec)
+        settings = request.app["settings"]
         if spec.from_number and not await is_allowed_sender(
-            conn, account["id"], spec.from_number, request.app["settings"].default_from_number
+            conn, account["id"], spec.from_number, (settings.default_from_number, settings.default_from_email)
         ):
             raise Invalid(
                 f"{spec.from_number!r} is not a verified sender of this account",

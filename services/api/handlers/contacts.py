@@ -94,7 +94,9 @@ async def list_contacts(request: web.Request, group_id: str | None = None) -> we
     pool = request.app["pool"]
     group_id = group_id or request.query.get("group_id") or None
     if group_id is not None and await db.get_group(pool, account_id, group_id) is None:
-        raise NotFound(f"contact group {group_id!r} not found", details=[{"field": "group_id", "reason": "no such group"}])
+        raise NotFound(
+            f"contact group {group_id!r} not found", details=[{"field": "group_id", "reason": "no such group"}]
+        )
     opted_out = request.query.get("opted_out") or None
     if opted_out is not None and opted_out not in rules.CHANNELS:
         raise Invalid("bad opted_out", details=[{"field": "opted_out", "reason": "one of sms, email, voice"}])

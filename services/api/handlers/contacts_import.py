@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
@@ -20,7 +21,9 @@ log = structlog.get_logger()
 #: Bytes read from the request at a time.
 CHUNK = 1 << 16
 #: Content types taken as a CSV body.
-CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "application/octet-stream", "application/vnd.ms-excel"})
+CSV_TYPES = frozenset(
+    {"text/csv", "application/csv", "text/plain", "application/octet-stream", "application/vnd.ms-excel"}
+)
 
 
 class UnsupportedMediaType(AppError):
@@ -34,7 +37,9 @@ def _encoding(charset: str | None) -> str:
     try:
         return codecs.lookup(charset or "utf-8").name
     except LookupError:
-        raise Invalid("unknown charset", details=[{"field": "charset", "reason": f"{charset!r} is not an encoding"}]) from None
+        raise Invalid(
+            "unknown charset", details=[{"field": "charset", "reason": f"{charset!r} is not an encoding"}]
+        ) from None
 
 
 def _region(raw: str | None) -> str | None:
@@ -96,11 +101,21 @@ async def import_contacts(request: web.Request) -> web.Response:
         raise UnsupportedMediaType()
     country = _region(options["country"])
     encoding = _encoding(charset)
-    pool = request.app["pool"]
-    async with pool.acquire() as first, pool.acquire() as second:
+    async with contextlib.AsyncExitStack() as stack:
+        conns = [await stack.enter_async_context(request.app["pool"].acquire()) for _ in range(WRITERS)]
         summary = await import_csv(
-            [first, second][:WRITERS], account_id, chunks, group_id=options["group_id"], country=country,
+            conns,
+            account_id,
+            chunks,
+            group_id=options["group_id"],
+            country=country,
             encoding=encoding,
         )
-    log.info("contacts.imported", rows=summary.rows, created=summary.created, updated=summary.updated, rejected=summary.rejected)
+    log.info(
+        "contacts.imported",
+        rows=summary.rows,
+        created=summary.created,
+        updated=summary.updated,
+        rejected=summary.rejected,
+    )
     return json_response(summary.as_dict())

@@ -22,7 +22,12 @@ log = structlog.get_logger()
 
 def group_body(row: Mapping[str, Any]) -> dict[str, Any]:
     """A group as the API shows it."""
-    return {"id": row["id"], "name": row["name"], "member_count": row["member_count"], "created_at": iso(row["created_at"])}
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "member_count": row["member_count"],
+        "created_at": iso(row["created_at"]),
+    }
 
 
 def _not_found(group_id: str) -> NotFound:
@@ -40,11 +45,16 @@ async def create_group(request: web.Request) -> web.Response:
 async def list_groups(request: web.Request) -> web.Response:
     """`GET /contact-groups?limit=&cursor=`, newest first."""
     limit = page_limit(request)
-    rows = await db.list_groups(request.app["pool"], request["account"]["id"], after=decode_cursor(request), limit=limit + 1)
+    rows = await db.list_groups(
+        request.app["pool"], request["account"]["id"], after=decode_cursor(request), limit=limit + 1
+    )
     page = rows[:limit]
     last = page[-1] if len(rows) > limit else None
     return json_response(
-        {"data": [group_body(r) for r in page], "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None}
+        {
+            "data": [group_body(r) for r in page],
+            "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
+        }
     )
 
 
@@ -59,7 +69,9 @@ async def get_group(request: web.Request) -> web.Response:
 async def rename_group(request: web.Request) -> web.Response:
     """`PATCH /contact-groups/{id}` {"name"}."""
     body = await read_model(request, GroupIn)
-    row = await db.rename_group(request.app["pool"], request["account"]["id"], request.match_info["id"], body.name.strip() or body.name)
+    row = await db.rename_group(
+        request.app["pool"], request["account"]["id"], request.match_info["id"], body.name.strip() or body.name
+    )
     if row is None:
         raise _not_found(request.match_info["id"])
     return json_response(group_body(row))
@@ -115,7 +127,9 @@ async def _change_members(request: web.Request, adding: bool) -> web.Response:
     account_id, group_id = request["account"]["id"], request.match_info["id"]
     body = await read_model(request, MembersIn)
     if not (body.contact_ids or body.phones or body.emails):
-        raise Invalid("name some contacts", details=[{"field": "contact_ids", "reason": "give contact_ids, phones or emails"}])
+        raise Invalid(
+            "name some contacts", details=[{"field": "contact_ids", "reason": "give contact_ids, phones or emails"}]
+        )
     phones, emails, invalid = _normalise(body)
     async with request.app["pool"].acquire() as conn, conn.transaction():
         if not await db.lock_group(conn, account_id, group_id):

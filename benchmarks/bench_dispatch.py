@@ -1,0 +1,637 @@
+"""Benchmark: one SMS campaign end to end through the real services, beside the machine's ceilings.
+
+    .venv/bin/python benchmarks/bench_dispatch.py [--contacts 20000] [--dispatchers 2] [--max-concurrent 50]
+
+Needs PostgreSQL (BENCH_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432) and RabbitMQ
+(BENCH_AMQP_URL, default amqp://guest:guest@127.0.0.1:5672/). Each run creates its own database
+`campaigns_bench_<random>` (migrated) and its own exchange/queue prefix `bench_<random>.`, and
+removes both at the end (also on failure or Ctrl-C / SIGTERM).
+
+What it measures:
+1. ceiling A: a bare aio-pika loop: N persistent messages published with publisher confirms (in
+   batches of 500 in flight, like the outbox relay) to a durable quorum queue, consumed at the same
+   time with manual ack (prefetch = --max-concurrent); msgs/s from the first publish to the last ack;
+2. ceiling B: the FakeTwilio alone (its own thread and loop in this process, as in the real run),
+   N POSTs of Messages.json by the real twilio async client (the product's TwilioSms provider
+   class) from a separate process at --max-concurrent in flight; req/s;
+3. the real thing: api, tracker, scheduler and --dispatchers SMS dispatchers, each its own
+   process (`python -m shared.cli ...`, as tests/conftest.py `start_system` does), FakeTwilio as
+   CAMPAIGNS_TWILIO_API_URL sending signed status callbacks (sent, delivered) to the tracker. Set-up
+   (not timed): an account (shared.db.accounts; quiet hours off so the hour of day does not matter),
+   an agent (POST /agents). Timed: POST /campaigns with N inline contacts and `"status": "scheduled"`
+   (created and launched in one request), then GET /results every 0.5 s until sent == N, then
+   delivered == N. Messages/s = N / seconds from the POST, to sent and to delivered.
+   Afterwards: whether the fake got exactly one Messages.json POST per contact, and the CPU seconds
+   each process (and PostgreSQL / RabbitMQ) used during the timed part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import secrets
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import aio_pika  # noqa: E402
+import aiohttp  # noqa: E402
+import asyncpg  # noqa: E402
+
+from shared.bus import topology  # noqa: E402
+from shared.db import accounts  # noqa: E402
+from shared.db.migrate import migrate  # noqa: E402
+from shared.db.pool import connect  # noqa: E402
+from shared.sandbox.twilio import FakeTwilio, bound_port, serve  # noqa: E402
+from tests.support import LoopThread, Service, free_port  # noqa: E402
+
+SERVER = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432").rstrip("/")
+AMQP = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+TWILIO_SID = "AC" + "b" * 32
+TWILIO_TOKEN = "bench-auth-token"  # noqa: S105 (the fake's own)
+FROM_NUMBER = "+15005550006"
+PUBLISH_WINDOW = 500
+#: Seconds without any change in the results after which the run is declared stalled.
+STALL_S = 60
+TICK = os.sysconf("SC_CLK_TCK")
+
+for _var in ("TWILIO_EDGE", "TWILIO_REGION"):
+    os.environ.pop(_var, None)
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+
+def phones(n: int) -> list[str]:
+    """N distinct valid US numbers (+1 415 234-0000, 234-0001, ...)."""
+    return [f"+1415{234 + k // 10_000}{k % 10_000:04d}" for k in range(n)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def cpu_by_command(names: tuple[str, ...]) -> float:
+    """CPU seconds of every process whose command name is one of `names` (all users)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        if comm in names:
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+# ------------------------------------------------------------------------------------- ceilings
+
+
+async def ceiling_rabbit(n: int, prefix: str, prefetch: int) -> dict[str, float]:
+    """Publish N persistent messages with confirms to a durable quorum queue while consuming them
+    with manual ack; msgs/s from the first publish to the last ack."""
+    body = json.dumps({
+        "type": "send.sms", "version": 1, "message_id": str(uuid.uuid4()), "occurred_at": "2026-01-01T00:00:00Z",
+        "account_id": "acct_" + "x" * 20, "campaign_id": "camp_" + "x" * 20, "delivery_id": "dlv_" + "x" * 20,
+    }).encode()
+    name = prefix + "ceiling"
+    connection = await aio_pika.connect(AMQP)
+    try:
+        publish_channel = await connection.channel(publisher_confirms=True)
+        consume_channel = await connection.channel()
+        await consume_channel.set_qos(prefetch_count=prefetch)
+        queue = await consume_channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
+        try:
+            done = asyncio.Event()
+            consumed = 0
+
+            async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+                nonlocal consumed
+                await message.ack()
+                consumed += 1
+                if consumed >= n:
+                    done.set()
+
+            tag = await queue.consume(on_message)
+            exchange = publish_channel.default_exchange
+            started = time.perf_counter()
+            for first in range(0, n, PUBLISH_WINDOW):
+                await asyncio.gather(*(
+                    exchange.publish(
+                        aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                         content_type="application/json", message_id=str(k)),
+                        routing_key=name,
+                    )
+                    for k in range(first, min(n, first + PUBLISH_WINDOW))
+                ))
+            published = time.perf_counter() - started
+            await asyncio.wait_for(done.wait(), 300)
+            total = time.perf_counter() - started
+            await queue.cancel(tag)
+        finally:
+            with contextlib.suppress(Exception):
+                await consume_channel.queue_delete(name)
+    finally:
+        await connection.close()
+    return {"rate": n / total, "publish_rate": n / published, "seconds": total}
+
+
+def _ceiling_twilio_client(url: str, n: int, concurrency: int) -> None:
+    """Child process: N message creates through the product's TwilioSms (real async twilio client)."""
+    from services.dispatcher.providers.twilio_sms import TwilioSms
+
+    async def go() -> dict[str, Any]:
+        provider = TwilioSms(TWILIO_SID, TWILIO_TOKEN, url, timeout=30)
+        numbers = phones(n)
+        failures = 0
+        try:
+            # warm the connection pool, then time N requests with `concurrency` in flight
+            await asyncio.gather(*(
+                provider.send_sms(to=numbers[k], from_=FROM_NUMBER, body="warm-up", status_callback="")
+                for k in range(min(concurrency, n))
+            ))
+            queue = iter(numbers)
+
+            async def worker() -> None:
+                nonlocal failures
+                for to in queue:
+                    try:
+                        await provider.send_sms(
+                            to=to, from_=FROM_NUMBER, body=f"Hi {to}, this is Riley.", status_callback=""
+                        )
+                    except Exception:
+                        failures += 1
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            seconds = time.perf_counter() - started
+        finally:
+            await provider.close()
+        return {"seconds": seconds, "failures": failures, "cpu": time.process_time()}
+
+    print(json.dumps(asyncio.run(go())))
+
+
+async def ceiling_twilio(n: int, concurrency: int) -> dict[str, float]:
+    """A FakeTwilio of its own (no callbacks), hammered from a child process."""
+    thread = LoopThread()
+    fake = FakeTwilio(TWILIO_SID, TWILIO_TOKEN)
+    runner = thread.run(serve(fake, "127.0.0.1", 0))
+    url = f"http://127.0.0.1:{bound_port(runner)}"
+    own_before = cpu_seconds(os.getpid())
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).resolve()), "--twilio-client", url, str(n), str(concurrency),
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await proc.communicate()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            await proc.wait()
+            raise
+        if proc.returncode != 0:
+            raise RuntimeError(f"ceiling B client failed:\n{err.decode()[-3000:]}")
+        result = json.loads(out.decode().strip().splitlines()[-1])
+    finally:
+        thread.run(runner.cleanup())
+        thread.close()
+    creates = sum(1 for r in fake.requests if r.method == "POST")
+    return {
+        "rate": n / result["seconds"], "failures": result["failures"], "creates": creates,
+        "client_cpu": result["cpu"], "fake_cpu": cpu_seconds(os.getpid()) - own_before,
+        "seconds": result["seconds"],
+    }
+
+
+# ------------------------------------------------------------------------------- the real thing
+
+
+def start_services(env: dict[str, str], dispatchers: int, logs: Path) -> dict[str, Service]:
+    services = {
+        "api": Service("api", ["api"], env, logs),
+        "tracker": Service("tracker", ["tracker"], env, logs),
+        "scheduler": Service("scheduler", ["scheduler"], env, logs),
+    }
+    for k in range(1, dispatchers + 1):
+        services[f"dispatcher-{k}"] = Service(f"dispatcher-{k}", ["dispatcher", "--channel", "sms"], env, logs)
+    for service in services.values():
+        service.start()
+    return services
+
+
+async def wait_healthy(services: dict[str, Service], urls: list[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            dead = [name for name, s in services.items() if not s.alive()]
+            if dead:
+                raise RuntimeError(f"{dead} exited:\n" + "\n".join(services[d].output()[-2000:] for d in dead))
+            ok = True
+            for url in urls:
+                try:
+                    async with session.get(url + "/healthz") as response:
+                        ok = ok and response.status == 200
+                except aiohttp.ClientError:
+                    ok = False
+            if ok:
+                return
+            await asyncio.sleep(0.2)
+    raise RuntimeError("services not healthy in time")
+
+
+_SAMPLE = """
+SELECT (SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND state = 'queued') AS queued,
+       (SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND state = 'sending') AS sending,
+       (SELECT count(*) FROM concurrency_slots WHERE campaign_id = $1 AND delivery_id IS NOT NULL) AS slots
+"""
+
+
+async def run_campaign(
+    api_url: str, key: str, numbers: list[str], max_concurrent: int, deadline_s: float, services: dict[str, Service],
+    dsn: str,
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {key}"}
+    n = len(numbers)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as http:
+        agent_spec = {"name": "Riley", "instructions": "Bench.", "opening_message": "Hi"}
+        async with http.post(api_url + "/agents", json=agent_spec) as r:
+            agent = await r.json()
+            if r.status != 201:
+                raise RuntimeError(f"POST /agents: {r.status} {agent}")
+        spec = {
+            "name": "bench dispatch", "agent_id": agent["id"], "type": "sms", "contacts": numbers,
+            "message_template": "Hi {{phone}}, this is {{agent_name}} following up.",
+            "max_concurrent": max_concurrent, "status": "scheduled",
+        }
+        started = time.perf_counter()
+        async with http.post(api_url + "/campaigns", json=spec) as r:
+            created = await r.json()
+            if r.status != 201:
+                raise RuntimeError(f"POST /campaigns: {r.status} {str(created)[:2000]}")
+        posted = time.perf_counter() - started
+        campaign_id = created["id"]
+        to_sent = to_delivered = None
+        samples: list[asyncpg.Record] = []
+        sampler = await connect(dsn)
+        seen, changed_at = None, time.perf_counter()
+        last: dict[str, Any] = {}
+        progress_at = time.perf_counter()
+        while True:
+            now = time.perf_counter()
+            if now - started > deadline_s:
+                raise RuntimeError(f"deadline of {deadline_s:.0f} s passed; last results {last}")
+            dead = [name for name, s in services.items() if not s.alive()]
+            if dead:
+                raise RuntimeError(f"{dead} exited during the run")
+            async with http.get(f"{api_url}/campaigns/{campaign_id}/results") as r:
+                last = await r.json()
+            figures = (last["sent"], last["delivered"], last["failed"], last["pending"])
+            if figures != seen:
+                seen, changed_at = figures, time.perf_counter()
+            elif time.perf_counter() - changed_at > STALL_S:
+                raise RuntimeError(f"no progress for {STALL_S} s; last results {last}")
+            if to_sent is None:  # diagnostics while sends are under way: where the deliveries wait
+                samples.append(await sampler.fetchrow(_SAMPLE, campaign_id))
+            if to_sent is None and last["sent"] >= n:
+                to_sent = time.perf_counter() - started
+            if last["delivered"] >= n:
+                to_delivered = time.perf_counter() - started
+                if to_sent is None:
+                    to_sent = to_delivered
+                break
+            if now - progress_at >= 10:
+                progress_at = now
+                print(f"  … {now - started:5.0f} s: sent {last['sent']:,}, delivered {last['delivered']:,},"
+                      f" failed {last['failed']:,}, pending {last['pending']:,}", flush=True)
+            await asyncio.sleep(0.5)
+        await sampler.close()
+    busy = [r for r in samples if r["queued"] or r["sending"]] or samples or [{"queued": 0, "sending": 0, "slots": 0}]
+    mean = {k: sum(r[k] for r in busy) / len(busy) for k in ("queued", "sending", "slots")}
+    return {"campaign_id": campaign_id, "post": posted, "to_sent": to_sent, "to_delivered": to_delivered,
+            "results": last, "mean": mean, "samples": len(busy)}
+
+
+_ACTIVITY = """
+SELECT state, wait_event_type, wait_event, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query
+FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND state <> 'idle'
+"""
+_TABLES = """
+SELECT relname, seq_scan, seq_tup_read, idx_scan, n_tup_upd, n_tup_hot_upd, n_dead_tup, n_live_tup
+FROM pg_stat_user_tables ORDER BY seq_tup_read DESC LIMIT 8
+"""
+
+
+class DbSampler:
+    """--diagnose: samples pg_stat_activity of the bench database at 20 Hz (which statements are
+    running or waiting, and on what), a poor man's profile of where PostgreSQL time goes."""
+
+    def __init__(self, dsn: str, name: str):
+        self._dsn, self._name = dsn, name
+        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.samples = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._conn = await connect(self._dsn)
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            for row in await self._conn.fetch(_ACTIVITY, self._name):
+                wait = f"{row['wait_event_type']}:{row['wait_event']}" if row["wait_event_type"] else "CPU"
+                self.counts[(row["state"] + " " + wait, row["query"])] += 1
+            self.samples += 1
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.tables = await self._conn.fetch(_TABLES)
+        await self._conn.close()
+
+    def report(self) -> None:
+        print(f"\nPostgreSQL sessions of the bench database, mean busy backends over {self.samples} samples"
+              f" ({sum(self.counts.values()) / max(1, self.samples):.1f} busy on average):")
+        for (state, query), count in self.counts.most_common(14):
+            print(f"  {count / max(1, self.samples):5.2f}  {state:<32} {query}")
+        print("tables (seq_scan, seq_tup_read, idx_scan, updates, HOT updates, dead, live):")
+        for t in self.tables:
+            print(f"  {t['relname']:<22} {t['seq_scan']:>8} {t['seq_tup_read']:>12,} {t['idx_scan'] or 0:>9}"
+                  f" {t['n_tup_upd']:>8} {t['n_tup_hot_upd']:>8} {t['n_dead_tup']:>8} {t['n_live_tup']:>8}")
+
+
+async def cleanup(name: str, prefix: str, services: dict[str, Service], fake: tuple | None) -> None:
+    for service in services.values():
+        with contextlib.suppress(Exception):
+            service.stop()
+    if fake is not None:
+        thread, runner = fake
+        with contextlib.suppress(Exception):
+            thread.run(runner.cleanup())
+        thread.close()
+    with contextlib.suppress(Exception):
+        connection = await aio_pika.connect(AMQP)
+        async with connection, connection.channel() as channel:
+            await topology.delete(channel, prefix)
+    with contextlib.suppress(Exception):
+        connection = await aio_pika.connect(AMQP)
+        async with connection, connection.channel() as channel:
+            await channel.queue_delete(prefix + "ceiling")
+    admin = await asyncpg.connect(f"{SERVER}/postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def log_errors(services: dict[str, Service]) -> dict[str, dict[str, int]]:
+    """Per service, how many JSON log lines of level warning/error there were, by event and cause."""
+    found: dict[str, dict[str, int]] = {}
+    for name, service in services.items():
+        counts: collections.Counter[str] = collections.Counter()
+        for line in service.output().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("level") in ("warning", "error", "critical"):
+                cause = (entry.get("exception") or entry.get("error") or "").strip().splitlines()
+                counts[f"{entry.get('event')}: {cause[-1][:90] if cause else ''}"] += 1
+        if counts:
+            found[name] = dict(counts.most_common(4))
+    return found
+
+
+async def connections_free() -> tuple[int, int]:
+    """(connections in use, max_connections) on the PostgreSQL server."""
+    admin = await asyncpg.connect(f"{SERVER}/postgres")
+    try:
+        return (await admin.fetchval("SELECT count(*) FROM pg_stat_activity"),
+                int(await admin.fetchval("SHOW max_connections")))
+    finally:
+        await admin.close()
+
+
+def _rate(value: float) -> str:
+    return f"{value:>12,.0f}"
+
+
+async def bench(args: argparse.Namespace) -> int:
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    loop.add_signal_handler(signal.SIGTERM, main_task.cancel)
+
+    n, concurrency = args.contacts, args.max_concurrent
+    token = secrets.token_hex(4)
+    name, prefix = f"campaigns_bench_{token}", f"bench_{token}."
+    dsn = f"{SERVER}/{name}"
+    print(f"database {name}, bus prefix {prefix!r}; N = {n:,} contacts, {args.dispatchers} SMS dispatchers,"
+          f" max_concurrent {concurrency}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs",
+          flush=True)
+    # The services open up to 30 + 12 per dispatcher connections; on a shared server, wait for room.
+    need = 30 + args.dispatchers * 12 + 5
+    waited, used, most = time.monotonic(), -1, -1
+    while True:
+        with contextlib.suppress(asyncpg.TooManyConnectionsError):
+            used, most = await connections_free()
+            if most - used >= need or time.monotonic() - waited > 300:
+                break
+        await asyncio.sleep(5)
+    print(f"PostgreSQL connections in use {used} of {most} (waited {time.monotonic() - waited:.0f} s);"
+          f" the services may open up to {need - 5} (pools of 10, dispatchers 12)", flush=True)
+    logs = Path(tempfile.mkdtemp(prefix="bench_dispatch_"))
+    services: dict[str, Service] = {}
+    fake_server: tuple | None = None
+    ok = False
+    try:
+        await migrate(dsn)
+
+        own, beam = cpu_seconds(os.getpid()), cpu_by_command(("beam.smp", "erl_child_setup"))
+        rabbit = await ceiling_rabbit(n, prefix, prefetch=concurrency)
+        rabbit["cpu"] = cpu_seconds(os.getpid()) - own + cpu_by_command(("beam.smp", "erl_child_setup")) - beam
+        print(f"ceiling A, bare aio-pika publish (confirms) + consume (manual ack): {rabbit['rate']:,.0f} msgs/s"
+              f" (publishing alone {rabbit['publish_rate']:,.0f} msgs/s)", flush=True)
+        twilio = await ceiling_twilio(n, concurrency)
+        print(f"ceiling B, FakeTwilio alone, twilio async client x{concurrency}: {twilio['rate']:,.0f} req/s"
+              f" ({twilio['failures']} failures)", flush=True)
+
+        # the system
+        thread = LoopThread()
+        fake = FakeTwilio(TWILIO_SID, TWILIO_TOKEN)
+        runner = thread.run(serve(fake, "127.0.0.1", 0))
+        fake_server = (thread, runner)
+        fake.url = f"http://127.0.0.1:{bound_port(runner)}"
+        api_port, tracker_port = free_port(), free_port()
+        env = {
+            "CAMPAIGNS_DATABASE_URL": dsn,
+            "CAMPAIGNS_AMQP_URL": AMQP,
+            "CAMPAIGNS_AMQP_PREFIX": prefix,
+            "CAMPAIGNS_API_PORT": str(api_port),
+            "CAMPAIGNS_TRACKER_PORT": str(tracker_port),
+            "CAMPAIGNS_PUBLIC_URL": f"http://127.0.0.1:{tracker_port}",
+            "CAMPAIGNS_TWILIO_API_URL": fake.url,
+            "TWILIO_ACCOUNT_SID": TWILIO_SID,
+            "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+            "CAMPAIGNS_DEFAULT_FROM_NUMBER": FROM_NUMBER,
+        }
+        api_url, tracker_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{tracker_port}"
+        services = start_services(env, args.dispatchers, logs)
+        await wait_healthy(services, [api_url, tracker_url])
+
+        conn = await connect(dsn)
+        try:
+            async with conn.transaction():
+                account_id = await accounts.create_account(conn, "bench", Decimal(1_000_000))
+                key = await accounts.create_key(conn, account_id)
+                # Quiet hours off: the run must not depend on the hour of day at the contacts' numbers.
+                await conn.execute("UPDATE accounts SET quiet_hours = false WHERE id = $1", account_id)
+        finally:
+            await conn.close()
+
+        numbers = phones(n)
+        cpu_before = {s: cpu_seconds(svc.process.pid) for s, svc in services.items() if svc.process}
+        own_before = cpu_seconds(os.getpid())
+        pg_before, mq_before = cpu_by_command(("postgres",)), cpu_by_command(("beam.smp", "erl_child_setup"))
+        busy_before = machine_busy()
+        db_sampler = DbSampler(dsn, name) if args.diagnose else None
+        if db_sampler:
+            await db_sampler.start()
+        try:
+            result = await run_campaign(api_url, key, numbers, concurrency, args.deadline, services, dsn)
+        finally:
+            busy_after = machine_busy()
+            if db_sampler:
+                await db_sampler.stop()
+        cpu = {s: cpu_seconds(svc.process.pid) - cpu_before[s] for s, svc in services.items() if svc.process}
+        cpu["FakeTwilio + this script"] = cpu_seconds(os.getpid()) - own_before
+        cpu["PostgreSQL (all backends)"] = cpu_by_command(("postgres",)) - pg_before
+        cpu["RabbitMQ (beam.smp)"] = cpu_by_command(("beam.smp", "erl_child_setup")) - mq_before
+        machine = (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1])
+
+        creates = collections.Counter(
+            r.get("To") for r in list(fake.requests) if r.method == "POST" and r.path.endswith("/Messages.json")
+        )
+        exactly_once = all(creates.get(p) == 1 for p in numbers) and sum(creates.values()) == n
+        twice = sum(1 for p in numbers if creates.get(p, 0) > 1)
+        never = sum(1 for p in numbers if creates.get(p, 0) == 0)
+
+        total, to_sent, posted = result["to_delivered"], result["to_sent"], result["post"]
+        e2e = n / total
+        rows = [
+            ("ceiling A: bare RabbitMQ publish(confirm)+consume(ack)", _rate(rabbit["rate"]),
+             f"msgs/s (quorum queue, prefetch {concurrency}; publish alone {rabbit['publish_rate']:,.0f}/s)"),
+            (f"ceiling B: FakeTwilio alone, twilio client x{concurrency}", _rate(twilio["rate"]),
+             f"req/s (client CPU {twilio['client_cpu']:.1f} s, fake {twilio['fake_cpu']:.1f} s)"),
+            ("POST /campaigns (create + launch, N inline)", f"{posted:>11.1f}s", ""),
+            ("campaign: POST -> sent == N", _rate(n / to_sent), f"msgs/s ({to_sent:.1f} s)"),
+            ("campaign: POST -> delivered == N (end to end)", _rate(e2e), f"msgs/s ({total:.1f} s)"),
+            ("campaign after the POST: -> delivered == N", _rate(n / (total - posted)),
+             f"msgs/s ({total - posted:.1f} s)"),
+            ("ratio end to end / ceiling A (bus)", f"{e2e / rabbit['rate']:>12.1%}", ""),
+            ("ratio end to end / ceiling B (provider)", f"{e2e / twilio['rate']:>12.1%}", ""),
+            ("ratio to sent / ceiling B (provider)", f"{n / to_sent / twilio['rate']:>12.1%}", ""),
+            # Per CPU-second: less at the mercy of other work on a shared machine than wall-clock rates.
+            ("per CPU-s: ceiling A (this process + RabbitMQ)", _rate(n / rabbit["cpu"]),
+             f"msgs per CPU-second ({rabbit['cpu']:.1f} s)"),
+            ("per CPU-s: ceiling B (client + fake)", _rate(n / (twilio["client_cpu"] + twilio["fake_cpu"])),
+             f"req per CPU-second ({twilio['client_cpu'] + twilio['fake_cpu']:.1f} s)"),
+            ("per CPU-s: campaign (services + PG + RabbitMQ + fake)", _rate(n / sum(cpu.values())),
+             f"msgs per CPU-second ({sum(cpu.values()):.1f} s, {sum(cpu.values()) / n * 1000:.1f} ms/msg)"),
+            ("ratio per CPU-s campaign / ceiling A", f"{rabbit['cpu'] / sum(cpu.values()):>12.1%}", ""),
+            ("ratio per CPU-s campaign / ceiling B",
+             f"{(twilio['client_cpu'] + twilio['fake_cpu']) / sum(cpu.values()):>12.1%}", ""),
+        ]
+        print()
+        for label, value, unit in rows:
+            print(f"{label:<56} {value:>14}  {unit}")
+        final = result["results"]
+        print(f"results: sent {final['sent']:,}, delivered {final['delivered']:,}, failed {final['failed']:,},"
+              f" pending {final['pending']:,}; status callbacks sent by the fake {fake.callbacks_sent:,}")
+        mean = result["mean"]
+        print(f"while sending (mean of {result['samples']} samples): {mean['queued']:,.0f} deliveries queued,"
+              f" {mean['sending']:,.1f} sending, {mean['slots']:,.1f} of {concurrency} slots leased")
+        print(f"exactly one Messages.json POST per contact: {'YES' if exactly_once else 'NO'}"
+              f" ({sum(creates.values()):,} POSTs for {n:,} contacts; {twice} contacts more than once, {never} never)")
+        print(f"\nCPU seconds during the timed part ({total:.1f} s wall; machine busy {machine:.0%} of"
+              f" {os.cpu_count()} CPUs):")
+        for label, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
+            print(f"  {label:<28} {seconds:7.1f} s  ({seconds / total:4.0%} of one core,"
+                  f" {seconds / n * 1000:5.2f} ms/msg)")
+        print(f"(load average at the end: {os.getloadavg()[0]:.2f}; other work on this machine skews both sides)")
+        if db_sampler:
+            db_sampler.report()
+        ok = exactly_once
+        return 0 if ok else 1
+    finally:
+        errors = log_errors(services)
+        if errors:
+            print(f"errors logged by the services: {errors}")
+        await cleanup(name, prefix, services, fake_server)
+        if ok and not args.keep_logs:
+            with contextlib.suppress(Exception):
+                for log in logs.iterdir():
+                    log.unlink()
+                logs.rmdir()
+        else:
+            print(f"service logs in {logs}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contacts", type=int, default=20_000, help="contacts in the campaign (default 20,000)")
+    parser.add_argument("--dispatchers", type=int, default=2, help="SMS dispatcher processes (default 2)")
+    parser.add_argument("--max-concurrent", type=int, default=50, help="the campaign's max_concurrent (default 50)")
+    parser.add_argument("--deadline", type=float, default=600, help="seconds to wait for delivered == N (default 600)")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="sample pg_stat_activity during the run and print where PostgreSQL time goes")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs (kept anyway on failure)")
+    parser.add_argument("--twilio-client", nargs=3, metavar=("URL", "N", "CONCURRENCY"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.twilio_client:
+        url, n, concurrency = args.twilio_client
+        _ceiling_twilio_client(url, int(n), int(concurrency))
+        return 0
+    try:
+        return asyncio.run(bench(args))
+    except asyncio.CancelledError:
+        print("interrupted (SIGTERM); cleaned up", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Voice calls through the official twilio client (async), at any base URL (Twilio's own, or a peer)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+import aiohttp
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+from services.dispatcher.providers.base import Accepted, Found, ProviderError
+from shared.domain.retry import classify_twilio
+
+#: Call progress events we subscribe to; Twilio sends each as its own callback (`answered` arrives
+#: as CallStatus `in-progress`).
+STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
+
+
+class TwilioVoice:
+    """Places calls with Twilio's Calls API; the call's TwiML comes from the tracker's answer URL."""
+
+    def __init__(self, account_sid: str, auth_token: str, base_url: str, timeout: float):
+        self._http = AsyncTwilioHttpClient()
+        self.client = Client(account_sid, auth_token, http_client=self._http)
+        # Calls live on the `api` domain; its base URL is read on every request.
+        self.client.api.base_url = base_url.rstrip("/")
+        self._timeout = timeout
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        await self._http.close()
+
+    async def place_call(
+        self, *, to: str, from_: str, answer_url: str, status_callback: str, time_limit: int, ring_timeout: int
+    ) -> Accepted:
+        """POST …/Calls.json; ProviderError sorted into retry or fail (a timeout: outcome unknown)."""
+        async with self._errors():
+            call = await self.client.calls.create_async(
+                to=to,
+                from_=from_,
+                url=answer_url,
+                status_callback=status_callback,
+                status_callback_event=STATUS_EVENTS,
+                time_limit=time_limit,
+                timeout=ring_timeout,
+            )
+        return Accepted(provider_id=str(call.sid), status=str(call.status or "queued"))
+
+    async def find_call(self, *, to: str, from_: str | None, since: datetime) -> Found | None:
+        """The newest call to `to` (from `from_`) created at or after `since`, or None (GET Calls.json)."""
+        async with self._errors():
+            calls = await self.client.calls.list_async(to=to, limit=50)
+        for call in calls:
+            created = call.date_created
+            if (from_ is None or call.from_ == from_) and (created is None or created >= since.replace(microsecond=0)):
+                return Found(provider_id=str(call.sid), status=str(call.status))
+        return None
+
+    @asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        """Bound the request (the client ignores its own timeout, twilio-python#925) and sort failures."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                yield
+        except TwilioRestException as exc:
+            verdict = classify_twilio(exc.status, exc.code)
+            raise ProviderError(f"twilio {exc.status} code {exc.code}: {exc.msg}", verdict, exc.code) from exc
+        except TimeoutError as exc:
+            raise ProviderError("twilio did not answer in time", "retry", unknown=True) from exc
+        except aiohttp.ClientConnectorError as exc:
+            # Nothing reached Twilio: safe to try again.
+            raise ProviderError(f"cannot reach twilio: {exc}", "retry") from exc
+        except aiohttp.ClientError as exc:
+            raise ProviderError(f"twilio request failed: {exc}", "retry", unknown=True) from exc

@@ -1,0 +1,140 @@
+"""Voice: a call is placed here and then lives on its own. The slot stays held while it lasts (the
+tracker frees it when the call ends; the lease, the call's time limit + 120 s, covers a lost
+callback) and the call is charged by the minute when it ends, so the command is acked at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Protocol
+from urllib.parse import urlencode
+
+import asyncpg
+import structlog
+
+from services.dispatcher.decide import Decision
+from services.dispatcher.providers.base import Accepted, Found, ProviderError
+from shared.db import sending, slots
+from shared.domain.retry import next_attempt
+
+log = structlog.get_logger()
+
+#: Seconds a call's slot lease outlives its time limit (ringing, callback delays, a lost callback).
+LEASE_MARGIN = 120
+
+
+class CallProvider(Protocol):
+    """Places a call whose TwiML comes from `answer_url`."""
+
+    async def place_call(
+        self, *, to: str, from_: str, answer_url: str, status_callback: str, time_limit: int, ring_timeout: int
+    ) -> Accepted:
+        """Accepted, or ProviderError saying whether to retry."""
+        ...
+
+
+class CallLookup(Protocol):
+    """Finds a call the provider may have placed before we could record it."""
+
+    async def find_call(self, *, to: str, from_: str | None, since: datetime) -> Found | None:
+        """The call to `to` created since `since`, or None."""
+        ...
+
+
+class VoiceSender:
+    """Calls over Twilio; the answer, speech and status webhooks carry the delivery id (signed)."""
+
+    channel = "voice"
+    holds_slot = True
+    #: The gate's default while the call is being placed; extended once it is.
+    lease_s = None
+
+    def __init__(
+        self, provider: CallProvider, pool: asyncpg.Pool, public_url: str, default_from: str,
+        ring_timeout: int, default_time_limit: int,
+    ):
+        self._provider = provider
+        self._pool = pool
+        self._public_url = public_url.rstrip("/")
+        self._default_from = default_from
+        self._ring_timeout = ring_timeout
+        self._default_time_limit = default_time_limit
+
+    def webhook_url(self, kind: str, delivery_id: str) -> str:
+        """The tracker's `answer` or `status` webhook for this delivery's call."""
+        return f"{self._public_url}/webhooks/twilio/voice/{kind}?{urlencode({'delivery_id': delivery_id})}"
+
+    def time_limit(self, row: asyncpg.Record) -> int:
+        """The call's longest duration: the campaign's `call_duration_limit`, else the default."""
+        return int((row["voice"] or {}).get("call_duration_limit") or self._default_time_limit)
+
+    async def send(self, row: asyncpg.Record, decision: Decision) -> Accepted:
+        """Place the call, then stretch the slot's lease to cover the whole call."""
+        time_limit = self.time_limit(row)
+        accepted = await self._provider.place_call(
+            to=row["to_address"],
+            from_=row["from_number"] or self._default_from,
+            answer_url=self.webhook_url("answer", row["id"]),
+            status_callback=self.webhook_url("status", row["id"]),
+            time_limit=time_limit,
+            ring_timeout=self._ring_timeout,
+        )
+        # A no-op when the call already ended and the tracker freed the slot.
+        await slots.extend(self._pool, row["campaign_id"], row["id"], time_limit + LEASE_MARGIN)
+        log.info("call.placed", provider_id=accepted.provider_id, time_limit=time_limit)
+        return accepted
+
+    def cost(self, row: asyncpg.Record, decision: Decision) -> None:
+        """Charged when the call ends, by the minute (the tracker)."""
+        return None
+
+
+class VoiceReconciler:
+    """Calls left `sending` (a timeout or a crash while placing them): found at the provider →
+    recorded as placed; not found → placed again (or failed when retries are exhausted)."""
+
+    def __init__(self, pool: asyncpg.Pool, lookup: CallLookup, default_from: str, after_s: float, interval_s: float):
+        self._pool = pool
+        self._lookup = lookup
+        self._default_from = default_from
+        self._after = after_s
+        self._interval = interval_s
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Check every `interval_s` until `stop` is set."""
+        while not stop.is_set():
+            try:
+                await self.reconcile_once()
+            except Exception as exc:  # the loop must survive a bad round
+                log.warning("reconcile.failed", channel="voice", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._interval)
+
+    async def reconcile_once(self) -> int:
+        """One round; how many deliveries it resolved."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await sending.stuck(conn, "voice", self._after)
+            for row in rows:
+                await self._resolve(conn, row)
+        return len(rows)
+
+    async def _resolve(self, conn: asyncpg.Connection, row: asyncpg.Record) -> None:
+        try:
+            found = await self._lookup.find_call(
+                to=row["to_address"], from_=row["from_number"] or self._default_from, since=row["sending_at"]
+            )
+        except ProviderError as exc:
+            log.warning("reconcile.lookup_failed", delivery_id=row["id"], error=str(exc))
+            return
+        if found is not None:
+            await sending.mark_sent(conn, row["id"], found.provider_id, found.status, None)
+            log.info("reconcile.found", delivery_id=row["id"], provider_id=found.provider_id)
+            return
+        now = datetime.now(UTC)
+        step = next_attempt(row["attempts"], row["max_retries"], row["retry_interval"], now, "retry")
+        if step.at is None:
+            await sending.finish(conn, row["id"], "failed", "provider outcome unknown and retries exhausted")
+        else:
+            await sending.schedule_retry(conn, row["id"], now, "not found at the provider; called again")
+        log.info("reconcile.not_found", delivery_id=row["id"], retry=step.at is not None)

@@ -1,0 +1,168 @@
+"""Voice webhooks: a call is a conversation. `answer` says the opening message and listens;
+`gather` records what the contact said and says the agent's answer (or goodbye); `status` ends the
+call: delivered and charged by the minute, or planned again (busy, no answer), or failed, and the
+campaign's slot freed. Each is verified (X-Twilio-Signature) and recorded once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+import asyncpg
+import structlog
+from aiohttp import web
+from twilio.twiml.voice_response import VoiceResponse
+
+from services.tracker import agents
+from services.tracker.signatures import TwilioSignatures
+from services.tracker.voice_callbacks import asks_to_stop, call_status_change
+from services.tracker.webhooks import WEBHOOKS, twiml, verified_form
+from shared.db import balance, calls, slots, tracking
+from shared.ids import new_id
+
+log = structlog.get_logger()
+
+#: Seconds the agent may take on a live call (Twilio waits 15 s for TwiML; the contact waits too).
+AGENT_TIMEOUT = 5.0
+GOODBYE = "Thank you for your time. Goodbye."
+STOPPED = "Understood. We will not call you again. Goodbye."
+
+
+def _key(request: web.Request, fallback: str) -> str:
+    """The callback's dedupe key: Twilio's idempotency token, else `fallback`."""
+    return "twilio:" + (request.headers.get("I-Twilio-Idempotency-Token") or fallback)
+
+
+def _voice(delivery: asyncpg.Record) -> dict[str, Any]:
+    """`<Say>` attributes from the campaign's voice settings (`voice`, `language`)."""
+    settings = delivery["voice"] or {}
+    return {k: str(settings[k]) for k in ("voice", "language") if isinstance(settings.get(k), str)}
+
+
+def say_and_listen(request: web.Request, delivery: asyncpg.Record, text: str) -> str:
+    """TwiML: say `text`, then gather the contact's speech and post it to our `gather` webhook."""
+    signatures: TwilioSignatures = request.app["signatures"]
+    action = signatures.url_for("/webhooks/twilio/voice/gather?" + urlencode({"delivery_id": delivery["id"]}))
+    response = VoiceResponse()
+    if text:
+        response.say(text, **_voice(delivery))
+    response.gather(input="speech", action=action, speech_timeout="auto", action_on_empty_result=True)
+    return str(response.to_xml())
+
+
+def say_and_hang_up(text: str, delivery: asyncpg.Record | None = None) -> str:
+    """TwiML: say `text` (if any), then hang up."""
+    response = VoiceResponse()
+    if text:
+        response.say(text, **(_voice(delivery) if delivery is not None else {}))
+    response.hangup()
+    return str(response.to_xml())
+
+
+async def voice_answer(request: web.Request) -> web.Response:
+    """`POST /webhooks/twilio/voice/answer?delivery_id=…`: the contact picked up."""
+    form = await verified_form(request, "voice.answer")
+    sid = form.get("CallSid", "")
+    pool: asyncpg.Pool = request.app["pool"]
+    async with pool.acquire() as conn, conn.transaction():
+        delivery = await calls.call_for_update(conn, request.query.get("delivery_id"))
+        if delivery is None:
+            WEBHOOKS.labels("voice.answer", "unknown_delivery").inc()
+            return twiml(say_and_hang_up(""))
+        first = await tracking.record_event(conn, "twilio", "voice.answer", _key(request, f"{sid}:answer"),
+                                            delivery["id"], form)
+        opening = delivery["rendered"] or ""
+        if first and opening:
+            await tracking.add_message(conn, new_id("message"), delivery, "out", opening, sid, "agent")
+    WEBHOOKS.labels("voice.answer", "applied" if first else "duplicate").inc()
+    log.info("call.answered", delivery_id=delivery["id"], campaign_id=delivery["campaign_id"], provider_id=sid)
+    return twiml(say_and_listen(request, delivery, opening))
+
+
+async def voice_gather(request: web.Request) -> web.Response:
+    """`POST /webhooks/twilio/voice/gather?delivery_id=…`: what the contact said (SpeechResult)."""
+    form = await verified_form(request, "voice.gather")
+    sid = form.get("CallSid", "")
+    speech = (form.get("SpeechResult") or "").strip()
+    stop = bool(speech) and asks_to_stop(speech)
+    pool: asyncpg.Pool = request.app["pool"]
+    async with pool.acquire() as conn, conn.transaction():
+        delivery = await calls.call_for_update(conn, request.query.get("delivery_id"))
+        if delivery is None:
+            WEBHOOKS.labels("voice.gather", "unknown_delivery").inc()
+            return twiml(say_and_hang_up(GOODBYE))
+        first = await tracking.record_event(conn, "twilio", "voice.gather", _key(request, f"{sid}:gather:{speech}"),
+                                            delivery["id"], form)
+        if first and speech:
+            await tracking.add_message(conn, new_id("message"), delivery, "in", speech, sid, "contact")
+            if stop:
+                await calls.opt_out(conn, delivery["contact_id"])
+                await tracking.add_message(conn, new_id("message"), delivery, "out", STOPPED, None, "system")
+            else:
+                await tracking.mark_replied(conn, delivery["id"])
+    kind = "silence" if not speech else "stop" if stop else "speech"
+    WEBHOOKS.labels("voice.gather", kind if first else "duplicate").inc()
+    log.info("call.speech", delivery_id=delivery["id"], campaign_id=delivery["campaign_id"], kind=kind)
+    if stop:
+        return twiml(say_and_hang_up(STOPPED, delivery))
+    reply = await _agent_answer(request, pool, delivery, record=first) if speech else None
+    if not reply:
+        if first:
+            await tracking.add_message(pool, new_id("message"), delivery, "out", GOODBYE, None, "system")
+        return twiml(say_and_hang_up(GOODBYE, delivery))
+    return twiml(say_and_listen(request, delivery, reply))
+
+
+async def _agent_answer(request: web.Request, pool: asyncpg.Pool, delivery: asyncpg.Record, record: bool) -> str | None:
+    """The campaign's agent's answer to the conversation so far (None: no answer, failure, timeout)."""
+    agent = await calls.agent(pool, delivery["campaign_id"])
+    contact = await calls.contact(pool, delivery["contact_id"])
+    if agent is None or contact is None:
+        return None
+    history = [dict(r) for r in await tracking.history(pool, delivery["contact_id"], delivery["campaign_id"])]
+    reply = await agents.answer(request.app["http"], agent, dict(contact), history, timeout=AGENT_TIMEOUT)
+    if reply and record:
+        await tracking.add_message(pool, new_id("message"), delivery, "out", reply, None, "agent")
+        log.info("agent.answered", delivery_id=delivery["id"], agent_id=agent["id"], mode=agent["mode"])
+    return reply
+
+
+def _seconds(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+async def voice_status(request: web.Request) -> web.Response:
+    """`POST /webhooks/twilio/voice/status?delivery_id=…`: a call's progress, applied once and never
+    backwards; a final status frees the campaign's slot."""
+    form = await verified_form(request, "voice.status")
+    sid = form.get("CallSid") or None
+    status = (form.get("CallStatus") or "").lower()
+    delivery_id = request.query.get("delivery_id")
+    pool: asyncpg.Pool = request.app["pool"]
+    async with pool.acquire() as conn, conn.transaction():
+        if not await tracking.record_event(conn, "twilio", "voice.status", _key(request, f"{sid}:{status}"),
+                                           delivery_id, form):
+            WEBHOOKS.labels("voice.status", "duplicate").inc()
+            return twiml()
+        delivery = await calls.call_for_update(conn, delivery_id)
+        if delivery is None:
+            WEBHOOKS.labels("voice.status", "unknown_delivery").inc()
+            log.warning("webhook.unknown_delivery", provider_id=sid, delivery_id=delivery_id)
+            return twiml()
+        outcome = call_status_change(
+            delivery, sid, status, _seconds(form.get("CallDuration")), form.get("ErrorCode") or None, datetime.now(UTC)
+        )
+        await calls.update(conn, delivery["id"], outcome.change)
+        if outcome.ended and status == "completed":
+            price: Decimal = delivery["price_voice_minute"]
+            await balance.charge(conn, delivery["id"], price * outcome.minutes)
+    if outcome.ended:
+        await slots.release(pool, delivery["campaign_id"], delivery["id"])
+    WEBHOOKS.labels("voice.status", "applied" if outcome.change else "stale").inc()
+    log.info(
+        "call.status", delivery_id=delivery["id"], campaign_id=delivery["campaign_id"], status=status,
+        state=outcome.change.get("state", delivery["state"]), reason=outcome.reason, minutes=outcome.minutes,
+    )
+    return twiml()

@@ -1,0 +1,61 @@
+"""The tracker's view of a voice call: its delivery (with the campaign's retry settings), its
+agent and contact, and the changes a call's callbacks make."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+_CALL = """
+SELECT d.id, d.account_id, d.campaign_id, d.contact_id, d.channel, d.state, d.rendered, d.attempts,
+       d.provider_id, d.provider_status, d.sent_at, d.delivered_at, d.replied_at,
+       c.status AS campaign_status, c.max_retries, c.retry_interval, c.voice, c.agent_id,
+       acc.price_voice_minute
+FROM deliveries d
+JOIN campaigns c ON c.id = d.campaign_id
+JOIN accounts acc ON acc.id = d.account_id
+WHERE d.id = $1 AND d.channel = 'voice'
+FOR UPDATE OF d
+"""
+_AGENT = "SELECT a.* FROM agents a JOIN campaigns c ON c.agent_id = a.id WHERE c.id = $1"
+_CONTACT = "SELECT * FROM contacts WHERE id = $1"
+_OPT_OUT = "UPDATE contacts SET opted_out_voice = true, updated_at = now() WHERE id = $1"
+_COLUMNS = frozenset({"state", "provider_status", "sent_at", "delivered_at", "failed_at", "error", "send_at"})
+
+
+async def call_for_update(conn: asyncpg.Connection, delivery_id: str | None) -> asyncpg.Record | None:
+    """The voice delivery a call webhook is about, row-locked (inside a transaction)."""
+    if not delivery_id:
+        return None
+    return await conn.fetchrow(_CALL, delivery_id)
+
+
+async def agent(conn: asyncpg.Connection | asyncpg.Pool, campaign_id: str) -> asyncpg.Record | None:
+    """The campaign's agent."""
+    return await conn.fetchrow(_AGENT, campaign_id)
+
+
+async def contact(conn: asyncpg.Connection | asyncpg.Pool, contact_id: str) -> asyncpg.Record | None:
+    """The contact called."""
+    return await conn.fetchrow(_CONTACT, contact_id)
+
+
+async def opt_out(conn: asyncpg.Connection, contact_id: str) -> None:
+    """The contact asked not to be called again: later voice campaigns skip it."""
+    await conn.execute(_OPT_OUT, contact_id)
+
+
+async def update(conn: asyncpg.Connection, delivery_id: str, change: dict[str, Any]) -> None:
+    """Apply a call's `change` (column → value; columns from a fixed list) to its delivery."""
+    columns = sorted(change)
+    if not columns:
+        return
+    if not set(columns) <= _COLUMNS:
+        raise ValueError(f"not a call column: {set(columns) - _COLUMNS}")
+    assignments = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(columns))
+    await conn.execute(
+        f"UPDATE deliveries SET {assignments}, updated_at = now() WHERE id = $1",  # noqa: S608 (fixed columns)
+        delivery_id,
+        *(change[c] for c in columns),
+    )
