@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -23,3 +24,17 @@ async def cancel_all(tasks: list[asyncio.Task[object]]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def every(interval: float, stop: asyncio.Event, step: Callable[[], Awaitable[object]], name: str) -> None:
+    """Run `step` every `interval` seconds until `stop` is set; a failing round is logged, never fatal."""
+    import structlog
+
+    log = structlog.get_logger()
+    while not stop.is_set():
+        try:
+            await step()
+        except Exception as exc:  # the loop must survive a bad round
+            log.warning(f"{name}.failed", error=repr(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

@@ -5,7 +5,6 @@ delivery left `sending` (a crash, no answer after DATA) is sent again with the s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
@@ -18,6 +17,7 @@ from services.dispatcher.providers.base import Accepted
 from services.dispatcher.providers.smtp_email import Email
 from shared.db import sending
 from shared.domain.retry import next_attempt
+from shared.runtime import every
 from shared.unsubscribe import make_token
 
 log = structlog.get_logger()
@@ -98,13 +98,7 @@ class EmailReconciler:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Check every `interval_s` until `stop` is set."""
-        while not stop.is_set():
-            try:
-                await self.reconcile_once()
-            except Exception as exc:  # the loop must survive a bad round
-                log.warning("reconcile.failed", channel="email", error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._interval)
+        await every(self._interval, stop, self.reconcile_once, "reconcile.email")
 
     async def reconcile_once(self) -> int:
         """One round; how many deliveries it resolved."""

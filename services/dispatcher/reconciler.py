@@ -13,6 +13,7 @@ from services.dispatcher.providers.base import SmsLookup
 from shared.db import sending
 from shared.domain.pricing import sms_segments
 from shared.domain.retry import next_attempt
+from shared.runtime import every
 
 log = structlog.get_logger()
 
@@ -29,15 +30,7 @@ class Reconciler:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Check every `interval_s` until `stop` is set."""
-        while not stop.is_set():
-            try:
-                await self.reconcile_once()
-            except Exception as exc:  # the loop must survive a bad round
-                log.warning("reconcile.failed", error=repr(exc))
-            try:
-                await asyncio.wait_for(stop.wait(), self._interval)
-            except TimeoutError:
-                pass
+        await every(self._interval, stop, self.reconcile_once, "reconcile.sms")
 
     async def reconcile_once(self) -> int:
         """One round; how many deliveries it resolved."""

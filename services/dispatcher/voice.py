@@ -5,7 +5,6 @@ callback) and the call is charged by the minute when it ends, so the command is 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime
 from typing import Protocol
 from urllib.parse import urlencode
@@ -17,6 +16,7 @@ from services.dispatcher.decide import Decision
 from services.dispatcher.providers.base import Accepted, Found, ProviderError
 from shared.db import sending, slots
 from shared.domain.retry import next_attempt
+from shared.runtime import every
 
 log = structlog.get_logger()
 
@@ -103,13 +103,7 @@ class VoiceReconciler:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Check every `interval_s` until `stop` is set."""
-        while not stop.is_set():
-            try:
-                await self.reconcile_once()
-            except Exception as exc:  # the loop must survive a bad round
-                log.warning("reconcile.failed", channel="voice", error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._interval)
+        await every(self._interval, stop, self.reconcile_once, "reconcile.voice")
 
     async def reconcile_once(self) -> int:
         """One round; how many deliveries it resolved."""

@@ -6,26 +6,14 @@ import asyncio
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
-from twilio.rest import Client
 
 from services.dispatcher.providers.base import Accepted, Found, ProviderError
+from services.dispatcher.providers.twilio_client import TwilioClient
 from shared.domain.retry import classify_twilio
 
 
-class TwilioSms:
+class TwilioSms(TwilioClient):
     """`SmsProvider` over Twilio's Messages API."""
-
-    def __init__(self, account_sid: str, auth_token: str, base_url: str, timeout: float):
-        self._http = AsyncTwilioHttpClient()
-        self.client = Client(account_sid, auth_token, http_client=self._http)
-        # Messages and Calls live on the `api` domain; its base URL is read on every request.
-        self.client.api.base_url = base_url.rstrip("/")
-        self._timeout = timeout
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        await self._http.close()
 
     async def send_sms(self, *, to: str, from_: str, body: str, status_callback: str) -> Accepted:
         """POST …/Messages.json; ProviderError sorted into retry, fail or opt-out."""

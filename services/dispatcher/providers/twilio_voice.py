@@ -9,10 +9,9 @@ from datetime import datetime
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
-from twilio.rest import Client
 
 from services.dispatcher.providers.base import Accepted, Found, ProviderError
+from services.dispatcher.providers.twilio_client import TwilioClient
 from shared.domain.retry import classify_twilio
 
 #: Call progress events we subscribe to; Twilio sends each as its own callback (`answered` arrives
@@ -20,19 +19,8 @@ from shared.domain.retry import classify_twilio
 STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
 
 
-class TwilioVoice:
+class TwilioVoice(TwilioClient):
     """Places calls with Twilio's Calls API; the call's TwiML comes from the tracker's answer URL."""
-
-    def __init__(self, account_sid: str, auth_token: str, base_url: str, timeout: float):
-        self._http = AsyncTwilioHttpClient()
-        self.client = Client(account_sid, auth_token, http_client=self._http)
-        # Calls live on the `api` domain; its base URL is read on every request.
-        self.client.api.base_url = base_url.rstrip("/")
-        self._timeout = timeout
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        await self._http.close()
 
     async def place_call(
         self, *, to: str, from_: str, answer_url: str, status_callback: str, time_limit: int, ring_timeout: int
