@@ -13,17 +13,19 @@ import structlog
 from services.dispatcher.concurrency import SlotGate
 from services.dispatcher.email import EmailReconciler, EmailSender
 from services.dispatcher.handlers import Sender, SendHandler
+from services.dispatcher.providers.base import Found
 from services.dispatcher.providers.smtp_email import SmtpEmail
 from services.dispatcher.providers.twilio_sms import TwilioSms
 from services.dispatcher.providers.twilio_voice import TwilioVoice
 from services.dispatcher.reconciler import Reconciler
 from services.dispatcher.senders import SmsSender
-from services.dispatcher.voice import VoiceReconciler, VoiceSender
+from services.dispatcher.voice import VoiceSender
 from shared import observability
 from shared.bus.connection import connect
 from shared.bus.consumer import Consumer
 from shared.channels import SENDING_CHANNELS
 from shared.db.pool import create_pool
+from shared.domain.pricing import sms_segments
 from shared.runtime import cancel_all
 from shared.settings import Settings, secret_key, smtp_address, twilio_base_url
 
@@ -42,8 +44,13 @@ async def sms_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tu
         twilio_base_url(settings),
         settings.provider_timeout,
     )
+    async def find(row: asyncpg.Record) -> Found | None:
+        return await provider.find_sms(
+            to=row["to_address"], from_=row["from_number"] or settings.default_from_number, body=row["rendered"] or ""
+        )
+
     reconciler = Reconciler(
-        pool, provider, settings.default_from_number,
+        pool, "sms", find, lambda row: row["price_sms"] * sms_segments(row["rendered"] or ""),
         after_s=settings.reconcile_after, interval_s=max(1.0, settings.reconcile_after / 4),
     )
     try:
@@ -61,8 +68,13 @@ async def voice_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[
         twilio_base_url(settings),
         settings.provider_timeout,
     )
-    reconciler = VoiceReconciler(
-        pool, provider, settings.default_from_number,
+    async def find(row: asyncpg.Record) -> Found | None:
+        return await provider.find_call(
+            to=row["to_address"], from_=row["from_number"] or settings.default_from_number, since=row["sending_at"]
+        )
+
+    reconciler = Reconciler(
+        pool, "voice", find, lambda row: None,  # a call is charged when it ends
         after_s=settings.reconcile_after, interval_s=max(1.0, settings.reconcile_after / 4),
     )
     sender = VoiceSender(

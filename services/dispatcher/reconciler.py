@@ -1,58 +1,67 @@
 """Deliveries left `sending` (a dispatcher died mid-call, or the provider did not answer in time):
-ask the provider whether it has the message before anything is sent again."""
+ask the provider whether it has the message (or call) before anything is sent again."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import asyncpg
 import structlog
 
-from services.dispatcher.providers.base import SmsLookup
+from services.dispatcher.providers.base import Found, ProviderError
 from shared.db import sending
-from shared.domain.pricing import sms_segments
 from shared.domain.retry import next_attempt
 from shared.runtime import every
 
 log = structlog.get_logger()
 
+#: Looks a stuck delivery up at the provider.
+Find = Callable[[asyncpg.Record], Awaitable[Found | None]]
+#: What a send found at the provider costs (None: charged later, e.g. a call when it ends).
+Cost = Callable[[asyncpg.Record], Decimal | None]
+
 
 class Reconciler:
-    """Resolves stuck deliveries: found at the provider → sent; not found → retried (or failed)."""
+    """Resolves one channel's stuck deliveries: found at the provider → sent; not found → sent
+    again now (the attempt already counted), or failed once retries are exhausted."""
 
-    def __init__(self, pool: asyncpg.Pool, lookup: SmsLookup, default_from: str, after_s: float, interval_s: float):
+    def __init__(self, pool: asyncpg.Pool, channel: str, find: Find, cost: Cost, after_s: float, interval_s: float):
         self._pool = pool
-        self._lookup = lookup
-        self._default_from = default_from
+        self._channel = channel
+        self._find = find
+        self._cost = cost
         self._after = after_s
         self._interval = interval_s
 
     async def run(self, stop: asyncio.Event) -> None:
         """Check every `interval_s` until `stop` is set."""
-        await every(self._interval, stop, self.reconcile_once, "reconcile.sms")
+        await every(self._interval, stop, self.reconcile_once, f"reconcile.{self._channel}")
 
     async def reconcile_once(self) -> int:
-        """One round; how many deliveries it resolved."""
+        """One round; how many deliveries it looked at."""
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await sending.stuck(conn, "sms", self._after)
+            rows = await sending.stuck(conn, self._channel, self._after)
             for row in rows:
                 await self._resolve(conn, row)
         return len(rows)
 
     async def _resolve(self, conn: asyncpg.Connection, row: asyncpg.Record) -> None:
-        found = await self._lookup.find_sms(
-            to=row["to_address"], from_=row["from_number"] or self._default_from, body=row["rendered"] or ""
-        )
+        try:
+            found = await self._find(row)
+        except ProviderError as exc:
+            log.warning("reconcile.lookup_failed", delivery_id=row["id"], error=str(exc))
+            return
         if found is not None:
-            cost = row["price_sms"] * sms_segments(row["rendered"] or "")
-            await sending.mark_sent(conn, row["id"], found.provider_id, found.status, cost)
+            await sending.mark_sent(conn, row["id"], found.provider_id, found.status, self._cost(row))
             log.info("reconcile.found", delivery_id=row["id"], provider_id=found.provider_id)
             return
-        step = next_attempt(row["attempts"], row["max_retries"], row["retry_interval"], datetime.now(UTC), "retry")
+        now = datetime.now(UTC)
+        step = next_attempt(row["attempts"], row["max_retries"], row["retry_interval"], now, "retry")
         if step.at is None:
             await sending.finish(conn, row["id"], "failed", "provider outcome unknown and retries exhausted")
         else:
-            # Not at the provider: it never left. Send again now (the attempt already counted).
-            await sending.schedule_retry(conn, row["id"], datetime.now(UTC), "not found at the provider; resent")
+            await sending.schedule_retry(conn, row["id"], now, "not found at the provider; sent again")
         log.info("reconcile.not_found", delivery_id=row["id"], retry=step.at is not None)

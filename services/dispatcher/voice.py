@@ -4,8 +4,7 @@ callback) and the call is charged by the minute when it ends, so the command is 
 
 from __future__ import annotations
 
-import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 from urllib.parse import urlencode
 
@@ -13,10 +12,8 @@ import asyncpg
 import structlog
 
 from services.dispatcher.decide import Decision
-from services.dispatcher.providers.base import Accepted, Found, ProviderError
-from shared.db import sending, slots
-from shared.domain.retry import next_attempt
-from shared.runtime import every
+from services.dispatcher.providers.base import Accepted, Found
+from shared.db import slots
 
 log = structlog.get_logger()
 
@@ -89,46 +86,3 @@ class VoiceSender:
         """Charged when the call ends, by the minute (the tracker)."""
         return None
 
-
-class VoiceReconciler:
-    """Calls left `sending` (a timeout or a crash while placing them): found at the provider →
-    recorded as placed; not found → placed again (or failed when retries are exhausted)."""
-
-    def __init__(self, pool: asyncpg.Pool, lookup: CallLookup, default_from: str, after_s: float, interval_s: float):
-        self._pool = pool
-        self._lookup = lookup
-        self._default_from = default_from
-        self._after = after_s
-        self._interval = interval_s
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Check every `interval_s` until `stop` is set."""
-        await every(self._interval, stop, self.reconcile_once, "reconcile.voice")
-
-    async def reconcile_once(self) -> int:
-        """One round; how many deliveries it resolved."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await sending.stuck(conn, "voice", self._after)
-            for row in rows:
-                await self._resolve(conn, row)
-        return len(rows)
-
-    async def _resolve(self, conn: asyncpg.Connection, row: asyncpg.Record) -> None:
-        try:
-            found = await self._lookup.find_call(
-                to=row["to_address"], from_=row["from_number"] or self._default_from, since=row["sending_at"]
-            )
-        except ProviderError as exc:
-            log.warning("reconcile.lookup_failed", delivery_id=row["id"], error=str(exc))
-            return
-        if found is not None:
-            await sending.mark_sent(conn, row["id"], found.provider_id, found.status, None)
-            log.info("reconcile.found", delivery_id=row["id"], provider_id=found.provider_id)
-            return
-        now = datetime.now(UTC)
-        step = next_attempt(row["attempts"], row["max_retries"], row["retry_interval"], now, "retry")
-        if step.at is None:
-            await sending.finish(conn, row["id"], "failed", "provider outcome unknown and retries exhausted")
-        else:
-            await sending.schedule_retry(conn, row["id"], now, "not found at the provider; called again")
-        log.info("reconcile.not_found", delivery_id=row["id"], retry=step.at is not None)

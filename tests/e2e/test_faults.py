@@ -122,3 +122,39 @@ async def test_two_schedulers_at_once_release_each_contact_once(http, system, ac
     counts = [len(fake_twilio.sent_to(p)) for p in phones]
     assert counts.count(1) == 600
     assert final["sent"] == 600
+
+
+async def test_a_delivery_left_sending_is_looked_up_at_the_provider_before_any_resend(
+    http, system, account, fake_twilio, db
+):
+    # Given two delivered messages whose outcome the dispatcher "lost" (as after a crash mid-call):
+    # one the provider has, one it never got
+    had, lost = new_phone(), new_phone()
+    campaign_id = await _campaign(http, system, account, [had, lost], max_retries=2)
+    await _completed(http, system, account, campaign_id)
+    await db.execute(
+        "UPDATE deliveries SET state = 'sending', sent_at = NULL, provider_id = NULL, "
+        "sending_at = now() - interval '1 hour', "
+        "rendered = CASE WHEN to_address = $2 THEN 'never sent text' ELSE rendered END "
+        "WHERE campaign_id = $1",
+        campaign_id, lost,
+    )
+    await db.execute("UPDATE runs SET status = 'planned', completed_at = NULL WHERE campaign_id = $1", campaign_id)
+    await db.execute("UPDATE campaigns SET status = 'running', completed_at = NULL WHERE id = $1", campaign_id)
+
+    # Then the one the provider has is recorded as sent without a second request…
+    async def resolved():
+        rows = await db.fetch("SELECT to_address, state, provider_id FROM deliveries WHERE campaign_id = $1", campaign_id)
+        return {r["to_address"]: r for r in rows} if all(r["state"] != "sending" for r in rows) else None
+
+    rows = await wait_until(resolved, timeout=30, message="reconciled")
+    assert rows[had]["provider_id"] is not None
+    assert len(fake_twilio.sent_to(had)) == 1
+
+    # …and the one it never got is sent again, once
+    async def resent():
+        return len(fake_twilio.sent_to(lost)) == 2
+
+    await wait_until(resent, timeout=30, message="the lost one sent again")
+    await _completed(http, system, account, campaign_id)
+    assert len(fake_twilio.sent_to(lost)) == 2  # the first, and the one resent after the lookup found nothing
