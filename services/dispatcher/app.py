@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -15,6 +15,7 @@ from services.dispatcher.email import EmailReconciler, EmailSender
 from services.dispatcher.handlers import Sender, SendHandler
 from services.dispatcher.providers.base import Found
 from services.dispatcher.providers.smtp_email import SmtpEmail
+from services.dispatcher.providers.twilio_client import TwilioClient
 from services.dispatcher.providers.twilio_sms import TwilioSms
 from services.dispatcher.providers.twilio_voice import TwilioVoice
 from services.dispatcher.reconciler import Reconciler
@@ -31,19 +32,26 @@ from shared.settings import Settings, secret_key, smtp_address, twilio_base_url
 
 log = structlog.get_logger()
 
+T = TypeVar("T", bound=TwilioClient)
+
 #: A channel's sender, opened for the dispatcher's lifetime, and its background loops.
 Loops = list[Callable[[asyncio.Event], Awaitable[None]]]
 
 
-@asynccontextmanager
-async def sms_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tuple[Sender, Loops]]:
-    """SMS through Twilio; the reconciler resolves deliveries left `sending`."""
-    provider = TwilioSms(
+def _twilio(kind: type[T], settings: Settings) -> T:
+    """A Twilio provider (SMS or voice) with the settings' credentials, base URL and timeout."""
+    return kind(  # type: ignore[call-arg]
         settings.twilio_account_sid,
         settings.twilio_auth_token.get_secret_value(),
         twilio_base_url(settings),
         settings.provider_timeout,
     )
+
+
+@asynccontextmanager
+async def sms_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tuple[Sender, Loops]]:
+    """SMS through Twilio; the reconciler resolves deliveries left `sending`."""
+    provider = _twilio(TwilioSms, settings)
     async def find(row: asyncpg.Record) -> Found | None:
         return await provider.find_sms(
             to=row["to_address"], from_=row["from_number"] or settings.default_from_number, body=row["rendered"] or ""
@@ -62,12 +70,7 @@ async def sms_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tu
 @asynccontextmanager
 async def voice_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tuple[Sender, Loops]]:
     """Calls through Twilio; the tracker runs the conversation and frees the slot when a call ends."""
-    provider = TwilioVoice(
-        settings.twilio_account_sid,
-        settings.twilio_auth_token.get_secret_value(),
-        twilio_base_url(settings),
-        settings.provider_timeout,
-    )
+    provider = _twilio(TwilioVoice, settings)
     async def find(row: asyncpg.Record) -> Found | None:
         return await provider.find_call(
             to=row["to_address"], from_=row["from_number"] or settings.default_from_number, since=row["sending_at"]

@@ -51,23 +51,9 @@ ON CONFLICT (account_id, phone) DO UPDATE SET
     updated_at = now()
 RETURNING *, (xmax = 0) AS inserted
 """
-_UPSERT_BY_EMAIL = """
-INSERT INTO contacts AS c (id, account_id, phone, email, first_name, last_name, company, timezone,
-                           metadata, opted_out_sms, opted_out_email, opted_out_voice)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-        COALESCE($10::boolean, false), COALESCE($11::boolean, false), COALESCE($12::boolean, false))
-ON CONFLICT (account_id, email) DO UPDATE SET
-    first_name = COALESCE(EXCLUDED.first_name, c.first_name),
-    last_name = COALESCE(EXCLUDED.last_name, c.last_name),
-    company = COALESCE(EXCLUDED.company, c.company),
-    timezone = COALESCE(EXCLUDED.timezone, c.timezone),
-    metadata = c.metadata || EXCLUDED.metadata,
-    opted_out_sms = COALESCE($10::boolean, c.opted_out_sms),
-    opted_out_email = COALESCE($11::boolean, c.opted_out_email),
-    opted_out_voice = COALESCE($12::boolean, c.opted_out_voice),
-    updated_at = now()
-RETURNING *, (xmax = 0) AS inserted
-"""
+_UPSERT_BY_EMAIL = _UPSERT_BY_PHONE.replace(
+    "ON CONFLICT (account_id, phone)", "ON CONFLICT (account_id, email)"
+).replace("    email = COALESCE(EXCLUDED.email, c.email),\n", "")
 _UPDATE = """
 UPDATE contacts SET first_name = $3, last_name = $4, email = $5, phone = $6, company = $7,
     timezone = $8, metadata = $9, opted_out_sms = $10, opted_out_email = $11,

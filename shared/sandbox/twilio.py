@@ -131,6 +131,15 @@ class FakeTwilio(FakeCalls):
         self.requests.append(recorded)
         return recorded
 
+    def scripted_failure(self, to: str | None) -> web.Response | None:
+        """The next scripted answer for `to` when it is a failure (see `script`)."""
+        canned = self.script.get(to or "")
+        if canned:
+            status, code = canned.pop(0)
+            if status >= 300:
+                return self._error(status, code, f"scripted failure {code}")
+        return None
+
     @staticmethod
     def _error(status: int, code: int | None, message: str) -> web.Response:
         body = {"code": code or status, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
@@ -151,11 +160,9 @@ class FakeTwilio(FakeCalls):
         if not self._authorised(request):
             return self._error(401, 20003, "Authenticate")
         to, body = recorded.get("To"), recorded.get("Body")
-        canned = self.script.get(to or "")
-        if canned:
-            status, code = canned.pop(0)
-            if status >= 300:
-                return self._error(status, code, f"scripted failure {code}")
+        scripted = self.scripted_failure(to)
+        if scripted is not None:
+            return scripted
         if not to:
             return self._error(400, 21604, "A 'To' phone number is required.")
         if not body:

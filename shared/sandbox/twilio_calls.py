@@ -58,6 +58,7 @@ class FakeCalls:
     if TYPE_CHECKING:
         async def _record(self, request: web.Request) -> Recorded: ...
         def _authorised(self, request: web.Request) -> bool: ...
+        def scripted_failure(self, to: str | None) -> web.Response | None: ...
         @staticmethod
         def _error(status: int, code: int | None, message: str) -> web.Response: ...
         def signed(self, url: str, params: dict[str, str]) -> dict[str, str]: ...
@@ -75,11 +76,9 @@ class FakeCalls:
         if not self._authorised(request):
             return self._error(401, 20003, "Authenticate")
         to, from_ = recorded.get("To"), recorded.get("From")
-        canned = self.script.get(to or "")
-        if canned:
-            status, code = canned.pop(0)
-            if status >= 300:
-                return self._error(status, code, f"scripted failure {code}")
+        scripted = self.scripted_failure(to)
+        if scripted is not None:
+            return scripted
         if not to:
             return self._error(400, 21201, "No 'To' number is specified")
         if not from_:
