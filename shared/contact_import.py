@@ -8,7 +8,10 @@ parsed and validated.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import csv
+import io
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +24,11 @@ from shared.db.pool import connect
 from shared.domain.contact_csv import Columns, CsvRecords, HeaderError, StagedRow, map_header, validate_row
 from shared.errors import Invalid, NotFound
 
-#: Connections writing side by side (PostgreSQL spends more per row than the parsing does).
-WRITERS = 2
+#: Connections writing side by side (PostgreSQL spends more per row than the parsing does; with
+#: three, one is usually ready for the next batch while the others are busy).
+WRITERS = 3
+#: Batches queued on one connection before the parsing waits for it.
+IN_FLIGHT = 2
 #: Rows upserted per transaction.
 BATCH_ROWS = 5000
 #: Errors listed in the summary (the rest are only counted).
@@ -64,66 +70,103 @@ class ImportSummary:
         }
 
 
+class _Lane:
+    """One writing connection: the batch being filled (CSV text), batches cut and waiting, and the
+    batches in flight (written one after another). A batch never holds two rows of one phone (or email): the upsert needs no
+    de-duplication, and a repeated row starts the next batch, so the last row of a contact wins.
+    """
+
+    def __init__(self, conn: asyncpg.Connection):
+        self.conn = conn
+        self.tasks: collections.deque[asyncio.Task[None]] = collections.deque()  # in flight, in order
+        self.ready: list[bytes] = []
+        self.all_new = True  # every batch so far held only new contacts: try the next as such too
+        self._new_batch()
+
+    def _new_batch(self) -> None:
+        self.rows = 0
+        self.keys: set[str] = set()
+        self.text = io.StringIO()
+        self.write = csv.writer(self.text, lineterminator="\n").writerow
+
+    def cut(self) -> None:
+        """Move the batch being filled to `ready`."""
+        if self.rows:
+            self.ready.append(self.text.getvalue().encode())
+            self._new_batch()
+
+
 class _Writers:
     """Upserts batches on one or more connections, in the background of the parsing.
 
     Rows are dealt to a connection by their phone (else email), so every row of one contact goes
-    the same way and in file order: the last one wins. Each connection has one batch in flight.
+    the same way and in file order: the last one wins. Up to IN_FLIGHT batches queue on each
+    connection, so the parsing seldom waits. Batches are first tried as plain inserts of new
+    contacts (a first import); a lane that meets an existing contact upserts from then on. A batch
+    is kept as the CSV text its COPY sends (no per-row objects outlive their row).
     """
 
     def __init__(
         self,
         conns: Sequence[asyncpg.Connection],
-        account_id: str,
-        keys: Sequence[str],
-        group_id: str | None,
-        started: Any,
+        sql: db.Statements,
         summary: ImportSummary,
         batch_rows: int,
+        **upsert: Any,
     ):
-        self._conns = list(conns)
-        self._batches: list[list[StagedRow]] = [[] for _ in conns]
-        self._tasks: list[asyncio.Task[None] | None] = [None for _ in conns]
-        self._args = (account_id, keys, group_id, started)
+        self._lanes = [_Lane(conn) for conn in conns]
+        self._sql = sql
+        self._upsert = upsert
         self._summary = summary
         self._batch_rows = batch_rows
 
-    async def add(self, row: StagedRow) -> None:
-        """Queue a row; a full batch is written once its connection's previous batch is done."""
-        lane = hash(row[1] or row[2]) % len(self._conns)
-        batch = self._batches[lane]
-        batch.append(row)
-        if len(batch) >= self._batch_rows:
-            await self._submit(lane)
+    def add(self, row: StagedRow) -> _Lane | None:
+        """Queue a row; the lane that now has batches to `submit`, if any."""
+        key = row[1] or row[2]
+        lane = self._lanes[hash(key) % len(self._lanes)]
+        if key in lane.keys:
+            lane.cut()
+        lane.write(row)
+        lane.keys.add(key)  # type: ignore[arg-type]  # a staged row has a phone or an email
+        lane.rows += 1
+        if lane.rows >= self._batch_rows:
+            lane.cut()
+        return lane if lane.ready else None
 
     async def finish(self) -> None:
         """Write what is left and wait for every batch (re-raising the first error)."""
-        for lane, batch in enumerate(self._batches):
-            if batch:
-                await self._submit(lane)
-        for lane in range(len(self._conns)):
+        for lane in self._lanes:
+            lane.cut()
+            await self.submit(lane)
+        for lane in self._lanes:
             await self._wait(lane)
 
     async def cancel(self) -> None:
         """Stop the batches in flight (on error or cancellation)."""
-        tasks = [t for t in self._tasks if t is not None]
+        tasks = [task for lane in self._lanes for task in lane.tasks]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)  # also collects a failed batch's error
 
-    async def _submit(self, lane: int) -> None:
-        await self._wait(lane)
-        rows, self._batches[lane] = self._batches[lane], []
-        self._tasks[lane] = asyncio.create_task(self._write(self._conns[lane], rows))
+    async def submit(self, lane: _Lane) -> None:
+        """Queue the lane's ready batches behind the ones in flight on its connection; waits only
+        while IN_FLIGHT batches are already queued there."""
+        while lane.ready:
+            while len(lane.tasks) >= IN_FLIGHT:
+                await lane.tasks.popleft()
+            previous = lane.tasks[-1] if lane.tasks else None
+            lane.tasks.append(asyncio.create_task(self._write(lane, lane.ready.pop(0), previous)))
 
-    async def _wait(self, lane: int) -> None:
-        task, self._tasks[lane] = self._tasks[lane], None
-        if task is not None:
-            await task
+    @staticmethod
+    async def _wait(lane: _Lane) -> None:
+        while lane.tasks:
+            await lane.tasks.popleft()
 
-    async def _write(self, conn: asyncpg.Connection, rows: list[StagedRow]) -> None:
-        account_id, keys, group_id, started = self._args
-        result = await db.upsert_batch(conn, account_id, rows, keys, group_id, started)
+    async def _write(self, lane: _Lane, batch: bytes, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await previous  # one statement at a time on a connection; a failed batch fails the rest
+        result = await db.upsert_batch(lane.conn, self._sql, batch, all_new=lane.all_new, **self._upsert)
+        lane.all_new = result.all_new
         self._summary.created += result.created
         self._summary.updated += result.updated
         for line, email, other in result.clashes:
@@ -156,7 +199,6 @@ async def import_csv(
     records = CsvRecords(encoding)
     columns: Columns | None = None
     writers: _Writers | None = None
-    started = min([await db.begin(conn) for conn in conns])
     parsed = 0
     try:
         async for item in _with_end(chunks):
@@ -171,7 +213,19 @@ async def import_csv(
                         columns = map_header(cells)
                     except HeaderError as exc:
                         raise Invalid(str(exc), details=[{"field": "header", "reason": str(exc)}]) from None
-                    writers = _Writers(conns, account_id, columns.metadata_keys, group_id, started, summary, batch_rows)
+                    sql = db.statements(len(columns.metadata_keys))
+                    started = min([await db.begin(conn, sql) for conn in conns])
+                    writers = _Writers(
+                        conns,
+                        sql,
+                        summary,
+                        batch_rows,
+                        account_id=account_id,
+                        metadata_keys=columns.metadata_keys,
+                        group_id=group_id,
+                        started=started,
+                        ids_from=db.id_base(),
+                    )
                     continue
                 summary.rows += 1
                 row, problems = validate_row(cells, columns, line, country)  # type: ignore[arg-type]
@@ -180,7 +234,9 @@ async def import_csv(
                     for field_name, reason in problems:
                         summary.error(line, field_name, reason)
                     continue
-                await writers.add(row)
+                full = writers.add(row)
+                if full is not None:
+                    await writers.submit(full)
                 parsed += 1
                 if parsed % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # let the batches in flight take their next round trip

@@ -43,15 +43,18 @@ HEADER_ALIASES: dict[str, frozenset[str]] = {
 }
 #: Header spellings of a per-row country (the default region of that row's phone; also kept as metadata).
 COUNTRY_ALIASES = frozenset({"country", "country_code", "region"})
+#: Most metadata columns a file may have (each is a column of the import's staging table).
+MAX_METADATA_COLUMNS = 500
 #: Characters held back waiting for a quoted field to close before the text is cut regardless
 #: (above the csv module's own field limit, so no readable record is ever cut).
 FORCE_CUT = 4 * csv.field_size_limit()
 
+MAX = contacts.MAX_FIELD
 _SEPARATORS = re.compile(r"[\s.\-]+")
 _ALIAS_TO_FIELD = {alias: name for name, aliases in HEADER_ALIASES.items() for alias in aliases}
 
-#: A staged row: (line, phone, email, first_name, last_name, company, timezone, metadata values).
-StagedRow = tuple[int, str | None, str | None, str | None, str | None, str | None, str | None, list[str | None]]
+#: A staged row: (line, phone, email, first_name, last_name, company, timezone, *metadata values).
+StagedRow = tuple[int | str | None, ...]
 #: A row's problems: (field, reason).
 RowError = tuple[str, str]
 
@@ -73,7 +76,7 @@ class Columns:
     phone: int | None
     email: int | None
     timezone: int | None
-    texts: tuple[tuple[str, int | None], ...]  # first_name, last_name, company
+    text_cells: tuple[int | None, int | None, int | None]  # first_name, last_name, company
     metadata_keys: tuple[str, ...]
     metadata_cells: tuple[int, ...]
     country: int | None
@@ -82,7 +85,8 @@ class Columns:
 
 def map_header(header: Sequence[str]) -> Columns:
     """Columns from the header row; the first column spelling a built-in field wins, later ones
-    are metadata. HeaderError when there is neither a phone nor an email column."""
+    are metadata. HeaderError when there is neither a phone nor an email column, or more than
+    MAX_METADATA_COLUMNS metadata columns."""
     fields: dict[str, int] = {}
     keys: list[str] = []
     cells: list[int] = []
@@ -103,7 +107,9 @@ def map_header(header: Sequence[str]) -> Columns:
             "the header has neither a phone nor an email column "
             f"(found {', '.join(repr(h) for h in header) or 'nothing'})"
         )
-    texts = tuple((name, fields.get(name)) for name in ("first_name", "last_name", "company"))
+    if len(keys) > MAX_METADATA_COLUMNS:
+        raise HeaderError(f"the header has {len(keys)} metadata columns; at most {MAX_METADATA_COLUMNS} are kept")
+    texts = (fields.get("first_name"), fields.get("last_name"), fields.get("company"))
     return Columns(
         fields.get("phone"),
         fields.get("email"),
@@ -116,46 +122,46 @@ def map_header(header: Sequence[str]) -> Columns:
     )
 
 
-def _cell(cells: Sequence[str], index: int | None, width: int) -> str | None:
-    if index is None or index >= width:
-        return None
-    return cells[index].strip() or None
-
-
 def validate_row(
-    cells: Sequence[str], columns: Columns, line: int, default_region: str | None
+    cells: list[str], columns: Columns, line: int, default_region: str | None
 ) -> tuple[StagedRow | None, list[RowError]]:
-    """One data row as a staged contact, or None with every problem found (field, reason)."""
+    """One data row as a staged contact, or None with every problem found (field, reason).
+
+    Runs once per imported row, so it indexes cells directly rather than looping over fields.
+    """
     errors: list[RowError] = []
-    width = len(cells)
-    if width > columns.width and any(c.strip() for c in cells[columns.width :]):
-        errors.append(("row", f"{width} cells but the header has {columns.width}"))
-    texts = []
-    for name, index in columns.texts:
-        value = _cell(cells, index, width)
-        if value is not None and len(value) > contacts.MAX_FIELD:
-            errors.append((name, f"longer than {contacts.MAX_FIELD} characters"))
-        texts.append(value)
+    width = columns.width
+    if len(cells) != width:
+        if len(cells) < width:
+            cells = cells + [""] * (width - len(cells))
+        elif any(c.strip() for c in cells[width:]):
+            errors.append(("row", f"{len(cells)} cells but the header has {width}"))
+    i_first, i_last, i_company = columns.text_cells
+    first = (cells[i_first].strip() or None) if i_first is not None else None
+    last = (cells[i_last].strip() or None) if i_last is not None else None
+    company = (cells[i_company].strip() or None) if i_company is not None else None
+    if (first and len(first) > MAX) or (last and len(last) > MAX) or (company and len(company) > MAX):
+        for name, value in (("first_name", first), ("last_name", last), ("company", company)):
+            if value is not None and len(value) > MAX:
+                errors.append((name, f"longer than {MAX} characters"))
     region = default_region
-    if columns.country is not None and columns.country < width:
+    if columns.country is not None:
         given = cells[columns.country].strip().upper()
         if given in contacts.REGIONS:
             region = given
-    index = columns.phone
-    phone = cells[index].strip() or None if index is not None and index < width else None
+    phone = (cells[columns.phone].strip() or None) if columns.phone is not None else None
     if phone is not None:
         try:
             phone = contacts.e164(phone, region)
         except ValueError as exc:
             errors.append(("phone", str(exc)))
-    index = columns.email
-    email = cells[index].strip() or None if index is not None and index < width else None
+    email = (cells[columns.email].strip() or None) if columns.email is not None else None
     if email is not None:
         try:
             email = contacts.email(email)
         except ValueError as exc:
             errors.append(("email", str(exc)))
-    zone = _cell(cells, columns.timezone, width)
+    zone = (cells[columns.timezone].strip() or None) if columns.timezone is not None else None
     if zone is not None:
         try:
             zone = contacts.timezone(zone)
@@ -165,8 +171,8 @@ def validate_row(
         errors.append(("phone", "a contact needs a phone or an email"))
     if errors:
         return None, errors
-    meta: list[str | None] = [(cells[i].strip() or None) if i < width else None for i in columns.metadata_cells]
-    return (line, phone, email, texts[0], texts[1], texts[2], zone, meta), errors
+    metadata = [cells[i].strip() or None for i in columns.metadata_cells]
+    return (line, phone, email, first, last, company, zone, *metadata), errors
 
 
 class CsvRecords:
@@ -194,6 +200,7 @@ class CsvRecords:
     def _records(self, text: str) -> Iterator[tuple[int, list[str], str | None]]:
         reader = csv.reader(io.StringIO(text, newline=""))
         base, last = self._line, 0
+        nul = "\x00" in text  # PostgreSQL text cannot hold one: such a record is refused
         while True:
             start = base + last + 1
             try:
@@ -205,7 +212,9 @@ class CsvRecords:
                 yield start, [], str(exc)
                 continue
             last = reader.line_num
-            if len(cells) > 1 or (cells and cells[0].strip()):
+            if nul and any("\x00" in cell for cell in cells):
+                yield start, [], "contains a NUL character"
+            elif len(cells) > 1 or (cells and cells[0].strip()):
                 yield start, cells, None
         self._line = base + last
 

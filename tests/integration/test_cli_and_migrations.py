@@ -11,6 +11,7 @@ import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import pytest
 
 from shared.db.accounts import account_for_key
 from shared.db.migrate import available, migrate
@@ -73,3 +74,18 @@ async def test_migrate_creates_the_database_is_idempotent_and_safe_concurrently(
         admin = await asyncpg.connect(urlunsplit(urlsplit(infra.database_url)._replace(path="/postgres")))
         await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_contacts_keep_to_existing_accounts_without_a_per_row_foreign_key(db):
+    """0006 checks a contact's account once per statement; the guarantees stay a foreign key's."""
+    account = await db.fetchval("INSERT INTO accounts (id, name) VALUES ($1, 'fk') RETURNING id", f"acct_{uuid.uuid4().hex[:16]}")
+    insert = "INSERT INTO contacts (id, account_id, phone) SELECT $1 || n, $2, $3 || n FROM generate_series(1, 3) n"
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="account acct_nobody does not exist"):
+        await db.execute(insert, "ct_fk_", "acct_nobody", "+1555000")
+    assert await db.fetchval("SELECT count(*) FROM contacts WHERE account_id = 'acct_nobody'") == 0
+    await db.execute(insert, "ct_fk_", account, "+1555000")
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="cannot move"):
+        await db.execute("UPDATE contacts SET account_id = 'acct_other' WHERE id = 'ct_fk_1'")
+    await db.execute("UPDATE contacts SET first_name = 'Ann' WHERE id = 'ct_fk_1'")  # other columns change freely
+    await db.execute("DELETE FROM accounts WHERE id = $1", account)
+    assert await db.fetchval("SELECT count(*) FROM contacts WHERE id LIKE 'ct_fk_%'") == 0
