@@ -196,3 +196,12 @@ def test_a_stray_quote_in_an_unquoted_field_is_kept_literally():
 def test_a_cut_waits_for_an_open_quote():
     assert split_at_record_end('a,"b\nc"\nd,"e\n') == ('a,"b\nc"\n', 'd,"e\n')
     assert split_at_record_end("no newline yet") == ("", "no newline yet")
+
+
+def test_a_record_with_a_nul_is_refused_and_the_others_kept():
+    data = b"phone,note\n+14155550123,ok\n+14155550124,bad\x00note\n+14155550125,ok\n"
+    records = _records(data, [])
+    assert [(line, problem) for line, _, problem in records] == [
+        (1, None), (2, None), (3, "contains a NUL character"), (4, None)
+    ]
+    assert records[2][1] == []
