@@ -12,7 +12,7 @@ import collections
 import contextlib
 import csv
 import io
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import asyncpg
 
 from shared.db import imports as db
 from shared.db.pool import connect
-from shared.domain.contact_csv import Columns, CsvRecords, HeaderError, StagedRow, map_header, validate_row
+from shared.domain.contact_csv import CsvRecords, HeaderError, StagedRow, StagerResult, map_header, row_stager
 from shared.errors import Invalid, NotFound
 
 #: Connections writing side by side (PostgreSQL spends more per row than the parsing does; with
@@ -72,8 +72,9 @@ class ImportSummary:
 
 class _Lane:
     """One writing connection: the batch being filled (CSV text), batches cut and waiting, and the
-    batches in flight (written one after another). A batch never holds two rows of one phone (or email): the upsert needs no
-    de-duplication, and a repeated row starts the next batch, so the last row of a contact wins.
+    batches in flight (written one after another). A batch never holds two rows of one phone (or
+    email): the upsert needs no de-duplication, and a repeated row starts the next batch, so the
+    last row of a contact wins.
     """
 
     def __init__(self, conn: asyncpg.Connection):
@@ -197,48 +198,31 @@ async def import_csv(
         )
     summary = ImportSummary()
     records = CsvRecords(encoding)
-    columns: Columns | None = None
     writers: _Writers | None = None
-    parsed = 0
+    stage: Callable[[list[str], int], StagerResult] | None = None
     try:
         async for item in _with_end(chunks):
-            for line, cells, problem in records.feed(item or b"", final=item is None):
-                if problem is not None:
-                    summary.rows += 1
-                    summary.rejected += 1
-                    summary.error(line, "row", problem)
+            batch = records.feed(item or b"", final=item is None)
+            if writers is None:
+                started = await _start(batch, conns, summary, batch_rows, account_id, group_id, country)
+                if started is None:
                     continue
-                if writers is None:
-                    try:
-                        columns = map_header(cells)
-                    except HeaderError as exc:
-                        raise Invalid(str(exc), details=[{"field": "header", "reason": str(exc)}]) from None
-                    sql = db.statements(len(columns.metadata_keys))
-                    started = min([await db.begin(conn, sql) for conn in conns])
-                    writers = _Writers(
-                        conns,
-                        sql,
-                        summary,
-                        batch_rows,
-                        account_id=account_id,
-                        metadata_keys=columns.metadata_keys,
-                        group_id=group_id,
-                        started=started,
-                        ids_from=db.id_base(),
-                    )
-                    continue
+                stage, writers = started
+            assert stage is not None
+            add, submit, rows = writers.add, writers.submit, 0
+            for line, cells, problem in batch:
                 summary.rows += 1
-                row, problems = validate_row(cells, columns, line, country)  # type: ignore[arg-type]
+                row, problems = stage(cells, line) if problem is None else (None, [("row", problem)])
                 if row is None:
                     summary.rejected += 1
                     for field_name, reason in problems:
                         summary.error(line, field_name, reason)
                     continue
-                full = writers.add(row)
+                full = add(row)
                 if full is not None:
-                    await writers.submit(full)
-                parsed += 1
-                if parsed % YIELD_EVERY == 0:
+                    await submit(full)
+                rows += 1
+                if rows % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # let the batches in flight take their next round trip
         if writers is None:
             raise Invalid(
@@ -255,6 +239,47 @@ async def import_csv(
     for conn in conns:
         await db.end(conn)
     return summary
+
+
+async def _start(
+    records: Iterator[tuple[int, list[str], str | None]],
+    conns: Sequence[asyncpg.Connection],
+    summary: ImportSummary,
+    batch_rows: int,
+    account_id: str,
+    group_id: str | None,
+    country: str | None,
+) -> tuple[Callable[[list[str], int], StagerResult], _Writers] | None:
+    """The row stager and the writers for the file's header: its first readable record, taken
+    from `records` (the rest are left there); None while no header has come. Invalid for a
+    header without a phone or email column."""
+    for line, cells, problem in records:
+        if problem is None:
+            header = cells
+            break
+        summary.rows += 1  # unreadable records before the header
+        summary.rejected += 1
+        summary.error(line, "row", problem)
+    else:
+        return None
+    try:
+        columns = map_header(header)
+    except HeaderError as exc:
+        raise Invalid(str(exc), details=[{"field": "header", "reason": str(exc)}]) from None
+    sql = db.statements(len(columns.metadata_keys))
+    started = min([await db.begin(conn, sql) for conn in conns])
+    writers = _Writers(
+        conns,
+        sql,
+        summary,
+        batch_rows,
+        account_id=account_id,
+        metadata_keys=columns.metadata_keys,
+        group_id=group_id,
+        started=started,
+        ids_from=db.id_base(),
+    )
+    return row_stager(columns, country), writers
 
 
 async def _with_end(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes | None]:

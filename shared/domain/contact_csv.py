@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from shared.domain import contacts
@@ -57,6 +58,8 @@ _ALIAS_TO_FIELD = {alias: name for name, aliases in HEADER_ALIASES.items() for a
 StagedRow = tuple[int | str | None, ...]
 #: A row's problems: (field, reason).
 RowError = tuple[str, str]
+#: What staging one row gives: the staged row, or None and its problems.
+StagerResult = tuple[StagedRow | None, list[RowError]]
 
 
 class HeaderError(ValueError):
@@ -125,54 +128,75 @@ def map_header(header: Sequence[str]) -> Columns:
 def validate_row(
     cells: list[str], columns: Columns, line: int, default_region: str | None
 ) -> tuple[StagedRow | None, list[RowError]]:
-    """One data row as a staged contact, or None with every problem found (field, reason).
+    """One data row as a staged contact, or None with every problem found (field, reason)."""
+    return row_stager(columns, default_region)(cells, line)
 
-    Runs once per imported row, so it indexes cells directly rather than looping over fields.
-    """
-    errors: list[RowError] = []
+
+@functools.lru_cache(maxsize=32)
+def row_stager(columns: Columns, default_region: str | None) -> Callable[[list[str], int], StagerResult]:
+    """`validate_row` for one header and default region, with the column positions bound once
+    (it runs for every imported row). A missing column reads an empty cell past the header's."""
     width = columns.width
-    if len(cells) != width:
-        if len(cells) < width:
-            cells = cells + [""] * (width - len(cells))
-        elif any(c.strip() for c in cells[width:]):
-            errors.append(("row", f"{len(cells)} cells but the header has {width}"))
-    i_first, i_last, i_company = columns.text_cells
-    first = (cells[i_first].strip() or None) if i_first is not None else None
-    last = (cells[i_last].strip() or None) if i_last is not None else None
-    company = (cells[i_company].strip() or None) if i_company is not None else None
-    if (first and len(first) > MAX) or (last and len(last) > MAX) or (company and len(company) > MAX):
-        for name, value in (("first_name", first), ("last_name", last), ("company", company)):
-            if value is not None and len(value) > MAX:
-                errors.append((name, f"longer than {MAX} characters"))
-    region = default_region
-    if columns.country is not None:
-        given = cells[columns.country].strip().upper()
-        if given in contacts.REGIONS:
-            region = given
-    phone = (cells[columns.phone].strip() or None) if columns.phone is not None else None
-    if phone is not None:
-        try:
-            phone = contacts.e164(phone, region)
-        except ValueError as exc:
-            errors.append(("phone", str(exc)))
-    email = (cells[columns.email].strip() or None) if columns.email is not None else None
-    if email is not None:
-        try:
-            email = contacts.email(email)
-        except ValueError as exc:
-            errors.append(("email", str(exc)))
-    zone = (cells[columns.timezone].strip() or None) if columns.timezone is not None else None
-    if zone is not None:
-        try:
-            zone = contacts.timezone(zone)
-        except ValueError as exc:
-            errors.append(("timezone", str(exc)))
-    if not errors and phone is None and email is None:
-        errors.append(("phone", "a contact needs a phone or an email"))
-    if errors:
-        return None, errors
-    metadata = [cells[i].strip() or None for i in columns.metadata_cells]
-    return (line, phone, email, first, last, company, zone, *metadata), errors
+    i_first, i_last, i_company = (width if i is None else i for i in columns.text_cells)
+    i_phone, i_email, i_zone = (width if i is None else i for i in (columns.phone, columns.email, columns.timezone))
+    i_country, metadata_cells = columns.country, columns.metadata_cells
+    e164, email_address, zone_name, regions = contacts.e164, contacts.email, contacts.timezone, contacts.REGIONS
+    blank = [""] * (width + 1)
+
+    def stage(cells: list[str], line: int) -> StagerResult:
+        errors: list[RowError] = []
+        if len(cells) == width:
+            cells.append("")
+        elif len(cells) < width:
+            cells = cells + blank[len(cells) :]
+        else:
+            if any(c.strip() for c in cells[width:]):
+                errors.append(("row", f"{len(cells)} cells but the header has {width}"))
+            cells = [*cells[:width], ""]
+        first = cells[i_first].strip() or None
+        last = cells[i_last].strip() or None
+        company = cells[i_company].strip() or None
+        if (first and len(first) > MAX) or (last and len(last) > MAX) or (company and len(company) > MAX):
+            for name, value in (("first_name", first), ("last_name", last), ("company", company)):
+                if value is not None and len(value) > MAX:
+                    errors.append((name, f"longer than {MAX} characters"))
+        region = default_region
+        if i_country is not None:
+            given = cells[i_country].strip().upper()
+            if given in regions:
+                region = given
+        phone: str | None = cells[i_phone].strip()
+        if phone:
+            try:
+                phone = e164(phone, region)
+            except ValueError as exc:
+                errors.append(("phone", str(exc)))
+        else:
+            phone = None
+        email: str | None = cells[i_email].strip()
+        if email:
+            try:
+                email = email_address(email)
+            except ValueError as exc:
+                errors.append(("email", str(exc)))
+        else:
+            email = None
+        zone: str | None = cells[i_zone].strip()
+        if zone:
+            try:
+                zone = zone_name(zone)
+            except ValueError as exc:
+                errors.append(("timezone", str(exc)))
+        else:
+            zone = None
+        if errors:
+            return None, errors
+        if phone is None and email is None:
+            return None, [("phone", "a contact needs a phone or an email")]
+        metadata = [cells[i].strip() or None for i in metadata_cells]
+        return (line, phone, email, first, last, company, zone, *metadata), errors
+
+    return stage
 
 
 class CsvRecords:
@@ -188,19 +212,18 @@ class CsvRecords:
         self._line = 0  # physical lines consumed so far
 
     def feed(self, data: bytes, final: bool = False) -> Iterator[tuple[int, list[str], str | None]]:
-        """Records completed by `data` (and, when `final`, whatever is left)."""
+        """Records completed by `data` (and, when `final`, whatever is left), one at a time (a
+        chunk's records all alive at once would keep the garbage collector busy)."""
         text = self._pending + self._decoder.decode(data, final)
         if final:
             complete, self._pending = text, ""
         else:
             complete, self._pending = split_at_record_end(text)
-        if complete:
-            yield from self._records(complete)
-
-    def _records(self, text: str) -> Iterator[tuple[int, list[str], str | None]]:
-        reader = csv.reader(io.StringIO(text, newline=""))
+        if not complete:
+            return
+        reader = csv.reader(io.StringIO(complete, newline=""))
         base, last = self._line, 0
-        nul = "\x00" in text  # PostgreSQL text cannot hold one: such a record is refused
+        nul = "\x00" in complete  # PostgreSQL text cannot hold one: such a record is refused
         while True:
             start = base + last + 1
             try:
