@@ -30,7 +30,7 @@ WRITERS = 3
 #: Batches queued on one connection before the parsing waits for it.
 IN_FLIGHT = 2
 #: Rows upserted per transaction.
-BATCH_ROWS = 5000
+BATCH_ROWS = 20000
 #: Errors listed in the summary (the rest are only counted).
 MAX_LISTED_ERRORS = 1000
 #: Rows parsed between two turns of the event loop (the batch in flight advances in each).
