@@ -19,17 +19,27 @@ SELECT a.* FROM api_keys k JOIN accounts a ON a.id = k.account_id
 WHERE k.key_hash = $1 AND k.revoked_at IS NULL
 """
 _GET = "SELECT * FROM accounts WHERE id = $1"
+_START_SESSION = """
+WITH gone AS (DELETE FROM dashboard_sessions WHERE expires_at < now())
+INSERT INTO dashboard_sessions (token_hash, key_hash, expires_at)
+VALUES ($1, $2, now() + make_interval(secs => $3))
+"""
+_ACCOUNT_FOR_SESSION = """
+SELECT a.* FROM dashboard_sessions s
+JOIN api_keys k ON k.key_hash = s.key_hash AND k.revoked_at IS NULL
+JOIN accounts a ON a.id = k.account_id
+WHERE s.token_hash = $1 AND s.expires_at > now()
+"""
+_END_SESSION = "DELETE FROM dashboard_sessions WHERE token_hash = $1"
 _BY_NAME = "SELECT id FROM accounts WHERE name = $1 ORDER BY created_at LIMIT 1"
 
 
 def hash_key(key: str) -> bytes:
-    """The stored form of an API key."""
+    """The stored form of an API key (and of a dashboard session token)."""
     return hashlib.sha256(key.encode()).digest()
 
 
-async def create_account(
-    conn: asyncpg.Connection, name: str, balance: Decimal, timezone: str = "Asia/Kolkata"
-) -> str:
+async def create_account(conn: asyncpg.Connection, name: str, balance: Decimal, timezone: str = "Asia/Kolkata") -> str:
     """A new account's id."""
     account_id = new_id("account")
     await conn.execute(_INSERT_ACCOUNT, account_id, name, balance, timezone)
@@ -46,6 +56,24 @@ async def create_key(conn: asyncpg.Connection, account_id: str) -> str:
 async def account_for_key(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> asyncpg.Record | None:
     """The account an API key belongs to, or None."""
     return await conn.fetchrow(_ACCOUNT_FOR_KEY, hash_key(key))
+
+
+async def start_session(conn: asyncpg.Connection | asyncpg.Pool, key: str, lifetime_s: float) -> str:
+    """A new dashboard session for a (checked) API key: its token, for a cookie. Only the token's
+    hash is stored; expired sessions are swept on the way."""
+    token = secrets.token_urlsafe(32)
+    await conn.execute(_START_SESSION, hash_key(token), hash_key(key), lifetime_s)
+    return token
+
+
+async def account_for_session(conn: asyncpg.Connection | asyncpg.Pool, token: str) -> asyncpg.Record | None:
+    """The account of a live session (not expired, its key not revoked), or None."""
+    return await conn.fetchrow(_ACCOUNT_FOR_SESSION, hash_key(token))
+
+
+async def end_session(conn: asyncpg.Connection | asyncpg.Pool, token: str) -> None:
+    """Sign a session out."""
+    await conn.execute(_END_SESSION, hash_key(token))
 
 
 async def get(conn: asyncpg.Connection | asyncpg.Pool, account_id: str) -> asyncpg.Record | None:

@@ -56,3 +56,38 @@ async def test_a_person_sees_progress_and_pauses_with_a_button(http, system, acc
         assert await db.fetchval("SELECT status FROM campaigns WHERE id = $1", body["id"]) == "paused"
     finally:
         await session.close()
+
+
+async def test_the_browser_holds_a_session_token_never_the_key(http, system, account, db):
+    session = await _signed_in(system, account.key)
+    try:
+        cookies = {c.key: c for c in session.cookie_jar}
+        assert set(cookies) == {"campaigns_session"}
+        token = cookies["campaigns_session"].value
+        assert account.key not in token
+        assert cookies["campaigns_session"]["httponly"]
+        assert cookies["campaigns_session"]["samesite"] == "Strict"
+        stored = await db.fetch("SELECT token_hash FROM dashboard_sessions")
+        assert token.encode() not in [bytes(r["token_hash"]) for r in stored]  # only a hash is kept
+        async with session.get(system.api_url + "/dashboard", allow_redirects=False) as response:
+            assert response.status == 200
+        # Signing out ends the session: the same cookie no longer opens anything.
+        async with session.post(system.api_url + "/dashboard/logout", allow_redirects=False) as response:
+            assert response.status == 303
+        replay = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        replay.cookie_jar.update_cookies({"campaigns_session": token})
+        async with replay.get(system.api_url + "/dashboard", allow_redirects=False) as response:
+            assert response.status == 303
+            assert response.headers["Location"] == "/dashboard/login"
+        await replay.close()
+    finally:
+        await session.close()
+    # Revoking the key ends its sessions too.
+    other = await make_account(db)
+    signed = await _signed_in(system, other.key)
+    try:
+        await db.execute("UPDATE api_keys SET revoked_at = now() WHERE account_id = $1", other.id)
+        async with signed.get(system.api_url + "/dashboard", allow_redirects=False) as response:
+            assert response.status == 303
+    finally:
+        await signed.close()

@@ -1,5 +1,6 @@
-"""Dashboard pages. Sign in with an API key (kept in an HttpOnly, SameSite=Strict cookie); every
-page is scoped to that key's account, like the API."""
+"""Dashboard pages. Sign in with an API key; the browser then holds a session token (an HttpOnly,
+SameSite=Strict cookie; never the key itself), and every page is scoped to the key's account,
+like the API. A session lasts SESSION_HOURS, until sign-out, or until its key is revoked."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from shared.db import campaigns as db
 from shared.domain.results import Counts, results
 from shared.errors import AppError
 
-COOKIE = "campaigns_key"
+COOKIE = "campaigns_session"
+#: How long a dashboard sign-in lasts.
+SESSION_HOURS = 12
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("services.api.dashboard", "templates"),
     autoescape=jinja2.select_autoescape(default=True),
@@ -40,12 +43,14 @@ def _page(name: str, **context: Any) -> web.Response:
 
 
 async def _account(request: web.Request) -> asyncpg.Record | None:
-    key = request.cookies.get(COOKIE)
-    return await accounts.account_for_key(request.app["pool"], key) if key else None
+    token = request.cookies.get(COOKIE)
+    return await accounts.account_for_session(request.app["pool"], token) if token else None
 
 
 def _folded(row: Any, counts: Any) -> dict[str, Any]:
-    folded = Counts(**{k: counts[k] for k in Counts.__dataclass_fields__}) if counts else Counts(total=row["total_contacts"])
+    folded = (
+        Counts(**{k: counts[k] for k in Counts.__dataclass_fields__}) if counts else Counts(total=row["total_contacts"])
+    )
     body = results(row["id"], row["status"], folded)
     done = body["total_contacts"] - body["pending"]
     body["progress"] = round(100 * done / body["total_contacts"]) if body["total_contacts"] else 0
@@ -58,20 +63,33 @@ async def login_form(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
-    """`POST /dashboard/login` with `api_key`: check it, keep it in a cookie, go to the campaigns."""
+    """`POST /dashboard/login` with `api_key`: check it, start a session (its token in a cookie),
+    go to the campaigns."""
     form = await request.post()
     key = str(form.get("api_key", "")).strip()
     if not key or await accounts.account_for_key(request.app["pool"], key) is None:
         response = _page("login.html", error="That API key is not valid.")
         response.set_status(401)
         return response
+    token = await accounts.start_session(request.app["pool"], key, SESSION_HOURS * 3600)
     response = web.HTTPSeeOther("/dashboard")
-    response.set_cookie(COOKIE, key, httponly=True, samesite="Strict", path="/dashboard")
+    response.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="Strict",
+        path="/dashboard",
+        max_age=SESSION_HOURS * 3600,
+        secure=request.secure,
+    )
     raise response
 
 
 async def logout(request: web.Request) -> web.Response:
-    """`POST /dashboard/logout`."""
+    """`POST /dashboard/logout`: end the session."""
+    token = request.cookies.get(COOKIE)
+    if token:
+        await accounts.end_session(request.app["pool"], token)
     response = web.HTTPSeeOther("/dashboard/login")
     response.del_cookie(COOKIE, path="/dashboard")
     raise response
@@ -104,9 +122,15 @@ async def campaign_page(request: web.Request) -> web.Response:
         who = message["phone"] or message["email"]
         conversations.setdefault(who, []).append(message)
     return _page(
-        "campaign.html", account=account, row=row, results=_folded(row, counts),
-        runs=await db.runs(pool, row["id"]), deliveries=deliveries, conversations=conversations,
-        actions=ACTIONS.get(row["status"], ()), error=request.query.get("error"),
+        "campaign.html",
+        account=account,
+        row=row,
+        results=_folded(row, counts),
+        runs=await db.runs(pool, row["id"]),
+        deliveries=deliveries,
+        conversations=conversations,
+        actions=ACTIONS.get(row["status"], ()),
+        error=request.query.get("error"),
     )
 
 
