@@ -67,13 +67,15 @@ class SlotGate:
         try:
             yield slot
         finally:
-            if not (keep and slot.keep):
+            if not (keep and slot.keep) and not slot.freed:
                 await slots.release(self._pool, campaign_id, delivery_id)
 
 
 @dataclass
 class Slot:
-    """A leased concurrency slot; `keep` leaves it held after the block."""
+    """A leased concurrency slot; `keep` leaves it held after the block; `freed` says the block
+    freed it already (with the send's record, in the same transaction)."""
 
     held: bool
     keep: bool = False
+    freed: bool = False

@@ -10,7 +10,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
-from services.dispatcher.concurrency import SlotGate
+from services.dispatcher.concurrency import Slot, SlotGate
 from services.dispatcher.decide import Decision, decide
 from services.dispatcher.providers.base import Accepted, ProviderError
 from shared.db import sending
@@ -58,10 +58,11 @@ class SendHandler:
             campaign_id, delivery_id, still_queued, keep=self._sender.holds_slot, lease_s=self._sender.lease_s
         ) as slot:
             if slot.held:
-                slot.keep = await self._send(delivery_id)
+                slot.keep = await self._send(delivery_id, slot)
 
-    async def _send(self, delivery_id: str) -> bool:
-        """Send it; True when the provider has it and the slot must stay held (a call under way)."""
+    async def _send(self, delivery_id: str, slot: Slot) -> bool:
+        """Send it; True when the provider has it and the slot must stay held (a call under way).
+        A send that frees its slot does so in the transaction that records it (`slot.freed`)."""
         async with self._pool.acquire() as conn, conn.transaction():
             row = await sending.load_for_update(conn, delivery_id)
             if row is None:
@@ -83,9 +84,16 @@ class SendHandler:
         except ProviderError as exc:
             await self._failed(row, exc)
             return False
+        frees = not self._sender.holds_slot
         await sending.mark_sent(
-            self._pool, delivery_id, accepted.provider_id, accepted.status, self._sender.cost(row, decision)
+            self._pool,
+            delivery_id,
+            accepted.provider_id,
+            accepted.status,
+            self._sender.cost(row, decision),
+            free_slot_of=row["campaign_id"] if frees else None,
         )
+        slot.freed = frees
         OUTCOMES.labels(self._channel, "sent").inc()
         log.info("delivery.sent", provider_id=accepted.provider_id)
         return self._sender.holds_slot
@@ -99,7 +107,9 @@ class SendHandler:
             return
         if exc.verdict == "opt_out":
             await sending.opt_out(self._pool, row["contact_id"], self._channel)
-        step = next_attempt(row["attempts"] + 1, row["max_retries"], row["retry_interval"], datetime.now(UTC), exc.verdict)
+        step = next_attempt(
+            row["attempts"] + 1, row["max_retries"], row["retry_interval"], datetime.now(UTC), exc.verdict
+        )
         if step.at is None:
             async with self._pool.acquire() as conn:
                 await sending.finish(conn, delivery_id, "failed", str(exc))

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from shared.db import balance
+from shared.db import balance, slots
 
 _LOAD = """
 SELECT d.id, d.state, d.attempts, d.to_address, d.campaign_id, d.contact_id, d.channel,
@@ -80,11 +80,23 @@ async def finish(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: str, stat
 
 
 async def mark_sent(
-    pool: asyncpg.Pool | asyncpg.Connection, delivery_id: str, provider_id: str, status: str, cost: Decimal | None
+    pool: asyncpg.Pool | asyncpg.Connection,
+    delivery_id: str,
+    provider_id: str,
+    status: str,
+    cost: Decimal | None,
+    *,
+    free_slot_of: str | None = None,
 ) -> None:
-    """Record the provider's acceptance (never undoing a later status a callback set first) and
-    charge the send, in one transaction (`cost` None: charged later, e.g. a call when it ends)."""
+    """Record the provider's acceptance (never undoing a later status a callback set first),
+    charge the send (`cost` None: charged later, e.g. a call when it ends) and, given the
+    campaign id, free the send's concurrency slot: one transaction, one commit.
+
+    The charge goes last: it locks the campaign row, which every send of the campaign needs.
+    """
     async with _transaction(pool) as conn:
+        if free_slot_of is not None:
+            await slots.release(conn, free_slot_of, delivery_id)
         await conn.execute(_SENT, delivery_id, provider_id, status)
         if cost is not None:
             await balance.charge(conn, delivery_id, cost)

@@ -20,9 +20,15 @@ WHERE (s.campaign_id, s.slot) IN (
     LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING s.slot
 """
+# Free the slot and, when one was freed, wake the waiting dispatchers (in one statement: the
+# notification goes out with the commit).
 _RELEASE = """
-UPDATE concurrency_slots SET delivery_id = NULL, lease_until = NULL
-WHERE campaign_id = $1 AND delivery_id = $2
+WITH freed AS (
+    UPDATE concurrency_slots SET delivery_id = NULL, lease_until = NULL
+    WHERE campaign_id = $1 AND delivery_id = $2
+    RETURNING 1
+)
+SELECT pg_notify($3, $1) FROM freed LIMIT 1
 """
 _EXTEND = """
 UPDATE concurrency_slots SET lease_until = now() + make_interval(secs => $3)
@@ -39,11 +45,10 @@ async def try_acquire(pool: asyncpg.Pool, campaign_id: str, delivery_id: str, le
     return await pool.fetchval(_ACQUIRE, campaign_id, delivery_id, lease_s) is not None
 
 
-async def release(pool: asyncpg.Pool, campaign_id: str, delivery_id: str) -> None:
-    """Free the delivery's slot and wake the dispatchers waiting for one."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(_RELEASE, campaign_id, delivery_id)
-        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, campaign_id)
+async def release(conn: asyncpg.Pool | asyncpg.Connection, campaign_id: str, delivery_id: str) -> None:
+    """Free the delivery's slot and wake the dispatchers waiting for one (inside the caller's
+    transaction when given a connection in one)."""
+    await conn.execute(_RELEASE, campaign_id, delivery_id, CHANNEL)
 
 
 async def extend(pool: asyncpg.Pool, campaign_id: str, delivery_id: str, lease_s: float) -> None:

@@ -97,6 +97,10 @@ async def test_max_concurrent_holds_across_two_dispatchers(http, system, account
     assert fake_twilio.peak_in_flight <= 2
     assert fake_twilio.peak_in_flight == 2  # both slots were used (two dispatchers share the work)
     assert sum(len(fake_twilio.sent_to(p)) for p in phones) == 12
+    # and every slot was freed with its send's record (none left leased)
+    assert await db.fetchval(
+        "SELECT count(*) FROM concurrency_slots WHERE campaign_id = $1 AND delivery_id IS NOT NULL", created["id"]
+    ) == 0
 
 
 async def test_pause_stops_pending_and_resume_finishes(http, system, account, fake_twilio, db):
