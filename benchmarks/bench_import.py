@@ -176,7 +176,7 @@ def main() -> None:
             runs = ", ".join(f"{rows / seconds:,.0f}" for seconds in took)
             print(f"bare asyncpg COPY: {rows:,} rows, median of {len(took)} runs = {copy_rate:,.0f} rows/s ({runs})")
             account_id = asyncio.run(create_account(database_url))
-            done = subprocess.run(  # noqa: S603 (this very script, by the running interpreter)
+            done = subprocess.run(
                 [sys.executable, __file__, "--child", database_url, account_id, str(path)],
                 capture_output=True,
                 text=True,

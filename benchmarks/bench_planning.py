@@ -267,7 +267,7 @@ async def _child_plan(dsn: str, account_id: str, campaign_id: str, profile: bool
         await real_copy(conn, records)
         spent["copy"] += time.perf_counter() - started
 
-    async def timed_recipients(*args: Any, **kwargs: Any):  # noqa: ANN202
+    async def timed_recipients(*args: Any, **kwargs: Any):
         stream = real_recipients(*args, **kwargs).__aiter__()
         while True:
             started = time.perf_counter()
@@ -332,7 +332,8 @@ class Launcher:
         )
 
     def run(self, dsn: str, account_id: str, campaign_id: str, profile: bool = False) -> dict[str, Any]:
-        assert self._proc.stdin is not None and self._proc.stdout is not None
+        assert self._proc.stdin is not None
+        assert self._proc.stdout is not None
         self._proc.stdin.write(json.dumps([dsn, account_id, campaign_id, profile]) + "\n")
         self._proc.stdin.flush()
         reply = json.loads(self._proc.stdout.readline() or '{"error": "launcher died"}')
@@ -452,7 +453,9 @@ async def bench(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", type=int, default=1_000_000, help="contacts in the campaign (default 1,000,000)")
-    parser.add_argument("--memory-small", type=int, default=0, help="the smaller campaign for the memory check (default N/10)")
+    parser.add_argument(
+        "--memory-small", type=int, default=0, help="the smaller campaign for the memory check (default N/10)"
+    )
     parser.add_argument("--profile", action="store_true", help="also cProfile a separate planning run")
     parser.add_argument("--profile-contacts", type=int, default=100_000, help="contacts in the profiled run")
     parser.add_argument("--launcher", action="store_true", help=argparse.SUPPRESS)

@@ -65,7 +65,12 @@ def scheduler() -> None:
 
 
 @main.command()
-@click.option("--channel", type=click.Choice(["sms", "email", "voice"]), required=True, help="Queue to consume: dispatch.<channel>.")
+@click.option(
+    "--channel",
+    type=click.Choice(["sms", "email", "voice"]),
+    required=True,
+    help="Queue to consume: dispatch.<channel>.",
+)
 def dispatcher(channel: str) -> None:
     """Send one channel's messages under each campaign's max_concurrent (run as many as you like)."""
     from services.dispatcher.app import run
@@ -99,7 +104,12 @@ def sandbox() -> None:
 
 
 @main.command()
-@click.option("--name", default="Local", show_default=True, help="The account `up` uses (created on first run; later runs reuse it with a new key).")
+@click.option(
+    "--name",
+    default="Local",
+    show_default=True,
+    help="The account `up` uses (created on first run; later runs reuse it with a new key).",
+)
 @click.option("--balance", default="100", show_default=True, help="Its starting balance.")
 def up(name: str, balance: str) -> None:
     """Migrate, then run every service in this process (sandbox providers unless
@@ -167,8 +177,15 @@ def import_contacts(file: Path, account_id: str, group_id: str | None, country: 
     with click.progressbar(length=file.stat().st_size, label="importing", file=sys.stderr, show_pos=False) as bar:
         try:
             summary = asyncio.run(
-                import_file(settings.database_url, account_id, file, group_id=group_id, country=country,
-                            encoding=encoding, on_read=bar.update)
+                import_file(
+                    settings.database_url,
+                    account_id,
+                    file,
+                    group_id=group_id,
+                    country=country,
+                    encoding=encoding,
+                    on_read=bar.update,
+                )
             )
         except AppError as exc:
             raise click.ClickException(exc.message) from None

@@ -22,9 +22,7 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
 def configure_logging(service: str, fmt: str = "json", level: str = "info") -> None:
     """Send structlog and stdlib logging to stderr as JSON (or console) lines bound to `service`."""
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,

@@ -44,9 +44,7 @@ def standard_checks(pool: object, connection: object) -> dict[str, Check]:
     return {"database": database, "broker": broker}
 
 
-async def serve_health(
-    host: str, port: int, checks: dict[str, Check]
-) -> tuple[web.AppRunner, int]:
+async def serve_health(host: str, port: int, checks: dict[str, Check]) -> tuple[web.AppRunner, int]:
     """Serve only /healthz and /metrics (scheduler, dispatchers); returns the runner and port."""
     app = web.Application()
     add_routes(app, checks)

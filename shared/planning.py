@@ -92,9 +92,7 @@ class RunContext:
             schedule=schedule,
             campaign_zone=zone,
             account_zone=account["default_timezone"],
-            window=SendingWindow.parse(
-                window.get("start_hour"), window.get("end_hour"), window.get("excluded_days")
-            ),
+            window=SendingWindow.parse(window.get("start_hour"), window.get("end_hour"), window.get("excluded_days")),
             quiet_rules=quiet_hours.load_rules() if quiet else None,
             now=now,
             first_wall=wall or _wall_of(campaign, zone or account["default_timezone"], now),

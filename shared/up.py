@@ -51,8 +51,11 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
         services.append(sandbox_smtp(settings, stop))
     tasks = [asyncio.create_task(s) for s in services]
     smtp_host, smtp_port = smtp_address(settings)
-    smtp_note = " (the sandbox: it accepts and logs every message)" if "smtp_host" not in settings.model_fields_set \
-        and settings.providers == "sandbox" else ""
+    smtp_note = (
+        " (the sandbox: it accepts and logs every message)"
+        if "smtp_host" not in settings.model_fields_set and settings.providers == "sandbox"
+        else ""
+    )
     await asyncio.sleep(0.5)
     click.echo(
         f"\nCampaigns is up ({settings.providers} providers).\n"
@@ -62,7 +65,7 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
         f"  Account:  {account_id}\n"
         f"  API key:  {key}\n\n"
         f"  export API_KEY={key}\n"
-        f"  curl -H \"Authorization: Bearer $API_KEY\" http://{settings.api_host}:{settings.api_port}/campaigns\n"
+        f'  curl -H "Authorization: Bearer $API_KEY" http://{settings.api_host}:{settings.api_port}/campaigns\n'
         "Ctrl-C stops everything.\n",
         err=False,
     )

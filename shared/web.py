@@ -18,12 +18,8 @@ log = structlog.get_logger()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-HTTP_REQUESTS = Counter(
-    "campaigns_http_requests_total", "HTTP requests answered", ["service", "route", "status"]
-)
-HTTP_LATENCY = Histogram(
-    "campaigns_http_request_seconds", "HTTP request latency", ["service", "route"]
-)
+HTTP_REQUESTS = Counter("campaigns_http_requests_total", "HTTP requests answered", ["service", "route", "status"])
+HTTP_LATENCY = Histogram("campaigns_http_request_seconds", "HTTP request latency", ["service", "route"])
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -73,9 +69,7 @@ def error_middleware(service: str) -> Any:
                 status = exc.status
                 if status < 400:
                     raise
-                response = json_response(
-                    error_body(_HTTP_CODES.get(status, "http_error"), exc.reason), status
-                )
+                response = json_response(error_body(_HTTP_CODES.get(status, "http_error"), exc.reason), status)
             except Exception:
                 log.exception("http.unhandled", path=request.path)
                 response = json_response(error_body("internal_error", "internal error"), 500)

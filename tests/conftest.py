@@ -147,7 +147,7 @@ def sandbox_smtp() -> Iterator[SandboxSmtp]:
 
 
 #: The key the test services sign unsubscribe links with (the tests make tokens with it too).
-TEST_SECRET_KEY = "test-unsubscribe-secret-key"  # noqa: S105
+TEST_SECRET_KEY = "test-unsubscribe-secret-key"
 
 
 @dataclass
@@ -241,7 +241,7 @@ def clocked_system(
     infra: Infra, fake_twilio: FakeTwilio, logs: Path, name: str, start: str, rate: int
 ) -> Iterator[tuple[System, str]]:
     """A system of its own (database and queues too) whose scheduler's clock reads `start` twenty
-    real seconds from now (time to start everything and create a campaign), then runs `rate`×."""
+    real seconds from now (time to start everything and create a campaign), then runs `rate`x."""
     origin = datetime.now(UTC) + timedelta(seconds=20)
     with own_database(infra, name) as url:
         prefix = f"{infra.prefix}{name}."

@@ -26,7 +26,10 @@ ERROR_SCHEMA: dict[str, Any] = {
                 "message": {"type": "string"},
                 "details": {
                     "type": "array",
-                    "items": {"type": "object", "properties": {"field": {"type": "string"}, "reason": {"type": "string"}}},
+                    "items": {
+                        "type": "object",
+                        "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
+                    },
                 },
             },
             "additionalProperties": True,
@@ -34,9 +37,18 @@ ERROR_SCHEMA: dict[str, Any] = {
     },
 }
 _REASONS = {
-    200: "OK", 201: "Created", 204: "No content", 400: "Not JSON", 401: "Missing or invalid API key",
-    402: "Insufficient balance", 404: "Not found", 405: "Method not allowed", 409: "State conflict",
-    413: "Body too large", 415: "Unsupported media type", 422: "Validation error",
+    200: "OK",
+    201: "Created",
+    204: "No content",
+    400: "Not JSON",
+    401: "Missing or invalid API key",
+    402: "Insufficient balance",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "State conflict",
+    413: "Body too large",
+    415: "Unsupported media type",
+    422: "Validation error",
 }
 #: Statuses every authenticated operation may answer besides its own.
 _COMMON = (400, 401, 405, 413, 415, 422)
@@ -74,8 +86,13 @@ def build(operations: list[Operation], title: str, version: str) -> dict[str, An
         paths.setdefault(_openapi_path(op.path), {})[op.method.lower()] = _operation(op, bodies)
     return {
         "openapi": "3.1.0",
-        "info": {"title": title, "version": version,
-                 "description": "Outbound campaigns over SMS, email and voice. Errors: `{\"error\": {code, message, details}}`."},
+        "info": {
+            "title": title,
+            "version": version,
+            "description": (
+                'Outbound campaigns over SMS, email and voice. Errors: `{"error": {code, message, details}}`.'
+            ),
+        },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": paths,
@@ -96,20 +113,26 @@ def _operation(op: Operation, bodies: dict[type[BaseModel], dict[str, Any]]) -> 
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in re.findall(r"\{(\w+)(?::[^}]+)?\}", op.path)
     ]
-    params += [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": text}
-               for name, text in op.query]
+    params += [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": text}
+        for name, text in op.query
+    ]
     responses: dict[str, Any] = {}
     if op.ok == 204:
         responses["204"] = {"description": _REASONS[204]}
     else:
-        responses[str(op.ok)] = {"description": _REASONS.get(op.ok, "OK"),
-                                 "content": {"application/json": {"schema": {"type": "object"}}}}
+        responses[str(op.ok)] = {
+            "description": _REASONS.get(op.ok, "OK"),
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
     statuses = set(op.errors) | ({400, 405, 413, 415, 422} if op.public else set(_COMMON))
     if op.path.count("{"):
         statuses.add(404)
     for status in sorted(statuses):
-        responses[str(status)] = {"description": _REASONS.get(status, "Error"),
-                                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        responses[str(status)] = {
+            "description": _REASONS.get(status, "Error"),
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
     body: dict[str, Any] = {
         "summary": op.summary,
         "operationId": _operation_id(op),

@@ -33,7 +33,7 @@ class _Loose(BaseModel):
 
 
 class SendingWindowIn(_Loose):
-    """`start_hour`–`end_hour` (end exclusive) and `excluded_days`, in the contact's local time."""
+    """`start_hour`–`end_hour` (end exclusive) and `excluded_days`, in the contact's local time."""  # noqa: RUF002 (the OpenAPI description)
 
     start_hour: int | None = Field(default=None, ge=0, le=23)
     end_hour: int | None = Field(default=None, ge=0, le=24)
@@ -67,12 +67,8 @@ class CampaignSettings(_Loose):
     )
     template_id: str | int | None = None
     subject: str | None = None
-    html_template: str | None = Field(
-        default=None, validation_alias=AliasChoices("html_template", "html", "html_body")
-    )
-    scheduled_at: str | None = Field(
-        default=None, validation_alias=AliasChoices("scheduled_at", "schedule")
-    )
+    html_template: str | None = Field(default=None, validation_alias=AliasChoices("html_template", "html", "html_body"))
+    scheduled_at: str | None = Field(default=None, validation_alias=AliasChoices("scheduled_at", "schedule"))
     timezone: str | None = None
     sending_window: SendingWindowIn | None = None
     recurrence: dict[str, Any] | str | None = None
@@ -127,15 +123,20 @@ class AgentPatch(_Loose):
 def agent_settings_errors(mode: str, settings: dict[str, Any]) -> list[dict[str, str]]:
     """What an answering mode needs in `settings` and lacks."""
     needs = {"rules": (), "webhook": ("url",), "llm": ("base_url", "model")}[mode]
-    errors = [{"field": f"settings.{key}", "reason": f"required when mode is {mode!r}"}
-              for key in needs if not settings.get(key)]
+    errors = [
+        {"field": f"settings.{key}", "reason": f"required when mode is {mode!r}"}
+        for key in needs
+        if not settings.get(key)
+    ]
     for key in ("url", "base_url"):
         value = settings.get(key)
         if key in needs and value and not str(value).startswith(("http://", "https://")):
             errors.append({"field": f"settings.{key}", "reason": "must be an http(s) URL"})
     rules = settings.get("rules")
-    if mode == "rules" and rules is not None and (
-        not isinstance(rules, list) or not all(isinstance(r, dict) and r.get("keyword") for r in rules)
+    if (
+        mode == "rules"
+        and rules is not None
+        and (not isinstance(rules, list) or not all(isinstance(r, dict) and r.get("keyword") for r in rules))
     ):
         errors.append({"field": "settings.rules", "reason": 'a list of {"keyword", "reply"}'})
     return errors
@@ -320,8 +321,10 @@ def normalize(req: CampaignCreate, default_timezone: str) -> CampaignSpec:
 def _recipients(items: list[str | ContactIn], channel: Channel, bad: Any) -> list[Recipient]:
     out: list[Recipient] = []
     for index, item in enumerate(items):
-        contact = ContactIn(phone=item) if isinstance(item, str) and "@" not in item else (
-            ContactIn(email=item) if isinstance(item, str) else item
+        contact = (
+            ContactIn(phone=item)
+            if isinstance(item, str) and "@" not in item
+            else (ContactIn(email=item) if isinstance(item, str) else item)
         )
         where = f"contacts[{index}]"
         phone = email = None
@@ -347,9 +350,7 @@ def _recipients(items: list[str | ContactIn], channel: Channel, bad: Any) -> lis
             continue
         metadata = {**contact.metadata, **(contact.model_extra or {})}
         fields = {
-            k: getattr(contact, k)
-            for k in ("first_name", "last_name", "company", "timezone")
-            if getattr(contact, k)
+            k: getattr(contact, k) for k in ("first_name", "last_name", "company", "timezone") if getattr(contact, k)
         }
         out.append(Recipient(phone=phone, email=email, fields=fields, metadata=metadata))
     return out

@@ -52,14 +52,19 @@ def _twilio(kind: type[T], settings: Settings) -> T:
 async def sms_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tuple[Sender, Loops]]:
     """SMS through Twilio; the reconciler resolves deliveries left `sending`."""
     provider = _twilio(TwilioSms, settings)
+
     async def find(row: asyncpg.Record) -> Found | None:
         return await provider.find_sms(
             to=row["to_address"], from_=row["from_number"] or settings.default_from_number, body=row["rendered"] or ""
         )
 
     reconciler = Reconciler(
-        pool, "sms", find, lambda row: row["price_sms"] * sms_segments(row["rendered"] or ""),
-        after_s=settings.reconcile_after, interval_s=max(1.0, settings.reconcile_after / 4),
+        pool,
+        "sms",
+        find,
+        lambda row: row["price_sms"] * sms_segments(row["rendered"] or ""),
+        after_s=settings.reconcile_after,
+        interval_s=max(1.0, settings.reconcile_after / 4),
     )
     try:
         yield SmsSender(provider, settings.public_url, settings.default_from_number), [reconciler.run]
@@ -71,18 +76,27 @@ async def sms_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tu
 async def voice_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tuple[Sender, Loops]]:
     """Calls through Twilio; the tracker runs the conversation and frees the slot when a call ends."""
     provider = _twilio(TwilioVoice, settings)
+
     async def find(row: asyncpg.Record) -> Found | None:
         return await provider.find_call(
             to=row["to_address"], from_=row["from_number"] or settings.default_from_number, since=row["sending_at"]
         )
 
     reconciler = Reconciler(
-        pool, "voice", find, lambda row: None,  # a call is charged when it ends
-        after_s=settings.reconcile_after, interval_s=max(1.0, settings.reconcile_after / 4),
+        pool,
+        "voice",
+        find,
+        lambda row: None,  # a call is charged when it ends
+        after_s=settings.reconcile_after,
+        interval_s=max(1.0, settings.reconcile_after / 4),
     )
     sender = VoiceSender(
-        provider, pool, settings.public_url, settings.default_from_number,
-        ring_timeout=settings.call_ring_timeout, default_time_limit=settings.call_time_limit,
+        provider,
+        pool,
+        settings.public_url,
+        settings.default_from_number,
+        ring_timeout=settings.call_ring_timeout,
+        default_time_limit=settings.call_time_limit,
     )
     try:
         yield sender, [reconciler.run]
@@ -96,8 +110,13 @@ async def email_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[
     host, port = smtp_address(settings)
     password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
     provider = SmtpEmail(
-        host, port, username=settings.smtp_username, password=password, tls=settings.smtp_tls,
-        timeout=settings.provider_timeout, pool_size=settings.smtp_pool_size,
+        host,
+        port,
+        username=settings.smtp_username,
+        password=password,
+        tls=settings.smtp_tls,
+        timeout=settings.provider_timeout,
+        pool_size=settings.smtp_pool_size,
     )
     sender = EmailSender(provider, pool, settings.public_url, settings.default_from_email, secret_key(settings))
     reconciler = EmailReconciler(
@@ -126,9 +145,7 @@ async def run(settings: Settings, channel: str, stop: asyncio.Event) -> None:
         log.warning("dispatcher.channel_not_available", channel=channel)
     pool_size = max(settings.db_pool_max, settings.dispatch_prefetch // 2 + 2)
     async with AsyncExitStack() as stack:
-        pool = await stack.enter_async_context(
-            create_pool(settings.database_url, settings.db_pool_min, pool_size)
-        )
+        pool = await stack.enter_async_context(create_pool(settings.database_url, settings.db_pool_min, pool_size))
         connection = await stack.enter_async_context(connect(settings.amqp_url, settings.amqp_prefix))
         gate = SlotGate(pool, lease_s=settings.provider_timeout + 30)
         await gate.start()
@@ -136,8 +153,11 @@ async def run(settings: Settings, channel: str, stop: asyncio.Event) -> None:
         if sending:
             sender, loops = await stack.enter_async_context(SENDERS[channel](settings, pool))
             consumer = Consumer(
-                connection, f"dispatch.{channel}", SendHandler(pool, gate, sender),
-                prefix=settings.amqp_prefix, prefetch=settings.dispatch_prefetch,
+                connection,
+                f"dispatch.{channel}",
+                SendHandler(pool, gate, sender),
+                prefix=settings.amqp_prefix,
+                prefetch=settings.dispatch_prefetch,
             )
             await consumer.start()
             tasks = [asyncio.create_task(loop(stop)) for loop in loops]

@@ -72,15 +72,17 @@ class EmailSender:
         """Send the rendered subject, text and HTML from the campaign's address (or the default)."""
         sender = row["from_number"] if "@" in (row["from_number"] or "") else self._default_from
         account_id = await self._account_of(row["campaign_id"])
-        return await self._provider.send_email(Email(
-            sender=sender,
-            to=row["to_address"],
-            subject=decision.subject or "",
-            text=decision.text or "",
-            html=decision.html,
-            message_id=message_id(row["id"], sender),
-            list_unsubscribe=self.unsubscribe_url(account_id, row["contact_id"]),
-        ))
+        return await self._provider.send_email(
+            Email(
+                sender=sender,
+                to=row["to_address"],
+                subject=decision.subject or "",
+                text=decision.text or "",
+                html=decision.html,
+                message_id=message_id(row["id"], sender),
+                list_unsubscribe=self.unsubscribe_url(account_id, row["contact_id"]),
+            )
+        )
 
     def cost(self, row: asyncpg.Record, decision: Decision) -> Decimal:
         """The email price, per message."""

@@ -48,8 +48,13 @@ class VoiceSender:
     lease_s = None
 
     def __init__(
-        self, provider: CallProvider, pool: asyncpg.Pool, public_url: str, default_from: str,
-        ring_timeout: int, default_time_limit: int,
+        self,
+        provider: CallProvider,
+        pool: asyncpg.Pool,
+        public_url: str,
+        default_from: str,
+        ring_timeout: int,
+        default_time_limit: int,
     ):
         self._provider = provider
         self._pool = pool
@@ -85,4 +90,3 @@ class VoiceSender:
     def cost(self, row: asyncpg.Record, decision: Decision) -> None:
         """Charged when the call ends, by the minute (the tracker)."""
         return None
-

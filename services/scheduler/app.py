@@ -29,8 +29,20 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         clock = from_settings(settings.clock_start, settings.clock_rate, settings.clock_origin)
         handlers = Handlers(pool, clock)
         consumers = [
-            Consumer(connection, "scheduler.campaign.launched", handlers.campaign_launched, prefix=settings.amqp_prefix, prefetch=2),
-            Consumer(connection, "scheduler.campaign.cancelled", handlers.campaign_cancelled, prefix=settings.amqp_prefix, prefetch=10),
+            Consumer(
+                connection,
+                "scheduler.campaign.launched",
+                handlers.campaign_launched,
+                prefix=settings.amqp_prefix,
+                prefetch=2,
+            ),
+            Consumer(
+                connection,
+                "scheduler.campaign.cancelled",
+                handlers.campaign_cancelled,
+                prefix=settings.amqp_prefix,
+                prefetch=10,
+            ),
         ]
         for consumer in consumers:
             await consumer.start()

@@ -82,13 +82,25 @@ class Handlers:
             await deliveries.copy_planned(conn, records)
             planned += len(records)
             open_count += sum(1 for r in records if r[7] == "planned")
-        upcoming = next_run(campaign, account, await deliveries.first_wall(conn, campaign["id"]) or context.first_wall, context.first_wall)
+        upcoming = next_run(
+            campaign,
+            account,
+            await deliveries.first_wall(conn, campaign["id"]) or context.first_wall,
+            context.first_wall,
+        )
         if upcoming is not None:
             occurs_wall, plan_at = upcoming
-            await deliveries.insert_pending_run(conn, new_id("run"), campaign["id"], account["id"], seq + 1, occurs_wall, plan_at)
+            await deliveries.insert_pending_run(
+                conn, new_id("run"), campaign["id"], account["id"], seq + 1, occurs_wall, plan_at
+            )
         log.info(
-            "run.planned", campaign_id=campaign["id"], run_id=context.run_id, seq=seq,
-            deliveries=planned, to_send=open_count, next_run=upcoming and upcoming[0].isoformat(),
+            "run.planned",
+            campaign_id=campaign["id"],
+            run_id=context.run_id,
+            seq=seq,
+            deliveries=planned,
+            to_send=open_count,
+            next_run=upcoming and upcoming[0].isoformat(),
         )
 
     async def _reserve(

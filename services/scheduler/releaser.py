@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
@@ -52,10 +53,8 @@ class Releaser:
                 log.warning("release.failed", error=str(exc))
                 released = 0
             if released < self._batch:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._interval)
-                except TimeoutError:
-                    pass
 
     async def release_once(self) -> int:
         """Release one batch; how many deliveries it held."""

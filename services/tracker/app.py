@@ -54,7 +54,11 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         runner = web.AppRunner(create_app(settings, pool), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.tracker_host, settings.tracker_port).start()
-        log.info("tracker.listening", url=f"http://{settings.tracker_host}:{settings.tracker_port}", public_url=settings.public_url)
+        log.info(
+            "tracker.listening",
+            url=f"http://{settings.tracker_host}:{settings.tracker_port}",
+            public_url=settings.public_url,
+        )
         await stop.wait()
         log.info("tracker.stopping")
         await runner.cleanup()

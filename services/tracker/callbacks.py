@@ -12,9 +12,7 @@ from shared.domain.deliveries import TWILIO_SMS_FAILED, TWILIO_SMS_RANK
 _MOVABLE = ("queued", "sending", "sent")
 
 
-def sms_status_change(
-    current: Mapping[str, Any], status: str, error_code: str | None, now: datetime
-) -> dict[str, Any]:
+def sms_status_change(current: Mapping[str, Any], status: str, error_code: str | None, now: datetime) -> dict[str, Any]:
     """Columns to update for Twilio `status` on a delivery in `current`; {} when it changes nothing.
 
     A status of a lower rank than the one recorded (a late `sent` after `delivered`) changes nothing.

@@ -70,6 +70,11 @@ async def unsubscribe(request: web.Request) -> web.Response:
     pool: asyncpg.Pool = request.app["pool"]
     changed = await pool.execute(_OPT_OUT, found.contact_id, found.account_id) != "UPDATE 0"
     WEBHOOKS.labels("email.unsubscribe", "applied" if changed else "repeat").inc()
-    log.info("contact.unsubscribed", contact_id=found.contact_id, account_id=found.account_id,
-             channel="email", changed=changed)
+    log.info(
+        "contact.unsubscribed",
+        contact_id=found.contact_id,
+        account_id=found.account_id,
+        channel="email",
+        changed=changed,
+    )
     return _page("Unsubscribed", _DONE)

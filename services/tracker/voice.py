@@ -71,8 +71,9 @@ async def voice_answer(request: web.Request) -> web.Response:
         if delivery is None:
             WEBHOOKS.labels("voice.answer", "unknown_delivery").inc()
             return twiml(say_and_hang_up(""))
-        first = await tracking.record_event(conn, "twilio", "voice.answer", _key(request, f"{sid}:answer"),
-                                            delivery["id"], form)
+        first = await tracking.record_event(
+            conn, "twilio", "voice.answer", _key(request, f"{sid}:answer"), delivery["id"], form
+        )
         opening = delivery["rendered"] or ""
         if first and opening:
             await tracking.add_message(conn, new_id("message"), delivery, "out", opening, sid, "agent")
@@ -93,8 +94,9 @@ async def voice_gather(request: web.Request) -> web.Response:
         if delivery is None:
             WEBHOOKS.labels("voice.gather", "unknown_delivery").inc()
             return twiml(say_and_hang_up(GOODBYE))
-        first = await tracking.record_event(conn, "twilio", "voice.gather", _key(request, f"{sid}:gather:{speech}"),
-                                            delivery["id"], form)
+        first = await tracking.record_event(
+            conn, "twilio", "voice.gather", _key(request, f"{sid}:gather:{speech}"), delivery["id"], form
+        )
         if first and speech:
             await tracking.add_message(conn, new_id("message"), delivery, "in", speech, sid, "contact")
             if stop:
@@ -142,8 +144,9 @@ async def voice_status(request: web.Request) -> web.Response:
     delivery_id = request.query.get("delivery_id")
     pool: asyncpg.Pool = request.app["pool"]
     async with pool.acquire() as conn, conn.transaction():
-        if not await tracking.record_event(conn, "twilio", "voice.status", _key(request, f"{sid}:{status}"),
-                                           delivery_id, form):
+        if not await tracking.record_event(
+            conn, "twilio", "voice.status", _key(request, f"{sid}:{status}"), delivery_id, form
+        ):
             WEBHOOKS.labels("voice.status", "duplicate").inc()
             return twiml()
         delivery = await calls.call_for_update(conn, delivery_id)
@@ -162,7 +165,12 @@ async def voice_status(request: web.Request) -> web.Response:
         await slots.release(pool, delivery["campaign_id"], delivery["id"])
     WEBHOOKS.labels("voice.status", "applied" if outcome.change else "stale").inc()
     log.info(
-        "call.status", delivery_id=delivery["id"], campaign_id=delivery["campaign_id"], status=status,
-        state=outcome.change.get("state", delivery["state"]), reason=outcome.reason, minutes=outcome.minutes,
+        "call.status",
+        delivery_id=delivery["id"],
+        campaign_id=delivery["campaign_id"],
+        status=status,
+        state=outcome.change.get("state", delivery["state"]),
+        reason=outcome.reason,
+        minutes=outcome.minutes,
     )
     return twiml()

@@ -100,8 +100,17 @@ def call_status_change(
 
 #: Phrases that, anywhere in what the contact says, ask us to stop calling.
 STOP_PHRASES = (
-    "stop calling", "do not call", "don't call", "dont call", "never call", "remove me", "take me off",
-    "unsubscribe", "opt me out", "opt out", "no more calls",
+    "stop calling",
+    "do not call",
+    "don't call",
+    "dont call",
+    "never call",
+    "remove me",
+    "take me off",
+    "unsubscribe",
+    "opt me out",
+    "opt out",
+    "no more calls",
 )
 
 

@@ -17,7 +17,7 @@ from shared.errors import Forbidden
 log = structlog.get_logger()
 
 WEBHOOKS = Counter("campaigns_webhooks_total", "Provider callbacks received", ["kind", "result"])
-_EMPTY_TWIML = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>"
+_EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
 def twiml(body: str = _EMPTY_TWIML) -> web.Response:

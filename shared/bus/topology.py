@@ -59,14 +59,11 @@ async def declare(channel: AbstractChannel, prefix: str = "") -> None:
     """Declare every exchange, queue, dead-letter queue and binding (idempotent)."""
     dlx = await channel.declare_exchange(prefix + DLX, aio_pika.ExchangeType.DIRECT, durable=True)
     exchanges = {
-        name: await channel.declare_exchange(prefix + name, kind, durable=True)
-        for name, kind in EXCHANGES.items()
+        name: await channel.declare_exchange(prefix + name, kind, durable=True) for name, kind in EXCHANGES.items()
     }
     for name, (exchange, key) in QUEUES.items():
         full = prefix + name
-        dlq = await channel.declare_queue(
-            full + ".dlq", durable=True, arguments={"x-queue-type": "quorum"}
-        )
+        dlq = await channel.declare_queue(full + ".dlq", durable=True, arguments={"x-queue-type": "quorum"})
         await dlq.bind(dlx, routing_key=full)
         queue = await channel.declare_queue(
             full,

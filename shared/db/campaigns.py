@@ -136,17 +136,28 @@ async def get_agent(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, ag
     return await conn.fetchrow(_GET_AGENT, account_id, agent_id)
 
 
-async def agents_page(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, after: Any, limit: int) -> list[asyncpg.Record]:
+async def agents_page(
+    conn: asyncpg.Connection | asyncpg.Pool, account_id: str, after: Any, limit: int
+) -> list[asyncpg.Record]:
     """A page of the account's agents, newest first."""
     created, last_id = after if after else (None, None)
     return await conn.fetch(_AGENTS, account_id, created, last_id, limit)
 
 
-async def update_agent(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, agent_id: str, data: dict[str, Any]) -> asyncpg.Record:
+async def update_agent(
+    conn: asyncpg.Connection | asyncpg.Pool, account_id: str, agent_id: str, data: dict[str, Any]
+) -> asyncpg.Record:
     """Replace an agent's fields."""
     return await conn.fetchrow(
-        _UPDATE_AGENT, account_id, agent_id, data["name"], data["instructions"], data["opening_message"],
-        data["voice"], data["mode"], data["settings"],
+        _UPDATE_AGENT,
+        account_id,
+        agent_id,
+        data["name"],
+        data["instructions"],
+        data["opening_message"],
+        data["voice"],
+        data["mode"],
+        data["settings"],
     )
 
 
@@ -225,7 +236,9 @@ async def missing_groups(conn: asyncpg.Connection, account_id: str, group_ids: l
     return [g for g in group_ids if g not in found]
 
 
-async def get(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, campaign_id: str, *, lock: bool = False) -> asyncpg.Record | None:
+async def get(
+    conn: asyncpg.Connection | asyncpg.Pool, account_id: str, campaign_id: str, *, lock: bool = False
+) -> asyncpg.Record | None:
     """One of the account's campaigns (locked FOR UPDATE inside a transaction when `lock`)."""
     return await conn.fetchrow(_GET_FOR_UPDATE if lock else _GET, account_id, campaign_id)
 
@@ -299,8 +312,8 @@ async def missing_variables(
             filters.append(f"count(*) FILTER (WHERE {lacks_meta})")
     if not filters:
         return {}
-    sql = (  # noqa: S608 (column names from _COLUMNS, values as parameters)
-        f"SELECT {', '.join(filters)} FROM contacts c "
+    sql = (
+        f"SELECT {', '.join(filters)} FROM contacts c "  # noqa: S608 (column names from _COLUMNS, values as parameters)
         f"WHERE c.account_id = $1 AND c.id IN ({_RECIPIENT_IDS})"
     )
     row = await conn.fetchrow(sql, *args)

@@ -14,8 +14,17 @@ import asyncpg
 
 #: Columns written when a run is planned, in COPY order.
 PLAN_COLUMNS = (
-    "id", "run_id", "campaign_id", "account_id", "contact_id", "channel", "to_address", "state",
-    "send_at", "plan_reason", "error",
+    "id",
+    "run_id",
+    "campaign_id",
+    "account_id",
+    "contact_id",
+    "channel",
+    "to_address",
+    "state",
+    "send_at",
+    "plan_reason",
+    "error",
 )
 
 _RECIPIENTS = """
@@ -124,16 +133,26 @@ async def recipients(
 
 
 async def insert_run(
-    conn: asyncpg.Connection, run_id: str, campaign_id: str, account_id: str, seq: int,
-    occurs_at: datetime | None, occurs_wall: datetime | None,
+    conn: asyncpg.Connection,
+    run_id: str,
+    campaign_id: str,
+    account_id: str,
+    seq: int,
+    occurs_at: datetime | None,
+    occurs_wall: datetime | None,
 ) -> bool:
     """Create run number `seq`, being planned now; False if it already exists."""
     return await conn.fetchval(_INSERT_RUN, run_id, campaign_id, account_id, seq, occurs_at, occurs_wall) is not None
 
 
 async def insert_pending_run(
-    conn: asyncpg.Connection, run_id: str, campaign_id: str, account_id: str, seq: int,
-    occurs_wall: datetime, plan_at: datetime,
+    conn: asyncpg.Connection,
+    run_id: str,
+    campaign_id: str,
+    account_id: str,
+    seq: int,
+    occurs_wall: datetime,
+    plan_at: datetime,
 ) -> None:
     """Record the next run of a recurring campaign, to be planned at `plan_at`."""
     await conn.execute(_INSERT_PENDING_RUN, run_id, campaign_id, account_id, seq, occurs_wall, plan_at)

@@ -58,13 +58,9 @@ class Stored:
     body: bytes | None
 
 
-async def reserve(
-    db: Db, account_id: str, key: str, method: str, path: str, body_hash: bytes
-) -> datetime | None:
+async def reserve(db: Db, account_id: str, key: str, method: str, path: str, body_hash: bytes) -> datetime | None:
     """Claim the key for this request (committed at once): its token, or None if it is held."""
-    token: datetime | None = await db.fetchval(
-        _RESERVE, account_id, key, method, path, body_hash, TTL, ABANDONED_AFTER
-    )
+    token: datetime | None = await db.fetchval(_RESERVE, account_id, key, method, path, body_hash, TTL, ABANDONED_AFTER)
     return token
 
 

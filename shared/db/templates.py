@@ -29,8 +29,14 @@ _DELETE = "DELETE FROM templates WHERE account_id = $1 AND id = $2 RETURNING id"
 async def insert(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, data: dict[str, Any]) -> asyncpg.Record:
     """A new template."""
     return await conn.fetchrow(
-        _INSERT, new_id("template"), account_id, data["name"], data["channel"], data.get("body"),
-        data.get("subject"), data.get("html"),
+        _INSERT,
+        new_id("template"),
+        account_id,
+        data["name"],
+        data["channel"],
+        data.get("body"),
+        data.get("subject"),
+        data.get("html"),
     )
 
 
@@ -39,15 +45,21 @@ async def get(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, template
     return await conn.fetchrow(_GET, account_id, template_id)
 
 
-async def page(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, channel: str | None, after: Any, limit: int) -> list[asyncpg.Record]:
+async def page(
+    conn: asyncpg.Connection | asyncpg.Pool, account_id: str, channel: str | None, after: Any, limit: int
+) -> list[asyncpg.Record]:
     """A page of templates, newest first."""
     created, last_id = after if after else (None, None)
     return await conn.fetch(_LIST, account_id, channel, created, last_id, limit)
 
 
-async def update(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, template_id: str, data: dict[str, Any]) -> asyncpg.Record | None:
+async def update(
+    conn: asyncpg.Connection | asyncpg.Pool, account_id: str, template_id: str, data: dict[str, Any]
+) -> asyncpg.Record | None:
     """Replace a template's name and texts."""
-    return await conn.fetchrow(_UPDATE, account_id, template_id, data["name"], data.get("body"), data.get("subject"), data.get("html"))
+    return await conn.fetchrow(
+        _UPDATE, account_id, template_id, data["name"], data.get("body"), data.get("subject"), data.get("html")
+    )
 
 
 async def delete(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, template_id: str) -> bool:

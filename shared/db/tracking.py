@@ -18,13 +18,20 @@ _COLUMNS = frozenset({"state", "provider_status", "sent_at", "delivered_at", "fa
 
 
 async def record_event(
-    conn: asyncpg.Connection, provider: str, kind: str, dedupe_key: str, delivery_id: str | None, payload: dict[str, Any]
+    conn: asyncpg.Connection,
+    provider: str,
+    kind: str,
+    dedupe_key: str,
+    delivery_id: str | None,
+    payload: dict[str, Any],
 ) -> bool:
     """Store a callback; False if the same one was stored before (a retry or a replay)."""
     return await conn.fetchval(_RECORD, provider, kind, dedupe_key, delivery_id, payload) is not None
 
 
-async def delivery_for_update(conn: asyncpg.Connection, delivery_id: str | None, provider_id: str | None) -> asyncpg.Record | None:
+async def delivery_for_update(
+    conn: asyncpg.Connection, delivery_id: str | None, provider_id: str | None
+) -> asyncpg.Record | None:
     """The delivery a callback is about (by our id, else by the provider's), row-locked."""
     return await conn.fetchrow(_DELIVERY, delivery_id, provider_id)
 
@@ -54,7 +61,8 @@ FOR UPDATE
 _MARK_REPLIED = "UPDATE deliveries SET replied_at = COALESCE(replied_at, now()), updated_at = now() WHERE id = $1"
 _SET_OPT_OUT = "UPDATE contacts SET opted_out_sms = $2, updated_at = now() WHERE id = $1"
 _INSERT_MESSAGE = """
-INSERT INTO messages (id, account_id, contact_id, campaign_id, delivery_id, channel, direction, body, provider_id, author)
+INSERT INTO messages
+    (id, account_id, contact_id, campaign_id, delivery_id, channel, direction, body, provider_id, author)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 """
 _HISTORY = """
@@ -78,14 +86,33 @@ async def set_sms_opt_out(conn: asyncpg.Connection, contact_id: str, opted_out: 
     await conn.execute(_SET_OPT_OUT, contact_id, opted_out)
 
 
-async def add_message(conn: asyncpg.Connection | asyncpg.Pool, message_id: str, delivery: Any, direction: str, body: str, provider_id: str | None, author: str) -> None:
+async def add_message(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    message_id: str,
+    delivery: Any,
+    direction: str,
+    body: str,
+    provider_id: str | None,
+    author: str,
+) -> None:
     """Record one message of a conversation."""
     await conn.execute(
-        _INSERT_MESSAGE, message_id, delivery["account_id"], delivery["contact_id"], delivery["campaign_id"],
-        delivery["id"], delivery["channel"], direction, body, provider_id, author,
+        _INSERT_MESSAGE,
+        message_id,
+        delivery["account_id"],
+        delivery["contact_id"],
+        delivery["campaign_id"],
+        delivery["id"],
+        delivery["channel"],
+        direction,
+        body,
+        provider_id,
+        author,
     )
 
 
-async def history(conn: asyncpg.Connection | asyncpg.Pool, contact_id: str, campaign_id: str | None) -> list[asyncpg.Record]:
+async def history(
+    conn: asyncpg.Connection | asyncpg.Pool, contact_id: str, campaign_id: str | None
+) -> list[asyncpg.Record]:
     """The conversation with a contact within one campaign, oldest first."""
     return await conn.fetch(_HISTORY, contact_id, campaign_id)

@@ -34,9 +34,7 @@ def transition(status: str, action: Action, resume_to: str | None = None) -> Tra
         return Transition("scheduled")
     if action == "pause":
         if status not in ("scheduled", "running"):
-            raise InvalidTransition(
-                f"only a scheduled or running campaign can be paused; this one is {status}"
-            )
+            raise InvalidTransition(f"only a scheduled or running campaign can be paused; this one is {status}")
         return Transition("paused", resume_to=status)  # type: ignore[arg-type]
     if action == "resume":
         if status != "paused":

@@ -49,6 +49,9 @@ def estimate_run(campaign: Mapping[str, Any], account: Mapping[str, Any]) -> Dec
     }
     minutes = -(-int((campaign["voice"] or {}).get("call_duration_limit") or DEFAULT_CALL_SECONDS) // 60)
     return estimate(
-        campaign["channel"], campaign["total_contacts"], prices,
-        template=campaign["message_template"], call_minutes=minutes,
+        campaign["channel"],
+        campaign["total_contacts"],
+        prices,
+        template=campaign["message_template"],
+        call_minutes=minutes,
     )

@@ -62,17 +62,11 @@ class QuietRule:
             raise ValueError("days: needs one entry per weekday")
         for span in spans:
             if span is not None and not 0 <= span[0] < span[1] <= 1440:
-                raise ValueError(
-                    f"{self.jurisdiction}: hours must satisfy 00:00 <= start < end <= 24:00"
-                )
+                raise ValueError(f"{self.jurisdiction}: hours must satisfy 00:00 <= start < end <= 24:00")
         text = f"{_hhmm(self.start)}-{_hhmm(self.end)}"
-        for day, span in zip(
-            ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), self.days, strict=False
-        ):
+        for day, span in zip(("mon", "tue", "wed", "thu", "fri", "sat", "sun"), self.days, strict=False):
             if span != (self.start, self.end):
-                text += f"; {day} " + (
-                    "closed" if span is None else f"{_hhmm(span[0])}-{_hhmm(span[1])}"
-                )
+                text += f"; {day} " + ("closed" if span is None else f"{_hhmm(span[0])}-{_hhmm(span[1])}")
         object.__setattr__(self, "text", text)
 
     def minutes_on(self, weekday: int) -> tuple[int, int] | None:
@@ -110,12 +104,7 @@ def _hhmm(minutes: int) -> str:
 
 
 def _minutes(value: object, where: str) -> int:
-    if (
-        isinstance(value, str)
-        and len(value) == 5
-        and value[2] == ":"
-        and value.replace(":", "").isdigit()
-    ):
+    if isinstance(value, str) and len(value) == 5 and value[2] == ":" and value.replace(":", "").isdigit():
         hours, minutes = int(value[:2]), int(value[3:])
         if minutes < 60 and hours * 60 + minutes <= 1440:
             return hours * 60 + minutes
@@ -152,9 +141,7 @@ def parse_rules(data: Mapping[str, object]) -> QuietTable:
                 raise ValueError(f"{where}.days.{day_name}: must be ['HH:MM', 'HH:MM'] or null")
         source = str(entry.get("source", ""))
         try:
-            rules[name] = QuietRule(
-                name, start, end, version, source, tuple(days) if overrides else ()
-            )
+            rules[name] = QuietRule(name, start, end, version, source, tuple(days) if overrides else ())
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
     for rule in rules.values():
@@ -168,9 +155,7 @@ def _check_inside_country(rule: QuietRule, country: QuietRule | None) -> None:
     for day in range(7):
         inner, outer = rule.minutes_on(day), country.minutes_on(day)
         if inner is not None and (outer is None or inner[0] < outer[0] or inner[1] > outer[1]):
-            raise ValueError(
-                f"{rule.jurisdiction}: allows hours that {country.jurisdiction} forbids"
-            )
+            raise ValueError(f"{rule.jurisdiction}: allows hours that {country.jurisdiction} forbids")
 
 
 @functools.cache
@@ -238,16 +223,10 @@ def _region_of(e164: str) -> str | None:
         return None
     if e164.startswith("+1") and len(e164) == 12:
         return _nanp_jurisdiction(e164, number)
-    return (
-        phonenumbers.region_code_for_number(number)
-        if phonenumbers.is_valid_number(number)
-        else None
-    )
+    return phonenumbers.region_code_for_number(number) if phonenumbers.is_valid_number(number) else None
 
 
-def jurisdiction_for(
-    e164: str | None, contact_state: str | None = None, rules: QuietTable | None = None
-) -> str | None:
+def jurisdiction_for(e164: str | None, contact_state: str | None = None, rules: QuietTable | None = None) -> str | None:
     """Where a contact's quiet hours come from: "US-FL", "US", or None outside covered countries.
 
     A recognised US state on the contact wins (the stricter reading); else the number's area code.

@@ -35,19 +35,13 @@ class Recurrence:
     def __post_init__(self) -> None:
         if self.frequency not in _FREQUENCIES:
             raise ValueError("frequency: must be daily, weekly or monthly")
-        if (
-            isinstance(self.interval, bool)
-            or not isinstance(self.interval, int)
-            or self.interval < 1
-        ):
+        if isinstance(self.interval, bool) or not isinstance(self.interval, int) or self.interval < 1:
             raise ValueError("interval: must be a whole number >= 1")
         if any(not 0 <= day <= 6 for day in self.weekdays):
             raise ValueError("weekdays: days are 0 (Monday) .. 6 (Sunday)")
         if self.weekdays and self.frequency != "weekly":
             raise ValueError("weekdays: only for a weekly recurrence")
-        if self.month_day is not None and (
-            self.frequency != "monthly" or not 1 <= self.month_day <= 31
-        ):
+        if self.month_day is not None and (self.frequency != "monthly" or not 1 <= self.month_day <= 31):
             raise ValueError("month_day: 1..31, only for a monthly recurrence")
         if self.count is not None and (isinstance(self.count, bool) or self.count < 1):
             raise ValueError("count: must be a whole number >= 1")
@@ -62,9 +56,7 @@ class Recurrence:
             raise ValueError("recurrence: must be 'daily', 'weekly', 'monthly' or an object")
         frequency = str(value.get("frequency") or value.get("type") or "").strip().lower()
         if frequency not in _FREQUENCIES:
-            raise ValueError(
-                f"frequency: must be daily, weekly or monthly, got {frequency or None!r}"
-            )
+            raise ValueError(f"frequency: must be daily, weekly or monthly, got {frequency or None!r}")
         days = value.get("weekdays", value.get("days"))
         if days is not None and (isinstance(days, str) or not isinstance(days, list | tuple)):
             raise ValueError("weekdays: must be a list of day names")
@@ -72,9 +64,7 @@ class Recurrence:
             frequency=frequency,
             interval=_whole(value.get("interval", 1), "interval"),
             weekdays=frozenset(parse_weekday(day, "weekdays") for day in days or ()),
-            month_day=_optional_whole(
-                value.get("month_day", value.get("day_of_month")), "month_day"
-            ),
+            month_day=_optional_whole(value.get("month_day", value.get("day_of_month")), "month_day"),
             until=_date(value.get("until"), "until"),
             count=_optional_whole(value.get("count"), "count"),
         )
@@ -99,9 +89,7 @@ class Occurrence:
     index: int
 
 
-def next_occurrence(
-    rule: Recurrence, first: datetime, after: datetime | None = None
-) -> Occurrence | None:
+def next_occurrence(rule: Recurrence, first: datetime, after: datetime | None = None) -> Occurrence | None:
     """The first occurrence strictly after `after` (or the very first), None once until/count end.
 
     `first` is the campaign's first scheduled wall time; it is a run only if it fits the rule.
@@ -123,9 +111,7 @@ def next_occurrence(
         period += 1
 
 
-def occurrences(
-    rule: Recurrence, first: datetime, limit: int | None = None
-) -> Iterator[Occurrence]:
+def occurrences(rule: Recurrence, first: datetime, limit: int | None = None) -> Iterator[Occurrence]:
     """The occurrences in order, at most `limit` of them (the rule's until/count always apply)."""
     found = next_occurrence(rule, first)
     produced = 0

@@ -61,9 +61,7 @@ def variables(source: str) -> set[str]:
     except TemplateSyntaxError as exc:
         raise TemplateError(f"line {exc.lineno}: {exc.message}", exc.lineno) from exc
     defaulted = {
-        f.node.name
-        for f in ast.find_all(nodes.Filter)
-        if f.name in ("default", "d") and isinstance(f.node, nodes.Name)
+        f.node.name for f in ast.find_all(nodes.Filter) if f.name in ("default", "d") and isinstance(f.node, nodes.Name)
     }
     return set(meta.find_undeclared_variables(ast)) - defaulted
 

@@ -264,9 +264,7 @@ def _day_spans(window: SendingWindow, quiet: QuietRule | None) -> WeekIds:
             days.append(-1)
             continue
         lo, hi = legal[0] * 60, legal[1] * 60
-        days.append(
-            _span_id(tuple((max(a, lo), min(b, hi)) for a, b in spans if max(a, lo) < min(b, hi)))
-        )
+        days.append(_span_id(tuple((max(a, lo), min(b, hi)) for a, b in spans if max(a, lo) < min(b, hi))))
     return tuple(days)
 
 

@@ -62,14 +62,10 @@ class SendingWindow:
         if lo < hi:
             hours = ((lo * 3600, hi * 3600),)
         else:  # wraps midnight; an end of 0 leaves only the evening part
-            hours = (
-                ((0, hi * 3600), (lo * 3600, DAY_SECONDS)) if hi else ((lo * 3600, DAY_SECONDS),)
-            )
+            hours = ((0, hi * 3600), (lo * 3600, DAY_SECONDS)) if hi else ((lo * 3600, DAY_SECONDS),)
         spans = tuple(() if day in self.excluded_days else hours for day in range(7))
         object.__setattr__(self, "spans", spans)
-        object.__setattr__(
-            self, "day_names", tuple(DAY_NAMES[day] for day in sorted(self.excluded_days))
-        )
+        object.__setattr__(self, "day_names", tuple(DAY_NAMES[day] for day in sorted(self.excluded_days)))
 
     @classmethod
     def parse(

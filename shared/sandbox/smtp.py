@@ -101,8 +101,12 @@ class SandboxSmtp:
             assert isinstance(parsed, EmailMessage)
             mail = ReceivedMail(str(envelope.mail_from), tuple(envelope.rcpt_tos), data, parsed)
             self.messages.append(mail)
-            log.info("sandbox.email", to=list(mail.rcpt_tos), subject=mail.header("Subject"),
-                     email_message_id=mail.header("Message-ID"))
+            log.info(
+                "sandbox.email",
+                to=list(mail.rcpt_tos),
+                subject=mail.header("Subject"),
+                email_message_id=mail.header("Message-ID"),
+            )
             return "250 2.0.0 Message accepted for delivery"
         finally:
             self.in_flight -= 1
@@ -114,8 +118,14 @@ async def serve(sandbox: SandboxSmtp, host: str, port: int) -> asyncio.Server:
     sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()  # open sessions only
 
     def factory() -> Any:
-        session = SMTP(sandbox, hostname="sandbox.localhost", ident="campaigns sandbox SMTP",
-                       enable_SMTPUTF8=True, decode_data=False, loop=loop)
+        session = SMTP(
+            sandbox,
+            hostname="sandbox.localhost",
+            ident="campaigns sandbox SMTP",
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            loop=loop,
+        )
         sessions.add(session)
         return session
 

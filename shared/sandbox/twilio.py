@@ -115,8 +115,11 @@ class FakeTwilio(FakeCalls):
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         except ValueError:
             return False
-        return secrets.compare_digest(user, self.account_sid) and secrets.compare_digest(password, self.auth_token) \
+        return (
+            secrets.compare_digest(user, self.account_sid)
+            and secrets.compare_digest(password, self.auth_token)
             and request.match_info["account"] == self.account_sid
+        )
 
     async def _record(self, request: web.Request) -> Recorded:
         form: dict[str, list[str]] = {}
@@ -142,7 +145,12 @@ class FakeTwilio(FakeCalls):
 
     @staticmethod
     def _error(status: int, code: int | None, message: str) -> web.Response:
-        body = {"code": code or status, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+        body = {
+            "code": code or status,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        }
         return web.json_response(body, status=status)
 
     async def _create_message(self, request: web.Request) -> web.Response:
@@ -205,7 +213,9 @@ class FakeTwilio(FakeCalls):
             return self._error(401, 20003, "Authenticate")
         to = request.query.get("To")
         found = [m for m in self.messages.values() if to is None or m["to"] == to]
-        return web.json_response({"messages": found, "page": 0, "page_size": 50, "next_page_uri": None, "uri": request.path})
+        return web.json_response(
+            {"messages": found, "page": 0, "page_size": 50, "next_page_uri": None, "uri": request.path}
+        )
 
     async def _fetch_message(self, request: web.Request) -> web.Response:
         await self._record(request)
@@ -228,9 +238,20 @@ class FakeTwilio(FakeCalls):
         if self._session is None:
             self._session = aiohttp.ClientSession()
         sid = "SM" + uuid.uuid4().hex
-        params = {"MessageSid": sid, "SmsSid": sid, "AccountSid": self.account_sid, "From": from_, "To": to,
-                  "Body": body, "NumMedia": "0", "SmsStatus": "received", "ApiVersion": "2010-04-01"}
-        async with self._session.post(self.inbound_url, data=params, headers=self.signed(self.inbound_url, params)) as response:
+        params = {
+            "MessageSid": sid,
+            "SmsSid": sid,
+            "AccountSid": self.account_sid,
+            "From": from_,
+            "To": to,
+            "Body": body,
+            "NumMedia": "0",
+            "SmsStatus": "received",
+            "ApiVersion": "2010-04-01",
+        }
+        async with self._session.post(
+            self.inbound_url, data=params, headers=self.signed(self.inbound_url, params)
+        ) as response:
             text = await response.text()
         match = re.search(r"<Message>(.*?)</Message>", text, re.S)
         reply = html.unescape(match[1]) if match else None
@@ -286,5 +307,3 @@ def bound_port(runner: web.AppRunner) -> int:
         if server is not None and server.sockets:
             return int(server.sockets[0].getsockname()[1])
     raise RuntimeError("not listening")
-
-

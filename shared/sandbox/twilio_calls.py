@@ -56,6 +56,7 @@ class FakeCalls:
     _session: aiohttp.ClientSession | None
 
     if TYPE_CHECKING:
+
         async def _record(self, request: web.Request) -> Recorded: ...
         def _authorised(self, request: web.Request) -> bool: ...
         def scripted_failure(self, to: str | None) -> web.Response | None: ...
@@ -89,13 +90,35 @@ class FakeCalls:
         now = format_datetime(datetime.now(UTC))
         outcomes = self.call_outcomes.get(to)
         call: dict[str, Any] = {
-            "sid": sid, "account_sid": self.account_sid, "to": to, "to_formatted": to, "from": from_,
-            "from_formatted": from_, "status": "queued", "direction": "outbound-api", "api_version": "2010-04-01",
-            "date_created": now, "date_updated": now, "start_time": None, "end_time": None, "duration": None,
-            "price": None, "price_unit": "USD", "answered_by": None, "caller_name": None, "parent_call_sid": None,
-            "phone_number_sid": None, "forwarded_from": None, "group_sid": None, "queue_time": "0", "trunk_sid": None,
-            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{sid}.json", "subresource_uris": {},
-            "said": [], "heard": [], "webhook_errors": [],
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "to": to,
+            "to_formatted": to,
+            "from": from_,
+            "from_formatted": from_,
+            "status": "queued",
+            "direction": "outbound-api",
+            "api_version": "2010-04-01",
+            "date_created": now,
+            "date_updated": now,
+            "start_time": None,
+            "end_time": None,
+            "duration": None,
+            "price": None,
+            "price_unit": "USD",
+            "answered_by": None,
+            "caller_name": None,
+            "parent_call_sid": None,
+            "phone_number_sid": None,
+            "forwarded_from": None,
+            "group_sid": None,
+            "queue_time": "0",
+            "trunk_sid": None,
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{sid}.json",
+            "subresource_uris": {},
+            "said": [],
+            "heard": [],
+            "webhook_errors": [],
             "outcome": outcomes.pop(0) if outcomes else "answer",
             "time_limit": int(recorded.get("TimeLimit") or 14400),
         }
@@ -136,8 +159,14 @@ class FakeCalls:
             call["status"] = status
             call["date_updated"] = format_datetime(datetime.now(UTC))
             if callback and _EVENT.get(status, "completed") in (events | {"completed"}):
-                params = {**self._call_params(call), "CallStatus": status, "SequenceNumber": str(next(sequence)),
-                          "CallbackSource": "call-progress-events", "Timestamp": call["date_updated"], **extra}
+                params = {
+                    **self._call_params(call),
+                    "CallStatus": status,
+                    "SequenceNumber": str(next(sequence)),
+                    "CallbackSource": "call-progress-events",
+                    "Timestamp": call["date_updated"],
+                    **extra,
+                }
                 await self._post_signed(call, callback, params)
 
         def end() -> None:
@@ -167,8 +196,14 @@ class FakeCalls:
             end()
 
     def _call_params(self, call: dict[str, Any]) -> dict[str, str]:
-        return {"CallSid": call["sid"], "AccountSid": self.account_sid, "From": call["from"] or "",
-                "To": call["to"], "Direction": "outbound-api", "ApiVersion": "2010-04-01"}
+        return {
+            "CallSid": call["sid"],
+            "AccountSid": self.account_sid,
+            "From": call["from"] or "",
+            "To": call["to"],
+            "Direction": "outbound-api",
+            "ApiVersion": "2010-04-01",
+        }
 
     async def _converse(self, call: dict[str, Any], recorded: Recorded, started: float) -> None:
         """Follow the TwiML: `<Say>` is recorded, `<Gather>` posts the next utterance (or nothing once

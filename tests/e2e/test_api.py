@@ -161,14 +161,14 @@ async def test_another_accounts_objects_are_404(http, system, account, agent_id,
     )
     other = await make_account(db)
     for path in (f"/campaigns/{body['id']}", f"/campaigns/{body['id']}/results", f"/agents/{agent_id}"):
-        status, error = await call(http, "GET", system.api_url + path, other.headers)
+        status, _error = await call(http, "GET", system.api_url + path, other.headers)
         assert status == 404, path
-    status, error = await call(http, "POST", f"{system.api_url}/campaigns/{body['id']}/launch", other.headers)
+    status, _error = await call(http, "POST", f"{system.api_url}/campaigns/{body['id']}/launch", other.headers)
     assert status == 404
     status, page = await call(http, "GET", system.api_url + "/campaigns", other.headers)
     assert page["data"] == []
     # and B cannot run a campaign with A's agent
-    status, error = await call(
+    status, _error = await call(
         http, "POST", system.api_url + "/campaigns", other.headers,
         {"name": "theirs", "agent_id": agent_id, "type": "sms", "contacts": [new_phone()], "message_template": "hi"},
     )

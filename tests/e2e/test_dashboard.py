@@ -26,10 +26,11 @@ async def test_a_person_sees_progress_and_pauses_with_a_button(http, system, acc
     async with http.post(system.api_url + "/dashboard/login", data={"api_key": "sk_wrong"}) as response:
         assert response.status == 401
         assert "not valid" in await response.text()
-    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
-    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
-                              {"name": "Spring <sale>", "agent_id": agent["id"], "type": "sms",
-                               "contacts": [new_phone()], "message_template": "hi", "schedule": "2031-01-01T09:00:00Z"})
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    _status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                               {"name": "Spring <sale>", "agent_id": agent["id"], "type": "sms",
+                                "contacts": [new_phone()], "message_template": "hi",
+                                "schedule": "2031-01-01T09:00:00Z"})
     session = await _signed_in(system, account.key)
     try:
         async with session.get(system.api_url + "/dashboard") as response:

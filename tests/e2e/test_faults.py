@@ -22,7 +22,7 @@ async def _campaign(http, system, account, phones, **extra) -> str:
 
 async def _completed(http, system, account, campaign_id) -> dict:
     async def done():
-        status, body = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
+        _status, body = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
         return body if body["status"] == "completed" else None
 
     return await wait_until(done, timeout=90, message="campaign completed")
@@ -150,7 +150,9 @@ async def test_a_delivery_left_sending_is_looked_up_at_the_provider_before_any_r
 
     # Then the one the provider has is recorded as sent without a second request…
     async def resolved():
-        rows = await db.fetch("SELECT to_address, state, provider_id FROM deliveries WHERE campaign_id = $1", campaign_id)
+        rows = await db.fetch(
+            "SELECT to_address, state, provider_id FROM deliveries WHERE campaign_id = $1", campaign_id
+        )
         return {r["to_address"]: r for r in rows} if all(r["state"] != "sending" for r in rows) else None
 
     rows = await wait_until(resolved, timeout=30, message="reconciled")

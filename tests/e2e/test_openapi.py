@@ -25,7 +25,9 @@ async def test_the_document_is_valid_openapi_31_and_covers_every_route(http, sys
     documented = {(method.upper(), path) for path, ops in document["paths"].items() for method in ops}
     assert documented == {(op.method, op.path) for op in OPERATIONS}
     create = document["paths"]["/campaigns"]["post"]
-    assert create["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/CampaignCreate"}
+    assert create["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/CampaignCreate"
+    }
     assert "message_template" in document["components"]["schemas"]["CampaignCreate"]["properties"]
 
 

@@ -45,7 +45,7 @@ async def test_daily_runs_each_with_its_own_results(http, fast_clock, fake_twili
         campaign = f"{system.api_url}/campaigns/{body['id']}"
 
         async def run_completed(seq: int):
-            status, runs = await call(http, "GET", campaign + "/runs", account.headers)
+            _status, runs = await call(http, "GET", campaign + "/runs", account.headers)
             done = [r for r in runs["data"] if r["run"] == seq and r["status"] == "completed"]
             return done[0] if done else None
 
@@ -56,7 +56,7 @@ async def test_daily_runs_each_with_its_own_results(http, fast_clock, fake_twili
         await wait_until(lambda: run_completed(3), timeout=60, message="run 3 completed")
 
         async def campaign_completed():
-            status, c = await call(http, "GET", campaign, account.headers)
+            _status, c = await call(http, "GET", campaign, account.headers)
             return c["status"] == "completed"
 
         await wait_until(campaign_completed, timeout=30)

@@ -34,7 +34,7 @@ async def _delivered_campaign(http, system, account, phones, agent_settings=None
     assert status == 201, body
 
     async def delivered():
-        status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+        _status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
         return r["delivered"] == len(phones)
 
     await wait_until(delivered)
@@ -50,7 +50,7 @@ async def test_a_reply_is_counted_and_answered_by_the_rules_agent(http, system, 
     assert await texting(phones[0], "confirm please") == "Thanks, you're confirmed!"
     assert await texting(phones[1], "Can we RESCHEDULE?") == "Sure, what time suits you?"
     assert await texting(phones[1], "tomorrow 3pm") is None  # no rule, no default: no answer, still counted once
-    status, results = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
+    _status, results = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
     assert results["replied"] == 2
     assert results["reply_rate"] == "50.0%"
     assert results["average_response_time"] is not None
@@ -65,30 +65,33 @@ async def test_stop_opts_out_start_opts_back_in_help_answers(http, system, accou
     phone = new_phone()
     campaign_id = await _delivered_campaign(http, system, account, [phone])
     assert "unsubscribed" in (await texting(phone, "Stop"))
-    assert await db.fetchval("SELECT opted_out_sms FROM contacts WHERE account_id = $1 AND phone = $2", account.id, phone)
+    assert await db.fetchval(
+        "SELECT opted_out_sms FROM contacts WHERE account_id = $1 AND phone = $2", account.id, phone)
     assert "STOP" in (await texting(phone, "help"))
     # an opted-out contact is skipped by the next campaign
     second = await _delivered_campaign_skip(http, system, account, phone)
     assert second["skipped"] == 1
     assert len(fake_twilio.sent_to(phone)) == 1
     assert "resubscribed" in (await texting(phone, "START"))
-    assert not await db.fetchval("SELECT opted_out_sms FROM contacts WHERE account_id = $1 AND phone = $2", account.id, phone)
+    assert not await db.fetchval(
+        "SELECT opted_out_sms FROM contacts WHERE account_id = $1 AND phone = $2", account.id, phone)
     # keywords are not replies
-    status, results = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
+    _status, results = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
     assert results["replied"] == 0
     # "stop please" is not the keyword (carriers match the whole message): a reply
     await texting(phone, "stop please")
-    assert not await db.fetchval("SELECT opted_out_sms FROM contacts WHERE account_id = $1 AND phone = $2", account.id, phone)
+    assert not await db.fetchval(
+        "SELECT opted_out_sms FROM contacts WHERE account_id = $1 AND phone = $2", account.id, phone)
 
 
 async def _delivered_campaign_skip(http, system, account, phone) -> dict:
-    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "R"})
-    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
-                              {"name": "again", "type": "sms", "agent_id": agent["id"], "contacts": [phone],
-                               "message_template": "hi", "status": "scheduled"})
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "R"})
+    _status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                               {"name": "again", "type": "sms", "agent_id": agent["id"], "contacts": [phone],
+                                "message_template": "hi", "status": "scheduled"})
 
     async def done():
-        status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+        _status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
         return r if r["status"] == "completed" else None
 
     return await wait_until(done)
@@ -96,19 +99,19 @@ async def _delivered_campaign_skip(http, system, account, phone) -> dict:
 
 async def test_a_failing_agent_never_breaks_ingestion(http, system, account, texting, db):
     phone = new_phone()
-    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers,
-                               {"name": "Hook", "mode": "webhook", "settings": {"url": "http://127.0.0.1:9/nowhere"}})
-    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
-                              {"name": "hook", "type": "sms", "agent_id": agent["id"], "contacts": [phone],
-                               "message_template": "hi", "status": "scheduled"})
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers,
+                                {"name": "Hook", "mode": "webhook", "settings": {"url": "http://127.0.0.1:9/nowhere"}})
+    _status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                               {"name": "hook", "type": "sms", "agent_id": agent["id"], "contacts": [phone],
+                                "message_template": "hi", "status": "scheduled"})
 
     async def delivered():
-        status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+        _status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
         return r["delivered"] == 1
 
     await wait_until(delivered)
     assert await texting(phone, "hello?") is None
-    status, results = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+    _status, results = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
     assert results["replied"] == 1
 
 
@@ -136,16 +139,16 @@ async def test_the_llm_agent_gets_the_conversation_and_its_answer_goes_back(http
     port = site._server.sockets[0].getsockname()[1]
     try:
         phone = new_phone()
-        status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {
+        _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {
             "name": "Riley", "instructions": "Book appointments.", "mode": "llm",
             "settings": {"base_url": f"http://127.0.0.1:{port}/v1", "model": "small", "api_key": "k-123"}})
         assert agent["settings"]["api_key"] == "[set]"  # never echoed
-        status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
-                                  {"name": "llm", "type": "sms", "agent_id": agent["id"], "contacts": [phone],
-                                   "message_template": "When suits you?", "status": "scheduled"})
+        _status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                                   {"name": "llm", "type": "sms", "agent_id": agent["id"], "contacts": [phone],
+                                    "message_template": "When suits you?", "status": "scheduled"})
 
         async def delivered():
-            status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+            _status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
             return r["delivered"] == 1
 
         await wait_until(delivered)

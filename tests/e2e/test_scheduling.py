@@ -79,7 +79,9 @@ async def test_contact_local_0900_reaches_each_zone_at_its_own_0900(http, clocke
     assert order == [phones[z] for z in ZONES]
 
 
-async def test_a_send_that_falls_due_while_paused_waits_for_its_window_on_resume(http, system, account, fake_twilio, db):
+async def test_a_send_that_falls_due_while_paused_waits_for_its_window_on_resume(
+    http, system, account, fake_twilio, db
+):
     # Given a contact whose window opens in two hours (UTC zone, so the arithmetic is plain; a UK
     # number, so no US quiet hours narrow the window)
     now = datetime.now(UTC)
@@ -101,7 +103,9 @@ async def test_a_send_that_falls_due_while_paused_waits_for_its_window_on_resume
 
     row = await wait_until(planned)
     opening = row["send_at"]
-    assert opening.hour == start and opening.minute == 0 and opening > now
+    assert opening.hour == start
+    assert opening.minute == 0
+    assert opening > now
     # When it is paused, its time passes (simulated by moving it into the past), and it resumes
     status, _ = await call(http, "POST", campaign + "/pause", account.headers)
     assert status == 200
@@ -151,7 +155,9 @@ async def test_dry_run_tells_what_launch_would_do_and_sends_nothing(http, system
     )
     assert status == 201, body
     await db.execute("UPDATE accounts SET quiet_hours = false WHERE id = $1", account.id)
-    await db.execute("UPDATE contacts SET opted_out_sms = true WHERE account_id = $1 AND phone = $2", account.id, out_phone)
+    await db.execute(
+        "UPDATE contacts SET opted_out_sms = true WHERE account_id = $1 AND phone = $2", account.id, out_phone
+    )
     status, report = await call(http, "POST", f"{system.api_url}/campaigns/{body['id']}/dry-run", account.headers)
     assert status == 200, report
     assert report["total_contacts"] == 4

@@ -13,14 +13,15 @@ pytestmark = pytest.mark.e2e
 
 
 async def _agent(http, system, account) -> str:
-    status, body = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Riley"})
+    _status, body = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Riley"})
     return body["id"]
 
 
 async def test_template_lifecycle_and_errors(http, system, account):
     url = system.api_url + "/templates"
     status, created = await call(http, "POST", url, account.headers,
-                                 {"name": "Reminder", "channel": "sms", "body": "Hi {{first_name}}, order {{order_number}}"})
+                                 {"name": "Reminder", "channel": "sms",
+                                  "body": "Hi {{first_name}}, order {{order_number}}"})
     assert status == 201, created
     assert created["id"].startswith("tpl_")
     status, error = await call(http, "POST", url, account.headers,
@@ -43,7 +44,8 @@ async def test_template_lifecycle_and_errors(http, system, account):
 
 async def test_preview_renders_for_a_contact_and_names_what_is_missing(http, system, account):
     status, tpl = await call(http, "POST", system.api_url + "/templates", account.headers,
-                             {"name": "Trial", "channel": "email", "subject": "{{first_name}}, your trial is ending soon",
+                             {"name": "Trial", "channel": "email",
+                              "subject": "{{first_name}}, your trial is ending soon",
                               "body": "Your trial of {{plan_name}} ends {{expiry_date}}.",
                               "html": "<p>Hi {{first_name}}</p>"})
     assert status == 201, tpl
@@ -93,11 +95,13 @@ async def test_senders_gate_from_number(http, system, account, fake_twilio):
     assert error["error"]["details"][0]["field"] == "from_number"
     status, sender = await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": own})
     assert (status, sender["verified"], sender["address"]) == (201, True, own)
-    status, again = await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": own})
+    status, _again = await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": own})
     assert status == 200
     status, error = await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": "12"})
     assert status == 422
-    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers, {**campaign, "status": "scheduled"})
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers, {**campaign, "status": "scheduled"}
+    )
     assert status == 201, body
     await wait_until(lambda: _sent(fake_twilio, phone))
     assert fake_twilio.sent_to(phone)[0].get("From") == own
@@ -120,7 +124,7 @@ async def test_launch_reserves_sends_charge_and_the_rest_is_refunded(http, syste
     assert status == 200, launched
 
     async def completed():
-        status, c = await call(http, "GET", campaign, account.headers)
+        _status, c = await call(http, "GET", campaign, account.headers)
         return c if c["status"] == "completed" and c["reserved"] == "0.0000" else None
 
     final = await wait_until(completed)
@@ -133,7 +137,9 @@ async def test_launch_reserves_sends_charge_and_the_rest_is_refunded(http, syste
     status, acct_body = await call(http, "PATCH", system.api_url + "/account", account.headers,
                                    {"default_timezone": "Europe/Paris", "quiet_hours": False})
     assert (acct_body["default_timezone"], acct_body["quiet_hours"]) == ("Europe/Paris", False)
-    status, error = await call(http, "PATCH", system.api_url + "/account", account.headers, {"default_timezone": "Nowhere"})
+    status, _error = await call(
+        http, "PATCH", system.api_url + "/account", account.headers, {"default_timezone": "Nowhere"}
+    )
     assert status == 422
 
 
@@ -144,18 +150,21 @@ async def test_launch_reports_contacts_lacking_variables_and_they_fail_not_send(
                               {"name": "vars", "type": "sms", "agent_id": agent_id,
                                "contacts": [{"phone": full, "first_name": "Ann", "order_number": "A-1"},
                                             {"phone": partial, "first_name": "Bo"}],
-                               "message_template": "Hi {{first_name}}, order #{{order_number}} {{ eta | default('soon') }}"})
+                               "message_template":
+                                   "Hi {{first_name}}, order #{{order_number}} {{ eta | default('soon') }}"})
     status, launched = await call(http, "POST", f"{system.api_url}/campaigns/{body['id']}/launch", account.headers)
     assert status == 200, launched
     assert launched["missing_variables"] == {"order_number": 1}
 
     async def done():
-        status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+        _status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
         return r if r["status"] == "completed" else None
 
     results = await wait_until(done)
     assert (results["sent"], results["failed"]) == (1, 1)
     assert fake_twilio.sent_to(full)[0].get("Body") == "Hi Ann, order #A-1 soon"
     assert fake_twilio.sent_to(partial) == []
-    status, page = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/deliveries?state=failed", account.headers)
+    status, page = await call(
+        http, "GET", f"{system.api_url}/campaigns/{body['id']}/deliveries?state=failed", account.headers
+    )
     assert page["data"][0]["error"] == "missing variable: order_number"

@@ -97,8 +97,8 @@ async def test_a_late_status_never_undoes_a_later_one(http, delivered, db):
 async def test_undelivered_after_sent_is_recorded(http, system, account, db, fake_twilio):
     fake_twilio.callback_statuses = ("sent", "undelivered")
     try:
-        status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
-        status, body = await call(
+        _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+        _status, body = await call(
             http, "POST", system.api_url + "/campaigns", account.headers,
             {"name": "one", "agent_id": agent["id"], "type": "sms", "contacts": [new_phone()],
              "message_template": "hi", "status": "scheduled"},

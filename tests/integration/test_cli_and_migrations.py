@@ -50,7 +50,9 @@ async def test_accounts_create_prints_the_account_and_a_working_key(infra, db):
     assert str(account["balance"]) == "42.5000"
     stored = await db.fetchval("SELECT key_hash FROM api_keys WHERE account_id = $1", created["account_id"])
     assert created["api_key"].encode() not in bytes(stored)  # only a hash is kept
-    bad = campaigns("accounts", "create", "--name", "x", "--balance", "lots", env={"CAMPAIGNS_DATABASE_URL": infra.database_url})
+    bad = campaigns(
+        "accounts", "create", "--name", "x", "--balance", "lots", env={"CAMPAIGNS_DATABASE_URL": infra.database_url}
+    )
     assert bad.returncode == 2
     assert "--balance" in bad.stderr
 
@@ -64,7 +66,9 @@ async def test_migrate_creates_the_database_is_idempotent_and_safe_concurrently(
         conn = await asyncpg.connect(url)
         try:
             versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
-            tables = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+            tables = {
+                r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            }
         finally:
             await conn.close()
         assert versions == [m.version for m in available()]
@@ -78,7 +82,9 @@ async def test_migrate_creates_the_database_is_idempotent_and_safe_concurrently(
 
 async def test_contacts_keep_to_existing_accounts_without_a_per_row_foreign_key(db):
     """0006 checks a contact's account once per statement; the guarantees stay a foreign key's."""
-    account = await db.fetchval("INSERT INTO accounts (id, name) VALUES ($1, 'fk') RETURNING id", f"acct_{uuid.uuid4().hex[:16]}")
+    account = await db.fetchval(
+        "INSERT INTO accounts (id, name) VALUES ($1, 'fk') RETURNING id", f"acct_{uuid.uuid4().hex[:16]}"
+    )
     insert = "INSERT INTO contacts (id, account_id, phone) SELECT $1 || n, $2, $3 || n FROM generate_series(1, 3) n"
     with pytest.raises(asyncpg.ForeignKeyViolationError, match="account acct_nobody does not exist"):
         await db.execute(insert, "ct_fk_", "acct_nobody", "+1555000")

@@ -58,7 +58,9 @@ def test_results_in_the_seed_shape():
     assert body["total_contacts"] == 500
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (59.6, "1m 0s"), (3600, "1h 0s"), (90061, "1d 1h 1m 1s"), (None, None)])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0, "0s"), (59.6, "1m 0s"), (3600, "1h 0s"), (90061, "1d 1h 1m 1s"), (None, None)]
+)
 def test_durations(seconds, text):
     assert format_duration(seconds) == text
 

@@ -55,8 +55,11 @@ async def _account_body(request: web.Request, row: Any) -> dict[str, Any]:
         "name": row["name"],
         "balance": str(row["balance"]),
         "reserved": str(reserved),
-        "prices": {"sms": str(row["price_sms"]), "email": str(row["price_email"]),
-                   "voice_minute": str(row["price_voice_minute"])},
+        "prices": {
+            "sms": str(row["price_sms"]),
+            "email": str(row["price_email"]),
+            "voice_minute": str(row["price_voice_minute"]),
+        },
         "default_timezone": row["default_timezone"],
         "quiet_hours": row["quiet_hours"],
         "created_at": iso(row["created_at"]),
@@ -74,14 +77,21 @@ async def update_account(request: web.Request) -> web.Response:
     patch = await read_model(request, AccountPatch)
     if patch.default_timezone is not None and not is_valid_zone(patch.default_timezone):
         raise Invalid("bad time zone", details=[{"field": "default_timezone", "reason": "not an IANA time zone name"}])
-    row = await request.app["pool"].fetchrow(_UPDATE_ACCOUNT, request["account"]["id"], patch.default_timezone, patch.quiet_hours)
+    row = await request.app["pool"].fetchrow(
+        _UPDATE_ACCOUNT, request["account"]["id"], patch.default_timezone, patch.quiet_hours
+    )
     return json_response(await _account_body(request, row))
 
 
 def sender_body(row: Any) -> dict[str, Any]:
     """A sender identity as the API shows it."""
-    return {"kind": row["kind"], "address": row["address"], "verified": row["verified_at"] is not None,
-            "verified_at": iso(row["verified_at"]), "created_at": iso(row["created_at"])}
+    return {
+        "kind": row["kind"],
+        "address": row["address"],
+        "verified": row["verified_at"] is not None,
+        "verified_at": iso(row["verified_at"]),
+        "created_at": iso(row["created_at"]),
+    }
 
 
 async def add_sender(request: web.Request) -> web.Response:
@@ -90,7 +100,9 @@ async def add_sender(request: web.Request) -> web.Response:
     body = await read_model(request, SenderIn)
     raw = body.phone or body.email or body.address
     if not raw:
-        raise Invalid("give a phone or an email", details=[{"field": "phone", "reason": "a phone or an email is required"}])
+        raise Invalid(
+            "give a phone or an email", details=[{"field": "phone", "reason": "a phone or an email is required"}]
+        )
     if "@" in raw:
         if not _EMAIL.match(raw):
             raise Invalid("bad email", details=[{"field": "email", "reason": f"{raw!r} is not a valid email address"}])
@@ -125,7 +137,10 @@ async def is_allowed_sender(conn: Any, account_id: str, address: str, defaults: 
         address = address.lower()
     if address in {d.lower() if "@" in d else d for d in defaults}:
         return True
-    return bool(await conn.fetchval(
-        "SELECT 1 FROM sender_identities WHERE account_id = $1 AND address = $2 AND verified_at IS NOT NULL",
-        account_id, address,
-    ))
+    return bool(
+        await conn.fetchval(
+            "SELECT 1 FROM sender_identities WHERE account_id = $1 AND address = $2 AND verified_at IS NOT NULL",
+            account_id,
+            address,
+        )
+    )

@@ -57,8 +57,12 @@ async def list_agents(request: web.Request) -> web.Response:
     rows = await db.agents_page(request.app["pool"], request["account"]["id"], decode_cursor(request), limit + 1)
     page = rows[:limit]
     last = page[-1] if len(rows) > limit else None
-    return json_response({"data": [agent_body(r) for r in page],
-                          "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None})
+    return json_response(
+        {
+            "data": [agent_body(r) for r in page],
+            "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
+        }
+    )
 
 
 async def update_agent(request: web.Request) -> web.Response:

@@ -34,7 +34,6 @@ from shared.web import json_response
 log = structlog.get_logger()
 
 
-
 def campaign_body(row: asyncpg.Record, counts: asyncpg.Record | None) -> dict[str, Any]:
     """A campaign in the seed's response shape, with its other settings beside."""
     # "completed": deliveries finished without failing (sent, delivered, skipped as opted out…)
@@ -130,7 +129,12 @@ async def _apply_template(conn: asyncpg.Connection, account_id: str, spec: Any) 
     if template["channel"] != spec.channel:
         raise Invalid(
             "the template is for another channel",
-            details=[{"field": "template_id", "reason": f"a {template['channel']} template cannot send a {spec.channel} campaign"}],
+            details=[
+                {
+                    "field": "template_id",
+                    "reason": f"a {template['channel']} template cannot send a {spec.channel} campaign",
+                }
+            ],
         )
     spec.message_template = spec.message_template or template["body"]
     spec.subject = spec.subject or template["subject"]
@@ -288,18 +292,32 @@ async def campaign_deliveries(request: web.Request) -> web.Response:
     row, _ = await _load(request)
     limit = page_limit(request)
     rows = await db.deliveries_page(
-        request.app["pool"], row["id"], state=request.query.get("state"),
-        after=request.query.get("cursor"), limit=limit + 1,
+        request.app["pool"],
+        row["id"],
+        state=request.query.get("state"),
+        after=request.query.get("cursor"),
+        limit=limit + 1,
     )
     page = rows[:limit]
     data = [
         {
-            "id": d["id"], "run": d["seq"], "contact_id": d["contact_id"], "to": d["to_address"],
-            "state": d["state"], "send_at": iso(d["send_at"]), "plan_reason": d["plan_reason"],
-            "attempts": d["attempts"], "provider_id": d["provider_id"], "provider_status": d["provider_status"],
-            "message": d["rendered"], "error": d["error"], "queued_at": iso(d["queued_at"]),
-            "sent_at": iso(d["sent_at"]), "delivered_at": iso(d["delivered_at"]),
-            "replied_at": iso(d["replied_at"]), "failed_at": iso(d["failed_at"]),
+            "id": d["id"],
+            "run": d["seq"],
+            "contact_id": d["contact_id"],
+            "to": d["to_address"],
+            "state": d["state"],
+            "send_at": iso(d["send_at"]),
+            "plan_reason": d["plan_reason"],
+            "attempts": d["attempts"],
+            "provider_id": d["provider_id"],
+            "provider_status": d["provider_status"],
+            "message": d["rendered"],
+            "error": d["error"],
+            "queued_at": iso(d["queued_at"]),
+            "sent_at": iso(d["sent_at"]),
+            "delivered_at": iso(d["delivered_at"]),
+            "replied_at": iso(d["replied_at"]),
+            "failed_at": iso(d["failed_at"]),
         }
         for d in page
     ]

@@ -33,7 +33,9 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         raise Invalid("the body must be a JSON object", details=[{"field": "body", "reason": "not an object"}])
     where = _nul_in(data)
     if where is not None:
-        raise Invalid("text may not contain NUL characters", details=[{"field": where or "body", "reason": "contains \\u0000"}])
+        raise Invalid(
+            "text may not contain NUL characters", details=[{"field": where or "body", "reason": "contains \\u0000"}]
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:

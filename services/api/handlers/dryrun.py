@@ -74,9 +74,16 @@ async def dry_run(request: web.Request) -> web.Response:
             "total_contacts": total,
             "send_now": send_now,
             "waiting": {"count": waiting, "first_at": iso(first_wait), "last_at": iso(last_wait)},
-            "skipped": {"total": sum(skipped.values()), **{k: skipped.get(k, 0) for k in ("opted_out", "no_address", "no_allowed_time")}},
+            "skipped": {
+                "total": sum(skipped.values()),
+                **{k: skipped.get(k, 0) for k in ("opted_out", "no_address", "no_allowed_time")},
+            },
             "missing_variables": missing,
-            "cost": {"estimate": str(cost), "balance": str(account["balance"]), "sufficient": cost <= account["balance"]},
+            "cost": {
+                "estimate": str(cost),
+                "balance": str(account["balance"]),
+                "sufficient": cost <= account["balance"],
+            },
             "samples": samples,
         }
     )
@@ -88,5 +95,11 @@ def _sample(row: Any, contact: Any, agent_name: str | None, send_at: datetime, r
         problem = None
     except (MissingVariable, TemplateError) as exc:
         message, problem = None, str(exc)
-    return {"contact_id": contact["id"], "to": contact["email"] if row["channel"] == "email" else contact["phone"],
-            "send_at": iso(send_at), "message": message, "error": problem, "plan_reason": reason}
+    return {
+        "contact_id": contact["id"],
+        "to": contact["email"] if row["channel"] == "email" else contact["phone"],
+        "send_at": iso(send_at),
+        "message": message,
+        "error": problem,
+        "plan_reason": reason,
+    }

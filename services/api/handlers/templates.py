@@ -80,9 +80,14 @@ def check_texts(channel: str, body: str | None, subject: str | None, html: str |
 def template_body(row: asyncpg.Record) -> dict[str, Any]:
     """A template as the API shows it."""
     return {
-        "id": row["id"], "name": row["name"], "channel": row["channel"], "body": row["body"],
-        "subject": row["subject"], "html": row["html"],
-        "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"]),
+        "id": row["id"],
+        "name": row["name"],
+        "channel": row["channel"],
+        "body": row["body"],
+        "subject": row["subject"],
+        "html": row["html"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
     }
 
 
@@ -115,8 +120,10 @@ async def list_templates(request: web.Request) -> web.Response:
     page = rows[:limit]
     last = page[-1] if len(rows) > limit else None
     return json_response(
-        {"data": [template_body(r) for r in page],
-         "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None}
+        {
+            "data": [template_body(r) for r in page],
+            "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
+        }
     )
 
 
@@ -153,8 +160,11 @@ async def preview_template(request: web.Request) -> web.Response:
         if agent is None:
             raise NotFound(f"agent {body.agent_id!r} not found")
         agent_name = agent["name"]
-    return json_response(render_parts({"body": row["body"], "subject": row["subject"], "html": row["html"]},
-                                      contact_context(contact, agent_name)))
+    return json_response(
+        render_parts(
+            {"body": row["body"], "subject": row["subject"], "html": row["html"]}, contact_context(contact, agent_name)
+        )
+    )
 
 
 async def resolve_contact(request: web.Request, body: PreviewIn) -> dict[str, Any]:

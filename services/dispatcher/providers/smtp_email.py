@@ -102,8 +102,12 @@ class SmtpEmail:
         local_hostname: str = "campaigns.localhost",
     ):
         self._options: dict[str, Any] = {
-            "hostname": host, "port": port, "username": username, "password": password,
-            "timeout": timeout, "local_hostname": local_hostname,
+            "hostname": host,
+            "port": port,
+            "username": username,
+            "password": password,
+            "timeout": timeout,
+            "local_hostname": local_hostname,
             # None: STARTTLS when the server offers it (aiosmtplib's default).
             "use_tls": tls == "tls",
             "start_tls": {None: None, "none": False, "starttls": True, "tls": False}[tls],

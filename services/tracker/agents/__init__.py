@@ -26,7 +26,7 @@ async def answer(
     agent: Mapping[str, Any],
     contact: Mapping[str, Any],
     history: Sequence[Mapping[str, str]],
-    timeout: float = TIMEOUT,
+    timeout: float = TIMEOUT,  # noqa: ASYNC109 (a per-call deadline, applied with asyncio.timeout below)
 ) -> str | None:
     """The agent's reply to the conversation's last message, or None (no answer, failure, timeout)."""
     mode = agent["mode"]
