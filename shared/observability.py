@@ -53,5 +53,6 @@ async def serve_health(host: str, port: int, checks: dict[str, Check]) -> tuple[
     site = web.TCPSite(runner, host, port)
     await site.start()
     server = site._server
-    bound = server.sockets[0].getsockname()[1] if server and server.sockets else port  # type: ignore[union-attr]
+    # Typed as asyncio.AbstractServer, which declares no `sockets`; loop.create_server's Server has them.
+    bound = server.sockets[0].getsockname()[1] if server and server.sockets else port  # type: ignore[attr-defined]
     return runner, bound

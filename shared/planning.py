@@ -17,6 +17,7 @@ from shared.domain.timeplan import Schedule, Unplannable, plan_send, resolve_wal
 from shared.domain.windows import SendingWindow
 from shared.domain.zones import ZoneChoice, resolve_zones, zone
 from shared.ids import new_id
+from shared.row import Row
 
 _STATE = PLAN_COLUMNS.index("state")
 
@@ -64,8 +65,8 @@ class RunContext:
     def build(
         cls,
         run_id: str,
-        campaign: Mapping[str, Any],
-        account: Mapping[str, Any],
+        campaign: Row,
+        account: Row,
         now: datetime,
         wall: datetime | None = None,
     ) -> RunContext:
@@ -99,7 +100,7 @@ class RunContext:
         )
 
 
-def plan_contact(ctx: RunContext, contact: Mapping[str, Any]) -> tuple[Any, ...]:
+def plan_contact(ctx: RunContext, contact: Row) -> tuple[Any, ...]:
     """The delivery row (PLAN_COLUMNS order) for one contact: planned, or skipped with a reason."""
     address = contact["email"] if ctx.channel == "email" else contact["phone"]
     skip = None
@@ -150,12 +151,13 @@ def next_allowed(reason: Mapping[str, Any] | None, window: Mapping[str, Any] | N
     return plan.send_at if plan.send_at > now else None
 
 
-def _wall_of(campaign: Mapping[str, Any], zone_name: str, now: datetime) -> datetime:
+def _wall_of(campaign: Row, zone_name: str, now: datetime) -> datetime:
     """The campaign's first run as a wall-clock time in `zone_name` (its schedule, or now)."""
-    if campaign["scheduled_wall"] is not None:
-        return campaign["scheduled_wall"]  # type: ignore[no-any-return]
+    wall: datetime | None = campaign["scheduled_wall"]
+    if wall is not None:
+        return wall
     instant = campaign["scheduled_at"] or now
-    return instant.astimezone(zone(zone_name)).replace(tzinfo=None, microsecond=0)  # type: ignore[no-any-return]
+    return instant.astimezone(zone(zone_name)).replace(tzinfo=None, microsecond=0)
 
 
 #: The earliest local time on Earth is UTC+14: a contact_local run can start this much before UTC.
@@ -165,7 +167,7 @@ _LEAD = timedelta(hours=1)
 
 
 def next_run(
-    campaign: Mapping[str, Any], account: Mapping[str, Any], first_wall: datetime, this_wall: datetime
+    campaign: Row, account: Row, first_wall: datetime, this_wall: datetime
 ) -> tuple[datetime, datetime] | None:
     """For a recurring campaign, the run after `this_wall`: (its wall time, when to plan it)."""
     if not campaign["recurrence"]:

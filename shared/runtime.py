@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 Service = Callable[[asyncio.Event], Awaitable[None]]
 
@@ -19,7 +19,7 @@ async def run_until_signalled(service: Service) -> None:
     await service(stop)
 
 
-async def cancel_all(tasks: list[asyncio.Task[object]]) -> None:
+async def cancel_all(tasks: Sequence[asyncio.Task[object]]) -> None:
     """Cancel tasks and wait until they have ended."""
     for task in tasks:
         task.cancel()

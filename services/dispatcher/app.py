@@ -40,7 +40,7 @@ Loops = list[Callable[[asyncio.Event], Awaitable[None]]]
 
 def _twilio(kind: type[T], settings: Settings) -> T:
     """A Twilio provider (SMS or voice) with the settings' credentials, base URL and timeout."""
-    return kind(  # type: ignore[call-arg]
+    return kind(
         settings.twilio_account_sid,
         settings.twilio_auth_token.get_secret_value(),
         twilio_base_url(settings),

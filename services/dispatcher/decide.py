@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from shared.domain.templating import MissingVariable, TemplateError, contact_context, render
+from shared.row import Row
 
 Action = Literal["duplicate", "pause", "cancel", "skip", "fail", "send"]
 
@@ -23,7 +23,7 @@ class Decision:
     html: str | None = None
 
 
-def decide(row: Mapping[str, Any]) -> Decision:
+def decide(row: Row) -> Decision:
     """Send only a queued delivery of a live campaign to a contact still opted in, fully rendered."""
     if row["state"] != "queued":
         return Decision("duplicate", reason=f"delivery is {row['state']}")

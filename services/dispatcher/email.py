@@ -44,7 +44,7 @@ class EmailSender:
 
     channel = "email"
     holds_slot = False
-    lease_s = None
+    lease_s: float | None = None
 
     def __init__(
         self, provider: EmailProvider, pool: asyncpg.Pool, public_url: str, default_from: str, secret_key: bytes

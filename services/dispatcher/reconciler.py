@@ -13,6 +13,7 @@ import structlog
 
 from services.dispatcher.providers.base import Found, ProviderError
 from shared.db import sending
+from shared.db.connection import Connection
 from shared.domain.retry import next_attempt
 from shared.runtime import every
 
@@ -48,7 +49,7 @@ class Reconciler:
                 await self._resolve(conn, row)
         return len(rows)
 
-    async def _resolve(self, conn: asyncpg.Connection, row: asyncpg.Record) -> None:
+    async def _resolve(self, conn: Connection, row: asyncpg.Record) -> None:
         try:
             found = await self._find(row)
         except ProviderError as exc:

@@ -17,7 +17,7 @@ class SmsSender:
 
     channel = "sms"
     holds_slot = False
-    lease_s = None
+    lease_s: float | None = None
 
     def __init__(self, provider: SmsProvider, public_url: str, default_from: str):
         self._provider = provider

@@ -45,7 +45,7 @@ class VoiceSender:
     channel = "voice"
     holds_slot = True
     #: The gate's default while the call is being placed; extended once it is.
-    lease_s = None
+    lease_s: float | None = None
 
     def __init__(
         self,

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import structlog
 
 from shared.db import balance, deliveries
+from shared.db.connection import Connection
 from shared.db.processed import first_time
 from shared.domain.pricing import estimate_run
 from shared.ids import new_id
@@ -41,7 +42,7 @@ class Handlers:
             if campaign is None or campaign["status"] not in ("scheduled", "running", "paused"):
                 log.info("run.not_planned", reason="campaign not live", status=campaign and campaign["status"])
                 return
-            account = await conn.fetchrow(_ACCOUNT, campaign["account_id"])
+            account = cast(asyncpg.Record, await conn.fetchrow(_ACCOUNT, campaign["account_id"]))  # a foreign key
             await self.plan_run(conn, campaign, account, seq=1)
 
     async def plan_due_runs(self) -> int:
@@ -49,15 +50,16 @@ class Handlers:
         async with self._pool.acquire() as conn, conn.transaction():
             due = await deliveries.due_runs(conn, self._clock())
             for run in due:
-                campaign = await conn.fetchrow(_CAMPAIGN, run["campaign_id"])
-                account = await conn.fetchrow(_ACCOUNT, campaign["account_id"])
+                # Foreign keys: the run's campaign and the campaign's account exist.
+                campaign = cast(asyncpg.Record, await conn.fetchrow(_CAMPAIGN, run["campaign_id"]))
+                account = cast(asyncpg.Record, await conn.fetchrow(_ACCOUNT, campaign["account_id"]))
                 await deliveries.start_run(conn, run["id"])
                 await self.plan_run(conn, campaign, account, seq=run["seq"], run_id=run["id"], wall=run["occurs_wall"])
         return len(due)
 
     async def plan_run(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         campaign: asyncpg.Record,
         account: asyncpg.Record,
         *,
@@ -104,7 +106,7 @@ class Handlers:
         )
 
     async def _reserve(
-        self, conn: asyncpg.Connection, campaign: asyncpg.Record, account: asyncpg.Record, seq: int, run_id: str | None
+        self, conn: Connection, campaign: asyncpg.Record, account: asyncpg.Record, seq: int, run_id: str | None
     ) -> bool:
         """Hold back a later run's estimate; when the balance cannot cover it the campaign fails."""
         cost = estimate_run(campaign, account)

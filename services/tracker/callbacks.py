@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from shared.domain.deliveries import TWILIO_SMS_FAILED, TWILIO_SMS_RANK
+from shared.row import Row
 
 #: States a status callback may still move (later ones are final for the callback's purposes).
 _MOVABLE = ("queued", "sending", "sent")
 
 
-def sms_status_change(current: Mapping[str, Any], status: str, error_code: str | None, now: datetime) -> dict[str, Any]:
+def sms_status_change(current: Row, status: str, error_code: str | None, now: datetime) -> dict[str, Any]:
     """Columns to update for Twilio `status` on a delivery in `current`; {} when it changes nothing.
 
     A status of a lower rank than the one recorded (a late `sent` after `delivered`) changes nothing.

@@ -4,6 +4,7 @@ agent on the same channel (TwiML)."""
 
 from __future__ import annotations
 
+from typing import cast
 from xml.sax.saxutils import escape
 
 import asyncpg
@@ -72,7 +73,7 @@ async def _agent_answer(request: web.Request, pool: asyncpg.Pool, delivery: asyn
     agent = await pool.fetchrow(_AGENT, delivery["campaign_id"])
     if agent is None:
         return None
-    contact = await pool.fetchrow(_CONTACT, delivery["contact_id"])
+    contact = cast(asyncpg.Record, await pool.fetchrow(_CONTACT, delivery["contact_id"]))  # a foreign key
     history = [dict(r) for r in await tracking.history(pool, delivery["contact_id"], delivery["campaign_id"])]
     reply = await agents.answer(request.app["http"], agent, dict(contact), history)
     if reply:

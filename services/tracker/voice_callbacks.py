@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from shared.domain.deliveries import TWILIO_CALL_FINAL, TWILIO_CALL_RANK, TWILIO_CALL_TRANSIENT
 from shared.domain.keywords import OPT_OUT
 from shared.domain.retry import next_attempt
+from shared.row import Row
 
 #: Campaign states in which a busy or unanswered call is tried again (paused: after resume).
 _LIVE = ("scheduled", "running", "paused")
@@ -34,7 +34,7 @@ def call_minutes(duration_s: int | None) -> int:
     return math.ceil(max(duration_s or 0, 0) / 60)
 
 
-def _stale(current: Mapping[str, Any], call_sid: str | None) -> str | None:
+def _stale(current: Row, call_sid: str | None) -> str | None:
     """Why a callback is not about the delivery's current call, or None when it is."""
     state, provider_id = current["state"], current["provider_id"]
     if state in ("planned", "queued"):
@@ -48,7 +48,7 @@ def _stale(current: Mapping[str, Any], call_sid: str | None) -> str | None:
 
 
 def call_status_change(
-    current: Mapping[str, Any],
+    current: Row,
     call_sid: str | None,
     status: str,
     duration_s: int | None,

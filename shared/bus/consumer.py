@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
@@ -88,7 +88,8 @@ class Consumer:
             try:
                 await self._handler(message)
             except Exception:
-                count = int((incoming.headers or {}).get("x-delivery-count", 0) or 0)
+                # An integer header the broker sets (the headers' type allows any AMQP field value).
+                count = int(cast(int, (incoming.headers or {}).get("x-delivery-count", 0) or 0))
                 log.exception("message.failed", queue=self._queue, type=message.type, tries=count + 1)
                 await asyncio.sleep(self._backoff[min(count, len(self._backoff) - 1)])
                 await _settle(incoming.nack(requeue=True))

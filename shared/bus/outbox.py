@@ -12,6 +12,7 @@ import structlog
 from aio_pika.abc import AbstractRobustConnection
 
 from shared.bus.topology import ROUTES
+from shared.db.connection import Connection
 from shared.messages.codec import encode
 from shared.messages.envelope import Message
 
@@ -30,7 +31,7 @@ _DELETE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 CHANNEL = "outbox"
 
 
-async def add(conn: asyncpg.Connection, messages: Sequence[Message]) -> None:
+async def add(conn: Connection, messages: Sequence[Message]) -> None:
     """Write messages to the outbox in the caller's transaction (published once it commits)."""
     if not messages:
         return

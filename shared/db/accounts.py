@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import asyncpg
 
+from shared.db.connection import Connection, Executor
 from shared.ids import new_id
 
 _INSERT_ACCOUNT = """
@@ -39,26 +40,26 @@ def hash_key(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-async def create_account(conn: asyncpg.Connection, name: str, balance: Decimal, timezone: str = "Asia/Kolkata") -> str:
+async def create_account(conn: Connection, name: str, balance: Decimal, timezone: str = "Asia/Kolkata") -> str:
     """A new account's id."""
     account_id = new_id("account")
     await conn.execute(_INSERT_ACCOUNT, account_id, name, balance, timezone)
     return account_id
 
 
-async def create_key(conn: asyncpg.Connection, account_id: str) -> str:
+async def create_key(conn: Connection, account_id: str) -> str:
     """A new API key for the account; only its hash is kept."""
     key = "sk_" + secrets.token_urlsafe(32)
     await conn.execute(_INSERT_KEY, hash_key(key), account_id, key[:8])
     return key
 
 
-async def account_for_key(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> asyncpg.Record | None:
+async def account_for_key(conn: Executor, key: str) -> asyncpg.Record | None:
     """The account an API key belongs to, or None."""
     return await conn.fetchrow(_ACCOUNT_FOR_KEY, hash_key(key))
 
 
-async def start_session(conn: asyncpg.Connection | asyncpg.Pool, key: str, lifetime_s: float) -> str:
+async def start_session(conn: Executor, key: str, lifetime_s: float) -> str:
     """A new dashboard session for a (checked) API key: its token, for a cookie. Only the token's
     hash is stored; expired sessions are swept on the way."""
     token = secrets.token_urlsafe(32)
@@ -66,21 +67,22 @@ async def start_session(conn: asyncpg.Connection | asyncpg.Pool, key: str, lifet
     return token
 
 
-async def account_for_session(conn: asyncpg.Connection | asyncpg.Pool, token: str) -> asyncpg.Record | None:
+async def account_for_session(conn: Executor, token: str) -> asyncpg.Record | None:
     """The account of a live session (not expired, its key not revoked), or None."""
     return await conn.fetchrow(_ACCOUNT_FOR_SESSION, hash_key(token))
 
 
-async def end_session(conn: asyncpg.Connection | asyncpg.Pool, token: str) -> None:
+async def end_session(conn: Executor, token: str) -> None:
     """Sign a session out."""
     await conn.execute(_END_SESSION, hash_key(token))
 
 
-async def get(conn: asyncpg.Connection | asyncpg.Pool, account_id: str) -> asyncpg.Record | None:
+async def get(conn: Executor, account_id: str) -> asyncpg.Record | None:
     """One account."""
     return await conn.fetchrow(_GET, account_id)
 
 
-async def find_by_name(conn: asyncpg.Connection, name: str) -> str | None:
+async def find_by_name(conn: Connection, name: str) -> str | None:
     """The oldest account of that name."""
-    return await conn.fetchval(_BY_NAME, name)
+    account_id: str | None = await conn.fetchval(_BY_NAME, name)
+    return account_id

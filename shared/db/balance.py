@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import asyncpg
+from shared.db.connection import Connection, Executor
 
 _RESERVE = """
 WITH a AS (
@@ -39,17 +39,17 @@ WHERE a.id = s.account_id
 """
 
 
-async def reserve(conn: asyncpg.Connection, account_id: str, campaign_id: str, amount: Decimal) -> bool:
+async def reserve(conn: Connection, account_id: str, campaign_id: str, amount: Decimal) -> bool:
     """Move `amount` from the balance to the campaign's reservation; False if the balance is short."""
     return await conn.fetchval(_RESERVE, account_id, campaign_id, amount) is not None
 
 
-async def charge(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: str, cost: Decimal) -> None:
+async def charge(conn: Executor, delivery_id: str, cost: Decimal) -> None:
     """Charge one send, once (a delivery's cost is set only the first time)."""
     await conn.execute(_CHARGE, delivery_id, cost)
 
 
-async def refund(conn: asyncpg.Connection, campaign_ids: list[str]) -> None:
+async def refund(conn: Connection, campaign_ids: list[str]) -> None:
     """Return what the campaigns hold back to their accounts' balances."""
     if campaign_ids:
         await conn.execute(_REFUND, campaign_ids)

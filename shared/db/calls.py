@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from shared.db.connection import Connection, Executor
+
 _CALL = """
 SELECT d.id, d.account_id, d.campaign_id, d.contact_id, d.channel, d.state, d.rendered, d.attempts,
        d.provider_id, d.provider_status, d.sent_at, d.delivered_at, d.replied_at,
@@ -24,29 +26,29 @@ _OPT_OUT = "UPDATE contacts SET opted_out_voice = true, updated_at = now() WHERE
 _COLUMNS = frozenset({"state", "provider_status", "sent_at", "delivered_at", "failed_at", "error", "send_at"})
 
 
-async def call_for_update(conn: asyncpg.Connection, delivery_id: str | None) -> asyncpg.Record | None:
+async def call_for_update(conn: Connection, delivery_id: str | None) -> asyncpg.Record | None:
     """The voice delivery a call webhook is about, row-locked (inside a transaction)."""
     if not delivery_id:
         return None
     return await conn.fetchrow(_CALL, delivery_id)
 
 
-async def agent(conn: asyncpg.Connection | asyncpg.Pool, campaign_id: str) -> asyncpg.Record | None:
+async def agent(conn: Executor, campaign_id: str) -> asyncpg.Record | None:
     """The campaign's agent."""
     return await conn.fetchrow(_AGENT, campaign_id)
 
 
-async def contact(conn: asyncpg.Connection | asyncpg.Pool, contact_id: str) -> asyncpg.Record | None:
+async def contact(conn: Executor, contact_id: str) -> asyncpg.Record | None:
     """The contact called."""
     return await conn.fetchrow(_CONTACT, contact_id)
 
 
-async def opt_out(conn: asyncpg.Connection, contact_id: str) -> None:
+async def opt_out(conn: Connection, contact_id: str) -> None:
     """The contact asked not to be called again: later voice campaigns skip it."""
     await conn.execute(_OPT_OUT, contact_id)
 
 
-async def update(conn: asyncpg.Connection, delivery_id: str, change: dict[str, Any]) -> None:
+async def update(conn: Connection, delivery_id: str, change: dict[str, Any]) -> None:
     """Apply a call's `change` (column → value; columns from a fixed list) to its delivery."""
     columns = sorted(change)
     if not columns:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
+from shared.db.connection import Connection, Executor
 from shared.ids import new_id
 
 _INSERT_AGENT = """
@@ -116,9 +117,9 @@ FROM runs r WHERE r.campaign_id = $1 ORDER BY r.seq
 """
 
 
-async def insert_agent(conn: asyncpg.Connection, account_id: str, data: dict[str, Any]) -> asyncpg.Record:
+async def insert_agent(conn: Connection, account_id: str, data: dict[str, Any]) -> asyncpg.Record:
     """A new agent."""
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         _INSERT_AGENT,
         new_id("agent"),
         account_id,
@@ -129,26 +130,23 @@ async def insert_agent(conn: asyncpg.Connection, account_id: str, data: dict[str
         data["mode"],
         data["settings"],
     )
+    return cast(asyncpg.Record, row)  # INSERT … RETURNING: always a row
 
 
-async def get_agent(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, agent_id: str) -> asyncpg.Record | None:
+async def get_agent(conn: Executor, account_id: str, agent_id: str) -> asyncpg.Record | None:
     """One of the account's agents."""
     return await conn.fetchrow(_GET_AGENT, account_id, agent_id)
 
 
-async def agents_page(
-    conn: asyncpg.Connection | asyncpg.Pool, account_id: str, after: Any, limit: int
-) -> list[asyncpg.Record]:
+async def agents_page(conn: Executor, account_id: str, after: Any, limit: int) -> list[asyncpg.Record]:
     """A page of the account's agents, newest first."""
     created, last_id = after if after else (None, None)
     return await conn.fetch(_AGENTS, account_id, created, last_id, limit)
 
 
-async def update_agent(
-    conn: asyncpg.Connection | asyncpg.Pool, account_id: str, agent_id: str, data: dict[str, Any]
-) -> asyncpg.Record:
+async def update_agent(conn: Executor, account_id: str, agent_id: str, data: dict[str, Any]) -> asyncpg.Record:
     """Replace an agent's fields."""
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         _UPDATE_AGENT,
         account_id,
         agent_id,
@@ -159,14 +157,15 @@ async def update_agent(
         data["mode"],
         data["settings"],
     )
+    return cast(asyncpg.Record, row)  # the caller found the agent
 
 
-async def delete_agent(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, agent_id: str) -> bool:
+async def delete_agent(conn: Executor, account_id: str, agent_id: str) -> bool:
     """Delete an agent (ForeignKeyViolationError while campaigns use it); False if none."""
     return await conn.fetchval(_DELETE_AGENT, account_id, agent_id) is not None
 
 
-async def insert_campaign(conn: asyncpg.Connection, account_id: str, spec: Any) -> str:
+async def insert_campaign(conn: Connection, account_id: str, spec: Any) -> str:
     """Insert a draft campaign with its inline recipients (contacts upserted); returns its id."""
     campaign_id = new_id("campaign")
     await conn.execute(
@@ -201,7 +200,7 @@ async def insert_campaign(conn: asyncpg.Connection, account_id: str, spec: Any) 
     return campaign_id
 
 
-async def upsert_contacts(conn: asyncpg.Connection, account_id: str, recipients: Sequence[Any]) -> list[str]:
+async def upsert_contacts(conn: Connection, account_id: str, recipients: Sequence[Any]) -> list[str]:
     """Create or update contacts by phone (or email when they have none); their ids, in order."""
     ids: dict[str, str] = {}
     for key, sql in (("phone", _UPSERT_PHONE_CONTACTS), ("email", _UPSERT_EMAIL_CONTACTS)):
@@ -230,21 +229,19 @@ async def upsert_contacts(conn: asyncpg.Connection, account_id: str, recipients:
     return list(dict.fromkeys(ordered))
 
 
-async def missing_groups(conn: asyncpg.Connection, account_id: str, group_ids: list[str]) -> list[str]:
+async def missing_groups(conn: Connection, account_id: str, group_ids: list[str]) -> list[str]:
     """The ids among `group_ids` that are not the account's groups."""
     found = {r["id"] for r in await conn.fetch(_EXISTING_GROUPS, account_id, group_ids)}
     return [g for g in group_ids if g not in found]
 
 
-async def get(
-    conn: asyncpg.Connection | asyncpg.Pool, account_id: str, campaign_id: str, *, lock: bool = False
-) -> asyncpg.Record | None:
+async def get(conn: Executor, account_id: str, campaign_id: str, *, lock: bool = False) -> asyncpg.Record | None:
     """One of the account's campaigns (locked FOR UPDATE inside a transaction when `lock`)."""
     return await conn.fetchrow(_GET_FOR_UPDATE if lock else _GET, account_id, campaign_id)
 
 
 async def list_page(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     account_id: str,
     *,
     status: str | None,
@@ -258,27 +255,28 @@ async def list_page(
 
 
 async def set_status(
-    conn: asyncpg.Connection, account_id: str, campaign_id: str, status: str, resume_to: str | None
+    conn: Connection, account_id: str, campaign_id: str, status: str, resume_to: str | None
 ) -> asyncpg.Record:
     """Move a campaign to `status`."""
-    return await conn.fetchrow(_SET_STATUS, account_id, campaign_id, status, resume_to)
+    row = await conn.fetchrow(_SET_STATUS, account_id, campaign_id, status, resume_to)
+    return cast(asyncpg.Record, row)  # the caller holds the campaign's row (locked)
 
 
 async def delivery_counts(
-    conn: asyncpg.Connection | asyncpg.Pool, campaign_ids: list[str], run_id: str | None = None
+    conn: Executor, campaign_ids: list[str], run_id: str | None = None
 ) -> dict[str, asyncpg.Record]:
     """Counts of each campaign's deliveries by outcome (of one run only, when given)."""
     return {r["campaign_id"]: r for r in await conn.fetch(_DELIVERY_COUNTS, campaign_ids, run_id)}
 
 
 async def deliveries_page(
-    conn: asyncpg.Connection | asyncpg.Pool, campaign_id: str, *, state: str | None, after: str | None, limit: int
+    conn: Executor, campaign_id: str, *, state: str | None, after: str | None, limit: int
 ) -> list[asyncpg.Record]:
     """A page of a campaign's deliveries by id (call only for a campaign of the caller's account)."""
     return await conn.fetch(_DELIVERIES, campaign_id, state, after, limit)
 
 
-async def runs(conn: asyncpg.Connection | asyncpg.Pool, campaign_id: str) -> list[asyncpg.Record]:
+async def runs(conn: Executor, campaign_id: str) -> list[asyncpg.Record]:
     """A campaign's runs, in order (call only for a campaign of the caller's account)."""
     return await conn.fetch(_RUNS, campaign_id)
 
@@ -294,7 +292,7 @@ _RECIPIENT_IDS = """
 
 
 async def missing_variables(
-    conn: asyncpg.Connection | asyncpg.Pool, account_id: str, campaign_id: str, group_ids: list[str], names: set[str]
+    conn: Executor, account_id: str, campaign_id: str, group_ids: list[str], names: set[str]
 ) -> dict[str, int]:
     """For each variable a template reads, how many of the campaign's contacts lack it."""
     filters: list[str] = []
@@ -316,5 +314,5 @@ async def missing_variables(
         f"SELECT {', '.join(filters)} FROM contacts c "  # noqa: S608 (column names from _COLUMNS, values as parameters)
         f"WHERE c.account_id = $1 AND c.id IN ({_RECIPIENT_IDS})"
     )
-    row = await conn.fetchrow(sql, *args)
+    row = cast(asyncpg.Record, await conn.fetchrow(sql, *args))  # an aggregate: always one row
     return {name: row[i] for i, name in enumerate(wanted) if row[i]}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
+from shared.db.connection import Connection, Executor
 from shared.ids import new_id
 
 _GET = "SELECT * FROM contacts WHERE account_id = $1 AND id = $2"
@@ -110,18 +111,17 @@ WITH removed AS (
 """
 _COUNT_MEMBERS = "SELECT count(*) FROM group_members WHERE group_id = $1"
 
-Conn = asyncpg.Connection | asyncpg.Pool
 #: Column order of `_UPSERT_*` after the id and account: the built-in fields, metadata, opt-outs.
 _UPSERT_FIELDS = ("phone", "email", "first_name", "last_name", "company", "timezone")
 
 
-async def get(conn: Conn, account_id: str, contact_id: str, *, lock: bool = False) -> asyncpg.Record | None:
+async def get(conn: Executor, account_id: str, contact_id: str, *, lock: bool = False) -> asyncpg.Record | None:
     """One of the account's contacts (row-locked inside a transaction when `lock`)."""
     return await conn.fetchrow(_GET_FOR_UPDATE if lock else _GET, account_id, contact_id)
 
 
 async def list_page(
-    conn: Conn,
+    conn: Executor,
     account_id: str,
     *,
     group_id: str | None = None,
@@ -137,7 +137,7 @@ async def list_page(
 
 
 async def email_clash(
-    conn: asyncpg.Connection,
+    conn: Connection,
     account_id: str,
     email: str | None,
     *,
@@ -162,7 +162,7 @@ async def email_clash(
 
 
 async def upsert(
-    conn: asyncpg.Connection,
+    conn: Connection,
     account_id: str,
     fields: Mapping[str, Any],
     metadata: dict[str, Any],
@@ -175,7 +175,7 @@ async def upsert(
     if fields.get("phone") and fields.get("email"):
         await conn.execute(_ATTACH_PHONE, account_id, fields["phone"], fields["email"])
     sql = _UPSERT_BY_PHONE if fields.get("phone") else _UPSERT_BY_EMAIL
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         sql,
         new_id("contact"),
         account_id,
@@ -185,10 +185,11 @@ async def upsert(
         opted_out.get("email"),
         opted_out.get("voice"),
     )
+    return cast(asyncpg.Record, row)  # an upsert (ON CONFLICT DO UPDATE) RETURNING: always a row
 
 
 async def update(
-    conn: asyncpg.Connection, account_id: str, contact_id: str, values: Mapping[str, Any]
+    conn: Connection, account_id: str, contact_id: str, values: Mapping[str, Any]
 ) -> asyncpg.Record | None:
     """Overwrite a contact's fields, metadata and opt-outs with `values`."""
     return await conn.fetchrow(
@@ -208,7 +209,7 @@ async def update(
     )
 
 
-async def delete(conn: asyncpg.Connection, account_id: str, contact_id: str) -> bool:
+async def delete(conn: Connection, account_id: str, contact_id: str) -> bool:
     """Delete a contact (and its memberships); its unsent deliveries are cancelled. False if unknown."""
     if await conn.fetchval(_DELETE, account_id, contact_id) is None:
         return False
@@ -216,61 +217,62 @@ async def delete(conn: asyncpg.Connection, account_id: str, contact_id: str) -> 
     return True
 
 
-async def insert_group(conn: Conn, account_id: str, name: str) -> asyncpg.Record:
+async def insert_group(conn: Executor, account_id: str, name: str) -> asyncpg.Record:
     """A new, empty group."""
-    return await conn.fetchrow(_INSERT_GROUP, new_id("group"), account_id, name)
+    row = await conn.fetchrow(_INSERT_GROUP, new_id("group"), account_id, name)
+    return cast(asyncpg.Record, row)  # INSERT … RETURNING: always a row
 
 
-async def get_group(conn: Conn, account_id: str, group_id: str) -> asyncpg.Record | None:
+async def get_group(conn: Executor, account_id: str, group_id: str) -> asyncpg.Record | None:
     """One of the account's groups with its `member_count`."""
     return await conn.fetchrow(_GET_GROUP, account_id, group_id)
 
 
-async def lock_group(conn: asyncpg.Connection, account_id: str, group_id: str) -> bool:
+async def lock_group(conn: Connection, account_id: str, group_id: str) -> bool:
     """Lock one of the account's groups for a membership change; False if it is not theirs."""
     return await conn.fetchval(_LOCK_GROUP, account_id, group_id) is not None
 
 
 async def list_groups(
-    conn: Conn, account_id: str, *, after: tuple[datetime, str] | None, limit: int
+    conn: Executor, account_id: str, *, after: tuple[datetime, str] | None, limit: int
 ) -> list[asyncpg.Record]:
     """A page of the account's groups, newest first."""
     created, last_id = after if after else (None, None)
     return await conn.fetch(_LIST_GROUPS, account_id, created, last_id, limit)
 
 
-async def rename_group(conn: Conn, account_id: str, group_id: str, name: str) -> asyncpg.Record | None:
+async def rename_group(conn: Executor, account_id: str, group_id: str, name: str) -> asyncpg.Record | None:
     """Rename a group; None if it is not the account's."""
     return await conn.fetchrow(_RENAME_GROUP, account_id, group_id, name)
 
 
-async def campaigns_using_group(conn: Conn, account_id: str, group_id: str) -> list[str]:
+async def campaigns_using_group(conn: Executor, account_id: str, group_id: str) -> list[str]:
     """Ids of the account's unfinished campaigns that send to the group (at most ten)."""
     return [r["id"] for r in await conn.fetch(_GROUP_IN_USE, account_id, group_id)]
 
 
-async def delete_group(conn: Conn, account_id: str, group_id: str) -> bool:
+async def delete_group(conn: Executor, account_id: str, group_id: str) -> bool:
     """Delete a group (its contacts stay); False if it is not the account's."""
     return await conn.fetchval(_DELETE_GROUP, account_id, group_id) is not None
 
 
 async def resolve(
-    conn: Conn, account_id: str, ids: Sequence[str], phones: Sequence[str], emails: Sequence[str]
+    conn: Executor, account_id: str, ids: Sequence[str], phones: Sequence[str], emails: Sequence[str]
 ) -> list[asyncpg.Record]:
     """The account's contacts matching any of the ids, phones or emails."""
     return await conn.fetch(_RESOLVE, account_id, list(ids), list(phones), list(emails))
 
 
-async def add_members(conn: asyncpg.Connection, group_id: str, contact_ids: Sequence[str]) -> int:
+async def add_members(conn: Connection, group_id: str, contact_ids: Sequence[str]) -> int:
     """Add contacts (already checked to be the group's account's) to a group; how many were new."""
     return int(await conn.fetchval(_ADD_MEMBERS, group_id, list(contact_ids)))
 
 
-async def remove_members(conn: asyncpg.Connection, group_id: str, contact_ids: Sequence[str]) -> int:
+async def remove_members(conn: Connection, group_id: str, contact_ids: Sequence[str]) -> int:
     """Remove contacts from a group; how many were members."""
     return int(await conn.fetchval(_REMOVE_MEMBERS, group_id, list(contact_ids)))
 
 
-async def count_members(conn: Conn, group_id: str) -> int:
+async def count_members(conn: Executor, group_id: str) -> int:
     """How many contacts a group has."""
     return int(await conn.fetchval(_COUNT_MEMBERS, group_id))

@@ -12,6 +12,8 @@ from typing import Any
 
 import asyncpg
 
+from shared.db.connection import Connection
+
 #: Columns written when a run is planned, in COPY order.
 PLAN_COLUMNS = (
     "id",
@@ -119,7 +121,7 @@ WHERE campaign_id = $1 AND state IN ('planned', 'queued')
 
 
 async def recipients(
-    conn: asyncpg.Connection, account_id: str, campaign_id: str, group_ids: Sequence[str], batch: int = 5000
+    conn: Connection, account_id: str, campaign_id: str, group_ids: Sequence[str], batch: int = 5000
 ) -> AsyncIterator[list[asyncpg.Record]]:
     """The campaign's contacts (inline and from its groups), streamed in batches; needs a transaction."""
     chunk: list[asyncpg.Record] = []
@@ -133,7 +135,7 @@ async def recipients(
 
 
 async def insert_run(
-    conn: asyncpg.Connection,
+    conn: Connection,
     run_id: str,
     campaign_id: str,
     account_id: str,
@@ -146,7 +148,7 @@ async def insert_run(
 
 
 async def insert_pending_run(
-    conn: asyncpg.Connection,
+    conn: Connection,
     run_id: str,
     campaign_id: str,
     account_id: str,
@@ -158,32 +160,33 @@ async def insert_pending_run(
     await conn.execute(_INSERT_PENDING_RUN, run_id, campaign_id, account_id, seq, occurs_wall, plan_at)
 
 
-async def first_wall(conn: asyncpg.Connection, campaign_id: str) -> datetime | None:
+async def first_wall(conn: Connection, campaign_id: str) -> datetime | None:
     """The wall-clock time of a campaign's first run."""
-    return await conn.fetchval(_FIRST_WALL, campaign_id)
+    wall: datetime | None = await conn.fetchval(_FIRST_WALL, campaign_id)
+    return wall
 
 
-async def due_runs(conn: asyncpg.Connection, now: datetime, limit: int = 10) -> list[asyncpg.Record]:
+async def due_runs(conn: Connection, now: datetime, limit: int = 10) -> list[asyncpg.Record]:
     """Pending runs of live campaigns whose planning time has come (row-locked)."""
     return await conn.fetch(_DUE_RUNS, now, limit)
 
 
-async def start_run(conn: asyncpg.Connection, run_id: str) -> None:
+async def start_run(conn: Connection, run_id: str) -> None:
     """Mark a pending run as being planned."""
     await conn.execute(_START_RUN, run_id)
 
 
-async def ensure_slots(conn: asyncpg.Connection, campaign_id: str, max_concurrent: int) -> None:
+async def ensure_slots(conn: Connection, campaign_id: str, max_concurrent: int) -> None:
     """One concurrency slot per `max_concurrent`."""
     await conn.execute(_SLOTS, campaign_id, max_concurrent)
 
 
-async def copy_planned(conn: asyncpg.Connection, records: list[tuple[Any, ...]]) -> None:
+async def copy_planned(conn: Connection, records: list[tuple[Any, ...]]) -> None:
     """Bulk-write planned deliveries (tuples in PLAN_COLUMNS order)."""
     await conn.copy_records_to_table("deliveries", records=records, columns=PLAN_COLUMNS)
 
 
-async def release_due(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
+async def release_due(conn: Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
     """Mark up to `limit` due deliveries of live campaigns queued, earliest first; returns them."""
     rows = await conn.fetch(_RELEASE, now, limit)
     if rows:
@@ -191,13 +194,13 @@ async def release_due(conn: asyncpg.Connection, now: datetime, limit: int) -> li
     return rows
 
 
-async def defer(conn: asyncpg.Connection, moves: Sequence[tuple[str, datetime]]) -> None:
+async def defer(conn: Connection, moves: Sequence[tuple[str, datetime]]) -> None:
     """Send released deliveries back to planned, each at its new instant."""
     if moves:
         await conn.execute(_DEFER, [m[0] for m in moves], [m[1] for m in moves])
 
 
-async def complete_finished(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+async def complete_finished(conn: Connection) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
     """Complete every run with no open delivery, then settle their campaigns (completed, or
     scheduled while a next run is pending); returns (runs completed, campaigns settled)."""
     runs = await conn.fetch(_COMPLETE_RUNS)
@@ -205,7 +208,7 @@ async def complete_finished(conn: asyncpg.Connection) -> tuple[list[asyncpg.Reco
     return runs, campaigns
 
 
-async def cancel_pending(conn: asyncpg.Connection, campaign_id: str) -> int:
+async def cancel_pending(conn: Connection, campaign_id: str) -> int:
     """End every delivery of a campaign not yet handed to a provider, and its future runs; how many."""
     await conn.execute(_CANCEL_RUNS, campaign_id)
     result = await conn.execute(_CANCEL, campaign_id)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import LiteralString
 
-import asyncpg
+from shared.db.connection import Executor
 
 # Reserve the key. A row past its lifetime, or a reservation whose request died without answering,
 # is taken over; any other existing row is left alone and nothing is returned.
@@ -43,8 +43,6 @@ TTL = timedelta(hours=24)
 #: After this long without an answer, a reservation is taken to be abandoned (its process died).
 ABANDONED_AFTER = timedelta(minutes=5)
 
-Db = asyncpg.Connection | asyncpg.Pool
-
 
 @dataclass(frozen=True)
 class Stored:
@@ -58,20 +56,20 @@ class Stored:
     body: bytes | None
 
 
-async def reserve(db: Db, account_id: str, key: str, method: str, path: str, body_hash: bytes) -> datetime | None:
+async def reserve(db: Executor, account_id: str, key: str, method: str, path: str, body_hash: bytes) -> datetime | None:
     """Claim the key for this request (committed at once): its token, or None if it is held."""
     token: datetime | None = await db.fetchval(_RESERVE, account_id, key, method, path, body_hash, TTL, ABANDONED_AFTER)
     return token
 
 
-async def find(db: Db, account_id: str, key: str) -> Stored | None:
+async def find(db: Executor, account_id: str, key: str) -> Stored | None:
     """What the key holds, or None."""
     row = await db.fetchrow(_FIND, account_id, key)
     return None if row is None else Stored(**dict(row))
 
 
 async def complete(
-    db: Db,
+    db: Executor,
     account_id: str,
     key: str,
     token: datetime,
@@ -83,12 +81,12 @@ async def complete(
     await db.execute(_COMPLETE, account_id, key, token, status, headers, body)
 
 
-async def release(db: Db, account_id: str, key: str, token: datetime) -> None:
+async def release(db: Executor, account_id: str, key: str, token: datetime) -> None:
     """Drop the reservation (the request failed) so that a retry can run."""
     await db.execute(_RELEASE, account_id, key, token)
 
 
-async def purge_expired(db: Db, batch: int = 1000) -> int:
+async def purge_expired(db: Executor, batch: int = 1000) -> int:
     """Delete up to `batch` keys older than `TTL`; how many went."""
     result: str = await db.execute(_PURGE, TTL, batch)
     return int(result.split()[-1])

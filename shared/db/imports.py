@@ -19,8 +19,11 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
 import asyncpg
+
+from shared.db.connection import Connection
 
 #: Columns of the staging table before the metadata ones, in the order of a staged row (see
 #: shared.domain.contact_csv).
@@ -159,17 +162,17 @@ class BatchResult:
     clashes: list[tuple[int, str, str | None]] = field(default_factory=list)  # (line, email, other phone)
 
 
-async def account_exists(conn: asyncpg.Connection, account_id: str) -> bool:
+async def account_exists(conn: Connection, account_id: str) -> bool:
     """Whether the account exists."""
     return bool(await conn.fetchval(_ACCOUNT_EXISTS, account_id))
 
 
-async def group_exists(conn: asyncpg.Connection, account_id: str, group_id: str) -> bool:
+async def group_exists(conn: Connection, account_id: str, group_id: str) -> bool:
     """Whether the group is the account's."""
     return bool(await conn.fetchval(_GROUP_EXISTS, account_id, group_id))
 
 
-async def begin(conn: asyncpg.Connection, sql: Statements) -> datetime:
+async def begin(conn: Connection, sql: Statements) -> datetime:
     """Create the session's staging table; the import's start (for telling updates from repeats)."""
     await conn.execute(_DROP_STAGE)
     await conn.execute(sql.create_stage)
@@ -177,7 +180,7 @@ async def begin(conn: asyncpg.Connection, sql: Statements) -> datetime:
     return started
 
 
-async def end(conn: asyncpg.Connection) -> None:
+async def end(conn: Connection) -> None:
     """Drop the staging table."""
     await conn.execute(_DROP_STAGE)
 
@@ -188,7 +191,7 @@ def id_base() -> int:
 
 
 async def upsert_batch(
-    conn: asyncpg.Connection,
+    conn: Connection,
     sql: Statements,
     batch: bytes,
     *,
@@ -226,8 +229,9 @@ async def upsert_batch(
                     # Optimistic first: most batches clash with no one. A unique violation on
                     # email (or a deadlock with a concurrent writer) sends us round again.
                     clashes = await _settle_emails(conn, account_id) if attempt else []
-                    by_phone = await conn.fetchrow(sql.upsert_phones, *args)
-                    by_email = await conn.fetchrow(sql.upsert_emails, *args)
+                    # Each ends in an aggregate (the counts): always one row.
+                    by_phone = cast(asyncpg.Record, await conn.fetchrow(sql.upsert_phones, *args))
+                    by_email = cast(asyncpg.Record, await conn.fetchrow(sql.upsert_emails, *args))
                 break
             except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
                 if attempt == ATTEMPTS - 1:
@@ -238,7 +242,7 @@ async def upsert_batch(
     return result
 
 
-async def _settle_emails(conn: asyncpg.Connection, account_id: str) -> list[tuple[int, str, str | None]]:
+async def _settle_emails(conn: Connection, account_id: str) -> list[tuple[int, str, str | None]]:
     """Drop the staged phone rows whose email is another contact's; give the phone to contacts
     known by that email alone. Returns the dropped rows as (line, email, other phone)."""
     clashes: list[tuple[int, str, str | None]] = []

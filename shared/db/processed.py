@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncpg
+from shared.db.connection import Connection
 
 _INSERT = """
 INSERT INTO processed_messages (consumer, message_id) VALUES ($1, $2)
@@ -10,6 +10,6 @@ ON CONFLICT DO NOTHING RETURNING 1
 """
 
 
-async def first_time(conn: asyncpg.Connection, consumer: str, message_id: str) -> bool:
+async def first_time(conn: Connection, consumer: str, message_id: str) -> bool:
     """Record that `consumer` handles `message_id` now; False if it already did (skip it)."""
     return await conn.fetchval(_INSERT, consumer, message_id) is not None

@@ -10,6 +10,7 @@ from decimal import Decimal
 import asyncpg
 
 from shared.db import balance, slots
+from shared.db.connection import Connection, Executor
 
 _LOAD = """
 SELECT d.id, d.state, d.attempts, d.to_address, d.campaign_id, d.contact_id, d.channel,
@@ -54,33 +55,34 @@ _OPT_OUT = "UPDATE contacts SET {column} = true, updated_at = now() WHERE id = $
 _OPT_OUT_COLUMNS = {"sms": "opted_out_sms", "email": "opted_out_email", "voice": "opted_out_voice"}
 
 
-async def load_for_update(conn: asyncpg.Connection, delivery_id: str) -> asyncpg.Record | None:
+async def load_for_update(conn: Connection, delivery_id: str) -> asyncpg.Record | None:
     """The delivery with its campaign, contact and agent, row-locked (inside a transaction)."""
     return await conn.fetchrow(_LOAD, delivery_id)
 
 
 async def state(pool: asyncpg.Pool, delivery_id: str) -> str | None:
     """The delivery's state now."""
-    return await pool.fetchval(_STATE, delivery_id)
+    state_: str | None = await pool.fetchval(_STATE, delivery_id)
+    return state_
 
 
-async def mark_sending(conn: asyncpg.Connection, delivery_id: str, rendered: str) -> None:
+async def mark_sending(conn: Connection, delivery_id: str, rendered: str) -> None:
     """Record that the provider is about to be called (one attempt more)."""
     await conn.execute(_SENDING, delivery_id, rendered)
 
 
-async def back_to_planned(conn: asyncpg.Connection, delivery_id: str) -> None:
+async def back_to_planned(conn: Connection, delivery_id: str) -> None:
     """Return a delivery of a paused campaign, to be released again on resume."""
     await conn.execute(_BACK_TO_PLANNED, delivery_id)
 
 
-async def finish(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: str, state_: str, error: str | None) -> None:
+async def finish(conn: Executor, delivery_id: str, state_: str, error: str | None) -> None:
     """End a delivery that was not (or could not be) handed over: failed, skipped or cancelled."""
     await conn.execute(_FINISH, delivery_id, state_, error)
 
 
 async def mark_sent(
-    pool: asyncpg.Pool | asyncpg.Connection,
+    pool: Executor,
     delivery_id: str,
     provider_id: str,
     status: str,
@@ -103,7 +105,7 @@ async def mark_sent(
 
 
 @asynccontextmanager
-async def _transaction(pool: asyncpg.Pool | asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+async def _transaction(pool: Executor) -> AsyncIterator[Connection]:
     if isinstance(pool, asyncpg.Pool):
         async with pool.acquire() as conn, conn.transaction():
             yield conn
@@ -112,12 +114,12 @@ async def _transaction(pool: asyncpg.Pool | asyncpg.Connection) -> AsyncIterator
             yield pool
 
 
-async def schedule_retry(pool: asyncpg.Pool | asyncpg.Connection, delivery_id: str, at: datetime, error: str) -> None:
+async def schedule_retry(pool: Executor, delivery_id: str, at: datetime, error: str) -> None:
     """Send the delivery back to the scheduler for another try at `at`."""
     await pool.execute(_RETRY, delivery_id, at, error)
 
 
-async def opt_out(conn: asyncpg.Connection | asyncpg.Pool, contact_id: str, channel: str) -> None:
+async def opt_out(conn: Executor, contact_id: str, channel: str) -> None:
     """Mark the contact opted out of `channel`."""
     await conn.execute(_OPT_OUT.format(column=_OPT_OUT_COLUMNS[channel]), contact_id)
 
@@ -133,6 +135,6 @@ FOR UPDATE OF d SKIP LOCKED
 """
 
 
-async def stuck(conn: asyncpg.Connection, channel: str, older_than_s: float, limit: int = 100) -> list[asyncpg.Record]:
+async def stuck(conn: Connection, channel: str, older_than_s: float, limit: int = 100) -> list[asyncpg.Record]:
     """Deliveries left `sending` longer than any provider call may take (a crash or a timeout)."""
     return await conn.fetch(_STUCK, channel, older_than_s, limit)

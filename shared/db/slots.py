@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from shared.db.connection import Executor
+
 #: NOTIFY channel on which a freed slot wakes waiting dispatchers.
 CHANNEL = "slot_free"
 
@@ -45,7 +47,7 @@ async def try_acquire(pool: asyncpg.Pool, campaign_id: str, delivery_id: str, le
     return await pool.fetchval(_ACQUIRE, campaign_id, delivery_id, lease_s) is not None
 
 
-async def release(conn: asyncpg.Pool | asyncpg.Connection, campaign_id: str, delivery_id: str) -> None:
+async def release(conn: Executor, campaign_id: str, delivery_id: str) -> None:
     """Free the delivery's slot and wake the dispatchers waiting for one (inside the caller's
     transaction when given a connection in one)."""
     await conn.execute(_RELEASE, campaign_id, delivery_id, CHANNEL)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
+from shared.db.connection import Executor
 from shared.ids import new_id
 
 _INSERT = """
@@ -26,9 +27,9 @@ WHERE account_id = $1 AND id = $2 RETURNING *
 _DELETE = "DELETE FROM templates WHERE account_id = $1 AND id = $2 RETURNING id"
 
 
-async def insert(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, data: dict[str, Any]) -> asyncpg.Record:
+async def insert(conn: Executor, account_id: str, data: dict[str, Any]) -> asyncpg.Record:
     """A new template."""
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         _INSERT,
         new_id("template"),
         account_id,
@@ -38,30 +39,27 @@ async def insert(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, data:
         data.get("subject"),
         data.get("html"),
     )
+    return cast(asyncpg.Record, row)  # INSERT … RETURNING: always a row
 
 
-async def get(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, template_id: str) -> asyncpg.Record | None:
+async def get(conn: Executor, account_id: str, template_id: str) -> asyncpg.Record | None:
     """One of the account's templates."""
     return await conn.fetchrow(_GET, account_id, template_id)
 
 
-async def page(
-    conn: asyncpg.Connection | asyncpg.Pool, account_id: str, channel: str | None, after: Any, limit: int
-) -> list[asyncpg.Record]:
+async def page(conn: Executor, account_id: str, channel: str | None, after: Any, limit: int) -> list[asyncpg.Record]:
     """A page of templates, newest first."""
     created, last_id = after if after else (None, None)
     return await conn.fetch(_LIST, account_id, channel, created, last_id, limit)
 
 
-async def update(
-    conn: asyncpg.Connection | asyncpg.Pool, account_id: str, template_id: str, data: dict[str, Any]
-) -> asyncpg.Record | None:
+async def update(conn: Executor, account_id: str, template_id: str, data: dict[str, Any]) -> asyncpg.Record | None:
     """Replace a template's name and texts."""
     return await conn.fetchrow(
         _UPDATE, account_id, template_id, data["name"], data.get("body"), data.get("subject"), data.get("html")
     )
 
 
-async def delete(conn: asyncpg.Connection | asyncpg.Pool, account_id: str, template_id: str) -> bool:
+async def delete(conn: Executor, account_id: str, template_id: str) -> bool:
     """Delete a template; False if there was none."""
     return await conn.fetchval(_DELETE, account_id, template_id) is not None

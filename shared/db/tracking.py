@@ -6,6 +6,8 @@ from typing import Any
 
 import asyncpg
 
+from shared.db.connection import Connection, Executor
+
 _RECORD = """
 INSERT INTO webhook_events (provider, kind, dedupe_key, delivery_id, payload)
 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id
@@ -18,7 +20,7 @@ _COLUMNS = frozenset({"state", "provider_status", "sent_at", "delivered_at", "fa
 
 
 async def record_event(
-    conn: asyncpg.Connection,
+    conn: Connection,
     provider: str,
     kind: str,
     dedupe_key: str,
@@ -30,13 +32,13 @@ async def record_event(
 
 
 async def delivery_for_update(
-    conn: asyncpg.Connection, delivery_id: str | None, provider_id: str | None
+    conn: Connection, delivery_id: str | None, provider_id: str | None
 ) -> asyncpg.Record | None:
     """The delivery a callback is about (by our id, else by the provider's), row-locked."""
     return await conn.fetchrow(_DELIVERY, delivery_id, provider_id)
 
 
-async def update_delivery(conn: asyncpg.Connection, delivery_id: str, change: dict[str, Any]) -> None:
+async def update_delivery(conn: Connection, delivery_id: str, change: dict[str, Any]) -> None:
     """Apply `change` (column → value; columns from a fixed list) to a delivery."""
     columns = sorted(change)
     if not columns:
@@ -71,23 +73,23 @@ ORDER BY created_at, id
 """
 
 
-async def latest_delivery_to(conn: asyncpg.Connection, address: str, channel: str) -> asyncpg.Record | None:
+async def latest_delivery_to(conn: Connection, address: str, channel: str) -> asyncpg.Record | None:
     """The delivery most recently sent to `address`: the one a reply from it answers (row-locked)."""
     return await conn.fetchrow(_LATEST_DELIVERY, address, channel)
 
 
-async def mark_replied(conn: asyncpg.Connection, delivery_id: str) -> None:
+async def mark_replied(conn: Connection, delivery_id: str) -> None:
     """Record the first reply to a delivery (later ones keep the first time)."""
     await conn.execute(_MARK_REPLIED, delivery_id)
 
 
-async def set_sms_opt_out(conn: asyncpg.Connection, contact_id: str, opted_out: bool) -> None:
+async def set_sms_opt_out(conn: Connection, contact_id: str, opted_out: bool) -> None:
     """Opt a contact out of SMS (STOP) or back in (START)."""
     await conn.execute(_SET_OPT_OUT, contact_id, opted_out)
 
 
 async def add_message(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     message_id: str,
     delivery: Any,
     direction: str,
@@ -111,8 +113,6 @@ async def add_message(
     )
 
 
-async def history(
-    conn: asyncpg.Connection | asyncpg.Pool, contact_id: str, campaign_id: str | None
-) -> list[asyncpg.Record]:
+async def history(conn: Executor, contact_id: str, campaign_id: str | None) -> list[asyncpg.Record]:
     """The conversation with a contact within one campaign, oldest first."""
     return await conn.fetch(_HISTORY, contact_id, campaign_id)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+
+from shared.row import Row
 
 _GSM7 = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -40,7 +40,7 @@ def estimate(
     return prices["voice_minute"] * max(call_minutes, 1) * contacts
 
 
-def estimate_run(campaign: Mapping[str, Any], account: Mapping[str, Any]) -> Decimal:
+def estimate_run(campaign: Row, account: Row) -> Decimal:
     """The most one run of `campaign` may cost at the account's prices."""
     prices = {
         "sms": account["price_sms"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def reply_rate(counts: Counts) -> str:
     return f"{(100.0 * counts.replied / base) if base else 0.0:.1f}%"
 
 
-def results(campaign_id: str, status: str, counts: Counts) -> dict[str, object]:
+def results(campaign_id: str, status: str, counts: Counts) -> dict[str, Any]:
     """The body of `GET /campaigns/{id}/results`."""
     return {
         "campaign_id": campaign_id,

@@ -12,7 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from shared.row import Row
 
 #: Variables every contact has (beside its metadata).
 BUILT_INS: tuple[str, ...] = ("first_name", "last_name", "email", "phone", "company", "agent_name")
@@ -66,7 +69,7 @@ def variables(source: str) -> set[str]:
     return set(meta.find_undeclared_variables(ast)) - defaulted
 
 
-def contact_context(contact: Mapping[str, Any], agent_name: str | None) -> dict[str, Any]:
+def contact_context(contact: Row, agent_name: str | None) -> dict[str, Any]:
     """The variables of one contact: its metadata, then the built-ins (which win); empty ones dropped."""
     context: dict[str, Any] = dict(contact.get("metadata") or {})
     for key in BUILT_INS[:-1]:

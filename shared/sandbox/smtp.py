@@ -40,7 +40,7 @@ class ReceivedMail:
     def part(self, subtype: str) -> str | None:
         """The text of the `text/<subtype>` part (plain or html), decoded."""
         body = self.message.get_body(preferencelist=(subtype,))
-        return None if body is None else str(body.get_content())  # type: ignore[attr-defined]
+        return None if body is None else str(body.get_content())
 
 
 @dataclass

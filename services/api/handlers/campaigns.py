@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import structlog
@@ -17,6 +17,7 @@ from shared.channels import SENDING_CHANNELS
 from shared.db import balance
 from shared.db import campaigns as db
 from shared.db import templates as templates_db
+from shared.db.connection import Connection
 from shared.domain import pricing
 from shared.domain.campaign import Action, InvalidTransition, transition
 from shared.domain.results import Counts, results
@@ -107,16 +108,17 @@ async def create_campaign(request: web.Request) -> web.Response:
             )
         campaign_id = await db.insert_campaign(conn, account["id"], spec)
         events: list[Any] = [CampaignCreated(account_id=account["id"], campaign_id=campaign_id, channel=spec.channel)]
+        # The campaign was inserted above, in this transaction.
         if spec.launch:
-            row = await db.get(conn, account["id"], campaign_id, lock=True)
+            row = cast(asyncpg.Record, await db.get(conn, account["id"], campaign_id, lock=True))
             events.append(await _launch(conn, account, row))
         await outbox.add(conn, events)
-        row = await db.get(conn, account["id"], campaign_id)
+        row = cast(asyncpg.Record, await db.get(conn, account["id"], campaign_id))
     log.info("campaign.created", campaign_id=campaign_id, channel=spec.channel, contacts=row["total_contacts"])
     return json_response(campaign_body(row, None), status=201)
 
 
-async def _apply_template(conn: asyncpg.Connection, account_id: str, spec: Any) -> None:
+async def _apply_template(conn: Connection, account_id: str, spec: Any) -> None:
     """Fill the campaign's texts from its `template_id` (texts given inline win)."""
     if spec.template_id is None:
         return
@@ -170,7 +172,7 @@ async def list_campaigns(request: web.Request) -> web.Response:
     )
 
 
-async def _launch(conn: asyncpg.Connection, account: asyncpg.Record, row: asyncpg.Record) -> CampaignLaunched:
+async def _launch(conn: Connection, account: asyncpg.Record, row: asyncpg.Record) -> CampaignLaunched:
     """Check and record a launch (in the caller's transaction); the event to publish."""
     try:
         step = transition(row["status"], "launch")
@@ -230,7 +232,7 @@ async def apply_action(pool: asyncpg.Pool, account: asyncpg.Record, campaign_id:
     return extra
 
 
-async def _missing(conn: asyncpg.Connection, row: asyncpg.Record) -> dict[str, int]:
+async def _missing(conn: Connection, row: asyncpg.Record) -> dict[str, int]:
     """How many of the campaign's contacts lack each variable its texts read (they will fail)."""
     names: set[str] = set()
     for source in (row["message_template"], row["subject_template"], row["html_template"]):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import structlog
@@ -14,6 +13,7 @@ from services.api.handlers.common import decode_cursor, encode_cursor, iso, page
 from shared.db import contacts as db
 from shared.domain import contacts as rules
 from shared.errors import Conflict, Invalid, NotFound
+from shared.row import Row
 from shared.web import json_response
 
 log = structlog.get_logger()
@@ -21,7 +21,7 @@ log = structlog.get_logger()
 _NEEDS_ONE = {"field": "phone", "reason": "a contact needs a phone or an email"}
 
 
-def contact_body(row: Mapping[str, Any]) -> dict[str, Any]:
+def contact_body(row: Row) -> dict[str, Any]:
     """A contact as the API shows it."""
     return {
         "id": row["id"],
@@ -155,7 +155,7 @@ async def update_contact(request: web.Request) -> web.Response:
         except asyncpg.UniqueViolationError as exc:
             raise _unique_conflict(exc) from exc
     log.info("contact.updated", contact_id=contact_id)
-    return json_response(contact_body(updated))
+    return json_response(contact_body(cast(asyncpg.Record, updated)))  # locked by `db.get` above
 
 
 async def delete_contact(request: web.Request) -> web.Response:

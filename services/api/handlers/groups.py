@@ -3,7 +3,6 @@ phone or email (unknown ones are reported, the rest applied)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -15,12 +14,13 @@ from services.api.handlers.contacts import list_contacts
 from shared.db import contacts as db
 from shared.domain import contacts as rules
 from shared.errors import Conflict, Invalid, NotFound
+from shared.row import Row
 from shared.web import json_response
 
 log = structlog.get_logger()
 
 
-def group_body(row: Mapping[str, Any]) -> dict[str, Any]:
+def group_body(row: Row) -> dict[str, Any]:
     """A group as the API shows it."""
     return {
         "id": row["id"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import asyncpg
 from aiohttp import web
@@ -139,7 +139,7 @@ async def update_template(request: web.Request) -> web.Response:
         raise Invalid("the template is not valid", details=pydantic_details(exc)) from exc
     check_texts(merged.channel, merged.body, merged.subject, merged.html)
     updated = await db.update(request.app["pool"], request["account"]["id"], row["id"], merged.model_dump())
-    return json_response(template_body(updated))
+    return json_response(template_body(cast(asyncpg.Record, updated)))  # found by `_get` above
 
 
 async def delete_template(request: web.Request) -> web.Response:

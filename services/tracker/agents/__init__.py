@@ -14,6 +14,7 @@ import aiohttp
 import structlog
 
 from services.tracker.agents import llm, rules, webhook
+from shared.row import Row
 
 log = structlog.get_logger()
 
@@ -23,7 +24,7 @@ TIMEOUT = 8.0
 
 async def answer(
     session: aiohttp.ClientSession,
-    agent: Mapping[str, Any],
+    agent: Row,
     contact: Mapping[str, Any],
     history: Sequence[Mapping[str, str]],
     timeout: float = TIMEOUT,  # noqa: ASYNC109 (a per-call deadline, applied with asyncio.timeout below)

@@ -7,8 +7,10 @@ from typing import Any
 
 import aiohttp
 
+from shared.row import Row
 
-def chat_messages(agent: Mapping[str, Any], history: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+
+def chat_messages(agent: Row, history: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
     """The agent's instructions as the system message, then the conversation."""
     messages = [{"role": "system", "content": agent["instructions"] or f"You are {agent['name']}."}]
     for item in history:
@@ -19,7 +21,7 @@ def chat_messages(agent: Mapping[str, Any], history: Sequence[Mapping[str, str]]
 async def answer(
     session: aiohttp.ClientSession,
     settings: Mapping[str, Any],
-    agent: Mapping[str, Any],
+    agent: Row,
     history: Sequence[Mapping[str, str]],
 ) -> str | None:
     """The first choice's content from `{base_url}/chat/completions`."""

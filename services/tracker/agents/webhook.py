@@ -7,11 +7,13 @@ from typing import Any
 
 import aiohttp
 
+from shared.row import Row
+
 
 async def answer(
     session: aiohttp.ClientSession,
     settings: Mapping[str, Any],
-    agent: Mapping[str, Any],
+    agent: Row,
     contact: Mapping[str, Any],
     history: Sequence[Mapping[str, str]],
 ) -> str | None:
