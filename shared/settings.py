@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     provider_timeout: float = 15.0
     #: Seconds after which a delivery still `sending` is checked with the provider (crash, timeout).
     reconcile_after: float = 60.0
+    #: Seconds after a send (doubling after each check) before a missing delivery receipt is asked
+    #: for at the provider (a lost status callback); 0 turns the lookups off.
+    receipt_after: float = 600.0
+    #: Lookups of one missing receipt before it is left as it is (some carriers never report).
+    receipt_checks: int = 3
     #: Seconds a voice call rings before it counts as no-answer (Twilio `Timeout`).
     call_ring_timeout: int = 30
     #: A voice call's longest duration in seconds when its campaign sets no `call_duration_limit`.

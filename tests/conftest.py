@@ -177,6 +177,7 @@ def start_system(
         "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
         "CAMPAIGNS_PROVIDER_TIMEOUT": "3",
         "CAMPAIGNS_RECONCILE_AFTER": "4",
+        "CAMPAIGNS_RECEIPT_AFTER": "2",
         "CAMPAIGNS_RELEASE_INTERVAL": "0.1",
         "CAMPAIGNS_DEFAULT_FROM_NUMBER": "+15005550006",
         # small pools: several systems of processes may share one PostgreSQL (max_connections 100)

@@ -18,6 +18,7 @@ from services.dispatcher.providers.smtp_email import SmtpEmail
 from services.dispatcher.providers.twilio_client import TwilioClient
 from services.dispatcher.providers.twilio_sms import TwilioSms
 from services.dispatcher.providers.twilio_voice import TwilioVoice
+from services.dispatcher.receipts import ReceiptPoller
 from services.dispatcher.reconciler import Reconciler
 from services.dispatcher.senders import SmsSender
 from services.dispatcher.voice import VoiceSender
@@ -50,7 +51,8 @@ def _twilio(kind: type[T], settings: Settings) -> T:
 
 @asynccontextmanager
 async def sms_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tuple[Sender, Loops]]:
-    """SMS through Twilio; the reconciler resolves deliveries left `sending`."""
+    """SMS through Twilio; the reconciler resolves deliveries left `sending`, the receipt poller
+    asks for receipts that never came."""
     provider = _twilio(TwilioSms, settings)
 
     async def find(row: asyncpg.Record) -> Found | None:
@@ -66,8 +68,19 @@ async def sms_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tu
         after_s=settings.reconcile_after,
         interval_s=max(1.0, settings.reconcile_after / 4),
     )
+    loops: Loops = [reconciler.run]
+    if settings.receipt_after > 0:
+        receipt_poller = ReceiptPoller(
+            pool,
+            "sms",
+            provider.fetch_status,
+            after_s=settings.receipt_after,
+            max_checks=settings.receipt_checks,
+            interval_s=max(1.0, settings.receipt_after / 4),
+        )
+        loops.append(receipt_poller.run)
     try:
-        yield SmsSender(provider, settings.public_url, settings.default_from_number), [reconciler.run]
+        yield SmsSender(provider, settings.public_url, settings.default_from_number), loops
     finally:
         await provider.close()
 

@@ -9,9 +9,9 @@ import structlog
 from aiohttp import web
 from prometheus_client import Counter
 
-from services.tracker.callbacks import sms_status_change
 from services.tracker.signatures import TwilioSignatures
 from shared.db import tracking
+from shared.domain.deliveries import sms_status_change
 from shared.errors import Forbidden
 
 log = structlog.get_logger()

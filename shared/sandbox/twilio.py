@@ -54,6 +54,9 @@ class FakeTwilio(FakeCalls):
     #: Statuses sent to the StatusCallback after a message is accepted, in order.
     callback_statuses: tuple[str, ...] = ("sent", "delivered")
     callback_delay: float = 0.01
+    #: To → statuses whose callback is lost on the way (the message's status still changes, so a
+    #: lookup finds it, as at Twilio).
+    lost_callbacks: dict[str, set[str]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: To → canned answers (HTTP status, Twilio error code) used before accepting normally.
@@ -270,6 +273,8 @@ class FakeTwilio(FakeCalls):
         for status in self.callback_statuses:
             await asyncio.sleep(self.callback_delay)
             message["status"] = status
+            if status in self.lost_callbacks.get(message["to"], ()):
+                continue
             params = {
                 "MessageSid": message["sid"],
                 "SmsSid": message["sid"],

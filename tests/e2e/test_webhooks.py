@@ -115,3 +115,45 @@ async def test_undelivered_after_sent_is_recorded(http, system, account, db, fak
     assert row["sent_at"] is not None
     assert row["delivered_at"] is None
     assert "undelivered" in row["error"]
+
+
+async def test_a_lost_delivery_receipt_is_asked_for_at_twilio(http, system, account, fake_twilio, db):
+    # Given two contacts whose `delivered` callbacks never reach the tracker (a third's do)
+    phones = [new_phone() for _ in range(3)]
+    lost = set(phones[:2])
+    for phone in lost:
+        fake_twilio.lost_callbacks[phone] = {"delivered"}
+    try:
+        _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+        status, body = await call(
+            http, "POST", system.api_url + "/campaigns", account.headers,
+            {"name": "receipts", "agent_id": agent["id"], "type": "sms", "contacts": phones,
+             "message_template": "hi", "status": "scheduled"},
+        )
+        assert status == 201, body
+
+        async def all_delivered():
+            rows = await db.fetch(
+                "SELECT to_address, state, status_checks, provider_id, delivered_at FROM deliveries"
+                " WHERE campaign_id = $1",
+                body["id"],
+            )
+            return rows if len(rows) == 3 and all(r["state"] == "delivered" for r in rows) else None
+
+        # Then the SMS dispatcher looks the two up (CAMPAIGNS_RECEIPT_AFTER=2 here) and applies what Twilio says
+        rows = await wait_until(all_delivered, timeout=30, message="every receipt, the lost ones looked up")
+    finally:
+        for phone in lost:
+            fake_twilio.lost_callbacks.pop(phone, None)
+    by_phone = {r["to_address"]: r for r in rows}
+    for phone in phones:
+        row = by_phone[phone]
+        path = f"/Messages/{row['provider_id']}.json"
+        lookups = [r for r in fake_twilio.requests if r.method == "GET" and r.path.endswith(path)]
+        if phone in lost:
+            assert (row["status_checks"], len(lookups)) == (1, 1), phone  # asked once, found delivered
+            assert row["delivered_at"] is not None
+        else:
+            assert (row["status_checks"], len(lookups)) == (0, 0), phone  # its callback came: never asked
+    _status, results = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+    assert (results["sent"], results["delivered"]) == (3, 3)

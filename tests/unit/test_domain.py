@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from services.dispatcher.decide import decide
-from services.tracker.callbacks import sms_status_change
 from shared.domain.campaign import InvalidTransition, transition
+from shared.domain.deliveries import sms_status_change
 from shared.domain.phone import InvalidPhone, to_e164
 from shared.domain.pricing import estimate, sms_segments
 from shared.domain.results import Counts, format_duration, reply_rate, results

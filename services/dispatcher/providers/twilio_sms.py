@@ -43,3 +43,18 @@ class TwilioSms(TwilioClient):
             if message.body == body and (from_ is None or message.from_ == from_):
                 return Found(provider_id=str(message.sid), status=str(message.status))
         return None
+
+    async def fetch_status(self, sid: str) -> tuple[str, str | None] | None:
+        """A message's status at Twilio and its error code (GET …/Messages/{sid}.json); None if
+        Twilio does not know the sid; ProviderError when it cannot be asked now."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                message = await self.client.messages(sid).fetch_async()
+        except TwilioRestException as exc:
+            if exc.status == 404:
+                return None
+            raise ProviderError(f"twilio {exc.status} code {exc.code}: {exc.msg}", "retry", exc.code) from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ProviderError(f"twilio status lookup failed: {exc!r}", "retry") from exc
+        code = message.error_code
+        return str(message.status), (str(code) if code is not None else None)
