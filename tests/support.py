@@ -120,3 +120,60 @@ async def call(
     async with http.request(method, url, headers=headers, json=json) as response:
         body = await response.json(content_type=None) if response.content_length != 0 else None
         return response.status, body
+
+
+class TcpProxy:
+    """A TCP relay to (host, port) on a thread of its own: services connect to `port`; `cut()`
+    drops every connection open through it at that moment (new ones are let through), which to
+    a client looks like the server going away."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._loop = LoopThread()
+        self._open: set[asyncio.StreamWriter] = set()
+        self._server = self._loop.run(asyncio.start_server(self._relay, "127.0.0.1", 0))
+        self.port: int = self._server.sockets[0].getsockname()[1]
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.close()
+            return
+        self._open.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                self._open.discard(dst)
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> int:
+        """Drop every open connection (both ends, at once); how many client connections it dropped."""
+
+        async def drop() -> int:
+            writers = list(self._open)
+            for writer in writers:
+                writer.transport.abort()
+            self._open.clear()
+            return len(writers) // 2
+
+        return self._loop.run(drop())
+
+    def close(self) -> None:
+        """Stop relaying."""
+
+        async def stop() -> None:
+            self._server.close()
+            for writer in list(self._open):
+                writer.transport.abort()
+
+        self._loop.run(stop())
+        self._loop.close()

@@ -51,7 +51,11 @@ class Consumer:
         """Start consuming."""
         self._channel = await self._connection.channel()
         await self._channel.set_qos(prefetch_count=self._prefetch)
-        self._queue_obj = await self._channel.get_queue(self._queue, ensure=False)
+        # Passive (ensure=True): after a reconnect the robust channel re-declares the queue it
+        # holds before consuming again; a queue object made up without declaring (ensure=False)
+        # is re-declared as a plain classic queue, which the broker refuses for our quorum queue
+        # (PRECONDITION_FAILED), and the consumer is never restored.
+        self._queue_obj = await self._channel.get_queue(self._queue, ensure=True)
         self._tag = await self._queue_obj.consume(self._on_message)
         log.info("consumer.started", queue=self._queue, prefetch=self._prefetch)
 
