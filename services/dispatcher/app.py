@@ -18,7 +18,7 @@ from services.dispatcher.providers.smtp_email import SmtpEmail
 from services.dispatcher.providers.twilio_client import TwilioClient
 from services.dispatcher.providers.twilio_sms import TwilioSms
 from services.dispatcher.providers.twilio_voice import TwilioVoice
-from services.dispatcher.receipts import ReceiptPoller
+from services.dispatcher.receipts import ReceiptPoller, call_receipts, sms_receipts
 from services.dispatcher.reconciler import Reconciler
 from services.dispatcher.senders import SmsSender
 from services.dispatcher.voice import VoiceSender
@@ -73,7 +73,7 @@ async def sms_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tu
         receipt_poller = ReceiptPoller(
             pool,
             "sms",
-            provider.fetch_status,
+            sms_receipts(provider),
             after_s=settings.receipt_after,
             max_checks=settings.receipt_checks,
             interval_s=max(1.0, settings.receipt_after / 4),
@@ -87,7 +87,8 @@ async def sms_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tu
 
 @asynccontextmanager
 async def voice_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tuple[Sender, Loops]]:
-    """Calls through Twilio; the tracker runs the conversation and frees the slot when a call ends."""
+    """Calls through Twilio; the tracker runs the conversation and frees the slot when a call ends
+    (the receipt poller, when its final callback never came)."""
     provider = _twilio(TwilioVoice, settings)
 
     async def find(row: asyncpg.Record) -> Found | None:
@@ -111,8 +112,20 @@ async def voice_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[
         ring_timeout=settings.call_ring_timeout,
         default_time_limit=settings.call_time_limit,
     )
+    loops: Loops = [reconciler.run]
+    if settings.receipt_after > 0:
+        # A call can last its time limit: its receipt is overdue only after that.
+        receipt_poller = ReceiptPoller(
+            pool,
+            "voice",
+            call_receipts(provider),
+            after_s=settings.receipt_after + settings.call_time_limit + settings.call_ring_timeout,
+            max_checks=settings.receipt_checks,
+            interval_s=max(1.0, settings.receipt_after / 4),
+        )
+        loops.append(receipt_poller.run)
     try:
-        yield sender, [reconciler.run]
+        yield sender, loops
     finally:
         await provider.close()
 

@@ -1,6 +1,10 @@
 """Receipts that never came: a delivery accepted by the provider whose final status callback was
 lost (the tracker down for longer than Twilio retries, a network cut) is looked up at the provider,
-and the status it reports is applied exactly as the callback would have been (never backwards)."""
+and the status it reports is applied exactly as the callback would have been (never backwards).
+
+SMS: the message's status. Voice: the call's status and duration; a call found ended is charged
+and its concurrency slot freed, as its `completed` callback would have done.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,10 @@ import structlog
 from prometheus_client import Counter
 
 from services.dispatcher.providers.base import ProviderError
-from shared.db import receipts
+from services.dispatcher.providers.twilio_sms import TwilioSms
+from services.dispatcher.providers.twilio_voice import TwilioVoice
+from shared.db import calls, receipts, slots
+from shared.db.connection import Connection
 from shared.domain.deliveries import sms_status_change
 from shared.runtime import every
 
@@ -23,18 +30,19 @@ RECEIPTS = Counter(
     "campaigns_receipt_checks_total", "Overdue receipts looked up at the provider", ["channel", "result"]
 )
 
-#: A message's status at the provider: (status, error code), or None when it does not know it.
-FetchStatus = Callable[[str], Awaitable[tuple[str, str | None] | None]]
+#: Looks one overdue delivery up and applies what it finds (inside the round's transaction):
+#: (whether anything changed, the campaign whose slot to free once committed, or None).
+Resolve = Callable[[Connection, asyncpg.Record], Awaitable[tuple[bool, str | None]]]
 
 
 class ReceiptPoller:
-    """Asks the provider for the status of one channel's overdue receipts (see shared/db/receipts.py)."""
+    """Asks the provider about one channel's overdue receipts (see shared/db/receipts.py)."""
 
     def __init__(
         self,
         pool: asyncpg.Pool,
         channel: str,
-        fetch: FetchStatus,
+        resolve: Resolve,
         *,
         after_s: float,
         max_checks: int,
@@ -42,7 +50,7 @@ class ReceiptPoller:
     ):
         self._pool = pool
         self._channel = channel
-        self._fetch = fetch
+        self._resolve = resolve
         self._after = after_s
         self._max_checks = max_checks
         self._interval = interval_s
@@ -53,22 +61,49 @@ class ReceiptPoller:
 
     async def check_once(self) -> int:
         """One round; how many deliveries it asked about."""
+        ended: list[tuple[str, str]] = []
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await receipts.overdue(conn, self._channel, self._after, self._max_checks)
             for row in rows:
                 try:
-                    found = await self._fetch(row["provider_id"])
+                    changed, free_slot_of = await self._resolve(conn, row)
                 except ProviderError as exc:
                     RECEIPTS.labels(self._channel, "error").inc()
                     log.warning("receipt.lookup_failed", delivery_id=row["id"], error=str(exc))
                     continue  # not counted as a check: asked again next round
-                change = {} if found is None else sms_status_change(row, found[0], found[1], datetime.now(UTC))
-                await receipts.checked(conn, row["id"], change)
-                RECEIPTS.labels(self._channel, "changed" if change else "unchanged").inc()
-                log.info(
-                    "receipt.checked",
-                    delivery_id=row["id"],
-                    provider_status=found[0] if found else None,
-                    state=change.get("state", row["state"]),
-                )
+                await receipts.checked(conn, row["id"])
+                if free_slot_of is not None:
+                    ended.append((free_slot_of, row["id"]))
+                RECEIPTS.labels(self._channel, "changed" if changed else "unchanged").inc()
+                log.info("receipt.checked", delivery_id=row["id"], changed=changed)
+        for campaign_id, delivery_id in ended:
+            await slots.release(self._pool, campaign_id, delivery_id)
         return len(rows)
+
+
+def sms_receipts(provider: TwilioSms) -> Resolve:
+    """An SMS's status at Twilio, applied by the status callbacks' rule."""
+
+    async def resolve(conn: Connection, row: asyncpg.Record) -> tuple[bool, str | None]:
+        found = await provider.fetch_status(row["provider_id"])
+        change = {} if found is None else sms_status_change(row, found[0], found[1], datetime.now(UTC))
+        await receipts.apply(conn, row["id"], change)
+        return bool(change), None
+
+    return resolve
+
+
+def call_receipts(provider: TwilioVoice) -> Resolve:
+    """A call's status at Twilio, applied as its status callback would be (an ended call is
+    charged, and its slot freed)."""
+
+    async def resolve(conn: Connection, row: asyncpg.Record) -> tuple[bool, str | None]:
+        found = await provider.fetch_call(row["provider_id"])
+        delivery = await calls.call_for_update(conn, row["id"])
+        if found is None or delivery is None:
+            return False, None
+        status, duration = found
+        outcome = await calls.apply_status(conn, delivery, row["provider_id"], status, duration, None)
+        return bool(outcome.change), delivery["campaign_id"] if outcome.ended else None
+
+    return resolve

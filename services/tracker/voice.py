@@ -5,8 +5,6 @@ campaign's slot freed. Each is verified (X-Twilio-Signature) and recorded once."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,9 +15,9 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from services.tracker import agents
 from services.tracker.signatures import TwilioSignatures
-from services.tracker.voice_callbacks import asks_to_stop, call_status_change
 from services.tracker.webhooks import WEBHOOKS, twiml, verified_form
-from shared.db import balance, calls, slots, tracking
+from shared.db import calls, slots, tracking
+from shared.domain.calls import asks_to_stop
 from shared.ids import new_id
 
 log = structlog.get_logger()
@@ -154,13 +152,9 @@ async def voice_status(request: web.Request) -> web.Response:
             WEBHOOKS.labels("voice.status", "unknown_delivery").inc()
             log.warning("webhook.unknown_delivery", provider_id=sid, delivery_id=delivery_id)
             return twiml()
-        outcome = call_status_change(
-            delivery, sid, status, _seconds(form.get("CallDuration")), form.get("ErrorCode") or None, datetime.now(UTC)
+        outcome = await calls.apply_status(
+            conn, delivery, sid, status, _seconds(form.get("CallDuration")), form.get("ErrorCode") or None
         )
-        await calls.update(conn, delivery["id"], outcome.change)
-        if outcome.ended and status == "completed":
-            price: Decimal = delivery["price_voice_minute"]
-            await balance.charge(conn, delivery["id"], price * outcome.minutes)
     if outcome.ended:
         await slots.release(pool, delivery["campaign_id"], delivery["id"])
     WEBHOOKS.labels("voice.status", "applied" if outcome.change else "stale").inc()

@@ -3,11 +3,15 @@ agent and contact, and the changes a call's callbacks make."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
+from shared.db import balance
 from shared.db.connection import Connection, Executor
+from shared.domain.calls import CallChange, call_status_change
 
 _CALL = """
 SELECT d.id, d.account_id, d.campaign_id, d.contact_id, d.channel, d.state, d.rendered, d.attempts,
@@ -61,3 +65,22 @@ async def update(conn: Connection, delivery_id: str, change: dict[str, Any]) -> 
         delivery_id,
         *(change[c] for c in columns),
     )
+
+
+async def apply_status(
+    conn: Connection,
+    delivery: asyncpg.Record,
+    call_sid: str | None,
+    status: str,
+    duration_s: int | None,
+    error_code: str | None,
+) -> CallChange:
+    """Apply a call status (from its callback, or looked up at Twilio) to its row-locked delivery
+    (`call_for_update`), charging the minutes of a completed call. The caller frees the call's slot
+    once this has committed, when the outcome says the call `ended`."""
+    outcome = call_status_change(delivery, call_sid, status, duration_s, error_code, datetime.now(UTC))
+    await update(conn, delivery["id"], outcome.change)
+    if outcome.ended and status == "completed":
+        price: Decimal = delivery["price_voice_minute"]
+        await balance.charge(conn, delivery["id"], price * outcome.minutes)
+    return outcome

@@ -31,8 +31,11 @@ async def overdue(
     return list(await conn.fetch(_OVERDUE, channel, after_s, max_checks, limit))
 
 
-async def checked(conn: Connection, delivery_id: str, change: dict[str, Any]) -> None:
-    """Record one lookup and whatever the provider's answer changes."""
+async def checked(conn: Connection, delivery_id: str) -> None:
+    """Record one lookup (the next waits twice as long)."""
     await conn.execute(_CHECKED, delivery_id)
-    if change:
-        await tracking.update_delivery(conn, delivery_id, change)
+
+
+async def apply(conn: Connection, delivery_id: str, change: dict[str, Any]) -> None:
+    """Apply what an SMS lookup found (columns as a status callback sets them)."""
+    await tracking.update_delivery(conn, delivery_id, change)

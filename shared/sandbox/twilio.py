@@ -54,8 +54,8 @@ class FakeTwilio(FakeCalls):
     #: Statuses sent to the StatusCallback after a message is accepted, in order.
     callback_statuses: tuple[str, ...] = ("sent", "delivered")
     callback_delay: float = 0.01
-    #: To → statuses whose callback is lost on the way (the message's status still changes, so a
-    #: lookup finds it, as at Twilio).
+    #: To → statuses whose callback is lost on the way, for messages and calls (the message's or
+    #: call's status still changes, so a lookup finds it, as at Twilio).
     lost_callbacks: dict[str, set[str]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)

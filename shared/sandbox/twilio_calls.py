@@ -49,6 +49,7 @@ class FakeCalls:
     call_outcomes: dict[str, list[str]]
     speech: dict[str, list[str]]
     call_durations: dict[str, int]
+    lost_callbacks: dict[str, set[str]]
     call_step_delay: float
     calls_in_progress: int
     peak_calls_in_progress: int
@@ -158,6 +159,8 @@ class FakeCalls:
         async def report(status: str, **extra: str) -> None:
             call["status"] = status
             call["date_updated"] = format_datetime(datetime.now(UTC))
+            if status in self.lost_callbacks.get(call["to"], ()):
+                return  # lost on the way (the call's own record has it: a lookup finds it)
             if callback and _EVENT.get(status, "completed") in (events | {"completed"}):
                 params = {
                     **self._call_params(call),

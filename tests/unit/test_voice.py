@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.tracker.voice_callbacks import asks_to_stop, call_minutes, call_status_change
+from shared.domain.calls import asks_to_stop, call_minutes, call_status_change
 
 NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 SID = "CA" + "1" * 32

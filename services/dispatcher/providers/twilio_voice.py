@@ -48,6 +48,19 @@ class TwilioVoice(TwilioClient):
                 return Found(provider_id=str(call.sid), status=str(call.status))
         return None
 
+    async def fetch_call(self, sid: str) -> tuple[str, int | None] | None:
+        """A call's status at Twilio and its duration in seconds (GET …/Calls/{sid}.json); None if
+        Twilio does not know the sid; ProviderError when it cannot be asked now."""
+        try:
+            async with self._errors():
+                call = await self.client.calls(sid).fetch_async()
+        except ProviderError as exc:
+            if exc.code == 20404:
+                return None
+            raise
+        duration = str(call.duration or "")
+        return str(call.status), (int(duration) if duration.isdigit() else None)
+
     @asynccontextmanager
     async def _errors(self) -> AsyncIterator[None]:
         """Bound the request (the client ignores its own timeout, twilio-python#925) and sort failures."""
