@@ -99,6 +99,11 @@ class FakeTwilio(FakeCalls):
         app.on_cleanup.append(self._cleanup)
         return app
 
+    @property
+    def background(self) -> int:
+        """Callbacks and simulated calls still under way."""
+        return len(self._tasks)
+
     def sent_to(self, to: str) -> list[Recorded]:
         """Every message-create request for the number `to`."""
         return [r for r in self.requests if r.method == "POST" and r.get("To") == to]

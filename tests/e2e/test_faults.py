@@ -1,4 +1,5 @@
-"""Faults lose nothing and send nothing twice: a killed dispatcher, a provider that says 429."""
+"""Faults lose nothing and send nothing twice: a killed dispatcher, scheduler or tracker, a provider
+that says 429, a delivery left `sending`."""
 
 from __future__ import annotations
 
@@ -166,3 +167,47 @@ async def test_a_delivery_left_sending_is_looked_up_at_the_provider_before_any_r
     await wait_until(resent, timeout=30, message="the lost one sent again")
     await _completed(http, system, account, campaign_id)
     assert len(fake_twilio.sent_to(lost)) == 2  # the first, and the one resent after the lookup found nothing
+
+
+async def test_receipts_lost_while_the_tracker_was_down_are_recovered(http, system, account, fake_twilio, db):
+    # Given the tracker killed (SIGKILL) before a campaign: every status callback of its messages
+    # finds no one (the fake retries a few times, as Twilio does, then gives up)
+    phones = [new_phone() for _ in range(40)]
+    tracker = system.services["tracker"]
+    tracker.kill()
+    try:
+        campaign_id = await _campaign(http, system, account, phones)
+
+        async def all_sent() -> bool:
+            return all(fake_twilio.sent_to(p) for p in phones)
+
+        await wait_until(all_sent, timeout=60, message="every message sent with the tracker down")
+
+        async def callbacks_given_up() -> bool:
+            return fake_twilio.background == 0
+
+        await wait_until(callbacks_given_up, timeout=60, message="the fake gave up on every callback")
+    finally:
+        tracker.start()
+
+        async def tracker_up() -> bool:
+            try:
+                async with http.get(system.tracker_url + "/healthz") as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        await wait_until(tracker_up, timeout=60, message="tracker back")
+
+    # Then the SMS dispatchers ask Twilio for the receipts that never came, and every one is delivered
+    async def all_delivered():
+        _status, body = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
+        return body if body["delivered"] == 40 else None
+
+    final = await wait_until(all_delivered, timeout=60, message="every receipt recovered")
+    assert (final["status"], final["sent"], final["failed"]) == ("completed", 40, 0)
+    assert {len(fake_twilio.sent_to(p)) for p in phones} == {1}  # and nothing was sent twice
+    looked_up = await db.fetchval(
+        "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND status_checks > 0", campaign_id
+    )
+    assert looked_up > 0
