@@ -111,6 +111,7 @@ INSERT INTO contacts (id, account_id, phone, email, first_name, last_name, compa
 SELECT 'ct_' || lpad(to_hex($3::bigint + s.line), 16, '0'), $1, s.phone, s.email, s.first_name, s.last_name,
        s.company, s.timezone, COALESCE(jsonb_strip_nulls(jsonb_object($2::text[], {metadata})), '{{}}')
 FROM contact_import_rows s
+ORDER BY s.email  -- emails land at random places in their index: in order, each leaf page is visited once
 """
 _GROUP_NEW = """
 INSERT INTO group_members (group_id, contact_id)
