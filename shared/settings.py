@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     sandbox_smtp_port: int = 8025
     #: Signs unsubscribe links; required in live mode (a fixed development key in sandbox mode).
     secret_key: SecretStr | None = None
+    #: Bearer token of `POST /webhooks/email/inbound` (bounces and replies; unset: the endpoint is off).
+    inbound_email_token: SecretStr | None = None
     default_timezone: str = "Asia/Kolkata"
     log_format: Literal["json", "console"] = "json"
     log_level: str = "info"

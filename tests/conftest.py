@@ -147,6 +147,7 @@ def sandbox_smtp() -> Iterator[SandboxSmtp]:
 
 
 #: The key the test services sign unsubscribe links with (the tests make tokens with it too).
+INBOUND_EMAIL_TOKEN = "test-inbound-email-token"
 TEST_SECRET_KEY = "test-unsubscribe-secret-key"
 
 
@@ -184,6 +185,7 @@ def start_system(
         "CAMPAIGNS_DB_POOL_MAX": "4",
         "CAMPAIGNS_DISPATCH_PREFETCH": "8",
         "CAMPAIGNS_SECRET_KEY": TEST_SECRET_KEY,
+        "CAMPAIGNS_INBOUND_EMAIL_TOKEN": INBOUND_EMAIL_TOKEN,
         **extra_env,
     }
     services = {

@@ -9,7 +9,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from services.tracker import replies, unsubscribe, voice, webhooks
+from services.tracker import email_inbound, replies, unsubscribe, voice, webhooks
 from services.tracker.signatures import TwilioSignatures
 from shared import observability
 from shared.db.pool import create_pool
@@ -39,6 +39,9 @@ def create_app(settings: Settings, pool: object) -> web.Application:
     app.router.add_post("/webhooks/twilio/voice/answer", voice.voice_answer)
     app.router.add_post("/webhooks/twilio/voice/gather", voice.voice_gather)
     app.router.add_post("/webhooks/twilio/voice/status", voice.voice_status)
+    token = settings.inbound_email_token
+    app["inbound_email_token"] = token.get_secret_value() if token is not None and token.get_secret_value() else None
+    app.router.add_post("/webhooks/email/inbound", email_inbound.inbound_email)
     app.cleanup_ctx.append(_http_session)
 
     async def database() -> bool:

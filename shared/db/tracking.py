@@ -116,3 +116,35 @@ async def add_message(
 async def history(conn: Executor, contact_id: str, campaign_id: str | None) -> list[asyncpg.Record]:
     """The conversation with a contact within one campaign, oldest first."""
     return await conn.fetch(_HISTORY, contact_id, campaign_id)
+
+
+_EMAIL_DELIVERY = """
+SELECT d.id, d.account_id, d.campaign_id, d.contact_id, d.channel, d.state, d.to_address, d.replied_at
+FROM deliveries d
+WHERE d.provider_id = ANY($1::text[]) AND d.channel = 'email'
+LIMIT 1
+FOR UPDATE
+"""
+_BOUNCE = """
+UPDATE deliveries SET state = 'undelivered', error = $2, failed_at = COALESCE(failed_at, now()), updated_at = now()
+WHERE id = $1 AND state IN ('sending', 'sent', 'delivered')
+"""
+_SUPPRESS_EMAIL = "UPDATE contacts SET opted_out_email = true, updated_at = now() WHERE id = $1"
+
+
+async def email_delivery_for_update(conn: Connection, message_ids: list[str]) -> asyncpg.Record | None:
+    """The email delivery one of `message_ids` (our Message-IDs) names, row-locked."""
+    return await conn.fetchrow(_EMAIL_DELIVERY, message_ids)
+
+
+async def bounce_email(conn: Connection, delivery: asyncpg.Record, error: str) -> bool:
+    """A hard bounce: the delivery is undelivered (unless it already ended otherwise) and the
+    address is skipped by later email campaigns. Whether the delivery changed."""
+    changed = await conn.execute(_BOUNCE, delivery["id"], error) != "UPDATE 0"
+    await opt_out_email(conn, delivery["contact_id"])
+    return changed
+
+
+async def opt_out_email(conn: Connection, contact_id: str) -> None:
+    """Later email campaigns skip the contact (a hard bounce, or a reply asking to stop)."""
+    await conn.execute(_SUPPRESS_EMAIL, contact_id)

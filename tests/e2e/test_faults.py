@@ -156,7 +156,7 @@ async def test_a_delivery_left_sending_is_looked_up_at_the_provider_before_any_r
         )
         return {r["to_address"]: r for r in rows} if all(r["state"] != "sending" for r in rows) else None
 
-    rows = await wait_until(resolved, timeout=30, message="reconciled")
+    rows = await wait_until(resolved, timeout=60, message="reconciled")
     assert rows[had]["provider_id"] is not None
     assert len(fake_twilio.sent_to(had)) == 1
 
@@ -164,7 +164,7 @@ async def test_a_delivery_left_sending_is_looked_up_at_the_provider_before_any_r
     async def resent():
         return len(fake_twilio.sent_to(lost)) == 2
 
-    await wait_until(resent, timeout=30, message="the lost one sent again")
+    await wait_until(resent, timeout=60, message="the lost one sent again")
     await _completed(http, system, account, campaign_id)
     assert len(fake_twilio.sent_to(lost)) == 2  # the first, and the one resent after the lookup found nothing
 

@@ -1,0 +1,74 @@
+"""`POST /webhooks/email/inbound`: a raw email that came back (`message/rfc822` body), as an
+inbound-mail route of an email provider or a mailbox poller hands it over: a bounce report makes its
+delivery undelivered and the address skipped by later email campaigns; a reply is matched to its
+delivery (by `In-Reply-To`/`References`, and only from the address it was sent to), counted and kept
+in the conversation. Authenticated with `Authorization: Bearer $CAMPAIGNS_INBOUND_EMAIL_TOKEN`;
+a repeated delivery of the same email counts once.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+import asyncpg
+import structlog
+from aiohttp import web
+from prometheus_client import Counter
+
+from shared.db import tracking
+from shared.domain.inbound_email import parse
+from shared.domain.keywords import OPT_OUT
+from shared.errors import NotFound, Unauthorized
+from shared.ids import new_id
+
+log = structlog.get_logger()
+
+INBOUND = Counter("campaigns_inbound_email_total", "Emails that came back", ["kind", "result"])
+#: Largest inbound email taken (a bounce quotes the original message; attachments are not needed).
+MAX_BYTES = 10 * 1024 * 1024
+
+
+def _authorised(request: web.Request) -> None:
+    token = request.app.get("inbound_email_token")
+    if token is None:
+        raise NotFound("inbound email is not enabled (set CAMPAIGNS_INBOUND_EMAIL_TOKEN)")
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise Unauthorized("the Authorization header is missing or does not carry the inbound email token")
+
+
+async def inbound_email(request: web.Request) -> web.Response:
+    """Apply one email that came back; 200 `{"kind", "result", "delivery_id"}`."""
+    _authorised(request)
+    raw = bytearray()
+    async for chunk in request.content.iter_any():
+        raw += chunk
+        if len(raw) > MAX_BYTES:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BYTES, actual_size=len(raw))
+    mail = parse(bytes(raw))
+    pool: asyncpg.Pool = request.app["pool"]
+    result, delivery_id = "unmatched", None
+    async with pool.acquire() as conn, conn.transaction():
+        delivery = await tracking.email_delivery_for_update(conn, mail.about) if mail.about else None
+        delivery_id = delivery["id"] if delivery is not None else None
+        payload = {"kind": mail.kind, "from": mail.sender, "status": mail.status, "about": mail.about}
+        if not await tracking.record_event(conn, "email", "email.inbound", mail.dedupe_key, delivery_id, payload):
+            result = "duplicate"
+        elif delivery is None:
+            pass
+        elif mail.kind == "bounce":
+            error = f"bounced {mail.status}: {mail.diagnostic}".strip(": ")
+            result = "bounced" if await tracking.bounce_email(conn, delivery, error) else "stale"
+        elif mail.kind == "reply" and mail.sender != (delivery["to_address"] or "").lower():
+            result = "not_from_recipient"  # a forward, or someone naming a message id they should not know
+        elif mail.kind == "reply":
+            await tracking.add_message(conn, new_id("message"), delivery, "in", mail.text, None, "contact")
+            await tracking.mark_replied(conn, delivery["id"])
+            if mail.text.strip().strip(".!").upper() in OPT_OUT:  # a reply of just "STOP" or "unsubscribe"
+                await tracking.opt_out_email(conn, delivery["contact_id"])
+            result = "replied"
+        else:
+            result = "ignored"
+    INBOUND.labels(mail.kind, result).inc()
+    log.info("email.inbound", kind=mail.kind, result=result, delivery_id=delivery_id, status=mail.status or None)
+    return web.json_response({"kind": mail.kind, "result": result, "delivery_id": delivery_id})

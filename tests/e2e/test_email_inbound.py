@@ -1,0 +1,92 @@
+"""Emails that come back, at `POST /webhooks/email/inbound`: a bounce report and a reply, matched to
+the message they are about by its Message-ID."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+import pytest
+
+from tests.conftest import INBOUND_EMAIL_TOKEN
+from tests.e2e.test_email import finished, launch, new_email, one_mail
+from tests.support import call
+
+pytestmark = pytest.mark.e2e
+
+
+def _dsn(original_message_id: str, recipient: str, status: str = "5.1.1", action: str = "failed") -> bytes:
+    return (
+        "From: MAILER-DAEMON@mx.example.net\r\nTo: bounces@example.com\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        f"Message-ID: <dsn-{status}-{original_message_id.strip('<>')}>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: {action}\r\nStatus: {status}\r\n"
+        f"Diagnostic-Code: smtp; 550 {status} user unknown\r\n\r\n"
+        f"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nTo: {recipient}\r\nMessage-ID: {original_message_id}\r\n"
+        "Subject: Hello\r\n\r\n--B--\r\n"
+    ).encode()
+
+
+def _reply(original_message_id: str, sender: str, text: str) -> bytes:
+    reply = EmailMessage()
+    reply["From"] = f"Someone <{sender}>"
+    reply["To"] = "news@example.com"
+    reply["Subject"] = "Re: Hello"
+    reply["Message-ID"] = f"<reply-{text[:5].strip()}-{original_message_id.strip('<>')}>"
+    reply["In-Reply-To"] = original_message_id
+    reply.set_content(f"{text}\n\nOn Tue, News wrote:\n> Hi")
+    return bytes(reply)
+
+
+async def _post(http, system, raw: bytes, token: str | None = INBOUND_EMAIL_TOKEN) -> tuple[int, dict]:
+    headers = {"Content-Type": "message/rfc822"} | ({"Authorization": f"Bearer {token}"} if token else {})
+    async with http.post(system.tracker_url + "/webhooks/email/inbound", data=raw, headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def test_a_bounce_and_a_reply_come_back(http, system, account, sandbox_smtp, db):
+    # Given an email campaign to three addresses
+    bounced, replier, stopper = new_email("gone"), new_email("ann"), new_email("bo")
+    campaign_id = await launch(http, system, account, contacts=[{"email": a} for a in (bounced, replier, stopper)])
+    await finished(http, system, account, campaign_id)
+    ids = {a: one_mail(sandbox_smtp, a).header("Message-ID") for a in (bounced, replier, stopper)}
+
+    # Without the token, nothing is read
+    status, body = await _post(http, system, _dsn(ids[bounced], bounced), token=None)
+    assert status == 401, body
+    status, body = await _post(http, system, _dsn(ids[bounced], bounced), token="wrong")
+    assert (status, body["error"]["code"]) == (401, "unauthorized")
+
+    # A hard bounce: the delivery is undelivered and the address skipped from now on; the same report twice counts once
+    for expected in ("bounced", "duplicate"):
+        status, body = await _post(http, system, _dsn(ids[bounced], bounced))
+        assert (status, body["kind"], body["result"]) == (200, "bounce", expected), body
+    # A delay notice (4.x.x) changes nothing
+    status, body = await _post(http, system, _dsn(ids[replier], replier, status="4.2.2", action="delayed"))
+    assert (body["kind"], body["result"]) == ("delay", "ignored"), body
+
+    # A reply from the recipient counts and is kept (without the quoted message); one from elsewhere does not
+    status, body = await _post(http, system, _reply(ids[replier], replier, "Yes, sign me up"))
+    assert (status, body["result"]) == (200, "replied"), body
+    status, body = await _post(http, system, _reply(ids[replier], new_email("intruder"), "Hijack"))
+    assert body["result"] == "not_from_recipient", body
+    status, body = await _post(http, system, _reply(ids[stopper], stopper, "STOP"))
+    assert body["result"] == "replied", body
+
+    rows = {r["to_address"]: r for r in await db.fetch(
+        "SELECT d.to_address, d.state, d.error, d.replied_at, c.opted_out_email FROM deliveries d"
+        " JOIN contacts c ON c.id = d.contact_id WHERE d.campaign_id = $1", campaign_id)}
+    assert (rows[bounced]["state"], rows[bounced]["opted_out_email"]) == ("undelivered", True)
+    assert rows[bounced]["error"].startswith("bounced 5.1.1")
+    assert rows[replier]["replied_at"] is not None
+    assert rows[replier]["opted_out_email"] is False
+    assert rows[stopper]["opted_out_email"] is True  # "STOP" as the whole reply
+    messages = await db.fetch(
+        "SELECT body FROM messages m JOIN deliveries d ON d.id = m.delivery_id"
+        " WHERE d.campaign_id = $1 AND m.direction = 'in' ORDER BY m.created_at", campaign_id)
+    assert [m["body"] for m in messages] == ["Yes, sign me up", "STOP"]
+    _status, results = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
+    # (a bounce was sent, so it stays in `sent`; `failed` counts what never went out, as in the seed)
+    assert (results["sent"], results["replied"], results["failed"]) == (3, 2, 0), results
