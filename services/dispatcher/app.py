@@ -13,8 +13,8 @@ import structlog
 from services.dispatcher.concurrency import SlotGate
 from services.dispatcher.email import EmailReconciler, EmailSender
 from services.dispatcher.handlers import Sender, SendHandler
+from services.dispatcher.providers import smtp_email
 from services.dispatcher.providers.base import Found
-from services.dispatcher.providers.smtp_email import SmtpEmail
 from services.dispatcher.providers.twilio_client import TwilioClient
 from services.dispatcher.providers.twilio_sms import TwilioSms
 from services.dispatcher.providers.twilio_voice import TwilioVoice
@@ -133,17 +133,8 @@ async def voice_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[
 @asynccontextmanager
 async def email_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tuple[Sender, Loops]]:
     """Email over SMTP (a small connection pool); deliveries left `sending` are sent again."""
+    provider = smtp_email.from_settings(settings)
     host, port = smtp_address(settings)
-    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-    provider = SmtpEmail(
-        host,
-        port,
-        username=settings.smtp_username,
-        password=password,
-        tls=settings.smtp_tls,
-        timeout=settings.provider_timeout,
-        pool_size=settings.smtp_pool_size,
-    )
     sender = EmailSender(provider, pool, settings.public_url, settings.default_from_email, secret_key(settings))
     reconciler = EmailReconciler(
         pool, after_s=settings.reconcile_after, interval_s=max(1.0, settings.reconcile_after / 4)

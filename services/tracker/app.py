@@ -9,6 +9,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from services.dispatcher.providers import smtp_email
 from services.tracker import email_inbound, replies, unsubscribe, voice, webhooks
 from services.tracker.signatures import TwilioSignatures
 from shared import observability
@@ -24,6 +25,13 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession() as session:
         app["http"] = session
         yield
+
+
+async def _smtp(app: web.Application) -> AsyncIterator[None]:
+    """The SMTP relay the agents' email answers go out through (connected on first use)."""
+    app["smtp"] = smtp_email.from_settings(app["settings"], pool_size=1)
+    yield
+    await app["smtp"].close()
 
 
 def create_app(settings: Settings, pool: object) -> web.Application:
@@ -43,6 +51,8 @@ def create_app(settings: Settings, pool: object) -> web.Application:
     app["inbound_email_token"] = token.get_secret_value() if token is not None and token.get_secret_value() else None
     app.router.add_post("/webhooks/email/inbound", email_inbound.inbound_email)
     app.cleanup_ctx.append(_http_session)
+    app["settings"] = settings
+    app.cleanup_ctx.append(_smtp)
 
     async def database() -> bool:
         return bool(await pool.fetchval("SELECT 1"))  # type: ignore[attr-defined]

@@ -1,9 +1,10 @@
 """`POST /webhooks/email/inbound`: a raw email that came back (`message/rfc822` body), as an
-inbound-mail route of an email provider or a mailbox poller hands it over: a bounce report makes its
+inbound-mail route of an email provider or a mailbox poller hands it over. A bounce report makes its
 delivery undelivered and the address skipped by later email campaigns; a reply is matched to its
-delivery (by `In-Reply-To`/`References`, and only from the address it was sent to), counted and kept
-in the conversation. Authenticated with `Authorization: Bearer $CAMPAIGNS_INBOUND_EMAIL_TOKEN`;
-a repeated delivery of the same email counts once.
+delivery (by `In-Reply-To`/`References`, and only from the address it was sent to), counted, kept
+in the conversation and answered by the campaign's agent by email, in the same thread.
+Authenticated with `Authorization: Bearer $CAMPAIGNS_INBOUND_EMAIL_TOKEN`; a repeated delivery of
+the same email counts once.
 """
 
 from __future__ import annotations
@@ -15,15 +16,22 @@ import structlog
 from aiohttp import web
 from prometheus_client import Counter
 
+from services.dispatcher.email import message_id
+from services.dispatcher.providers.base import ProviderError
+from services.dispatcher.providers.smtp_email import Email
+from services.tracker.replies import agent_answer
 from shared.db import tracking
-from shared.domain.inbound_email import parse
+from shared.domain.inbound_email import InboundEmail, parse
 from shared.domain.keywords import OPT_OUT
 from shared.errors import NotFound, Unauthorized
 from shared.ids import new_id
+from shared.settings import Settings
+from shared.unsubscribe import make_token
 
 log = structlog.get_logger()
 
 INBOUND = Counter("campaigns_inbound_email_total", "Emails that came back", ["kind", "result"])
+_FROM = "SELECT from_number FROM campaigns WHERE id = $1"
 #: Largest inbound email taken (a bounce quotes the original message; attachments are not needed).
 MAX_BYTES = 10 * 1024 * 1024
 
@@ -66,9 +74,43 @@ async def inbound_email(request: web.Request) -> web.Response:
             await tracking.mark_replied(conn, delivery["id"])
             if mail.text.strip().strip(".!").upper() in OPT_OUT:  # a reply of just "STOP" or "unsubscribe"
                 await tracking.opt_out_email(conn, delivery["contact_id"])
-            result = "replied"
+                result = "opted_out"
+            else:
+                result = "replied"
         else:
             result = "ignored"
+    if result == "replied" and delivery is not None:
+        await _answer(request, pool, delivery, mail)
     INBOUND.labels(mail.kind, result).inc()
     log.info("email.inbound", kind=mail.kind, result=result, delivery_id=delivery_id, status=mail.status or None)
     return web.json_response({"kind": mail.kind, "result": result, "delivery_id": delivery_id})
+
+
+async def _answer(request: web.Request, pool: asyncpg.Pool, delivery: asyncpg.Record, mail: InboundEmail) -> None:
+    """The campaign's agent answers the reply by email, in its thread, from the address the campaign
+    wrote from. A failing agent or relay is logged; the reply stays recorded either way."""
+    text = await agent_answer(request, pool, delivery)
+    if not text:
+        return
+    settings: Settings = request.app["settings"]
+    from_address = await pool.fetchval(_FROM, delivery["campaign_id"])
+    sender = from_address if "@" in (from_address or "") else settings.default_from_email
+    token = make_token(request.app["unsubscribe_key"], delivery["account_id"], delivery["contact_id"], "email")
+    subject = mail.subject if mail.subject.lower().startswith("re:") else f"Re: {mail.subject}".strip()
+    answer = Email(
+        sender=sender,
+        to=delivery["to_address"],
+        subject=subject,
+        text=text,
+        html=None,
+        message_id=message_id(new_id("message"), sender),
+        list_unsubscribe=f"{settings.public_url.rstrip('/')}/unsubscribe/{token}",
+        in_reply_to=mail.message_id or None,
+        references=mail.references or None,
+    )
+    try:
+        await request.app["smtp"].send_email(answer)
+    except ProviderError as exc:
+        log.warning("email.answer_failed", delivery_id=delivery["id"], error=str(exc))
+        return
+    log.info("email.answered", delivery_id=delivery["id"], message_id=answer.message_id)

@@ -65,11 +65,11 @@ async def sms_inbound(request: web.Request) -> web.Response:
     WEBHOOKS.labels("sms.inbound", keyword or "reply").inc()
     log.info("reply.received", delivery_id=delivery["id"], campaign_id=delivery["campaign_id"], keyword=keyword)
     if keyword is None:
-        reply = await _agent_answer(request, pool, delivery)
+        reply = await agent_answer(request, pool, delivery)
     return answer_twiml(reply)
 
 
-async def _agent_answer(request: web.Request, pool: asyncpg.Pool, delivery: asyncpg.Record) -> str | None:
+async def agent_answer(request: web.Request, pool: asyncpg.Pool, delivery: asyncpg.Record) -> str | None:
     agent = await pool.fetchrow(_AGENT, delivery["campaign_id"])
     if agent is None:
         return None

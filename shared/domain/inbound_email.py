@@ -36,6 +36,10 @@ class InboundEmail:
     diagnostic: str = ""
     text: str = ""
     dedupe_key: str = ""
+    #: A reply's own Message-ID, Subject and References (to answer it in the same thread).
+    message_id: str = ""
+    subject: str = ""
+    references: str = ""
 
 
 def parse(raw: bytes) -> InboundEmail:
@@ -48,7 +52,16 @@ def parse(raw: bytes) -> InboundEmail:
     about = _ids(str(message.get("In-Reply-To") or "")) + _ids(str(message.get("References") or ""))
     if not about:
         return InboundEmail("other", sender=sender, dedupe_key=dedupe)
-    return InboundEmail("reply", about=about, sender=sender, text=_reply_text(message), dedupe_key=dedupe)
+    return InboundEmail(
+        "reply",
+        about=about,
+        sender=sender,
+        text=_reply_text(message),
+        dedupe_key=dedupe,
+        message_id=" ".join(_ids(str(message.get("Message-ID") or "")))[:998],
+        subject=" ".join(str(message.get("Subject") or "").split())[:998],
+        references=" ".join(_ids(str(message.get("References") or "")))[:998],
+    )
 
 
 def _ids(header: str) -> list[str]:

@@ -34,7 +34,7 @@ def _reply(original_message_id: str, sender: str, text: str) -> bytes:
     reply["From"] = f"Someone <{sender}>"
     reply["To"] = "news@example.com"
     reply["Subject"] = "Re: Hello"
-    reply["Message-ID"] = f"<reply-{text[:5].strip()}-{original_message_id.strip('<>')}>"
+    reply["Message-ID"] = f"<reply-{len(text)}-{original_message_id.strip('<>')}>"
     reply["In-Reply-To"] = original_message_id
     reply.set_content(f"{text}\n\nOn Tue, News wrote:\n> Hi")
     return bytes(reply)
@@ -47,9 +47,13 @@ async def _post(http, system, raw: bytes, token: str | None = INBOUND_EMAIL_TOKE
 
 
 async def test_a_bounce_and_a_reply_come_back(http, system, account, sandbox_smtp, db):
-    # Given an email campaign to three addresses
+    # Given an email campaign to three addresses, whose agent answers "sign" with a welcome
     bounced, replier, stopper = new_email("gone"), new_email("ann"), new_email("bo")
-    campaign_id = await launch(http, system, account, contacts=[{"email": a} for a in (bounced, replier, stopper)])
+    rules = {"rules": [{"keyword": "sign", "reply": "Welcome aboard!"}], "default_reply": None}
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers,
+                                {"name": "Riley", "mode": "rules", "settings": rules})
+    campaign_id = await launch(http, system, account, agent_id=agent["id"],
+                               contacts=[{"email": a} for a in (bounced, replier, stopper)])
     await finished(http, system, account, campaign_id)
     ids = {a: one_mail(sandbox_smtp, a).header("Message-ID") for a in (bounced, replier, stopper)}
 
@@ -73,7 +77,17 @@ async def test_a_bounce_and_a_reply_come_back(http, system, account, sandbox_smt
     status, body = await _post(http, system, _reply(ids[replier], new_email("intruder"), "Hijack"))
     assert body["result"] == "not_from_recipient", body
     status, body = await _post(http, system, _reply(ids[stopper], stopper, "STOP"))
-    assert body["result"] == "replied", body
+    assert body["result"] == "opted_out", body
+
+    # The agent's answer went back by email, in the thread of the reply
+    answers = sandbox_smtp.sent_to(replier)[1:]
+    assert len(answers) == 1
+    answer = answers[0]
+    reply_id = f"<reply-{len('Yes, sign me up')}-{ids[replier].strip('<>')}>"
+    assert (answer.header("Subject"), answer.header("In-Reply-To")) == ("Re: Hello", reply_id)
+    assert reply_id in (answer.header("References") or "")
+    assert "Welcome aboard!" in answer.message.get_body(preferencelist=("plain",)).get_content()
+    assert len(sandbox_smtp.sent_to(stopper)) == 1  # no answer to a STOP
 
     rows = {r["to_address"]: r for r in await db.fetch(
         "SELECT d.to_address, d.state, d.error, d.replied_at, c.opted_out_email FROM deliveries d"
@@ -87,6 +101,10 @@ async def test_a_bounce_and_a_reply_come_back(http, system, account, sandbox_smt
         "SELECT body FROM messages m JOIN deliveries d ON d.id = m.delivery_id"
         " WHERE d.campaign_id = $1 AND m.direction = 'in' ORDER BY m.created_at", campaign_id)
     assert [m["body"] for m in messages] == ["Yes, sign me up", "STOP"]
+    answered = await db.fetchval(
+        "SELECT body FROM messages m JOIN deliveries d ON d.id = m.delivery_id"
+        " WHERE d.campaign_id = $1 AND m.direction = 'out' AND m.author = 'agent'", campaign_id)
+    assert answered == "Welcome aboard!"
     _status, results = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
     # (a bounce was sent, so it stays in `sent`; `failed` counts what never went out, as in the seed)
     assert (results["sent"], results["replied"], results["failed"]) == (3, 2, 0), results

@@ -16,6 +16,7 @@ import structlog
 
 from services.dispatcher.providers.base import Accepted, ProviderError
 from shared.domain.retry import Verdict
+from shared.settings import Settings, smtp_address
 
 log = structlog.get_logger()
 
@@ -54,6 +55,9 @@ class Email:
     html: str | None
     message_id: str
     list_unsubscribe: str
+    #: For an answer: the Message-ID it answers, and the thread's References.
+    in_reply_to: str | None = None
+    references: str | None = None
 
     def build(self) -> EmailMessage:
         """The MIME message: text, with the HTML as an alternative when there is one."""
@@ -66,6 +70,9 @@ class Email:
         message["MIME-Version"] = "1.0"
         message["List-Unsubscribe"] = f"<{self.list_unsubscribe}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        if self.in_reply_to:
+            message["In-Reply-To"] = self.in_reply_to
+            message["References"] = " ".join(filter(None, (self.references, self.in_reply_to)))
         if self.text.strip() or not self.html:
             message.set_content(self.text)
             if self.html:
@@ -225,3 +232,18 @@ async def _close(smtp: aiosmtplib.SMTP, polite: bool = False) -> None:
         except (TimeoutError, aiosmtplib.SMTPException, OSError):
             pass
     smtp.close()
+
+
+def from_settings(settings: Settings, pool_size: int | None = None) -> SmtpEmail:
+    """The SMTP relay the settings name (the sandbox's in sandbox mode when no host is set)."""
+    host, port = smtp_address(settings)
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return SmtpEmail(
+        host,
+        port,
+        username=settings.smtp_username,
+        password=password,
+        tls=settings.smtp_tls,
+        timeout=settings.provider_timeout,
+        pool_size=pool_size or settings.smtp_pool_size,
+    )
