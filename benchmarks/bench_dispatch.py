@@ -167,7 +167,7 @@ async def ceiling_rabbit(n: int, prefix: str, prefetch: int) -> dict[str, float]
 
 def _ceiling_twilio_client(url: str, n: int, concurrency: int) -> None:
     """Child process: N message creates through the product's TwilioSms (real async twilio client)."""
-    from services.dispatcher.providers.twilio_sms import TwilioSms
+    from shared.providers.twilio_sms import TwilioSms
 
     async def go() -> dict[str, Any]:
         provider = TwilioSms(TWILIO_SID, TWILIO_TOKEN, url, timeout=30)

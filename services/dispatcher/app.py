@@ -13,11 +13,6 @@ import structlog
 from services.dispatcher.concurrency import SlotGate
 from services.dispatcher.email import EmailReconciler, EmailSender
 from services.dispatcher.handlers import Sender, SendHandler
-from services.dispatcher.providers import smtp_email
-from services.dispatcher.providers.base import Found
-from services.dispatcher.providers.twilio_client import TwilioClient
-from services.dispatcher.providers.twilio_sms import TwilioSms
-from services.dispatcher.providers.twilio_voice import TwilioVoice
 from services.dispatcher.receipts import ReceiptPoller, call_receipts, sms_receipts
 from services.dispatcher.reconciler import Reconciler
 from services.dispatcher.senders import SmsSender
@@ -28,6 +23,11 @@ from shared.bus.consumer import Consumer
 from shared.channels import SENDING_CHANNELS
 from shared.db.pool import create_pool
 from shared.domain.pricing import sms_segments
+from shared.providers import smtp_email
+from shared.providers.base import Found
+from shared.providers.twilio_client import TwilioClient
+from shared.providers.twilio_sms import TwilioSms
+from shared.providers.twilio_voice import TwilioVoice
 from shared.runtime import cancel_all
 from shared.settings import Settings, secret_key, smtp_address, twilio_base_url
 

@@ -13,10 +13,10 @@ import asyncpg
 import structlog
 
 from services.dispatcher.decide import Decision
-from services.dispatcher.providers.base import Accepted
-from services.dispatcher.providers.smtp_email import Email
 from shared.db import sending
 from shared.domain.retry import next_attempt
+from shared.providers.base import Accepted
+from shared.providers.smtp_email import Email, message_id
 from shared.runtime import every
 from shared.unsubscribe import make_token
 
@@ -31,12 +31,6 @@ class EmailProvider(Protocol):
     async def send_email(self, message: Email) -> Accepted:
         """Hand the message to the relay; Accepted (its Message-ID) or ProviderError."""
         ...
-
-
-def message_id(delivery_id: str, sender: str) -> str:
-    """`<delivery id@sender's domain>`: the same on every attempt, so a resend is recognisably one message."""
-    domain = sender.rpartition("@")[2] or "campaigns.localhost"
-    return f"<{delivery_id}@{domain}>"
 
 
 class EmailSender:

@@ -12,9 +12,9 @@ from prometheus_client import Counter
 
 from services.dispatcher.concurrency import Slot, SlotGate
 from services.dispatcher.decide import Decision, decide
-from services.dispatcher.providers.base import Accepted, ProviderError
 from shared.db import sending
 from shared.domain.retry import next_attempt
+from shared.providers.base import Accepted, ProviderError
 
 log = structlog.get_logger()
 

@@ -16,12 +16,12 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
-from services.dispatcher.providers.base import ProviderError
-from services.dispatcher.providers.twilio_sms import TwilioSms
-from services.dispatcher.providers.twilio_voice import TwilioVoice
 from shared.db import calls, receipts, slots
 from shared.db.connection import Connection
 from shared.domain.deliveries import sms_status_change
+from shared.providers.base import ProviderError
+from shared.providers.twilio_sms import TwilioSms
+from shared.providers.twilio_voice import TwilioVoice
 from shared.runtime import every
 
 log = structlog.get_logger()

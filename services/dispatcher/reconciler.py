@@ -11,10 +11,10 @@ from decimal import Decimal
 import asyncpg
 import structlog
 
-from services.dispatcher.providers.base import Found, ProviderError
 from shared.db import sending
 from shared.db.connection import Connection
 from shared.domain.retry import next_attempt
+from shared.providers.base import Found, ProviderError
 from shared.runtime import every
 
 log = structlog.get_logger()

@@ -8,8 +8,8 @@ from urllib.parse import urlencode
 import asyncpg
 
 from services.dispatcher.decide import Decision
-from services.dispatcher.providers.base import Accepted, SmsProvider
 from shared.domain.pricing import sms_segments
+from shared.providers.base import Accepted, SmsProvider
 
 
 class SmsSender:

@@ -12,8 +12,8 @@ import asyncpg
 import structlog
 
 from services.dispatcher.decide import Decision
-from services.dispatcher.providers.base import Accepted, Found
 from shared.db import slots
+from shared.providers.base import Accepted, Found
 
 log = structlog.get_logger()
 

@@ -9,11 +9,11 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from services.dispatcher.providers import smtp_email
 from services.tracker import email_inbound, replies, unsubscribe, voice, webhooks
 from services.tracker.signatures import TwilioSignatures
 from shared import observability
 from shared.db.pool import create_pool
+from shared.providers import smtp_email
 from shared.settings import Settings, secret_key
 from shared.web import error_middleware
 

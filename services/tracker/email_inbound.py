@@ -16,15 +16,14 @@ import structlog
 from aiohttp import web
 from prometheus_client import Counter
 
-from services.dispatcher.email import message_id
-from services.dispatcher.providers.base import ProviderError
-from services.dispatcher.providers.smtp_email import Email
 from services.tracker.replies import agent_answer
 from shared.db import tracking
 from shared.domain.inbound_email import InboundEmail, parse
 from shared.domain.keywords import OPT_OUT
 from shared.errors import NotFound, Unauthorized
 from shared.ids import new_id
+from shared.providers.base import ProviderError
+from shared.providers.smtp_email import Email, message_id
 from shared.settings import Settings
 from shared.unsubscribe import make_token
 

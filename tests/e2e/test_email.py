@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from services.dispatcher.providers.base import ProviderError
-from services.dispatcher.providers.smtp_email import Email, SmtpEmail
+from shared.providers.base import ProviderError
+from shared.providers.smtp_email import Email, SmtpEmail
 from shared.sandbox import smtp as sandbox
 from shared.sandbox.smtp import ReceivedMail, SandboxSmtp
 from shared.unsubscribe import make_token

@@ -7,9 +7,9 @@ import asyncio
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
 
-from services.dispatcher.providers.base import Accepted, Found, ProviderError
-from services.dispatcher.providers.twilio_client import TwilioClient
 from shared.domain.retry import classify_twilio
+from shared.providers.base import Accepted, Found, ProviderError
+from shared.providers.twilio_client import TwilioClient
 
 
 class TwilioSms(TwilioClient):

@@ -14,8 +14,8 @@ from typing import Any, Literal
 import aiosmtplib
 import structlog
 
-from services.dispatcher.providers.base import Accepted, ProviderError
 from shared.domain.retry import Verdict
+from shared.providers.base import Accepted, ProviderError
 from shared.settings import Settings, smtp_address
 
 log = structlog.get_logger()
@@ -42,6 +42,13 @@ class _Policy(EmailPolicy):
 #: Bodies are encoded 7-bit safe (quoted-printable/base64), so any relay takes them without 8BITMIME.
 _BUILD = email.policy.default.clone(cte_type="7bit")
 _WIRE = _Policy(linesep="\r\n", cte_type="7bit")
+
+
+def message_id(local: str, sender: str) -> str:
+    """`<local@sender's domain>`; for a campaign's message `local` is its delivery id, the same on
+    every attempt, so a resend is recognisably one message (and a reply or bounce names it)."""
+    domain = sender.rpartition("@")[2] or "campaigns.localhost"
+    return f"<{local}@{domain}>"
 
 
 @dataclass(frozen=True)

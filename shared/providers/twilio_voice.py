@@ -10,9 +10,9 @@ from datetime import datetime
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
 
-from services.dispatcher.providers.base import Accepted, Found, ProviderError
-from services.dispatcher.providers.twilio_client import TwilioClient
 from shared.domain.retry import classify_twilio
+from shared.providers.base import Accepted, Found, ProviderError
+from shared.providers.twilio_client import TwilioClient
 
 #: Call progress events we subscribe to; Twilio sends each as its own callback (`answered` arrives
 #: as CallStatus `in-progress`).
