@@ -30,6 +30,9 @@ RECEIPTS = Counter(
     "campaigns_receipt_checks_total", "Overdue receipts looked up at the provider", ["channel", "result"]
 )
 
+#: Deliveries looked up per round (their rows stay locked until the round ends).
+BATCH = 25
+
 #: Looks one overdue delivery up and applies what it finds (inside the round's transaction):
 #: (whether anything changed, the campaign whose slot to free once committed, or None).
 Resolve = Callable[[Connection, asyncpg.Record], Awaitable[tuple[bool, str | None]]]
@@ -63,14 +66,16 @@ class ReceiptPoller:
         """One round; how many deliveries it asked about."""
         ended: list[tuple[str, str]] = []
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await receipts.overdue(conn, self._channel, self._after, self._max_checks)
+            rows = await receipts.overdue(conn, self._channel, self._after, self._max_checks, BATCH)
             for row in rows:
                 try:
                     changed, free_slot_of = await self._resolve(conn, row)
                 except ProviderError as exc:
+                    # The provider cannot be asked now: stop the round (its rows stay locked while it
+                    # lasts) and ask again next round; this lookup is not counted as a check.
                     RECEIPTS.labels(self._channel, "error").inc()
                     log.warning("receipt.lookup_failed", delivery_id=row["id"], error=str(exc))
-                    continue  # not counted as a check: asked again next round
+                    break
                 await receipts.checked(conn, row["id"])
                 if free_slot_of is not None:
                     ended.append((free_slot_of, row["id"]))
