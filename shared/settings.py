@@ -55,7 +55,8 @@ class Settings(BaseSettings):
     sandbox_smtp_port: int = 8025
     #: Signs unsubscribe links; required in live mode (a fixed development key in sandbox mode).
     secret_key: SecretStr | None = None
-    #: Bearer token of `POST /webhooks/email/inbound` (bounces and replies; unset: the endpoint is off).
+    #: Bearer token of `POST /webhooks/email/inbound` (bounces and replies). Unset: a fixed token in
+    #: sandbox mode, the endpoint off in live mode.
     inbound_email_token: SecretStr | None = None
     default_timezone: str = "Asia/Kolkata"
     log_format: Literal["json", "console"] = "json"
@@ -90,6 +91,7 @@ class Settings(BaseSettings):
 
 #: The unsubscribe-link key in sandbox mode when CAMPAIGNS_SECRET_KEY is unset (never for live use).
 SANDBOX_SECRET_KEY = "campaigns-sandbox-development-key"  # noqa: S105 (public by design)
+SANDBOX_INBOUND_EMAIL_TOKEN = "sandbox-inbound-email-token"  # noqa: S105 (public by design)
 
 
 def smtp_address(settings: Settings) -> tuple[str, int | None]:
@@ -116,3 +118,11 @@ def twilio_base_url(settings: Settings) -> str:
     if settings.providers == "sandbox" and "twilio_api_url" not in settings.model_fields_set:
         return f"http://127.0.0.1:{settings.sandbox_port}"
     return settings.twilio_api_url
+
+
+def inbound_email_token(settings: Settings) -> str | None:
+    """The token `POST /webhooks/email/inbound` wants: the setting, else (sandbox mode only) a fixed
+    one; None turns the endpoint off."""
+    if settings.inbound_email_token is not None and settings.inbound_email_token.get_secret_value():
+        return settings.inbound_email_token.get_secret_value()
+    return SANDBOX_INBOUND_EMAIL_TOKEN if settings.providers == "sandbox" else None

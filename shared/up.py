@@ -11,7 +11,7 @@ import structlog
 from shared.db import accounts
 from shared.db.migrate import migrate
 from shared.db.pool import connect
-from shared.settings import Settings, smtp_address
+from shared.settings import SANDBOX_INBOUND_EMAIL_TOKEN, Settings, inbound_email_token, smtp_address
 
 log = structlog.get_logger()
 
@@ -56,12 +56,19 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
         if "smtp_host" not in settings.model_fields_set and settings.providers == "sandbox"
         else ""
     )
+    token = inbound_email_token(settings)
+    if token == SANDBOX_INBOUND_EMAIL_TOKEN:
+        inbound_note = f", Authorization: Bearer {token}"
+    else:  # the operator's own token is a secret: not printed
+        inbound_note = ", Authorization: Bearer $CAMPAIGNS_INBOUND_EMAIL_TOKEN" if token else " (off: set the token)"
     await asyncio.sleep(0.5)
     click.echo(
         f"\nCampaigns is up ({settings.providers} providers).\n"
         f"  API:      http://{settings.api_host}:{settings.api_port}\n"
         f"  Webhooks: {settings.public_url}\n"
         f"  Email:    SMTP {smtp_host}:{smtp_port or 'default port'}{smtp_note}\n"
+        f"  Inbound email (bounces, replies): POST {settings.public_url}/webhooks/email/inbound"
+        f"{inbound_note}\n"
         f"  Account:  {account_id}\n"
         f"  API key:  {key}\n\n"
         f"  export API_KEY={key}\n"

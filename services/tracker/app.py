@@ -14,7 +14,7 @@ from services.tracker.signatures import TwilioSignatures
 from shared import observability
 from shared.db.pool import create_pool
 from shared.providers import smtp_email
-from shared.settings import Settings, secret_key
+from shared.settings import Settings, inbound_email_token, secret_key
 from shared.web import error_middleware
 
 log = structlog.get_logger()
@@ -47,8 +47,7 @@ def create_app(settings: Settings, pool: object) -> web.Application:
     app.router.add_post("/webhooks/twilio/voice/answer", voice.voice_answer)
     app.router.add_post("/webhooks/twilio/voice/gather", voice.voice_gather)
     app.router.add_post("/webhooks/twilio/voice/status", voice.voice_status)
-    token = settings.inbound_email_token
-    app["inbound_email_token"] = token.get_secret_value() if token is not None and token.get_secret_value() else None
+    app["inbound_email_token"] = inbound_email_token(settings)
     app.router.add_post("/webhooks/email/inbound", email_inbound.inbound_email)
     app.cleanup_ctx.append(_http_session)
     app["settings"] = settings

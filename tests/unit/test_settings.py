@@ -1,0 +1,27 @@
+"""Settings whose default depends on the mode: sandbox stand-ins, nothing silent in live mode."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.settings import SANDBOX_INBOUND_EMAIL_TOKEN, Settings, inbound_email_token, secret_key
+
+
+@pytest.fixture(autouse=True)
+def _no_campaigns_env(monkeypatch):
+    for name in ("CAMPAIGNS_INBOUND_EMAIL_TOKEN", "CAMPAIGNS_PROVIDERS", "CAMPAIGNS_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_the_inbound_email_token_is_the_setting_else_the_sandbox_one_else_off():
+    assert inbound_email_token(Settings(inbound_email_token="s3cret")) == "s3cret"
+    assert inbound_email_token(Settings(providers="live", inbound_email_token="s3cret")) == "s3cret"
+    assert inbound_email_token(Settings()) == SANDBOX_INBOUND_EMAIL_TOKEN
+    assert inbound_email_token(Settings(providers="live")) is None
+    assert inbound_email_token(Settings(providers="live", inbound_email_token="")) is None
+
+
+def test_live_mode_needs_its_own_secret_key():
+    with pytest.raises(RuntimeError, match="CAMPAIGNS_SECRET_KEY"):
+        secret_key(Settings(providers="live"))
+    assert secret_key(Settings(providers="live", secret_key="k")) == b"k"
