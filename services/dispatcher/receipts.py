@@ -16,7 +16,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
-from shared.db import calls, receipts, slots
+from shared.db import calls, receipts, slots, tracking
 from shared.db.connection import Connection
 from shared.domain.deliveries import sms_status_change
 from shared.providers.base import ProviderError
@@ -92,7 +92,7 @@ def sms_receipts(provider: TwilioSms) -> Resolve:
     async def resolve(conn: Connection, row: asyncpg.Record) -> tuple[bool, str | None]:
         found = await provider.fetch_status(row["provider_id"])
         change = {} if found is None else sms_status_change(row, found[0], found[1], datetime.now(UTC))
-        await receipts.apply(conn, row["id"], change)
+        await tracking.update_delivery(conn, row["id"], change)
         return bool(change), None
 
     return resolve

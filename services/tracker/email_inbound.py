@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from services.tracker.replies import agent_answer
-from shared.db import tracking
+from shared.db import sending, tracking
 from shared.domain.inbound_email import InboundEmail, parse
 from shared.domain.keywords import OPT_OUT
 from shared.errors import NotFound, Unauthorized
@@ -72,7 +72,7 @@ async def inbound_email(request: web.Request) -> web.Response:
             await tracking.add_message(conn, new_id("message"), delivery, "in", mail.text, None, "contact")
             await tracking.mark_replied(conn, delivery["id"])
             if mail.text.strip().strip(".!").upper() in OPT_OUT:  # a reply of just "STOP" or "unsubscribe"
-                await tracking.opt_out_email(conn, delivery["contact_id"])
+                await sending.opt_out(conn, delivery["contact_id"], "email")
                 result = "opted_out"
             else:
                 result = "replied"

@@ -16,7 +16,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from services.tracker import agents
 from services.tracker.signatures import TwilioSignatures
 from services.tracker.webhooks import WEBHOOKS, twiml, verified_form
-from shared.db import calls, slots, tracking
+from shared.db import calls, sending, slots, tracking
 from shared.domain.calls import asks_to_stop
 from shared.ids import new_id
 
@@ -98,7 +98,7 @@ async def voice_gather(request: web.Request) -> web.Response:
         if first and speech:
             await tracking.add_message(conn, new_id("message"), delivery, "in", speech, sid, "contact")
             if stop:
-                await calls.opt_out(conn, delivery["contact_id"])
+                await sending.opt_out(conn, delivery["contact_id"], "voice")
                 await tracking.add_message(conn, new_id("message"), delivery, "out", STOPPED, None, "system")
             else:
                 await tracking.mark_replied(conn, delivery["id"])

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from shared.db import balance
+from shared.db import balance, tracking
 from shared.db.connection import Connection, Executor
 from shared.domain.calls import CallChange, call_status_change
 
@@ -26,7 +26,6 @@ FOR UPDATE OF d
 """
 _AGENT = "SELECT a.* FROM agents a JOIN campaigns c ON c.agent_id = a.id WHERE c.id = $1"
 _CONTACT = "SELECT * FROM contacts WHERE id = $1"
-_OPT_OUT = "UPDATE contacts SET opted_out_voice = true, updated_at = now() WHERE id = $1"
 _COLUMNS = frozenset({"state", "provider_status", "sent_at", "delivered_at", "failed_at", "error", "send_at"})
 
 
@@ -47,24 +46,9 @@ async def contact(conn: Executor, contact_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(_CONTACT, contact_id)
 
 
-async def opt_out(conn: Connection, contact_id: str) -> None:
-    """The contact asked not to be called again: later voice campaigns skip it."""
-    await conn.execute(_OPT_OUT, contact_id)
-
-
 async def update(conn: Connection, delivery_id: str, change: dict[str, Any]) -> None:
-    """Apply a call's `change` (column → value; columns from a fixed list) to its delivery."""
-    columns = sorted(change)
-    if not columns:
-        return
-    if not set(columns) <= _COLUMNS:
-        raise ValueError(f"not a call column: {set(columns) - _COLUMNS}")
-    assignments = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(columns))
-    await conn.execute(
-        f"UPDATE deliveries SET {assignments}, updated_at = now() WHERE id = $1",  # noqa: S608 (fixed columns)
-        delivery_id,
-        *(change[c] for c in columns),
-    )
+    """Apply a call's `change` (column → value; the columns a call changes) to its delivery."""
+    await tracking.update_delivery(conn, delivery_id, change, _COLUMNS)
 
 
 async def apply_status(

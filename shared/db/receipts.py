@@ -3,11 +3,8 @@ final status callback should have come, and not asked about too often yet."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
 
-from shared.db import tracking
 from shared.db.connection import Connection
 
 # The n-th check waits after_s * 2**n after the previous one (or after the send), so a carrier
@@ -34,8 +31,3 @@ async def overdue(
 async def checked(conn: Connection, delivery_id: str) -> None:
     """Record one lookup (the next waits twice as long)."""
     await conn.execute(_CHECKED, delivery_id)
-
-
-async def apply(conn: Connection, delivery_id: str, change: dict[str, Any]) -> None:
-    """Apply what an SMS lookup found (columns as a status callback sets them)."""
-    await tracking.update_delivery(conn, delivery_id, change)

@@ -6,6 +6,7 @@ from typing import Any
 
 import asyncpg
 
+from shared.db import sending
 from shared.db.connection import Connection, Executor
 
 _RECORD = """
@@ -38,13 +39,15 @@ async def delivery_for_update(
     return await conn.fetchrow(_DELIVERY, delivery_id, provider_id)
 
 
-async def update_delivery(conn: Connection, delivery_id: str, change: dict[str, Any]) -> None:
-    """Apply `change` (column → value; columns from a fixed list) to a delivery."""
+async def update_delivery(
+    conn: Connection, delivery_id: str, change: dict[str, Any], allowed: frozenset[str] = _COLUMNS
+) -> None:
+    """Apply `change` (column → value; columns from the fixed list `allowed`) to a delivery."""
     columns = sorted(change)
     if not columns:
         return
-    if not set(columns) <= _COLUMNS:
-        raise ValueError(f"not a delivery column: {set(columns) - _COLUMNS}")
+    if not set(columns) <= allowed:
+        raise ValueError(f"not a delivery column: {set(columns) - allowed}")
     assignments = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(columns))
     await conn.execute(
         f"UPDATE deliveries SET {assignments}, updated_at = now() WHERE id = $1",  # noqa: S608 (fixed columns)
@@ -129,7 +132,6 @@ _BOUNCE = """
 UPDATE deliveries SET state = 'undelivered', error = $2, failed_at = COALESCE(failed_at, now()), updated_at = now()
 WHERE id = $1 AND state IN ('sending', 'sent', 'delivered')
 """
-_SUPPRESS_EMAIL = "UPDATE contacts SET opted_out_email = true, updated_at = now() WHERE id = $1"
 
 
 async def email_delivery_for_update(conn: Connection, message_ids: list[str]) -> asyncpg.Record | None:
@@ -141,10 +143,5 @@ async def bounce_email(conn: Connection, delivery: asyncpg.Record, error: str) -
     """A hard bounce: the delivery is undelivered (unless it already ended otherwise) and the
     address is skipped by later email campaigns. Whether the delivery changed."""
     changed = await conn.execute(_BOUNCE, delivery["id"], error) != "UPDATE 0"
-    await opt_out_email(conn, delivery["contact_id"])
+    await sending.opt_out(conn, delivery["contact_id"], "email")
     return changed
-
-
-async def opt_out_email(conn: Connection, contact_id: str) -> None:
-    """Later email campaigns skip the contact (a hard bounce, or a reply asking to stop)."""
-    await conn.execute(_SUPPRESS_EMAIL, contact_id)

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 
-import aiohttp
-from twilio.base.exceptions import TwilioRestException
-
-from shared.domain.retry import classify_twilio
 from shared.providers.base import Accepted, Found, ProviderError
 from shared.providers.twilio_client import TwilioClient
 
@@ -60,20 +53,3 @@ class TwilioVoice(TwilioClient):
             raise
         duration = str(call.duration or "")
         return str(call.status), (int(duration) if duration.isdigit() else None)
-
-    @asynccontextmanager
-    async def _errors(self) -> AsyncIterator[None]:
-        """Bound the request (the client ignores its own timeout, twilio-python#925) and sort failures."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                yield
-        except TwilioRestException as exc:
-            verdict = classify_twilio(exc.status, exc.code)
-            raise ProviderError(f"twilio {exc.status} code {exc.code}: {exc.msg}", verdict, exc.code) from exc
-        except TimeoutError as exc:
-            raise ProviderError("twilio did not answer in time", "retry", unknown=True) from exc
-        except aiohttp.ClientConnectorError as exc:
-            # Nothing reached Twilio: safe to try again.
-            raise ProviderError(f"cannot reach twilio: {exc}", "retry") from exc
-        except aiohttp.ClientError as exc:
-            raise ProviderError(f"twilio request failed: {exc}", "retry", unknown=True) from exc
