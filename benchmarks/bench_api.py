@@ -54,7 +54,7 @@ from aiohttp import web  # noqa: E402
 
 from shared.bus import topology  # noqa: E402
 from shared.db import accounts  # noqa: E402
-from shared.db.migrate import migrate  # noqa: E402
+from shared.db.migrate import drop_database, migrate  # noqa: E402
 from shared.db.pool import connect  # noqa: E402
 from tests.support import Service, free_port  # noqa: E402
 
@@ -163,11 +163,7 @@ async def cleanup(name: str, prefix: str, stoppers: list[Callable[[], Any]]) -> 
         connection = await aio_pika.connect(AMQP)
         async with connection, connection.channel() as channel:
             await topology.delete(channel, prefix)
-    admin = await asyncpg.connect(f"{SERVER}/postgres")
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await drop_database(f"{SERVER}/{name}")
 
 
 async def connections_in_use() -> tuple[int, int]:

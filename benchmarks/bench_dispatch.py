@@ -53,7 +53,7 @@ import asyncpg  # noqa: E402
 
 from shared.bus import topology  # noqa: E402
 from shared.db import accounts  # noqa: E402
-from shared.db.migrate import migrate  # noqa: E402
+from shared.db.migrate import drop_database, migrate  # noqa: E402
 from shared.db.pool import connect  # noqa: E402
 from shared.sandbox.twilio import FakeTwilio, bound_port, serve  # noqa: E402
 from tests.support import LoopThread, Service, free_port  # noqa: E402
@@ -411,11 +411,7 @@ async def cleanup(name: str, prefix: str, services: dict[str, Service], fake: tu
         connection = await aio_pika.connect(AMQP)
         async with connection, connection.channel() as channel:
             await channel.queue_delete(prefix + "ceiling")
-    admin = await asyncpg.connect(f"{SERVER}/postgres")
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await drop_database(f"{SERVER}/{name}")
 
 
 def log_errors(services: dict[str, Service]) -> dict[str, dict[str, int]]:

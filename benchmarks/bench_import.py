@@ -34,7 +34,7 @@ import asyncpg  # noqa: E402
 
 from shared.contact_import import import_file  # noqa: E402
 from shared.db import accounts  # noqa: E402
-from shared.db.migrate import migrate  # noqa: E402
+from shared.db.migrate import drop_database, migrate  # noqa: E402
 from shared.db.pool import connect  # noqa: E402
 
 HEADER = ["First Name", "Last Name", "Email", "Phone Number", "Company", "Time Zone", "plan", "signup_date", "score"]
@@ -139,16 +139,6 @@ async def create_account(database_url: str) -> str:
         return await accounts.create_account(conn, "bench", Decimal(0))
     finally:
         await conn.close()
-
-
-async def drop_database(database_url: str) -> None:
-    """Drop the run's database."""
-    parts = urlsplit(database_url)
-    admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 def main() -> None:

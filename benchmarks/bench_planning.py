@@ -49,7 +49,7 @@ if str(ROOT) not in sys.path:
 import asyncpg  # noqa: E402
 
 from shared.db import deliveries  # noqa: E402
-from shared.db.migrate import migrate  # noqa: E402
+from shared.db.migrate import drop_database, migrate  # noqa: E402
 from shared.db.pool import connect, create_pool  # noqa: E402
 from shared.ids import new_id  # noqa: E402
 
@@ -443,11 +443,7 @@ async def bench(args: argparse.Namespace) -> int:
         return 0 if copy_ok and memory_ok else 1
     finally:
         launcher.close()
-        admin = await asyncpg.connect(f"{SERVER}/postgres")
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(f"{SERVER}/{name}")
 
 
 def main() -> int:

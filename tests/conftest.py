@@ -26,7 +26,7 @@ import pytest
 
 from shared.bus import topology
 from shared.db import accounts
-from shared.db.migrate import migrate
+from shared.db.migrate import drop_database, migrate
 from shared.db.pool import connect
 from shared.sandbox import smtp as sandbox_smtp_server
 from shared.sandbox.smtp import SandboxSmtp
@@ -92,15 +92,6 @@ def _servers() -> Iterator[tuple[str, str]]:
         yield postgres.get_connection_url(driver=None), amqp
 
 
-async def _drop_database(url: str) -> None:
-    parts = urlsplit(url)
-    admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 async def _drop_topology(amqp_url: str, prefix: str) -> None:
     connection = await aio_pika.connect(amqp_url)
     async with connection, connection.channel() as channel:
@@ -117,7 +108,7 @@ def infra() -> Iterator[Infra]:
         try:
             yield Infra(database_url, mq, f"test_{run}.")
         finally:
-            asyncio.run(_drop_database(database_url))
+            asyncio.run(drop_database(database_url))
             with contextlib.suppress(Exception):
                 asyncio.run(_drop_topology(mq, f"test_{run}."))
 
@@ -236,7 +227,7 @@ def own_database(infra: Infra, suffix: str) -> Iterator[str]:
     try:
         yield url
     finally:
-        asyncio.run(_drop_database(url))
+        asyncio.run(drop_database(url))
 
 
 @contextlib.contextmanager

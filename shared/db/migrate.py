@@ -60,6 +60,17 @@ async def ensure_database(dsn: str) -> bool:
     return True
 
 
+async def drop_database(dsn: str) -> None:
+    """Drop the database `dsn` names, if it exists, closing its connections (test and benchmark
+    runs clean up with it)."""
+    parts = urlsplit(dsn)
+    admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/").replace(chr(34), "")}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 async def migrate(dsn: str) -> list[Migration]:
     """Create the database if needed and apply every pending migration; returns those applied."""
     await ensure_database(dsn)

@@ -7,12 +7,11 @@ import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
-import asyncpg
 import pytest
 
 from shared.bus import outbox, topology
 from shared.bus.consumer import Consumer
-from shared.db.migrate import migrate
+from shared.db.migrate import drop_database, migrate
 from shared.db.pool import create_pool
 from shared.db.processed import first_time
 from shared.messages.campaign_events import CampaignCancelled, CampaignCreated
@@ -40,15 +39,7 @@ def bus_database(infra):
     url = urlunsplit(urlsplit(infra.database_url)._replace(path=urlsplit(infra.database_url).path + "_bus"))
     asyncio.run(migrate(url))
     yield url
-    asyncio.run(_drop(url))
-
-
-async def _drop(url: str) -> None:
-    admin = await asyncpg.connect(urlunsplit(urlsplit(url)._replace(path="/postgres")))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    asyncio.run(drop_database(url))
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from shared.db.accounts import account_for_key
-from shared.db.migrate import available, migrate
+from shared.db.migrate import available, drop_database, migrate
 from tests.support import ROOT
 
 
@@ -75,9 +75,7 @@ async def test_migrate_creates_the_database_is_idempotent_and_safe_concurrently(
         assert {"accounts", "api_keys", "agents", "contacts", "campaigns", "deliveries", "outbox",
                 "processed_messages", "webhook_events"} <= tables
     finally:
-        admin = await asyncpg.connect(urlunsplit(urlsplit(infra.database_url)._replace(path="/postgres")))
-        await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(url)
 
 
 async def test_contacts_keep_to_existing_accounts_without_a_per_row_foreign_key(db):
