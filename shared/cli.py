@@ -156,8 +156,9 @@ def contacts() -> None:
 def import_contacts(file: Path, account_id: str, group_id: str | None, country: str | None, encoding: str) -> None:
     """Import contacts from a CSV FILE straight into the database (CAMPAIGNS_DATABASE_URL).
 
-    Shows progress on stderr and prints the summary as JSON on stdout: {"rows", "created",
-    "updated", "duplicates", "rejected", "errors": [{"line", "field", "reason"}], ...}.
+    Cells may be separated by `,`, `;`, tab or `|`: the one the header line uses. Shows progress
+    on stderr and prints the summary as JSON on stdout: {"rows", "created", "updated",
+    "duplicates", "rejected", "errors": [{"line", "field", "reason"}], ...}.
     """
     import codecs
 

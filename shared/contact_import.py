@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import csv
-import io
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +19,21 @@ import asyncpg
 
 from shared.db import imports as db
 from shared.db.pool import connect
-from shared.domain.contact_csv import CsvRecords, HeaderError, StagedRow, StagerResult, map_header, row_stager
+from shared.domain.contact_csv import (
+    CsvRecords,
+    HeaderError,
+    StagedRow,
+    StagerResult,
+    line_of,
+    map_header,
+    row_stager,
+)
 from shared.errors import Invalid, NotFound
 
-#: Connections writing side by side (PostgreSQL spends more per row than the parsing does; with
-#: three, one is usually ready for the next batch while the others are busy).
-WRITERS = 3
+#: Connections writing side by side. New contacts go in by COPY, which one connection keeps up
+#: with; upserts (a re-import) cost PostgreSQL more, and a second connection takes a fifth off
+#: those. A third gained nothing more on 2 cores and slowed a first import (benchmarks/README.md).
+WRITERS = 2
 #: Batches queued on one connection before the parsing waits for it.
 IN_FLIGHT = 2
 #: Rows upserted per transaction.
@@ -71,29 +78,28 @@ class ImportSummary:
 
 
 class _Lane:
-    """One writing connection: the batch being filled (CSV text), batches cut and waiting, and the
-    batches in flight (written one after another). A batch never holds two rows of one phone (or
-    email): the upsert needs no de-duplication, and a repeated row starts the next batch, so the
-    last row of a contact wins.
+    """One writing connection: the batch being filled, batches cut and waiting, and the batches
+    in flight (written one after another). A batch never holds two rows of one phone (or email):
+    the upsert needs no de-duplication, and a repeated row starts the next batch, so the last row
+    of a contact wins.
     """
 
     def __init__(self, conn: asyncpg.Connection):
         self.conn = conn
         self.tasks: collections.deque[asyncio.Task[None]] = collections.deque()  # in flight, in order
-        self.ready: list[bytes] = []
+        self.ready: list[list[StagedRow]] = []
         self.all_new = True  # every batch so far held only new contacts: try the next as such too
+        self.clashed = False  # a batch met an email of another contact: settle emails before upserting
         self._new_batch()
 
     def _new_batch(self) -> None:
-        self.rows = 0
+        self.rows: list[StagedRow] = []
         self.keys: set[str] = set()
-        self.text = io.StringIO()
-        self.write = csv.writer(self.text, lineterminator="\n").writerow
 
     def cut(self) -> None:
         """Move the batch being filled to `ready`."""
         if self.rows:
-            self.ready.append(self.text.getvalue().encode())
+            self.ready.append(self.rows)
             self._new_batch()
 
 
@@ -102,35 +108,34 @@ class _Writers:
 
     Rows are dealt to a connection by their phone (else email), so every row of one contact goes
     the same way and in file order: the last one wins. Up to IN_FLIGHT batches queue on each
-    connection, so the parsing seldom waits. Batches are first tried as plain inserts of new
-    contacts (a first import); a lane that meets an existing contact upserts from then on. A batch
-    is kept as the CSV text its COPY sends (no per-row objects outlive their row).
+    connection, so the parsing seldom waits. Batches are first tried as new contacts, COPYed
+    straight into the table (a first import); a lane that meets an existing contact upserts from
+    then on. A staged row holds only strings and bytes, which the garbage collector stops tracking.
     """
 
     def __init__(
         self,
         conns: Sequence[asyncpg.Connection],
-        sql: db.Statements,
         summary: ImportSummary,
         batch_rows: int,
+        ids_from: int,
         **upsert: Any,
     ):
         self._lanes = [_Lane(conn) for conn in conns]
-        self._sql = sql
+        self._ids_from = ids_from
         self._upsert = upsert
         self._summary = summary
         self._batch_rows = batch_rows
 
     def add(self, row: StagedRow) -> _Lane | None:
         """Queue a row; the lane that now has batches to `submit`, if any."""
-        key = row[1] or row[2]
+        key = row[2] or row[3]  # the phone, else the email
         lane = self._lanes[hash(key) % len(self._lanes)]
         if key in lane.keys:
             lane.cut()
-        lane.write(row)
+        lane.rows.append(row)
         lane.keys.add(key)  # type: ignore[arg-type]  # a staged row has a phone or an email
-        lane.rows += 1
-        if lane.rows >= self._batch_rows:
+        if len(lane.rows) >= self._batch_rows:
             lane.cut()
         return lane if lane.ready else None
 
@@ -163,16 +168,20 @@ class _Writers:
         while lane.tasks:
             await lane.tasks.popleft()
 
-    async def _write(self, lane: _Lane, batch: bytes, previous: asyncio.Task[None] | None) -> None:
+    async def _write(self, lane: _Lane, batch: list[StagedRow], previous: asyncio.Task[None] | None) -> None:
         if previous is not None:
             await previous  # one statement at a time on a connection; a failed batch fails the rest
-        result = await db.upsert_batch(lane.conn, self._sql, batch, all_new=lane.all_new, **self._upsert)
+        result = await db.upsert_batch(
+            lane.conn, batch, all_new=lane.all_new, settle_first=lane.clashed, **self._upsert
+        )
         lane.all_new = result.all_new
+        lane.clashed = lane.clashed or bool(result.clashes)
         self._summary.created += result.created
         self._summary.updated += result.updated
-        for line, email, other in result.clashes:
+        for staged_id, email, other in result.clashes:
             self._summary.rejected += 1
             owner = f" (phone {other})" if other else ""
+            line = line_of(self._ids_from, staged_id)
             self._summary.error(line, "email", f"{email!r} already belongs to another contact{owner}")
 
 
@@ -266,20 +275,10 @@ async def _start(
         columns = map_header(header)
     except HeaderError as exc:
         raise Invalid(str(exc), details=[{"field": "header", "reason": str(exc)}]) from None
-    sql = db.statements(len(columns.metadata_keys))
-    started = min([await db.begin(conn, sql) for conn in conns])
-    writers = _Writers(
-        conns,
-        sql,
-        summary,
-        batch_rows,
-        account_id=account_id,
-        metadata_keys=columns.metadata_keys,
-        group_id=group_id,
-        started=started,
-        ids_from=db.id_base(),
-    )
-    return row_stager(columns, country), writers
+    started = min([await db.begin(conn) for conn in conns])
+    ids_from = db.id_base()
+    writers = _Writers(conns, summary, batch_rows, ids_from, account_id=account_id, group_id=group_id, started=started)
+    return row_stager(columns, country, account_id, ids_from), writers
 
 
 async def _with_end(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes | None]:

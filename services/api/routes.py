@@ -112,7 +112,8 @@ OPERATIONS: list[Op] = [
         "POST",
         "/contacts/import",
         contacts_import.import_contacts,
-        "Import contacts from CSV (text/csv body, or multipart with a `file` part), streamed",
+        "Import contacts from CSV (text/csv body, or multipart with a `file` part; `,` `;` tab or `|` "
+        "between cells, read off the header), streamed",
         query=(("group_id", "add every imported contact to this group"), ("country", "region of phones without '+'")),
         errors=(404,),
     ),

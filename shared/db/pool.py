@@ -1,4 +1,4 @@
-"""asyncpg pool with JSON codecs."""
+"""asyncpg pool with JSON codecs (bytes are JSON text already, sent as they are)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,24 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+#: What a request meets when PostgreSQL is away or has just dropped its connection (a restart, a
+#: failover, `pg_terminate_backend`): the pool reconnects, and the same request tried again succeeds.
+#: (asyncpg's InterfaceError and InternalClientError are what a connection cut mid-operation leaves.)
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    ConnectionRefusedError,
+)
+
 
 def _encode_jsonb(value: object) -> bytes:
+    if type(value) is bytes:  # encoded already (a CSV import's metadata, one per row)
+        return b"\x01" + value
     return b"\x01" + json.dumps(value).encode()
 
 

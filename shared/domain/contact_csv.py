@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import codecs
 import csv
-import functools
 import io
+import operator
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring as json_string
 
 from shared.domain import contacts
 
@@ -44,7 +45,7 @@ HEADER_ALIASES: dict[str, frozenset[str]] = {
 }
 #: Header spellings of a per-row country (the default region of that row's phone; also kept as metadata).
 COUNTRY_ALIASES = frozenset({"country", "country_code", "region"})
-#: Most metadata columns a file may have (each is a column of the import's staging table).
+#: Most metadata columns a file may have (a bound on the JSON object each row carries).
 MAX_METADATA_COLUMNS = 500
 #: Characters held back waiting for a quoted field to close before the text is cut regardless
 #: (above the csv module's own field limit, so no readable record is ever cut).
@@ -54,8 +55,10 @@ MAX = contacts.MAX_FIELD
 _SEPARATORS = re.compile(r"[\s.\-]+")
 _ALIAS_TO_FIELD = {alias: name for name, aliases in HEADER_ALIASES.items() for alias in aliases}
 
-#: A staged row: (line, phone, email, first_name, last_name, company, timezone, *metadata values).
-StagedRow = tuple[int | str | None, ...]
+#: A staged row's columns: a contact row, as COPY takes it (see `row_stager`).
+STAGED_COLUMNS = ("id", "account_id", "phone", "email", "first_name", "last_name", "company", "timezone", "metadata")
+#: A staged row: values of STAGED_COLUMNS, the metadata as JSON text (UTF-8).
+StagedRow = tuple[str | bytes | None, ...]
 #: A row's problems: (field, reason).
 RowError = tuple[str, str]
 #: What staging one row gives: the staged row, or None and its problems.
@@ -125,21 +128,45 @@ def map_header(header: Sequence[str]) -> Columns:
     )
 
 
+def contact_id(ids_from: int, line: int) -> str:
+    """The id of the contact an import creates from `line`: `ct_` and 16 hex digits of the
+    import's random base plus the line (the form of `new_id("contact")`). One import's new contacts
+    sit side by side in the primary key's index, and their ids sort as their lines do."""
+    return f"ct_{ids_from + line:016x}"
+
+
+def line_of(ids_from: int, staged_id: str) -> int:
+    """The line a staged row's id was made from (see `contact_id`)."""
+    return int(staged_id[3:], 16) - ids_from
+
+
 def validate_row(
-    cells: list[str], columns: Columns, line: int, default_region: str | None
-) -> tuple[StagedRow | None, list[RowError]]:
+    cells: list[str],
+    columns: Columns,
+    line: int,
+    default_region: str | None,
+    *,
+    account_id: str = "acc_test",
+    ids_from: int = 0,
+) -> StagerResult:
     """One data row as a staged contact, or None with every problem found (field, reason)."""
-    return row_stager(columns, default_region)(cells, line)
+    return row_stager(columns, default_region, account_id, ids_from)(cells, line)
 
 
-@functools.lru_cache(maxsize=32)
-def row_stager(columns: Columns, default_region: str | None) -> Callable[[list[str], int], StagerResult]:
-    """`validate_row` for one header and default region, with the column positions bound once
-    (it runs for every imported row). A missing column reads an empty cell past the header's."""
+def row_stager(
+    columns: Columns, default_region: str | None, account_id: str, ids_from: int
+) -> Callable[[list[str], int], StagerResult]:
+    """`validate_row` for one import: its header, default region, account and id base bound once
+    (it runs for every imported row). A missing column reads an empty cell past the header's.
+
+    A staged row is a contact row in STAGED_COLUMNS order, the metadata as a JSON object of the
+    row's non-empty metadata cells (a later column of a repeated key wins, as in jsonb).
+    """
     width = columns.width
     i_first, i_last, i_company = (width if i is None else i for i in columns.text_cells)
     i_phone, i_email, i_zone = (width if i is None else i for i in (columns.phone, columns.email, columns.timezone))
-    i_country, metadata_cells = columns.country, columns.metadata_cells
+    i_country = columns.country
+    metadata = _metadata_encoder(columns)
     e164, email_address, zone_name, regions = contacts.e164, contacts.email, contacts.timezone, contacts.REGIONS
     blank = [""] * (width + 1)
 
@@ -193,27 +220,96 @@ def row_stager(columns: Columns, default_region: str | None) -> Callable[[list[s
             return None, errors
         if phone is None and email is None:
             return None, [("phone", "a contact needs a phone or an email")]
-        metadata = [cells[i].strip() or None for i in metadata_cells]
-        return (line, phone, email, first, last, company, zone, *metadata), errors
+        return (
+            f"ct_{ids_from + line:016x}",  # contact_id(ids_from, line), inlined: this runs for every row
+            account_id,
+            phone,
+            email,
+            first,
+            last,
+            company,
+            zone,
+            metadata(cells),
+        ), errors
 
     return stage
+
+
+def _metadata_encoder(columns: Columns) -> Callable[[list[str]], bytes]:
+    """The JSON object (UTF-8) of a row's non-empty metadata cells, for one header: the keys are
+    encoded once, and a row with every cell filled (the usual one) is one string formatting.
+
+    Bytes, not str: the database codec sends bytes as JSON text already (shared.db.pool), and
+    unlike a str subclass they are not tracked by the garbage collector while a batch waits.
+    """
+    cells, keys = columns.metadata_cells, [json_string(key) + ":" for key in columns.metadata_keys]
+    if not cells:
+        return lambda row: b"{}"
+    pick = operator.itemgetter(*cells) if len(cells) > 1 else lambda row: (row[cells[0]],)
+    template = "{" + ",".join(key.replace("%", "%%") + "%s" for key in keys) + "}"
+
+    def encode(row: list[str]) -> bytes:
+        values = tuple(map(str.strip, pick(row)))
+        if "" not in values:
+            return (template % tuple(map(json_string, values))).encode()
+        pairs = [key + json_string(value) for key, value in zip(keys, values, strict=True) if value]
+        return ("{" + ",".join(pairs) + "}").encode()
+
+    return encode
+
+
+#: Field delimiters a file may use, the first preferred: spreadsheets export with `;` where the
+#: decimal separator is a comma (most of Europe), and some tools write tabs or `|`.
+DELIMITERS = (",", ";", "\t", "|")
+_QUOTED = re.compile(r'"[^"]*"')
+
+
+def guess_delimiter(header: str) -> str:
+    """The delimiter of a file, from its header line: the one of DELIMITERS that appears most often
+    outside quotes (a comma when none appears, or on a tie)."""
+    bare = _QUOTED.sub("", header)
+    counts = [bare.count(delimiter) for delimiter in DELIMITERS]
+    return DELIMITERS[counts.index(max(counts))]
 
 
 class CsvRecords:
     """Feed bytes, get `(line, cells, error)` per record (line numbers from 1, blank lines skipped).
 
     `error` is the csv module's complaint about a line it could not read (then `cells` is empty).
+    The delimiter is `delimiter`, else guessed from the header line (`guess_delimiter`). A UTF-8
+    file may start with a byte order mark; one of UTF-16 (Excel's "Unicode text") makes the file
+    read as UTF-16 whatever encoding was said, as a browser does.
     """
 
-    def __init__(self, encoding: str = "utf-8") -> None:
+    def __init__(self, encoding: str = "utf-8", delimiter: str | None = None) -> None:
         name = codecs.lookup(encoding).name
         self._decoder = codecs.getincrementaldecoder("utf-8-sig" if name == "utf-8" else name)(errors="replace")
+        self._start: bytes | None = b""  # the file's first bytes, until a UTF-16 BOM is ruled out
         self._pending = ""
         self._line = 0  # physical lines consumed so far
+        self.delimiter = delimiter
+
+    def _sniff(self, data: bytes, final: bool) -> bytes | None:
+        """`data` behind the file's first bytes, once there are two to tell a UTF-16 BOM by (which
+        switches the decoder); None while waiting for them."""
+        assert self._start is not None
+        data = self._start + data
+        if len(data) < 2 and not final:
+            self._start = data
+            return None
+        self._start = None
+        if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            self._decoder = codecs.getincrementaldecoder("utf-16")(errors="replace")
+        return data
 
     def feed(self, data: bytes, final: bool = False) -> Iterator[tuple[int, list[str], str | None]]:
         """Records completed by `data` (and, when `final`, whatever is left), one at a time (a
         chunk's records all alive at once would keep the garbage collector busy)."""
+        if self._start is not None:
+            sniffed = self._sniff(data, final)
+            if sniffed is None:
+                return
+            data = sniffed
         text = self._pending + self._decoder.decode(data, final)
         if final:
             complete, self._pending = text, ""
@@ -221,7 +317,14 @@ class CsvRecords:
             complete, self._pending = split_at_record_end(text)
         if not complete:
             return
-        reader = csv.reader(io.StringIO(complete, newline=""))
+        if self.delimiter is None:
+            lines = io.StringIO(complete, newline="")  # lines as the reader will count them
+            header = next((line for line in lines if line.strip()), None)
+            if header is None:  # blank lines so far: the header is still to come
+                self._line += sum(1 for _ in io.StringIO(complete, newline=""))
+                return
+            self.delimiter = guess_delimiter(header)
+        reader = csv.reader(io.StringIO(complete, newline=""), delimiter=self.delimiter)
         base, last = self._line, 0
         nul = "\x00" in complete  # PostgreSQL text cannot hold one: such a record is refused
         while True:

@@ -25,7 +25,6 @@ CHANNELS = ("sms", "email", "voice")
 MAX_FIELD = 1000
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # the same rule as a campaign's inline contacts
-_PLUS_DIGITS = re.compile(r"\+([1-9][0-9]{5,16})")
 _NANP_TEN = re.compile(r"[2-9][0-9]{9}")
 _FORMATTING = str.maketrans("", "", " ()-.")
 #: Two-letter region codes phonenumbers knows.
@@ -66,8 +65,15 @@ def e164(raw: str, region: str | None = None) -> str:
         digits = raw.translate(_FORMATTING)
         if _NANP_TEN.fullmatch(digits):
             candidate = "+1" + digits
-    match = _PLUS_DIGITS.fullmatch(candidate)
-    if match and _unchanged_by_parsing(match[1]):
+    digits = candidate[1:]
+    if (
+        candidate[:1] == "+"
+        and 6 <= len(digits) <= 17
+        and digits.isascii()
+        and digits.isdigit()
+        and digits[0] != "0"
+        and _unchanged_by_parsing(digits)
+    ):
         return candidate
     try:
         return to_e164(raw, region)
@@ -75,19 +81,38 @@ def e164(raw: str, region: str | None = None) -> str:
         raise ValueError(str(exc)) from None
 
 
+#: (first four digits, digit count) → `_unchanged_by_parsing`, for the numbers whose answer
+#: depends on nothing else: the country code, the national number's first digit and its length.
+_SHAPES: dict[tuple[str, int], bool] = {}
+_ONE_DIGIT = re.compile(r"[0-9]")
+
+
 def _unchanged_by_parsing(digits: str) -> bool:
+    shape = (digits[:4], len(digits))
+    known = _SHAPES.get(shape)
+    if known is None:
+        known, by_shape = _parsing_keeps(digits)
+        if by_shape:
+            _SHAPES[shape] = known
+    return known
+
+
+def _parsing_keeps(digits: str) -> tuple[bool, bool]:
+    """Whether phonenumbers would leave `+digits` as it is, and whether the answer holds for every
+    number of its shape (no national prefix, or a one-digit one, which only the first digit can match)."""
     for size in (1, 2, 3):
         known = _CODES.get(digits[:size])
         if known is not None:
             code, prefix = known
             national = digits[size:]
-            return (
+            keeps = (
                 len(national) >= 2
                 and national[0] != "0"
                 and (prefix is None or prefix.match(national) is None)
                 and _possible_length(code, len(national))
             )
-    return False
+            return keeps, prefix is None or _ONE_DIGIT.fullmatch(prefix.pattern) is not None
+    return False, True
 
 
 @functools.lru_cache(maxsize=512)

@@ -18,6 +18,11 @@ def to_e164(raw: str, region: str | None = None) -> str:
     try:
         number = phonenumbers.parse(text, region.upper() if region else None)
     except phonenumbers.NumberParseException as exc:
+        if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE and not text.startswith("+"):
+            raise InvalidPhone(
+                f"{raw!r} has no country code: write it as +<country code><number>, or give the country "
+                "to read it in (e.g. 'US')"
+            ) from exc
         raise InvalidPhone(f"{raw!r} is not a valid E.164 phone number ({exc._msg})") from exc
     if not phonenumbers.is_possible_number(number):
         raise InvalidPhone(f"{raw!r} is not a valid E.164 phone number (wrong length for its country)")

@@ -14,7 +14,7 @@ import uuid
 import aiohttp
 import pytest
 
-from tests.support import ROOT, call
+from tests.support import ROOT, call, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -168,6 +168,31 @@ async def test_email_rows_quotes_and_emails_of_other_contacts(http, system, acco
     assert (summary["created"], summary["duplicates"]) == (1, 1)
 
 
+async def test_semicolon_tab_and_utf16_exports_import_like_a_comma_one(http, system, account, db):
+    # A spreadsheet's export in a locale whose decimal separator is a comma: `;` between cells
+    phone = phone_of(777_001)
+    data = f'First Name;Phone Number;E-mail;score\r\nJosé;{phone};jose@example.com;"4,5"\r\n'.encode()
+    status, summary = await post_csv(http, system, account, data)
+    assert status == 200, summary
+    assert (summary["created"], summary["rejected"]) == (1, 0)
+    row = await db.fetchrow("SELECT * FROM contacts WHERE account_id = $1 AND phone = $2", account.id, phone)
+    assert (row["first_name"], row["email"], row["metadata"]) == ("José", "jose@example.com", {"score": "4,5"})
+
+    # and a tab-separated one, sent as such
+    tabbed = f"phone\tplan\n{phone_of(777_002)}\tpro\n".encode()
+    status, summary = await post_csv(http, system, account, tabbed, content_type="text/tab-separated-values")
+    assert (status, summary["created"]) == (200, 1), summary
+
+    # and Excel's "Unicode text": tab-separated UTF-16 with a byte order mark, no charset said
+    unicode_text = f"Phone\tFirst Name\r\n{phone_of(777_003)}\tZoë\r\n".encode("utf-16")
+    status, summary = await post_csv(http, system, account, unicode_text, content_type="text/plain")
+    assert (status, summary["created"]) == (200, 1), summary
+    stored = await db.fetchval(
+        "SELECT first_name FROM contacts WHERE account_id = $1 AND phone = $2", account.id, phone_of(777_003)
+    )
+    assert stored == "Zoë"
+
+
 async def test_import_errors(http, system, account, db):
     status, body = await post_csv(http, system, account, b"name,plan\nAnn,pro\n")
     assert status == 422
@@ -225,3 +250,92 @@ async def test_cli_import_prints_the_summary_and_shows_progress(infra, account, 
     )
     assert code == 2
     assert "--country" in err
+
+
+async def test_an_upload_cut_off_midway_keeps_its_committed_batches_and_a_resend_completes_it(
+    http, system, account, db
+):
+    # Given a 60,000-row file of which the client sends 80% and then goes away
+    rows = 60_000
+    data = ("phone,first_name\n" + "".join(f"{phone_of(i)},First{i}\n" for i in range(rows))).encode()
+    host, port = system.api_url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    head = (
+        f"POST /contacts/import HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {account.key}\r\n"
+        f"Content-Type: text/csv\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    writer.write(head.encode() + data[: len(data) * 4 // 5])
+    await writer.drain()
+
+    async def stored() -> int:
+        return await db.fetchval("SELECT count(*) FROM contacts WHERE account_id = $1", account.id)
+
+    await wait_until(stored, timeout=30, message="a first batch committed")
+    writer.close()
+    await writer.wait_closed()
+
+    # Then the API notes the client's departure (a warning, not a 500 with a traceback) and
+    # leaves no transaction open
+    api = system.services["api"]
+
+    async def cut_off_logged() -> list[dict]:
+        lines = api.output().splitlines()
+        return [json.loads(line) for line in lines if '"http.client_gone"' in line and "/contacts/import" in line]
+
+    gone = await wait_until(cut_off_logged, timeout=30, message="the API logs the cut-off upload")
+    assert gone[-1]["level"] == "warning"
+
+    async def none_open() -> bool:
+        open_transactions = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND state LIKE 'idle in transaction%'"
+        )
+        return open_transactions == 0
+
+    await wait_until(none_open, timeout=10, message="no transaction left open")
+    kept = await stored()
+    assert 0 < kept < rows  # whole batches: what was committed before the cut stays
+
+    # When the whole file is sent again, it completes the import: the kept rows are updated
+    status, summary = await post_csv(http, system, account, data)
+    assert status == 200, summary
+    assert (summary["created"], summary["updated"], summary["rejected"]) == (rows - kept, kept, 0)
+    assert await stored() == rows
+
+
+async def test_a_reimport_writes_only_what_changed_and_counts_each_contact_once(http, system, account, db):
+    # Given four contacts imported once
+    a, b, c, d = (phone_of(888_000 + i) for i in range(4))
+    first = f"phone,first_name,plan\n{a},Ann,pro\n{b},Bob,pro\n{c},Cy,pro\n{d},Di,pro\n".encode()
+    status, summary = await post_csv(http, system, account, first)
+    assert (status, summary["created"]) == (200, 4), summary
+
+    async def stamps() -> dict[str, tuple]:
+        rows = await db.fetch(
+            "SELECT phone, first_name, metadata, updated_at FROM contacts WHERE account_id = $1", account.id
+        )
+        return {r["phone"]: (r["first_name"], r["metadata"], r["updated_at"]) for r in rows}
+
+    before = await stamps()
+    _, group = await call(http, "POST", f"{system.api_url}/contact-groups", account.headers, {"name": "sync"})
+
+    # When a file comes again, into a group: A as it was (twice), B changed, C as it was and then
+    # changed, D absent
+    again = f"phone,first_name,plan\n{a},Ann,pro\n{b},Bobby,pro\n{c},Cy,pro\n{a},Ann,pro\n{c},Cyrus,team\n".encode()
+    status, summary = await post_csv(http, system, account, again, f"?group_id={group['id']}")
+
+    # Then A, B and C count as updated once each (the repeats of A and C are duplicates), only
+    # B and C were written, and all three joined the group
+    assert status == 200, summary
+    assert (summary["created"], summary["updated"], summary["duplicates"]) == (0, 3, 2)
+    after = await stamps()
+    assert after[a] == before[a]  # not written: same updated_at
+    assert after[b][0] == "Bobby"
+    assert after[b][2] > before[b][2]
+    assert after[c][:2] == ("Cyrus", {"plan": "team"})
+    assert after[c][2] > before[c][2]
+    assert after[d] == before[d]
+    members = await db.fetch(
+        "SELECT c.phone FROM group_members m JOIN contacts c ON c.id = m.contact_id WHERE m.group_id = $1", group["id"]
+    )
+    assert sorted(r["phone"] for r in members) == sorted([a, b, c])

@@ -3,6 +3,8 @@ record boundaries."""
 
 from __future__ import annotations
 
+import codecs
+import json
 import random
 
 import pytest
@@ -11,7 +13,17 @@ from hypothesis import strategies as st
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from shared.domain import contacts
-from shared.domain.contact_csv import Columns, CsvRecords, HeaderError, map_header, split_at_record_end, validate_row
+from shared.domain.contact_csv import (
+    Columns,
+    CsvRecords,
+    HeaderError,
+    contact_id,
+    guess_delimiter,
+    line_of,
+    map_header,
+    split_at_record_end,
+    validate_row,
+)
 from shared.domain.phone import InvalidPhone, to_e164
 
 
@@ -127,9 +139,36 @@ def _columns() -> Columns:
 
 
 def test_a_good_row_is_staged_with_its_metadata():
-    row, errors = validate_row([" Ann ", "4155550123", "ANN@x.com", "", "pro", ""], _columns(), 7, "US")
+    row, errors = validate_row(
+        [" Ann ", "4155550123", "ANN@x.com", "", "pro", ""], _columns(), 7, "US", account_id="acc_1", ids_from=0x100
+    )
     assert errors == []
-    assert row == (7, "+14155550123", "ann@x.com", "Ann", None, None, None, "pro", None)
+    expected = ("ct_0000000000000107", "acc_1", "+14155550123", "ann@x.com", "Ann", None, None, None, b'{"plan":"pro"}')
+    assert row == expected
+    assert line_of(0x100, "ct_0000000000000107") == 7
+    assert contact_id(0x100, 7) == "ct_0000000000000107"
+
+
+@pytest.mark.parametrize(
+    ("cells", "metadata"),
+    [
+        (["+14155550123", "a", "b"], {"pl%an": "a", 'q"uote': "b"}),
+        (["+14155550123", " ", "é\n\t\\"], {'q"uote': "é\n\t\\"}),
+        (["+14155550123", "", ""], {}),
+        (["+14155550123", "x"], {"pl%an": "x"}),
+    ],
+)
+def test_metadata_is_a_json_object_of_the_non_empty_cells(cells, metadata):
+    row, errors = validate_row(cells, map_header(["phone", "pl%an", 'q"uote']), 2, None)
+    assert errors == []
+    assert row is not None
+    assert json.loads(row[-1]) == metadata  # type: ignore[arg-type]
+
+
+def test_a_file_without_metadata_columns_stages_an_empty_object():
+    row, _ = validate_row(["+14155550123"], map_header(["phone"]), 2, None)
+    assert row is not None
+    assert row[-1] == b"{}"
 
 
 def test_a_row_reports_every_bad_field():
@@ -150,14 +189,14 @@ def test_a_row_needs_a_phone_or_an_email_and_no_extra_cells():
 def test_a_country_column_reads_that_rows_national_number():
     row, _ = validate_row(["Ann", "020 7946 0018", "", "", "", "GB"], _columns(), 2, "US")
     assert row is not None
-    assert row[1] == "+442079460018"
+    assert row[2] == "+442079460018"
 
 
 def test_short_rows_are_padded():
     row, errors = validate_row(["Ann", "+14155550123"], _columns(), 2, None)
     assert errors == []
     assert row is not None
-    assert row[-2:] == (None, None)
+    assert row[-2:] == (None, b"{}")
 
 
 def _records(data: bytes, sizes: list[int], encoding: str = "utf-8") -> list[tuple[int, list[str], str | None]]:
@@ -183,9 +222,49 @@ def test_records_cut_anywhere_give_the_same_rows_and_line_numbers():
     assert _records(data, [1] * len(data)) == whole
 
 
+@pytest.mark.parametrize(
+    ("header", "delimiter"),
+    [
+        ("phone,email,first name", ","),
+        ("phone;email;first name", ";"),  # a spreadsheet's export where the decimal separator is a comma
+        ("phone\temail", "\t"),
+        ("phone|email", "|"),
+        ("phone", ","),  # one column: nothing to tell, the default
+        ('"Name; first",phone', ","),  # quoted text does not count
+        ('"Name, first";phone', ";"),
+        ("a;b,c", ","),  # a tie: the comma
+    ],
+)
+def test_the_delimiter_is_read_off_the_header(header, delimiter):
+    assert guess_delimiter(header) == delimiter
+
+
+def test_a_semicolon_file_cut_anywhere_reads_as_its_comma_twin():
+    commas = b'\n\nphone,note\n+14155550123,"a;b, c"\n+14155550124,x\n'
+    semicolons = b'\n\nphone;note\n+14155550123;"a;b, c"\n+14155550124;x\n'
+    whole = _records(commas, [])
+    assert whole == [
+        (3, ["phone", "note"], None),
+        (4, ["+14155550123", "a;b, c"], None),
+        (5, ["+14155550124", "x"], None),
+    ]
+    for cut in range(1, len(semicolons)):
+        assert _records(semicolons, [cut]) == whole, cut
+
+
 def test_a_bom_is_dropped_and_other_encodings_are_read():
     assert _records("\ufeffphone\n1\n".encode(), [])[0][1] == ["phone"]
     assert _records("phone,name\n1,José\n".encode("latin-1"), [], "latin-1")[1][1] == ["1", "José"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_excel_unicode_text_utf16_with_a_bom_is_read_whatever_encoding_was_said(encoding):
+    text = "phone\tname\n+14155550123\tJosé 😀\n"
+    data = (codecs.BOM_UTF16_BE if encoding == "utf-16-be" else b"") + text.encode(encoding)
+    expected = [(1, ["phone", "name"], None), (2, ["+14155550123", "José 😀"], None)]
+    for cut in range(1, len(data)):
+        assert _records(data, [cut]) == expected, cut
+    assert _records(data, [1] * len(data)) == expected
 
 
 def test_a_stray_quote_in_an_unquoted_field_is_kept_literally():
@@ -202,6 +281,9 @@ def test_a_record_with_a_nul_is_refused_and_the_others_kept():
     data = b"phone,note\n+14155550123,ok\n+14155550124,bad\x00note\n+14155550125,ok\n"
     records = _records(data, [])
     assert [(line, problem) for line, _, problem in records] == [
-        (1, None), (2, None), (3, "contains a NUL character"), (4, None)
+        (1, None),
+        (2, None),
+        (3, "contains a NUL character"),
+        (4, None),
     ]
     assert records[2][1] == []

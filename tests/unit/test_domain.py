@@ -134,6 +134,11 @@ def test_phone_numbers_are_stored_in_e164():
             to_e164(bad)
 
 
+def test_a_national_number_without_a_country_says_what_is_missing():
+    with pytest.raises(InvalidPhone, match=r"'\(415\) 555-0101' has no country code: write it as \+<country code>"):
+        to_e164("(415) 555-0101")
+
+
 def _row(**over):
     row = {"state": "queued", "campaign_status": "running", "channel": "sms", "opted_out_sms": False,
            "subject_template": None, "html_template": None,

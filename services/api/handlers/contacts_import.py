@@ -20,9 +20,16 @@ log = structlog.get_logger()
 
 #: Bytes read from the request at a time.
 CHUNK = 1 << 16
-#: Content types taken as a CSV body.
+#: Content types taken as a CSV body (its delimiter is read off the header: `,`, `;`, tab or `|`).
 CSV_TYPES = frozenset(
-    {"text/csv", "application/csv", "text/plain", "application/octet-stream", "application/vnd.ms-excel"}
+    {
+        "text/csv",
+        "application/csv",
+        "text/plain",
+        "text/tab-separated-values",
+        "application/octet-stream",
+        "application/vnd.ms-excel",
+    }
 )
 
 
