@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import secrets
 import signal
@@ -47,20 +46,23 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import aio_pika  # noqa: E402
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from shared.bus import topology  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    AMQP,
+    SERVER,
+    connections_in_use,
+    cpu_seconds,
+    drop_run,
+    log_problems,
+    remove_logs,
+)
 from shared.db import accounts  # noqa: E402
-from shared.db.migrate import drop_database, migrate  # noqa: E402
+from shared.db.migrate import migrate  # noqa: E402
 from shared.db.pool import connect  # noqa: E402
 from tests.support import Service, free_port  # noqa: E402
-
-SERVER = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432").rstrip("/")
-AMQP = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-TICK = os.sysconf("SC_CLK_TCK")
 
 #: One request: (method, path, JSON body or None, expected status).
 Request = tuple[str, str, Any, int]
@@ -78,15 +80,6 @@ def bare_server(port: int) -> None:
     app = web.Application()
     app.router.add_get("/thing", handler)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 # -------------------------------------------------------------------------------------- client
@@ -159,36 +152,7 @@ async def cleanup(name: str, prefix: str, stoppers: list[Callable[[], Any]]) -> 
     for stop in stoppers:
         with contextlib.suppress(Exception):
             stop()
-    with contextlib.suppress(Exception):
-        connection = await aio_pika.connect(AMQP)
-        async with connection, connection.channel() as channel:
-            await topology.delete(channel, prefix)
-    await drop_database(f"{SERVER}/{name}")
-
-
-async def connections_in_use() -> tuple[int, int]:
-    """(connections in use, max_connections) on the PostgreSQL server."""
-    admin = await asyncpg.connect(f"{SERVER}/postgres")
-    try:
-        return (await admin.fetchval("SELECT count(*) FROM pg_stat_activity"),
-                int(await admin.fetchval("SHOW max_connections")))
-    finally:
-        await admin.close()
-
-
-def api_errors(log: str) -> dict[str, int]:
-    """Warning/error lines of the API's JSON log, by event and cause."""
-    counts: dict[str, int] = {}
-    for line in log.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("level") in ("warning", "error", "critical"):
-            cause = (entry.get("exception") or entry.get("error") or "").strip().splitlines()
-            key = f"{entry.get('event')}: {cause[-1][:90] if cause else ''}"
-            counts[key] = counts.get(key, 0) + 1
-    return counts
+    await drop_run(name, prefix)
 
 
 def _row(label: str, r: dict[str, Any], ceiling: dict[str, Any] | None) -> str:
@@ -316,7 +280,7 @@ async def bench(args: argparse.Namespace) -> int:
         print("(ratio: req/s or CPU per request, against the bare handler's; server CPU: the serving process's CPU"
               " time over the wall time (100% = one core), and per request)"
               f"\n(load average at the end: {os.getloadavg()[0]:.2f}; other work on this machine skews both sides)")
-        errors = api_errors(api.output())
+        errors = dict(log_problems(api.output()))
         if errors:
             print(f"errors logged by the API: {errors}")
         ok = all(r["failures"] == 0 for _, r in [*results, ("", ceiling)])
@@ -324,10 +288,7 @@ async def bench(args: argparse.Namespace) -> int:
     finally:
         await cleanup(name, prefix, stoppers)
         if ok:
-            with contextlib.suppress(Exception):
-                for log in logs.iterdir():
-                    log.unlink()
-                logs.rmdir()
+            remove_logs(logs)
         else:
             print(f"api log in {logs}")
 

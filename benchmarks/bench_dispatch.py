@@ -51,22 +51,28 @@ import aio_pika  # noqa: E402
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 
-from shared.bus import topology  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    AMQP,
+    SERVER,
+    TICK,
+    connections_in_use,
+    cpu_seconds,
+    drop_run,
+    log_problems,
+    remove_logs,
+)
 from shared.db import accounts  # noqa: E402
-from shared.db.migrate import drop_database, migrate  # noqa: E402
+from shared.db.migrate import migrate  # noqa: E402
 from shared.db.pool import connect  # noqa: E402
 from shared.sandbox.twilio import FakeTwilio, bound_port, serve  # noqa: E402
 from tests.support import LoopThread, Service, free_port  # noqa: E402
 
-SERVER = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432").rstrip("/")
-AMQP = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 TWILIO_SID = "AC" + "b" * 32
 TWILIO_TOKEN = "bench-auth-token"  # noqa: S105 (the fake's own)
 FROM_NUMBER = "+15005550006"
 PUBLISH_WINDOW = 500
 #: Seconds without any change in the results after which the run is declared stalled.
 STALL_S = 60
-TICK = os.sysconf("SC_CLK_TCK")
 
 for _var in ("TWILIO_EDGE", "TWILIO_REGION"):
     os.environ.pop(_var, None)
@@ -78,15 +84,6 @@ for _var in ("TWILIO_EDGE", "TWILIO_REGION"):
 def phones(n: int) -> list[str]:
     """N distinct valid US numbers (+1 415 234-0000, 234-0001, ...)."""
     return [f"+1415{234 + k // 10_000}{k % 10_000:04d}" for k in range(n)]
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def cpu_by_command(names: tuple[str, ...]) -> float:
@@ -403,43 +400,13 @@ async def cleanup(name: str, prefix: str, services: dict[str, Service], fake: tu
         with contextlib.suppress(Exception):
             thread.run(runner.cleanup())
         thread.close()
-    with contextlib.suppress(Exception):
-        connection = await aio_pika.connect(AMQP)
-        async with connection, connection.channel() as channel:
-            await topology.delete(channel, prefix)
-    with contextlib.suppress(Exception):
-        connection = await aio_pika.connect(AMQP)
-        async with connection, connection.channel() as channel:
-            await channel.queue_delete(prefix + "ceiling")
-    await drop_database(f"{SERVER}/{name}")
+    await drop_run(name, prefix, queues=(prefix + "ceiling",))
 
 
 def log_errors(services: dict[str, Service]) -> dict[str, dict[str, int]]:
-    """Per service, how many JSON log lines of level warning/error there were, by event and cause."""
-    found: dict[str, dict[str, int]] = {}
-    for name, service in services.items():
-        counts: collections.Counter[str] = collections.Counter()
-        for line in service.output().splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("level") in ("warning", "error", "critical"):
-                cause = (entry.get("exception") or entry.get("error") or "").strip().splitlines()
-                counts[f"{entry.get('event')}: {cause[-1][:90] if cause else ''}"] += 1
-        if counts:
-            found[name] = dict(counts.most_common(4))
-    return found
-
-
-async def connections_free() -> tuple[int, int]:
-    """(connections in use, max_connections) on the PostgreSQL server."""
-    admin = await asyncpg.connect(f"{SERVER}/postgres")
-    try:
-        return (await admin.fetchval("SELECT count(*) FROM pg_stat_activity"),
-                int(await admin.fetchval("SHOW max_connections")))
-    finally:
-        await admin.close()
+    """Per service, its most frequent warnings/errors (by event and cause)."""
+    found = {name: log_problems(service.output()) for name, service in services.items()}
+    return {name: dict(counts.most_common(4)) for name, counts in found.items() if counts}
 
 
 def _rate(value: float) -> str:
@@ -464,7 +431,7 @@ async def bench(args: argparse.Namespace) -> int:
     waited, used, most = time.monotonic(), -1, -1
     while True:
         with contextlib.suppress(asyncpg.TooManyConnectionsError):
-            used, most = await connections_free()
+            used, most = await connections_in_use()
             if most - used >= need or time.monotonic() - waited > 300:
                 break
         await asyncio.sleep(5)
@@ -599,10 +566,7 @@ async def bench(args: argparse.Namespace) -> int:
             print(f"errors logged by the services: {errors}")
         await cleanup(name, prefix, services, fake_server)
         if ok and not args.keep_logs:
-            with contextlib.suppress(Exception):
-                for log in logs.iterdir():
-                    log.unlink()
-                logs.rmdir()
+            remove_logs(logs)
         else:
             print(f"service logs in {logs}")
 

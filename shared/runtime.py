@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger()
 
 Service = Callable[[asyncio.Event], Awaitable[None]]
 
@@ -24,6 +29,32 @@ async def cancel_all(tasks: Sequence[asyncio.Task[object]]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def background(stop: asyncio.Event, *loops: Coroutine[Any, Any, object]) -> AsyncIterator[None]:
+    """Run `loops` beside the service's block; they are cancelled when it ends. Each loop logs its
+    failing rounds and goes on, so one that ends before `stop` is a fault: it is logged, `stop` is
+    set, and the service fails on the way out (exit code 1, for its supervisor to restart it)
+    instead of running on half-alive."""
+    tasks = [asyncio.create_task(loop, name=getattr(loop, "__qualname__", None)) for loop in loops]
+    ended: list[asyncio.Task[object]] = []
+
+    def on_done(task: asyncio.Task[object]) -> None:
+        if task.cancelled() or stop.is_set():
+            return
+        ended.append(task)
+        log.error("service.loop_ended", loop=task.get_name(), error=repr(task.exception()))
+        stop.set()
+
+    for task in tasks:
+        task.add_done_callback(on_done)
+    try:
+        yield
+    finally:
+        await cancel_all(tasks)
+    if ended:
+        raise RuntimeError(f"{ended[0].get_name()} ended before the service stopped") from ended[0].exception()
 
 
 async def every(interval: float, stop: asyncio.Event, step: Callable[[], Awaitable[object]], name: str) -> None:

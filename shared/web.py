@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
+from shared.db.pool import UNAVAILABLE
 from shared.errors import AppError
 
 log = structlog.get_logger()
@@ -33,6 +34,9 @@ _HTTP_CODES = {
     422: "validation_error",
 }
 
+#: Retry-After (seconds) on a 503 answered while the database is away.
+RETRY_AFTER_S = 1
+
 
 def error_body(
     code: str,
@@ -49,8 +53,13 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
 
 
+#: The status recorded for a request whose client went away before the answer (nginx's 499).
+CLIENT_GONE = 499
+
+
 def error_middleware(service: str) -> Any:
-    """Middleware: AppError and aiohttp's HTTP errors become JSON errors; the rest a logged 500."""
+    """Middleware: AppError and aiohttp's HTTP errors become JSON errors, a lost database a 503
+    with Retry-After; the rest a logged 500."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -70,6 +79,17 @@ def error_middleware(service: str) -> Any:
                 if status < 400:
                     raise
                 response = json_response(error_body(_HTTP_CODES.get(status, "http_error"), exc.reason), status)
+            except ConnectionResetError as exc:  # the client went away mid-request (an upload cut off)
+                status = CLIENT_GONE
+                log.warning("http.client_gone", path=request.path, method=request.method, reason=str(exc))
+                response = web.Response(status=CLIENT_GONE)  # nobody to read it
+            except UNAVAILABLE as exc:  # the pool reconnects: the same request again will do
+                status = 503
+                log.warning("http.database_unavailable", path=request.path, method=request.method, error=repr(exc))
+                response = json_response(
+                    error_body("unavailable", "the database is unavailable for a moment: try again"), status
+                )
+                response.headers["Retry-After"] = str(RETRY_AFTER_S)
             except Exception:
                 log.exception("http.unhandled", path=request.path)
                 response = json_response(error_body("internal_error", "internal error"), 500)

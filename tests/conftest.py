@@ -110,7 +110,7 @@ def infra() -> Iterator[Infra]:
         finally:
             asyncio.run(drop_database(database_url))
             with contextlib.suppress(Exception):
-                asyncio.run(_drop_topology(mq, f"test_{run}."))
+                asyncio.run(asyncio.wait_for(_drop_topology(mq, f"test_{run}."), 60))
 
 
 @pytest.fixture(scope="session")
@@ -231,24 +231,34 @@ def own_database(infra: Infra, suffix: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def own_system(
+    infra: Infra, fake_twilio: FakeTwilio, logs: Path, name: str, amqp_url: str | None = None, **extra_env: str
+) -> Iterator[tuple[System, str]]:
+    """A system of its own: its own database and queues (reached through `amqp_url`, e.g. a relay;
+    default the run's broker), all removed afterwards; (system, database url)."""
+    with own_database(infra, name) as url:
+        prefix = f"{infra.prefix}{name}."
+        system = start_system(url, prefix, amqp_url or infra.amqp_url, fake_twilio, logs, **extra_env)
+        try:
+            yield system, url
+        finally:
+            stop_system(system)
+            with contextlib.suppress(Exception):
+                asyncio.run(asyncio.wait_for(_drop_topology(infra.amqp_url, prefix), 60))
+
+
+@contextlib.contextmanager
 def clocked_system(
     infra: Infra, fake_twilio: FakeTwilio, logs: Path, name: str, start: str, rate: int
 ) -> Iterator[tuple[System, str]]:
     """A system of its own (database and queues too) whose scheduler's clock reads `start` twenty
     real seconds from now (time to start everything and create a campaign), then runs `rate`x."""
     origin = datetime.now(UTC) + timedelta(seconds=20)
-    with own_database(infra, name) as url:
-        prefix = f"{infra.prefix}{name}."
-        system = start_system(
-            url, prefix, infra.amqp_url, fake_twilio, logs,
-            CAMPAIGNS_CLOCK_START=start, CAMPAIGNS_CLOCK_RATE=str(rate), CAMPAIGNS_CLOCK_ORIGIN=origin.isoformat(),
-        )
-        try:
-            yield system, url
-        finally:
-            stop_system(system)
-            with contextlib.suppress(Exception):
-                asyncio.run(_drop_topology(infra.amqp_url, prefix))
+    with own_system(
+        infra, fake_twilio, logs, name,
+        CAMPAIGNS_CLOCK_START=start, CAMPAIGNS_CLOCK_RATE=str(rate), CAMPAIGNS_CLOCK_ORIGIN=origin.isoformat(),
+    ) as (system, url):
+        yield system, url
 
 
 @pytest.fixture(scope="session")

@@ -122,6 +122,49 @@ async def call(
         return response.status, body
 
 
+async def campaign_through_cuts(
+    http: Any,
+    api_url: str,
+    headers: dict[str, str],
+    fake_twilio: Any,
+    cut: Callable[[], Awaitable[int]],
+    contacts: int = 300,
+) -> tuple[str, list[str], list[int]]:
+    """Run an SMS campaign to `contacts` new phones, calling `cut` (a fault) once 60 and once 150
+    of them have been sent to, and wait until it completes; (campaign id, phones, what each cut
+    returned). Each phone got exactly one message, or this fails."""
+    phones = [new_phone() for _ in range(contacts)]
+    fake_twilio.response_delay = 0.02  # slow enough that the cuts land mid-campaign
+    try:
+        _status, agent = await call(http, "POST", api_url + "/agents", headers, {"name": "A"})
+        status, body = await call(
+            http, "POST", api_url + "/campaigns", headers,
+            {"name": "faults", "agent_id": agent["id"], "type": "sms", "contacts": phones,
+             "message_template": "hi", "max_concurrent": 20, "status": "scheduled"},
+        )
+        assert status == 201, body
+
+        async def reached(n: int) -> bool:
+            return sum(1 for p in phones if fake_twilio.sent_to(p)) >= n
+
+        cuts = []
+        for mark in (60, 150):
+            await wait_until(lambda mark=mark: reached(mark), timeout=60, message=f"{mark} sent")
+            cuts.append(await cut())
+
+        async def completed() -> bool:
+            # a request may meet a connection the fault just broke (a 503): ask again
+            status, results = await call(http, "GET", f"{api_url}/campaigns/{body['id']}/results", headers)
+            return status == 200 and bool(results["status"] == "completed")
+
+        await wait_until(completed, timeout=120, message="campaign completed after the cuts")
+    finally:
+        fake_twilio.response_delay = 0.0
+    counts = [len(fake_twilio.sent_to(p)) for p in phones]
+    assert {c: counts.count(c) for c in set(counts)} == {1: contacts}  # each contact exactly once
+    return body["id"], phones, cuts
+
+
 class TcpProxy:
     """A TCP relay to (host, port) on a thread of its own: services connect to `port`; `cut()`
     drops every connection open through it at that moment (new ones are let through), which to
@@ -168,7 +211,9 @@ class TcpProxy:
         return self._loop.run(drop())
 
     def close(self) -> None:
-        """Stop relaying."""
+        """Stop relaying: open connections dropped, new ones refused (a second call does nothing)."""
+        if self._loop.loop.is_closed():
+            return
 
         async def stop() -> None:
             self._server.close()

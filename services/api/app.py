@@ -15,7 +15,7 @@ from shared import observability
 from shared.bus.connection import connect
 from shared.bus.outbox import Relay
 from shared.db.pool import create_pool
-from shared.runtime import cancel_all
+from shared.runtime import background
 from shared.settings import Settings
 from shared.web import error_middleware
 
@@ -45,8 +45,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     async with (
         create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max) as pool,
         connect(settings.amqp_url, settings.amqp_prefix) as connection,
+        background(stop, Relay(pool, connection, settings.amqp_prefix).run()),
     ):
-        relay = asyncio.create_task(Relay(pool, connection, settings.amqp_prefix).run())
         runner = web.AppRunner(create_app(settings, pool, connection), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.api_host, settings.api_port).start()
@@ -54,4 +54,3 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await stop.wait()
         log.info("api.stopping")
         await runner.cleanup()
-        await cancel_all([relay])

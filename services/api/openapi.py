@@ -49,9 +49,10 @@ _REASONS = {
     413: "Body too large",
     415: "Unsupported media type",
     422: "Validation error",
+    503: "The database is unavailable for a moment (Retry-After)",
 }
 #: Statuses every authenticated operation may answer besides its own.
-_COMMON = (400, 401, 405, 413, 415, 422)
+_COMMON = (400, 401, 405, 413, 415, 422, 503)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def _operation(op: Operation, bodies: dict[type[BaseModel], dict[str, Any]]) -> 
             "description": _REASONS.get(op.ok, "OK"),
             "content": {"application/json": {"schema": {"type": "object"}}},
         }
-    statuses = set(op.errors) | ({400, 405, 413, 415, 422} if op.public else set(_COMMON))
+    statuses = set(op.errors) | ({400, 405, 413, 415, 422, 503} if op.public else set(_COMMON))
     if op.path.count("{"):
         statuses.add(404)
     for status in sorted(statuses):

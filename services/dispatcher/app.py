@@ -11,10 +11,10 @@ import asyncpg
 import structlog
 
 from services.dispatcher.concurrency import SlotGate
-from services.dispatcher.email import EmailReconciler, EmailSender
+from services.dispatcher.email import EmailSender
 from services.dispatcher.handlers import Sender, SendHandler
-from services.dispatcher.receipts import ReceiptPoller, call_receipts, sms_receipts
-from services.dispatcher.reconciler import Reconciler
+from services.dispatcher.receipts import ReceiptPoller, Resolve, call_receipts, sms_receipts
+from services.dispatcher.reconciler import Cost, Find, Reconciler
 from services.dispatcher.senders import SmsSender
 from services.dispatcher.voice import VoiceSender
 from shared import observability
@@ -28,7 +28,7 @@ from shared.providers.base import Found
 from shared.providers.twilio_client import TwilioClient
 from shared.providers.twilio_sms import TwilioSms
 from shared.providers.twilio_voice import TwilioVoice
-from shared.runtime import cancel_all
+from shared.runtime import background
 from shared.settings import Settings, secret_key, smtp_address, twilio_base_url
 
 log = structlog.get_logger()
@@ -49,6 +49,35 @@ def _twilio(kind: type[T], settings: Settings) -> T:
     )
 
 
+def _lookups(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    channel: str,
+    find: Find | None,
+    cost: Cost,
+    receipts: Resolve | None = None,
+    receipts_after: float = 0.0,
+) -> Loops:
+    """The channel's background loops: the reconciler of deliveries left `sending`, and (with
+    `receipts`, unless CAMPAIGNS_RECEIPT_AFTER is 0) the poller of receipts overdue `receipts_after`
+    seconds after the send."""
+    reconciler = Reconciler(
+        pool, channel, find, cost, settings.reconcile_after, interval_s=max(1.0, settings.reconcile_after / 4)
+    )
+    loops: Loops = [reconciler.run]
+    if receipts is not None and settings.receipt_after > 0:
+        poller = ReceiptPoller(
+            pool,
+            channel,
+            receipts,
+            after_s=receipts_after,
+            max_checks=settings.receipt_checks,
+            interval_s=max(1.0, settings.receipt_after / 4),
+        )
+        loops.append(poller.run)
+    return loops
+
+
 @asynccontextmanager
 async def sms_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tuple[Sender, Loops]]:
     """SMS through Twilio; the reconciler resolves deliveries left `sending`, the receipt poller
@@ -60,25 +89,15 @@ async def sms_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tu
             to=row["to_address"], from_=row["from_number"] or settings.default_from_number, body=row["rendered"] or ""
         )
 
-    reconciler = Reconciler(
+    loops = _lookups(
+        settings,
         pool,
         "sms",
         find,
         lambda row: row["price_sms"] * sms_segments(row["rendered"] or ""),
-        after_s=settings.reconcile_after,
-        interval_s=max(1.0, settings.reconcile_after / 4),
+        sms_receipts(provider),
+        settings.receipt_after,
     )
-    loops: Loops = [reconciler.run]
-    if settings.receipt_after > 0:
-        receipt_poller = ReceiptPoller(
-            pool,
-            "sms",
-            sms_receipts(provider),
-            after_s=settings.receipt_after,
-            max_checks=settings.receipt_checks,
-            interval_s=max(1.0, settings.receipt_after / 4),
-        )
-        loops.append(receipt_poller.run)
     try:
         yield SmsSender(provider, settings.public_url, settings.default_from_number), loops
     finally:
@@ -96,13 +115,15 @@ async def voice_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[
             to=row["to_address"], from_=row["from_number"] or settings.default_from_number, since=row["sending_at"]
         )
 
-    reconciler = Reconciler(
+    loops = _lookups(
+        settings,
         pool,
         "voice",
         find,
         lambda row: None,  # a call is charged when it ends
-        after_s=settings.reconcile_after,
-        interval_s=max(1.0, settings.reconcile_after / 4),
+        call_receipts(provider),
+        # a call can last its time limit: its receipt is overdue only after that
+        settings.receipt_after + settings.call_time_limit + settings.call_ring_timeout,
     )
     sender = VoiceSender(
         provider,
@@ -112,18 +133,6 @@ async def voice_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[
         ring_timeout=settings.call_ring_timeout,
         default_time_limit=settings.call_time_limit,
     )
-    loops: Loops = [reconciler.run]
-    if settings.receipt_after > 0:
-        # A call can last its time limit: its receipt is overdue only after that.
-        receipt_poller = ReceiptPoller(
-            pool,
-            "voice",
-            call_receipts(provider),
-            after_s=settings.receipt_after + settings.call_time_limit + settings.call_ring_timeout,
-            max_checks=settings.receipt_checks,
-            interval_s=max(1.0, settings.receipt_after / 4),
-        )
-        loops.append(receipt_poller.run)
     try:
         yield sender, loops
     finally:
@@ -136,12 +145,12 @@ async def email_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[
     provider = smtp_email.from_settings(settings)
     host, port = smtp_address(settings)
     sender = EmailSender(provider, pool, settings.public_url, settings.default_from_email, secret_key(settings))
-    reconciler = EmailReconciler(
-        pool, after_s=settings.reconcile_after, interval_s=max(1.0, settings.reconcile_after / 4)
-    )
+    # SMTP cannot be asked whether it took a message: one left `sending` goes again (same Message-ID),
+    # charged by that send
+    loops = _lookups(settings, pool, "email", None, lambda row: None)
     log.info("dispatcher.smtp", host=host, port=port, tls=settings.smtp_tls or "starttls-if-offered")
     try:
-        yield sender, [reconciler.run]
+        yield sender, loops
     finally:
         await provider.close()
 
@@ -166,7 +175,7 @@ async def run(settings: Settings, channel: str, stop: asyncio.Event) -> None:
         connection = await stack.enter_async_context(connect(settings.amqp_url, settings.amqp_prefix))
         gate = SlotGate(pool, lease_s=settings.provider_timeout + 30)
         await gate.start()
-        consumer, tasks = None, []
+        consumer = None
         if sending:
             sender, loops = await stack.enter_async_context(SENDERS[channel](settings, pool))
             consumer = Consumer(
@@ -177,7 +186,7 @@ async def run(settings: Settings, channel: str, stop: asyncio.Event) -> None:
                 prefetch=settings.dispatch_prefetch,
             )
             await consumer.start()
-            tasks = [asyncio.create_task(loop(stop)) for loop in loops]
+            await stack.enter_async_context(background(stop, *(loop(stop) for loop in loops)))
         runner, port = await observability.serve_health(
             settings.metrics_host, settings.metrics_port, observability.standard_checks(pool, connection)
         )
@@ -186,6 +195,5 @@ async def run(settings: Settings, channel: str, stop: asyncio.Event) -> None:
         log.info("dispatcher.stopping", channel=channel)
         if consumer is not None:
             await consumer.stop()
-        await cancel_all(tasks)
         await gate.stop()
         await runner.cleanup()

@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
 from shared.db import slots
+from shared.db.listen import Listener
 
 
 class SlotGate:
@@ -21,24 +21,20 @@ class SlotGate:
         self._lease = lease_s
         self._poll = poll_s
         self._events: dict[str, asyncio.Event] = {}
-        self._listener: Any = None
+        self._listener = Listener(pool, slots.CHANNEL, self._on_free)
 
     async def start(self) -> None:
         """Start listening for freed slots."""
-        self._listener = await self._pool.acquire()
-        await self._listener.add_listener(slots.CHANNEL, self._on_free)
+        await self._listener.start()
 
     async def stop(self) -> None:
         """Stop listening."""
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.remove_listener(slots.CHANNEL, self._on_free)
-            await self._pool.release(self._listener)
-            self._listener = None
+        await self._listener.stop()
 
-    def _on_free(self, _conn: object, _pid: int, _channel: str, campaign_id: str) -> None:
-        event = self._events.get(campaign_id)
-        if event is not None:
+    def _on_free(self, campaign_id: str | None) -> None:
+        # None: the LISTEN connection was lost, and a slot may have been freed meanwhile
+        events = self._events.values() if campaign_id is None else filter(None, [self._events.get(campaign_id)])
+        for event in events:
             event.set()
 
     @contextlib.asynccontextmanager

@@ -4,8 +4,6 @@ delivery left `sending` (a crash, no answer after DATA) is sent again with the s
 
 from __future__ import annotations
 
-import asyncio
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -13,11 +11,8 @@ import asyncpg
 import structlog
 
 from services.dispatcher.decide import Decision
-from shared.db import sending
-from shared.domain.retry import next_attempt
 from shared.providers.base import Accepted
 from shared.providers.smtp_email import Email, message_id
-from shared.runtime import every
 from shared.unsubscribe import make_token
 
 log = structlog.get_logger()
@@ -81,31 +76,3 @@ class EmailSender:
     def cost(self, row: asyncpg.Record, decision: Decision) -> Decimal:
         """The email price, per message."""
         return row["price_email"]  # type: ignore[no-any-return]
-
-
-class EmailReconciler:
-    """Deliveries left `sending` longer than any send may take: sent again now (same Message-ID)
-    while retries remain, else failed. SMTP has no lookup, so this favours never dropping one."""
-
-    def __init__(self, pool: asyncpg.Pool, after_s: float, interval_s: float):
-        self._pool = pool
-        self._after = after_s
-        self._interval = interval_s
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Check every `interval_s` until `stop` is set."""
-        await every(self._interval, stop, self.reconcile_once, "reconcile.email")
-
-    async def reconcile_once(self) -> int:
-        """One round; how many deliveries it resolved."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await sending.stuck(conn, "email", self._after)
-            for row in rows:
-                now = datetime.now(UTC)
-                step = next_attempt(row["attempts"], row["max_retries"], row["retry_interval"], now, "retry")
-                if step.at is None:
-                    await sending.finish(conn, row["id"], "failed", "smtp outcome unknown and retries exhausted")
-                else:
-                    await sending.schedule_retry(conn, row["id"], now, "smtp outcome unknown; sent again")
-                log.info("reconcile.email_unknown", delivery_id=row["id"], retry=step.at is not None)
-        return len(rows)

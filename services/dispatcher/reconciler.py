@@ -1,5 +1,6 @@
 """Deliveries left `sending` (a dispatcher died mid-call, or the provider did not answer in time):
-ask the provider whether it has the message (or call) before anything is sent again."""
+ask the provider whether it has the message (or call) before anything is sent again. A provider
+that cannot be asked (SMTP) gets the message again: the email carries the same Message-ID."""
 
 from __future__ import annotations
 
@@ -26,16 +27,22 @@ Cost = Callable[[asyncpg.Record], Decimal | None]
 
 
 class Reconciler:
-    """Resolves one channel's stuck deliveries: found at the provider → sent; not found → sent
-    again now (the attempt already counted), or failed once retries are exhausted."""
+    """Resolves one channel's stuck deliveries: found at the provider → sent; not found (or no
+    `find`: the provider cannot be asked) → sent again now (the attempt already counted), or failed
+    once retries are exhausted."""
 
-    def __init__(self, pool: asyncpg.Pool, channel: str, find: Find, cost: Cost, after_s: float, interval_s: float):
+    def __init__(
+        self, pool: asyncpg.Pool, channel: str, find: Find | None, cost: Cost, after_s: float, interval_s: float
+    ):
         self._pool = pool
         self._channel = channel
         self._find = find
         self._cost = cost
         self._after = after_s
         self._interval = interval_s
+        # What a delivery's error then says.
+        self._unknown = "provider outcome unknown" if find else f"{channel} outcome unknown"
+        self._again = "not found at the provider; sent again" if find else f"{channel} outcome unknown; sent again"
 
     async def run(self, stop: asyncio.Event) -> None:
         """Check every `interval_s` until `stop` is set."""
@@ -51,7 +58,7 @@ class Reconciler:
 
     async def _resolve(self, conn: Connection, row: asyncpg.Record) -> None:
         try:
-            found = await self._find(row)
+            found = await self._find(row) if self._find else None
         except ProviderError as exc:
             log.warning("reconcile.lookup_failed", delivery_id=row["id"], error=str(exc))
             return
@@ -62,7 +69,7 @@ class Reconciler:
         now = datetime.now(UTC)
         step = next_attempt(row["attempts"], row["max_retries"], row["retry_interval"], now, "retry")
         if step.at is None:
-            await sending.finish(conn, row["id"], "failed", "provider outcome unknown and retries exhausted")
+            await sending.finish(conn, row["id"], "failed", f"{self._unknown} and retries exhausted")
         else:
-            await sending.schedule_retry(conn, row["id"], now, "not found at the provider; sent again")
-        log.info("reconcile.not_found", delivery_id=row["id"], retry=step.at is not None)
+            await sending.schedule_retry(conn, row["id"], now, self._again)
+        log.info("reconcile.not_found", delivery_id=row["id"], asked=self._find is not None, retry=step.at is not None)

@@ -14,7 +14,7 @@ from shared.bus.consumer import Consumer
 from shared.bus.outbox import Relay
 from shared.clock import from_settings
 from shared.db.pool import create_pool
-from shared.runtime import cancel_all
+from shared.runtime import background
 from shared.settings import Settings
 
 log = structlog.get_logger()
@@ -47,17 +47,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         for consumer in consumers:
             await consumer.start()
         releaser = Releaser(pool, clock, settings.release_batch, settings.release_interval, handlers.plan_due_runs)
-        tasks = [
-            asyncio.create_task(Relay(pool, connection, settings.amqp_prefix).run()),
-            asyncio.create_task(releaser.run(stop)),
-        ]
-        runner, port = await observability.serve_health(
-            settings.metrics_host, settings.metrics_port, observability.standard_checks(pool, connection)
-        )
-        log.info("scheduler.started", metrics_port=port)
-        await stop.wait()
-        log.info("scheduler.stopping")
-        for consumer in consumers:
-            await consumer.stop()
-        await cancel_all(tasks)
-        await runner.cleanup()
+        async with background(stop, Relay(pool, connection, settings.amqp_prefix).run(), releaser.run(stop)):
+            runner, port = await observability.serve_health(
+                settings.metrics_host, settings.metrics_port, observability.standard_checks(pool, connection)
+            )
+            log.info("scheduler.started", metrics_port=port)
+            await stop.wait()
+            log.info("scheduler.stopping")
+            for consumer in consumers:
+                await consumer.stop()
+            await runner.cleanup()

@@ -49,8 +49,8 @@ class Releaser:
                     await self._plan_runs()
                 released = await self.release_once()
                 await self.complete_once()
-            except (asyncpg.PostgresError, OSError) as exc:
-                log.warning("release.failed", error=str(exc))
+            except Exception as exc:  # the loop must outlive a bad round (e.g. a dropped connection)
+                log.warning("release.failed", error=repr(exc))
                 released = 0
             if released < self._batch:
                 with contextlib.suppress(TimeoutError):

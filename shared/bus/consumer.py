@@ -14,6 +14,7 @@ from typing import Any, cast
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
+from shared.db.pool import UNAVAILABLE
 from shared.messages.codec import AnyMessage, DecodeError, decode
 
 log = structlog.get_logger()
@@ -91,10 +92,13 @@ class Consumer:
         with structlog.contextvars.bound_contextvars(message_id=message.message_id, **ids):
             try:
                 await self._handler(message)
-            except Exception:
+            except Exception as exc:
                 # An integer header the broker sets (the headers' type allows any AMQP field value).
                 count = int(cast(int, (incoming.headers or {}).get("x-delivery-count", 0) or 0))
-                log.exception("message.failed", queue=self._queue, type=message.type, tries=count + 1)
+                if isinstance(exc, UNAVAILABLE):  # the database away for a moment: no bug to trace
+                    log.warning("message.retry", queue=self._queue, type=message.type, tries=count + 1, error=repr(exc))
+                else:
+                    log.exception("message.failed", queue=self._queue, type=message.type, tries=count + 1)
                 await asyncio.sleep(self._backoff[min(count, len(self._backoff) - 1)])
                 await _settle(incoming.nack(requeue=True))
             else:

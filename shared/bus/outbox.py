@@ -13,6 +13,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from shared.bus.topology import ROUTES
 from shared.db.connection import Connection
+from shared.db.listen import Listener
 from shared.messages.codec import encode
 from shared.messages.envelope import Message
 
@@ -66,16 +67,19 @@ class Relay:
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
-        """Relay until cancelled: woken by NOTIFY, and polling as a fallback."""
-        listener = await self._pool.acquire()
-        await listener.add_listener(CHANNEL, self._on_notify)
-        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        """Relay until cancelled: woken by NOTIFY, and polling as a fallback. A failing round
+        (the database or the broker away) is logged and tried again; nothing ends the loop."""
+        listener = Listener(self._pool, CHANNEL, self._on_notify)
+        await listener.start()
+        channel: aio_pika.abc.AbstractChannel | None = None
         try:
             while True:
                 try:
+                    if channel is None:  # robust: it reopens itself after the broker comes back
+                        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
                     moved = await self._relay_batch(channel)
-                except (asyncpg.PostgresError, OSError, aio_pika.exceptions.AMQPError) as exc:
-                    log.warning("outbox.relay_failed", error=str(exc))
+                except Exception as exc:  # the relay must outlive any bad round
+                    log.warning("outbox.relay_failed", error=repr(exc))
                     moved = 0
                     await asyncio.sleep(self._poll)
                 if moved < self._batch:
@@ -83,13 +87,12 @@ class Relay:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._poll)
         finally:
-            with contextlib.suppress(Exception):
-                await listener.remove_listener(CHANNEL, self._on_notify)
-            await self._pool.release(listener)
-            with contextlib.suppress(Exception):
-                await channel.close()
+            await listener.stop()
+            if channel is not None:
+                with contextlib.suppress(Exception):
+                    await channel.close()
 
-    def _on_notify(self, *_: object) -> None:
+    def _on_notify(self, _payload: str | None) -> None:
         self._wake.set()
 
     async def _relay_batch(self, channel: aio_pika.abc.AbstractChannel) -> int:

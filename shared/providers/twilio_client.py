@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
@@ -13,6 +14,11 @@ from twilio.rest import Client
 
 from shared.domain.retry import classify_twilio
 from shared.providers.base import ProviderError
+
+T = TypeVar("T")
+
+#: Twilio's error code for a resource it does not know.
+NOT_FOUND = 20404
 
 
 class TwilioClient:
@@ -46,3 +52,13 @@ class TwilioClient:
             raise ProviderError(f"cannot reach twilio: {exc}", "retry") from exc
         except aiohttp.ClientError as exc:
             raise ProviderError(f"twilio request failed: {exc}", "retry", unknown=True) from exc
+
+    async def _known(self, fetch: Callable[[], Awaitable[T]]) -> T | None:
+        """`fetch()` (a GET of one resource) under `_errors`; None when Twilio does not know it."""
+        try:
+            async with self._errors():
+                return await fetch()
+        except ProviderError as exc:
+            if exc.code == NOT_FOUND:
+                return None
+            raise

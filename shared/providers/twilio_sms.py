@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from shared.providers.base import Accepted, Found, ProviderError
+from shared.providers.base import Accepted, Found
 from shared.providers.twilio_client import TwilioClient
 
 
@@ -21,7 +19,7 @@ class TwilioSms(TwilioClient):
 
     async def find_sms(self, *, to: str, from_: str | None, body: str) -> Found | None:
         """Look for a message to `to` with `body` among Twilio's recent ones (GET Messages.json)."""
-        async with asyncio.timeout(self._timeout):
+        async with self._errors():
             messages = await self.client.messages.list_async(to=to, limit=50)
         for message in messages:
             if message.body == body and (from_ is None or message.from_ == from_):
@@ -31,12 +29,8 @@ class TwilioSms(TwilioClient):
     async def fetch_status(self, sid: str) -> tuple[str, str | None] | None:
         """A message's status at Twilio and its error code (GET …/Messages/{sid}.json); None if
         Twilio does not know the sid; ProviderError when it cannot be asked now."""
-        try:
-            async with self._errors():
-                message = await self.client.messages(sid).fetch_async()
-        except ProviderError as exc:
-            if exc.code == 20404:
-                return None
-            raise
+        message = await self._known(self.client.messages(sid).fetch_async)
+        if message is None:
+            return None
         code = message.error_code
         return str(message.status), (str(code) if code is not None else None)

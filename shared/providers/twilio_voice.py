@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.providers.base import Accepted, Found, ProviderError
+from shared.providers.base import Accepted, Found
 from shared.providers.twilio_client import TwilioClient
 
 #: Call progress events we subscribe to; Twilio sends each as its own callback (`answered` arrives
@@ -44,12 +44,8 @@ class TwilioVoice(TwilioClient):
     async def fetch_call(self, sid: str) -> tuple[str, int | None] | None:
         """A call's status at Twilio and its duration in seconds (GET …/Calls/{sid}.json); None if
         Twilio does not know the sid; ProviderError when it cannot be asked now."""
-        try:
-            async with self._errors():
-                call = await self.client.calls(sid).fetch_async()
-        except ProviderError as exc:
-            if exc.code == 20404:
-                return None
-            raise
+        call = await self._known(self.client.calls(sid).fetch_async)
+        if call is None:
+            return None
         duration = str(call.duration or "")
         return str(call.status), (int(duration) if duration.isdigit() else None)

@@ -106,6 +106,34 @@ async def test_an_email_campaign_sends_each_contact_one_rendered_message(http, s
     assert [r["cost"] for r in costs] == [price] * 5
 
 
+async def test_an_email_left_sending_goes_again_with_the_same_message_id(http, system, account, sandbox_smtp, db):
+    # Given a sent email whose outcome the dispatcher "lost" (as after a crash after DATA)
+    address = new_email("lost")
+    campaign_id = await launch(http, system, account, contacts=[address], max_retries=2)
+    await finished(http, system, account, campaign_id)
+    first = one_mail(sandbox_smtp, address)
+    await db.execute(
+        "UPDATE deliveries SET state = 'sending', sent_at = NULL, provider_id = NULL, "
+        "sending_at = now() - interval '1 hour' WHERE campaign_id = $1",
+        campaign_id,
+    )
+    await db.execute("UPDATE runs SET status = 'planned', completed_at = NULL WHERE campaign_id = $1", campaign_id)
+    await db.execute("UPDATE campaigns SET status = 'running', completed_at = NULL WHERE id = $1", campaign_id)
+
+    # Then SMTP cannot be asked: it is sent again, once, as the same message (a receiver drops the
+    # copy by its Message-ID)
+    async def resent() -> bool:
+        return len(sandbox_smtp.sent_to(address)) == 2
+
+    await wait_until(resent, timeout=60, message="the lost email sent again")
+    await finished(http, system, account, campaign_id)
+    again = sandbox_smtp.sent_to(address)
+    assert len(again) == 2
+    assert again[1].header("Message-ID") == first.header("Message-ID")
+    delivery = await db.fetchrow("SELECT state, attempts FROM deliveries WHERE campaign_id = $1", campaign_id)
+    assert (delivery["state"], delivery["attempts"]) == ("sent", 2)
+
+
 async def test_one_click_unsubscribe_opts_out_and_later_campaigns_skip_the_contact(
     http, system, account, sandbox_smtp, db
 ):
