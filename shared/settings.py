@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,7 +25,8 @@ class Settings(BaseSettings):
     #: Address and port of /healthz and /metrics for the scheduler and dispatchers (port 0: a free one).
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
-    #: The tracker's base URL as providers reach it (status callbacks, signature checks).
+    #: The tracker's base URL as providers reach it (status callbacks, signature checks); unset:
+    #: the tracker's own address (host and port as set, a wildcard host read as 127.0.0.1).
     public_url: str = "http://127.0.0.1:8081"
     providers: Literal["sandbox", "live"] = "sandbox"
     twilio_account_sid: str = Field(
@@ -88,10 +89,23 @@ class Settings(BaseSettings):
     #: The real instant at which the simulated clock reads CAMPAIGNS_CLOCK_START (default: start-up).
     clock_origin: datetime | None = None
 
+    @model_validator(mode="after")
+    def _public_url_follows_the_tracker(self) -> Settings:
+        # a tracker moved to another port still gets its callbacks, and checks their signatures
+        if "public_url" not in self.model_fields_set:
+            self.public_url = f"http://{reachable_host(self.tracker_host)}:{self.tracker_port}"
+        return self
+
 
 #: The unsubscribe-link key in sandbox mode when CAMPAIGNS_SECRET_KEY is unset (never for live use).
 SANDBOX_SECRET_KEY = "campaigns-sandbox-development-key"  # noqa: S105 (public by design)
 SANDBOX_INBOUND_EMAIL_TOKEN = "sandbox-inbound-email-token"  # noqa: S105 (public by design)
+
+
+def reachable_host(host: str) -> str:
+    """How this machine reaches a server listening on `host` (a wildcard: 127.0.0.1), URL-ready."""
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (compared, not bound)
+    return f"[{host}]" if ":" in host else host
 
 
 def smtp_address(settings: Settings) -> tuple[str, int | None]:

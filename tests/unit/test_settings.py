@@ -9,7 +9,10 @@ from shared.settings import SANDBOX_INBOUND_EMAIL_TOKEN, Settings, inbound_email
 
 @pytest.fixture(autouse=True)
 def _no_campaigns_env(monkeypatch):
-    for name in ("CAMPAIGNS_INBOUND_EMAIL_TOKEN", "CAMPAIGNS_PROVIDERS", "CAMPAIGNS_SECRET_KEY"):
+    for name in (
+        "CAMPAIGNS_INBOUND_EMAIL_TOKEN", "CAMPAIGNS_PROVIDERS", "CAMPAIGNS_SECRET_KEY",
+        "CAMPAIGNS_PUBLIC_URL", "CAMPAIGNS_TRACKER_HOST", "CAMPAIGNS_TRACKER_PORT",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -25,3 +28,13 @@ def test_live_mode_needs_its_own_secret_key():
     with pytest.raises(RuntimeError, match="CAMPAIGNS_SECRET_KEY"):
         secret_key(Settings(providers="live"))
     assert secret_key(Settings(providers="live", secret_key="k")) == b"k"
+
+
+def test_the_public_url_is_the_setting_else_the_trackers_own_address(monkeypatch):
+    assert Settings().public_url == "http://127.0.0.1:8081"
+    assert Settings(tracker_port=9091).public_url == "http://127.0.0.1:9091"
+    assert Settings(tracker_host="0.0.0.0", tracker_port=9091).public_url == "http://127.0.0.1:9091"  # noqa: S104
+    assert Settings(tracker_host="::1").public_url == "http://[::1]:8081"
+    assert Settings(tracker_port=9091, public_url="https://hooks.example.com").public_url == "https://hooks.example.com"
+    monkeypatch.setenv("CAMPAIGNS_TRACKER_PORT", "9092")
+    assert Settings().public_url == "http://127.0.0.1:9092"
