@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import aiohttp
 import click
 import structlog
 
 from shared.db import accounts
 from shared.db.migrate import migrate
 from shared.db.pool import connect
-from shared.settings import SANDBOX_INBOUND_EMAIL_TOKEN, Settings, inbound_email_token, smtp_address
+from shared.settings import SANDBOX_INBOUND_EMAIL_TOKEN, Settings, inbound_email_token, reachable_host, smtp_address
 
 log = structlog.get_logger()
 
@@ -33,6 +34,32 @@ async def create_account(
     return account_id, key
 
 
+async def _ready(settings: Settings, tasks: list[asyncio.Task[None]], within_s: float = 60.0) -> bool:
+    """Whether the API and the tracker answer /healthz before any service fails (a port in use)."""
+    urls = [
+        f"http://{reachable_host(settings.api_host)}:{settings.api_port}/healthz",
+        f"http://{reachable_host(settings.tracker_host)}:{settings.tracker_port}/healthz",
+    ]
+    deadline = asyncio.get_running_loop().time() + within_s
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        while asyncio.get_running_loop().time() < deadline:
+            if any(t.done() for t in tasks):
+                return False
+            answers = []
+            for url in urls:
+                try:
+                    async with http.get(url) as response:
+                        answers.append(response.status == 200)
+                except (aiohttp.ClientError, TimeoutError):
+                    answers.append(False)
+            if all(answers):
+                # a sandbox that could not bind fails at once too: give it the same moment
+                await asyncio.sleep(0.2)
+                return not any(t.done() for t in tasks)
+            await asyncio.sleep(0.2)
+    return False
+
+
 async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decimal) -> None:
     """Migrate, start every service (and the sandbox unless live), print the API and a key."""
     from services.api.app import run as api
@@ -50,6 +77,16 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
         services.append(sandbox(settings, stop))
         services.append(sandbox_smtp(settings, stop))
     tasks = [asyncio.create_task(s) for s in services]
+    if not await _ready(settings, tasks):
+        stop.set()
+        failures = [str(t.exception()) for t in tasks if t.done() and t.exception() is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise click.ClickException(
+            "the system did not start: "
+            + "; ".join(failures or ["the API and the tracker did not answer in time"])
+            + " (another `campaigns up` running? Ports: CAMPAIGNS_API_PORT, CAMPAIGNS_TRACKER_PORT, "
+            "CAMPAIGNS_SANDBOX_PORT, CAMPAIGNS_SANDBOX_SMTP_PORT)"
+        )
     smtp_host, smtp_port = smtp_address(settings)
     smtp_note = (
         " (the sandbox: it accepts and logs every message)"
@@ -61,7 +98,6 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
         inbound_note = f", Authorization: Bearer {token}"
     else:  # the operator's own token is a secret: not printed
         inbound_note = ", Authorization: Bearer $CAMPAIGNS_INBOUND_EMAIL_TOKEN" if token else " (off: set the token)"
-    await asyncio.sleep(0.5)
     click.echo(
         f"\nCampaigns is up ({settings.providers} providers).\n"
         f"  API:      http://{settings.api_host}:{settings.api_port}\n"

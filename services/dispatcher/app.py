@@ -173,8 +173,7 @@ async def run(settings: Settings, channel: str, stop: asyncio.Event) -> None:
     async with AsyncExitStack() as stack:
         pool = await stack.enter_async_context(create_pool(settings.database_url, settings.db_pool_min, pool_size))
         connection = await stack.enter_async_context(connect(settings.amqp_url, settings.amqp_prefix))
-        gate = SlotGate(pool, lease_s=settings.provider_timeout + 30)
-        await gate.start()
+        gate = await stack.enter_async_context(SlotGate(pool, lease_s=settings.provider_timeout + 30))
         consumer = None
         if sending:
             sender, loops = await stack.enter_async_context(SENDERS[channel](settings, pool))
@@ -195,5 +194,4 @@ async def run(settings: Settings, channel: str, stop: asyncio.Event) -> None:
         log.info("dispatcher.stopping", channel=channel)
         if consumer is not None:
             await consumer.stop()
-        await gate.stop()
         await runner.cleanup()

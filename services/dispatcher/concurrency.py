@@ -23,12 +23,12 @@ class SlotGate:
         self._events: dict[str, asyncio.Event] = {}
         self._listener = Listener(pool, slots.CHANNEL, self._on_free)
 
-    async def start(self) -> None:
-        """Start listening for freed slots."""
+    async def __aenter__(self) -> SlotGate:
+        """Listen for freed slots while in the block."""
         await self._listener.start()
+        return self
 
-    async def stop(self) -> None:
-        """Stop listening."""
+    async def __aexit__(self, *_: object) -> None:
         await self._listener.stop()
 
     def _on_free(self, campaign_id: str | None) -> None:

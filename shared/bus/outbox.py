@@ -69,25 +69,23 @@ class Relay:
     async def run(self) -> None:
         """Relay until cancelled: woken by NOTIFY, and polling as a fallback. A failing round
         (the database or the broker away) is logged and tried again; nothing ends the loop."""
-        listener = Listener(self._pool, CHANNEL, self._on_notify)
-        await listener.start()
         channel: aio_pika.abc.AbstractChannel | None = None
         try:
-            while True:
-                try:
-                    if channel is None:  # robust: it reopens itself after the broker comes back
-                        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-                    moved = await self._relay_batch(channel)
-                except Exception as exc:  # the relay must outlive any bad round
-                    log.warning("outbox.relay_failed", error=repr(exc))
-                    moved = 0
-                    await asyncio.sleep(self._poll)
-                if moved < self._batch:
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._poll)
+            async with Listener(self._pool, CHANNEL, self._on_notify):
+                while True:
+                    try:
+                        if channel is None:  # robust: it reopens itself after the broker comes back
+                            channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+                        moved = await self._relay_batch(channel)
+                    except Exception as exc:  # the relay must outlive any bad round
+                        log.warning("outbox.relay_failed", error=repr(exc))
+                        moved = 0
+                        await asyncio.sleep(self._poll)
+                    if moved < self._batch:
+                        self._wake.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), self._poll)
         finally:
-            await listener.stop()
             if channel is not None:
                 with contextlib.suppress(Exception):
                     await channel.close()

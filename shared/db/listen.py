@@ -29,12 +29,25 @@ class Listener:
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
 
+    async def __aenter__(self) -> Listener:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
     async def start(self) -> None:
-        """Start listening; returns once the first LISTEN holds (or has failed once, logged)."""
+        """Start listening; returns once the first LISTEN holds (or after a few tries, logged:
+        it goes on trying). Cancelled meanwhile, it stops what it started."""
         self._task = asyncio.create_task(self._run(), name=f"listen.{self._channel}")
         started = asyncio.create_task(self.listening.wait())
-        await asyncio.wait({self._task, started}, timeout=self._retry * 5, return_when=asyncio.FIRST_COMPLETED)
-        started.cancel()
+        try:
+            await asyncio.wait({self._task, started}, timeout=self._retry * 5, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            await self.stop()
+            raise
+        finally:
+            started.cancel()
 
     async def stop(self) -> None:
         """Stop listening and give the connection back."""

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
+import structlog
+
+log = structlog.get_logger()
+
+#: Seconds a closing pool waits for its connections to be given back before dropping them.
+CLOSE_TIMEOUT_S = 15.0
 
 #: What a request meets when PostgreSQL is away or has just dropped its connection (a restart, a
 #: failover, `pg_terminate_backend`): the pool reconnects, and the same request tried again succeeds.
@@ -50,7 +57,13 @@ async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> AsyncI
     try:
         yield pool
     finally:
-        await pool.close()
+        try:
+            # close waits for every connection to come back: a bounded wait, so that one still held
+            # by something that failed to let go cannot keep the process from exiting
+            await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("pool.close_timeout", after_s=CLOSE_TIMEOUT_S)
+            pool.terminate()
 
 
 async def connect(dsn: str) -> asyncpg.Connection:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -15,7 +16,8 @@ import pytest
 
 from shared.db.accounts import account_for_key
 from shared.db.migrate import available, drop_database, migrate
-from tests.support import ROOT
+from tests.conftest import _drop_topology
+from tests.support import ROOT, free_port
 
 
 def campaigns(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -93,3 +95,26 @@ async def test_contacts_keep_to_existing_accounts_without_a_per_row_foreign_key(
     await db.execute("UPDATE contacts SET first_name = 'Ann' WHERE id = 'ct_fk_1'")  # other columns change freely
     await db.execute("DELETE FROM accounts WHERE id = $1", account)
     assert await db.fetchval("SELECT count(*) FROM contacts WHERE id LIKE 'ct_fk_%'") == 0
+
+
+def test_up_with_a_port_taken_says_so_and_exits(infra):
+    # the API's port is taken (another `campaigns up`?): a clear error and exit 1, not a banner
+    # over a system half up, nor a process that hangs
+    prefix = f"{infra.prefix}upbusy."
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = campaigns("up", env={
+                "CAMPAIGNS_DATABASE_URL": infra.database_url, "CAMPAIGNS_AMQP_URL": infra.amqp_url,
+                "CAMPAIGNS_AMQP_PREFIX": prefix, "CAMPAIGNS_API_PORT": str(port),
+                "CAMPAIGNS_TRACKER_PORT": str(free_port()), "CAMPAIGNS_SANDBOX_PORT": str(free_port()),
+                "CAMPAIGNS_SANDBOX_SMTP_PORT": str(free_port()),
+            })
+    finally:
+        asyncio.run(asyncio.wait_for(_drop_topology(infra.amqp_url, prefix), 60))
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "the system did not start" in result.stderr
+    assert f"'127.0.0.1', {port}" in result.stderr
+    assert "Campaigns is up" not in result.stdout
