@@ -100,7 +100,7 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
         inbound_note = ", Authorization: Bearer $CAMPAIGNS_INBOUND_EMAIL_TOKEN" if token else " (off: set the token)"
     click.echo(
         f"\nCampaigns is up ({settings.providers} providers).\n"
-        f"  API:      http://{settings.api_host}:{settings.api_port}\n"
+        f"  API:      http://{reachable_host(settings.api_host)}:{settings.api_port}\n"
         f"  Webhooks: {settings.public_url}\n"
         f"  Email:    SMTP {smtp_host}:{smtp_port or 'default port'}{smtp_note}\n"
         f"  Inbound email (bounces, replies): POST {settings.public_url}/webhooks/email/inbound"
@@ -108,7 +108,7 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
         f"  Account:  {account_id}\n"
         f"  API key:  {key}\n\n"
         f"  export API_KEY={key}\n"
-        f'  curl -H "Authorization: Bearer $API_KEY" http://{settings.api_host}:{settings.api_port}/campaigns\n'
+        f'  curl -H "Authorization: Bearer $API_KEY" http://{reachable_host(settings.api_host)}:{settings.api_port}/campaigns\n'
         "Ctrl-C stops everything.\n",
         err=False,
     )

@@ -12,7 +12,7 @@ from services.api.handlers import account, agents, campaigns, contacts, contacts
 from services.api.handlers.account import AccountPatch, SenderIn
 from services.api.handlers.templates import PreviewIn, TemplateIn, TemplatePatch
 from services.api.openapi import Operation as Op
-from services.api.schemas import AgentCreate, AgentPatch, CampaignCreate
+from services.api.schemas import AgentCreate, AgentPatch, CampaignCreate, CampaignPatch
 
 _PAGE = (("limit", "page size, 1-200 (default 50)"), ("cursor", "`next_cursor` of the previous page"))
 
@@ -46,6 +46,22 @@ OPERATIONS: list[Op] = [
         query=(("status", "only this status"), ("channel", "only this channel"), *_PAGE),
     ),
     Op("GET", "/campaigns/{id}", campaigns.get_campaign, "Get a campaign"),
+    Op(
+        "PATCH",
+        "/campaigns/{id}",
+        campaigns.update_campaign,
+        "Change a draft campaign (any field of the create; those given replace the campaign's)",
+        CampaignPatch,
+        errors=(404, 409),
+    ),
+    Op(
+        "DELETE",
+        "/campaigns/{id}",
+        campaigns.delete_campaign,
+        "Delete a draft campaign (409 once launched: cancel it instead)",
+        ok=204,
+        errors=(409,),
+    ),
     Op(
         "GET",
         "/campaigns/{id}/results",

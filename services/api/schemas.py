@@ -98,6 +98,34 @@ class CampaignCreate(CampaignSettings):
     status: Literal["draft", "scheduled"] | None = None
 
 
+class CampaignPatch(CampaignSettings):
+    """`PATCH /campaigns/{id}` (a draft): any field of `POST /campaigns` but `status`; the fields
+    given replace the campaign's, the rest stay. `contacts` replaces its inline contacts, and
+    `contact_group_id`/`contact_group_ids` its groups."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    agent_id: str | None = Field(default=None, min_length=1)
+    config: CampaignSettings | None = None
+
+
+def patched(current: dict[str, Any], patch: CampaignPatch) -> tuple[CampaignCreate, bool]:
+    """The campaign's request after `patch`: its `current` settings (field names as in
+    CampaignCreate, `contacts` left out) with the patch's given fields over them; and whether the
+    patch replaces the inline contacts. A new template_id drops the texts the old one filled in."""
+    given: dict[str, Any] = {}
+    if patch.config is not None:
+        given.update({k: getattr(patch.config, k) for k in patch.config.model_fields_set})
+    given.update({k: getattr(patch, k) for k in patch.model_fields_set if k != "config"})
+    merged = dict(current)
+    if "template_id" in given:
+        for key in ("message_template", "subject", "html_template"):
+            merged.pop(key, None)
+    if "contact_group_id" in given or "contact_group_ids" in given:
+        merged.pop("contact_group_ids", None)
+    merged.update({k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in given.items()})
+    return CampaignCreate.model_validate(merged), "contacts" in given
+
+
 class AgentCreate(_Loose):
     """`POST /agents`: how the agent talks and how it answers (`rules`, `webhook`, `llm`)."""
 

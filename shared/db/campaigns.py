@@ -67,6 +67,18 @@ SELECT count(*) FROM (
 ) AS r
 """
 _SET_TOTAL = "UPDATE campaigns SET total_contacts = $2 WHERE id = $1"
+_UPDATE_DRAFT = """
+UPDATE campaigns SET
+    name = $3, description = $4, agent_id = $5, channel = $6, message_template = $7,
+    subject_template = $8, html_template = $9, template_id = $10, group_ids = $11, timezone = $12,
+    scheduled_at = $13, scheduled_wall = $14, sending_window = $15, recurrence = $16,
+    max_concurrent = $17, max_retries = $18, retry_interval = $19, from_number = $20, voice = $21,
+    config = $22, updated_at = now()
+WHERE id = $1 AND account_id = $2 AND status = 'draft'
+"""
+_DELETE_RECIPIENTS = "DELETE FROM campaign_recipients WHERE campaign_id = $1"
+_HAS_RECIPIENTS = "SELECT EXISTS (SELECT 1 FROM campaign_recipients WHERE campaign_id = $1)"
+_DELETE_DRAFT = "DELETE FROM campaigns WHERE account_id = $1 AND id = $2 AND status = 'draft'"
 _EXISTING_GROUPS = "SELECT id FROM contact_groups WHERE account_id = $1 AND id = ANY($2::text[])"
 _GET = "SELECT * FROM campaigns WHERE account_id = $1 AND id = $2"
 _GET_FOR_UPDATE = _GET + " FOR UPDATE"
@@ -168,8 +180,43 @@ async def delete_agent(conn: Executor, account_id: str, agent_id: str) -> bool:
 async def insert_campaign(conn: Connection, account_id: str, spec: Any) -> str:
     """Insert a draft campaign with its inline recipients (contacts upserted); returns its id."""
     campaign_id = new_id("campaign")
-    await conn.execute(
-        _INSERT_CAMPAIGN,
+    await conn.execute(_INSERT_CAMPAIGN, *_settings(campaign_id, account_id, spec))
+    await _set_recipients(conn, account_id, campaign_id, spec)
+    return campaign_id
+
+
+async def update_draft(conn: Connection, account_id: str, campaign_id: str, spec: Any, recipients: bool) -> None:
+    """Replace a draft's settings with `spec` (and its inline recipients too, when `recipients`)."""
+    await conn.execute(_UPDATE_DRAFT, *_settings(campaign_id, account_id, spec))
+    if recipients:
+        await conn.execute(_DELETE_RECIPIENTS, campaign_id)
+        await _set_recipients(conn, account_id, campaign_id, spec)
+    else:  # its groups may have changed
+        await conn.execute(
+            _SET_TOTAL, campaign_id, await conn.fetchval(_COUNT_RECIPIENTS, campaign_id, account_id, spec.group_ids)
+        )
+
+
+async def delete_draft(conn: Connection, account_id: str, campaign_id: str) -> None:
+    """Delete a draft (its inline recipients go with it; the contacts stay)."""
+    await conn.execute(_DELETE_DRAFT, account_id, campaign_id)
+
+
+async def has_recipients(conn: Connection, campaign_id: str) -> bool:
+    """Whether the campaign has inline recipients."""
+    return bool(await conn.fetchval(_HAS_RECIPIENTS, campaign_id))
+
+
+async def _set_recipients(conn: Connection, account_id: str, campaign_id: str, spec: Any) -> None:
+    contact_ids = await upsert_contacts(conn, account_id, spec.recipients)
+    await conn.execute(_INSERT_RECIPIENTS, campaign_id, contact_ids, list(range(len(contact_ids))))
+    total = await conn.fetchval(_COUNT_RECIPIENTS, campaign_id, account_id, spec.group_ids)
+    await conn.execute(_SET_TOTAL, campaign_id, total)
+
+
+def _settings(campaign_id: str, account_id: str, spec: Any) -> tuple[Any, ...]:
+    """The parameters of _INSERT_CAMPAIGN and _UPDATE_DRAFT, in their order."""
+    return (
         campaign_id,
         account_id,
         spec.name,
@@ -193,11 +240,6 @@ async def insert_campaign(conn: Connection, account_id: str, spec: Any) -> str:
         spec.voice,
         spec.config,
     )
-    contact_ids = await upsert_contacts(conn, account_id, spec.recipients)
-    await conn.execute(_INSERT_RECIPIENTS, campaign_id, contact_ids, list(range(len(contact_ids))))
-    total = await conn.fetchval(_COUNT_RECIPIENTS, campaign_id, account_id, spec.group_ids)
-    await conn.execute(_SET_TOTAL, campaign_id, total)
-    return campaign_id
 
 
 async def upsert_contacts(conn: Connection, account_id: str, recipients: Sequence[Any]) -> list[str]:

@@ -43,3 +43,10 @@ def transition(status: str, action: Action, resume_to: str | None = None) -> Tra
     if action == "cancel":
         return Transition("cancelled")
     raise InvalidTransition(f"unknown action {action!r}")
+
+
+def check_editable(status: str, edit: Literal["change", "delete"]) -> None:
+    """Only a draft is changed or deleted: InvalidTransition saying why otherwise."""
+    if status != "draft":
+        instead = " (cancel it instead)" if edit == "delete" and status not in TERMINAL else ""
+        raise InvalidTransition(f"only a draft campaign can be {edit}d; this one is {status}{instead}")

@@ -1,17 +1,18 @@
-"""`/campaigns`: create, read, list, launch/pause/resume/cancel, results."""
+"""`/campaigns`: create, read, list, change and delete a draft, launch/pause/resume/cancel, results."""
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import asyncpg
 import structlog
 from aiohttp import web
+from pydantic import ValidationError
 
 from services.api.handlers.account import is_allowed_sender
 from services.api.handlers.common import decode_cursor, encode_cursor, iso, page_limit, read_model
-from services.api.schemas import CampaignCreate, normalize
+from services.api.schemas import CampaignCreate, CampaignPatch, normalize, patched, pydantic_details
 from shared.bus import outbox
 from shared.channels import SENDING_CHANNELS
 from shared.db import balance
@@ -19,7 +20,7 @@ from shared.db import campaigns as db
 from shared.db import templates as templates_db
 from shared.db.connection import Connection
 from shared.domain import pricing
-from shared.domain.campaign import Action, InvalidTransition, transition
+from shared.domain.campaign import Action, InvalidTransition, check_editable, transition
 from shared.domain.results import Counts, results
 from shared.domain.templating import variables
 from shared.errors import Conflict, Invalid, NotFound, PaymentRequired
@@ -86,26 +87,7 @@ async def create_campaign(request: web.Request) -> web.Response:
     account = request["account"]
     spec = normalize(await read_model(request, CampaignCreate), account["default_timezone"])
     async with request.app["pool"].acquire() as conn, conn.transaction():
-        if await db.get_agent(conn, account["id"], spec.agent_id) is None:
-            raise NotFound(
-                f"agent {spec.agent_id!r} not found",
-                details=[{"field": "agent_id", "reason": "no such agent in this account"}],
-            )
-        await _apply_template(conn, account["id"], spec)
-        settings = request.app["settings"]
-        if spec.from_number and not await is_allowed_sender(
-            conn, account["id"], spec.from_number, (settings.default_from_number, settings.default_from_email)
-        ):
-            raise Invalid(
-                f"{spec.from_number!r} is not a verified sender of this account",
-                details=[{"field": "from_number", "reason": "add it with POST /senders first"}],
-            )
-        missing = await db.missing_groups(conn, account["id"], spec.group_ids)
-        if missing:
-            raise NotFound(
-                f"contact group {missing[0]!r} not found",
-                details=[{"field": "contact_group_ids", "reason": f"no such group: {g}"} for g in missing],
-            )
+        await _check_references(conn, request, spec)
         campaign_id = await db.insert_campaign(conn, account["id"], spec)
         events: list[Any] = [CampaignCreated(account_id=account["id"], campaign_id=campaign_id, channel=spec.channel)]
         # The campaign was inserted above, in this transaction.
@@ -116,6 +98,110 @@ async def create_campaign(request: web.Request) -> web.Response:
         row = cast(asyncpg.Record, await db.get(conn, account["id"], campaign_id))
     log.info("campaign.created", campaign_id=campaign_id, channel=spec.channel, contacts=row["total_contacts"])
     return json_response(campaign_body(row, None), status=201)
+
+
+async def update_campaign(request: web.Request) -> web.Response:
+    """`PATCH /campaigns/{id}` (a draft; 409 otherwise): the fields given replace the campaign's,
+    checked as a create checks them."""
+    account = request["account"]
+    patch = await read_model(request, CampaignPatch)
+    async with request.app["pool"].acquire() as conn, conn.transaction():
+        row = await _draft(conn, account["id"], request.match_info["id"], "change")
+        try:
+            req, new_contacts = patched(_as_request(row), patch)
+        except ValidationError as exc:
+            raise Invalid("the campaign is not valid", details=pydantic_details(exc)) from exc
+        spec = normalize(req, account["default_timezone"])
+        if spec.channel != row["channel"] and not new_contacts and await db.has_recipients(conn, row["id"]):
+            raise Invalid(
+                "the campaign's contacts were checked for another channel",
+                details=[{"field": "contacts", "reason": f"give them again to send {spec.channel} instead"}],
+            )
+        spec.config = {
+            **row["config"],
+            **(patch.config.model_dump(mode="json", exclude_unset=True) if patch.config else {}),
+        }
+        await _check_references(conn, request, spec)
+        await db.update_draft(conn, account["id"], row["id"], spec, new_contacts)
+        row = cast(asyncpg.Record, await db.get(conn, account["id"], row["id"]))
+    log.info("campaign.updated", campaign_id=row["id"], fields=sorted(patch.model_fields_set))
+    return json_response(campaign_body(row, None))
+
+
+async def delete_campaign(request: web.Request) -> web.Response:
+    """`DELETE /campaigns/{id}` (a draft; 409 otherwise: cancel a launched one) → 204."""
+    account = request["account"]
+    async with request.app["pool"].acquire() as conn, conn.transaction():
+        row = await _draft(conn, account["id"], request.match_info["id"], "delete")
+        await db.delete_draft(conn, account["id"], row["id"])
+    log.info("campaign.deleted", campaign_id=row["id"])
+    return web.Response(status=204)
+
+
+async def _draft(
+    conn: Connection, account_id: str, campaign_id: str, edit: Literal["change", "delete"]
+) -> asyncpg.Record:
+    """The account's campaign, locked; NotFound, or Conflict unless it is a draft."""
+    row = await db.get(conn, account_id, campaign_id, lock=True)
+    if row is None:
+        raise NotFound(f"campaign {campaign_id!r} not found")
+    try:
+        check_editable(row["status"], edit)
+    except InvalidTransition as exc:
+        raise Conflict(str(exc)) from exc
+    return row
+
+
+def _as_request(row: asyncpg.Record) -> dict[str, Any]:
+    """A stored campaign's settings as the request that would make it (inline contacts aside)."""
+    scheduled = row["scheduled_at"] or row["scheduled_wall"]
+    request = {
+        "name": row["name"],
+        "agent_id": row["agent_id"],
+        "description": row["description"],
+        "channel": row["channel"],
+        "message_template": row["message_template"],
+        "subject": row["subject_template"],
+        "html_template": row["html_template"],
+        "template_id": row["template_id"],
+        "contact_group_ids": list(row["group_ids"]),
+        "scheduled_at": scheduled.isoformat() if scheduled else None,
+        "timezone": row["timezone"],
+        "sending_window": row["sending_window"],
+        "recurrence": row["recurrence"],
+        "max_concurrent": row["max_concurrent"],
+        "max_retries": row["max_retries"],
+        "retry_interval": row["retry_interval"],
+        "from_number": row["from_number"],
+        "voice": row["voice"],
+    }
+    return {k: v for k, v in request.items() if v is not None}
+
+
+async def _check_references(conn: Connection, request: web.Request, spec: Any) -> None:
+    """The agent, template, sender and groups a campaign names exist in the account (the
+    template's texts filled in): NotFound or Invalid naming the field."""
+    account_id = request["account"]["id"]
+    if await db.get_agent(conn, account_id, spec.agent_id) is None:
+        raise NotFound(
+            f"agent {spec.agent_id!r} not found",
+            details=[{"field": "agent_id", "reason": "no such agent in this account"}],
+        )
+    await _apply_template(conn, account_id, spec)
+    settings = request.app["settings"]
+    if spec.from_number and not await is_allowed_sender(
+        conn, account_id, spec.from_number, (settings.default_from_number, settings.default_from_email)
+    ):
+        raise Invalid(
+            f"{spec.from_number!r} is not a verified sender of this account",
+            details=[{"field": "from_number", "reason": "add it with POST /senders first"}],
+        )
+    missing = await db.missing_groups(conn, account_id, spec.group_ids)
+    if missing:
+        raise NotFound(
+            f"contact group {missing[0]!r} not found",
+            details=[{"field": "contact_group_ids", "reason": f"no such group: {g}"} for g in missing],
+        )
 
 
 async def _apply_template(conn: Connection, account_id: str, spec: Any) -> None:
