@@ -349,11 +349,10 @@ def normalize(req: CampaignCreate, default_timezone: str) -> CampaignSpec:
 def _recipients(items: list[str | ContactIn], channel: Channel, bad: Any) -> list[Recipient]:
     out: list[Recipient] = []
     for index, item in enumerate(items):
-        contact = (
-            ContactIn(phone=item)
-            if isinstance(item, str) and "@" not in item
-            else (ContactIn(email=item) if isinstance(item, str) else item)
-        )
+        if isinstance(item, str):  # an address: an email when it has an @ or the campaign sends email
+            contact = ContactIn(email=item) if "@" in item or channel == "email" else ContactIn(phone=item)
+        else:
+            contact = item
         where = f"contacts[{index}]"
         phone = email = None
         if contact.phone:

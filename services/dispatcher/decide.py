@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from shared.domain.templating import MissingVariable, TemplateError, contact_context, render
+from shared.domain.templating import MissingVariable, TemplateError, campaign_text, contact_context, render
 from shared.row import Row
 
 Action = Literal["duplicate", "pause", "cancel", "skip", "fail", "send"]
@@ -33,7 +33,7 @@ def decide(row: Row) -> Decision:
         return Decision("cancel", reason=f"campaign {row['campaign_status']}")
     if row[f"opted_out_{row['channel']}"]:
         return Decision("skip", reason=f"contact opted out of {row['channel']}")
-    template = row["message_template"] or (row["voice"] or {}).get("opening_message") or ""
+    template = campaign_text(row["message_template"], row["voice"], row["agent_opening"])
     context = contact_context(row, row["agent_name"])
     try:
         text = render(template, context)

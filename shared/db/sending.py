@@ -18,7 +18,7 @@ SELECT d.id, d.state, d.attempts, d.to_address, d.campaign_id, d.contact_id, d.c
        c.from_number, c.max_retries, c.retry_interval, c.voice,
        ct.first_name, ct.last_name, ct.email, ct.phone, ct.company, ct.metadata,
        ct.opted_out_sms, ct.opted_out_email, ct.opted_out_voice,
-       a.name AS agent_name, acc.price_sms, acc.price_email, acc.price_voice_minute
+       a.name AS agent_name, a.opening_message AS agent_opening, acc.price_sms, acc.price_email, acc.price_voice_minute
 FROM deliveries d
 JOIN campaigns c ON c.id = d.campaign_id
 JOIN contacts ct ON ct.id = d.contact_id

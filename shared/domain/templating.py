@@ -69,6 +69,12 @@ def variables(source: str) -> set[str]:
     return set(meta.find_undeclared_variables(ast)) - defaulted
 
 
+def campaign_text(message_template: str | None, voice: Mapping[str, Any] | None, agent_opening: str | None) -> str:
+    """The text a campaign sends: its message template; for a call without one, the opening
+    message it sets, else its agent's."""
+    return message_template or (voice or {}).get("opening_message") or agent_opening or ""
+
+
 def contact_context(contact: Row, agent_name: str | None) -> dict[str, Any]:
     """The variables of one contact: its metadata, then the built-ins (which win); empty ones dropped."""
     context: dict[str, Any] = dict(contact.get("metadata") or {})

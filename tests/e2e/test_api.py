@@ -51,6 +51,18 @@ async def test_each_invalid_contact_is_named_with_its_index(http, system, accoun
     assert await db.fetchval("SELECT count(*) FROM contacts WHERE account_id = $1", account.id) == 0
 
 
+async def test_an_email_campaigns_bad_address_is_called_an_email_address(http, system, account, agent_id):
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "E", "agent_id": agent_id, "type": "email", "subject": "S", "message_template": "hi",
+         "contacts": ["ann@example.com", "not-an-email"]},
+    )
+    assert status == 422, body
+    assert body["error"]["details"] == [
+        {"field": "contacts[1]", "reason": "'not-an-email' is not a valid email address"}
+    ]
+
+
 async def test_every_bad_field_is_listed(http, system, account, agent_id):
     status, body = await call(
         http, "POST", system.api_url + "/campaigns", account.headers,
@@ -272,3 +284,12 @@ async def test_tenants_never_see_each_others_agents_templates_or_senders(http, s
                                {"name": "x", "agent_id": agent["id"], "type": "sms", "contacts": [new_phone()],
                                 "template_id": template["id"]})
     assert status == 404
+
+
+async def test_an_unknown_list_filter_is_422_naming_the_choices(http, system, account):
+    for query, field in (("status=bogus", "status"), ("channel=fax", "channel"), ("type=fax", "type")):
+        status, body = await call(http, "GET", f"{system.api_url}/campaigns?{query}", account.headers)
+        assert status == 422, (query, body)
+        assert body["error"]["details"][0]["field"] == field
+    status, body = await call(http, "GET", f"{system.api_url}/campaigns?status=completed&type=sms", account.headers)
+    assert status == 200, body

@@ -142,7 +142,7 @@ def test_a_national_number_without_a_country_says_what_is_missing():
 def _row(**over):
     row = {"state": "queued", "campaign_status": "running", "channel": "sms", "opted_out_sms": False,
            "subject_template": None, "html_template": None,
-           "message_template": "Hi {{first_name}}", "voice": {}, "agent_name": "Riley",
+           "message_template": "Hi {{first_name}}", "voice": {}, "agent_name": "Riley", "agent_opening": "",
            "first_name": "Ann", "last_name": None, "email": None, "phone": "+14155550123",
            "company": None, "metadata": {}}
     row.update(over)
@@ -162,3 +162,18 @@ def test_dispatch_decisions(over, action):
         assert decision.text == "Hi Ann"
     if action == "fail":
         assert decision.reason == "missing variable: topic"
+
+
+@pytest.mark.parametrize(
+    ("voice", "agent_opening", "text"),
+    [({"opening_message": "Hello {{first_name}}, it's {{agent_name}}"}, "Agent's own", "Hello Ann, it's Riley"),
+     ({}, "Hi {{first_name}}, this is {{agent_name}}.", "Hi Ann, this is Riley."),
+     ({}, "", None)],
+)
+def test_a_call_without_a_template_opens_with_the_campaigns_else_the_agents_opening(voice, agent_opening, text):
+    decision = decide(_row(channel="voice", opted_out_voice=False, message_template=None, voice=voice,
+                           agent_opening=agent_opening))
+    if text is None:
+        assert (decision.action, decision.reason) == ("fail", "the rendered message is empty")
+    else:
+        assert (decision.action, decision.text) == ("send", text)

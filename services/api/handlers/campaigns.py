@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 import asyncpg
 import structlog
@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from services.api.handlers.account import is_allowed_sender
 from services.api.handlers.common import decode_cursor, encode_cursor, iso, page_limit, read_model
-from services.api.schemas import CampaignCreate, CampaignPatch, normalize, patched, pydantic_details
+from services.api.schemas import CampaignCreate, CampaignPatch, Channel, normalize, patched, pydantic_details
 from shared.bus import outbox
 from shared.channels import SENDING_CHANNELS
 from shared.db import balance
@@ -20,7 +20,7 @@ from shared.db import campaigns as db
 from shared.db import templates as templates_db
 from shared.db.connection import Connection
 from shared.domain import pricing
-from shared.domain.campaign import Action, InvalidTransition, check_editable, transition
+from shared.domain.campaign import Action, InvalidTransition, Status, check_editable, transition
 from shared.domain.results import Counts, results
 from shared.domain.templating import variables
 from shared.errors import Conflict, Invalid, NotFound, PaymentRequired
@@ -238,12 +238,14 @@ async def get_campaign(request: web.Request) -> web.Response:
 async def list_campaigns(request: web.Request) -> web.Response:
     """`GET /campaigns?status=&channel=&limit=&cursor=` → `{"data": [...], "next_cursor": …}`."""
     limit = page_limit(request)
+    status = _one_of(request, "status", get_args(Status))
+    channel = _one_of(request, "channel", get_args(Channel)) or _one_of(request, "type", get_args(Channel))
     pool = request.app["pool"]
     rows = await db.list_page(
         pool,
         request["account"]["id"],
-        status=request.query.get("status"),
-        channel=request.query.get("channel") or request.query.get("type"),
+        status=status,
+        channel=channel,
         after=decode_cursor(request),
         limit=limit + 1,
     )
@@ -256,6 +258,14 @@ async def list_campaigns(request: web.Request) -> web.Response:
             "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
         }
     )
+
+
+def _one_of(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | None:
+    """A query filter's value, when given: one of `allowed`, else Invalid naming them."""
+    value = request.query.get(name)
+    if value is not None and value not in allowed:
+        raise Invalid(f"unknown {name} {value!r}", details=[{"field": name, "reason": f"one of {', '.join(allowed)}"}])
+    return value
 
 
 async def _launch(conn: Connection, account: asyncpg.Record, row: asyncpg.Record) -> CampaignLaunched:

@@ -14,7 +14,7 @@ from shared.db import campaigns as db
 from shared.db import deliveries
 from shared.db.deliveries import PLAN_COLUMNS
 from shared.domain import pricing
-from shared.domain.templating import MissingVariable, TemplateError, contact_context, render
+from shared.domain.templating import MissingVariable, TemplateError, campaign_text, contact_context, render
 from shared.errors import NotFound
 from shared.planning import RunContext, plan_contact
 from shared.web import json_response
@@ -64,7 +64,7 @@ async def dry_run(request: web.Request) -> web.Response:
                     first_wait = min(first_wait or send_at, send_at)
                     last_wait = max(last_wait or send_at, send_at)
                 if len(samples) < SAMPLES:
-                    samples.append(_sample(row, contact, agent["name"] if agent else None, send_at, planned[_REASON]))
+                    samples.append(_sample(row, contact, agent, send_at, planned[_REASON]))
         missing = await _missing(conn, row)
     cost = pricing.estimate_run({**dict(row), "total_contacts": total}, account)
     return json_response(
@@ -89,10 +89,12 @@ async def dry_run(request: web.Request) -> web.Response:
     )
 
 
-def _sample(row: Any, contact: Any, agent_name: str | None, send_at: datetime, reason: Any) -> dict[str, Any]:
+def _sample(row: Any, contact: Any, agent: Any, send_at: datetime, reason: Any) -> dict[str, Any]:
+    text = campaign_text(row["message_template"], row["voice"], agent["opening_message"] if agent else None)
     try:
-        message: str | None = render(row["message_template"] or "", contact_context(contact, agent_name))
-        problem = None
+        rendered = render(text, contact_context(contact, agent["name"] if agent else None))
+        message: str | None = rendered
+        problem = None if rendered.strip() or row["html_template"] else "the rendered message is empty"
     except (MissingVariable, TemplateError) as exc:
         message, problem = None, str(exc)
     return {
