@@ -71,10 +71,13 @@ class RunContext:
         wall: datetime | None = None,
     ) -> RunContext:
         """The context of a run of `campaign` planned at `now`: run 1 follows the campaign's
-        schedule; a later run of a recurring campaign is at its occurrence's `wall` time."""
+        schedule (a recurring one's first occurrence on or after it); a later run of a recurring
+        campaign is at its occurrence's `wall` time."""
         window = campaign["sending_window"] or {}
         zone = None if campaign["timezone"] == "contact_local" else campaign["timezone"]
         quiet = account["quiet_hours"] and campaign["channel"] in ("sms", "voice")
+        if wall is None:  # run 1 of a recurring campaign whose schedule does not fit its own rule
+            wall = _first_occurrence(campaign, zone or account["default_timezone"], now)
         if wall is not None:
             schedule = Schedule(wall=wall, wall_zone=zone)
         else:
@@ -149,6 +152,16 @@ def next_allowed(reason: Mapping[str, Any] | None, window: Mapping[str, Any] | N
         now,
     )
     return plan.send_at if plan.send_at > now else None
+
+
+def _first_occurrence(campaign: Row, zone_name: str, now: datetime) -> datetime | None:
+    """For a recurring campaign scheduled on a day its rule skips (weekly on Mondays, scheduled on a
+    Tuesday), the wall time of its first run that fits; None when the schedule fits (or no rule)."""
+    if not campaign["recurrence"]:
+        return None
+    scheduled = _wall_of(campaign, zone_name, now)
+    first = next_occurrence(Recurrence.parse(campaign["recurrence"]), scheduled)
+    return None if first is None or first.at == scheduled else first.at
 
 
 def _wall_of(campaign: Row, zone_name: str, now: datetime) -> datetime:

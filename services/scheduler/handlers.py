@@ -74,7 +74,7 @@ class Handlers:
             return
         context = RunContext.build(run_id or new_id("run"), campaign, account, now, wall=wall)
         if run_id is None and not await deliveries.insert_run(
-            conn, context.run_id, campaign["id"], account["id"], seq, campaign["scheduled_at"], context.first_wall
+            conn, context.run_id, campaign["id"], account["id"], seq, context.schedule.instant, context.first_wall
         ):
             return  # planned already
         await deliveries.ensure_slots(conn, campaign["id"], campaign["max_concurrent"])

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.domain.recurrence import Occurrence, Recurrence, next_occurrence, occurrences
+from shared.planning import RunContext
 
 
 def wall(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, us: int = 0) -> datetime:
@@ -191,3 +192,24 @@ def test_next_after_each_run_is_the_following_run(rule: Recurrence, first: datet
         if rule.frequency == "monthly":
             wanted = rule.month_day or first.day
             assert run.at.day == wanted or (run.at + timedelta(days=1)).month != run.at.month
+
+
+def _campaign(recurrence, scheduled_wall):
+    return {"id": "camp_1", "channel": "sms", "timezone": "Europe/London", "sending_window": None,
+            "scheduled_at": None, "scheduled_wall": scheduled_wall, "recurrence": recurrence}
+
+
+_ACCOUNT = {"id": "acct_1", "default_timezone": "Europe/London", "quiet_hours": False}
+_NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def test_a_weekly_campaign_scheduled_on_a_day_its_rule_skips_runs_first_on_the_next_day_it_fits():
+    # 2026-12-01 is a Tuesday; the rule says Mondays: run 1 is Monday 2026-12-07 at 09:00
+    rule = Recurrence.parse({"frequency": "weekly", "weekdays": ["monday"], "count": 3}).as_dict()
+    context = RunContext.build("run_1", _campaign(rule, wall(2026, 12, 1, 9)), _ACCOUNT, _NOW)
+    assert context.first_wall == wall(2026, 12, 7, 9)
+    assert context.schedule.wall == wall(2026, 12, 7, 9)
+    # a schedule that fits its rule, and a campaign without one, keep their schedule
+    fits = RunContext.build("run_1", _campaign(rule, wall(2026, 11, 30, 9)), _ACCOUNT, _NOW)
+    once = RunContext.build("run_1", _campaign(None, wall(2026, 12, 1, 9)), _ACCOUNT, _NOW)
+    assert (fits.first_wall, once.first_wall) == (wall(2026, 11, 30, 9), wall(2026, 12, 1, 9))
