@@ -78,7 +78,12 @@ def error_middleware(service: str) -> Any:
                 status = exc.status
                 if status < 400:
                     raise
-                response = json_response(error_body(_HTTP_CODES.get(status, "http_error"), exc.reason), status)
+                details = None
+                if status == 413:  # aiohttp's text names the limit: "Maximum request body size N exceeded."
+                    details = [{"field": "body", "reason": exc.text or exc.reason}]
+                response = json_response(
+                    error_body(_HTTP_CODES.get(status, "http_error"), exc.reason, details), status
+                )
             except ConnectionResetError as exc:  # the client went away mid-request (an upload cut off)
                 status = CLIENT_GONE
                 log.warning("http.client_gone", path=request.path, method=request.method, reason=str(exc))

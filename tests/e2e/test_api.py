@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.api.app import MAX_BODY
 from tests.conftest import make_account
 from tests.support import call, new_phone
 
@@ -293,3 +294,15 @@ async def test_an_unknown_list_filter_is_422_naming_the_choices(http, system, ac
         assert body["error"]["details"][0]["field"] == field
     status, body = await call(http, "GET", f"{system.api_url}/campaigns?status=completed&type=sms", account.headers)
     assert status == 200, body
+
+
+async def test_a_body_over_the_limit_is_413_naming_it(http, system, account, db):
+    before = await db.fetchval("SELECT count(*) FROM campaigns WHERE account_id = $1", account.id)
+    body = b'{"name": "' + b"x" * (MAX_BODY + 1) + b'"}'
+    async with http.post(system.api_url + "/campaigns", data=body,
+                         headers={**account.headers, "Content-Type": "application/json"}) as response:
+        error = await response.json()
+        assert response.status == 413, error
+    assert error["error"]["code"] == "payload_too_large"
+    assert error["error"]["details"] == [{"field": "body", "reason": f"Maximum request body size {MAX_BODY} exceeded."}]
+    assert await db.fetchval("SELECT count(*) FROM campaigns WHERE account_id = $1", account.id) == before
