@@ -28,8 +28,18 @@ _UNITS = {"s": 1, "m": 60, "h": 3600}
 _MAX_RETRY_INTERVAL = 7 * 86400
 
 
+def _document_synonyms(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """List each field's other accepted names (`type` for `channel`, …) in the JSON schema too."""
+    properties = schema.get("properties", {})
+    for name, info in model.model_fields.items():
+        if isinstance(info.validation_alias, AliasChoices) and name in properties:
+            for choice in info.validation_alias.choices:
+                if isinstance(choice, str) and choice not in properties:
+                    properties[choice] = {**properties[name], "description": f"Synonym of `{name}`."}
+
+
 class _Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, json_schema_extra=_document_synonyms)
 
 
 class SendingWindowIn(_Loose):

@@ -28,7 +28,11 @@ async def test_the_document_is_valid_openapi_31_and_covers_every_route(http, sys
     assert create["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/CampaignCreate"
     }
-    assert "message_template" in document["components"]["schemas"]["CampaignCreate"]["properties"]
+    properties = document["components"]["schemas"]["CampaignCreate"]["properties"]
+    assert "message_template" in properties
+    # the seeds' names for fields (`type`, `schedule`) are documented as the synonyms they are
+    for synonym, name in (("type", "channel"), ("schedule", "scheduled_at"), ("caller_id", "from_number")):
+        assert properties[synonym]["description"] == f"Synonym of `{name}`.", synonym
 
 
 def test_fuzzing_finds_no_server_error_and_no_undocumented_answer(system, account):
