@@ -216,6 +216,8 @@ class CampaignSpec:
     voice: dict[str, Any]
     config: dict[str, Any]
     launch: bool
+    #: The name the request gave its groups under (an unknown one is reported by that name).
+    group_field: str = "contact_group_ids"
 
 
 def pydantic_details(exc: ValidationError) -> list[dict[str, str]]:
@@ -353,6 +355,7 @@ def normalize(req: CampaignCreate, default_timezone: str) -> CampaignSpec:
         voice=voice,
         config=req.config.model_dump(mode="json", exclude_unset=True) if req.config else {},
         launch=req.status == "scheduled",
+        group_field="contact_group_ids" if merged.get("contact_group_ids") else "contact_group_id",
     )
 
 

@@ -126,7 +126,7 @@ async def test_unknown_group_is_404(http, system, account, agent_id):
          "timezone": "America/New_York"},
     )
     assert status == 404
-    assert body["error"]["details"][0]["field"] == "contact_group_ids"
+    assert body["error"]["details"][0]["field"] == "contact_group_id"  # the name it was given under
 
 
 async def test_actions_that_do_not_fit_the_state_are_409(http, system, account, agent_id):

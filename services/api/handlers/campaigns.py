@@ -200,7 +200,7 @@ async def _check_references(conn: Connection, request: web.Request, spec: Any) -
     if missing:
         raise NotFound(
             f"contact group {missing[0]!r} not found",
-            details=[{"field": "contact_group_ids", "reason": f"no such group: {g}"} for g in missing],
+            details=[{"field": spec.group_field, "reason": f"no such group: {g}"} for g in missing],
         )
 
 
