@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-from shared.db.pool import UNAVAILABLE
+from shared.db.pool import UNAVAILABLE, UNSTORABLE
 from shared.errors import AppError
 
 log = structlog.get_logger()
@@ -81,13 +81,21 @@ def error_middleware(service: str) -> Any:
                 details = None
                 if status == 413:  # aiohttp's text names the limit: "Maximum request body size N exceeded."
                     details = [{"field": "body", "reason": exc.text or exc.reason}]
-                response = json_response(
-                    error_body(_HTTP_CODES.get(status, "http_error"), exc.reason, details), status
-                )
+                response = json_response(error_body(_HTTP_CODES.get(status, "http_error"), exc.reason, details), status)
             except ConnectionResetError as exc:  # the client went away mid-request (an upload cut off)
                 status = CLIENT_GONE
                 log.warning("http.client_gone", path=request.path, method=request.method, reason=str(exc))
                 response = web.Response(status=CLIENT_GONE)  # nobody to read it
+            except UNSTORABLE as exc:  # e.g. a NUL in an id in the path or the query
+                status = 422
+                response = json_response(
+                    error_body(
+                        "validation_error",
+                        "the request is not valid",
+                        [{"field": "request", "reason": f"holds a character that cannot be stored: {exc}"}],
+                    ),
+                    status,
+                )
             except UNAVAILABLE as exc:  # the pool reconnects: the same request again will do
                 status = 503
                 log.warning("http.database_unavailable", path=request.path, method=request.method, error=repr(exc))

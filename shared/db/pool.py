@@ -12,6 +12,12 @@ import structlog
 
 log = structlog.get_logger()
 
+#: What a value PostgreSQL cannot hold in text raises (a NUL character, in a path or query value).
+UNSTORABLE: tuple[type[Exception], ...] = (
+    asyncpg.CharacterNotInRepertoireError,
+    asyncpg.UntranslatableCharacterError,
+)
+
 #: Seconds a closing pool waits for its connections to be given back before dropping them.
 CLOSE_TIMEOUT_S = 15.0
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -43,18 +45,62 @@ class _Undefined(StrictUndefined):
     """Undefined that names the variable when it is used."""
 
 
-_ENV = ImmutableSandboxedEnvironment(undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
+#: What `{{ … }}` may print: plain values (a function, a class or jinja2's own objects never).
+_PRINTABLE = (str, int, float, bool, Decimal, date, list, tuple, dict, type(None))
+#: `**` and `*` on whole numbers and sequences are bounded, so that `{{ 9**9999999 }}` or
+#: `{{ 'x' * 10**9 }}` cannot hold the process.
+_MAX_BITS = 4096
+
+
+def _printable(value: Any) -> Any:
+    if not isinstance(value, (*_PRINTABLE, Undefined)) or isinstance(value, type):  # Undefined: raises itself
+        raise SecurityError(f"a {type(value).__name__} cannot be printed")
+    return value
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """jinja2's immutable sandbox with no globals (no `range`, `lipsum`, `dict`, …), plain values
+    only in the output, and bounded powers and repetitions."""
+
+    intercepted_binops = frozenset({"**", "*"})
+
+    def __init__(self, autoescape: bool):
+        super().__init__(undefined=_Undefined, autoescape=autoescape, keep_trailing_newline=True, finalize=_printable)
+        self.globals.clear()
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        power = operator == "**" and isinstance(left, int) and isinstance(right, int)
+        if power and right > 0 and max(left.bit_length(), 1) * right > _MAX_BITS:
+            raise SecurityError("the power is too large")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int) and len(seq) * times > MAX_OUTPUT:
+                    raise SecurityError(f"the repetition is longer than {MAX_OUTPUT}")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = _Sandbox(autoescape=False)
 #: For email HTML: every value is escaped.
-_HTML_ENV = ImmutableSandboxedEnvironment(undefined=_Undefined, autoescape=True, keep_trailing_newline=True)
+_HTML_ENV = _Sandbox(autoescape=True)
+#: Statements that reach outside the template: there is nothing for them to load.
+_LOADING = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
 
 
 @functools.lru_cache(maxsize=1024)
 def compile_template(source: str, html: bool = False) -> Any:
     """The compiled template, or TemplateError with the line of the mistake."""
+    env = _HTML_ENV if html else _ENV
     try:
-        return (_HTML_ENV if html else _ENV).from_string(source)
+        ast = env.parse(source)
+        for node in ast.find_all(_LOADING):
+            raise TemplateError(f"line {node.lineno}: a template cannot include or import others", node.lineno)
+        return env.from_string(source)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"line {exc.lineno}: {exc.message}", exc.lineno) from exc
+    except TemplateError:
+        raise
+    except Exception as exc:  # the compiler folds constants: `{{ 2**20000 }}` fails here
+        raise TemplateError(f"cannot compile: {exc}") from exc
 
 
 def variables(source: str) -> set[str]:
@@ -104,6 +150,10 @@ def render(source: str, context: Mapping[str, Any], html: bool = False) -> str:
         raise MissingVariable(_undefined_name(exc)) from exc
     except SecurityError as exc:
         raise TemplateError(f"not allowed in a template: {exc}") from exc
+    except TemplateError:
+        raise
+    except Exception as exc:  # a template is untrusted: whatever it does wrong is its own error
+        raise TemplateError(f"cannot render: {type(exc).__name__}: {exc}") from exc
     return "".join(out)
 
 

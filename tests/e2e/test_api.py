@@ -306,3 +306,13 @@ async def test_a_body_over_the_limit_is_413_naming_it(http, system, account, db)
     assert error["error"]["code"] == "payload_too_large"
     assert error["error"]["details"] == [{"field": "body", "reason": f"Maximum request body size {MAX_BODY} exceeded."}]
     assert await db.fetchval("SELECT count(*) FROM campaigns WHERE account_id = $1", account.id) == before
+
+
+async def test_a_nul_in_a_path_or_query_value_is_422_not_500(http, system, account):
+    for method, path in (("GET", "/contacts/%00"), ("DELETE", "/contact-groups/%00"), ("GET", "/campaigns/%00"),
+                         ("POST", "/campaigns/%00/dry-run"), ("GET", "/contacts?group_id=%00"),
+                         ("GET", "/agents/ag_%00x")):
+        async with http.request(method, system.api_url + path, headers=account.headers) as response:
+            body = await response.json()
+            assert response.status == 422, (path, body)
+        assert body["error"]["details"][0]["field"] == "request"

@@ -8,6 +8,7 @@ from shared.domain.templating import (
     MAX_OUTPUT,
     MissingVariable,
     TemplateError,
+    compile_template,
     contact_context,
     render,
     variables,
@@ -55,8 +56,44 @@ def test_python_internals_are_out_of_reach(source):
 
 def test_output_is_bounded():
     with pytest.raises(TemplateError, match="longer than"):
-        render("{% for i in range(100000) %}xxxxxxxxxx{% endfor %}", {})
+        render("{% for i in items %}xxxxxxxxxx{% endfor %}", {"items": list(range(100000))})
     assert MAX_OUTPUT < 100000 * 10
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ("{{ first_name.format }}", "a function cannot be printed"),  # no Python object leaks out
+        ("{{ self }}", "a TemplateReference cannot be printed"),
+        ("{{ ''.__class__ }}", "unsafe"),
+        ("{{ 2**20000 }}", "the power is too large"),  # would not even print (4,300-digit limit)
+        ("{% set n = 9 %}{{ n**9999999 }}", "the power is too large"),  # would hold the process
+        ("{{ 'x' * 10**9 }}", "the repetition is longer than"),
+        ("{{ first_name * 100000 }}", "the repetition is longer than"),
+    ],
+)
+def test_the_sandbox_refuses_what_would_leak_or_hold_the_process(source, error):
+    compile_template(source)  # these compile: the refusal comes when rendering
+    with pytest.raises(TemplateError, match=error):
+        render(source, {"first_name": "Ann"})
+
+
+@pytest.mark.parametrize("name", ["range", "lipsum", "dict", "cycler", "joiner", "namespace"])
+def test_the_sandbox_has_no_globals(name):
+    with pytest.raises(MissingVariable, match=f"missing variable: {name}"):
+        render(f"{{{{ {name} }}}}", {})
+
+
+@pytest.mark.parametrize("source", ["{% include 'x' %}", "{% import 'os' as os %}", "{% extends 'base' %}",
+                                    "{% from 'x' import y %}"])
+def test_a_template_cannot_load_others(source):
+    with pytest.raises(TemplateError, match="line 1: a template cannot include or import others"):
+        compile_template(source)
+
+
+def test_plain_values_and_arithmetic_still_render():
+    assert render("{{ 2**10 }} {{ 'ab' * 3 }} {{ items }} {{ n * 2 }} {{ first_name|upper }}",
+                  {"items": [1, 2], "n": 3, "first_name": "Ann"}) == "1024 ababab [1, 2] 6 ANN"
 
 
 def test_a_syntax_error_names_the_line():
