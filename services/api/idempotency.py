@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import hashlib
+import json
 import re
 import time
 from typing import Any
@@ -87,7 +88,7 @@ def idempotency_middleware() -> Any:
                 log.info("idempotency.purged", count=purged)
         account_id = request["account"]["id"]
         path = request.path_qs
-        body_hash = hashlib.sha256(await request.read()).digest()
+        body_hash = hashlib.sha256(_canonical(await request.read())).digest()
         for _ in range(3):  # the key may be freed or expire between the two statements
             token = await db.reserve(pool, account_id, key, request.method, path, body_hash)
             if token is not None:
@@ -143,3 +144,12 @@ def _answer(stored: db.Stored, verdict: Verdict) -> web.Response:
     assert stored.status is not None
     headers = {**stored.headers, REPLAYED: "true"}
     return web.Response(status=stored.status, body=stored.body, headers=headers)
+
+
+def _canonical(body: bytes) -> bytes:
+    """A JSON body as its parameters (key order and spacing aside, as Stripe compares them);
+    any other body as it is."""
+    try:
+        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:
+        return body

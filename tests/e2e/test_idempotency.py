@@ -162,3 +162,15 @@ async def test_campaign_actions_ignore_the_key(http, system, account):
     assert first[0] == 200, first
     assert again[0] == 409  # judged by the campaign's state, not replayed
     assert "Idempotent-Replayed" not in again[1]
+
+
+async def test_a_retry_is_the_same_request_whatever_its_key_order_and_spacing(http, system, account, db):
+    key = uuid.uuid4().hex
+    headers = {**account.headers, "Idempotency-Key": key, "Content-Type": "application/json"}
+    answers = []
+    for raw in (b'{"name": "Ava", "instructions": "Be brief"}', b'{"instructions":"Be brief","name":"Ava"}\n'):
+        async with http.post(system.api_url + "/agents", headers=headers, data=raw) as response:
+            answers.append((response.status, await response.json()))
+    assert answers[1] == answers[0]
+    assert answers[0][0] == 201
+    assert await count(db, "agents", account) == 1
