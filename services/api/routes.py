@@ -180,7 +180,14 @@ OPERATIONS: list[Op] = [
     Op("PATCH", "/account", account.update_account, "Change the account's defaults", AccountPatch),
     Op("POST", "/senders", account.add_sender, "Add a sender identity (phone or email)", SenderIn, ok=201),
     Op("GET", "/senders", account.list_senders, "List sender identities"),
-    Op("DELETE", "/senders/{address}", account.delete_sender, "Remove a sender identity", ok=204),
+    Op(
+        "DELETE",
+        "/senders/{address}",
+        account.delete_sender,
+        "Remove a sender identity (409 while a campaign not yet ended sends from it)",
+        ok=204,
+        errors=(409,),
+    ),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from urllib.parse import quote
 
 import pytest
 
@@ -107,6 +108,29 @@ async def test_senders_gate_from_number(http, system, account, fake_twilio):
     assert fake_twilio.sent_to(phone)[0].get("From") == own
     status, listed = await call(http, "GET", system.api_url + "/senders", account.headers)
     assert [s["address"] for s in listed["data"]] == [own]
+
+
+async def test_one_sender_per_request_and_none_removed_while_a_campaign_sends_from_it(http, system, account):
+    agent_id = await _agent(http, system, account)
+    own = new_phone()
+    status, error = await call(http, "POST", system.api_url + "/senders", account.headers,
+                               {"phone": own, "email": "x@example.com"})
+    assert status == 422, error  # two at once: neither is dropped silently
+    assert [d["field"] for d in error["error"]["details"]] == ["phone", "email"]
+    status, _sender = await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": own})
+    assert status == 201
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {"name": "s", "type": "sms", "agent_id": agent_id, "contacts": [new_phone()],
+                               "message_template": "hi", "from_number": own, "schedule": "2030-01-01T09:00:00Z"})
+    assert status == 201, body
+    status, error = await call(http, "DELETE", f"{system.api_url}/senders/{quote(own)}", account.headers)
+    assert status == 409, error
+    assert body["id"] in error["error"]["message"]
+    status, _listed = await call(http, "GET", system.api_url + "/senders", account.headers)
+    assert own in [s["address"] for s in _listed["data"]]
+    await call(http, "DELETE", f"{system.api_url}/campaigns/{body['id']}", account.headers)  # a draft: deleted
+    status, _none = await call(http, "DELETE", f"{system.api_url}/senders/{quote(own)}", account.headers)
+    assert status == 204
 
 
 async def test_launch_reserves_sends_charge_and_the_rest_is_refunded(http, system, db, fake_twilio):

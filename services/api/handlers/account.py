@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from services.api.handlers.common import iso, read_model
 from shared.domain.phone import InvalidPhone, to_e164
 from shared.domain.zones import is_valid_zone
-from shared.errors import Invalid, NotFound
+from shared.errors import Conflict, Invalid, NotFound
 from shared.web import json_response
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -27,6 +27,12 @@ RETURNING *, (xmax = 0) AS created
 """
 _SENDERS = "SELECT * FROM sender_identities WHERE account_id = $1 ORDER BY created_at, address"
 _DELETE_SENDER = "DELETE FROM sender_identities WHERE account_id = $1 AND address = $2 RETURNING address"
+_SENDER_IN_USE = """
+SELECT id FROM campaigns
+WHERE account_id = $1 AND lower(from_number) = lower($2)
+  AND status NOT IN ('completed', 'cancelled', 'failed')
+LIMIT 1
+"""
 
 
 class AccountPatch(BaseModel):
@@ -98,6 +104,12 @@ async def add_sender(request: web.Request) -> web.Response:
     """`POST /senders` → 201 (200 when it was there already). Verified at once: in sandbox mode by
     definition, with live Twilio because Twilio itself refuses a sender the account does not own."""
     body = await read_model(request, SenderIn)
+    given = [name for name in ("phone", "email", "address") if getattr(body, name)]
+    if len(given) > 1:  # two would be two senders: one each, so that neither is dropped
+        raise Invalid(
+            "give one sender per request",
+            details=[{"field": name, "reason": "one of phone, email or address, not several"} for name in given],
+        )
     raw = body.phone or body.email or body.address
     if not raw:
         raise Invalid(
@@ -123,10 +135,15 @@ async def list_senders(request: web.Request) -> web.Response:
 
 
 async def delete_sender(request: web.Request) -> web.Response:
-    """`DELETE /senders/{address}` → 204."""
+    """`DELETE /senders/{address}` → 204; 409 while a campaign not yet ended sends from it."""
     address = request.match_info["address"]
-    if await request.app["pool"].fetchval(_DELETE_SENDER, request["account"]["id"], address) is None:
-        raise NotFound(f"sender {address!r} not found")
+    account_id = request["account"]["id"]
+    async with request.app["pool"].acquire() as conn, conn.transaction():
+        if await conn.fetchval(_DELETE_SENDER, account_id, address) is None:
+            raise NotFound(f"sender {address!r} not found")
+        using = await conn.fetchval(_SENDER_IN_USE, account_id, address)
+        if using is not None:  # rolls the delete back
+            raise Conflict(f"campaign {using!r} sends from {address!r}: it stays a sender until that campaign ends")
     return web.Response(status=204)
 
 
