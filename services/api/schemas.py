@@ -158,6 +158,17 @@ class AgentPatch(_Loose):
     settings: dict[str, Any] | None = None
 
 
+def template_errors(name: str, source: str | None) -> list[dict[str, str]]:
+    """A template field's syntax error, with its line (none when it compiles or is empty)."""
+    if not source:
+        return []
+    try:
+        compile_template(source)
+    except TemplateError as exc:
+        return [{"field": name, "reason": str(exc)}]
+    return []
+
+
 def agent_settings_errors(mode: str, settings: dict[str, Any]) -> list[dict[str, str]]:
     """What an answering mode needs in `settings` and lacks."""
     needs = {"rules": (), "webhook": ("url",), "llm": ("base_url", "model")}[mode]
@@ -274,12 +285,9 @@ def normalize(req: CampaignCreate, default_timezone: str) -> CampaignSpec:
     group_ids = list(dict.fromkeys(group_ids))
 
     template = merged.get("message_template")
-    for key in ("message_template", "subject", "html_template"):
-        if merged.get(key):
-            try:
-                compile_template(merged[key])
-            except TemplateError as exc:
-                bad(key, str(exc))
+    for key in ("message_template", "subject", "html_template", "opening_message"):
+        errors.extend(template_errors(key, merged.get(key)))
+    errors.extend(template_errors("voice.opening_message", (merged.get("voice") or {}).get("opening_message")))
     if not template and merged.get("template_id") is None and channel != "voice":
         bad("message_template", "required for an SMS or email campaign (or give template_id)")
     if channel == "email" and not merged.get("subject") and merged.get("template_id") is None:

@@ -21,7 +21,8 @@ from shared.domain import contacts
 HEADER_ALIASES: dict[str, frozenset[str]] = {
     "first_name": frozenset({"first_name", "firstname", "first", "given_name", "forename", "fname"}),
     "last_name": frozenset({"last_name", "lastname", "last", "surname", "family_name", "lname"}),
-    "email": frozenset({"email", "email_address", "emailaddress", "e_mail", "mail"}),
+    # Outlook's and Google Contacts' exports too ("E-mail Address", "E-mail 1 - Value", …)
+    "email": frozenset({"email", "email_address", "emailaddress", "e_mail", "mail", "e_mail_address", "e_mail_1_value"}),
     "phone": frozenset(
         {
             "phone",
@@ -38,9 +39,13 @@ HEADER_ALIASES: dict[str, frozenset[str]] = {
             "tel",
             "msisdn",
             "whatsapp",
+            "mobile_phone_number",
+            "phone_1_value",
         }
     ),
-    "company": frozenset({"company", "company_name", "organization", "organisation", "org", "business"}),
+    "company": frozenset(
+        {"company", "company_name", "organization", "organisation", "org", "business", "organization_1_name"}
+    ),
     "timezone": frozenset({"timezone", "time_zone", "tz"}),
 }
 #: Header spellings of a per-row country (the default region of that row's phone; also kept as metadata).

@@ -316,3 +316,18 @@ async def test_a_nul_in_a_path_or_query_value_is_422_not_500(http, system, accou
             body = await response.json()
             assert response.status == 422, (path, body)
         assert body["error"]["details"][0]["field"] == "request"
+
+
+async def test_an_opening_message_with_a_syntax_error_is_422_naming_the_line(http, system, account, agent_id):
+    status, error = await call(http, "POST", system.api_url + "/agents", account.headers,
+                               {"name": "A", "opening_message": "Hi\n{{ first_name "})
+    assert status == 422, error
+    assert error["error"]["details"][0]["field"] == "opening_message"
+    assert error["error"]["details"][0]["reason"].startswith("line 2:")
+    status, error = await call(http, "PATCH", f"{system.api_url}/agents/{agent_id}", account.headers,
+                               {"opening_message": "{% if %}"})
+    assert (status, error["error"]["details"][0]["field"]) == (422, "opening_message")
+    status, error = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                               {"name": "c", "agent_id": agent_id, "contacts": [new_phone()],
+                                "opening_message": "Hello {{ name"})
+    assert (status, error["error"]["details"][0]["field"]) == (422, "opening_message")

@@ -115,6 +115,8 @@ def test_metadata_merges_and_null_removes():
         (["mobile", "E-mail", "firstname"], 0, 1, 2),
         (["PHONE_NUMBER", "company"], 0, None, None),
         (["\ufeffphone", "plan"], 0, None, None),
+        (["First Name", "E-mail Address", "Mobile Phone"], 2, 1, 0),  # Outlook's export
+        (["Given Name", "E-mail 1 - Value", "Phone 1 - Value"], 2, 1, 0),  # Google Contacts'
     ],
 )
 def test_header_variants_map_to_fields(header, phone, email, first):

@@ -8,7 +8,7 @@ import asyncpg
 from aiohttp import web
 
 from services.api.handlers.common import decode_cursor, encode_cursor, iso, page_limit, read_model
-from services.api.schemas import AgentCreate, AgentPatch, agent_settings_errors
+from services.api.schemas import AgentCreate, AgentPatch, agent_settings_errors, template_errors
 from shared.db import campaigns as db
 from shared.errors import Conflict, Invalid, NotFound
 from shared.web import json_response
@@ -35,7 +35,7 @@ def agent_body(row: asyncpg.Record) -> dict[str, Any]:
 async def create_agent(request: web.Request) -> web.Response:
     """`POST /agents` → 201 with the agent."""
     body = await read_model(request, AgentCreate)
-    errors = agent_settings_errors(body.mode, body.settings)
+    errors = agent_settings_errors(body.mode, body.settings) + template_errors("opening_message", body.opening_message)
     if errors:
         raise Invalid("the agent is not valid", details=errors)
     async with request.app["pool"].acquire() as conn:
@@ -74,7 +74,9 @@ async def update_agent(request: web.Request) -> web.Response:
     patch = await read_model(request, AgentPatch)
     data = {k: row[k] for k in ("name", "instructions", "opening_message", "voice", "mode", "settings")}
     data.update({k: getattr(patch, k) for k in patch.model_fields_set if getattr(patch, k) is not None})
-    errors = agent_settings_errors(data["mode"], data["settings"])
+    errors = agent_settings_errors(data["mode"], data["settings"]) + template_errors(
+        "opening_message", data["opening_message"]
+    )
     if errors:
         raise Invalid("the agent is not valid", details=errors)
     updated = await db.update_agent(request.app["pool"], account_id, row["id"], data)
