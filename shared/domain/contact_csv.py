@@ -22,7 +22,9 @@ HEADER_ALIASES: dict[str, frozenset[str]] = {
     "first_name": frozenset({"first_name", "firstname", "first", "given_name", "forename", "fname"}),
     "last_name": frozenset({"last_name", "lastname", "last", "surname", "family_name", "lname"}),
     # Outlook's and Google Contacts' exports too ("E-mail Address", "E-mail 1 - Value", …)
-    "email": frozenset({"email", "email_address", "emailaddress", "e_mail", "mail", "e_mail_address", "e_mail_1_value"}),
+    "email": frozenset(
+        {"email", "email_address", "emailaddress", "e_mail", "mail", "e_mail_address", "e_mail_1_value"}
+    ),
     "phone": frozenset(
         {
             "phone",
@@ -50,6 +52,8 @@ HEADER_ALIASES: dict[str, frozenset[str]] = {
 }
 #: Header spellings of a per-row country (the default region of that row's phone; also kept as metadata).
 COUNTRY_ALIASES = frozenset({"country", "country_code", "region"})
+#: Bytes read before the file's encoding is decided (its BOM, or whether it is UTF-8 at all).
+SNIFF_BYTES = 4096
 #: Most metadata columns a file may have (a bound on the JSON object each row carries).
 MAX_METADATA_COLUMNS = 500
 #: Characters held back waiting for a quoted field to close before the text is cut regardless
@@ -278,7 +282,8 @@ def guess_delimiter(header: str) -> str:
 
 
 class CsvRecords:
-    """Feed bytes, get `(line, cells, error)` per record (line numbers from 1, blank lines skipped).
+    """Feed bytes, get `(line, cells, error)` per record (line numbers from 1, blank lines and rows
+    of empty cells skipped).
 
     `error` is the csv module's complaint about a line it could not read (then `cells` is empty).
     The delimiter is `delimiter`, else guessed from the header line (`guess_delimiter`). A UTF-8
@@ -288,23 +293,28 @@ class CsvRecords:
 
     def __init__(self, encoding: str = "utf-8", delimiter: str | None = None) -> None:
         name = codecs.lookup(encoding).name
-        self._decoder = codecs.getincrementaldecoder("utf-8-sig" if name == "utf-8" else name)(errors="replace")
+        self._utf8 = name == "utf-8"
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig" if self._utf8 else name)(errors="replace")
         self._start: bytes | None = b""  # the file's first bytes, until a UTF-16 BOM is ruled out
         self._pending = ""
         self._line = 0  # physical lines consumed so far
         self.delimiter = delimiter
 
     def _sniff(self, data: bytes, final: bool) -> bytes | None:
-        """`data` behind the file's first bytes, once there are two to tell a UTF-16 BOM by (which
-        switches the decoder); None while waiting for them."""
+        """`data` behind the file's first bytes, once there are enough to tell the encoding by; None
+        while waiting for them. A UTF-16 BOM switches the decoder to UTF-16; a file meant to be
+        UTF-8 whose first bytes are not is read as Windows-1252 (Excel's "CSV" on Windows), so
+        that `José` does not come out as `Jos�`."""
         assert self._start is not None
         data = self._start + data
-        if len(data) < 2 and not final:
+        if len(data) < SNIFF_BYTES and not final:
             self._start = data
             return None
         self._start = None
         if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
             self._decoder = codecs.getincrementaldecoder("utf-16")(errors="replace")
+        elif self._utf8 and not _utf8_so_far(data[:SNIFF_BYTES], final and len(data) <= SNIFF_BYTES):
+            self._decoder = codecs.getincrementaldecoder("cp1252")(errors="replace")
         return data
 
     def feed(self, data: bytes, final: bool = False) -> Iterator[tuple[int, list[str], str | None]]:
@@ -345,9 +355,18 @@ class CsvRecords:
             last = reader.line_num
             if nul and any("\x00" in cell for cell in cells):
                 yield start, [], "contains a NUL character"
-            elif len(cells) > 1 or (cells and cells[0].strip()):
+            elif cells and (cells[0].strip() or any(cell.strip() for cell in cells)):  # `,,,,` is blank too
                 yield start, cells, None
         self._line = base + last
+
+
+def _utf8_so_far(prefix: bytes, whole: bool) -> bool:
+    """Whether `prefix` is UTF-8 (a character cut at its end aside, unless it is the whole file)."""
+    try:
+        prefix.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return not whole and exc.reason == "unexpected end of data"
+    return True
 
 
 def split_at_record_end(text: str) -> tuple[str, str]:

@@ -14,6 +14,7 @@ from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from shared.domain import contacts
 from shared.domain.contact_csv import (
+    SNIFF_BYTES,
     Columns,
     CsvRecords,
     HeaderError,
@@ -208,6 +209,25 @@ def _records(data: bytes, sizes: list[int], encoding: str = "utf-8") -> list[tup
         start += size
     out += records.feed(data[start:], final=True)
     return out
+
+
+def test_a_file_that_is_not_utf8_from_its_start_is_read_as_windows_1252():
+    data = "first_name,phone\nJosé,+14155550123\nZoë “Z”,+14155550124\n".encode("cp1252")
+    expected = [(1, ["first_name", "phone"], None), (2, ["José", "+14155550123"], None),
+                (3, ["Zoë “Z”", "+14155550124"], None)]
+    assert _records(data, []) == expected
+    for cut in range(1, len(data)):
+        assert _records(data, [cut]) == expected, cut
+    # UTF-8 stays UTF-8, also when a character straddles the bytes the choice is made on
+    utf8 = ("phone,note\n" + "+14155550123," + "a" * (SNIFF_BYTES - 25) + "é\n").encode()
+    assert _records(utf8, [])[1][1][1].endswith("é")
+
+
+def test_a_row_of_empty_cells_is_skipped_like_a_blank_line():
+    data = b"phone,note\n+14155550123,a\n,,\n , \n+14155550124,b\n"
+    assert _records(data, []) == [
+        (1, ["phone", "note"], None), (2, ["+14155550123", "a"], None), (5, ["+14155550124", "b"], None)
+    ]
 
 
 def test_records_cut_anywhere_give_the_same_rows_and_line_numbers():
