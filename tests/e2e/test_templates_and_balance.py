@@ -35,6 +35,11 @@ async def test_template_lifecycle_and_errors(http, system, account):
     assert {d["field"] for d in error["error"]["details"]} == {"subject"}
     status, patched = await call(http, "PATCH", f"{url}/{created['id']}", account.headers, {"name": "Renamed"})
     assert (status, patched["name"], patched["body"]) == (200, "Renamed", created["body"])
+    status, error = await call(http, "PATCH", f"{url}/{created['id']}", account.headers,
+                               {"channel": "email", "name": "Never"})
+    assert (status, error["error"]["details"][0]["field"]) == (422, "channel")
+    status, same = await call(http, "PATCH", f"{url}/{created['id']}", account.headers, {"channel": "sms"})
+    assert (status, same["name"], same["channel"]) == (200, "Renamed", "sms")
     status, page = await call(http, "GET", url + "?channel=sms", account.headers)
     assert [t["id"] for t in page["data"]] == [created["id"]]
     status, _ = await call(http, "DELETE", f"{url}/{created['id']}", account.headers)

@@ -41,6 +41,8 @@ class TemplatePatch(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
+    #: Accepted only as the template's own: a template's channel does not change.
+    channel: str | None = Field(default=None, validation_alias=AliasChoices("channel", "type"))
     body: str | None = Field(default=None, validation_alias=AliasChoices("body", "message_template", "text"))
     subject: str | None = None
     html: str | None = Field(default=None, validation_alias=AliasChoices("html", "html_template"))
@@ -131,8 +133,15 @@ async def update_template(request: web.Request) -> web.Response:
     """`PATCH /templates/{id}`: change its name or texts (the channel stays)."""
     row = await _get(request)
     patch = await read_model(request, TemplatePatch)
+    if patch.channel is not None and patch.channel != row["channel"]:
+        raise Invalid(
+            "a template's channel does not change",
+            details=[{"field": "channel", "reason": f"this is a {row['channel']} template: create a new one"}],
+        )
     data = {k: row[k] for k in ("name", "channel", "body", "subject", "html")}
-    data.update({k: getattr(patch, k) for k in patch.model_fields_set if k != "name" or patch.name is not None})
+    data.update(
+        {k: getattr(patch, k) for k in patch.model_fields_set - {"channel"} if k != "name" or patch.name is not None}
+    )
     try:
         merged = TemplateIn.model_validate(data)
     except ValidationError as exc:
