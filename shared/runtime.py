@@ -59,9 +59,6 @@ async def background(stop: asyncio.Event, *loops: Coroutine[Any, Any, object]) -
 
 async def every(interval: float, stop: asyncio.Event, step: Callable[[], Awaitable[object]], name: str) -> None:
     """Run `step` every `interval` seconds until `stop` is set; a failing round is logged, never fatal."""
-    import structlog
-
-    log = structlog.get_logger()
     while not stop.is_set():
         try:
             await step()

@@ -132,7 +132,7 @@ def patched(current: dict[str, Any], patch: CampaignPatch) -> tuple[CampaignCrea
             merged.pop(key, None)
     if "contact_group_id" in given or "contact_group_ids" in given:
         merged.pop("contact_group_ids", None)
-    merged.update({k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in given.items()})
+    merged.update(given)
     return CampaignCreate.model_validate(merged), "contacts" in given
 
 

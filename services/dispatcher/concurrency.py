@@ -32,9 +32,10 @@ class SlotGate:
         await self._listener.stop()
 
     def _on_free(self, campaign_id: str | None) -> None:
-        # None: the LISTEN connection was lost, and a slot may have been freed meanwhile
-        events = self._events.values() if campaign_id is None else filter(None, [self._events.get(campaign_id)])
-        for event in events:
+        if campaign_id is None:  # the LISTEN connection was lost: a slot may have been freed meanwhile
+            for waiting in self._events.values():
+                waiting.set()
+        elif (event := self._events.get(campaign_id)) is not None:
             event.set()
 
     @contextlib.asynccontextmanager

@@ -65,30 +65,33 @@ class Relay:
         self._batch = batch
         self._poll = poll_interval
         self._wake = asyncio.Event()
+        self._channel: aio_pika.abc.AbstractChannel | None = None
 
     async def run(self) -> None:
-        """Relay until cancelled: woken by NOTIFY, and polling as a fallback. A failing round
-        (the database or the broker away) is logged and tried again; nothing ends the loop."""
-        channel: aio_pika.abc.AbstractChannel | None = None
+        """Relay until cancelled: woken by NOTIFY, and polling as a fallback."""
         try:
             async with Listener(self._pool, CHANNEL, self._on_notify):
                 while True:
-                    try:
-                        if channel is None:  # robust: it reopens itself after the broker comes back
-                            channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-                        moved = await self._relay_batch(channel)
-                    except Exception as exc:  # the relay must outlive any bad round
-                        log.warning("outbox.relay_failed", error=repr(exc))
-                        moved = 0
-                        await asyncio.sleep(self._poll)
-                    if moved < self._batch:
+                    if await self._round() < self._batch:
                         self._wake.clear()
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._wake.wait(), self._poll)
         finally:
-            if channel is not None:
+            if self._channel is not None:
                 with contextlib.suppress(Exception):
-                    await channel.close()
+                    await self._channel.close()
+
+    async def _round(self) -> int:
+        """One batch relayed; how many rows it moved. A failing round (the database or the broker
+        away) is logged and moves nothing: nothing ends the loop."""
+        try:
+            if self._channel is None:  # robust: it reopens itself after the broker comes back
+                self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+            return await self._relay_batch(self._channel)
+        except Exception as exc:
+            log.warning("outbox.relay_failed", error=repr(exc))
+            await asyncio.sleep(self._poll)
+            return 0
 
     def _on_notify(self, _payload: str | None) -> None:
         self._wake.set()

@@ -181,7 +181,8 @@ async def insert_campaign(conn: Connection, account_id: str, spec: Any) -> str:
     """Insert a draft campaign with its inline recipients (contacts upserted); returns its id."""
     campaign_id = new_id("campaign")
     await conn.execute(_INSERT_CAMPAIGN, *_settings(campaign_id, account_id, spec))
-    await _set_recipients(conn, account_id, campaign_id, spec)
+    await _add_recipients(conn, account_id, campaign_id, spec)
+    await _count_total(conn, account_id, campaign_id, spec)
     return campaign_id
 
 
@@ -190,11 +191,8 @@ async def update_draft(conn: Connection, account_id: str, campaign_id: str, spec
     await conn.execute(_UPDATE_DRAFT, *_settings(campaign_id, account_id, spec))
     if recipients:
         await conn.execute(_DELETE_RECIPIENTS, campaign_id)
-        await _set_recipients(conn, account_id, campaign_id, spec)
-    else:  # its groups may have changed
-        await conn.execute(
-            _SET_TOTAL, campaign_id, await conn.fetchval(_COUNT_RECIPIENTS, campaign_id, account_id, spec.group_ids)
-        )
+        await _add_recipients(conn, account_id, campaign_id, spec)
+    await _count_total(conn, account_id, campaign_id, spec)  # its groups may have changed too
 
 
 async def delete_draft(conn: Connection, account_id: str, campaign_id: str) -> None:
@@ -207,9 +205,12 @@ async def has_recipients(conn: Connection, campaign_id: str) -> bool:
     return bool(await conn.fetchval(_HAS_RECIPIENTS, campaign_id))
 
 
-async def _set_recipients(conn: Connection, account_id: str, campaign_id: str, spec: Any) -> None:
+async def _add_recipients(conn: Connection, account_id: str, campaign_id: str, spec: Any) -> None:
     contact_ids = await upsert_contacts(conn, account_id, spec.recipients)
     await conn.execute(_INSERT_RECIPIENTS, campaign_id, contact_ids, list(range(len(contact_ids))))
+
+
+async def _count_total(conn: Connection, account_id: str, campaign_id: str, spec: Any) -> None:
     total = await conn.fetchval(_COUNT_RECIPIENTS, campaign_id, account_id, spec.group_ids)
     await conn.execute(_SET_TOTAL, campaign_id, total)
 

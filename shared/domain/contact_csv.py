@@ -295,7 +295,7 @@ class CsvRecords:
         name = codecs.lookup(encoding).name
         self._utf8 = name == "utf-8"
         self._decoder = codecs.getincrementaldecoder("utf-8-sig" if self._utf8 else name)(errors="replace")
-        self._start: bytes | None = b""  # the file's first bytes, until a UTF-16 BOM is ruled out
+        self._start: bytes | None = b""  # the file's first bytes, until its encoding is decided
         self._pending = ""
         self._line = 0  # physical lines consumed so far
         self.delimiter = delimiter

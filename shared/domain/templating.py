@@ -45,15 +45,16 @@ class _Undefined(StrictUndefined):
     """Undefined that names the variable when it is used."""
 
 
-#: What `{{ … }}` may print: plain values (a function, a class or jinja2's own objects never).
-_PRINTABLE = (str, int, float, bool, Decimal, date, list, tuple, dict, type(None))
+#: What `{{ … }}` may print: plain values (a function, a class or jinja2's own objects never); an
+#: Undefined raises itself when printed (a missing variable).
+_PRINTABLE = (str, int, float, bool, Decimal, date, list, tuple, dict, type(None), Undefined)
 #: `**` and `*` on whole numbers and sequences are bounded, so that `{{ 9**9999999 }}` or
 #: `{{ 'x' * 10**9 }}` cannot hold the process.
 _MAX_BITS = 4096
 
 
 def _printable(value: Any) -> Any:
-    if not isinstance(value, (*_PRINTABLE, Undefined)) or isinstance(value, type):  # Undefined: raises itself
+    if not isinstance(value, _PRINTABLE) or isinstance(value, type):
         raise SecurityError(f"a {type(value).__name__} cannot be printed")
     return value
 
@@ -94,7 +95,7 @@ def compile_template(source: str, html: bool = False) -> Any:
         ast = env.parse(source)
         for node in ast.find_all(_LOADING):
             raise TemplateError(f"line {node.lineno}: a template cannot include or import others", node.lineno)
-        return env.from_string(source)
+        return env.from_string(ast)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"line {exc.lineno}: {exc.message}", exc.lineno) from exc
     except TemplateError:

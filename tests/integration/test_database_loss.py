@@ -101,10 +101,10 @@ async def test_a_background_loop_that_ends_stops_the_service_and_fails_it():
 
 
 async def test_background_loops_are_cancelled_when_the_service_stops():
-    stop = asyncio.Event()
-    cancelled = asyncio.Event()
+    stop, started, cancelled = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def forever() -> None:
+        started.set()
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
@@ -112,6 +112,6 @@ async def test_background_loops_are_cancelled_when_the_service_stops():
             raise
 
     async with background(stop, forever()):
-        await asyncio.sleep(0)
+        await asyncio.wait_for(started.wait(), 5)
         stop.set()
     assert cancelled.is_set()
