@@ -11,7 +11,7 @@ import asyncpg
 import jinja2
 from aiohttp import web
 
-from services.api.handlers.campaigns import apply_action
+from services.api.usecases.campaigns import apply_action
 from shared.db import accounts
 from shared.db import campaigns as db
 from shared.domain.results import Counts, results

@@ -2,81 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Any
 
 import asyncpg
 from aiohttp import web
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from services.api.handlers.common import decode_cursor, encode_cursor, iso, page_limit, read_model
-from services.api.schemas import pydantic_details
-from shared.db import campaigns as campaigns_db
+from services.api.usecases import templates as usecase
+from services.api.usecases.templates import PreviewIn, TemplateIn, TemplatePatch
 from shared.db import templates as db
-from shared.domain.templating import (
-    MissingVariable,
-    TemplateError,
-    compile_template,
-    contact_context,
-    render,
-)
-from shared.errors import Invalid, NotFound
+from shared.domain.templating import contact_context
+from shared.errors import NotFound
 from shared.web import json_response
 
-
-class TemplateIn(BaseModel):
-    """`POST /templates` (and `PATCH`, every field optional there)."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    name: str = Field(min_length=1, max_length=200)
-    channel: Literal["sms", "email", "voice"] = Field(validation_alias=AliasChoices("channel", "type"))
-    body: str | None = Field(default=None, validation_alias=AliasChoices("body", "message_template", "text"))
-    subject: str | None = None
-    html: str | None = Field(default=None, validation_alias=AliasChoices("html", "html_template"))
-
-
-class TemplatePatch(BaseModel):
-    """`PATCH /templates/{id}`: any of the name and texts (the channel stays)."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    #: Accepted only as the template's own: a template's channel does not change.
-    channel: str | None = Field(default=None, validation_alias=AliasChoices("channel", "type"))
-    body: str | None = Field(default=None, validation_alias=AliasChoices("body", "message_template", "text"))
-    subject: str | None = None
-    html: str | None = Field(default=None, validation_alias=AliasChoices("html", "html_template"))
-
-
-class PreviewIn(BaseModel):
-    """`POST /templates/{id}/preview`: a stored contact, or contact fields inline."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    contact_id: str | None = None
-    contact: dict[str, Any] | None = None
-    agent_id: str | None = None
-    agent_name: str | None = None
-
-
-def check_texts(channel: str, body: str | None, subject: str | None, html: str | None) -> None:
-    """422 naming every text that does not compile (with its line) or that the channel needs."""
-    errors = []
-    for name, source in (("body", body), ("subject", subject), ("html", html)):
-        if source:
-            try:
-                compile_template(source, name == "html")
-            except TemplateError as exc:
-                errors.append({"field": name, "reason": str(exc)})
-    if channel in ("sms", "voice") and not body:
-        errors.append({"field": "body", "reason": f"required for a {channel} template"})
-    if channel == "email":
-        if not subject:
-            errors.append({"field": "subject", "reason": "required for an email template"})
-        if not body and not html:
-            errors.append({"field": "body", "reason": "an email template needs a text body or html"})
-    if errors:
-        raise Invalid("the template is not valid", details=errors)
+__all__ = ["PreviewIn", "TemplateIn", "TemplatePatch"]
 
 
 def template_body(row: asyncpg.Record) -> dict[str, Any]:
@@ -93,24 +32,18 @@ def template_body(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-async def _get(request: web.Request) -> asyncpg.Record:
-    row = await db.get(request.app["pool"], request["account"]["id"], request.match_info["id"])
-    if row is None:
-        raise NotFound(f"template {request.match_info['id']!r} not found")
-    return row
-
-
 async def create_template(request: web.Request) -> web.Response:
     """`POST /templates` → 201."""
     body = await read_model(request, TemplateIn)
-    check_texts(body.channel, body.body, body.subject, body.html)
-    row = await db.insert(request.app["pool"], request["account"]["id"], body.model_dump())
+    row = await usecase.create(request.app["pool"], request["account"]["id"], body)
     return json_response(template_body(row), status=201)
 
 
 async def get_template(request: web.Request) -> web.Response:
     """`GET /templates/{id}`."""
-    return json_response(template_body(await _get(request)))
+    return json_response(
+        template_body(await usecase.get(request.app["pool"], request["account"]["id"], request.match_info["id"]))
+    )
 
 
 async def list_templates(request: web.Request) -> web.Response:
@@ -131,24 +64,10 @@ async def list_templates(request: web.Request) -> web.Response:
 
 async def update_template(request: web.Request) -> web.Response:
     """`PATCH /templates/{id}`: change its name or texts (the channel stays)."""
-    row = await _get(request)
+    pool, account_id = request.app["pool"], request["account"]["id"]
+    await usecase.get(pool, account_id, request.match_info["id"])  # 404 before reading the body
     patch = await read_model(request, TemplatePatch)
-    if patch.channel is not None and patch.channel != row["channel"]:
-        raise Invalid(
-            "a template's channel does not change",
-            details=[{"field": "channel", "reason": f"this is a {row['channel']} template: create a new one"}],
-        )
-    data = {k: row[k] for k in ("name", "channel", "body", "subject", "html")}
-    data.update(
-        {k: getattr(patch, k) for k in patch.model_fields_set - {"channel"} if k != "name" or patch.name is not None}
-    )
-    try:
-        merged = TemplateIn.model_validate(data)
-    except ValidationError as exc:
-        raise Invalid("the template is not valid", details=pydantic_details(exc)) from exc
-    check_texts(merged.channel, merged.body, merged.subject, merged.html)
-    updated = await db.update(request.app["pool"], request["account"]["id"], row["id"], merged.model_dump())
-    return json_response(template_body(cast(asyncpg.Record, updated)))  # found by `_get` above
+    return json_response(template_body(await usecase.update(pool, account_id, request.match_info["id"], patch)))
 
 
 async def delete_template(request: web.Request) -> web.Response:
@@ -160,49 +79,12 @@ async def delete_template(request: web.Request) -> web.Response:
 
 async def preview_template(request: web.Request) -> web.Response:
     """`POST /templates/{id}/preview`: the template rendered for one contact, and what it lacks."""
-    row = await _get(request)
+    pool, account_id = request.app["pool"], request["account"]["id"]
+    row = await usecase.get(pool, account_id, request.match_info["id"])
     body = await read_model(request, PreviewIn)
-    contact = await resolve_contact(request, body)
-    agent_name = body.agent_name
-    if body.agent_id:
-        agent = await campaigns_db.get_agent(request.app["pool"], request["account"]["id"], body.agent_id)
-        if agent is None:
-            raise NotFound(f"agent {body.agent_id!r} not found")
-        agent_name = agent["name"]
+    contact, agent_name = await usecase.preview_contact(pool, account_id, body)
     return json_response(
-        render_parts(
+        usecase.render_parts(
             {"body": row["body"], "subject": row["subject"], "html": row["html"]}, contact_context(contact, agent_name)
         )
     )
-
-
-async def resolve_contact(request: web.Request, body: PreviewIn) -> dict[str, Any]:
-    """The contact a preview renders for: a stored one (404 if not the account's) or inline fields."""
-    if body.contact_id:
-        found = await request.app["pool"].fetchrow(
-            "SELECT * FROM contacts WHERE account_id = $1 AND id = $2", request["account"]["id"], body.contact_id
-        )
-        if found is None:
-            raise NotFound(f"contact {body.contact_id!r} not found")
-        return dict(found)
-    fields = dict(body.contact or {})
-    builtin = {k: fields.pop(k, None) for k in ("first_name", "last_name", "email", "phone", "company")}
-    return {**builtin, "metadata": {**fields.pop("metadata", {}), **fields}}
-
-
-def render_parts(parts: dict[str, str | None], context: dict[str, Any]) -> dict[str, Any]:
-    """Render each present part; a part lacking a variable is null and the variable is listed."""
-    out: dict[str, Any] = {}
-    missing: list[str] = []
-    for name, source in parts.items():
-        if not source:
-            out[name] = None
-            continue
-        try:
-            out[name] = render(source, context, html=name == "html")
-        except MissingVariable as exc:
-            out[name] = None
-            missing.append(exc.name)
-        except TemplateError as exc:
-            raise Invalid(str(exc), details=[{"field": name, "reason": str(exc)}]) from exc
-    return {**out, "missing_variables": sorted(set(missing))}

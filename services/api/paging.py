@@ -1,0 +1,36 @@
+"""Cursors and times as the API writes them (JSON handlers and dashboard pages alike)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from shared.errors import Invalid
+
+
+def iso(value: datetime | None) -> str | None:
+    """`2026-03-10T09:00:00Z` for an aware time; naive (wall-clock) times without a zone."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.isoformat(timespec="seconds")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def encode_cursor(created_at: datetime, object_id: str) -> str:
+    """An opaque cursor for `(created_at, id)`."""
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{object_id}".encode()).decode()
+
+
+def decode_cursor(request: web.Request) -> tuple[datetime, str] | None:
+    """The `?cursor=` of the request, or None; 422 when it is not one of ours."""
+    raw = request.query.get("cursor")
+    if not raw:
+        return None
+    try:
+        created, object_id = base64.urlsafe_b64decode(raw.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(created), object_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Invalid("bad cursor", details=[{"field": "cursor", "reason": "not a cursor from this API"}]) from exc

@@ -1,0 +1,266 @@
+"""Campaigns: create, change and delete a draft, launch/pause/resume/cancel, and their results."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, cast
+
+import asyncpg
+import structlog
+from pydantic import ValidationError
+
+from services.api.schemas import CampaignCreate, CampaignPatch, CampaignSpec, normalize, patched, pydantic_details
+from services.api.usecases.account import is_allowed_sender
+from shared.bus import outbox
+from shared.channels import SENDING_CHANNELS
+from shared.db import accounts, balance
+from shared.db import campaigns as db
+from shared.db import templates as templates_db
+from shared.db.connection import Connection, Executor
+from shared.domain import pricing
+from shared.domain.campaign import Action, InvalidTransition, check_editable, transition
+from shared.domain.results import Counts, results
+from shared.domain.templating import variables
+from shared.errors import Conflict, Invalid, NotFound, PaymentRequired
+from shared.messages.campaign_events import (
+    CampaignCancelled,
+    CampaignCreated,
+    CampaignLaunched,
+    CampaignPaused,
+    CampaignResumed,
+)
+from shared.settings import Settings
+
+log = structlog.get_logger()
+
+
+async def load(pool: Executor, account_id: str, campaign_id: str) -> tuple[asyncpg.Record, asyncpg.Record | None]:
+    """One of the account's campaigns (NotFound otherwise) and its delivery counts (None before any)."""
+    row = await db.get(pool, account_id, campaign_id)
+    if row is None:
+        raise NotFound(f"campaign {campaign_id!r} not found")
+    counts = (await db.delivery_counts(pool, [row["id"]])).get(row["id"])
+    return row, counts
+
+
+async def create(
+    pool: asyncpg.Pool, account: asyncpg.Record, settings: Settings, body: CampaignCreate
+) -> asyncpg.Record:
+    """A new draft (launched at once when the request says `"status": "scheduled"`)."""
+    spec = normalize(body, account["default_timezone"])
+    async with pool.acquire() as conn, conn.transaction():
+        await _check_references(conn, account["id"], settings, spec)
+        campaign_id = await db.insert_campaign(conn, account["id"], spec)
+        events: list[Any] = [CampaignCreated(account_id=account["id"], campaign_id=campaign_id, channel=spec.channel)]
+        # The campaign was inserted above, in this transaction.
+        if spec.launch:
+            row = cast(asyncpg.Record, await db.get(conn, account["id"], campaign_id, lock=True))
+            events.append(await _launch(conn, account, row))
+        await outbox.add(conn, events)
+        row = cast(asyncpg.Record, await db.get(conn, account["id"], campaign_id))
+    log.info("campaign.created", campaign_id=campaign_id, channel=spec.channel, contacts=row["total_contacts"])
+    return row
+
+
+async def update_draft(
+    pool: asyncpg.Pool, account: asyncpg.Record, settings: Settings, campaign_id: str, patch: CampaignPatch
+) -> asyncpg.Record:
+    """Change a draft (Conflict once launched): the fields given replace the campaign's, checked as
+    a create checks them."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await _draft(conn, account["id"], campaign_id, "change")
+        try:
+            req, new_contacts = patched(as_request(row), patch)
+        except ValidationError as exc:
+            raise Invalid("the campaign is not valid", details=pydantic_details(exc)) from exc
+        spec = normalize(req, account["default_timezone"])
+        if spec.channel != row["channel"] and not new_contacts and await db.has_recipients(conn, row["id"]):
+            raise Invalid(
+                "the campaign's contacts were checked for another channel",
+                details=[{"field": "contacts", "reason": f"give them again to send {spec.channel} instead"}],
+            )
+        spec.config = {
+            **row["config"],
+            **(patch.config.model_dump(mode="json", exclude_unset=True) if patch.config else {}),
+        }
+        await _check_references(conn, account["id"], settings, spec)
+        await db.update_draft(conn, account["id"], row["id"], spec, new_contacts)
+        row = cast(asyncpg.Record, await db.get(conn, account["id"], row["id"]))
+    log.info("campaign.updated", campaign_id=row["id"], fields=sorted(patch.model_fields_set))
+    return row
+
+
+async def delete_draft(pool: asyncpg.Pool, account_id: str, campaign_id: str) -> None:
+    """Delete a draft (Conflict once launched: cancel it instead)."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await _draft(conn, account_id, campaign_id, "delete")
+        await db.delete_draft(conn, account_id, row["id"])
+    log.info("campaign.deleted", campaign_id=row["id"])
+
+
+async def _draft(
+    conn: Connection, account_id: str, campaign_id: str, edit: Literal["change", "delete"]
+) -> asyncpg.Record:
+    """The account's campaign, locked; NotFound, or Conflict unless it is a draft."""
+    row = await db.get(conn, account_id, campaign_id, lock=True)
+    if row is None:
+        raise NotFound(f"campaign {campaign_id!r} not found")
+    try:
+        check_editable(row["status"], edit)
+    except InvalidTransition as exc:
+        raise Conflict(str(exc)) from exc
+    return row
+
+
+def as_request(row: asyncpg.Record) -> dict[str, Any]:
+    """A stored campaign's settings as the request that would make it (inline contacts aside)."""
+    scheduled = row["scheduled_at"] or row["scheduled_wall"]
+    request = {
+        "name": row["name"],
+        "agent_id": row["agent_id"],
+        "description": row["description"],
+        "channel": row["channel"],
+        "message_template": row["message_template"],
+        "subject": row["subject_template"],
+        "html_template": row["html_template"],
+        "template_id": row["template_id"],
+        "contact_group_ids": list(row["group_ids"]),
+        "scheduled_at": scheduled.isoformat() if scheduled else None,
+        "timezone": row["timezone"],
+        "sending_window": row["sending_window"],
+        "recurrence": row["recurrence"],
+        "max_concurrent": row["max_concurrent"],
+        "max_retries": row["max_retries"],
+        "retry_interval": row["retry_interval"],
+        "from_number": row["from_number"],
+        "voice": row["voice"],
+    }
+    return {k: v for k, v in request.items() if v is not None}
+
+
+async def _check_references(conn: Connection, account_id: str, settings: Settings, spec: CampaignSpec) -> None:
+    """The agent, template, sender and groups a campaign names exist in the account (the
+    template's texts filled in): NotFound or Invalid naming the field."""
+    if await db.get_agent(conn, account_id, spec.agent_id) is None:
+        raise NotFound(
+            f"agent {spec.agent_id!r} not found",
+            details=[{"field": "agent_id", "reason": "no such agent in this account"}],
+        )
+    await _apply_template(conn, account_id, spec)
+    if spec.from_number and not await is_allowed_sender(
+        conn, account_id, spec.from_number, (settings.default_from_number, settings.default_from_email)
+    ):
+        raise Invalid(
+            f"{spec.from_number!r} is not a verified sender of this account",
+            details=[{"field": "from_number", "reason": "add it with POST /senders first"}],
+        )
+    missing = await db.missing_groups(conn, account_id, spec.group_ids)
+    if missing:
+        raise NotFound(
+            f"contact group {missing[0]!r} not found",
+            details=[{"field": spec.group_field, "reason": f"no such group: {g}"} for g in missing],
+        )
+
+
+async def _apply_template(conn: Connection, account_id: str, spec: CampaignSpec) -> None:
+    """Fill the campaign's texts from its `template_id` (texts given inline win)."""
+    if spec.template_id is None:
+        return
+    template = await templates_db.get(conn, account_id, spec.template_id)
+    if template is None:
+        raise NotFound(
+            f"template {spec.template_id!r} not found",
+            details=[{"field": "template_id", "reason": "no such template in this account"}],
+        )
+    if template["channel"] != spec.channel:
+        raise Invalid(
+            "the template is for another channel",
+            details=[
+                {
+                    "field": "template_id",
+                    "reason": f"a {template['channel']} template cannot send a {spec.channel} campaign",
+                }
+            ],
+        )
+    spec.message_template = spec.message_template or template["body"]
+    spec.subject = spec.subject or template["subject"]
+    spec.html_template = spec.html_template or template["html"]
+
+
+async def _launch(conn: Connection, account: asyncpg.Record, row: asyncpg.Record) -> CampaignLaunched:
+    """Check and record a launch (in the caller's transaction); the event to publish."""
+    try:
+        step = transition(row["status"], "launch")
+    except InvalidTransition as exc:
+        raise Conflict(str(exc)) from exc
+    if row["channel"] not in SENDING_CHANNELS:
+        raise Invalid(
+            f"sending {row['channel']} campaigns is not available yet; it is saved as a draft",
+            details=[{"field": "channel", "reason": f"{row['channel']} cannot be launched yet"}],
+        )
+    if row["total_contacts"] == 0:
+        raise Invalid(
+            "the campaign has no contacts to send to",
+            details=[{"field": "contacts", "reason": "no contacts and no non-empty contact group"}],
+        )
+    cost = pricing.estimate_run(row, account)
+    if not await balance.reserve(conn, account["id"], row["id"], cost):
+        have = cast(asyncpg.Record, await accounts.get(conn, account["id"]))["balance"]
+        raise PaymentRequired(
+            f"the balance ({have}) cannot cover this campaign's estimated cost ({cost})",
+            details=[{"field": "balance", "reason": f"needs {cost}, has {have}"}],
+            extra={"estimate": str(cost), "balance": str(have)},
+        )
+    await db.set_status(conn, account["id"], row["id"], step.status, None)
+    return CampaignLaunched(account_id=account["id"], campaign_id=row["id"], channel=row["channel"])
+
+
+async def apply_action(pool: asyncpg.Pool, account: asyncpg.Record, campaign_id: str, action: Action) -> dict[str, Any]:
+    """Launch, pause, resume or cancel one of the account's campaigns: NotFound, Conflict with the
+    reason, PaymentRequired, or what the answer should add (`missing_variables` at launch)."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await db.get(conn, account["id"], campaign_id, lock=True)
+        if row is None:
+            raise NotFound(f"campaign {campaign_id!r} not found")
+        extra: dict[str, Any] = {}
+        if action == "launch":
+            event: Any = await _launch(conn, account, row)
+            extra["missing_variables"] = await missing_variables(conn, row)
+        else:
+            try:
+                step = transition(row["status"], action, row["resume_to"])
+            except InvalidTransition as exc:
+                raise Conflict(str(exc)) from exc
+            await db.set_status(conn, account["id"], row["id"], step.status, step.resume_to)
+            kind = {"pause": CampaignPaused, "resume": CampaignResumed, "cancel": CampaignCancelled}[action]
+            event = kind(account_id=account["id"], campaign_id=row["id"])
+        await outbox.add(conn, [event])
+    log.info(f"campaign.{action}", campaign_id=campaign_id)
+    return extra
+
+
+async def missing_variables(conn: Executor, row: asyncpg.Record) -> dict[str, int]:
+    """How many of the campaign's contacts lack each variable its texts read (they will fail)."""
+    names: set[str] = set()
+    for source in (row["message_template"], row["subject_template"], row["html_template"]):
+        if source:
+            names |= variables(source)
+    return await db.missing_variables(conn, row["account_id"], row["id"], list(row["group_ids"]), names)
+
+
+def fold(row: asyncpg.Record, counts: asyncpg.Record | None) -> Counts:
+    """The counts as the results read them (before any delivery: every contact pending until it ends)."""
+    if counts is None:
+        pending = row["total_contacts"] if row["status"] in ("draft", "scheduled", "paused") else 0
+        return Counts(total=row["total_contacts"], pending=pending)
+    return Counts(**{k: counts[k] for k in Counts.__dataclass_fields__})
+
+
+def results_of(row: asyncpg.Record, counts: asyncpg.Record | None) -> dict[str, Any]:
+    """The campaign's results in the seed's shape, with every other figure the counts carry
+    (`undelivered` once the database reports it)."""
+    body = results(row["id"], row["status"], fold(row, counts))
+    if counts is not None:
+        for key in counts.keys():  # noqa: SIM118 (an asyncpg Record iterates over its values)
+            if key not in body and key not in ("campaign_id", "total", "response_seconds"):
+                body[key] = counts[key]
+    return body

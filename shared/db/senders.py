@@ -1,0 +1,69 @@
+"""Sender identities (the phones and email addresses an account sends from) and the account's
+figures shown beside them; every query scoped to the account."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import cast
+
+import asyncpg
+
+from shared.db.connection import Executor
+
+_RESERVED = "SELECT COALESCE(sum(reserved), 0) FROM campaigns WHERE account_id = $1"
+_UPDATE_ACCOUNT = """
+UPDATE accounts SET default_timezone = COALESCE($2, default_timezone), quiet_hours = COALESCE($3, quiet_hours)
+WHERE id = $1 RETURNING *
+"""
+_INSERT = """
+INSERT INTO sender_identities (account_id, kind, address, verified_at) VALUES ($1, $2, $3, now())
+ON CONFLICT (account_id, kind, address) DO UPDATE SET verified_at = COALESCE(sender_identities.verified_at, now())
+RETURNING *, (xmax = 0) AS created
+"""
+_LIST = "SELECT * FROM sender_identities WHERE account_id = $1 ORDER BY created_at, address"
+_DELETE = "DELETE FROM sender_identities WHERE account_id = $1 AND address = $2 RETURNING address"
+_IN_USE = """
+SELECT id FROM campaigns
+WHERE account_id = $1 AND lower(from_number) = lower($2)
+  AND status NOT IN ('completed', 'cancelled', 'failed')
+LIMIT 1
+"""
+_VERIFIED = "SELECT 1 FROM sender_identities WHERE account_id = $1 AND address = $2 AND verified_at IS NOT NULL"
+
+
+async def reserved(conn: Executor, account_id: str) -> Decimal:
+    """What the account's launched campaigns hold back from its balance."""
+    return cast(Decimal, await conn.fetchval(_RESERVED, account_id))
+
+
+async def update_account(
+    conn: Executor, account_id: str, default_timezone: str | None, quiet_hours: bool | None
+) -> asyncpg.Record:
+    """Change the account's defaults (None leaves one as it is)."""
+    return cast(asyncpg.Record, await conn.fetchrow(_UPDATE_ACCOUNT, account_id, default_timezone, quiet_hours))
+
+
+async def insert(conn: Executor, account_id: str, kind: str, address: str) -> asyncpg.Record:
+    """Add (or keep) a sender; `created` says whether it is new."""
+    return cast(asyncpg.Record, await conn.fetchrow(_INSERT, account_id, kind, address))
+
+
+async def list_all(conn: Executor, account_id: str) -> list[asyncpg.Record]:
+    """The account's senders, oldest first."""
+    return await conn.fetch(_LIST, account_id)
+
+
+async def delete(conn: Executor, account_id: str, address: str) -> bool:
+    """Remove a sender; False if the account has none of that address."""
+    return await conn.fetchval(_DELETE, account_id, address) is not None
+
+
+async def campaign_sending_from(conn: Executor, account_id: str, address: str) -> str | None:
+    """A campaign of the account, not yet ended, that sends from `address`."""
+    found: str | None = await conn.fetchval(_IN_USE, account_id, address)
+    return found
+
+
+async def is_verified(conn: Executor, account_id: str, address: str) -> bool:
+    """Whether `address` is a verified sender of the account."""
+    return bool(await conn.fetchval(_VERIFIED, account_id, address))
