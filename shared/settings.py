@@ -64,8 +64,12 @@ class Settings(BaseSettings):
     log_level: str = "info"
     db_pool_min: int = 1
     db_pool_max: int = 10
-    #: Unacknowledged commands a dispatcher holds at once.
-    dispatch_prefetch: int = 20
+    #: Unacknowledged commands a dispatcher holds at once (each carries up to CAMPAIGNS_RELEASE_BATCH
+    #: deliveries of one campaign; only what a campaign's room and the capacity allow is claimed).
+    dispatch_prefetch: int = 64
+    #: Provider requests one dispatcher may have in flight at once, across its campaigns (its HTTP
+    #: connection pool is this size; email: at most CAMPAIGNS_SMTP_POOL_SIZE).
+    dispatch_capacity: int = 200
     #: Seconds a Twilio request may take before it is treated as unknown.
     provider_timeout: float = 15.0
     #: Seconds after which a delivery still `sending` is checked with the provider (crash, timeout).
@@ -79,9 +83,17 @@ class Settings(BaseSettings):
     call_ring_timeout: int = 30
     #: A voice call's longest duration in seconds when its campaign sets no `call_duration_limit`.
     call_time_limit: int = 300
-    #: How often the scheduler looks for due deliveries, in seconds.
+    #: How often the scheduler looks for due deliveries, in seconds (it is also woken when a
+    #: campaign's queue drains or a run's first contacts are planned).
     release_interval: float = 0.5
-    release_batch: int = 500
+    #: Most deliveries of one campaign per send command.
+    release_batch: int = 100
+    #: Seconds of sends a campaign may have waiting in its dispatch queue (at its recent rate; at
+    #: least twice its max_concurrent).
+    release_horizon: float = 2.0
+    #: Contacts planned per committed chunk (the first chunk of a run is smaller, so that its first
+    #: sends start at once).
+    plan_chunk: int = 1000
     #: Start the scheduler's clock at this instant instead of now (rehearsals, tests).
     clock_start: datetime | None = None
     #: Simulated seconds per real second, with CAMPAIGNS_CLOCK_START.

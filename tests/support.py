@@ -198,6 +198,10 @@ class TcpProxy:
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
+    def open_connections(self) -> int:
+        """How many client connections are open through the relay now."""
+        return len(self._open) // 2
+
     def cut(self) -> int:
         """Drop every open connection (both ends, at once); how many client connections it dropped."""
 

@@ -10,12 +10,13 @@ from typing import Any, TypeVar
 import asyncpg
 import structlog
 
-from services.dispatcher.concurrency import SlotGate
 from services.dispatcher.email import EmailSender
-from services.dispatcher.handlers import Sender, SendHandler
+from services.dispatcher.handlers import SendHandler
+from services.dispatcher.lanes import Lanes
 from services.dispatcher.receipts import ReceiptPoller, Resolve, call_receipts, sms_receipts
 from services.dispatcher.reconciler import Cost, Find, Reconciler
-from services.dispatcher.senders import SmsSender
+from services.dispatcher.recorder import Recorder
+from services.dispatcher.senders import Sender, SmsSender
 from services.dispatcher.voice import VoiceSender
 from shared import observability
 from shared.bus.connection import connect
@@ -40,12 +41,14 @@ Loops = list[Callable[[asyncio.Event], Awaitable[None]]]
 
 
 def _twilio(kind: type[T], settings: Settings) -> T:
-    """A Twilio provider (SMS or voice) with the settings' credentials, base URL and timeout."""
+    """A Twilio provider (SMS or voice) with the settings' credentials, base URL and timeout, and as
+    many connections as the dispatcher may have requests in flight."""
     return kind(
         settings.twilio_account_sid,
         settings.twilio_auth_token.get_secret_value(),
         twilio_base_url(settings),
         settings.provider_timeout,
+        connections=settings.dispatch_capacity,
     )
 
 
@@ -86,7 +89,10 @@ async def sms_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tu
 
     async def find(row: asyncpg.Record) -> Found | None:
         return await provider.find_sms(
-            to=row["to_address"], from_=row["from_number"] or settings.default_from_number, body=row["rendered"] or ""
+            to=row["to_address"],
+            from_=row["from_number"] or settings.default_from_number,
+            body=row["rendered"] or "",
+            since=row["sending_at"],
         )
 
     loops = _lookups(
@@ -127,7 +133,6 @@ async def voice_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[
     )
     sender = VoiceSender(
         provider,
-        pool,
         settings.public_url,
         settings.default_from_number,
         ring_timeout=settings.call_ring_timeout,
@@ -144,7 +149,7 @@ async def email_sender(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[
     """Email over SMTP (a small connection pool); deliveries left `sending` are sent again."""
     provider = smtp_email.from_settings(settings)
     host, port = smtp_address(settings)
-    sender = EmailSender(provider, pool, settings.public_url, settings.default_from_email, secret_key(settings))
+    sender = EmailSender(provider, settings.public_url, settings.default_from_email, secret_key(settings))
     # SMTP cannot be asked whether it took a message: one left `sending` goes again (same Message-ID),
     # charged by that send
     loops = _lookups(settings, pool, "email", None, lambda row: None)
@@ -163,24 +168,35 @@ SENDERS: dict[str, Callable[[Settings, asyncpg.Pool], Any]] = {
 }
 
 
+def capacity(settings: Settings, channel: str) -> int:
+    """Provider requests one dispatcher may have in flight: CAMPAIGNS_DISPATCH_CAPACITY (email: no
+    more than its SMTP connections, so that a claimed message never waits for one)."""
+    if channel == "email":
+        return min(settings.dispatch_capacity, settings.smtp_pool_size)
+    return settings.dispatch_capacity
+
+
 async def run(settings: Settings, channel: str, stop: asyncio.Event) -> None:
     """Consume `dispatch.<channel>` until `stop` is set."""
     sending = channel in SENDING_CHANNELS and channel in SENDERS
     if not sending:
         # The API refuses to launch such campaigns, so nothing waits on this queue.
         log.warning("dispatcher.channel_not_available", channel=channel)
-    pool_size = max(settings.db_pool_max, settings.dispatch_prefetch // 2 + 2)
     async with AsyncExitStack() as stack:
-        pool = await stack.enter_async_context(create_pool(settings.database_url, settings.db_pool_min, pool_size))
+        pool = await stack.enter_async_context(
+            create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
+        )
         connection = await stack.enter_async_context(connect(settings.amqp_url, settings.amqp_prefix))
-        gate = await stack.enter_async_context(SlotGate(pool, lease_s=settings.provider_timeout + 30))
         consumer = None
         if sending:
             sender, loops = await stack.enter_async_context(SENDERS[channel](settings, pool))
+            lanes = await stack.enter_async_context(
+                Lanes(pool, sender, Recorder(pool, channel), capacity=capacity(settings, channel))
+            )
             consumer = Consumer(
                 connection,
                 f"dispatch.{channel}",
-                SendHandler(pool, gate, sender),
+                SendHandler(lanes),
                 prefix=settings.amqp_prefix,
                 prefetch=settings.dispatch_prefetch,
             )

@@ -17,8 +17,6 @@ from shared.unsubscribe import make_token
 
 log = structlog.get_logger()
 
-_ACCOUNT = "SELECT account_id FROM campaigns WHERE id = $1"
-
 
 class EmailProvider(Protocol):
     """Sends one email."""
@@ -32,26 +30,12 @@ class EmailSender:
     """Email over SMTP; charged per message at the account's email price."""
 
     channel = "email"
-    holds_slot = False
-    lease_s: float | None = None
 
-    def __init__(
-        self, provider: EmailProvider, pool: asyncpg.Pool, public_url: str, default_from: str, secret_key: bytes
-    ):
+    def __init__(self, provider: EmailProvider, public_url: str, default_from: str, secret_key: bytes):
         self._provider = provider
-        self._pool = pool
         self._public_url = public_url.rstrip("/")
         self._default_from = default_from
         self._key = secret_key
-        self._accounts: dict[str, str] = {}
-
-    async def _account_of(self, campaign_id: str) -> str:
-        account = self._accounts.get(campaign_id)
-        if account is None:
-            if len(self._accounts) > 10_000:
-                self._accounts.clear()
-            account = self._accounts[campaign_id] = await self._pool.fetchval(_ACCOUNT, campaign_id)
-        return account
 
     def unsubscribe_url(self, account_id: str, contact_id: str) -> str:
         """The contact's one-click unsubscribe link (served by the tracker)."""
@@ -60,7 +44,6 @@ class EmailSender:
     async def send(self, row: asyncpg.Record, decision: Decision) -> Accepted:
         """Send the rendered subject, text and HTML from the campaign's address (or the default)."""
         sender = row["from_number"] if "@" in (row["from_number"] or "") else self._default_from
-        account_id = await self._account_of(row["campaign_id"])
         return await self._provider.send_email(
             Email(
                 sender=sender,
@@ -69,7 +52,7 @@ class EmailSender:
                 text=decision.text or "",
                 html=decision.html,
                 message_id=message_id(row["id"], sender),
-                list_unsubscribe=self.unsubscribe_url(account_id, row["contact_id"]),
+                list_unsubscribe=self.unsubscribe_url(row["account_id"], row["contact_id"]),
             )
         )
 

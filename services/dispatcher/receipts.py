@@ -3,7 +3,10 @@ lost (the tracker down for longer than Twilio retries, a network cut) is looked 
 and the status it reports is applied exactly as the callback would have been (never backwards).
 
 SMS: the message's status. Voice: the call's status and duration; a call found ended is charged
-and its concurrency slot freed, as its `completed` callback would have done.
+and stops counting against `max_concurrent`, as its `completed` callback would have done.
+
+Each lookup runs outside any transaction; what it finds is applied in a short one that locks the
+delivery and applies the same pure rule the callbacks use, on the row as it is then.
 """
 
 from __future__ import annotations
@@ -16,8 +19,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
-from shared.db import calls, receipts, slots, tracking
-from shared.db.connection import Connection
+from shared.db import calls, receipts, tracking
 from shared.domain.deliveries import sms_status_change
 from shared.providers.base import ProviderError
 from shared.providers.twilio_sms import TwilioSms
@@ -30,12 +32,11 @@ RECEIPTS = Counter(
     "campaigns_receipt_checks_total", "Overdue receipts looked up at the provider", ["channel", "result"]
 )
 
-#: Deliveries looked up per round (their rows stay locked until the round ends).
+#: Deliveries looked up per round.
 BATCH = 25
 
-#: Looks one overdue delivery up and applies what it finds (inside the round's transaction):
-#: (whether anything changed, the campaign whose slot to free once committed, or None).
-Resolve = Callable[[Connection, asyncpg.Record], Awaitable[tuple[bool, str | None]]]
+#: Looks one overdue delivery up and applies what it finds; whether anything changed.
+Resolve = Callable[[asyncpg.Pool, asyncpg.Record], Awaitable[bool]]
 
 
 class ReceiptPoller:
@@ -64,51 +65,57 @@ class ReceiptPoller:
 
     async def check_once(self) -> int:
         """One round; how many deliveries it asked about."""
-        ended: list[tuple[str, str]] = []
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await receipts.overdue(conn, self._channel, self._after, self._max_checks, BATCH)
-            for row in rows:
-                try:
-                    changed, free_slot_of = await self._resolve(conn, row)
-                except ProviderError as exc:
-                    # The provider cannot be asked now: stop the round (its rows stay locked while it
-                    # lasts) and ask again next round; this lookup is not counted as a check.
-                    RECEIPTS.labels(self._channel, "error").inc()
-                    log.warning("receipt.lookup_failed", delivery_id=row["id"], error=str(exc))
-                    break
-                await receipts.checked(conn, row["id"])
-                if free_slot_of is not None:
-                    ended.append((free_slot_of, row["id"]))
-                RECEIPTS.labels(self._channel, "changed" if changed else "unchanged").inc()
-                log.info("receipt.checked", delivery_id=row["id"], changed=changed)
-        for campaign_id, delivery_id in ended:
-            await slots.release(self._pool, campaign_id, delivery_id)
-        return len(rows)
+        rows = await receipts.overdue(self._pool, self._channel, self._after, self._max_checks, BATCH)
+        asked = 0
+        for row in rows:
+            if not await receipts.take(self._pool, row["id"], row["status_checks"]):
+                continue
+            asked += 1
+            try:
+                changed = await self._resolve(self._pool, row)
+            except ProviderError as exc:
+                # The provider cannot be asked now: stop the round; this delivery is asked again at
+                # its next turn.
+                RECEIPTS.labels(self._channel, "error").inc()
+                log.warning("receipt.lookup_failed", delivery_id=row["id"], error=str(exc))
+                break
+            RECEIPTS.labels(self._channel, "changed" if changed else "unchanged").inc()
+            log.info("receipt.checked", delivery_id=row["id"], changed=changed)
+        return asked
 
 
 def sms_receipts(provider: TwilioSms) -> Resolve:
     """An SMS's status at Twilio, applied by the status callbacks' rule."""
 
-    async def resolve(conn: Connection, row: asyncpg.Record) -> tuple[bool, str | None]:
+    async def resolve(pool: asyncpg.Pool, row: asyncpg.Record) -> bool:
         found = await provider.fetch_status(row["provider_id"])
-        change = {} if found is None else sms_status_change(row, found[0], found[1], datetime.now(UTC))
-        await tracking.update_delivery(conn, row["id"], change)
-        return bool(change), None
+        if found is None:
+            return False
+        async with pool.acquire() as conn, conn.transaction():
+            current = await receipts.lock(conn, row["id"])
+            if current is None:
+                return False
+            change = sms_status_change(current, found[0], found[1], datetime.now(UTC))
+            await tracking.update_delivery(conn, row["id"], change)
+        return bool(change)
 
     return resolve
 
 
 def call_receipts(provider: TwilioVoice) -> Resolve:
     """A call's status at Twilio, applied as its status callback would be (an ended call is
-    charged, and its slot freed)."""
+    charged, and no longer counts as in flight)."""
 
-    async def resolve(conn: Connection, row: asyncpg.Record) -> tuple[bool, str | None]:
+    async def resolve(pool: asyncpg.Pool, row: asyncpg.Record) -> bool:
         found = await provider.fetch_call(row["provider_id"])
-        delivery = await calls.call_for_update(conn, row["id"])
-        if found is None or delivery is None:
-            return False, None
+        if found is None:
+            return False
         status, duration = found
-        outcome = await calls.apply_status(conn, delivery, row["provider_id"], status, duration, None)
-        return bool(outcome.change), delivery["campaign_id"] if outcome.ended else None
+        async with pool.acquire() as conn, conn.transaction():
+            delivery = await calls.call_for_update(conn, row["id"])
+            if delivery is None:
+                return False
+            outcome = await calls.apply_status(conn, delivery, row["provider_id"], status, duration, None)
+        return bool(outcome.change)
 
     return resolve

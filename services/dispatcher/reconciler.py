@@ -1,6 +1,10 @@
 """Deliveries left `sending` (a dispatcher died mid-call, or the provider did not answer in time):
 ask the provider whether it has the message (or call) before anything is sent again. A provider
-that cannot be asked (SMTP) gets the message again: the email carries the same Message-ID."""
+that cannot be asked (SMTP) gets the message again: the email carries the same Message-ID.
+
+The lookups run outside any transaction; what they find is recorded with the dispatchers' own
+state-guarded batch write, so two reconcilers (or a late dispatcher) never apply an outcome twice.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import asyncpg
 import structlog
 
 from shared.db import sending
-from shared.db.connection import Connection
+from shared.db.sending import Outcome
 from shared.domain.retry import next_attempt
 from shared.providers.base import Found, ProviderError
 from shared.runtime import every
@@ -50,26 +54,25 @@ class Reconciler:
 
     async def reconcile_once(self) -> int:
         """One round; how many deliveries it looked at."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await sending.stuck(conn, self._channel, self._after)
-            for row in rows:
-                await self._resolve(conn, row)
+        rows = await sending.stuck(self._pool, self._channel, self._after)
+        outcomes = [o for o in [await self._resolve(row) for row in rows] if o is not None]
+        if outcomes:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await sending.record(conn, outcomes)
         return len(rows)
 
-    async def _resolve(self, conn: Connection, row: asyncpg.Record) -> None:
+    async def _resolve(self, row: asyncpg.Record) -> Outcome | None:
         try:
             found = await self._find(row) if self._find else None
         except ProviderError as exc:
             log.warning("reconcile.lookup_failed", delivery_id=row["id"], error=str(exc))
-            return
+            return None
         if found is not None:
-            await sending.mark_sent(conn, row["id"], found.provider_id, found.status, self._cost(row))
             log.info("reconcile.found", delivery_id=row["id"], provider_id=found.provider_id)
-            return
+            return Outcome(row["id"], "sent", found.provider_id, found.status, self._cost(row))
         now = datetime.now(UTC)
         step = next_attempt(row["attempts"], row["max_retries"], row["retry_interval"], now, "retry")
-        if step.at is None:
-            await sending.finish(conn, row["id"], "failed", f"{self._unknown} and retries exhausted")
-        else:
-            await sending.schedule_retry(conn, row["id"], now, self._again)
         log.info("reconcile.not_found", delivery_id=row["id"], asked=self._find is not None, retry=step.at is not None)
+        if step.at is None:
+            return Outcome(row["id"], "failed", error=f"{self._unknown} and retries exhausted")
+        return Outcome(row["id"], "retry", retry_at=now, error=self._again)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Protocol
 from urllib.parse import urlencode
 
 import asyncpg
@@ -12,12 +13,24 @@ from shared.domain.pricing import sms_segments
 from shared.providers.base import Accepted, SmsProvider
 
 
+class Sender(Protocol):
+    """One channel's way to hand a claimed delivery to its provider."""
+
+    channel: str
+
+    async def send(self, row: asyncpg.Record, decision: Decision) -> Accepted:
+        """Hand it over; Accepted, or ProviderError saying whether to retry."""
+        ...
+
+    def cost(self, row: asyncpg.Record, decision: Decision) -> Decimal | None:
+        """What the send costs at the account's prices (None: charged when it ends, e.g. a call)."""
+        ...
+
+
 class SmsSender:
     """SMS over Twilio, with a status callback that carries the delivery id (signed by Twilio)."""
 
     channel = "sms"
-    holds_slot = False
-    lease_s: float | None = None
 
     def __init__(self, provider: SmsProvider, public_url: str, default_from: str):
         self._provider = provider

@@ -1,6 +1,6 @@
-"""Voice: a call is placed here and then lives on its own. The slot stays held while it lasts (the
-tracker frees it when the call ends; the lease, the call's time limit + 120 s, covers a lost
-callback) and the call is charged by the minute when it ends, so the command is acked at once."""
+"""Voice: a call is placed here and then lives on its own. It counts against `max_concurrent` while
+it lasts (its delivery is `sent` until the call ends: the tracker's status callback, or the receipt
+poller when that callback was lost, moves it on) and is charged by the minute when it ends."""
 
 from __future__ import annotations
 
@@ -12,13 +12,9 @@ import asyncpg
 import structlog
 
 from services.dispatcher.decide import Decision
-from shared.db import slots
 from shared.providers.base import Accepted, Found
 
 log = structlog.get_logger()
-
-#: Seconds a call's slot lease outlives its time limit (ringing, callback delays, a lost callback).
-LEASE_MARGIN = 120
 
 
 class CallProvider(Protocol):
@@ -43,21 +39,16 @@ class VoiceSender:
     """Calls over Twilio; the answer, speech and status webhooks carry the delivery id (signed)."""
 
     channel = "voice"
-    holds_slot = True
-    #: The gate's default while the call is being placed; extended once it is.
-    lease_s: float | None = None
 
     def __init__(
         self,
         provider: CallProvider,
-        pool: asyncpg.Pool,
         public_url: str,
         default_from: str,
         ring_timeout: int,
         default_time_limit: int,
     ):
         self._provider = provider
-        self._pool = pool
         self._public_url = public_url.rstrip("/")
         self._default_from = default_from
         self._ring_timeout = ring_timeout
@@ -72,7 +63,7 @@ class VoiceSender:
         return int((row["voice"] or {}).get("call_duration_limit") or self._default_time_limit)
 
     async def send(self, row: asyncpg.Record, decision: Decision) -> Accepted:
-        """Place the call, then stretch the slot's lease to cover the whole call."""
+        """Place the call."""
         time_limit = self.time_limit(row)
         accepted = await self._provider.place_call(
             to=row["to_address"],
@@ -82,8 +73,6 @@ class VoiceSender:
             time_limit=time_limit,
             ring_timeout=self._ring_timeout,
         )
-        # A no-op when the call already ended and the tracker freed the slot.
-        await slots.extend(self._pool, row["campaign_id"], row["id"], time_limit + LEASE_MARGIN)
         log.info("call.placed", provider_id=accepted.provider_id, time_limit=time_limit)
         return accepted
 

@@ -1,8 +1,9 @@
-"""The scheduler's composition root: pool → bus → consumers, release loop, outbox relay."""
+"""The scheduler's composition root: pool → bus → consumers, planner and release loops, outbox relay."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 
@@ -19,6 +20,33 @@ from shared.settings import Settings
 
 log = structlog.get_logger()
 
+#: Contacts the planner plans before it looks for due runs again.
+PLAN_BUDGET = 20_000
+
+
+class Planner:
+    """Plans runs: pending runs whose time has come are started, and runs being planned get their
+    next chunks; woken when a launch starts a run, and every `interval` seconds besides."""
+
+    def __init__(self, handlers: Handlers, interval: float):
+        self._handlers = handlers
+        self._interval = interval
+        self.wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Plan until `stop` is set."""
+        while not stop.is_set():
+            self.wake.clear()
+            planned = 0
+            try:
+                await self._handlers.plan_due_runs()
+                planned = await self._handlers.plan_chunks(PLAN_BUDGET)
+            except Exception as exc:  # the loop must outlive a bad round (e.g. a dropped connection)
+                log.warning("plan.failed", error=repr(exc))
+            if not planned:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self._interval)
+
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     """Run the scheduler until `stop` is set."""
@@ -27,15 +55,16 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         connect(settings.amqp_url, settings.amqp_prefix) as connection,
     ):
         clock = from_settings(settings.clock_start, settings.clock_rate, settings.clock_origin)
-        handlers = Handlers(pool, clock)
+        releaser = Releaser(pool, clock, settings.release_batch, settings.release_interval, settings.release_horizon)
+        handlers = Handlers(pool, clock, chunk=settings.plan_chunk, on_planned=releaser.wake)
+        planner = Planner(handlers, settings.release_interval)
+
+        async def launched(message: object) -> None:
+            await handlers.campaign_launched(message)
+            planner.wake.set()  # the rest of the run, chunk by chunk
+
         consumers = [
-            Consumer(
-                connection,
-                "scheduler.campaign.launched",
-                handlers.campaign_launched,
-                prefix=settings.amqp_prefix,
-                prefetch=2,
-            ),
+            Consumer(connection, "scheduler.campaign.launched", launched, prefix=settings.amqp_prefix, prefetch=2),
             Consumer(
                 connection,
                 "scheduler.campaign.cancelled",
@@ -46,8 +75,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         ]
         for consumer in consumers:
             await consumer.start()
-        releaser = Releaser(pool, clock, settings.release_batch, settings.release_interval, handlers.plan_due_runs)
-        async with background(stop, Relay(pool, connection, settings.amqp_prefix).run(), releaser.run(stop)):
+        loops = (Relay(pool, connection, settings.amqp_prefix).run(), releaser.run(stop), planner.run(stop))
+        async with background(stop, *loops):
             runner, port = await observability.serve_health(
                 settings.metrics_host, settings.metrics_port, observability.standard_checks(pool, connection)
             )

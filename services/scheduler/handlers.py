@@ -10,7 +10,7 @@ from typing import Any, cast
 import asyncpg
 import structlog
 
-from shared.db import balance, deliveries
+from shared.db import accounts, balance, deliveries
 from shared.db.connection import Connection
 from shared.db.processed import first_time
 from shared.domain.pricing import estimate_run
@@ -20,44 +20,59 @@ from shared.planning import RunContext, next_run, plan_contact
 
 log = structlog.get_logger()
 
-_CAMPAIGN = "SELECT * FROM campaigns WHERE id = $1 FOR UPDATE"
-_ACCOUNT = "SELECT * FROM accounts WHERE id = $1"
-_FAIL = "UPDATE campaigns SET status = 'failed', status_reason = $2, updated_at = now() WHERE id = $1"
-
 
 class Handlers:
-    """The scheduler's message handlers and run planning, bound to a pool and a clock."""
+    """The scheduler's message handlers and run planning, bound to a pool and a clock.
 
-    def __init__(self, pool: asyncpg.Pool, clock: Callable[[], datetime] | None = None):
+    A run is planned in chunks of `chunk` contacts, each committed on its own (the releaser may
+    send a run's first contacts while the rest are planned): its first chunk, of `first_chunk`,
+    as soon as it is launched, the others by `plan_chunks` (the planner loop). A run being planned
+    is row-locked chunk by chunk, so schedulers share the work, and one that died mid-run leaves
+    its cursor (`planned_through`) for another to go on from.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        clock: Callable[[], datetime] | None = None,
+        *,
+        chunk: int = 1000,
+        first_chunk: int = 50,
+        on_planned: Callable[[], None] | None = None,
+    ):
         self._pool = pool
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._chunk = chunk
+        self._first_chunk = first_chunk
+        self._on_planned = on_planned or (lambda: None)
 
     async def campaign_launched(self, message: Any) -> None:
-        """Plan run 1 of a launched campaign: one delivery per contact, each with its send time."""
+        """Start run 1 of a launched campaign and plan its first contacts."""
         assert isinstance(message, CampaignLaunched)
         async with self._pool.acquire() as conn, conn.transaction():
             if not await first_time(conn, "scheduler.plan", message.message_id):
                 return
-            campaign = await conn.fetchrow(_CAMPAIGN, message.campaign_id)
+            campaign = await deliveries.campaign(conn, message.campaign_id, lock=True)
             if campaign is None or campaign["status"] not in ("scheduled", "running", "paused"):
                 log.info("run.not_planned", reason="campaign not live", status=campaign and campaign["status"])
                 return
-            account = cast(asyncpg.Record, await conn.fetchrow(_ACCOUNT, campaign["account_id"]))  # a foreign key
-            await self.plan_run(conn, campaign, account, seq=1)
+            account = cast(asyncpg.Record, await accounts.get(conn, campaign["account_id"]))  # a foreign key
+            run_id = await self.start_run(conn, campaign, account, seq=1)
+        if run_id is not None:
+            await self.plan_chunk(run_id, self._first_chunk)
 
     async def plan_due_runs(self) -> int:
-        """Plan the pending runs of recurring campaigns whose time has come; how many."""
+        """Start the pending runs of recurring campaigns whose time has come; how many."""
         async with self._pool.acquire() as conn, conn.transaction():
             due = await deliveries.due_runs(conn, self._clock())
             for run in due:
                 # Foreign keys: the run's campaign and the campaign's account exist.
-                campaign = cast(asyncpg.Record, await conn.fetchrow(_CAMPAIGN, run["campaign_id"]))
-                account = cast(asyncpg.Record, await conn.fetchrow(_ACCOUNT, campaign["account_id"]))
-                await deliveries.start_run(conn, run["id"])
-                await self.plan_run(conn, campaign, account, seq=run["seq"], run_id=run["id"], wall=run["occurs_wall"])
+                campaign = cast(asyncpg.Record, await deliveries.campaign(conn, run["campaign_id"], lock=True))
+                account = cast(asyncpg.Record, await accounts.get(conn, campaign["account_id"]))
+                await self.start_run(conn, campaign, account, seq=run["seq"], run_id=run["id"], wall=run["occurs_wall"])
         return len(due)
 
-    async def plan_run(
+    async def start_run(
         self,
         conn: Connection,
         campaign: asyncpg.Record,
@@ -66,24 +81,21 @@ class Handlers:
         seq: int,
         run_id: str | None = None,
         wall: datetime | None = None,
-    ) -> None:
-        """Plan one run (in the caller's transaction): its deliveries, streamed and COPYed in
-        batches, and for a recurring campaign the next run."""
+    ) -> str | None:
+        """Start planning one run (in the caller's transaction) and, for a recurring campaign,
+        record the next one; the run's id, or None when it is not to be planned."""
         now = self._clock()
         if seq > 1 and not await self._reserve(conn, campaign, account, seq, run_id):
-            return
+            return None
         context = RunContext.build(run_id or new_id("run"), campaign, account, now, wall=wall)
-        if run_id is None and not await deliveries.insert_run(
-            conn, context.run_id, campaign["id"], account["id"], seq, context.schedule.instant, context.first_wall
-        ):
-            return  # planned already
-        await deliveries.ensure_slots(conn, campaign["id"], campaign["max_concurrent"])
-        planned = open_count = 0
-        async for batch in deliveries.recipients(conn, account["id"], campaign["id"], campaign["group_ids"]):
-            records = [plan_contact(context, contact) for contact in batch]
-            await deliveries.copy_planned(conn, records)
-            planned += len(records)
-            open_count += sum(1 for r in records if r[7] == "planned")
+        if run_id is None:
+            if not await deliveries.insert_run(
+                conn, context.run_id, campaign["id"], account["id"], seq, context.schedule.instant, context.first_wall
+            ):
+                return None  # started already
+        else:
+            await deliveries.start_run(conn, run_id)
+        await deliveries.ensure_flow(conn, campaign["id"])
         upcoming = next_run(
             campaign,
             account,
@@ -96,14 +108,54 @@ class Handlers:
                 conn, new_id("run"), campaign["id"], account["id"], seq + 1, occurs_wall, plan_at
             )
         log.info(
-            "run.planned",
+            "run.started",
             campaign_id=campaign["id"],
             run_id=context.run_id,
             seq=seq,
-            deliveries=planned,
-            to_send=open_count,
             next_run=upcoming and upcoming[0].isoformat(),
         )
+        return context.run_id
+
+    async def plan_chunks(self, budget: int) -> int:
+        """Plan chunks of the runs being planned until about `budget` contacts are planned or none
+        is left; how many contacts."""
+        done = 0
+        while done < budget:
+            planned = await self.plan_chunk(None, self._chunk)
+            if planned is None:
+                break
+            done += max(planned, 1)
+        return done
+
+    async def plan_chunk(self, run_id: str | None, limit: int) -> int | None:
+        """Plan the next `limit` contacts of a run being planned (that one, or any); how many,
+        or None when no run was there to plan."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            run = await deliveries.planning_run(conn, run_id)
+            if run is None:
+                return None
+            campaign = cast(asyncpg.Record, await deliveries.campaign(conn, run["campaign_id"]))
+            if campaign["status"] not in ("scheduled", "running", "paused"):
+                await deliveries.drop_run(conn, run["id"])
+                log.info("run.dropped", campaign_id=campaign["id"], run_id=run["id"], status=campaign["status"])
+                return 0
+            account = cast(asyncpg.Record, await accounts.get(conn, campaign["account_id"]))
+            context = RunContext.build(
+                run["id"], campaign, account, self._clock(), wall=run["occurs_wall"] if run["seq"] > 1 else None
+            )
+            contacts = await deliveries.recipients_after(
+                conn, account["id"], campaign["id"], campaign["group_ids"], run["planned_through"] or "", limit
+            )
+            records = [plan_contact(context, contact) for contact in contacts]
+            await deliveries.copy_planned(conn, records)
+            if len(contacts) < limit:
+                await deliveries.finish_planning(conn, run["id"])
+                log.info("run.planned", campaign_id=campaign["id"], run_id=run["id"], seq=run["seq"])
+            else:
+                await deliveries.planned_through(conn, run["id"], contacts[-1]["id"])
+        if records:
+            self._on_planned()
+        return len(records)
 
     async def _reserve(
         self, conn: Connection, campaign: asyncpg.Record, account: asyncpg.Record, seq: int, run_id: str | None
@@ -113,9 +165,9 @@ class Handlers:
         if await balance.reserve(conn, account["id"], campaign["id"], cost):
             return True
         reason = f"run {seq}: the balance ({account['balance']}) cannot cover its estimated cost ({cost})"
-        await conn.execute(_FAIL, campaign["id"], reason)
+        await deliveries.fail_campaign(conn, campaign["id"], reason)
         if run_id is not None:
-            await conn.execute("UPDATE runs SET status = 'cancelled' WHERE id = $1", run_id)
+            await deliveries.drop_run(conn, run_id)
         log.warning("campaign.failed", campaign_id=campaign["id"], reason=reason)
         return False
 

@@ -1,10 +1,14 @@
-"""The release loop: due deliveries of live campaigns → `dispatch.<channel>`, earliest first."""
+"""The release loop: due deliveries of live campaigns → `dispatch.<channel>`, each campaign only
+as much as it can start soon (`shared/domain/flow.py`), batched into commands that take turns
+between campaigns. Woken when a campaign's queue drains or in-flight count drops (NOTIFY `flow`)
+and when a run's first contacts are planned, and every `interval` seconds besides."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -13,6 +17,8 @@ from prometheus_client import Counter
 
 from shared.bus import outbox
 from shared.db import balance, deliveries
+from shared.db.listen import Listener
+from shared.domain import flow
 from shared.messages.campaign_events import RunCompleted
 from shared.messages.dispatch import COMMANDS
 from shared.planning import next_allowed
@@ -22,10 +28,15 @@ log = structlog.get_logger()
 RELEASED = Counter("campaigns_deliveries_released_total", "Deliveries released to a dispatch queue", ["channel"])
 COMPLETED = Counter("campaigns_completed_total", "Campaign runs completed")
 
+#: NOTIFY channel naming a campaign whose queue or in-flight count went down (migration 0010).
+FLOW_CHANNEL = "flow"
+#: Shortest pause between two rounds when woken (NOTIFYs come with every claim and record).
+MIN_GAP_S = 0.02
+
 
 class Releaser:
-    """Releases due deliveries in batches (each batch, its commands and state change in one
-    transaction, so a crash neither loses nor repeats a release) and completes finished runs."""
+    """Releases due deliveries (each round, its commands and its state changes in one transaction,
+    so a crash neither loses nor repeats a release) and completes finished runs."""
 
     def __init__(
         self,
@@ -33,50 +44,81 @@ class Releaser:
         clock: Callable[[], datetime],
         batch: int,
         interval: float,
-        plan_runs: Callable[[], Awaitable[int]] | None = None,
+        horizon_s: float = 2.0,
     ):
         self._pool = pool
-        self._plan_runs = plan_runs
         self._clock = clock
         self._batch = batch
         self._interval = interval
+        self._horizon = horizon_s
+        self._wake = asyncio.Event()
+        self._rates: dict[str, flow.Rate] = {}
+        self._completed_at = 0.0
+
+    def wake(self, _payload: str | None = None) -> None:
+        """Run a round soon (a campaign has room, or has deliveries planned)."""
+        self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until `stop` is set."""
-        while not stop.is_set():
-            try:
-                if self._plan_runs is not None:
-                    await self._plan_runs()
-                released = await self.release_once()
-                await self.complete_once()
-            except Exception as exc:  # the loop must outlive a bad round (e.g. a dropped connection)
-                log.warning("release.failed", error=repr(exc))
-                released = 0
-            if released < self._batch:
+        async with Listener(self._pool, FLOW_CHANNEL, self.wake):
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    released = await self.release_once()
+                    if time.monotonic() - self._completed_at >= min(self._interval, 0.2):
+                        self._completed_at = time.monotonic()
+                        await self.complete_once()
+                except Exception as exc:  # the loop must outlive a bad round (e.g. a dropped connection)
+                    log.warning("release.failed", error=repr(exc))
+                    released = 0
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._interval)
+                    await asyncio.wait_for(stop.wait(), MIN_GAP_S)
+                if not released:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._interval)
+
+    def _credits(self, campaigns: list[asyncpg.Record]) -> list[tuple[str, int]]:
+        """Each due campaign's credit, from its flow and its start rate since the last round."""
+        now = time.monotonic()
+        rates = {}
+        credits = []
+        for row in campaigns:
+            rate = self._rates.get(row["id"])
+            rate = flow.Rate(row["started"], now) if rate is None else rate.after(row["started"], now)
+            rates[row["id"]] = rate
+            credits.append((row["id"], flow.credit(row["max_concurrent"], row["queued"], rate.per_s, self._horizon)))
+        self._rates = rates  # campaigns with nothing due are forgotten
+        return credits
 
     async def release_once(self) -> int:
-        """Release one batch; how many deliveries it held."""
+        """Release one round; how many deliveries it held."""
         now = self._clock()
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await deliveries.release_due(conn, now, self._batch)
-            if not rows:
+        async with self._pool.acquire() as conn:
+            credits = self._credits(await deliveries.due_campaigns(conn, now))
+            if not any(n for _, n in credits):
                 return 0
-            rows, moves = _on_time(rows, now)
-            await deliveries.defer(conn, moves)
-            await outbox.add(
-                conn,
-                [
-                    COMMANDS[r["channel"]](
-                        account_id=r["account_id"], campaign_id=r["campaign_id"], delivery_id=r["id"]
-                    )
-                    for r in rows
-                ],
-            )
-        for row in rows:
-            RELEASED.labels(row["channel"]).inc()
-        log.info("deliveries.released", count=len(rows))
+            async with conn.transaction():
+                rows = await deliveries.release_due(conn, now, credits)
+                if not rows:
+                    return 0
+                rows, moves = _on_time(rows, now)
+                await deliveries.defer(conn, moves)
+                first = {r["campaign_id"]: r for r in rows}
+                await outbox.add(
+                    conn,
+                    [
+                        COMMANDS[first[campaign_id]["channel"]](
+                            account_id=first[campaign_id]["account_id"], campaign_id=campaign_id, delivery_ids=ids
+                        )
+                        for campaign_id, ids in flow.commands(
+                            [r["id"] for r in rows], [r["campaign_id"] for r in rows], self._batch
+                        )
+                    ],
+                )
+        for channel in {r["channel"] for r in rows}:
+            RELEASED.labels(channel).inc(sum(1 for r in rows if r["channel"] == channel))
+        log.info("deliveries.released", count=len(rows), campaigns=len(first))
         return len(rows)
 
     async def complete_once(self) -> int:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from services.tracker import email_inbound, replies, unsubscribe, voice, webhooks
 from services.tracker.signatures import TwilioSignatures
+from services.tracker.statuses import StatusBatcher
 from shared import observability
 from shared.db.pool import create_pool
 from shared.providers import smtp_email
@@ -38,6 +39,7 @@ def create_app(settings: Settings, pool: object) -> web.Application:
     """The tracker's aiohttp application, given an open pool."""
     app = web.Application(middlewares=[error_middleware("tracker")])
     app["pool"] = pool
+    app["statuses"] = StatusBatcher(pool)  # type: ignore[arg-type]
     app["signatures"] = TwilioSignatures(settings.twilio_auth_token.get_secret_value(), settings.public_url)
     app.router.add_post("/webhooks/twilio/sms/status", webhooks.sms_status)
     app.router.add_post("/webhooks/twilio/sms/inbound", replies.sms_inbound)

@@ -72,7 +72,7 @@ async def inbound_email(request: web.Request) -> web.Response:
             await tracking.add_message(conn, new_id("message"), delivery, "in", mail.text, None, "contact")
             await tracking.mark_replied(conn, delivery["id"])
             if mail.text.strip().strip(".!").upper() in OPT_OUT:  # a reply of just "STOP" or "unsubscribe"
-                await sending.opt_out(conn, delivery["contact_id"], "email")
+                await sending.opt_out(conn, [delivery["contact_id"]], "email")
                 result = "opted_out"
             else:
                 result = "replied"

@@ -1,7 +1,8 @@
 """Voice webhooks: a call is a conversation. `answer` says the opening message and listens;
 `gather` records what the contact said and says the agent's answer (or goodbye); `status` ends the
-call: delivered and charged by the minute, or planned again (busy, no answer), or failed, and the
-campaign's slot freed. Each is verified (X-Twilio-Signature) and recorded once."""
+call: delivered and charged by the minute, or planned again (busy, no answer), or failed (and it
+no longer counts against the campaign's max_concurrent). Each is verified (X-Twilio-Signature) and
+recorded once."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from services.tracker import agents
 from services.tracker.signatures import TwilioSignatures
 from services.tracker.webhooks import WEBHOOKS, twiml, verified_form
-from shared.db import calls, sending, slots, tracking
+from shared.db import calls, sending, tracking
 from shared.domain.calls import asks_to_stop
 from shared.ids import new_id
 
@@ -98,7 +99,7 @@ async def voice_gather(request: web.Request) -> web.Response:
         if first and speech:
             await tracking.add_message(conn, new_id("message"), delivery, "in", speech, sid, "contact")
             if stop:
-                await sending.opt_out(conn, delivery["contact_id"], "voice")
+                await sending.opt_out(conn, [delivery["contact_id"]], "voice")
                 await tracking.add_message(conn, new_id("message"), delivery, "out", STOPPED, None, "system")
             else:
                 await tracking.mark_replied(conn, delivery["id"])
@@ -135,7 +136,7 @@ def _seconds(value: str | None) -> int | None:
 
 async def voice_status(request: web.Request) -> web.Response:
     """`POST /webhooks/twilio/voice/status?delivery_id=…`: a call's progress, applied once and never
-    backwards; a final status frees the campaign's slot."""
+    backwards; a call that ends no longer counts against max_concurrent."""
     form = await verified_form(request, "voice.status")
     sid = form.get("CallSid") or None
     status = (form.get("CallStatus") or "").lower()
@@ -155,8 +156,6 @@ async def voice_status(request: web.Request) -> web.Response:
         outcome = await calls.apply_status(
             conn, delivery, sid, status, _seconds(form.get("CallDuration")), form.get("ErrorCode") or None
         )
-    if outcome.ended:
-        await slots.release(pool, delivery["campaign_id"], delivery["id"])
     WEBHOOKS.labels("voice.status", "applied" if outcome.change else "stale").inc()
     log.info(
         "call.status",

@@ -1,17 +1,13 @@
-"""Provider webhooks: verify the signature → record once → apply → 2xx quickly."""
+"""Provider webhooks: verify the signature → apply (status callbacks: group-committed) → 2xx quickly."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-import asyncpg
 import structlog
 from aiohttp import web
 from prometheus_client import Counter
 
 from services.tracker.signatures import TwilioSignatures
-from shared.db import tracking
-from shared.domain.deliveries import sms_status_change
+from services.tracker.statuses import StatusBatcher, StatusCallback
 from shared.errors import Forbidden
 
 log = structlog.get_logger()
@@ -36,33 +32,19 @@ async def verified_form(request: web.Request, kind: str) -> dict[str, str]:
 
 
 async def sms_status(request: web.Request) -> web.Response:
-    """`POST /webhooks/twilio/sms/status`: a message's status, applied once and never backwards."""
+    """`POST /webhooks/twilio/sms/status`: a message's status, applied in its batch (answered once
+    committed) and never backwards: a repeat, or a status older than the one recorded, changes
+    nothing."""
     form = await verified_form(request, "sms.status")
-    sid = form.get("MessageSid") or form.get("SmsSid")
-    status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
-    error_code = form.get("ErrorCode") or None
-    delivery_id = request.query.get("delivery_id")
-    key = request.headers.get("I-Twilio-Idempotency-Token") or f"{sid}:{status}:{error_code or ''}"
-    pool: asyncpg.Pool = request.app["pool"]
-    async with pool.acquire() as conn, conn.transaction():
-        if not await tracking.record_event(conn, "twilio", "sms.status", "twilio:" + key, delivery_id, form):
-            WEBHOOKS.labels("sms.status", "duplicate").inc()
-            return twiml()
-        delivery = await tracking.delivery_for_update(conn, delivery_id, sid)
-        if delivery is None:
-            WEBHOOKS.labels("sms.status", "unknown_delivery").inc()
-            log.warning("webhook.unknown_delivery", provider_id=sid, delivery_id=delivery_id)
-            return twiml()
-        change = sms_status_change(delivery, status, error_code, datetime.now(UTC))
-        if sid and delivery["provider_id"] is None:
-            change["provider_id"] = sid
-        await tracking.update_delivery(conn, delivery["id"], change)
-    WEBHOOKS.labels("sms.status", "applied" if change else "stale").inc()
-    log.info(
-        "delivery.status",
-        delivery_id=delivery["id"],
-        campaign_id=delivery["campaign_id"],
-        status=status,
-        state=change.get("state", delivery["state"]),
+    callback = StatusCallback(
+        delivery_id=request.query.get("delivery_id"),
+        sid=form.get("MessageSid") or form.get("SmsSid"),
+        status=(form.get("MessageStatus") or form.get("SmsStatus") or "").lower(),
+        error_code=form.get("ErrorCode") or None,
     )
+    statuses: StatusBatcher = request.app["statuses"]
+    result = await statuses.apply(callback)
+    WEBHOOKS.labels("sms.status", result).inc()
+    if result == "unknown_delivery":
+        log.warning("webhook.unknown_delivery", provider_id=callback.sid, delivery_id=callback.delivery_id)
     return twiml()

@@ -14,7 +14,7 @@ from typing import Any, cast
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from shared.db.pool import UNAVAILABLE
+from shared.db.pool import is_transient
 from shared.messages.codec import AnyMessage, DecodeError, decode
 
 log = structlog.get_logger()
@@ -47,6 +47,7 @@ class Consumer:
         self._tag: str | None = None
         self._channel: Any = None
         self._queue_obj: Any = None
+        self._stopping = False
 
     async def start(self) -> None:
         """Start consuming."""
@@ -62,6 +63,7 @@ class Consumer:
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop taking messages, let those under way finish (up to `grace` s), close."""
+        self._stopping = True
         if self._queue_obj is not None and self._tag is not None:
             with contextlib.suppress(Exception):
                 await self._queue_obj.cancel(self._tag)
@@ -90,19 +92,28 @@ class Consumer:
             return
         ids = {k: getattr(message, k) for k in ("campaign_id", "delivery_id") if hasattr(message, k)}
         with structlog.contextvars.bound_contextvars(message_id=message.message_id, **ids):
-            try:
-                await self._handler(message)
-            except Exception as exc:
-                # An integer header the broker sets (the headers' type allows any AMQP field value).
-                count = int(cast(int, (incoming.headers or {}).get("x-delivery-count", 0) or 0))
-                if isinstance(exc, UNAVAILABLE):  # the database away for a moment: no bug to trace
-                    log.warning("message.retry", queue=self._queue, type=message.type, tries=count + 1, error=repr(exc))
-                else:
+            tries = 0
+            while True:
+                try:
+                    await self._handler(message)
+                except Exception as exc:
+                    if is_transient(exc) and not self._stopping:
+                        # The database away for a moment: no bug to trace, and never a reason to
+                        # dead-letter the message. It is handled again here until it goes through.
+                        log.warning(
+                            "message.retry", queue=self._queue, type=message.type, tries=tries + 1, error=repr(exc)
+                        )
+                        await asyncio.sleep(self._backoff[min(tries, len(self._backoff) - 1)])
+                        tries += 1
+                        continue
+                    # An integer header the broker sets (the headers' type allows any AMQP field value).
+                    count = int(cast(int, (incoming.headers or {}).get("x-delivery-count", 0) or 0))
                     log.exception("message.failed", queue=self._queue, type=message.type, tries=count + 1)
-                await asyncio.sleep(self._backoff[min(count, len(self._backoff) - 1)])
-                await _settle(incoming.nack(requeue=True))
-            else:
-                await _settle(incoming.ack())
+                    await asyncio.sleep(self._backoff[min(count, len(self._backoff) - 1)])
+                    await _settle(incoming.nack(requeue=True))
+                else:
+                    await _settle(incoming.ack())
+                return
 
 
 async def _settle(action: Awaitable[None]) -> None:

@@ -45,13 +45,13 @@ EXCHANGES: dict[str, aio_pika.ExchangeType] = {
     "dispatch": aio_pika.ExchangeType.DIRECT,
 }
 
-#: queue name -> (exchange, routing key)
-QUEUES: dict[str, tuple[str, str]] = {
-    "scheduler.campaign.launched": ("campaign.events", "campaign.launched.v1"),
-    "scheduler.campaign.cancelled": ("campaign.events", "campaign.cancelled.v1"),
-    "dispatch.sms": ("dispatch", "send.sms.v1"),
-    "dispatch.email": ("dispatch", "send.email.v1"),
-    "dispatch.voice": ("dispatch", "send.voice.v1"),
+#: queue name -> (exchange, routing keys bound); a command queue takes every version still read.
+QUEUES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "scheduler.campaign.launched": ("campaign.events", ("campaign.launched.v1",)),
+    "scheduler.campaign.cancelled": ("campaign.events", ("campaign.cancelled.v1",)),
+    "dispatch.sms": ("dispatch", ("send.sms.v1", "send.sms.v2")),
+    "dispatch.email": ("dispatch", ("send.email.v1", "send.email.v2")),
+    "dispatch.voice": ("dispatch", ("send.voice.v1", "send.voice.v2")),
 }
 
 
@@ -61,7 +61,7 @@ async def declare(channel: AbstractChannel, prefix: str = "") -> None:
     exchanges = {
         name: await channel.declare_exchange(prefix + name, kind, durable=True) for name, kind in EXCHANGES.items()
     }
-    for name, (exchange, key) in QUEUES.items():
+    for name, (exchange, keys) in QUEUES.items():
         full = prefix + name
         dlq = await channel.declare_queue(full + ".dlq", durable=True, arguments={"x-queue-type": "quorum"})
         await dlq.bind(dlx, routing_key=full)
@@ -75,7 +75,8 @@ async def declare(channel: AbstractChannel, prefix: str = "") -> None:
                 "x-dead-letter-routing-key": full,
             },
         )
-        await queue.bind(exchanges[exchange], routing_key=key)
+        for key in keys:
+            await queue.bind(exchanges[exchange], routing_key=key)
 
 
 async def delete(channel: AbstractChannel, prefix: str) -> None:

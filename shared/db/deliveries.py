@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from shared.db.connection import Connection
+from shared.db.connection import Connection, Executor
 
 #: Columns written when a run is planned, in COPY order.
 PLAN_COLUMNS = (
@@ -40,9 +40,27 @@ WHERE c.account_id = $1 AND c.id IN (
     WHERE g.account_id = $1 AND g.id = ANY($3::text[])
 )
 """
+#: The next `limit` recipients after contact id `after`, in id order (a keyset chunk: each source
+#: gives at most `limit` ids past the cursor, so a chunk reads a bounded slice of each).
+_RECIPIENTS_AFTER = """
+SELECT c.id, c.first_name, c.last_name, c.email, c.phone, c.company, c.timezone, c.metadata,
+       c.opted_out_sms, c.opted_out_email, c.opted_out_voice
+FROM contacts c
+WHERE c.account_id = $1 AND c.id > $4 AND c.id IN (
+    (SELECT r.contact_id FROM campaign_recipients r
+     WHERE r.campaign_id = $2 AND r.contact_id > $4 ORDER BY r.contact_id LIMIT $5)
+    UNION
+    (SELECT m.contact_id FROM contact_groups g
+     CROSS JOIN LATERAL (SELECT m.contact_id FROM group_members m
+                         WHERE m.group_id = g.id AND m.contact_id > $4 ORDER BY m.contact_id LIMIT $5) AS m
+     WHERE g.account_id = $1 AND g.id = ANY($3::text[]))
+)
+ORDER BY c.id
+LIMIT $5
+"""
 _INSERT_RUN = """
-INSERT INTO runs (id, campaign_id, account_id, seq, status, occurs_at, occurs_wall)
-VALUES ($1, $2, $3, $4, 'planned', $5, $6) ON CONFLICT (campaign_id, seq) DO NOTHING RETURNING id
+INSERT INTO runs (id, campaign_id, account_id, seq, status, occurs_at, occurs_wall, planned_through)
+VALUES ($1, $2, $3, $4, 'planning', $5, $6, '') ON CONFLICT (campaign_id, seq) DO NOTHING RETURNING id
 """
 _INSERT_PENDING_RUN = """
 INSERT INTO runs (id, campaign_id, account_id, seq, status, occurs_wall, plan_at)
@@ -56,21 +74,44 @@ WHERE r.status = 'pending' AND r.plan_at <= $1
 ORDER BY r.plan_at LIMIT $2
 FOR UPDATE OF r SKIP LOCKED
 """
-_START_RUN = "UPDATE runs SET status = 'planned' WHERE id = $1"
-_CANCEL_RUNS = "UPDATE runs SET status = 'cancelled' WHERE campaign_id = $1 AND status = 'pending'"
-_SLOTS = """
-INSERT INTO concurrency_slots (campaign_id, slot)
-SELECT $1, s FROM generate_series(0, $2 - 1) AS s ON CONFLICT DO NOTHING
+_START_RUN = "UPDATE runs SET status = 'planning', planned_through = '' WHERE id = $1"
+#: A run being planned, locked while one chunk of it is planned (another scheduler skips it).
+_PLANNING = """
+SELECT r.id, r.campaign_id, r.account_id, r.seq, r.occurs_wall, r.planned_through
+FROM runs r WHERE r.status = 'planning' AND ($1::text IS NULL OR r.id = $1)
+ORDER BY r.created_at LIMIT 1
+FOR UPDATE SKIP LOCKED
 """
+_PLANNED_THROUGH = "UPDATE runs SET planned_through = $2 WHERE id = $1"
+_PLANNED = "UPDATE runs SET status = 'planned', planned_through = NULL WHERE id = $1"
+_DROP_RUN = "UPDATE runs SET status = 'cancelled', planned_through = NULL WHERE id = $1"
+_CANCEL_RUNS = """
+UPDATE runs SET status = 'cancelled', planned_through = NULL
+WHERE campaign_id = $1 AND status IN ('pending', 'planning')
+"""
+_CAMPAIGN = "SELECT * FROM campaigns WHERE id = $1"
+_CAMPAIGN_LOCKED = _CAMPAIGN + " FOR UPDATE"
+_FAIL_CAMPAIGN = "UPDATE campaigns SET status = 'failed', status_reason = $2, updated_at = now() WHERE id = $1"
+_FLOW = "INSERT INTO campaign_flow (campaign_id) VALUES ($1) ON CONFLICT DO NOTHING"
+#: Live campaigns with deliveries due, and their flow (what waits in a queue, what is in flight).
+_DUE_CAMPAIGNS = """
+SELECT c.id, c.max_concurrent, COALESCE(f.queued, 0) AS queued, COALESCE(f.in_flight, 0) AS in_flight,
+       COALESCE(f.started, 0) AS started
+FROM campaigns c LEFT JOIN campaign_flow f ON f.campaign_id = c.id
+WHERE c.status IN ('scheduled', 'running')
+  AND EXISTS (SELECT 1 FROM deliveries d WHERE d.campaign_id = c.id AND d.state = 'planned' AND d.send_at <= $1)
+"""
+#: Up to each campaign's credit of its due deliveries, earliest first, marked queued.
 _RELEASE = """
-WITH due AS (
-    SELECT d.id FROM deliveries d
-    WHERE d.state = 'planned' AND d.send_at <= $1
-      AND EXISTS (SELECT 1 FROM campaigns c
-                  WHERE c.id = d.campaign_id AND c.status IN ('scheduled', 'running'))
-    ORDER BY d.send_at
-    LIMIT $2
-    FOR UPDATE OF d SKIP LOCKED
+WITH due AS MATERIALIZED (
+    SELECT p.id FROM unnest($2::text[], $3::int[]) AS w(campaign_id, credit)
+    CROSS JOIN LATERAL (
+        SELECT d.id FROM deliveries d
+        WHERE d.campaign_id = w.campaign_id AND d.state = 'planned' AND d.send_at <= $1
+        ORDER BY d.send_at
+        LIMIT w.credit
+        FOR UPDATE SKIP LOCKED
+    ) AS p
 )
 UPDATE deliveries d SET state = 'queued', queued_at = $1, updated_at = now()
 FROM due, campaigns c WHERE d.id = due.id AND c.id = d.campaign_id
@@ -87,14 +128,12 @@ _MARK_RUNNING = """
 UPDATE campaigns SET status = 'running', updated_at = now()
 WHERE id = ANY($1::text[]) AND status = 'scheduled'
 """
-#: A delivery still holding its concurrency slot is under way too: a voice call, until it ends.
+#: A run is complete once planned whole and none of its deliveries is open or in flight (a voice
+#: call is under way until it ends), read off its counts.
 _COMPLETE_RUNS = """
 UPDATE runs r SET status = 'completed', completed_at = now()
-WHERE r.status = 'planned' AND NOT EXISTS (
-    SELECT 1 FROM deliveries d WHERE d.run_id = r.id AND d.state IN ('planned', 'queued', 'sending'))
-  AND NOT EXISTS (
-    SELECT 1 FROM concurrency_slots s JOIN deliveries d ON d.id = s.delivery_id
-    WHERE s.campaign_id = r.campaign_id AND s.lease_until >= now() AND d.run_id = r.id)
+WHERE r.status = 'planned'
+  AND COALESCE((SELECT sum(c.planned + c.queued + c.in_flight) FROM delivery_counts c WHERE c.run_id = r.id), 0) = 0
 RETURNING r.id AS run_id, r.campaign_id, r.account_id
 """
 #: Campaigns with no run under way: completed, or back to scheduled while a next run is pending.
@@ -109,7 +148,7 @@ FROM (
     FROM campaigns c2
     WHERE c2.status IN ('scheduled', 'running')
       AND EXISTS (SELECT 1 FROM runs r WHERE r.campaign_id = c2.id)
-      AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.campaign_id = c2.id AND r.status = 'planned')
+      AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.campaign_id = c2.id AND r.status IN ('planning', 'planned'))
 ) AS p
 WHERE c.id = p.id AND NOT (p.status = 'scheduled' AND p.pending)
 RETURNING c.id AS campaign_id, c.account_id, c.status
@@ -134,6 +173,13 @@ async def recipients(
         yield chunk
 
 
+async def recipients_after(
+    conn: Connection, account_id: str, campaign_id: str, group_ids: Sequence[str], after: str, limit: int
+) -> list[asyncpg.Record]:
+    """The campaign's next `limit` contacts (inline and from its groups) after contact id `after`."""
+    return list(await conn.fetch(_RECIPIENTS_AFTER, account_id, campaign_id, list(group_ids), after, limit))
+
+
 async def insert_run(
     conn: Connection,
     run_id: str,
@@ -143,7 +189,7 @@ async def insert_run(
     occurs_at: datetime | None,
     occurs_wall: datetime | None,
 ) -> bool:
-    """Create run number `seq`, being planned now; False if it already exists."""
+    """Create run number `seq`, to be planned in chunks from now; False if it already exists."""
     return await conn.fetchval(_INSERT_RUN, run_id, campaign_id, account_id, seq, occurs_at, occurs_wall) is not None
 
 
@@ -172,13 +218,44 @@ async def due_runs(conn: Connection, now: datetime, limit: int = 10) -> list[asy
 
 
 async def start_run(conn: Connection, run_id: str) -> None:
-    """Mark a pending run as being planned."""
+    """Mark a pending run as being planned (from its first contact)."""
     await conn.execute(_START_RUN, run_id)
 
 
-async def ensure_slots(conn: Connection, campaign_id: str, max_concurrent: int) -> None:
-    """One concurrency slot per `max_concurrent`."""
-    await conn.execute(_SLOTS, campaign_id, max_concurrent)
+async def planning_run(conn: Connection, run_id: str | None = None) -> asyncpg.Record | None:
+    """A run being planned (that one, when given), row-locked until the transaction ends; None
+    when there is none, or another scheduler holds it."""
+    return await conn.fetchrow(_PLANNING, run_id)
+
+
+async def planned_through(conn: Connection, run_id: str, contact_id: str) -> None:
+    """Record that the run's contacts up to `contact_id` are planned."""
+    await conn.execute(_PLANNED_THROUGH, run_id, contact_id)
+
+
+async def finish_planning(conn: Connection, run_id: str) -> None:
+    """The run is planned whole: it completes once its deliveries have all ended."""
+    await conn.execute(_PLANNED, run_id)
+
+
+async def drop_run(conn: Connection, run_id: str) -> None:
+    """Stop planning a run whose campaign ended meanwhile."""
+    await conn.execute(_DROP_RUN, run_id)
+
+
+async def campaign(conn: Connection, campaign_id: str, *, lock: bool = False) -> asyncpg.Record | None:
+    """A campaign by id (the scheduler's own view: any account), row-locked when `lock`."""
+    return await conn.fetchrow(_CAMPAIGN_LOCKED if lock else _CAMPAIGN, campaign_id)
+
+
+async def fail_campaign(conn: Connection, campaign_id: str, reason: str) -> None:
+    """End a campaign as failed, saying why."""
+    await conn.execute(_FAIL_CAMPAIGN, campaign_id, reason)
+
+
+async def ensure_flow(conn: Connection, campaign_id: str) -> None:
+    """The campaign's flow row (queued, in flight), which its claims lock."""
+    await conn.execute(_FLOW, campaign_id)
 
 
 async def copy_planned(conn: Connection, records: list[tuple[Any, ...]]) -> None:
@@ -186,9 +263,18 @@ async def copy_planned(conn: Connection, records: list[tuple[Any, ...]]) -> None
     await conn.copy_records_to_table("deliveries", records=records, columns=PLAN_COLUMNS)
 
 
-async def release_due(conn: Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
-    """Mark up to `limit` due deliveries of live campaigns queued, earliest first; returns them."""
-    rows = await conn.fetch(_RELEASE, now, limit)
+async def due_campaigns(conn: Executor, now: datetime) -> list[asyncpg.Record]:
+    """Live campaigns with deliveries due at `now`, with their flow (queued, in_flight, started)."""
+    return list(await conn.fetch(_DUE_CAMPAIGNS, now))
+
+
+async def release_due(conn: Connection, now: datetime, credits: Sequence[tuple[str, int]]) -> list[asyncpg.Record]:
+    """Mark queued, for each (campaign, credit), up to `credit` of its deliveries due at `now`,
+    earliest first; returns them (with the campaign's window)."""
+    credits = [(c, n) for c, n in credits if n > 0]
+    if not credits:
+        return []
+    rows = await conn.fetch(_RELEASE, now, [c for c, _ in credits], [n for _, n in credits])
     if rows:
         await conn.execute(_MARK_RUNNING, list({r["campaign_id"] for r in rows}))
     return rows

@@ -36,6 +36,26 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 
+#: Failures that pass by themselves: the database away or restarting, a connection cut, a
+#: serialisation failure or a deadlock (the transaction is simply run again), a timeout. Anything
+#: else is a bug or a bad message: retried a few times, then given up (dead-lettered).
+TRANSIENT: tuple[type[BaseException], ...] = (
+    *UNAVAILABLE,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.LockNotAvailableError,
+    asyncpg.QueryCanceledError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` is a failure that passes by itself (see TRANSIENT): try again, never give up."""
+    return isinstance(exc, TRANSIENT)
+
+
 def _encode_jsonb(value: object) -> bytes:
     if type(value) is bytes:  # encoded already (a CSV import's metadata, one per row)
         return b"\x01" + value

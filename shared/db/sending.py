@@ -1,19 +1,26 @@
-"""A dispatcher's view of one delivery: claim it, then record what the provider said."""
+"""A dispatcher's writes, a batch at a time: claim deliveries within the campaign's room, settle
+those not to send, record what the provider said (with the charges), each batch one transaction.
+
+Lock order, the same for every writer of deliveries: delivery rows (by id), then `campaign_flow`,
+then `delivery_counts` (the triggers of migration 0010), then campaigns and accounts (charges),
+then contacts. A claim takes its campaign's flow row first and skips locked delivery rows, so it
+never waits on a delivery row while holding the flow row.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 import asyncpg
 
-from shared.db import balance, slots
 from shared.db.connection import Connection, Executor
 
+#: Everything a send needs: the delivery, its campaign, contact, agent and the account's prices.
 _LOAD = """
-SELECT d.id, d.state, d.attempts, d.to_address, d.campaign_id, d.contact_id, d.channel,
+SELECT d.id, d.state, d.attempts, d.to_address, d.campaign_id, d.account_id, d.contact_id, d.channel,
        c.status AS campaign_status, c.message_template, c.subject_template, c.html_template,
        c.from_number, c.max_retries, c.retry_interval, c.voice,
        ct.first_name, ct.last_name, ct.email, ct.phone, ct.company, ct.metadata,
@@ -24,117 +31,187 @@ JOIN campaigns c ON c.id = d.campaign_id
 JOIN contacts ct ON ct.id = d.contact_id
 JOIN accounts acc ON acc.id = d.account_id
 LEFT JOIN agents a ON a.id = c.agent_id
-WHERE d.id = $1
-FOR UPDATE OF d
+WHERE d.id = ANY($1::text[])
 """
-_STATE = "SELECT state FROM deliveries WHERE id = $1"
-_SENDING = """
-UPDATE deliveries SET state = 'sending', attempts = attempts + 1, sending_at = now(),
-    rendered = $2, updated_at = now()
-WHERE id = $1
+_STATES = "SELECT id, state FROM deliveries WHERE id = ANY($1::text[])"
+_ROOM = """
+SELECT c.status, c.max_concurrent, f.in_flight
+FROM campaign_flow f JOIN campaigns c ON c.id = f.campaign_id
+WHERE f.campaign_id = $1
+FOR UPDATE OF f
 """
-_BACK_TO_PLANNED = "UPDATE deliveries SET state = 'planned', updated_at = now() WHERE id = $1"
-_FINISH = """
-UPDATE deliveries SET state = $2, error = $3, updated_at = now(),
-    failed_at = CASE WHEN $2 = 'failed' THEN now() ELSE failed_at END
-WHERE id = $1 AND state IN ('queued', 'sending')
+# A contact who opted out since the batch was loaded is not claimed (it is settled as skipped).
+_CLAIM = """
+WITH picked AS MATERIALIZED (
+    SELECT d.id, u.rendered FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(id, rendered, ord)
+    JOIN deliveries d ON d.id = u.id
+    JOIN contacts ct ON ct.id = d.contact_id
+    WHERE d.state = 'queued'
+      AND NOT CASE d.channel WHEN 'sms' THEN ct.opted_out_sms WHEN 'email' THEN ct.opted_out_email
+                             ELSE ct.opted_out_voice END
+    ORDER BY u.ord
+    LIMIT $3
+    FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1, sending_at = now(),
+    rendered = p.rendered, updated_at = now()
+FROM picked p WHERE d.id = p.id
+RETURNING d.id, d.attempts
 """
-_SENT = """
-UPDATE deliveries SET
-    state = CASE WHEN state = 'sending' THEN 'sent' ELSE state END,
-    provider_id = $2, provider_status = COALESCE(provider_status, $3),
-    sent_at = CASE WHEN state IN ('planned', 'queued') THEN sent_at ELSE COALESCE(sent_at, now()) END,
-    error = NULL, updated_at = now()
-WHERE id = $1
+_SETTLE = """
+UPDATE deliveries d SET state = u.state, error = u.error, updated_at = now(),
+    failed_at = CASE WHEN u.state = 'failed' THEN now() ELSE d.failed_at END
+FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, state, error)
+WHERE d.id = u.id AND d.state = 'queued'
+RETURNING d.id
 """
-_RETRY = """
-UPDATE deliveries SET state = 'planned', send_at = $2, error = $3, updated_at = now()
-WHERE id = $1 AND state = 'sending'
+# Outcomes of sends, one statement for the batch. A `sent` never undoes a later status a faster
+# callback set; a retry or a failure applies only to a delivery still `sending`. A send is charged
+# once (the first time its cost is set): `charged` says what to take from the balance.
+_RECORD = """
+WITH o AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::timestamptz[], $7::text[])
+        AS o(id, outcome, provider_id, provider_status, cost, retry_at, error)
+), locked AS MATERIALIZED (
+    SELECT d.id, d.state, d.cost FROM deliveries d JOIN o ON o.id = d.id ORDER BY d.id FOR UPDATE OF d
+)
+UPDATE deliveries d SET
+    state = CASE
+        WHEN o.outcome = 'sent' THEN CASE WHEN l.state = 'sending' THEN 'sent' ELSE l.state END
+        WHEN l.state <> 'sending' THEN l.state
+        WHEN o.outcome = 'retry' THEN 'planned'
+        ELSE 'failed' END,
+    provider_id = COALESCE(o.provider_id, d.provider_id),
+    provider_status = CASE WHEN o.outcome = 'sent' THEN COALESCE(d.provider_status, o.provider_status)
+                           ELSE d.provider_status END,
+    sent_at = CASE WHEN o.outcome = 'sent' AND l.state NOT IN ('planned', 'queued') THEN COALESCE(d.sent_at, now())
+                   ELSE d.sent_at END,
+    send_at = CASE WHEN o.outcome = 'retry' AND l.state = 'sending' THEN o.retry_at ELSE d.send_at END,
+    error = CASE WHEN o.outcome = 'sent' THEN NULL WHEN l.state = 'sending' THEN o.error ELSE d.error END,
+    failed_at = CASE WHEN o.outcome = 'failed' AND l.state = 'sending' THEN now() ELSE d.failed_at END,
+    cost = CASE WHEN o.outcome = 'sent' THEN COALESCE(l.cost, o.cost) ELSE d.cost END,
+    updated_at = now()
+FROM o, locked l
+WHERE d.id = o.id AND l.id = o.id
+RETURNING d.id, d.campaign_id, CASE WHEN o.outcome = 'sent' AND l.cost IS NULL THEN o.cost END AS charged
 """
-_OPT_OUT = "UPDATE contacts SET {column} = true, updated_at = now() WHERE id = $1"
-_OPT_OUT_COLUMNS = {"sms": "opted_out_sms", "email": "opted_out_email", "voice": "opted_out_voice"}
-
-
-async def load_for_update(conn: Connection, delivery_id: str) -> asyncpg.Record | None:
-    """The delivery with its campaign, contact and agent, row-locked (inside a transaction)."""
-    return await conn.fetchrow(_LOAD, delivery_id)
-
-
-async def state(pool: asyncpg.Pool, delivery_id: str) -> str | None:
-    """The delivery's state now."""
-    state_: str | None = await pool.fetchval(_STATE, delivery_id)
-    return state_
-
-
-async def mark_sending(conn: Connection, delivery_id: str, rendered: str) -> None:
-    """Record that the provider is about to be called (one attempt more)."""
-    await conn.execute(_SENDING, delivery_id, rendered)
-
-
-async def back_to_planned(conn: Connection, delivery_id: str) -> None:
-    """Return a delivery of a paused campaign, to be released again on resume."""
-    await conn.execute(_BACK_TO_PLANNED, delivery_id)
-
-
-async def finish(conn: Executor, delivery_id: str, state_: str, error: str | None) -> None:
-    """End a delivery that was not (or could not be) handed over: failed, skipped or cancelled."""
-    await conn.execute(_FINISH, delivery_id, state_, error)
-
-
-async def mark_sent(
-    pool: Executor,
-    delivery_id: str,
-    provider_id: str,
-    status: str,
-    cost: Decimal | None,
-    *,
-    free_slot_of: str | None = None,
-) -> None:
-    """Record the provider's acceptance (never undoing a later status a callback set first),
-    charge the send (`cost` None: charged later, e.g. a call when it ends) and, given the
-    campaign id, free the send's concurrency slot: one transaction, one commit.
-
-    The charge goes last: it locks the campaign row, which every send of the campaign needs.
-    """
-    async with _transaction(pool) as conn:
-        if free_slot_of is not None:
-            await slots.release(conn, free_slot_of, delivery_id)
-        await conn.execute(_SENT, delivery_id, provider_id, status)
-        if cost is not None:
-            await balance.charge(conn, delivery_id, cost)
-
-
-@asynccontextmanager
-async def _transaction(pool: Executor) -> AsyncIterator[Connection]:
-    if isinstance(pool, asyncpg.Pool):
-        async with pool.acquire() as conn, conn.transaction():
-            yield conn
-    else:
-        async with pool.transaction():
-            yield pool
-
-
-async def schedule_retry(pool: Executor, delivery_id: str, at: datetime, error: str) -> None:
-    """Send the delivery back to the scheduler for another try at `at`."""
-    await pool.execute(_RETRY, delivery_id, at, error)
-
-
-async def opt_out(conn: Executor, contact_id: str, channel: str) -> None:
-    """Mark the contact opted out of `channel`."""
-    await conn.execute(_OPT_OUT.format(column=_OPT_OUT_COLUMNS[channel]), contact_id)
-
-
+# Charges of a batch, by campaign: from its reservation, the balance once that is used up.
+_CHARGE = """
+WITH charge AS (
+    SELECT u.campaign_id, sum(u.amount) AS amount
+    FROM unnest($1::text[], $2::numeric[]) AS u(campaign_id, amount) GROUP BY u.campaign_id
+), old AS (
+    SELECT c.id, c.account_id, c.reserved, charge.amount FROM campaigns c JOIN charge ON charge.campaign_id = c.id
+    ORDER BY c.id FOR UPDATE OF c
+), upd AS (
+    UPDATE campaigns c SET reserved = old.reserved - LEAST(old.reserved, old.amount)
+    FROM old WHERE c.id = old.id
+    RETURNING old.account_id, old.amount - LEAST(old.reserved, old.amount) AS excess
+)
+UPDATE accounts a SET balance = a.balance - e.excess
+FROM (SELECT account_id, sum(excess) AS excess FROM upd GROUP BY account_id) AS e
+WHERE a.id = e.account_id AND e.excess > 0
+"""
+_OPT_OUT = {
+    "sms": "UPDATE contacts SET opted_out_sms = true, updated_at = now() WHERE id = ANY($1::text[])",
+    "email": "UPDATE contacts SET opted_out_email = true, updated_at = now() WHERE id = ANY($1::text[])",
+    "voice": "UPDATE contacts SET opted_out_voice = true, updated_at = now() WHERE id = ANY($1::text[])",
+}
 _STUCK = """
-SELECT d.id, d.to_address, d.rendered, d.sending_at, d.attempts, d.contact_id,
+SELECT d.id, d.campaign_id, d.to_address, d.rendered, d.sending_at, d.attempts, d.contact_id,
        c.from_number, c.max_retries, c.retry_interval, acc.price_sms
 FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id JOIN accounts acc ON acc.id = d.account_id
 WHERE d.channel = $1 AND d.state = 'sending' AND d.sending_at < now() - make_interval(secs => $2)
 ORDER BY d.sending_at
 LIMIT $3
-FOR UPDATE OF d SKIP LOCKED
 """
 
 
-async def stuck(conn: Connection, channel: str, older_than_s: float, limit: int = 100) -> list[asyncpg.Record]:
+@dataclass(frozen=True)
+class Room:
+    """A campaign's state and how many more sends it may start now, read under its flow row's lock."""
+
+    status: str
+    free: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one send: `sent` (with the provider's id, status and the cost to charge),
+    `retry` (at `retry_at`) or `failed`, with the error."""
+
+    delivery_id: str
+    outcome: str
+    provider_id: str | None = None
+    provider_status: str | None = None
+    cost: Decimal | None = None
+    retry_at: datetime | None = None
+    error: str | None = None
+
+
+async def load(conn: Executor, delivery_ids: Sequence[str]) -> list[asyncpg.Record]:
+    """The deliveries with their campaign, contact, agent and prices (not locked)."""
+    return list(await conn.fetch(_LOAD, list(delivery_ids)))
+
+
+async def states(conn: Executor, delivery_ids: Sequence[str]) -> dict[str, str]:
+    """Each delivery's state now."""
+    return {r["id"]: r["state"] for r in await conn.fetch(_STATES, list(delivery_ids))}
+
+
+async def room(conn: Connection, campaign_id: str) -> Room | None:
+    """Lock the campaign's flow row (inside a transaction, until it ends) and say how many more
+    sends it allows; None when nothing of the campaign was ever released."""
+    row = await conn.fetchrow(_ROOM, campaign_id)
+    if row is None:
+        return None
+    return Room(row["status"], max(0, row["max_concurrent"] - row["in_flight"]))
+
+
+async def claim(conn: Connection, delivery_ids: Sequence[str], rendered: Sequence[str], limit: int) -> list[str]:
+    """Move up to `limit` of the deliveries still `queued` (in the order given; their contact still
+    opted in; not locked by another claim) to `sending` with their rendered text: the claimed ids."""
+    if limit <= 0 or not delivery_ids:
+        return []
+    rows = await conn.fetch(_CLAIM, list(delivery_ids), list(rendered), limit)
+    return [r["id"] for r in rows]
+
+
+async def settle(conn: Connection, verdicts: Sequence[tuple[str, str, str | None]]) -> list[str]:
+    """Give `queued` deliveries that are not to be sent their state (id, state, error): planned
+    again (paused campaign), cancelled, skipped or failed. The ids that changed."""
+    if not verdicts:
+        return []
+    ids, states_, errors = zip(*verdicts, strict=True)
+    rows = await conn.fetch(_SETTLE, list(ids), list(states_), list(errors))
+    return [r["id"] for r in rows]
+
+
+async def record(conn: Connection, outcomes: Sequence[Outcome]) -> None:
+    """Record a batch of send outcomes and charge the sends (inside the caller's transaction)."""
+    if not outcomes:
+        return
+    rows = await conn.fetch(
+        _RECORD,
+        [o.delivery_id for o in outcomes],
+        [o.outcome for o in outcomes],
+        [o.provider_id for o in outcomes],
+        [o.provider_status for o in outcomes],
+        [o.cost for o in outcomes],
+        [o.retry_at for o in outcomes],
+        [o.error for o in outcomes],
+    )
+    charged = [(r["campaign_id"], r["charged"]) for r in rows if r["charged"]]
+    if charged:
+        await conn.execute(_CHARGE, [c for c, _ in charged], [a for _, a in charged])
+
+
+async def opt_out(conn: Executor, contact_ids: Sequence[str], channel: str) -> None:
+    """Mark the contacts opted out of `channel`."""
+    if contact_ids:
+        await conn.execute(_OPT_OUT[channel], list(contact_ids))
+
+
+async def stuck(conn: Executor, channel: str, older_than_s: float, limit: int = 100) -> list[asyncpg.Record]:
     """Deliveries left `sending` longer than any provider call may take (a crash or a timeout)."""
-    return await conn.fetch(_STUCK, channel, older_than_s, limit)
+    return list(await conn.fetch(_STUCK, channel, older_than_s, limit))

@@ -2,22 +2,53 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
 
 from shared.db import sending
 from shared.db.connection import Connection, Executor
+from shared.domain.deliveries import SMS_STATUS_COLUMNS
 
 _RECORD = """
 INSERT INTO webhook_events (provider, kind, dedupe_key, delivery_id, payload)
 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id
 """
-_DELIVERY = """
-SELECT id, campaign_id, account_id, state, provider_id, provider_status, sent_at, delivered_at
-FROM deliveries WHERE id = $1::text OR ($1::text IS NULL AND provider_id = $2::text) FOR UPDATE
-"""
 _COLUMNS = frozenset({"state", "provider_status", "sent_at", "delivered_at", "failed_at", "error", "provider_id"})
+
+
+#: The deliveries a batch of status callbacks is about (by our id, else by the provider's), locked
+#: in id order (the order every batch writer locks deliveries in).
+_FOR_STATUSES = """
+SELECT id, campaign_id, state, provider_id, provider_status, sent_at, delivered_at, failed_at, error
+FROM deliveries WHERE id = ANY($1::text[]) OR provider_id = ANY($2::text[])
+ORDER BY id
+FOR UPDATE
+"""
+_SET_STATUSES = """
+UPDATE deliveries d SET state = u.state, provider_status = u.provider_status, sent_at = u.sent_at,
+    delivered_at = u.delivered_at, failed_at = u.failed_at, error = u.error, provider_id = u.provider_id,
+    updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[],
+            $7::text[], $8::text[])
+    AS u(id, state, provider_status, sent_at, delivered_at, failed_at, error, provider_id)
+WHERE d.id = u.id
+"""
+
+
+async def for_statuses(
+    conn: Connection, delivery_ids: Sequence[str], provider_ids: Sequence[str]
+) -> list[asyncpg.Record]:
+    """The deliveries named by our ids or by the provider's, row-locked (inside a transaction)."""
+    return list(await conn.fetch(_FOR_STATUSES, list(delivery_ids), list(provider_ids)))
+
+
+async def set_statuses(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write the status columns of many deliveries (locked by `for_statuses`) in one statement."""
+    if not rows:
+        return
+    await conn.execute(_SET_STATUSES, [r["id"] for r in rows], *([r[c] for r in rows] for c in SMS_STATUS_COLUMNS))
 
 
 async def record_event(
@@ -30,13 +61,6 @@ async def record_event(
 ) -> bool:
     """Store a callback; False if the same one was stored before (a retry or a replay)."""
     return await conn.fetchval(_RECORD, provider, kind, dedupe_key, delivery_id, payload) is not None
-
-
-async def delivery_for_update(
-    conn: Connection, delivery_id: str | None, provider_id: str | None
-) -> asyncpg.Record | None:
-    """The delivery a callback is about (by our id, else by the provider's), row-locked."""
-    return await conn.fetchrow(_DELIVERY, delivery_id, provider_id)
 
 
 async def update_delivery(
@@ -143,5 +167,5 @@ async def bounce_email(conn: Connection, delivery: asyncpg.Record, error: str) -
     """A hard bounce: the delivery is undelivered (unless it already ended otherwise) and the
     address is skipped by later email campaigns. Whether the delivery changed."""
     changed = await conn.execute(_BOUNCE, delivery["id"], error) != "UPDATE 0"
-    await sending.opt_out(conn, delivery["contact_id"], "email")
+    await sending.opt_out(conn, [delivery["contact_id"]], "email")
     return changed

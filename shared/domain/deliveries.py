@@ -75,3 +75,36 @@ def sms_status_change(current: Row, status: str, error_code: str | None, now: da
         change["failed_at"] = now
         change["error"] = f"twilio {status}" + (f" (error {error_code})" if error_code else "")
     return change
+
+
+#: The columns a status callback may change, in the order `fold_sms_statuses` gives them.
+SMS_STATUS_COLUMNS = ("state", "provider_status", "sent_at", "delivered_at", "failed_at", "error", "provider_id")
+
+
+def fold_sms_statuses(
+    current: dict[str, dict[str, Any]],
+    callbacks: list[tuple[str, str | None, str, str | None]],
+    now: datetime,
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Apply status callbacks, in the order they came, to the deliveries they are about.
+
+    `current`: delivery id → its row (the columns of SMS_STATUS_COLUMNS); `callbacks`: (delivery
+    id, Twilio sid, status, error code). Returns what each callback did (`applied`, `stale`: it
+    changed nothing, or `unknown_delivery`) and the new rows of the deliveries that changed.
+    """
+    results: list[str] = []
+    changed: dict[str, dict[str, Any]] = {}
+    for delivery_id, sid, status, error_code in callbacks:
+        row = changed.get(delivery_id) or current.get(delivery_id)
+        if row is None:
+            results.append("unknown_delivery")
+            continue
+        change = sms_status_change(row, status, error_code, now)
+        if sid and row["provider_id"] is None:
+            change["provider_id"] = sid
+        if not change:
+            results.append("stale")
+            continue
+        changed[delivery_id] = {**row, **change}
+        results.append("applied")
+    return results, changed

@@ -18,6 +18,7 @@ class Counts:
     pending: int = 0
     skipped: int = 0
     cancelled: int = 0
+    undelivered: int = 0
     response_seconds: float | None = None  # mean time from sent to first reply
 
 
@@ -53,6 +54,7 @@ def results(campaign_id: str, status: str, counts: Counts) -> dict[str, Any]:
         "pending": counts.pending,
         "skipped": counts.skipped,
         "cancelled": counts.cancelled,
+        "undelivered": counts.undelivered,
         "reply_rate": reply_rate(counts),
         "average_response_time": format_duration(counts.response_seconds),
     }

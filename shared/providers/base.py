@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from shared.domain.retry import Verdict
@@ -46,6 +47,6 @@ class Found:
 class SmsLookup(Protocol):
     """Finds a message the provider may have accepted before we could record it."""
 
-    async def find_sms(self, *, to: str, from_: str | None, body: str) -> Found | None:
-        """The provider's message to `to` with exactly `body`, or None."""
+    async def find_sms(self, *, to: str, from_: str | None, body: str, since: datetime) -> Found | None:
+        """The provider's message to `to` with exactly `body` created since `since`, or None."""
         ...

@@ -24,8 +24,10 @@ NOT_FOUND = 20404
 class TwilioClient:
     """Owns one async twilio `Client` whose `api` domain (Messages, Calls) points at `base_url`."""
 
-    def __init__(self, account_sid: str, auth_token: str, base_url: str, timeout: float):
-        self._http = AsyncTwilioHttpClient()
+    def __init__(self, account_sid: str, auth_token: str, base_url: str, timeout: float, connections: int = 100):
+        self._http = AsyncTwilioHttpClient(pool_connections=False)
+        # our own session: as many connections as requests may be in flight (aiohttp's default: 100)
+        self._http.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections))
         self.client = Client(account_sid, auth_token, http_client=self._http)
         # the `api` domain's base URL is read on every request
         self.client.api.base_url = base_url.rstrip("/")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from shared.providers.base import Accepted, Found
 from shared.providers.twilio_client import TwilioClient
+
+#: How far a message's creation at the provider may seem to precede our claim (clock skew).
+SKEW = timedelta(seconds=60)
 
 
 class TwilioSms(TwilioClient):
@@ -17,12 +22,16 @@ class TwilioSms(TwilioClient):
             )
         return Accepted(provider_id=str(message.sid), status=str(message.status or "queued"))
 
-    async def find_sms(self, *, to: str, from_: str | None, body: str) -> Found | None:
-        """Look for a message to `to` with `body` among Twilio's recent ones (GET Messages.json)."""
+    async def find_sms(self, *, to: str, from_: str | None, body: str, since: datetime) -> Found | None:
+        """Look for a message to `to` with `body` created since `since` (less a minute of clock
+        skew) among Twilio's recent ones (GET Messages.json): an older one with the same text is
+        another run's or another attempt's, not this one's."""
         async with self._errors():
             messages = await self.client.messages.list_async(to=to, limit=50)
         for message in messages:
-            if message.body == body and (from_ is None or message.from_ == from_):
+            created = message.date_created
+            recent = created is None or created >= since - SKEW
+            if recent and message.body == body and (from_ is None or message.from_ == from_):
                 return Found(provider_id=str(message.sid), status=str(message.status))
         return None
 

@@ -10,7 +10,7 @@ import pytest
 
 from shared.db.pool import connect
 from tests.conftest import make_account, own_system
-from tests.support import TcpProxy, call, campaign_through_cuts
+from tests.support import TcpProxy, call, campaign_through_cuts, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +38,16 @@ async def test_a_dropped_broker_connection_loses_nothing_and_sends_nothing_twice
     try:
         account = await make_account(db)
 
+        cuts_made = 0
+
+        async def back() -> bool:
+            return proxy.open_connections() > 0
+
         async def cut() -> int:
+            nonlocal cuts_made
+            if cuts_made:  # the second cut: once some connections are back (they reconnect after 5 s)
+                await wait_until(back, timeout=30, message="a broker connection back")
+            cuts_made += 1
             return proxy.cut()
 
         campaign_id, _phones, cuts = await campaign_through_cuts(

@@ -96,8 +96,8 @@ async def test_a_scheduler_killed_mid_release_releases_each_contact_once(http, s
     await wait_until(releasing, interval=0.005, message="release started")
     scheduler.kill()
     try:
-        still_planned = await db.fetchval(
-            "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND state = 'planned'", campaign_id
+        released = await db.fetchval(
+            "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND state <> 'planned'", campaign_id
         )
     finally:
         scheduler.start()
@@ -105,8 +105,9 @@ async def test_a_scheduler_killed_mid_release_releases_each_contact_once(http, s
     counts = [len(fake_twilio.sent_to(p)) for p in phones]
     assert counts.count(1) == 1500, {c: counts.count(c) for c in set(counts)}
     assert final["sent"] == 1500
-    # the kill happened with part of the campaign not yet released (else this test proves less)
-    assert still_planned > 0
+    # the kill happened with part of the campaign not yet released (else this test proves less):
+    # not yet planned (runs are planned in chunks), or planned and not yet released
+    assert released < 1500
 
 
 async def _true(value: bool) -> bool:

@@ -117,7 +117,7 @@ async def test_the_seed_voice_request_calls_each_contact_and_holds_a_conversatio
 
     await wait_until(settled, message="unused reservation returned, calls charged")
     held = await db.fetchval(
-        "SELECT count(*) FROM concurrency_slots WHERE campaign_id = $1 AND delivery_id IS NOT NULL", created["id"])
+        "SELECT in_flight FROM campaign_flow WHERE campaign_id = $1", created["id"])
     assert held == 0
 
 

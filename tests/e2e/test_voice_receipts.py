@@ -67,6 +67,6 @@ async def test_a_call_whose_completed_callback_is_lost_is_looked_up_charged_and_
     lookups = [r for r in fake_twilio.requests if r.method == "GET" and r.path.endswith(path)]
     assert len(lookups) == 1
     held = await db.fetchval(
-        "SELECT count(*) FROM concurrency_slots WHERE campaign_id = $1 AND delivery_id IS NOT NULL", created["id"]
+        "SELECT in_flight FROM campaign_flow WHERE campaign_id = $1", created["id"]
     )
     assert held == 0

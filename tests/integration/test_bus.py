@@ -49,22 +49,33 @@ async def pool(bus_database):
 
 
 def test_messages_round_trip_with_type_and_version():
-    message = SendSms(account_id="acct_1", campaign_id="camp_1", delivery_id="dlv_1")
-    assert message.routing_key == "send.sms.v1"
+    message = SendSms(account_id="acct_1", campaign_id="camp_1", delivery_ids=["dlv_1", "dlv_2"])
+    assert message.routing_key == "send.sms.v2"
     decoded = decode(encode(message))
     assert decoded == message
 
 
+def test_a_version_1_send_command_reads_as_a_batch_of_one():
+    body = (
+        b'{"type": "send.sms", "version": 1, "message_id": "m1", "occurred_at": "2026-01-01T00:00:00Z",'
+        b' "account_id": "acct_1", "campaign_id": "camp_1", "delivery_id": "dlv_1"}'
+    )
+    decoded = decode(body)
+    assert isinstance(decoded, SendSms)
+    assert (decoded.version, decoded.delivery_ids) == (1, ["dlv_1"])
+    assert decoded.routing_key == "send.sms.v1"
+
+
 async def test_relay_publishes_committed_rows_only_and_deletes_them(bus, pool):
     connection, prefix = bus
-    commands = [SendSms(account_id="acct_x", campaign_id="camp_x", delivery_id=f"dlv_{i}") for i in range(25)]
+    commands = [SendSms(account_id="acct_x", campaign_id="camp_x", delivery_ids=[f"dlv_{i}"]) for i in range(25)]
     async with pool.acquire() as conn:
         async with conn.transaction():
             await outbox.add(conn, commands)
         # a rolled-back transaction leaves nothing to publish
         tx = conn.transaction()
         await tx.start()
-        await outbox.add(conn, [SendSms(account_id="acct_x", campaign_id="camp_x", delivery_id="dlv_rolled_back")])
+        await outbox.add(conn, [SendSms(account_id="acct_x", campaign_id="camp_x", delivery_ids=["dlv_rolled_back"])])
         await tx.rollback()
     relay = asyncio.create_task(outbox.Relay(pool, connection, prefix, poll_interval=0.1).run())
     try:
@@ -74,14 +85,14 @@ async def test_relay_publishes_committed_rows_only_and_deletes_them(bus, pool):
 
         async def drained() -> bool:
             while (message := await queue.get(fail=False)) is not None:
-                received.append(decode(message.body).delivery_id)  # type: ignore[union-attr]
+                received.append(decode(message.body).delivery_ids[0])  # type: ignore[union-attr]
                 await message.ack()
             return len(received) >= 25
 
         await wait_until(drained, timeout=20)
         ids = {c.message_id for c in commands}
         assert await pool.fetchval("SELECT count(*) FROM outbox WHERE message_id = ANY($1::text[])", list(ids)) == 0
-        assert sorted(received) == sorted(c.delivery_id for c in commands)
+        assert sorted(received) == sorted(c.delivery_ids[0] for c in commands)
         assert "dlv_rolled_back" not in received
     finally:
         relay.cancel()

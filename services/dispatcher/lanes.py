@@ -1,0 +1,279 @@
+"""The deliveries a dispatcher holds, one lane per campaign: claimed within the campaign's room
+(`max_concurrent` less what every replica has in flight) and this process's capacity, sent, and
+recorded in batches. A lane that has no room waits for a NOTIFY saying some came free (the
+migration 0010 triggers send one when a campaign's in-flight count goes down), so one campaign's
+limit or a slow provider never holds another campaign's sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import structlog
+from prometheus_client import Counter, Gauge
+
+from services.dispatcher.decide import Decision, decide
+from services.dispatcher.recorder import Recorder
+from services.dispatcher.senders import Sender
+from shared.db import sending
+from shared.db.listen import Listener
+from shared.db.sending import Outcome
+from shared.domain.retry import next_attempt
+from shared.providers.base import ProviderError
+
+log = structlog.get_logger()
+
+OUTCOMES = Counter("campaigns_dispatch_total", "Dispatch outcomes", ["channel", "outcome"])
+IN_FLIGHT = Gauge("campaigns_dispatch_in_flight", "Provider requests this dispatcher has under way", ["channel"])
+HELD = Gauge("campaigns_dispatch_held", "Deliveries this dispatcher holds, not yet claimed", ["channel"])
+
+#: NOTIFY channel on which a campaign with room again is named (migration 0010).
+FLOW_CHANNEL = "flow"
+#: Campaign states whose deliveries are sent.
+_LIVE = ("scheduled", "running")
+#: What a decision that is not a send leaves the delivery as.
+_SETTLED_AS = {"pause": "planned", "cancel": "cancelled", "skip": "skipped", "fail": "failed"}
+
+
+@dataclass
+class _Held:
+    """A delivery from a command not yet acknowledged, until it is claimed and recorded, or needs
+    nothing more from this dispatcher."""
+
+    id: str
+    done: asyncio.Future[None]
+    row: asyncpg.Record | None = None
+    decision: Decision | None = None
+
+
+@dataclass
+class _Lane:
+    campaign_id: str
+    held: dict[str, _Held] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    #: The last round could not claim for want of this process's capacity.
+    starved: bool = False
+
+
+class Lanes:
+    """Holds the deliveries of every command under way; `submit` returns once each of a command's
+    deliveries needs nothing more from this dispatcher (sent and recorded, settled, or another's)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        sender: Sender,
+        recorder: Recorder,
+        *,
+        capacity: int,
+        poll_s: float = 0.5,
+        clock: Any = None,
+    ):
+        self._pool = pool
+        self._sender = sender
+        self._channel = sender.channel
+        self._recorder = recorder
+        self._capacity = max(1, capacity)
+        self._poll = poll_s
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._lanes: dict[str, _Lane] = {}
+        self._in_flight = 0
+        self._sends: set[asyncio.Task[None]] = set()
+        self._listener = Listener(pool, FLOW_CHANNEL, self._on_flow)
+
+    async def __aenter__(self) -> Lanes:
+        """Listen for campaigns with room while in the block."""
+        await self._listener.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._listener.stop()
+        for lane in list(self._lanes.values()):
+            if lane.task is not None:
+                lane.task.cancel()
+        if self._sends:
+            await asyncio.wait(self._sends, timeout=30)
+
+    def _on_flow(self, campaign_id: str | None) -> None:
+        if campaign_id is None:  # the LISTEN connection was lost: room may have come meanwhile
+            for lane in self._lanes.values():
+                lane.wake.set()
+        elif (found := self._lanes.get(campaign_id)) is not None:
+            found.wake.set()
+
+    async def submit(self, campaign_id: str, delivery_ids: list[str]) -> None:
+        """Take a command's deliveries; returns when none needs anything more from us."""
+        lane = self._lanes.get(campaign_id)
+        if lane is None:
+            lane = self._lanes[campaign_id] = _Lane(campaign_id)
+        waits = []
+        for delivery_id in dict.fromkeys(delivery_ids):
+            held = lane.held.get(delivery_id)
+            if held is None:  # (the same delivery twice: a redelivered command meets the first)
+                held = lane.held[delivery_id] = _Held(delivery_id, asyncio.get_running_loop().create_future())
+            waits.append(held.done)
+        HELD.labels(self._channel).set(sum(len(x.held) for x in self._lanes.values()))
+        lane.wake.set()
+        if lane.task is None:
+            lane.task = asyncio.create_task(self._run(lane), name=f"lane.{campaign_id}")
+        await asyncio.gather(*(asyncio.shield(w) for w in waits))
+
+    async def _run(self, lane: _Lane) -> None:
+        try:
+            while lane.held:
+                lane.wake.clear()
+                try:
+                    progressed = await self._round(lane)
+                except Exception as exc:  # the database away, say: the lane tries again
+                    log.warning("dispatch.round_failed", campaign_id=lane.campaign_id, error=repr(exc))
+                    progressed = False
+                if not progressed and lane.held:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lane.wake.wait(), self._poll)
+        finally:
+            lane.task = None
+            if not lane.held and self._lanes.get(lane.campaign_id) is lane:
+                del self._lanes[lane.campaign_id]
+            elif lane.held:  # cancelled with deliveries held: their commands are redelivered
+                for held in lane.held.values():
+                    if not held.done.done():
+                        held.done.cancel()
+
+    def _share(self) -> int:
+        """How many sends one lane may start now: this process's free capacity, split evenly
+        among the lanes that have work."""
+        free = self._capacity - self._in_flight
+        if free <= 0:
+            return 0
+        busy = sum(1 for lane in self._lanes.values() if lane.held) or 1
+        return max(1, math.ceil(free / busy))
+
+    async def _round(self, lane: _Lane) -> bool:
+        """Claim what the campaign's room and our capacity allow, settle what is not to be sent,
+        start the sends. Whether anything moved."""
+        share = self._share()
+        window = list(lane.held.values())[: max(2 * share, 50)]
+        await self._prepare(window)
+        finished = [h for h in window if h.decision is not None and h.decision.action == "duplicate"]
+        for held in finished:
+            self._finish(lane, held)
+        window = [h for h in window if h.id in lane.held]
+        sendable = [h for h in window if h.decision is not None and h.decision.action == "send"]
+        verdicts = [
+            (h.id, _SETTLED_AS[h.decision.action], h.decision.reason)
+            for h in window
+            if h.decision is not None and h.decision.action in _SETTLED_AS
+        ]
+        claimed: list[str] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            room = await sending.room(conn, lane.campaign_id)
+            if room is None or room.status not in _LIVE:
+                # paused: back to planned, to be released on resume; ended: cancelled
+                status = room.status if room else "gone"
+                state, reason = ("planned", None) if status == "paused" else ("cancelled", f"campaign {status}")
+                verdicts += [(h.id, state, reason) for h in sendable]
+                sendable = []
+            grant = min(len(sendable), share, room.free if room else 0)
+            if grant:
+                texts = [(h.decision.text if h.decision else None) or "" for h in sendable]
+                claimed = await sending.claim(conn, [h.id for h in sendable], texts, grant)
+            await sending.settle(conn, verdicts)
+        lane.starved = bool(sendable) and share < min(len(sendable), room.free if room else 0)
+        for held_id, state, _ in verdicts:
+            OUTCOMES.labels(self._channel, "not_sent" if state != "planned" else "paused").inc()
+            self._finish(lane, lane.held[held_id])
+        for held_id in claimed:
+            self._start(lane, lane.held.pop(held_id))
+        if grant and len(claimed) < grant:
+            await self._drop_unclaimable(lane, [h for h in sendable if h.id not in set(claimed)])
+        return bool(claimed or verdicts or finished)
+
+    async def _prepare(self, window: list[_Held]) -> None:
+        """Load and decide the deliveries not decided yet (their text rendered once)."""
+        todo = [h for h in window if h.decision is None]
+        if not todo:
+            return
+        rows = {r["id"]: r for r in await sending.load(self._pool, [h.id for h in todo])}
+        for held in todo:
+            row = rows.get(held.id)
+            held.row = row
+            held.decision = decide(row) if row is not None else Decision("duplicate", reason="no such delivery")
+
+    async def _drop_unclaimable(self, lane: _Lane, unclaimed: list[_Held]) -> None:
+        """Of the sendable deliveries a claim passed over, let go of those no longer `queued`
+        (another replica has them, or they were settled); a contact who opted out meanwhile gets
+        its delivery skipped at the next round; one locked by another claim stays held."""
+        found = await sending.states(self._pool, [h.id for h in unclaimed])
+        for held in unclaimed:
+            state = found.get(held.id)
+            if state != "queued":
+                self._finish(lane, held)
+            else:
+                held.decision = None  # decided again next round (an opt-out is then a skip)
+
+    def _finish(self, lane: _Lane, held: _Held) -> None:
+        lane.held.pop(held.id, None)
+        if not held.done.done():
+            held.done.set_result(None)
+
+    def _start(self, lane: _Lane, held: _Held) -> None:
+        self._in_flight += 1
+        IN_FLIGHT.labels(self._channel).set(self._in_flight)
+        task = asyncio.create_task(self._send(held))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _send(self, held: _Held) -> None:
+        row, decision = held.row, held.decision
+        assert row is not None
+        assert decision is not None
+        opt_out = None
+        try:
+            try:
+                accepted = await self._sender.send(row, decision)
+            except ProviderError as exc:
+                outcome = self._failure(row, exc)
+                opt_out = row["contact_id"] if exc.verdict == "opt_out" else None
+            else:
+                outcome = Outcome(
+                    row["id"], "sent", accepted.provider_id, accepted.status, self._sender.cost(row, decision)
+                )
+                OUTCOMES.labels(self._channel, "sent").inc()
+        finally:
+            self._in_flight -= 1
+            IN_FLIGHT.labels(self._channel).set(self._in_flight)
+            for lane in self._lanes.values():
+                if lane.starved:
+                    lane.wake.set()
+        try:
+            if outcome is not None:
+                await self._recorder.record(outcome, opt_out)
+        except Exception as exc:
+            if not held.done.done():
+                held.done.set_exception(exc)
+            return
+        if not held.done.done():
+            held.done.set_result(None)
+
+    def _failure(self, row: asyncpg.Record, exc: ProviderError) -> Outcome | None:
+        """What a refused or unanswered send becomes: None (outcome unknown: left `sending` for the
+        reconciler, never sent again blindly), a retry later, or a failure."""
+        if exc.unknown:
+            log.warning("delivery.outcome_unknown", delivery_id=row["id"], error=str(exc))
+            OUTCOMES.labels(self._channel, "unknown").inc()
+            return None
+        step = next_attempt(row["attempts"] + 1, row["max_retries"], row["retry_interval"], self._clock(), exc.verdict)
+        if step.at is None:
+            OUTCOMES.labels(self._channel, "failed").inc()
+            log.info("delivery.failed", delivery_id=row["id"], error=str(exc), reason=step.reason)
+            return Outcome(row["id"], "failed", error=str(exc))
+        OUTCOMES.labels(self._channel, "retry").inc()
+        log.info("delivery.retry", delivery_id=row["id"], error=str(exc), at=step.at.isoformat(), reason=step.reason)
+        return Outcome(row["id"], "retry", retry_at=step.at, error=str(exc))
