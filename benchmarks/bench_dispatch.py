@@ -268,9 +268,8 @@ async def wait_healthy(services: dict[str, Service], urls: list[str], timeout: f
 
 
 _SAMPLE = """
-SELECT (SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND state = 'queued') AS queued,
-       (SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND state = 'sending') AS sending,
-       (SELECT count(*) FROM concurrency_slots WHERE campaign_id = $1 AND delivery_id IS NOT NULL) AS slots
+SELECT COALESCE(sum(queued), 0) AS queued, COALESCE(sum(sending), 0) AS sending, COALESCE(sum(in_flight), 0) AS slots
+FROM delivery_counts WHERE campaign_id = $1
 """
 
 

@@ -171,21 +171,20 @@ class Lanes:
             for h in window
             if h.decision is not None and h.decision.action in _SETTLED_AS
         ]
-        claimed: list[str] = []
-        async with self._pool.acquire() as conn, conn.transaction():
-            room = await sending.room(conn, lane.campaign_id)
-            if room is None or room.status not in _LIVE:
-                # paused: back to planned, to be released on resume; ended: cancelled
-                status = room.status if room else "gone"
-                state, reason = ("planned", None) if status == "paused" else ("cancelled", f"campaign {status}")
-                verdicts += [(h.id, state, reason) for h in sendable]
-                sendable = []
-            grant = min(len(sendable), share, room.free if room else 0)
-            if grant:
-                texts = [(h.decision.text if h.decision else None) or "" for h in sendable]
-                claimed = await sending.claim(conn, [h.id for h in sendable], texts, grant)
-            await sending.settle(conn, verdicts)
-        lane.starved = bool(sendable) and share < min(len(sendable), room.free if room else 0)
+        claim = sending.Claim("running", 0, [])
+        if sendable:
+            texts = [(h.decision.text if h.decision else None) or "" for h in sendable]
+            claim = await sending.claim(self._pool, lane.campaign_id, [h.id for h in sendable], texts, share)
+        if claim.status not in _LIVE:
+            # paused: back to planned, to be released on resume; ended (or gone): cancelled
+            status = claim.status or "gone"
+            state, reason = ("planned", None) if status == "paused" else ("cancelled", f"campaign {status}")
+            verdicts += [(h.id, state, reason) for h in sendable]
+            sendable = []
+        await sending.settle(self._pool, verdicts)
+        grant = min(len(sendable), share, claim.free)
+        claimed = claim.claimed
+        lane.starved = bool(sendable) and share < min(len(sendable), claim.free)
         for held_id, state, _ in verdicts:
             OUTCOMES.labels(self._channel, "not_sent" if state != "planned" else "paused").inc()
             self._finish(lane, lane.held[held_id])

@@ -36,13 +36,14 @@ class _Item:
 
 
 class Recorder:
-    """Commits outcomes in batches of up to `max_batch` (one statement for the deliveries, one for
-    the charges, one for opt-outs)."""
+    """Commits outcomes in batches of up to `max_batch`: one statement for the deliveries and their
+    charges (and one for opt-outs, when the provider reported any)."""
 
-    def __init__(self, pool: asyncpg.Pool, channel: str, max_batch: int = 1000):
+    def __init__(self, pool: asyncpg.Pool, channel: str, max_batch: int = 1000, linger_s: float = 0.005):
         self._pool = pool
         self._channel = channel
         self._max = max_batch
+        self._linger = linger_s
         self._pending: list[_Item] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -57,6 +58,10 @@ class Recorder:
     async def _flush(self) -> None:
         try:
             while self._pending:
+                if len(self._pending) < self._max:
+                    # a few milliseconds for more outcomes to come: a statement costs the database
+                    # about as much as a few dozen rows, so bigger batches are much cheaper per send
+                    await asyncio.sleep(self._linger)
                 batch, self._pending = self._pending[: self._max], self._pending[self._max :]
                 await self._commit(batch)
         finally:
@@ -88,9 +93,14 @@ class Recorder:
             return
 
     async def _write(self, batch: list[_Item]) -> None:
+        outcomes = [item.outcome for item in batch]
+        opt_outs = [item.opt_out for item in batch if item.opt_out]
+        if not opt_outs:  # one statement: no transaction to open
+            await sending.record(self._pool, outcomes)
+            return
         async with self._pool.acquire() as conn, conn.transaction():
-            await sending.record(conn, [item.outcome for item in batch])
-            await sending.opt_out(conn, [item.opt_out for item in batch if item.opt_out], self._channel)
+            await sending.record(conn, outcomes)
+            await sending.opt_out(conn, opt_outs, self._channel)
 
 
 def _settle(batch: list[_Item], exc: BaseException | None) -> None:

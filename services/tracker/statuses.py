@@ -50,9 +50,10 @@ class _Item:
 class StatusBatcher:
     """Applies status callbacks in batches of up to `max_batch`."""
 
-    def __init__(self, pool: asyncpg.Pool, max_batch: int = 500):
+    def __init__(self, pool: asyncpg.Pool, max_batch: int = 500, linger_s: float = 0.005):
         self._pool = pool
         self._max = max_batch
+        self._linger = linger_s
         self._pending: list[_Item] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -68,6 +69,8 @@ class StatusBatcher:
     async def _flush(self) -> None:
         try:
             while self._pending:
+                if len(self._pending) < self._max:
+                    await asyncio.sleep(self._linger)  # more callbacks to share the commit with
                 batch, self._pending = self._pending[: self._max], self._pending[self._max :]
                 await self._commit(batch)
         finally:

@@ -1,5 +1,6 @@
 """Balance: a launch reserves a run's estimate; each send is charged from the reservation (the
-balance once it is used up); what a finished run did not use goes back to the balance."""
+balance once it is used up) as its cost is set; what a finished run did not use goes back to the
+balance."""
 
 from __future__ import annotations
 
@@ -14,22 +15,12 @@ WITH a AS (
 UPDATE campaigns c SET reserved = c.reserved + $3 FROM a WHERE c.id = $2 AND c.account_id = a.id
 RETURNING c.id
 """
-_CHARGE = """
-WITH d AS (
-    UPDATE deliveries SET cost = $2 WHERE id = $1 AND cost IS NULL RETURNING campaign_id
-), old AS (
-    SELECT c.id, c.account_id, c.reserved FROM campaigns c JOIN d ON d.campaign_id = c.id FOR UPDATE OF c
-), upd AS (
-    UPDATE campaigns c SET reserved = old.reserved - LEAST(old.reserved, $2)
-    FROM old WHERE c.id = old.id
-    RETURNING old.account_id, $2 - LEAST(old.reserved, $2) AS excess
-)
-UPDATE accounts a SET balance = a.balance - upd.excess FROM upd
-WHERE a.id = upd.account_id AND upd.excess > 0
-"""
+# Setting a delivery's cost charges it, in the same statement (migration 0010's trigger takes it
+# from the campaign's reservation, then from the balance): only the first time.
+_CHARGE = "UPDATE deliveries SET cost = $2 WHERE id = $1 AND cost IS NULL"
 _REFUND = """
 WITH c AS (
-    SELECT id, account_id, reserved FROM campaigns WHERE id = ANY($1::text[]) AND reserved > 0 FOR UPDATE
+    SELECT id, account_id, reserved FROM campaigns WHERE id = ANY($1::text[]) AND reserved > 0 FOR NO KEY UPDATE
 ), zero AS (
     UPDATE campaigns SET reserved = 0 FROM c WHERE campaigns.id = c.id RETURNING c.account_id, c.reserved
 )

@@ -81,7 +81,7 @@ _HAS_RECIPIENTS = "SELECT EXISTS (SELECT 1 FROM campaign_recipients WHERE campai
 _DELETE_DRAFT = "DELETE FROM campaigns WHERE account_id = $1 AND id = $2 AND status = 'draft'"
 _EXISTING_GROUPS = "SELECT id FROM contact_groups WHERE account_id = $1 AND id = ANY($2::text[])"
 _GET = "SELECT * FROM campaigns WHERE account_id = $1 AND id = $2"
-_GET_FOR_UPDATE = _GET + " FOR UPDATE"
+_GET_FOR_UPDATE = _GET + " FOR NO KEY UPDATE"
 _LIST = """
 SELECT * FROM campaigns
 WHERE account_id = $1
@@ -282,7 +282,8 @@ async def missing_groups(conn: Connection, account_id: str, group_ids: list[str]
 
 
 async def get(conn: Executor, account_id: str, campaign_id: str, *, lock: bool = False) -> asyncpg.Record | None:
-    """One of the account's campaigns (locked FOR UPDATE inside a transaction when `lock`)."""
+    """One of the account's campaigns (row-locked inside a transaction when `lock`; inserts that
+    reference it are not blocked)."""
     return await conn.fetchrow(_GET_FOR_UPDATE if lock else _GET, account_id, campaign_id)
 
 

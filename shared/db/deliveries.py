@@ -90,7 +90,7 @@ UPDATE runs SET status = 'cancelled', planned_through = NULL
 WHERE campaign_id = $1 AND status IN ('pending', 'planning')
 """
 _CAMPAIGN = "SELECT * FROM campaigns WHERE id = $1"
-_CAMPAIGN_LOCKED = _CAMPAIGN + " FOR UPDATE"
+_CAMPAIGN_LOCKED = _CAMPAIGN + " FOR NO KEY UPDATE"
 _FAIL_CAMPAIGN = "UPDATE campaigns SET status = 'failed', status_reason = $2, updated_at = now() WHERE id = $1"
 _FLOW = "INSERT INTO campaign_flow (campaign_id) VALUES ($1) ON CONFLICT DO NOTHING"
 #: Live campaigns with deliveries due, and their flow (what waits in a queue, what is in flight).

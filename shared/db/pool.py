@@ -76,10 +76,18 @@ async def _init(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _keep(_conn: asyncpg.Connection) -> None:
+    """What a connection given back to the pool needs beyond asyncpg's own clean-up (an open
+    transaction rolled back, listener callbacks dropped): nothing. Nothing here leaves session state
+    on a pooled connection (no SET, no advisory lock held past its transaction, and a Listener
+    UNLISTENs itself), so the default reset's round trip (`RESET ALL; UNLISTEN *; …`) on every
+    release is saved."""
+
+
 @asynccontextmanager
 async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> AsyncIterator[asyncpg.Pool]:
     """A pool whose connections encode and decode json/jsonb as Python objects; closed on exit."""
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init)
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init, reset=_keep)
     try:
         yield pool
     finally:

@@ -2,9 +2,9 @@
 those not to send, record what the provider said (with the charges), each batch one transaction.
 
 Lock order, the same for every writer of deliveries: delivery rows (by id), then `campaign_flow`,
-then `delivery_counts` (the triggers of migration 0010), then campaigns and accounts (charges),
+then `delivery_counts`, then campaigns and accounts (charges) — the triggers of migration 0010 —
 then contacts. A claim takes its campaign's flow row first and skips locked delivery rows, so it
-never waits on a delivery row while holding the flow row.
+never waits on a delivery row while holding the flow row. Each write here is one statement.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from shared.db.connection import Connection, Executor
+from shared.db.connection import Executor
 
 #: Everything a send needs: the delivery, its campaign, contact, agent and the account's prices.
 _LOAD = """
@@ -34,15 +34,19 @@ LEFT JOIN agents a ON a.id = c.agent_id
 WHERE d.id = ANY($1::text[])
 """
 _STATES = "SELECT id, state FROM deliveries WHERE id = ANY($1::text[])"
-_ROOM = """
-SELECT c.status, c.max_concurrent, f.in_flight
-FROM campaign_flow f JOIN campaigns c ON c.id = f.campaign_id
-WHERE f.campaign_id = $1
-FOR UPDATE OF f
-"""
-# A contact who opted out since the batch was loaded is not claimed (it is settled as skipped).
+# One statement: lock the campaign's flow row, work out its room (max_concurrent less what every
+# replica has in flight; none unless the campaign is live), and claim up to that many (and up to $3)
+# of the deliveries still `queued` whose contact is still opted in, skipping rows another claim
+# holds. A contact who opted out since the batch was loaded is not claimed (it is settled as skipped).
 _CLAIM = """
-WITH picked AS MATERIALIZED (
+WITH room AS MATERIALIZED (
+    SELECT c.status,
+           CASE WHEN c.status IN ('scheduled', 'running') THEN GREATEST(c.max_concurrent - f.in_flight, 0) ELSE 0 END
+               AS free
+    FROM campaign_flow f JOIN campaigns c ON c.id = f.campaign_id
+    WHERE f.campaign_id = $4
+    FOR UPDATE OF f
+), picked AS MATERIALIZED (
     SELECT d.id, u.rendered FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(id, rendered, ord)
     JOIN deliveries d ON d.id = u.id
     JOIN contacts ct ON ct.id = d.contact_id
@@ -50,13 +54,16 @@ WITH picked AS MATERIALIZED (
       AND NOT CASE d.channel WHEN 'sms' THEN ct.opted_out_sms WHEN 'email' THEN ct.opted_out_email
                              ELSE ct.opted_out_voice END
     ORDER BY u.ord
-    LIMIT $3
+    LIMIT LEAST($3, COALESCE((SELECT free FROM room), 0))
     FOR UPDATE OF d SKIP LOCKED
+), claimed AS (
+    UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1, sending_at = now(),
+        rendered = p.rendered, updated_at = now()
+    FROM picked p WHERE d.id = p.id
+    RETURNING d.id
 )
-UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1, sending_at = now(),
-    rendered = p.rendered, updated_at = now()
-FROM picked p WHERE d.id = p.id
-RETURNING d.id, d.attempts
+SELECT (SELECT status FROM room) AS status, COALESCE((SELECT free FROM room), 0) AS free,
+       ARRAY(SELECT id FROM claimed) AS claimed
 """
 _SETTLE = """
 UPDATE deliveries d SET state = u.state, error = u.error, updated_at = now(),
@@ -66,14 +73,14 @@ WHERE d.id = u.id AND d.state = 'queued'
 RETURNING d.id
 """
 # Outcomes of sends, one statement for the batch. A `sent` never undoes a later status a faster
-# callback set; a retry or a failure applies only to a delivery still `sending`. A send is charged
-# once (the first time its cost is set): `charged` says what to take from the balance.
+# callback set; a retry or a failure applies only to a delivery still `sending`. A send's cost is
+# set once, and setting it charges it (migration 0010's trigger, in this same statement).
 _RECORD = """
 WITH o AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::timestamptz[], $7::text[])
         AS o(id, outcome, provider_id, provider_status, cost, retry_at, error)
 ), locked AS MATERIALIZED (
-    SELECT d.id, d.state, d.cost FROM deliveries d JOIN o ON o.id = d.id ORDER BY d.id FOR UPDATE OF d
+    SELECT d.id, d.state FROM deliveries d JOIN o ON o.id = d.id ORDER BY d.id FOR UPDATE OF d
 )
 UPDATE deliveries d SET
     state = CASE
@@ -89,28 +96,10 @@ UPDATE deliveries d SET
     send_at = CASE WHEN o.outcome = 'retry' AND l.state = 'sending' THEN o.retry_at ELSE d.send_at END,
     error = CASE WHEN o.outcome = 'sent' THEN NULL WHEN l.state = 'sending' THEN o.error ELSE d.error END,
     failed_at = CASE WHEN o.outcome = 'failed' AND l.state = 'sending' THEN now() ELSE d.failed_at END,
-    cost = CASE WHEN o.outcome = 'sent' THEN COALESCE(l.cost, o.cost) ELSE d.cost END,
+    cost = CASE WHEN o.outcome = 'sent' THEN COALESCE(d.cost, o.cost) ELSE d.cost END,
     updated_at = now()
 FROM o, locked l
 WHERE d.id = o.id AND l.id = o.id
-RETURNING d.id, d.campaign_id, CASE WHEN o.outcome = 'sent' AND l.cost IS NULL THEN o.cost END AS charged
-"""
-# Charges of a batch, by campaign: from its reservation, the balance once that is used up.
-_CHARGE = """
-WITH charge AS (
-    SELECT u.campaign_id, sum(u.amount) AS amount
-    FROM unnest($1::text[], $2::numeric[]) AS u(campaign_id, amount) GROUP BY u.campaign_id
-), old AS (
-    SELECT c.id, c.account_id, c.reserved, charge.amount FROM campaigns c JOIN charge ON charge.campaign_id = c.id
-    ORDER BY c.id FOR UPDATE OF c
-), upd AS (
-    UPDATE campaigns c SET reserved = old.reserved - LEAST(old.reserved, old.amount)
-    FROM old WHERE c.id = old.id
-    RETURNING old.account_id, old.amount - LEAST(old.reserved, old.amount) AS excess
-)
-UPDATE accounts a SET balance = a.balance - e.excess
-FROM (SELECT account_id, sum(excess) AS excess FROM upd GROUP BY account_id) AS e
-WHERE a.id = e.account_id AND e.excess > 0
 """
 _OPT_OUT = {
     "sms": "UPDATE contacts SET opted_out_sms = true, updated_at = now() WHERE id = ANY($1::text[])",
@@ -128,11 +117,13 @@ LIMIT $3
 
 
 @dataclass(frozen=True)
-class Room:
-    """A campaign's state and how many more sends it may start now, read under its flow row's lock."""
+class Claim:
+    """What a claim found: the campaign's state (None when nothing of it was ever released), how
+    many sends it allowed to start, and the deliveries claimed."""
 
-    status: str
+    status: str | None
     free: int
+    claimed: list[str]
 
 
 @dataclass(frozen=True)
@@ -159,25 +150,18 @@ async def states(conn: Executor, delivery_ids: Sequence[str]) -> dict[str, str]:
     return {r["id"]: r["state"] for r in await conn.fetch(_STATES, list(delivery_ids))}
 
 
-async def room(conn: Connection, campaign_id: str) -> Room | None:
-    """Lock the campaign's flow row (inside a transaction, until it ends) and say how many more
-    sends it allows; None when nothing of the campaign was ever released."""
-    row = await conn.fetchrow(_ROOM, campaign_id)
-    if row is None:
-        return None
-    return Room(row["status"], max(0, row["max_concurrent"] - row["in_flight"]))
+async def claim(
+    conn: Executor, campaign_id: str, delivery_ids: Sequence[str], rendered: Sequence[str], limit: int
+) -> Claim:
+    """Move up to `limit` of the deliveries (in the order given) to `sending` with their rendered
+    text, within the campaign's room: those still `queued`, their contact still opted in, not held
+    by another claim. One statement: never more in flight than `max_concurrent`, across replicas."""
+    row = await conn.fetchrow(_CLAIM, list(delivery_ids), list(rendered), max(limit, 0), campaign_id)
+    assert row is not None  # a SELECT of scalars: always one row
+    return Claim(row["status"], row["free"], list(row["claimed"]))
 
 
-async def claim(conn: Connection, delivery_ids: Sequence[str], rendered: Sequence[str], limit: int) -> list[str]:
-    """Move up to `limit` of the deliveries still `queued` (in the order given; their contact still
-    opted in; not locked by another claim) to `sending` with their rendered text: the claimed ids."""
-    if limit <= 0 or not delivery_ids:
-        return []
-    rows = await conn.fetch(_CLAIM, list(delivery_ids), list(rendered), limit)
-    return [r["id"] for r in rows]
-
-
-async def settle(conn: Connection, verdicts: Sequence[tuple[str, str, str | None]]) -> list[str]:
+async def settle(conn: Executor, verdicts: Sequence[tuple[str, str, str | None]]) -> list[str]:
     """Give `queued` deliveries that are not to be sent their state (id, state, error): planned
     again (paused campaign), cancelled, skipped or failed. The ids that changed."""
     if not verdicts:
@@ -187,11 +171,11 @@ async def settle(conn: Connection, verdicts: Sequence[tuple[str, str, str | None
     return [r["id"] for r in rows]
 
 
-async def record(conn: Connection, outcomes: Sequence[Outcome]) -> None:
-    """Record a batch of send outcomes and charge the sends (inside the caller's transaction)."""
+async def record(conn: Executor, outcomes: Sequence[Outcome]) -> None:
+    """Record a batch of send outcomes, charging the sends, in one statement."""
     if not outcomes:
         return
-    rows = await conn.fetch(
+    await conn.execute(
         _RECORD,
         [o.delivery_id for o in outcomes],
         [o.outcome for o in outcomes],
@@ -201,9 +185,6 @@ async def record(conn: Connection, outcomes: Sequence[Outcome]) -> None:
         [o.retry_at for o in outcomes],
         [o.error for o in outcomes],
     )
-    charged = [(r["campaign_id"], r["charged"]) for r in rows if r["charged"]]
-    if charged:
-        await conn.execute(_CHARGE, [c for c, _ in charged], [a for _, a in charged])
 
 
 async def opt_out(conn: Executor, contact_ids: Sequence[str], channel: str) -> None:

@@ -17,17 +17,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import structlog
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from shared.sandbox.callbacks import CallbackClient, CallbackError
 from shared.sandbox.twilio_calls import FakeCalls
 
 log = structlog.get_logger()
 
 _PREFIX = "/2010-04-01/Accounts/{account}"
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 @dataclass
@@ -85,6 +88,7 @@ class FakeTwilio(FakeCalls):
     peak_calls_in_progress: int = 0
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _session: aiohttp.ClientSession | None = None
+    _callbacks: CallbackClient = field(default_factory=CallbackClient)
 
     def app(self) -> web.Application:
         """The aiohttp application answering Twilio's REST shapes."""
@@ -114,6 +118,7 @@ class FakeTwilio(FakeCalls):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+        await self._callbacks.close()
 
     def _authorised(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -267,14 +272,13 @@ class FakeTwilio(FakeCalls):
             self.replies.append({"to": from_, "body": reply})
         return reply
 
-    def signed(self, url: str, params: dict[str, str]) -> dict[str, str]:
-        """Headers Twilio would send with a callback of `params` to `url`."""
+    def signed(self, url: str, params: dict[str, str], token: str | None = None) -> dict[str, str]:
+        """Headers Twilio would send with a callback of `params` to `url` (the idempotency token is
+        the same on every retry of one event)."""
         signature = RequestValidator(self.auth_token).compute_signature(url, params)
-        return {"X-Twilio-Signature": signature, "I-Twilio-Idempotency-Token": str(uuid.uuid4())}
+        return {"X-Twilio-Signature": signature, "I-Twilio-Idempotency-Token": token or str(uuid.uuid4())}
 
     async def _send_callbacks(self, url: str, message: dict[str, Any]) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
         for status in self.callback_statuses:
             await asyncio.sleep(self.callback_delay)
             message["status"] = status
@@ -290,14 +294,15 @@ class FakeTwilio(FakeCalls):
                 "SmsStatus": status,
                 "ApiVersion": "2010-04-01",
             }
-            headers = self.signed(url, params)
+            headers = self.signed(url, params, token=f"{message['sid']}-{status}") | _FORM
+            body = urlencode(params).encode()
             for attempt in range(3):  # Twilio retries a failed connection once or twice
                 try:
-                    async with self._session.post(url, data=params, headers=headers) as response:
-                        self.callbacks_sent += 1
-                        if response.status < 500:
-                            break
-                except aiohttp.ClientError as exc:
+                    code = await self._callbacks.post(url, body, headers)
+                    self.callbacks_sent += 1
+                    if code < 500:
+                        break
+                except CallbackError as exc:
                     log.warning("sandbox.callback_failed", url=url, error=str(exc), attempt=attempt)
                 await asyncio.sleep(0.2 * (attempt + 1))
 

@@ -39,34 +39,24 @@ CREATE TABLE delivery_counts (
 );
 CREATE INDEX delivery_counts_campaign ON delivery_counts (campaign_id);
 
--- One delivery's contribution to each figure (sign: +1 for a new row version, -1 for an old one).
-CREATE FUNCTION delivery_figures(d deliveries, sign integer) RETURNS delivery_counts
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT d.run_id, 0::smallint, d.campaign_id,
-        sign * (d.state = 'planned')::int, sign * (d.state = 'queued')::int,
-        sign * (d.state = 'sending')::int, sign * (d.state = 'sent')::int,
-        sign * (d.state = 'delivered')::int, sign * (d.state = 'undelivered')::int,
-        sign * (d.state = 'failed')::int, sign * (d.state = 'cancelled')::int,
-        sign * (d.state = 'skipped')::int,
-        sign * (d.state = 'sending' OR (d.channel = 'voice' AND d.state = 'sent'))::int,
-        sign * (d.sent_at IS NOT NULL)::int, sign * (d.delivered_at IS NOT NULL)::int,
-        sign * (d.replied_at IS NOT NULL)::int,
-        sign * COALESCE(extract(epoch FROM d.replied_at - d.sent_at)::float8, 0),
-        sign * (d.replied_at IS NOT NULL AND d.sent_at IS NOT NULL)::int
-$$;
-
--- Add a statement's changes (one row per run, each a sum of delivery_figures) to the counts, then
--- to the flow of their campaigns; wake the dispatchers and releasers of campaigns that now have
--- room (in flight or queued went down). Lock order, the same for every writer: delivery rows, then
--- campaign_flow rows (by campaign id), then delivery_counts rows (by run id).
-CREATE FUNCTION add_delivery_counts(changes delivery_counts[], started_by_campaign jsonb) RETURNS void
+-- Add a statement's changes (one row per run: how many deliveries it added to, or took from, each
+-- state and figure; see the triggers below) to the flow of their campaigns, then to the counts,
+-- then charge what the statement set as the deliveries' cost; wake the dispatchers and releasers
+-- of campaigns that now have room (in flight or queued went down).
+-- `by_campaign`: campaign id → [sends started, cost added]. Lock order, the same for every writer:
+-- delivery rows, then campaign_flow rows (by campaign id), then delivery_counts rows (by run id),
+-- then campaigns and accounts (the charge).
+CREATE FUNCTION add_delivery_counts(
+    changes delivery_counts[], by_campaign jsonb, flows boolean, counts boolean, charges boolean
+) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     roomier text[];
 BEGIN
+    IF flows THEN
     WITH f AS (
         SELECT c.campaign_id, sum(c.queued)::int AS queued, sum(c.in_flight)::int AS in_flight,
-               COALESCE((started_by_campaign ->> c.campaign_id)::bigint, 0) AS started
+               COALESCE((by_campaign -> c.campaign_id ->> 0)::bigint, 0) AS started
         FROM unnest(changes) AS c GROUP BY c.campaign_id
     ), up AS (
         INSERT INTO campaign_flow AS cf (campaign_id, queued, in_flight, started)
@@ -82,7 +72,9 @@ BEGIN
     SELECT array_agg(f.campaign_id) INTO roomier
     FROM f WHERE (f.queued < 0 OR f.in_flight < 0) AND f.campaign_id IN (SELECT campaign_id FROM up);
     PERFORM pg_notify('flow', c) FROM unnest(roomier) AS c;
+    END IF;
 
+    IF counts THEN
     INSERT INTO delivery_counts AS dc
     SELECT c.run_id, (pg_backend_pid() % 8)::smallint, c.campaign_id,
            c.planned, c.queued, c.sending, c.sent, c.delivered, c.undelivered, c.failed, c.cancelled,
@@ -102,44 +94,134 @@ BEGIN
         with_delivered_at = dc.with_delivered_at + EXCLUDED.with_delivered_at,
         replied = dc.replied + EXCLUDED.replied, response_sum = dc.response_sum + EXCLUDED.response_sum,
         response_n = dc.response_n + EXCLUDED.response_n;
+    END IF;
+
+    -- A send is charged when its cost is set (once): from its campaign's reservation, then from the
+    -- account's balance once that is used up.
+    IF charges THEN
+    WITH charge AS (
+        SELECT key AS campaign_id, (value ->> 1)::numeric AS amount
+        FROM jsonb_each(by_campaign) WHERE (value ->> 1)::numeric > 0
+    ), old AS (
+        SELECT c.id, c.account_id, c.reserved, charge.amount FROM campaigns c JOIN charge ON charge.campaign_id = c.id
+        ORDER BY c.id FOR NO KEY UPDATE OF c
+    ), upd AS (
+        UPDATE campaigns c SET reserved = old.reserved - LEAST(old.reserved, old.amount)
+        FROM old WHERE c.id = old.id
+        RETURNING old.account_id, old.amount - LEAST(old.reserved, old.amount) AS excess
+    )
+    UPDATE accounts a SET balance = a.balance - e.excess
+    FROM (SELECT account_id, sum(excess) AS excess FROM upd GROUP BY account_id) AS e
+    WHERE a.id = e.account_id AND e.excess > 0;
+    END IF;
 END;
 $$;
 
--- The sums of delivery_figures, by run.
-CREATE FUNCTION sum_figures(rows delivery_counts[]) RETURNS delivery_counts[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT array_agg(ROW(s.*)::delivery_counts ORDER BY s.run_id) FROM (
-        SELECT f.run_id, 0::smallint, min(f.campaign_id), sum(f.planned)::int, sum(f.queued)::int,
-               sum(f.sending)::int, sum(f.sent)::int, sum(f.delivered)::int, sum(f.undelivered)::int,
-               sum(f.failed)::int, sum(f.cancelled)::int, sum(f.skipped)::int, sum(f.in_flight)::int,
-               sum(f.with_sent_at)::int, sum(f.with_delivered_at)::int, sum(f.replied)::int,
-               sum(f.response_sum)::float8, sum(f.response_n)::int
-        FROM unnest(rows) AS f GROUP BY f.run_id
-    ) AS s
-$$;
-
+-- A statement's changes, by run: what its new rows add (an INSERT), or what its new rows add and
+-- its old rows take away (an UPDATE); and by campaign, the sends it started and the cost it set.
 CREATE FUNCTION deliveries_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    changes delivery_counts[];
+    by_campaign jsonb;
+    flows boolean;
+    counts boolean;
+    charges boolean;
 BEGIN
-    PERFORM add_delivery_counts(
-        (SELECT sum_figures(array_agg(delivery_figures(n, 1))) FROM new_rows AS n), '{}'::jsonb);
+    WITH g AS (
+    SELECT d.run_id, min(d.campaign_id) AS campaign_id,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'planned'), 0)::int AS planned,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'queued'), 0)::int AS queued,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'sending'), 0)::int AS sending,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'sent'), 0)::int AS sent,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'delivered'), 0)::int AS delivered,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'undelivered'), 0)::int AS undelivered,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'failed'), 0)::int AS failed,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'cancelled'), 0)::int AS cancelled,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'skipped'), 0)::int AS skipped,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'sending' OR (d.state = 'sent' AND d.channel = 'voice')), 0)::int
+                AS in_flight,
+            COALESCE(sum(d.s) FILTER (WHERE d.sent_at IS NOT NULL), 0)::int AS with_sent_at,
+            COALESCE(sum(d.s) FILTER (WHERE d.delivered_at IS NOT NULL), 0)::int AS with_delivered_at,
+            COALESCE(sum(d.s) FILTER (WHERE d.replied_at IS NOT NULL), 0)::int AS replied,
+            COALESCE(sum(d.s * extract(epoch FROM d.replied_at - d.sent_at)::float8)
+                FILTER (WHERE d.replied_at IS NOT NULL AND d.sent_at IS NOT NULL), 0) AS response_sum,
+            COALESCE(sum(d.s) FILTER (WHERE d.replied_at IS NOT NULL AND d.sent_at IS NOT NULL), 0)::int AS response_n,
+            sum(d.s * d.attempts) AS started, sum(d.s * COALESCE(d.cost, 0)) AS cost
+        FROM (
+            SELECT run_id, campaign_id, state, channel, sent_at, delivered_at, replied_at, attempts, cost, 1 AS s
+            FROM new_rows
+        ) AS d
+        GROUP BY d.run_id
+    )
+    SELECT (SELECT array_agg(ROW(g.run_id, 0, g.campaign_id, g.planned, g.queued, g.sending, g.sent, g.delivered,
+                g.undelivered, g.failed, g.cancelled, g.skipped, g.in_flight, g.with_sent_at,
+                g.with_delivered_at, g.replied, g.response_sum, g.response_n)::delivery_counts ORDER BY g.run_id) FROM g),
+           (SELECT jsonb_object_agg(c.campaign_id, jsonb_build_array(c.started, c.cost)) FROM (
+                SELECT campaign_id, sum(started) AS started, sum(cost) AS cost FROM g GROUP BY campaign_id) AS c),
+           (SELECT bool_or(g.queued <> 0 OR g.in_flight <> 0 OR g.started <> 0) FROM g),
+           (SELECT bool_or((g.planned, g.queued, g.sending, g.sent, g.delivered, g.undelivered, g.failed, g.cancelled,
+                            g.skipped, g.with_sent_at, g.with_delivered_at, g.replied, g.response_n)
+                           IS DISTINCT FROM (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)) FROM g),
+           (SELECT bool_or(g.cost > 0) FROM g)
+    INTO changes, by_campaign, flows, counts, charges;
+    IF changes IS NOT NULL THEN
+        PERFORM add_delivery_counts(changes, by_campaign, flows, counts, charges);
+    END IF;
     RETURN NULL;
 END;
 $$;
 
 CREATE FUNCTION deliveries_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    changes delivery_counts[];
+    by_campaign jsonb;
+    flows boolean;
+    counts boolean;
+    charges boolean;
 BEGIN
-    PERFORM add_delivery_counts(
-        (SELECT sum_figures(array_agg(f)) FROM (
-            SELECT delivery_figures(n, 1) AS f FROM new_rows AS n
+    WITH g AS (
+    SELECT d.run_id, min(d.campaign_id) AS campaign_id,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'planned'), 0)::int AS planned,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'queued'), 0)::int AS queued,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'sending'), 0)::int AS sending,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'sent'), 0)::int AS sent,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'delivered'), 0)::int AS delivered,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'undelivered'), 0)::int AS undelivered,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'failed'), 0)::int AS failed,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'cancelled'), 0)::int AS cancelled,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'skipped'), 0)::int AS skipped,
+            COALESCE(sum(d.s) FILTER (WHERE d.state = 'sending' OR (d.state = 'sent' AND d.channel = 'voice')), 0)::int
+                AS in_flight,
+            COALESCE(sum(d.s) FILTER (WHERE d.sent_at IS NOT NULL), 0)::int AS with_sent_at,
+            COALESCE(sum(d.s) FILTER (WHERE d.delivered_at IS NOT NULL), 0)::int AS with_delivered_at,
+            COALESCE(sum(d.s) FILTER (WHERE d.replied_at IS NOT NULL), 0)::int AS replied,
+            COALESCE(sum(d.s * extract(epoch FROM d.replied_at - d.sent_at)::float8)
+                FILTER (WHERE d.replied_at IS NOT NULL AND d.sent_at IS NOT NULL), 0) AS response_sum,
+            COALESCE(sum(d.s) FILTER (WHERE d.replied_at IS NOT NULL AND d.sent_at IS NOT NULL), 0)::int AS response_n,
+            sum(d.s * d.attempts) AS started, sum(d.s * COALESCE(d.cost, 0)) AS cost
+        FROM (
+            SELECT run_id, campaign_id, state, channel, sent_at, delivered_at, replied_at, attempts, cost, 1 AS s
+            FROM new_rows
             UNION ALL
-            SELECT delivery_figures(o, -1) FROM old_rows AS o) AS x),
-        -- sends started: attempts only ever grow, one per claim
-        (SELECT COALESCE(jsonb_object_agg(campaign_id, started), '{}'::jsonb) FROM (
-            SELECT campaign_id, sum(attempts) AS started FROM (
-                SELECT campaign_id, attempts FROM new_rows
-                UNION ALL
-                SELECT campaign_id, -attempts FROM old_rows) AS a
-            GROUP BY campaign_id HAVING sum(attempts) <> 0) AS s));
+            SELECT run_id, campaign_id, state, channel, sent_at, delivered_at, replied_at, attempts, cost, -1
+            FROM old_rows
+        ) AS d
+        GROUP BY d.run_id
+    )
+    SELECT (SELECT array_agg(ROW(g.run_id, 0, g.campaign_id, g.planned, g.queued, g.sending, g.sent, g.delivered,
+                g.undelivered, g.failed, g.cancelled, g.skipped, g.in_flight, g.with_sent_at,
+                g.with_delivered_at, g.replied, g.response_sum, g.response_n)::delivery_counts ORDER BY g.run_id) FROM g),
+           (SELECT jsonb_object_agg(c.campaign_id, jsonb_build_array(c.started, c.cost)) FROM (
+                SELECT campaign_id, sum(started) AS started, sum(cost) AS cost FROM g GROUP BY campaign_id) AS c),
+           (SELECT bool_or(g.queued <> 0 OR g.in_flight <> 0 OR g.started <> 0) FROM g),
+           (SELECT bool_or((g.planned, g.queued, g.sending, g.sent, g.delivered, g.undelivered, g.failed, g.cancelled,
+                            g.skipped, g.with_sent_at, g.with_delivered_at, g.replied, g.response_n)
+                           IS DISTINCT FROM (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)) FROM g),
+           (SELECT bool_or(g.cost > 0) FROM g)
+    INTO changes, by_campaign, flows, counts, charges;
+    IF changes IS NOT NULL THEN
+        PERFORM add_delivery_counts(changes, by_campaign, flows, counts, charges);
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -150,10 +232,37 @@ CREATE TRIGGER deliveries_counted_update AFTER UPDATE ON deliveries
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION deliveries_updated();
 
 -- The figures of deliveries that exist already.
+WITH g AS (
+    SELECT d.run_id, min(d.campaign_id) AS campaign_id,
+        COALESCE(sum(d.s) FILTER (WHERE d.state = 'planned'), 0)::int AS planned,
+        COALESCE(sum(d.s) FILTER (WHERE d.state = 'queued'), 0)::int AS queued,
+        COALESCE(sum(d.s) FILTER (WHERE d.state = 'sending'), 0)::int AS sending,
+        COALESCE(sum(d.s) FILTER (WHERE d.state = 'sent'), 0)::int AS sent,
+        COALESCE(sum(d.s) FILTER (WHERE d.state = 'delivered'), 0)::int AS delivered,
+        COALESCE(sum(d.s) FILTER (WHERE d.state = 'undelivered'), 0)::int AS undelivered,
+        COALESCE(sum(d.s) FILTER (WHERE d.state = 'failed'), 0)::int AS failed,
+        COALESCE(sum(d.s) FILTER (WHERE d.state = 'cancelled'), 0)::int AS cancelled,
+        COALESCE(sum(d.s) FILTER (WHERE d.state = 'skipped'), 0)::int AS skipped,
+        COALESCE(sum(d.s) FILTER (WHERE d.state = 'sending' OR (d.state = 'sent' AND d.channel = 'voice')), 0)::int
+            AS in_flight,
+        COALESCE(sum(d.s) FILTER (WHERE d.sent_at IS NOT NULL), 0)::int AS with_sent_at,
+        COALESCE(sum(d.s) FILTER (WHERE d.delivered_at IS NOT NULL), 0)::int AS with_delivered_at,
+        COALESCE(sum(d.s) FILTER (WHERE d.replied_at IS NOT NULL), 0)::int AS replied,
+        COALESCE(sum(d.s * extract(epoch FROM d.replied_at - d.sent_at)::float8)
+            FILTER (WHERE d.replied_at IS NOT NULL AND d.sent_at IS NOT NULL), 0) AS response_sum,
+        COALESCE(sum(d.s) FILTER (WHERE d.replied_at IS NOT NULL AND d.sent_at IS NOT NULL), 0)::int AS response_n,
+        sum(d.s * d.attempts) AS started, sum(d.s * COALESCE(d.cost, 0)) AS cost
+    FROM (
+        SELECT run_id, campaign_id, state, channel, sent_at, delivered_at, replied_at, attempts, cost, 1 AS s
+        FROM deliveries
+    ) AS d
+    GROUP BY d.run_id
+)
 INSERT INTO delivery_counts
-SELECT (s).* FROM (
-    SELECT unnest(sum_figures(array_agg(delivery_figures(d, 1)))) AS s FROM deliveries AS d
-) AS x;
+SELECT g.run_id, 0, g.campaign_id, g.planned, g.queued, g.sending, g.sent, g.delivered, g.undelivered, g.failed,
+       g.cancelled, g.skipped, g.in_flight, g.with_sent_at, g.with_delivered_at, g.replied, g.response_sum,
+       g.response_n
+FROM g;
 INSERT INTO campaign_flow (campaign_id, queued, in_flight, started)
 SELECT campaign_id, count(*) FILTER (WHERE state = 'queued'),
        count(*) FILTER (WHERE state = 'sending' OR (channel = 'voice' AND state = 'sent')), sum(attempts)
