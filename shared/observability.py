@@ -1,7 +1,9 @@
-"""/healthz and /metrics (Prometheus), for every service."""
+"""/healthz (alive), /readyz (its database and broker answer) and /metrics (Prometheus), for every
+service."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -9,26 +11,35 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 Check = Callable[[], Awaitable[bool]]
 
+#: Seconds one readiness check may take before it counts as failing.
+CHECK_TIMEOUT_S = 2.0
+
 
 def add_routes(app: web.Application, checks: dict[str, Check]) -> None:
-    """Add `GET /healthz` (200 when every check passes, else 503) and `GET /metrics`."""
+    """Add `GET /healthz` (liveness: 200 while the process serves), `GET /readyz` (200 when every
+    check passes, else 503 naming the failing ones: the database or the broker away) and `GET /metrics`."""
 
     async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
         results = {}
         for name, check in checks.items():
             try:
-                results[name] = "ok" if await check() else "failing"
+                async with asyncio.timeout(CHECK_TIMEOUT_S):
+                    results[name] = "ok" if await check() else "failing"
             except Exception as exc:
                 results[name] = f"failing: {type(exc).__name__}"
-        healthy = all(v == "ok" for v in results.values())
+        ready = all(v == "ok" for v in results.values())
         return web.json_response(
-            {"status": "ok" if healthy else "failing", "checks": results}, status=200 if healthy else 503
+            {"status": "ready" if ready else "not ready", "checks": results}, status=200 if ready else 503
         )
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
 
 
@@ -45,7 +56,7 @@ def standard_checks(pool: object, connection: object) -> dict[str, Check]:
 
 
 async def serve_health(host: str, port: int, checks: dict[str, Check]) -> tuple[web.AppRunner, int]:
-    """Serve only /healthz and /metrics (scheduler, dispatchers); returns the runner and port."""
+    """Serve only /healthz, /readyz and /metrics (scheduler, dispatchers); returns the runner and port."""
     app = web.Application()
     add_routes(app, checks)
     runner = web.AppRunner(app, access_log=None)

@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     #: Seconds of sends a campaign may have waiting in its dispatch queue (at its recent rate; at
     #: least twice its max_concurrent).
     release_horizon: float = 2.0
+    #: Seconds after which a delivery still `queued` (its send command lost: dead-lettered or purged)
+    #: is planned again and released in a new command (never sent twice: a claim takes only a queued
+    #: delivery). Longer than a campaign's queue can take to drain at its max_concurrent.
+    requeue_after: float = 900.0
     #: Contacts planned per committed chunk (the first chunk of a run is smaller, so that its first
     #: sends start at once).
     plan_chunk: int = 1000

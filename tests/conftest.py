@@ -171,6 +171,7 @@ def start_system(
         "CAMPAIGNS_RECONCILE_AFTER": "4",
         "CAMPAIGNS_RECEIPT_AFTER": "2",
         "CAMPAIGNS_RELEASE_INTERVAL": "0.1",
+        "CAMPAIGNS_REQUEUE_AFTER": "20",
         "CAMPAIGNS_DEFAULT_FROM_NUMBER": "+15005550006",
         # small pools: several systems of processes may share one PostgreSQL (max_connections 100)
         "CAMPAIGNS_DB_POOL_MAX": "4",

@@ -12,7 +12,7 @@ from shared.errors import Unauthorized
 from shared.web import Handler
 
 #: Paths served without an API key.
-PUBLIC_PREFIXES = ("/healthz", "/metrics", "/openapi.json", "/dashboard", "/static")
+PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/dashboard", "/static")
 
 
 def auth_middleware() -> Any:

@@ -240,6 +240,10 @@ class Lanes:
             except ProviderError as exc:
                 outcome = self._failure(row, exc)
                 opt_out = row["contact_id"] if exc.verdict == "opt_out" else None
+            except Exception:  # a bug in a sender: whether the provider took it is unknown
+                log.exception("delivery.send_failed", delivery_id=row["id"])
+                OUTCOMES.labels(self._channel, "unknown").inc()
+                outcome = None  # left `sending`: the reconciler asks the provider
             else:
                 outcome = Outcome(
                     row["id"], "sent", accepted.provider_id, accepted.status, self._sender.cost(row, decision)

@@ -55,7 +55,14 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         connect(settings.amqp_url, settings.amqp_prefix) as connection,
     ):
         clock = from_settings(settings.clock_start, settings.clock_rate, settings.clock_origin)
-        releaser = Releaser(pool, clock, settings.release_batch, settings.release_interval, settings.release_horizon)
+        releaser = Releaser(
+            pool,
+            clock,
+            settings.release_batch,
+            settings.release_interval,
+            settings.release_horizon,
+            settings.requeue_after,
+        )
         handlers = Handlers(pool, clock, chunk=settings.plan_chunk, on_planned=releaser.wake)
         planner = Planner(handlers, settings.release_interval)
 

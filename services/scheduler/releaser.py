@@ -32,6 +32,8 @@ COMPLETED = Counter("campaigns_completed_total", "Campaign runs completed")
 FLOW_CHANNEL = "flow"
 #: Shortest pause between two rounds when woken (NOTIFYs come with every claim and record).
 MIN_GAP_S = 0.02
+#: Seconds between two looks for deliveries whose command was lost.
+SWEEP_S = 30.0
 
 
 class Releaser:
@@ -45,15 +47,18 @@ class Releaser:
         batch: int,
         interval: float,
         horizon_s: float = 2.0,
+        requeue_after_s: float = 900.0,
     ):
         self._pool = pool
         self._clock = clock
         self._batch = batch
         self._interval = interval
         self._horizon = horizon_s
+        self._requeue_after = requeue_after_s
         self._wake = asyncio.Event()
         self._rates: dict[str, flow.Rate] = {}
         self._completed_at = 0.0
+        self._swept_at = 0.0
 
     def wake(self, _payload: str | None = None) -> None:
         """Run a round soon (a campaign has room, or has deliveries planned)."""
@@ -122,7 +127,13 @@ class Releaser:
         return len(rows)
 
     async def complete_once(self) -> int:
-        """Complete every run whose deliveries are all final, and settle its campaign."""
+        """Complete every run whose deliveries are all final, and settle its campaign; plan again
+        the deliveries whose command was lost."""
+        if time.monotonic() - self._swept_at >= min(SWEEP_S, self._requeue_after / 4):
+            self._swept_at = time.monotonic()
+            requeued = await deliveries.requeue_stale(self._pool, self._clock(), self._requeue_after)
+            if requeued:
+                log.warning("deliveries.requeued", count=requeued, reason="queued too long: their command was lost")
         async with self._pool.acquire() as conn, conn.transaction():
             runs, campaigns = await deliveries.complete_finished(conn)
             # a run that ended gives back what it held and did not spend

@@ -153,6 +153,20 @@ FROM (
 WHERE c.id = p.id AND NOT (p.status = 'scheduled' AND p.pending)
 RETURNING c.id AS campaign_id, c.account_id, c.status
 """
+#: Deliveries queued so long ago that their command must be lost (dead-lettered, or purged): planned
+#: again, to be released in a new command. Safe even if a dispatcher still holds the old one: a
+#: claim takes only a `queued` delivery, so whichever command claims it first sends it, once.
+_REQUEUE = """
+WITH stale AS (
+    SELECT id FROM deliveries
+    WHERE state = 'queued' AND updated_at < now() - make_interval(secs => $1)
+    ORDER BY id LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE deliveries d SET state = 'planned', queued_at = NULL, send_at = $3, updated_at = now(),
+    plan_reason = COALESCE(d.plan_reason, '{}'::jsonb) || jsonb_build_object('requeued_at', $3::timestamptz)
+FROM stale WHERE d.id = stale.id
+"""
 _CANCEL = """
 UPDATE deliveries SET state = 'cancelled', error = 'campaign cancelled', updated_at = now()
 WHERE campaign_id = $1 AND state IN ('planned', 'queued')
@@ -292,6 +306,13 @@ async def complete_finished(conn: Connection) -> tuple[list[asyncpg.Record], lis
     runs = await conn.fetch(_COMPLETE_RUNS)
     campaigns = await conn.fetch(_SETTLE_CAMPAIGNS)
     return runs, campaigns
+
+
+async def requeue_stale(conn: Executor, now: datetime, older_than_s: float, limit: int = 1000) -> int:
+    """Plan again, due `now` (the scheduler's clock), the deliveries queued longer than
+    `older_than_s` real seconds (their command was lost); how many."""
+    result = await conn.execute(_REQUEUE, older_than_s, limit, now)
+    return int(result.split()[-1])
 
 
 async def cancel_pending(conn: Connection, campaign_id: str) -> int:

@@ -278,6 +278,8 @@ DROP INDEX deliveries_campaign;
 DROP INDEX deliveries_due;
 CREATE INDEX deliveries_campaign ON deliveries (campaign_id, id);
 CREATE INDEX deliveries_planned ON deliveries (campaign_id, send_at) WHERE state = 'planned';
+-- what waits in the dispatch queues (a few per campaign): the sweeper looks for a lost command here
+CREATE INDEX deliveries_queued ON deliveries (updated_at) WHERE state = 'queued';
 CREATE INDEX runs_planned ON runs (campaign_id) WHERE status IN ('planning', 'planned');
 
 -- Concurrency is counted in campaign_flow now; the per-slot lease rows are gone.

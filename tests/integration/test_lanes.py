@@ -1,0 +1,132 @@
+"""The dispatcher's lanes on the real PostgreSQL, sending through the real twilio client to the fake
+Twilio: commands whose deliveries are of every kind each take their own path, in one round."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from services.dispatcher.lanes import Lanes
+from services.dispatcher.recorder import Recorder
+from services.dispatcher.senders import SmsSender
+from shared.db.pool import connect, create_pool
+from shared.ids import new_id
+from shared.providers.twilio_sms import TwilioSms
+from tests.conftest import TWILIO_SID, TWILIO_TOKEN, Infra, make_account, own_database
+from tests.support import new_phone
+
+_CAMPAIGN = """
+INSERT INTO campaigns (id, account_id, name, agent_id, channel, status, timezone, max_concurrent,
+                       message_template, max_retries)
+VALUES ($1, $2, 'lanes', $3, 'sms', $4, 'UTC', 10, $5, 0)
+"""
+_RUN = "INSERT INTO runs (id, campaign_id, account_id, seq, status) VALUES ($1, $2, $3, 1, 'planned')"
+_CONTACT = """
+INSERT INTO contacts (id, account_id, phone, first_name, opted_out_sms) VALUES ($1, $2, $3, $4, $5)
+"""
+_DELIVERY = """
+INSERT INTO deliveries (id, run_id, campaign_id, account_id, contact_id, channel, to_address, state, send_at)
+VALUES ($1, $2, $3, $4, $5, 'sms', $6, $7, now())
+"""
+
+
+async def _campaign(
+    db, account_id: str, agent_id: str, status: str, template: str = "Hi {{first_name}}"
+) -> tuple[str, str]:
+    campaign_id, run_id = new_id("campaign"), new_id("run")
+    await db.execute(_CAMPAIGN, campaign_id, account_id, agent_id, status, "Hi {{first_name}}")
+    await db.execute(_RUN, run_id, campaign_id, account_id)
+    return campaign_id, run_id
+
+
+async def _delivery(
+    db, account_id, campaign_id, run_id, *, first_name="Ann", opted_out=False, state="queued"
+) -> tuple[str, str]:
+    contact_id, delivery_id, phone = new_id("contact"), new_id("delivery"), new_phone()
+    await db.execute(_CONTACT, contact_id, account_id, phone, first_name, opted_out)
+    await db.execute(_DELIVERY, delivery_id, run_id, campaign_id, account_id, contact_id, phone, state)
+    return delivery_id, phone
+
+
+@pytest.fixture(scope="module")
+def lanes_database(infra: Infra):
+    """A database of its own: no service of the running system looks at these deliveries."""
+    with own_database(infra, "lanes") as url:
+        yield url
+
+
+@pytest.fixture
+async def db(lanes_database):
+    conn = await connect(lanes_database)
+    yield conn
+    await conn.close()
+
+
+async def test_a_batch_of_every_kind_takes_each_its_path(db, lanes_database, fake_twilio):
+    # Given commands whose deliveries are: sendable, to a contact who opted out since, one whose
+    # template lacks a variable, one sent already (a redelivered command), and whole commands of a
+    # paused and of a cancelled campaign
+    account = await make_account(db)
+    agent_id = new_id("agent")
+    await db.execute("INSERT INTO agents (id, account_id, name) VALUES ($1, $2, 'Riley')", agent_id, account.id)
+    live, live_run = await _campaign(db, account.id, agent_id, "running")
+    paused, paused_run = await _campaign(db, account.id, agent_id, "paused")
+    cancelled, cancelled_run = await _campaign(db, account.id, agent_id, "cancelled")
+    sendable = [await _delivery(db, account.id, live, live_run) for _ in range(3)]
+    opted_out = await _delivery(db, account.id, live, live_run, opted_out=True)
+    nameless = await _delivery(db, account.id, live, live_run, first_name=None)
+    already = await _delivery(db, account.id, live, live_run, state="sent")
+    on_pause = [await _delivery(db, account.id, paused, paused_run) for _ in range(2)]
+    on_cancel = [await _delivery(db, account.id, cancelled, cancelled_run) for _ in range(2)]
+    for campaign_id in (live, paused, cancelled):  # as the scheduler's release leaves them
+        await db.execute("INSERT INTO campaign_flow (campaign_id) VALUES ($1) ON CONFLICT DO NOTHING", campaign_id)
+
+    # When one dispatcher's lanes take the three commands at once
+    provider = TwilioSms(TWILIO_SID, TWILIO_TOKEN, fake_twilio.url, timeout=5)
+    try:
+        async with create_pool(lanes_database, 1, 4) as pool:
+            sender = SmsSender(provider, "http://127.0.0.1:9/", "+15005550006")
+            async with Lanes(pool, sender, Recorder(pool, "sms"), capacity=50) as lanes:
+                await asyncio.wait_for(
+                    asyncio.gather(
+                        lanes.submit(live, [d for d, _ in [*sendable, opted_out, nameless, already]]),
+                        lanes.submit(paused, [d for d, _ in on_pause]),
+                        lanes.submit(cancelled, [d for d, _ in on_cancel]),
+                    ),
+                    timeout=30,
+                )
+    finally:
+        await provider.close()
+
+    # Then each took its path: sent once, skipped, failed with the reason, left as it was, planned
+    # again for the resume, cancelled; and only the sendable ones reached the provider
+    rows = {
+        r["id"]: r
+        for r in await db.fetch(
+            "SELECT id, state, error, attempts, provider_id, cost FROM deliveries WHERE account_id = $1", account.id
+        )
+    }
+    for delivery_id, phone in sendable:
+        assert rows[delivery_id]["state"] == "sent"
+        assert rows[delivery_id]["attempts"] == 1
+        assert rows[delivery_id]["provider_id"].startswith("SM")
+        assert rows[delivery_id]["cost"] is not None
+        assert [r.get("Body") for r in fake_twilio.sent_to(phone)] == ["Hi Ann"]
+    assert (rows[opted_out[0]]["state"], rows[opted_out[0]]["error"]) == ("skipped", "contact opted out of sms")
+    assert rows[nameless[0]]["state"] == "failed"
+    assert "first_name" in rows[nameless[0]]["error"]
+    assert (rows[already[0]]["state"], rows[already[0]]["attempts"]) == ("sent", 0)
+    assert {rows[d]["state"] for d, _ in on_pause} == {"planned"}
+    assert {rows[d]["state"] for d, _ in on_cancel} == {"cancelled"}
+    for _, phone in [opted_out, nameless, already, *on_pause, *on_cancel]:
+        assert fake_twilio.sent_to(phone) == []
+    # and the counts the triggers keep equal a recount; the campaign's charge was taken once a send
+    counts = await db.fetchrow(
+        "SELECT sum(sent) AS sent, sum(skipped) AS skipped, sum(failed) AS failed, sum(in_flight) AS in_flight"
+        " FROM delivery_counts WHERE campaign_id = $1",
+        live,
+    )
+    assert (counts["sent"], counts["skipped"], counts["failed"], counts["in_flight"]) == (4, 1, 1, 0)
+    spent = await db.fetchval("SELECT 100 - balance FROM accounts WHERE id = $1", account.id)
+    assert spent == sum(rows[d]["cost"] for d, _ in sendable)
