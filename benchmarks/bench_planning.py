@@ -52,6 +52,7 @@ from shared.db import deliveries  # noqa: E402
 from shared.db.migrate import drop_database, migrate  # noqa: E402
 from shared.db.pool import connect, create_pool  # noqa: E402
 from shared.ids import new_id  # noqa: E402
+from shared.settings import Settings  # noqa: E402
 
 SERVER = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432").rstrip("/")
 TARGET_COPY_RATIO = 0.50
@@ -260,39 +261,37 @@ async def _child_plan(dsn: str, account_id: str, campaign_id: str, profile: bool
     from shared.messages.campaign_events import CampaignLaunched
 
     spent = {"fetch": 0.0, "copy": 0.0, "batches": 0}
-    real_copy, real_recipients = deliveries.copy_planned, deliveries.recipients
+    real_copy, real_recipients = deliveries.copy_planned, deliveries.recipients_after
 
     async def timed_copy(conn: asyncpg.Connection, records: list[tuple]) -> None:
         started = time.perf_counter()
         await real_copy(conn, records)
         spent["copy"] += time.perf_counter() - started
 
-    async def timed_recipients(*args: Any, **kwargs: Any):
-        stream = real_recipients(*args, **kwargs).__aiter__()
-        while True:
-            started = time.perf_counter()
-            try:
-                batch = await stream.__anext__()
-            except StopAsyncIteration:
-                spent["fetch"] += time.perf_counter() - started
-                return
+    async def timed_recipients(*args: Any, **kwargs: Any) -> list[asyncpg.Record]:
+        started = time.perf_counter()
+        try:
+            return await real_recipients(*args, **kwargs)
+        finally:
             spent["fetch"] += time.perf_counter() - started
             spent["batches"] += 1
-            yield batch
 
-    # Timing wrappers only (two calls per batch of 5,000): the handler code itself is unchanged.
+    # Timing wrappers only (two calls per chunk): the handler code itself is unchanged.
     handlers_module.deliveries.copy_planned = timed_copy  # type: ignore[assignment]
-    handlers_module.deliveries.recipients = timed_recipients  # type: ignore[assignment]
+    handlers_module.deliveries.recipients_after = timed_recipients  # type: ignore[assignment]
 
     async with create_pool(dsn, min_size=1, max_size=2) as pool:
-        handlers = Handlers(pool)
+        handlers = Handlers(pool, chunk=Settings().plan_chunk)  # the scheduler's own chunk size
         message = CampaignLaunched(account_id=account_id, campaign_id=campaign_id, channel="sms")
         rss_before = peak_rss_mb()
         profiler = cProfile.Profile() if profile else None
         started = time.perf_counter()
         if profiler:
             profiler.enable()
+        # as the scheduler does: the launch plans the first contacts, the planner loop the rest
         await handlers.campaign_launched(message)
+        while await handlers.plan_chunks(1_000_000):
+            pass
         if profiler:
             profiler.disable()
         total = time.perf_counter() - started
