@@ -16,7 +16,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from shared.domain.phone import InvalidPhone, to_e164
 from shared.domain.recurrence import Recurrence
-from shared.domain.templating import TemplateError, compile_template
+from shared.domain.templating import TemplateError, check_budget
 from shared.domain.windows import SendingWindow
 from shared.domain.zones import is_valid_zone
 from shared.errors import Invalid
@@ -158,12 +158,14 @@ class AgentPatch(_Loose):
     settings: dict[str, Any] | None = None
 
 
-def template_errors(name: str, source: str | None) -> list[dict[str, str]]:
-    """A template field's syntax error, with its line (none when it compiles or is empty)."""
+def template_errors(name: str, source: str | None, html: bool = False) -> list[dict[str, str]]:
+    """A template field's syntax error, with its line, or the budget it blows whatever the contact
+    (none when it compiles and stays within it, or is empty). It may take the render budget's
+    time: call it off the event loop."""
     if not source:
         return []
     try:
-        compile_template(source)
+        check_budget(source, html)
     except TemplateError as exc:
         return [{"field": name, "reason": str(exc)}]
     return []
@@ -306,7 +308,8 @@ def parse_when(value: str) -> datetime | None:
 
 
 def normalize(req: CampaignCreate, default_timezone: str) -> CampaignSpec:
-    """The request as a CampaignSpec, or Invalid listing every bad field."""
+    """The request as a CampaignSpec, or Invalid listing every bad field. It parses every inline
+    contact and trial-renders every text: call it off the event loop (`asyncio.to_thread`)."""
     merged: dict[str, Any] = {}
     if req.config is not None:
         merged.update({k: getattr(req.config, k) for k in req.config.model_fields_set})
@@ -325,7 +328,7 @@ def normalize(req: CampaignCreate, default_timezone: str) -> CampaignSpec:
 
     template = merged.get("message_template")
     for key in ("message_template", "subject", "html_template", "opening_message"):
-        errors.extend(template_errors(key, merged.get(key)))
+        errors.extend(template_errors(key, merged.get(key), html=key == "html_template"))
     errors.extend(template_errors("voice.opening_message", (merged.get("voice") or {}).get("opening_message")))
     if not template and merged.get("template_id") is None and channel != "voice":
         bad("message_template", "required for an SMS or email campaign (or give template_id)")

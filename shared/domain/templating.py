@@ -1,22 +1,21 @@
-"""User templates (`{{first_name}}`), rendered in jinja2's sandbox with bounded output.
+"""User templates (`{{first_name}}`), rendered in a bounded sandbox.
 
-A template is untrusted input: the sandbox forbids access to Python internals, and a variable the
-contact lacks is an error (`MissingVariable`) instead of a hole in the message, unless the template
-gives a default (`{{ order_number | default("n/a") }}`).
+A template is untrusted input: the sandbox (`template_sandbox.py`) forbids access to Python
+internals and bounds the work and the values of a render (a template that blows it is a
+`BudgetError`), and a variable the contact lacks is an error (`MissingVariable`) instead of a hole
+in the message, unless the template gives a default (`{{ order_number | default("n/a") }}`).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from datetime import date
-from decimal import Decimal
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from shared.domain.template_sandbox import BoundedSandbox, BudgetExceeded, close_budget, open_budget
 from shared.row import Row
 
 #: Variables every contact has (beside its metadata).
@@ -41,65 +40,40 @@ class MissingVariable(ValueError):
         self.name = name
 
 
+class BudgetError(TemplateError):
+    """A template that does more work, or builds a larger value, than a message may take."""
+
+
 class _Undefined(StrictUndefined):
     """Undefined that names the variable when it is used."""
 
 
-#: What `{{ … }}` may print: plain values (a function, a class or jinja2's own objects never); an
-#: Undefined raises itself when printed (a missing variable).
-_PRINTABLE = (str, int, float, bool, Decimal, date, list, tuple, dict, type(None), Undefined)
-#: `**` and `*` on whole numbers and sequences are bounded, so that `{{ 9**9999999 }}` or
-#: `{{ 'x' * 10**9 }}` cannot hold the process.
-_MAX_BITS = 4096
-
-
-def _printable(value: Any) -> Any:
-    if not isinstance(value, _PRINTABLE) or isinstance(value, type):
-        raise SecurityError(f"a {type(value).__name__} cannot be printed")
-    return value
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """jinja2's immutable sandbox with no globals (no `range`, `lipsum`, `dict`, …), plain values
-    only in the output, and bounded powers and repetitions."""
-
-    intercepted_binops = frozenset({"**", "*"})
-
-    def __init__(self, autoescape: bool):
-        super().__init__(undefined=_Undefined, autoescape=autoescape, keep_trailing_newline=True, finalize=_printable)
-        self.globals.clear()
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        power = operator == "**" and isinstance(left, int) and isinstance(right, int)
-        if power and right > 0 and max(left.bit_length(), 1) * right > _MAX_BITS:
-            raise SecurityError("the power is too large")
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(times, int) and len(seq) * times > MAX_OUTPUT:
-                    raise SecurityError(f"the repetition is longer than {MAX_OUTPUT}")
-        return super().call_binop(context, operator, left, right)
-
-
-_ENV = _Sandbox(autoescape=False)
+_ENV = BoundedSandbox(autoescape=False, undefined=_Undefined)
 #: For email HTML: every value is escaped.
-_HTML_ENV = _Sandbox(autoescape=True)
+_HTML_ENV = BoundedSandbox(autoescape=True, undefined=_Undefined)
 #: Statements that reach outside the template: there is nothing for them to load.
 _LOADING = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
+#: Longest template source, in characters (compiling costs time too).
+MAX_SOURCE = 100_000
 
 
 @functools.lru_cache(maxsize=1024)
 def compile_template(source: str, html: bool = False) -> Any:
     """The compiled template, or TemplateError with the line of the mistake."""
     env = _HTML_ENV if html else _ENV
+    if len(source) > MAX_SOURCE:
+        raise TemplateError(f"the template is longer than {MAX_SOURCE:,} characters")
     try:
         ast = env.parse(source)
         for node in ast.find_all(_LOADING):
             raise TemplateError(f"line {node.lineno}: a template cannot include or import others", node.lineno)
-        return env.from_string(ast)
+        return env.from_string(env.instrument(ast))
     except TemplateSyntaxError as exc:
         raise TemplateError(f"line {exc.lineno}: {exc.message}", exc.lineno) from exc
     except TemplateError:
         raise
+    except BudgetExceeded as exc:
+        raise TemplateError(str(exc)) from exc
     except Exception as exc:  # the compiler folds constants: `{{ 2**20000 }}` fails here
         raise TemplateError(f"cannot compile: {exc}") from exc
 
@@ -141,6 +115,7 @@ def render(source: str, context: Mapping[str, Any], html: bool = False) -> str:
     template = compile_template(source, html)
     size = 0
     out: list[str] = []
+    token = open_budget()
     try:
         for chunk in template.generate(**context):
             size += len(chunk)
@@ -149,13 +124,33 @@ def render(source: str, context: Mapping[str, Any], html: bool = False) -> str:
             out.append(chunk)
     except UndefinedError as exc:
         raise MissingVariable(_undefined_name(exc)) from exc
+    except BudgetExceeded as exc:
+        raise BudgetError(str(exc)) from exc
+    except RecursionError as exc:
+        raise BudgetError("the template calls itself too deeply") from exc
     except SecurityError as exc:
         raise TemplateError(f"not allowed in a template: {exc}") from exc
     except TemplateError:
         raise
     except Exception as exc:  # a template is untrusted: whatever it does wrong is its own error
         raise TemplateError(f"cannot render: {type(exc).__name__}: {exc}") from exc
+    finally:
+        close_budget(token)
     return "".join(out)
+
+
+def check_budget(source: str, html: bool = False) -> None:
+    """BudgetError when `source` blows the render budget whatever the contact (its work does not
+    depend on their data: every variable is left empty for the trial). Other failures are the
+    contact's to meet at send time, and pass here."""
+    compile_template(source, html)
+    trial = {name: ChainableUndefined(name=name) for name in variables(source) | set(BUILT_INS)}
+    try:
+        render(source, trial, html)
+    except BudgetError:
+        raise
+    except (MissingVariable, TemplateError):
+        pass  # what the contact's data makes of it is met at send time
 
 
 def _undefined_name(exc: UndefinedError) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -83,8 +84,6 @@ async def preview_template(request: web.Request) -> web.Response:
     row = await usecase.get(pool, account_id, request.match_info["id"])
     body = await read_model(request, PreviewIn)
     contact, agent_name = await usecase.preview_contact(pool, account_id, body)
-    return json_response(
-        usecase.render_parts(
-            {"body": row["body"], "subject": row["subject"], "html": row["html"]}, contact_context(contact, agent_name)
-        )
-    )
+    parts = {"body": row["body"], "subject": row["subject"], "html": row["html"]}
+    # off the event loop: a render may take its whole budget (MAX_SECONDS), and the API answers meanwhile
+    return json_response(await asyncio.to_thread(usecase.render_parts, parts, contact_context(contact, agent_name)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 
 from services.api.schemas import AgentCreate, AgentPatch, agent_settings_errors, template_errors
@@ -23,7 +25,8 @@ async def get(pool: Executor, account_id: str, agent_id: str) -> asyncpg.Record:
 
 async def create(pool: asyncpg.Pool, account_id: str, body: AgentCreate) -> asyncpg.Record:
     """A new agent; 422 naming what its answering mode lacks, or its opening message's error."""
-    errors = agent_settings_errors(body.mode, body.settings) + template_errors("opening_message", body.opening_message)
+    errors = agent_settings_errors(body.mode, body.settings)
+    errors += await asyncio.to_thread(template_errors, "opening_message", body.opening_message)
     if errors:
         raise Invalid("the agent is not valid", details=errors)
     async with pool.acquire() as conn:
@@ -35,9 +38,8 @@ async def update(pool: Executor, account_id: str, agent_id: str, patch: AgentPat
     row = await get(pool, account_id, agent_id)
     data = {k: row[k] for k in FIELDS}
     data.update({k: getattr(patch, k) for k in patch.model_fields_set if getattr(patch, k) is not None})
-    errors = agent_settings_errors(data["mode"], data["settings"]) + template_errors(
-        "opening_message", data["opening_message"]
-    )
+    errors = agent_settings_errors(data["mode"], data["settings"])
+    errors += await asyncio.to_thread(template_errors, "opening_message", data["opening_message"])
     if errors:
         raise Invalid("the agent is not valid", details=errors)
     return await db.update_agent(pool, account_id, row["id"], data)

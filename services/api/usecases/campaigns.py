@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal, cast
 
 import asyncpg
@@ -46,7 +47,7 @@ async def create(
     pool: asyncpg.Pool, account: asyncpg.Record, settings: Settings, body: CampaignCreate
 ) -> asyncpg.Record:
     """A new draft (launched at once when the request says `"status": "scheduled"`)."""
-    spec = normalize(body, account["default_timezone"])
+    spec = await asyncio.to_thread(normalize, body, account["default_timezone"])
     async with pool.acquire() as conn, conn.transaction():
         await _check_references(conn, account["id"], settings, spec)
         campaign_id = await db.insert_campaign(conn, account["id"], spec)
@@ -72,7 +73,7 @@ async def update_draft(
             req, new_contacts = patched(as_request(row), patch)
         except ValidationError as exc:
             raise Invalid("the campaign is not valid", details=pydantic_details(exc)) from exc
-        spec = normalize(req, account["default_timezone"])
+        spec = await asyncio.to_thread(normalize, req, account["default_timezone"])
         if spec.channel != row["channel"] and not new_contacts and await db.has_recipients(conn, row["id"]):
             raise Invalid(
                 "the campaign's contacts were checked for another channel",

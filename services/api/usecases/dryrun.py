@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,8 +60,8 @@ async def dry_run(pool: asyncpg.Pool, account: asyncpg.Record, campaign_id: str,
                     waiting += 1
                     first_wait = min(first_wait or send_at, send_at)
                     last_wait = max(last_wait or send_at, send_at)
-                if len(samples) < SAMPLES:
-                    samples.append(_sample(row, contact, agent, send_at, planned[_REASON]))
+                if len(samples) < SAMPLES:  # a render may take its budget's time: off the event loop
+                    samples.append(await asyncio.to_thread(_sample, row, contact, agent, send_at, planned[_REASON]))
         missing = await missing_variables(conn, row)
     cost = pricing.estimate_run({**dict(row), "total_contacts": total}, account)
     return {

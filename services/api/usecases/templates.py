@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal, cast
 
 import asyncpg
@@ -12,7 +13,7 @@ from shared.db import campaigns as campaigns_db
 from shared.db import contacts as contacts_db
 from shared.db import templates as db
 from shared.db.connection import Executor
-from shared.domain.templating import MissingVariable, TemplateError, compile_template, render
+from shared.domain.templating import MissingVariable, TemplateError, check_budget, render
 from shared.errors import Invalid, NotFound
 
 
@@ -53,12 +54,14 @@ class PreviewIn(BaseModel):
 
 
 def check_texts(channel: str, body: str | None, subject: str | None, html: str | None) -> None:
-    """422 naming every text that does not compile (with its line) or that the channel needs."""
+    """422 naming every text that does not compile (with its line), that blows the render budget
+    whatever the contact, or that the channel needs. It may take the render budget's time: call
+    it off the event loop."""
     errors = []
     for name, source in (("body", body), ("subject", subject), ("html", html)):
         if source:
             try:
-                compile_template(source, name == "html")
+                check_budget(source, name == "html")
             except TemplateError as exc:
                 errors.append({"field": name, "reason": str(exc)})
     if channel in ("sms", "voice") and not body:
@@ -82,7 +85,7 @@ async def get(pool: Executor, account_id: str, template_id: str) -> asyncpg.Reco
 
 async def create(pool: Executor, account_id: str, body: TemplateIn) -> asyncpg.Record:
     """A new template (422 naming every text that does not compile or that its channel needs)."""
-    check_texts(body.channel, body.body, body.subject, body.html)
+    await asyncio.to_thread(check_texts, body.channel, body.body, body.subject, body.html)
     return await db.insert(pool, account_id, body.model_dump())
 
 
@@ -102,7 +105,7 @@ async def update(pool: Executor, account_id: str, template_id: str, patch: Templ
         merged = TemplateIn.model_validate(data)
     except ValidationError as exc:
         raise Invalid("the template is not valid", details=pydantic_details(exc)) from exc
-    check_texts(merged.channel, merged.body, merged.subject, merged.html)
+    await asyncio.to_thread(check_texts, merged.channel, merged.body, merged.subject, merged.html)
     return cast(asyncpg.Record, await db.update(pool, account_id, row["id"], merged.model_dump()))  # found above
 
 
