@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -104,6 +104,14 @@ class Settings(BaseSettings):
     clock_rate: float = 1.0
     #: The real instant at which the simulated clock reads CAMPAIGNS_CLOCK_START (default: start-up).
     clock_origin: datetime | None = None
+    #: Networks that agents' webhooks and LLM endpoints may reach although they are not public
+    #: (comma-separated CIDRs: tests, an on-premise model); empty: public addresses only.
+    outbound_allow_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
+
+    @field_validator("outbound_allow_networks", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return tuple(p.strip() for p in value.split(",") if p.strip()) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _public_url_follows_the_tracker(self) -> Settings:

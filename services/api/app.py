@@ -15,6 +15,7 @@ from shared import observability
 from shared.bus.connection import connect
 from shared.bus.outbox import Relay
 from shared.db.pool import create_pool
+from shared.outbound import OutboundPolicy
 from shared.runtime import background
 from shared.settings import Settings
 from shared.web import error_middleware
@@ -34,6 +35,7 @@ def create_app(settings: Settings, pool: object, connection: object) -> web.Appl
     app["settings"] = settings
     app["pool"] = pool
     app["bus"] = connection
+    app["outbound"] = OutboundPolicy(settings.outbound_allow_networks)  # which agent URLs may be saved
     add_routes(app)
     dashboard.add_routes(app)
     observability.add_routes(app, observability.standard_checks(pool, connection))

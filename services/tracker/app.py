@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import aiohttp
 import structlog
 from aiohttp import web
 
 from services.tracker import email_inbound, replies, unsubscribe, voice, webhooks
 from services.tracker.signatures import TwilioSignatures
 from services.tracker.statuses import StatusBatcher
-from shared import observability
+from shared import observability, outbound
 from shared.db.pool import create_pool
+from shared.outbound import OutboundPolicy
 from shared.providers import smtp_email
 from shared.settings import Settings, inbound_email_token, secret_key
 from shared.web import error_middleware
@@ -22,8 +22,9 @@ log = structlog.get_logger()
 
 
 async def _http_session(app: web.Application) -> AsyncIterator[None]:
-    """One HTTP client for the agents' webhook and LLM calls."""
-    async with aiohttp.ClientSession() as session:
+    """One HTTP client for the agents' webhook and LLM calls: public addresses only (and the
+    networks CAMPAIGNS_OUTBOUND_ALLOW_NETWORKS allows), no redirects, bounded answers."""
+    async with outbound.session(OutboundPolicy(app["settings"].outbound_allow_networks)) as session:
         app["http"] = session
         yield
 

@@ -36,7 +36,8 @@ async def create_agent(request: web.Request) -> web.Response:
     """`POST /agents` → 201 with the agent."""
     body = await read_model(request, AgentCreate)
     return json_response(
-        agent_body(await usecase.create(request.app["pool"], request["account"]["id"], body)), status=201
+        agent_body(await usecase.create(request.app["pool"], request["account"]["id"], body, request.app["outbound"])),
+        status=201,
     )
 
 
@@ -66,7 +67,8 @@ async def update_agent(request: web.Request) -> web.Response:
     pool, account_id = request.app["pool"], request["account"]["id"]
     await usecase.get(pool, account_id, request.match_info["id"])  # 404 before reading the body
     patch = await read_model(request, AgentPatch)
-    return json_response(agent_body(await usecase.update(pool, account_id, request.match_info["id"], patch)))
+    updated = await usecase.update(pool, account_id, request.match_info["id"], patch, request.app["outbound"])
+    return json_response(agent_body(updated))
 
 
 async def delete_agent(request: web.Request) -> web.Response:

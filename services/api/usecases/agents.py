@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 
@@ -10,6 +11,7 @@ from services.api.schemas import AgentCreate, AgentPatch, agent_settings_errors,
 from shared.db import campaigns as db
 from shared.db.connection import Executor
 from shared.errors import Conflict, Invalid, NotFound
+from shared.outbound import OutboundPolicy, OutboundRefused
 
 #: The fields of an agent a create or a change sets.
 FIELDS = ("name", "instructions", "opening_message", "voice", "mode", "settings")
@@ -23,9 +25,10 @@ async def get(pool: Executor, account_id: str, agent_id: str) -> asyncpg.Record:
     return row
 
 
-async def create(pool: asyncpg.Pool, account_id: str, body: AgentCreate) -> asyncpg.Record:
-    """A new agent; 422 naming what its answering mode lacks, or its opening message's error."""
-    errors = agent_settings_errors(body.mode, body.settings)
+async def create(pool: asyncpg.Pool, account_id: str, body: AgentCreate, outbound: OutboundPolicy) -> asyncpg.Record:
+    """A new agent; 422 naming what its answering mode lacks, a URL `outbound` does not reach, or
+    its opening message's error."""
+    errors = agent_settings_errors(body.mode, body.settings) + await url_errors(outbound, body.mode, body.settings)
     errors += await asyncio.to_thread(template_errors, "opening_message", body.opening_message)
     if errors:
         raise Invalid("the agent is not valid", details=errors)
@@ -33,16 +36,33 @@ async def create(pool: asyncpg.Pool, account_id: str, body: AgentCreate) -> asyn
         return await db.insert_agent(conn, account_id, body.model_dump())
 
 
-async def update(pool: Executor, account_id: str, agent_id: str, patch: AgentPatch) -> asyncpg.Record:
-    """Change any field; mode and settings are checked together."""
+async def update(
+    pool: Executor, account_id: str, agent_id: str, patch: AgentPatch, outbound: OutboundPolicy
+) -> asyncpg.Record:
+    """Change any field; mode and settings are checked together (as a create checks them)."""
     row = await get(pool, account_id, agent_id)
     data = {k: row[k] for k in FIELDS}
     data.update({k: getattr(patch, k) for k in patch.model_fields_set if getattr(patch, k) is not None})
     errors = agent_settings_errors(data["mode"], data["settings"])
+    errors += await url_errors(outbound, data["mode"], data["settings"])
     errors += await asyncio.to_thread(template_errors, "opening_message", data["opening_message"])
     if errors:
         raise Invalid("the agent is not valid", details=errors)
     return await db.update_agent(pool, account_id, row["id"], data)
+
+
+async def url_errors(outbound: OutboundPolicy, mode: str, settings: dict[str, Any]) -> list[dict[str, str]]:
+    """The agent's webhook or LLM URL, when its host resolves to an address `outbound` does not
+    reach (private, loopback, link-local, metadata…; `shared/outbound.py`)."""
+    key = {"webhook": "url", "llm": "base_url"}.get(mode)
+    url = settings.get(key) if key else None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return []  # missing or not http(s): agent_settings_errors says so
+    try:
+        await outbound.check_url(url)
+    except OutboundRefused as exc:
+        return [{"field": f"settings.{key}", "reason": f"not reachable from here: {exc}"}]
+    return []
 
 
 async def delete(pool: Executor, account_id: str, agent_id: str) -> None:

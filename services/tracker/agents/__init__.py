@@ -14,6 +14,7 @@ import aiohttp
 import structlog
 
 from services.tracker.agents import llm, rules, webhook
+from shared.outbound import OutboundRefused
 from shared.row import Row
 
 log = structlog.get_logger()
@@ -39,6 +40,9 @@ async def answer(
             if mode == "llm":
                 return await llm.answer(session, settings, agent, history)
             return rules.answer(settings, history[-1]["body"] if history else "")
+    except OutboundRefused as exc:  # a URL saved before it was refused, or a host that moved
+        log.warning("agent.refused", agent_id=agent["id"], mode=mode, reason=str(exc))
+        return None
     except Exception as exc:  # an agent never breaks ingestion
         log.warning("agent.failed", agent_id=agent["id"], mode=mode, error=repr(exc))
         return None

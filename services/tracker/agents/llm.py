@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 
+from shared import outbound
 from shared.row import Row
 
 
@@ -28,8 +29,6 @@ async def answer(
     url = str(settings["base_url"]).rstrip("/") + "/chat/completions"
     headers = {"Authorization": f"Bearer {settings['api_key']}"} if settings.get("api_key") else {}
     payload = {"model": settings.get("model", "gpt-4o-mini"), "messages": chat_messages(agent, history)}
-    async with session.post(url, json=payload, headers=headers) as response:
-        response.raise_for_status()
-        body = await response.json(content_type=None)
+    body = await outbound.post_json(session, url, payload, headers)
     content = body["choices"][0]["message"]["content"]
     return str(content).strip() or None

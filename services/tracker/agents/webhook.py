@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 
+from shared import outbound
 from shared.row import Row
 
 
@@ -17,15 +18,14 @@ async def answer(
     contact: Mapping[str, Any],
     history: Sequence[Mapping[str, str]],
 ) -> str | None:
-    """`{"reply": "..."}` from `settings["url"]` (a `secret` is sent as a Bearer token)."""
+    """`{"reply": "..."}` from `settings["url"]` (a `secret` is sent as a Bearer token), through
+    the guarded session (`shared/outbound.py`)."""
     headers = {"Authorization": f"Bearer {settings['secret']}"} if settings.get("secret") else {}
     payload = {
         "agent": {"id": agent["id"], "name": agent["name"], "instructions": agent["instructions"]},
         "contact": {k: contact.get(k) for k in ("id", "first_name", "last_name", "phone", "email", "company")},
         "messages": list(history),
     }
-    async with session.post(settings["url"], json=payload, headers=headers) as response:
-        response.raise_for_status()
-        body = await response.json(content_type=None)
+    body = await outbound.post_json(session, settings["url"], payload, headers)
     reply = body.get("reply") if isinstance(body, dict) else None
     return str(reply) if reply else None
