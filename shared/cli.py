@@ -12,12 +12,25 @@ from typing import Any
 import click
 
 from shared.logging import configure_logging
-from shared.settings import Settings
+from shared.settings import Settings, live_secret_problems
 
 
 def _settings(service: str, **overrides: Any) -> Settings:
     settings = Settings(**overrides)
     configure_logging(service, settings.log_format, settings.log_level)
+    return settings
+
+
+def _service_settings(service: str) -> Settings:
+    """A service's settings; in live mode, an exit (code 1) naming every default, sample or short
+    secret, before anything starts."""
+    settings = _settings(service)
+    problems = live_secret_problems(settings)
+    if problems:
+        raise click.ClickException(
+            "live mode (CAMPAIGNS_PROVIDERS=live) refuses to start with public or weak secrets:\n  - "
+            + "\n  - ".join(problems)
+        )
     return settings
 
 
@@ -51,7 +64,7 @@ def api() -> None:
     """Serve the HTTP API on CAMPAIGNS_API_HOST:CAMPAIGNS_API_PORT (default 127.0.0.1:8080)."""
     from services.api.app import run
 
-    settings = _settings("api")
+    settings = _service_settings("api")
     _serve(lambda stop: run(settings, stop))
 
 
@@ -60,7 +73,7 @@ def scheduler() -> None:
     """Plan each contact's send time and release due deliveries to the dispatch queues."""
     from services.scheduler.app import run
 
-    settings = _settings("scheduler")
+    settings = _service_settings("scheduler")
     _serve(lambda stop: run(settings, stop))
 
 
@@ -75,7 +88,7 @@ def dispatcher(channel: str) -> None:
     """Send one channel's messages under each campaign's max_concurrent (run as many as you like)."""
     from services.dispatcher.app import run
 
-    settings = _settings(f"dispatcher-{channel}")
+    settings = _service_settings(f"dispatcher-{channel}")
     _serve(lambda stop: run(settings, channel, stop))
 
 
@@ -84,7 +97,7 @@ def tracker() -> None:
     """Serve provider webhooks on CAMPAIGNS_TRACKER_HOST:CAMPAIGNS_TRACKER_PORT (default :8081)."""
     from services.tracker.app import run
 
-    settings = _settings("tracker")
+    settings = _service_settings("tracker")
     _serve(lambda stop: run(settings, stop))
 
 
@@ -116,7 +129,7 @@ def up(name: str, balance: str) -> None:
     CAMPAIGNS_PROVIDERS=live), create an account and print the API's address and a ready API key."""
     from shared.up import run
 
-    settings = _settings("up")
+    settings = _service_settings("up")
     _serve(lambda stop: run(settings, stop, name, Decimal(balance)))
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -30,7 +32,7 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8081"
     providers: Literal["sandbox", "live"] = "sandbox"
     twilio_account_sid: str = Field(
-        default="ACsandbox00000000000000000000000000",
+        default="ACsandbox00000000000000000000000000",  # live mode refuses it
         validation_alias=AliasChoices("TWILIO_ACCOUNT_SID"),
     )
     twilio_auth_token: SecretStr = Field(
@@ -124,6 +126,62 @@ class Settings(BaseSettings):
 #: The unsubscribe-link key in sandbox mode when CAMPAIGNS_SECRET_KEY is unset (never for live use).
 SANDBOX_SECRET_KEY = "campaigns-sandbox-development-key"  # noqa: S105 (public by design)
 SANDBOX_INBOUND_EMAIL_TOKEN = "sandbox-inbound-email-token"  # noqa: S105 (public by design)
+
+
+#: Shortest secret live mode takes (CAMPAIGNS_SECRET_KEY, the inbound email token, Twilio's token).
+MIN_SECRET_BYTES = 32
+#: Values that are public: the code's sandbox defaults, and the placeholders our deploy files and
+#: the docs show. Compared without case; any value containing "change" and "me" (change-me,
+#: CHANGE_ME, changeme) counts too.
+SAMPLE_SECRETS = frozenset(
+    {
+        "sandbox-auth-token",
+        SANDBOX_SECRET_KEY,
+        SANDBOX_INBOUND_EMAIL_TOKEN,
+        "test-auth-token",
+        "secret",
+        "password",
+        "token",
+    }
+)
+_SANDBOX_SID = "ACsandbox00000000000000000000000000"
+
+
+def _sample(value: str) -> bool:
+    lowered = value.strip().lower()
+    return lowered in SAMPLE_SECRETS or bool(re.search(r"change[-_ ]?me", lowered))
+
+
+def live_secret_problems(settings: Settings) -> list[str]:
+    """What keeps `settings` from live mode: each default, sample or too-short secret, naming its
+    setting (empty in sandbox mode, or when every secret is the operator's own)."""
+    if settings.providers != "live":
+        return []
+    problems = []
+    sid = settings.twilio_account_sid
+    if sid == _SANDBOX_SID or not re.fullmatch(r"AC[0-9a-fA-F]{32}", sid):
+        problems.append(f"TWILIO_ACCOUNT_SID {sid!r} is not a Twilio account SID (AC and 32 hex digits)")
+    secrets = {
+        "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
+        "CAMPAIGNS_SECRET_KEY": settings.secret_key,
+        "CAMPAIGNS_INBOUND_EMAIL_TOKEN": settings.inbound_email_token,
+    }
+    for name, secret in secrets.items():
+        value = secret.get_secret_value() if secret is not None else ""
+        if not value:
+            if name != "CAMPAIGNS_INBOUND_EMAIL_TOKEN":  # unset, that one turns its endpoint off
+                problems.append(f"{name} is not set")
+        elif _sample(value):
+            problems.append(f"{name} is a default or sample value, known to anyone: set your own")
+        elif len(value.encode("utf-8")) < MIN_SECRET_BYTES:
+            problems.append(f"{name} is shorter than {MIN_SECRET_BYTES} bytes")
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+    if password and _sample(password):
+        problems.append("CAMPAIGNS_SMTP_PASSWORD is a default or sample value, known to anyone: set your own")
+    for name, url in (("CAMPAIGNS_DATABASE_URL", settings.database_url), ("CAMPAIGNS_AMQP_URL", settings.amqp_url)):
+        if _sample(urlsplit(url).password or ""):
+            problems.append(f"{name} carries a sample password (CHANGE_ME): set your own")
+    return problems
 
 
 def reachable_host(host: str) -> str:

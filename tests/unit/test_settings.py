@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from shared.settings import SANDBOX_INBOUND_EMAIL_TOKEN, Settings, inbound_email_token, secret_key
+from shared.settings import (
+    SANDBOX_INBOUND_EMAIL_TOKEN,
+    Settings,
+    inbound_email_token,
+    live_secret_problems,
+    secret_key,
+)
 
 
 @pytest.fixture(autouse=True)
 def _no_campaigns_env(monkeypatch):
     for name in (
         "CAMPAIGNS_INBOUND_EMAIL_TOKEN", "CAMPAIGNS_PROVIDERS", "CAMPAIGNS_SECRET_KEY",
-        "CAMPAIGNS_PUBLIC_URL", "CAMPAIGNS_TRACKER_HOST", "CAMPAIGNS_TRACKER_PORT",
+        "CAMPAIGNS_PUBLIC_URL", "CAMPAIGNS_TRACKER_HOST", "CAMPAIGNS_TRACKER_PORT", "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN", "CAMPAIGNS_SMTP_PASSWORD", "CAMPAIGNS_DATABASE_URL", "CAMPAIGNS_AMQP_URL",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -38,3 +45,20 @@ def test_the_public_url_is_the_setting_else_the_trackers_own_address(monkeypatch
     assert Settings(tracker_port=9091, public_url="https://hooks.example.com").public_url == "https://hooks.example.com"
     monkeypatch.setenv("CAMPAIGNS_TRACKER_PORT", "9092")
     assert Settings().public_url == "http://127.0.0.1:9092"
+
+
+def test_live_mode_takes_only_the_operators_own_secrets():
+    own = {"twilio_account_sid": "AC" + "ab" * 16, "twilio_auth_token": "t" * 32, "secret_key": "s" * 32}
+    assert live_secret_problems(Settings(providers="live", **own)) == []
+    assert live_secret_problems(Settings(providers="live", **own, inbound_email_token="i" * 40)) == []
+    assert live_secret_problems(Settings()) == []  # the sandbox takes its public defaults
+    assert live_secret_problems(Settings(providers="live")) == [
+        "TWILIO_ACCOUNT_SID 'ACsandbox00000000000000000000000000' is not a Twilio account SID (AC and 32 hex digits)",
+        "TWILIO_AUTH_TOKEN is a default or sample value, known to anyone: set your own",
+        "CAMPAIGNS_SECRET_KEY is not set",
+    ]
+    for sample in ("change-me-in-production", "CHANGE_ME", "ChangeMe-please-xxxxxxxxxxxxxxxxxxxxxxxx"):
+        assert live_secret_problems(Settings(providers="live", **{**own, "secret_key": sample})) == [
+            "CAMPAIGNS_SECRET_KEY is a default or sample value, known to anyone: set your own"]
+    assert live_secret_problems(Settings(providers="live", **{**own, "inbound_email_token": "x" * 31})) == [
+        "CAMPAIGNS_INBOUND_EMAIL_TOKEN is shorter than 32 bytes"]
