@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,145 @@ def import_contacts(file: Path, account_id: str, group_id: str | None, country: 
         except AppError as exc:
             raise click.ClickException(exc.message) from None
     click.echo(json.dumps(summary.as_dict()))
+
+
+_QUEUE_HELP = "The queue whose dead letters to act on, without CAMPAIGNS_AMQP_PREFIX (e.g. dispatch.sms)."
+
+
+def _queue_option(required: bool) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    from shared.bus.topology import QUEUES
+
+    return click.option("--queue", "queue", type=click.Choice(sorted(QUEUES)), required=required, help=_QUEUE_HELP)
+
+
+def _with_dlq(action: Any) -> Any:
+    """Run `action(channel, prefix)` on a channel of its own; a broker error exits 1, saying what."""
+    from aiormq.exceptions import AMQPError, ChannelNotFoundEntity
+
+    from shared.bus import dlq as dead
+
+    settings = _settings("cli")
+
+    async def run() -> Any:
+        async with dead.channel(settings.amqp_url) as channel:
+            return await action(channel, settings.amqp_prefix)
+
+    try:
+        return asyncio.run(run())
+    except ChannelNotFoundEntity as exc:
+        raise click.ClickException(
+            f"{exc.args[-1] if exc.args else exc}: no such queue under CAMPAIGNS_AMQP_PREFIX "
+            f"{settings.amqp_prefix!r} (a service declares them when it starts)"
+        ) from None
+    except (AMQPError, OSError, ConnectionError) as exc:
+        raise click.ClickException(f"RabbitMQ ({settings.amqp_url.rsplit('@', 1)[-1]}): {exc!r}") from None
+
+
+@main.group()
+def dlq() -> None:
+    """Dead-letter queues: what died and why, and sending it back or dropping it.
+
+    Every queue has a dead-letter queue `<queue>.dlq` (under CAMPAIGNS_AMQP_PREFIX) where a message
+    goes when its consumer rejects it (undecodable) or it failed too often. Replaying a message
+    that was already handled is harmless: the consumers are idempotent.
+    """
+
+
+@dlq.command("list")
+@_queue_option(required=False)
+@click.option("--limit", default=100, show_default=True, help="Most messages listed with --queue.")
+def dlq_list(queue: str | None, limit: int) -> None:
+    """Count the messages of every dead-letter queue; with --queue, a line per message: its id,
+    type, why it died and when."""
+    from shared.bus import dlq as dead
+
+    async def action(channel: Any, prefix: str) -> Any:
+        if queue is None:
+            return await dead.counts(channel, prefix)
+        letters = []
+        async for message in dead.take(channel, prefix, queue):
+            letters.append(dead.dead_letter(message))
+            if len(letters) >= limit:
+                break
+        return letters
+
+    found = _with_dlq(action)
+    if queue is None:
+        click.echo(f"{'DEAD-LETTER QUEUE':<40} MESSAGES")
+        for name, count in found.items():
+            click.echo(f"{name + '.dlq':<40} {count}")
+        return
+    click.echo(f"{'ID':<38} {'TYPE':<22} {'DIED':<26} WHY")
+    for letter in found:
+        when = letter.died_at.isoformat() if letter.died_at else "?"
+        click.echo(f"{letter.id:<38} {letter.type:<22} {when:<26} {letter.reason}")
+    if not found:
+        click.echo(f"({queue}.dlq is empty)")
+
+
+@dlq.command("show")
+@_queue_option(required=True)
+@click.option("--id", "message_id", required=True, help="The message's id, as `dlq list --queue` shows it.")
+def dlq_show(queue: str, message_id: str) -> None:
+    """Print one dead letter: why it died, its headers and its body (it stays where it is)."""
+    from shared.bus import dlq as dead
+
+    async def action(channel: Any, prefix: str) -> Any:
+        async for message in dead.take(channel, prefix, queue):
+            letter = dead.dead_letter(message)
+            if letter.id == message_id:
+                return letter
+        return None
+
+    letter = _with_dlq(action)
+    if letter is None:
+        raise click.ClickException(f"no message {message_id!r} in {queue}.dlq")
+    click.echo(f"id:     {letter.id}\ntype:   {letter.type}\nwhy:    {letter.reason}")
+    click.echo(f"died:   {letter.died_at.isoformat() if letter.died_at else '?'} in {letter.queue or queue}")
+    click.echo("headers:\n" + json.dumps(letter.headers, indent=2, default=str))
+    try:
+        body = json.dumps(json.loads(letter.body), indent=2)
+    except ValueError:
+        body = letter.body.decode("utf-8", errors="replace")
+    click.echo("body:\n" + body)
+
+
+@dlq.command("replay")
+@_queue_option(required=True)
+@click.option("--id", "ids", multiple=True, help="Replay only this message (repeatable); default: every one.")
+def dlq_replay(queue: str, ids: tuple[str, ...]) -> None:
+    """Send dead letters back to their queue, to be handled again (a message already handled is a
+    no-op there). Exit code 1 when an --id is not found."""
+    from shared.bus import dlq as dead
+
+    done = _with_dlq(lambda channel, prefix: dead.replay(channel, prefix, queue, ids))
+    for letter in done:
+        click.echo(f"replayed {letter.id} ({letter.type}) to {queue}")
+    click.echo(f"{len(done)} replayed")
+    _all_found(queue, ids, done)
+
+
+@dlq.command("purge")
+@_queue_option(required=True)
+@click.option("--id", "ids", multiple=True, help="Drop only this message (repeatable); default: every one.")
+@click.option("--yes", is_flag=True, help="Yes, drop them: they are gone for good.")
+def dlq_purge(queue: str, ids: tuple[str, ...], yes: bool) -> None:
+    """Drop dead letters for good (asks for --yes). Exit code 1 when an --id is not found."""
+    from shared.bus import dlq as dead
+
+    if not yes:
+        raise click.UsageError(f"purging drops messages of {queue}.dlq for good: add --yes")
+    done = _with_dlq(lambda channel, prefix: dead.purge(channel, prefix, queue, ids))
+    for letter in done:
+        click.echo(f"dropped {letter.id} ({letter.type})")
+    click.echo(f"{len(done)} dropped")
+    _all_found(queue, ids, done)
+
+
+def _all_found(queue: str, ids: tuple[str, ...], done: list[Any]) -> None:
+    missing = sorted(set(ids) - {letter.id for letter in done})
+    if missing:
+        raise click.ClickException(f"not in {queue}.dlq: {', '.join(missing)}")
 
 
 if __name__ == "__main__":
