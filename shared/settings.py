@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     clock_rate: float = 1.0
     #: The real instant at which the simulated clock reads CAMPAIGNS_CLOCK_START (default: start-up).
     clock_origin: datetime | None = None
+    #: Days provider callbacks and handled-message records are kept (to recognise repeats), then deleted.
+    retention_days: int = Field(default=30, ge=1)
+    #: Seconds between two rounds of the scheduler's retention job.
+    retention_interval: float = 3600.0
     #: Networks that agents' webhooks and LLM endpoints may reach although they are not public
     #: (comma-separated CIDRs: tests, an on-premise model); empty: public addresses only.
     outbound_allow_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()

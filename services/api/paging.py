@@ -24,6 +24,25 @@ def encode_cursor(created_at: datetime, object_id: str) -> str:
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{object_id}".encode()).decode()
 
 
+def encode_position(position: int) -> str:
+    """An opaque cursor for a list in a fixed order (a campaign's runs by number)."""
+    return base64.urlsafe_b64encode(f"at|{position}".encode()).decode()
+
+
+def decode_position(request: web.Request) -> int:
+    """The `?cursor=` of the request as a position (0 without one); 422 when it is not one of ours."""
+    raw = request.query.get("cursor")
+    if not raw:
+        return 0
+    try:
+        tag, position = base64.urlsafe_b64decode(raw.encode()).decode().split("|", 1)
+        if tag == "at" and position.isdigit():
+            return int(position)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise Invalid("bad cursor", details=[{"field": "cursor", "reason": "not a cursor from this API"}])
+
+
 def decode_cursor(request: web.Request) -> tuple[datetime, str] | None:
     """The `?cursor=` of the request, or None; 422 when it is not one of ours."""
     raw = request.query.get("cursor")

@@ -69,7 +69,13 @@ OPERATIONS: list[Op] = [
         "A campaign's results (all runs, or ?run=N)",
         query=(("run", "one run's results"),),
     ),
-    Op("GET", "/campaigns/{id}/runs", campaigns.campaign_runs, "A campaign's runs, each with its results"),
+    Op(
+        "GET",
+        "/campaigns/{id}/runs",
+        campaigns.campaign_runs,
+        "A campaign's runs, in order, each with its results",
+        query=_PAGE,
+    ),
     Op(
         "GET",
         "/campaigns/{id}/deliveries",

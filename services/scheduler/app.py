@@ -1,4 +1,5 @@
-"""The scheduler's composition root: pool → bus → consumers, planner and release loops, outbox relay."""
+"""The scheduler's composition root: pool → bus → consumers, planner and release loops, outbox relay,
+retention."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from shared.bus.consumer import Consumer
 from shared.bus.outbox import Relay
 from shared.clock import from_settings
 from shared.db.pool import create_pool
-from shared.runtime import background
+from shared.retention import purge
+from shared.runtime import background, every
 from shared.settings import Settings
 
 log = structlog.get_logger()
@@ -82,7 +84,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         ]
         for consumer in consumers:
             await consumer.start()
-        loops = (Relay(pool, connection, settings.amqp_prefix).run(), releaser.run(stop), planner.run(stop))
+        retention = every(settings.retention_interval, stop, lambda: purge(pool, settings.retention_days), "retention")
+        loops = (Relay(pool, connection, settings.amqp_prefix).run(), releaser.run(stop), planner.run(stop), retention)
         async with background(stop, *loops):
             runner, port = await observability.serve_health(
                 settings.metrics_host, settings.metrics_port, observability.standard_checks(pool, connection)

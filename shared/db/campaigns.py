@@ -328,6 +328,18 @@ async def runs(conn: Executor, campaign_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(_RUNS, campaign_id)
 
 
+_RUNS_PAGE = """
+SELECT r.id, r.seq, r.status, r.occurs_at, r.occurs_wall, r.plan_at, r.created_at, r.completed_at
+FROM runs r WHERE r.campaign_id = $1 AND r.seq > $2 ORDER BY r.seq LIMIT $3
+"""
+
+
+async def runs_page(conn: Executor, campaign_id: str, after_seq: int, limit: int) -> list[asyncpg.Record]:
+    """Up to `limit` of a campaign's runs after run `after_seq`, in order (a campaign of the
+    caller's account)."""
+    return await conn.fetch(_RUNS_PAGE, campaign_id, after_seq, limit)
+
+
 #: Contact columns a template may name directly.
 _COLUMNS = ("first_name", "last_name", "email", "phone", "company")
 _RECIPIENT_IDS = """

@@ -8,6 +8,7 @@ import asyncpg
 from aiohttp import web
 
 from services.api.handlers.common import decode_cursor, encode_cursor, iso, page_limit, read_model
+from services.api.paging import decode_position, encode_position
 from services.api.schemas import CampaignCreate, CampaignPatch, Channel
 from services.api.usecases import campaigns
 from shared.db import campaigns as db
@@ -148,11 +149,15 @@ async def _run(request: web.Request, campaign_id: str, seq: str) -> asyncpg.Reco
 
 
 async def campaign_runs(request: web.Request) -> web.Response:
-    """`GET /campaigns/{id}/runs`: each run (one per occurrence) with its own results."""
+    """`GET /campaigns/{id}/runs?limit=&cursor=`: each run (one per occurrence, in order) with its
+    own results → `{"data": [...], "next_cursor": …}`."""
+    limit = page_limit(request)
+    after = decode_position(request)
     row, _ = await _load(request)
     pool = request.app["pool"]
+    rows = await db.runs_page(pool, row["id"], after, limit + 1)
     data = []
-    for run in await db.runs(pool, row["id"]):
+    for run in rows[:limit]:
         counts = (await db.delivery_counts(pool, [row["id"]], run["id"])).get(row["id"])
         folded = campaigns.fold(row, counts) if counts is not None else Counts()
         data.append(
@@ -165,7 +170,8 @@ async def campaign_runs(request: web.Request) -> web.Response:
                 "results": results(row["id"], run["status"], folded),
             }
         )
-    return json_response({"data": data})
+    next_cursor = encode_position(rows[limit - 1]["seq"]) if len(rows) > limit else None
+    return json_response({"data": data, "next_cursor": next_cursor})
 
 
 async def campaign_deliveries(request: web.Request) -> web.Response:

