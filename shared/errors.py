@@ -17,11 +17,14 @@ class AppError(Exception):
         *,
         details: list[dict[str, Any]] | None = None,
         extra: dict[str, Any] | None = None,
+        retry_after: int | None = None,
     ):
         super().__init__(message or (self.__doc__ or "").strip())
         self.message = message or (self.__doc__ or "").strip()
         self.details = details or []
         self.extra = extra or {}
+        #: Seconds after which the same request may succeed (the `Retry-After` header).
+        self.retry_after = retry_after
 
 
 class Unauthorized(AppError):
@@ -64,6 +67,20 @@ class PayloadTooLarge(AppError):
 
     status = 413
     code = "payload_too_large"
+
+
+class TooManyRequests(AppError):
+    """Too many requests of this kind at once: try again later."""
+
+    status = 429
+    code = "too_many_requests"
+
+
+class Unavailable(AppError):
+    """A service this request needs does not answer now: try again."""
+
+    status = 503
+    code = "unavailable"
 
 
 class Invalid(AppError):

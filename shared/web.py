@@ -78,6 +78,8 @@ def error_middleware(service: str) -> Any:
             except AppError as exc:
                 status = exc.status
                 response = json_response(error_body(exc.code, exc.message, exc.details, exc.extra), exc.status)
+                if exc.retry_after is not None:
+                    response.headers["Retry-After"] = str(exc.retry_after)
             except web.HTTPException as exc:
                 status = exc.status
                 if status < 400:

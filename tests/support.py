@@ -226,3 +226,22 @@ class TcpProxy:
 
         self._loop.run(stop())
         self._loop.close()
+
+
+async def verified_email_sender(http: Any, api_url: str, headers: dict[str, str], smtp: Any, address: str) -> None:
+    """Add `address` as an email sender and open the link mailed to it, as its owner would."""
+    status, sender = await call(http, "POST", api_url + "/senders", headers, {"email": address})
+    assert status in (200, 201), sender
+    mail = smtp.sent_to(address)[-1]
+    link = verification_link(mail.part("plain") or "")
+    async with http.post(link) as response:
+        assert response.status == 200, await response.text()
+
+
+def verification_link(text: str) -> str:
+    """The sender-verification link in a mail's text."""
+    import re
+
+    found = re.search(r"https?://\S+/senders/verify/\S+", text)
+    assert found, text
+    return found.group(0)

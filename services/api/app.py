@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
@@ -11,19 +12,46 @@ from services.api.auth import auth_middleware
 from services.api.dashboard import views as dashboard
 from services.api.idempotency import idempotency_middleware
 from services.api.routes import add_routes
+from services.api.usecases.account import SenderChecks
 from shared import observability
 from shared.bus.connection import connect
 from shared.bus.outbox import Relay
 from shared.db.pool import create_pool
 from shared.outbound import OutboundPolicy
+from shared.providers import smtp_email
+from shared.providers.twilio_client import TwilioClient
 from shared.runtime import background
-from shared.settings import Settings
+from shared.settings import Settings, secret_key, twilio_base_url
 from shared.web import error_middleware
 
 log = structlog.get_logger()
 
 #: Largest request body accepted (larger is a 413).
 MAX_BODY = 16 * 1024 * 1024
+
+
+async def _sender_checks(app: web.Application) -> AsyncIterator[None]:
+    """What POST /senders asks: the platform's Twilio account (numbers it holds) and a mail relay
+    for email senders' verification links (connected on first use)."""
+    settings: Settings = app["settings"]
+    twilio = TwilioClient(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token.get_secret_value(),
+        twilio_base_url(settings),
+        settings.provider_timeout,
+    )
+    smtp = smtp_email.from_settings(settings, pool_size=1)
+    app["senders"] = SenderChecks(
+        twilio,
+        smtp,
+        secret_key(settings),
+        settings.public_url,
+        settings.default_from_number,
+        settings.default_from_email,
+    )
+    yield
+    await smtp.close()
+    await twilio.close()
 
 
 def create_app(settings: Settings, pool: object, connection: object) -> web.Application:
@@ -36,6 +64,7 @@ def create_app(settings: Settings, pool: object, connection: object) -> web.Appl
     app["pool"] = pool
     app["bus"] = connection
     app["outbound"] = OutboundPolicy(settings.outbound_allow_networks)  # which agent URLs may be saved
+    app.cleanup_ctx.append(_sender_checks)
     add_routes(app)
     dashboard.add_routes(app)
     observability.add_routes(app, observability.standard_checks(pool, connection))

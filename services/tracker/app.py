@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from services.tracker import email_inbound, replies, unsubscribe, voice, webhooks
+from services.tracker import email_inbound, replies, sender_verify, unsubscribe, voice, webhooks
 from services.tracker.signatures import TwilioSignatures
 from services.tracker.statuses import StatusBatcher
 from shared import observability, outbound
@@ -47,6 +47,8 @@ def create_app(settings: Settings, pool: object) -> web.Application:
     app["unsubscribe_key"] = secret_key(settings)  # live mode without CAMPAIGNS_SECRET_KEY stops here
     app.router.add_get("/unsubscribe/{token}", unsubscribe.unsubscribe_page)
     app.router.add_post("/unsubscribe/{token}", unsubscribe.unsubscribe)
+    app.router.add_get("/senders/verify/{token}", sender_verify.confirm_page)
+    app.router.add_post("/senders/verify/{token}", sender_verify.confirm)
     app.router.add_post("/webhooks/twilio/voice/answer", voice.voice_answer)
     app.router.add_post("/webhooks/twilio/voice/gather", voice.voice_gather)
     app.router.add_post("/webhooks/twilio/voice/status", voice.voice_status)

@@ -17,7 +17,8 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from services.tracker.replies import agent_answer
-from shared.db import sending, tracking
+from shared.db import inbound, sending, tracking
+from shared.db.connection import Connection
 from shared.domain.inbound_email import InboundEmail, parse
 from shared.domain.keywords import OPT_OUT
 from shared.errors import NotFound, Unauthorized
@@ -68,6 +69,8 @@ async def inbound_email(request: web.Request) -> web.Response:
             result = "bounced" if await tracking.bounce_email(conn, delivery, error) else "stale"
         elif mail.kind == "reply" and mail.sender != (delivery["to_address"] or "").lower():
             result = "not_from_recipient"  # a forward, or someone naming a message id they should not know
+        elif mail.kind == "reply" and await _to_another_account(conn, mail, delivery["account_id"]):
+            result = "other_account"  # written to another account's sender address: not this account's
         elif mail.kind == "reply":
             await tracking.add_message(conn, new_id("message"), delivery, "in", mail.text, None, "contact")
             await tracking.mark_replied(conn, delivery["id"])
@@ -83,6 +86,16 @@ async def inbound_email(request: web.Request) -> web.Response:
     INBOUND.labels(mail.kind, result).inc()
     log.info("email.inbound", kind=mail.kind, result=result, delivery_id=delivery_id, status=mail.status or None)
     return web.json_response({"kind": mail.kind, "result": result, "delivery_id": delivery_id})
+
+
+async def _to_another_account(conn: Connection, mail: InboundEmail, account_id: str) -> bool:
+    """Whether the reply was written to an address that is another account's sender (an email
+    belongs to the account that owns the address it was sent to)."""
+    for address in mail.recipients:
+        owner = await inbound.owner(conn, "email", address)
+        if owner is not None and owner != account_id:
+            return True
+    return False
 
 
 async def _answer(request: web.Request, pool: asyncpg.Pool, delivery: asyncpg.Record, mail: InboundEmail) -> None:

@@ -1,10 +1,12 @@
-"""Inbound SMS: a keyword (STOP/START/HELP) changes the contact's opt-out; any other text is a
-reply, matched to the delivery last sent to that number, counted, and answered by the campaign's
-agent on the same channel (TwiML)."""
+"""Inbound SMS: the message belongs to the account that owns the number it was sent to (a
+verified sender), and answers that account's latest delivery to the sender; for the platform's
+shared default number, the latest delivery sent from it to the sender, whichever account's. A
+keyword (STOP/START/HELP) changes the contact's opt-out; any other text is a reply, counted and
+answered by the campaign's agent on the same channel (TwiML). A message to a number no account
+owns is answered with nothing, and logged."""
 
 from __future__ import annotations
 
-from typing import cast
 from xml.sax.saxutils import escape
 
 import asyncpg
@@ -13,17 +15,14 @@ from aiohttp import web
 
 from services.tracker import agents
 from services.tracker.webhooks import WEBHOOKS, twiml, verified_form
-from shared.db import tracking
-from shared.domain.keywords import REPLIES, classify
+from shared.db import calls, inbound, tracking
+from shared.db.connection import Connection
+from shared.domain.keywords import REPLIES, Keyword, classify
 from shared.domain.phone import InvalidPhone, to_e164
 from shared.ids import new_id
+from shared.settings import Settings
 
 log = structlog.get_logger()
-
-_AGENT = """
-SELECT a.* FROM agents a JOIN campaigns c ON c.agent_id = a.id WHERE c.id = $1
-"""
-_CONTACT = "SELECT * FROM contacts WHERE id = $1"
 
 
 def answer_twiml(text: str | None) -> web.Response:
@@ -33,26 +32,43 @@ def answer_twiml(text: str | None) -> web.Response:
     return twiml(f'<?xml version="1.0" encoding="UTF-8"?><Response><Message>{escape(text)}</Message></Response>')
 
 
+def _e164(raw: str) -> str | None:
+    try:
+        return to_e164(raw)
+    except InvalidPhone:
+        return None
+
+
 async def sms_inbound(request: web.Request) -> web.Response:
     """`POST /webhooks/twilio/sms/inbound`: Twilio's "a message comes in" webhook."""
     form = await verified_form(request, "sms.inbound")
     sid = form.get("MessageSid") or form.get("SmsSid") or ""
     body = form.get("Body", "")
-    try:
-        sender = to_e164(form.get("From", ""))
-    except InvalidPhone:
+    sender, to = _e164(form.get("From", "")), _e164(form.get("To", ""))
+    if sender is None:
         WEBHOOKS.labels("sms.inbound", "bad_sender").inc()
         return twiml()
+    settings: Settings = request.app["settings"]
     pool: asyncpg.Pool = request.app["pool"]
     keyword = classify(body)
     async with pool.acquire() as conn, conn.transaction():
         if not await tracking.record_event(conn, "twilio", "sms.inbound", f"twilio:inbound:{sid}", None, form):
             WEBHOOKS.labels("sms.inbound", "duplicate").inc()
             return twiml()
-        delivery = await tracking.latest_delivery_to(conn, sender, "sms")
+        account_id = await inbound.owner(conn, "phone", to) if to else None
+        if account_id is not None:
+            delivery = await inbound.latest_in_account(conn, account_id, sender, "sms")
+        elif to == settings.default_from_number:
+            delivery = await inbound.latest_from_default(conn, sender, "sms", to)
+        else:
+            WEBHOOKS.labels("sms.inbound", "unowned_number").inc()
+            log.warning("reply.unowned_number", to=to or form.get("To"), provider_id=sid)
+            return twiml()
         if delivery is None:
-            WEBHOOKS.labels("sms.inbound", "unknown_sender").inc()
-            log.info("reply.unmatched", provider_id=sid)
+            return await _without_delivery(conn, account_id, sender, keyword, sid)
+        if not await inbound.contact_exists(conn, delivery["contact_id"]):  # deleted since: kept as an event
+            WEBHOOKS.labels("sms.inbound", "contact_deleted").inc()
+            log.info("reply.contact_deleted", delivery_id=delivery["id"], campaign_id=delivery["campaign_id"])
             return twiml()
         await tracking.add_message(conn, new_id("message"), delivery, "in", body, sid, "contact")
         if keyword in ("stop", "start"):
@@ -69,11 +85,31 @@ async def sms_inbound(request: web.Request) -> web.Response:
     return answer_twiml(reply)
 
 
+async def _without_delivery(
+    conn: Connection, account_id: str | None, sender: str, keyword: Keyword | None, sid: str
+) -> web.Response:
+    """A message no delivery explains: a keyword to an account's own number still acts on that
+    account's contacts with the number (STOP is honoured wherever it comes from); the rest is
+    unmatched."""
+    if account_id is None or keyword is None:
+        WEBHOOKS.labels("sms.inbound", "unknown_sender").inc()
+        log.info("reply.unmatched", provider_id=sid)
+        return twiml()
+    changed = 0
+    if keyword in ("stop", "start"):
+        changed = await inbound.set_sms_opt_out(conn, account_id, sender, keyword == "stop")
+    WEBHOOKS.labels("sms.inbound", keyword).inc()
+    log.info("reply.keyword_without_delivery", account_id=account_id, keyword=keyword, contacts=changed)
+    return answer_twiml(REPLIES[keyword])
+
+
 async def agent_answer(request: web.Request, pool: asyncpg.Pool, delivery: asyncpg.Record) -> str | None:
-    agent = await pool.fetchrow(_AGENT, delivery["campaign_id"])
-    if agent is None:
+    """The campaign's agent's answer to the conversation, recorded (None: no agent, no contact
+    any more, or no answer)."""
+    agent = await calls.agent(pool, delivery["campaign_id"])
+    contact = await calls.contact(pool, delivery["contact_id"])
+    if agent is None or contact is None:
         return None
-    contact = cast(asyncpg.Record, await pool.fetchrow(_CONTACT, delivery["contact_id"]))  # a foreign key
     history = [dict(r) for r in await tracking.history(pool, delivery["contact_id"], delivery["campaign_id"])]
     reply = await agents.answer(request.app["http"], agent, dict(contact), history)
     if reply:

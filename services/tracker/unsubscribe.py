@@ -41,7 +41,8 @@ _DONE = "<p>You will not receive these emails any more.</p>"
 _BAD = "<p>This unsubscribe link is not valid. Please use the link in the most recent email.</p>"
 
 
-def _page(title: str, body: str, status: int = 200) -> web.Response:
+def page(title: str, body: str, status: int = 200) -> web.Response:
+    """A small HTML page (no caching, no referrer: the link in the address bar is a credential)."""
     return web.Response(
         text=_PAGE.format(title=escape(title), body=body), status=status, content_type="text/html", headers=_HEADERS
     )
@@ -56,8 +57,8 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
     """`GET /unsubscribe/{token}`: a confirmation page; changes nothing."""
     if _subscription(request) is None:
         WEBHOOKS.labels("email.unsubscribe_page", "bad_token").inc()
-        return _page("Link not valid", _BAD, status=404)
-    return _page("Unsubscribe", _CONFIRM)
+        return page("Link not valid", _BAD, status=404)
+    return page("Unsubscribe", _CONFIRM)
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
@@ -77,4 +78,4 @@ async def unsubscribe(request: web.Request) -> web.Response:
         channel="email",
         changed=changed,
     )
-    return _page("Unsubscribed", _DONE)
+    return page("Unsubscribed", _DONE)

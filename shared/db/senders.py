@@ -15,10 +15,19 @@ _UPDATE_ACCOUNT = """
 UPDATE accounts SET default_timezone = COALESCE($2, default_timezone), quiet_hours = COALESCE($3, quiet_hours)
 WHERE id = $1 RETURNING *
 """
+#: A sender claimed by the account: verified now ($4), or pending its verification.
 _INSERT = """
-INSERT INTO sender_identities (account_id, kind, address, verified_at) VALUES ($1, $2, $3, now())
-ON CONFLICT (account_id, kind, address) DO UPDATE SET verified_at = COALESCE(sender_identities.verified_at, now())
+INSERT INTO sender_identities (account_id, kind, address, verified_at)
+VALUES ($1, $2, $3, CASE WHEN $4::boolean THEN now() END)
+ON CONFLICT (account_id, kind, address) DO UPDATE
+SET verified_at = COALESCE(sender_identities.verified_at, EXCLUDED.verified_at)
 RETURNING *, (xmax = 0) AS created
+"""
+_OWNER = "SELECT account_id FROM sender_identities WHERE kind = $1 AND address = $2 AND verified_at IS NOT NULL"
+_VERIFY = """
+UPDATE sender_identities SET verified_at = COALESCE(verified_at, now())
+WHERE account_id = $1 AND kind = $2 AND address = $3
+RETURNING *, false AS created
 """
 _LIST = "SELECT * FROM sender_identities WHERE account_id = $1 ORDER BY created_at, address"
 _DELETE = "DELETE FROM sender_identities WHERE account_id = $1 AND address = $2 RETURNING address"
@@ -43,9 +52,22 @@ async def update_account(
     return cast(asyncpg.Record, await conn.fetchrow(_UPDATE_ACCOUNT, account_id, default_timezone, quiet_hours))
 
 
-async def insert(conn: Executor, account_id: str, kind: str, address: str) -> asyncpg.Record:
-    """Add (or keep) a sender; `created` says whether it is new."""
-    return cast(asyncpg.Record, await conn.fetchrow(_INSERT, account_id, kind, address))
+async def insert(conn: Executor, account_id: str, kind: str, address: str, verified: bool) -> asyncpg.Record:
+    """Add (or keep) a sender, verified now or pending (one verified stays so); `created` says
+    whether it is new. UniqueViolationError when verifying an address another account verified."""
+    return cast(asyncpg.Record, await conn.fetchrow(_INSERT, account_id, kind, address, verified))
+
+
+async def owner(conn: Executor, kind: str, address: str) -> str | None:
+    """The account that has `address` as a verified sender, if any (one at most)."""
+    found: str | None = await conn.fetchval(_OWNER, kind, address)
+    return found
+
+
+async def verify(conn: Executor, account_id: str, kind: str, address: str) -> asyncpg.Record | None:
+    """Mark the account's sender verified (once; None when it has no such sender).
+    UniqueViolationError when another account verified the address first."""
+    return await conn.fetchrow(_VERIFY, account_id, kind, address)
 
 
 async def list_all(conn: Executor, account_id: str) -> list[asyncpg.Record]:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage, Message
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 from typing import Literal
 
 #: Longest reply text kept (the rest of a long reply is cut).
@@ -40,6 +40,8 @@ class InboundEmail:
     message_id: str = ""
     subject: str = ""
     references: str = ""
+    #: A reply's To and Cc addresses (lower case): whose sender it was written to.
+    recipients: tuple[str, ...] = ()
 
 
 def parse(raw: bytes) -> InboundEmail:
@@ -61,6 +63,11 @@ def parse(raw: bytes) -> InboundEmail:
         message_id=" ".join(_ids(str(message.get("Message-ID") or "")))[:998],
         subject=" ".join(str(message.get("Subject") or "").split())[:998],
         references=" ".join(_ids(str(message.get("References") or "")))[:998],
+        recipients=tuple(
+            address.strip().lower()
+            for _name, address in getaddresses([str(message.get("To") or ""), str(message.get("Cc") or "")])
+            if "@" in address
+        ),
     )
 
 

@@ -61,7 +61,8 @@ class Email:
     text: str
     html: str | None
     message_id: str
-    list_unsubscribe: str
+    #: The one-click unsubscribe URL (None: a message to no contact, e.g. a sender's verification).
+    list_unsubscribe: str | None
     #: For an answer: the Message-ID it answers, and the thread's References.
     in_reply_to: str | None = None
     references: str | None = None
@@ -75,8 +76,9 @@ class Email:
         message["Message-ID"] = self.message_id
         message["Date"] = email.utils.formatdate(localtime=False, usegmt=True)
         message["MIME-Version"] = "1.0"
-        message["List-Unsubscribe"] = f"<{self.list_unsubscribe}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        if self.list_unsubscribe:
+            message["List-Unsubscribe"] = f"<{self.list_unsubscribe}>"
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         if self.in_reply_to:
             message["In-Reply-To"] = self.in_reply_to
             message["References"] = " ".join(filter(None, (self.references, self.in_reply_to)))

@@ -64,3 +64,14 @@ class TwilioClient:
             if exc.code == NOT_FOUND:
                 return None
             raise
+
+    async def ownership(self, number: str) -> str | None:
+        """How the platform's Twilio account holds `number`: `owned` (bought or ported to it,
+        IncomingPhoneNumbers), `caller_id` (verified as a caller ID, OutgoingCallerIds), or None.
+        ProviderError when Twilio cannot be asked."""
+        async with self._errors():
+            if await self.client.incoming_phone_numbers.list_async(phone_number=number, limit=1):
+                return "owned"
+            if await self.client.outgoing_caller_ids.list_async(phone_number=number, limit=1):
+                return "caller_id"
+        return None

@@ -18,6 +18,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         settings.twilio_account_sid,
         settings.twilio_auth_token.get_secret_value(),
         inbound_url=settings.public_url.rstrip("/") + "/webhooks/twilio/sms/inbound",
+        owned_numbers={settings.default_from_number},  # the platform's default sender is the account's
+        inbound_to=settings.default_from_number,
     )
     runner = await serve(fake, settings.sandbox_host, settings.sandbox_port)
     log.info("sandbox.listening", twilio_url=f"http://{settings.sandbox_host}:{settings.sandbox_port}")

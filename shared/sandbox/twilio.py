@@ -26,6 +26,7 @@ from twilio.request_validator import RequestValidator
 
 from shared.sandbox.callbacks import CallbackClient, CallbackError
 from shared.sandbox.twilio_calls import FakeCalls
+from shared.sandbox.twilio_numbers import FakeNumbers
 
 log = structlog.get_logger()
 
@@ -49,8 +50,9 @@ class Recorded:
 
 
 @dataclass
-class FakeTwilio(FakeCalls):
-    """The fake; `app()` is its aiohttp application. Calls: see `shared/sandbox/twilio_calls.py`."""
+class FakeTwilio(FakeCalls, FakeNumbers):
+    """The fake; `app()` is its aiohttp application. Calls: see `shared/sandbox/twilio_calls.py`;
+    owned numbers and caller IDs: `shared/sandbox/twilio_numbers.py`."""
 
     account_sid: str
     auth_token: str
@@ -70,8 +72,10 @@ class FakeTwilio(FakeCalls):
     in_flight: int = 0
     peak_in_flight: int = 0
     url: str = ""
-    #: Where "a message comes in" webhooks go (the tracker's inbound URL), for simulated replies.
+    #: Where "a message comes in" webhooks go (the tracker's inbound URL), for simulated replies,
+    #: and the number they are sent to when the simulation names none (the platform's default).
     inbound_url: str = ""
+    inbound_to: str = ""
     #: Replies the sandbox received back (TwiML <Message>s) for simulated inbound messages.
     replies: list[dict[str, str]] = field(default_factory=list)
     #: Calls placed, by sid: Twilio's JSON plus `said` (each <Say>), `heard` (each utterance), `outcome`.
@@ -86,6 +90,9 @@ class FakeTwilio(FakeCalls):
     call_step_delay: float = 0.02
     calls_in_progress: int = 0
     peak_calls_in_progress: int = 0
+    #: Numbers the account owns (bought) beside Twilio's test numbers, and its verified caller IDs.
+    owned_numbers: set[str] = field(default_factory=set)
+    caller_ids: set[str] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _session: aiohttp.ClientSession | None = None
     _callbacks: CallbackClient = field(default_factory=CallbackClient)
@@ -100,6 +107,8 @@ class FakeTwilio(FakeCalls):
         app.router.add_post(_PREFIX + "/Calls.json", self._create_call)
         app.router.add_get(_PREFIX + "/Calls.json", self._list_calls)
         app.router.add_get(_PREFIX + "/Calls/{sid}.json", self._fetch_call)
+        app.router.add_get(_PREFIX + "/IncomingPhoneNumbers.json", self._list_incoming_numbers)
+        app.router.add_get(_PREFIX + "/OutgoingCallerIds.json", self._list_caller_ids)
         app.on_cleanup.append(self._cleanup)
         return app
 
@@ -243,7 +252,7 @@ class FakeTwilio(FakeCalls):
         """`POST /sandbox/inbound {"from", "to", "body"}`: a contact texts back; answers with what
         the platform replied."""
         data = await request.json()
-        reply = await self.inbound(str(data["from"]), str(data.get("to") or ""), str(data["body"]))
+        reply = await self.inbound(str(data["from"]), str(data.get("to") or self.inbound_to), str(data["body"]))
         return web.json_response({"reply": reply})
 
     async def inbound(self, from_: str, to: str, body: str) -> str | None:

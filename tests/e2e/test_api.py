@@ -260,11 +260,15 @@ async def test_agents_crud_and_their_settings_are_checked(http, system, account)
     assert status == 404
 
 
-async def test_tenants_never_see_each_others_agents_templates_or_senders(http, system, account, agent_id, db):
+async def test_tenants_never_see_each_others_agents_templates_or_senders(
+    http, system, account, agent_id, db, fake_twilio
+):
     status, template = await call(http, "POST", system.api_url + "/templates", account.headers,
                                   {"name": "t", "channel": "sms", "body": "hi"})
     own = new_phone()
-    await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": own})
+    fake_twilio.owned_numbers.add(own)
+    status, _sender = await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": own})
+    assert status == 201
     other = await make_account(db)
     for method, path in (("GET", f"/agents/{agent_id}"), ("PATCH", f"/agents/{agent_id}"),
                          ("DELETE", f"/agents/{agent_id}"), ("GET", f"/templates/{template['id']}"),

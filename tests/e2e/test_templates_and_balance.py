@@ -99,6 +99,7 @@ async def test_senders_gate_from_number(http, system, account, fake_twilio):
     status, error = await call(http, "POST", system.api_url + "/campaigns", account.headers, campaign)
     assert status == 422
     assert error["error"]["details"][0]["field"] == "from_number"
+    fake_twilio.owned_numbers.add(own)  # a number of the platform's Twilio account
     status, sender = await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": own})
     assert (status, sender["verified"], sender["address"]) == (201, True, own)
     status, _again = await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": own})
@@ -115,9 +116,12 @@ async def test_senders_gate_from_number(http, system, account, fake_twilio):
     assert [s["address"] for s in listed["data"]] == [own]
 
 
-async def test_one_sender_per_request_and_none_removed_while_a_campaign_sends_from_it(http, system, account):
+async def test_one_sender_per_request_and_none_removed_while_a_campaign_sends_from_it(
+    http, system, account, fake_twilio
+):
     agent_id = await _agent(http, system, account)
     own = new_phone()
+    fake_twilio.caller_ids.add(own)  # a verified caller ID of the platform's Twilio account
     status, error = await call(http, "POST", system.api_url + "/senders", account.headers,
                                {"phone": own, "email": "x@example.com"})
     assert status == 422, error  # two at once: neither is dropped silently

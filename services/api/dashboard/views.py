@@ -11,7 +11,7 @@ import asyncpg
 import jinja2
 from aiohttp import web
 
-from services.api.usecases.campaigns import apply_action
+from services.api.usecases.campaigns import apply_action, platform_senders
 from shared.db import accounts
 from shared.db import campaigns as db
 from shared.domain.results import Counts, results
@@ -142,7 +142,8 @@ async def campaign_action(request: web.Request) -> web.Response:
     campaign_id, action = request.match_info["id"], request.match_info["action"]
     target = f"/dashboard/campaigns/{campaign_id}"
     try:
-        await apply_action(request.app["pool"], account, campaign_id, action)  # type: ignore[arg-type]
+        defaults = platform_senders(request.app["settings"])
+        await apply_action(request.app["pool"], account, campaign_id, action, defaults)  # type: ignore[arg-type]
     except AppError as exc:
         raise web.HTTPSeeOther(target + "?" + urlencode({"error": exc.message})) from exc
     raise web.HTTPSeeOther(target)

@@ -45,19 +45,26 @@ async def update_account(request: web.Request) -> web.Response:
 
 def sender_body(row: Any) -> dict[str, Any]:
     """A sender identity as the API shows it."""
-    return {
+    verified = row["verified_at"] is not None
+    body = {
         "kind": row["kind"],
         "address": row["address"],
-        "verified": row["verified_at"] is not None,
+        "state": "verified" if verified else "pending",
+        "verified": verified,
         "verified_at": iso(row["verified_at"]),
         "created_at": iso(row["created_at"]),
     }
+    if not verified:
+        body["verification"] = (
+            f"open the link mailed to {row['address']} (it works 48 hours; add it again for a new one)"
+        )
+    return body
 
 
 async def add_sender(request: web.Request) -> web.Response:
     """`POST /senders` → 201 (200 when it was there already)."""
     body = await read_model(request, SenderIn)
-    row = await usecase.add_sender(request.app["pool"], request["account"]["id"], body)
+    row = await usecase.add_sender(request.app["pool"], request["account"]["id"], body, request.app["senders"])
     return json_response(sender_body(row), status=201 if row["created"] else 200)
 
 

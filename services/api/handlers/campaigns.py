@@ -124,7 +124,10 @@ def _one_of(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | 
 async def campaign_action(request: web.Request) -> web.Response:
     """`POST /campaigns/{id}/launch|pause|resume|cancel`; 409 saying why when the state forbids it."""
     action: Action = request.path.rsplit("/", 1)[-1]  # type: ignore[assignment]
-    extra = await campaigns.apply_action(request.app["pool"], request["account"], request.match_info["id"], action)
+    defaults = campaigns.platform_senders(request.app["settings"])
+    extra = await campaigns.apply_action(
+        request.app["pool"], request["account"], request.match_info["id"], action, defaults
+    )
     row, counts = await _load(request)
     return json_response({**campaign_body(row, counts), **extra})
 

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import structlog
 from pydantic import BaseModel, ConfigDict
 
 from shared.db import accounts, senders
 from shared.db.connection import Executor
 from shared.domain.phone import InvalidPhone, to_e164
 from shared.domain.zones import is_valid_zone
-from shared.errors import Conflict, Invalid, NotFound
+from shared.errors import Conflict, Invalid, NotFound, Unavailable
+from shared.ids import new_id
+from shared.providers.base import ProviderError
+from shared.providers.smtp_email import Email, SmtpEmail, message_id
+from shared.providers.twilio_client import TwilioClient
+from shared.sender_verification import TTL, make_token
+
+log = structlog.get_logger()
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -52,9 +62,86 @@ async def update(pool: asyncpg.Pool, account_id: str, patch: AccountPatch) -> di
     return await view(pool, account_id)
 
 
-async def add_sender(pool: asyncpg.Pool, account_id: str, body: SenderIn) -> asyncpg.Record:
-    """Add a sender identity (`created` says whether it is new). Verified at once: in sandbox mode
-    by definition, with live Twilio because Twilio itself refuses a sender the account does not own."""
+@dataclass(frozen=True)
+class SenderChecks:
+    """What verifying a sender takes: the platform's Twilio account (which numbers it holds), a
+    mail relay and key for the signed link, the tracker's public URL that serves it, and the
+    platform's shared default senders (available to every account, never one account's)."""
+
+    twilio: TwilioClient
+    smtp: SmtpEmail
+    key: bytes
+    public_url: str
+    default_number: str
+    default_email: str
+
+
+async def add_sender(pool: asyncpg.Pool, account_id: str, body: SenderIn, checks: SenderChecks) -> asyncpg.Record:
+    """Add a sender identity (`created` says whether it is new). A phone is verified at once when
+    the platform's Twilio account owns it or has it as a verified caller ID (else 422); an email
+    is pending until its owner opens the signed link mailed to it. An address another account has
+    verified is a 409; the platform's defaults are nobody's (422)."""
+    kind, address = _sender_address(body)
+    field = "email" if kind == "email" else "phone"
+    if address in (checks.default_number, checks.default_email.lower()):
+        raise Invalid(
+            "the platform's default sender is shared",
+            details=[
+                {"field": field, "reason": f"{address} is the platform's default: send from it without adding it"}
+            ],
+        )
+    owner = await senders.owner(pool, kind, address)
+    if owner is not None and owner != account_id:
+        raise Conflict(f"{address} is another account's sender", details=[{"field": field, "reason": "taken"}])
+    if kind == "phone" and owner is None:
+        await _check_twilio_holds(checks.twilio, address)
+    try:
+        row = await senders.insert(pool, account_id, kind, address, verified=kind == "phone")
+    except asyncpg.UniqueViolationError as exc:  # another account verified it a moment ago
+        raise Conflict(f"{address} is another account's sender", details=[{"field": field, "reason": "taken"}]) from exc
+    if row["verified_at"] is None:
+        await _mail_link(checks, account_id, address)
+        log.info("sender.verification_sent", address=address)
+    return row
+
+
+async def _check_twilio_holds(twilio: TwilioClient, number: str) -> None:
+    try:
+        held = await twilio.ownership(number)
+    except ProviderError as exc:
+        raise Unavailable(f"Twilio could not be asked whether it holds {number}: {exc}", retry_after=5) from exc
+    if held is None:
+        raise Invalid(
+            f"{number} is not a number of the platform's Twilio account",
+            details=[{"field": "phone", "reason": "neither bought (IncomingPhoneNumbers) nor a verified caller ID"}],
+        )
+
+
+async def _mail_link(checks: SenderChecks, account_id: str, address: str) -> None:
+    """Mail `address` the signed link that verifies it as the account's sender."""
+    token = make_token(checks.key, account_id, address, datetime.now(UTC))
+    link = f"{checks.public_url.rstrip('/')}/senders/verify/{token}"
+    mail = Email(
+        sender=checks.default_email,
+        to=address,
+        subject="Confirm this address as a sender",
+        text=(
+            f"Someone asked to send campaign emails from {address}.\n\n"
+            f"If that was you, confirm it here (the link works for {int(TTL.total_seconds() // 3600)} hours):\n"
+            f"{link}\n\nIf it was not, ignore this email: nothing is sent from your address without it.\n"
+        ),
+        html=None,
+        message_id=message_id(new_id("message"), checks.default_email),
+        list_unsubscribe=None,
+    )
+    try:
+        await checks.smtp.send_email(mail)
+    except ProviderError as exc:
+        raise Unavailable(f"the verification email to {address} could not be sent: {exc}", retry_after=30) from exc
+
+
+def _sender_address(body: SenderIn) -> tuple[str, str]:
+    """The kind and normalised address of the one sender the request names; 422 otherwise."""
     given = [name for name in ("phone", "email", "address") if getattr(body, name)]
     if len(given) > 1:  # two would be two senders: one each, so that neither is dropped
         raise Invalid(
@@ -75,7 +162,7 @@ async def add_sender(pool: asyncpg.Pool, account_id: str, body: SenderIn) -> asy
             kind, address = "phone", to_e164(raw)
         except InvalidPhone as exc:
             raise Invalid("bad phone", details=[{"field": "phone", "reason": str(exc)}]) from exc
-    return await senders.insert(pool, account_id, kind, address)
+    return kind, address
 
 
 async def delete_sender(pool: asyncpg.Pool, account_id: str, address: str) -> None:

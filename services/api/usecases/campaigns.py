@@ -55,7 +55,7 @@ async def create(
         # The campaign was inserted above, in this transaction.
         if spec.launch:
             row = cast(asyncpg.Record, await db.get(conn, account["id"], campaign_id, lock=True))
-            events.append(await _launch(conn, account, row))
+            events.append(await _launch(conn, account, row, platform_senders(settings)))
         await outbox.add(conn, events)
         row = cast(asyncpg.Record, await db.get(conn, account["id"], campaign_id))
     log.info("campaign.created", campaign_id=campaign_id, channel=spec.channel, contacts=row["total_contacts"])
@@ -147,13 +147,7 @@ async def _check_references(conn: Connection, account_id: str, settings: Setting
             details=[{"field": "agent_id", "reason": "no such agent in this account"}],
         )
     await _apply_template(conn, account_id, spec)
-    if spec.from_number and not await is_allowed_sender(
-        conn, account_id, spec.from_number, (settings.default_from_number, settings.default_from_email)
-    ):
-        raise Invalid(
-            f"{spec.from_number!r} is not a verified sender of this account",
-            details=[{"field": "from_number", "reason": "add it with POST /senders first"}],
-        )
+    await _check_sender(conn, account_id, spec.from_number, platform_senders(settings))
     missing = await db.missing_groups(conn, account_id, spec.group_ids)
     if missing:
         raise NotFound(
@@ -187,12 +181,36 @@ async def _apply_template(conn: Connection, account_id: str, spec: CampaignSpec)
     spec.html_template = spec.html_template or template["html"]
 
 
-async def _launch(conn: Connection, account: asyncpg.Record, row: asyncpg.Record) -> CampaignLaunched:
+def platform_senders(settings: Settings) -> tuple[str, ...]:
+    """The platform's default senders, which every account may send from."""
+    return (settings.default_from_number, settings.default_from_email)
+
+
+async def _check_sender(conn: Connection, account_id: str, address: str | None, defaults: tuple[str, ...]) -> None:
+    """Invalid naming `from_number` and the sender unless it is none, a platform default, or a
+    verified sender of the account (a pending one is not yet)."""
+    if address and not await is_allowed_sender(conn, account_id, address, defaults):
+        raise Invalid(
+            f"{address!r} is not a verified sender of this account",
+            details=[
+                {
+                    "field": "from_number",
+                    "reason": f"{address} must be a verified sender: add it with POST /senders (an email address "
+                    "is verified once the link mailed to it is opened)",
+                }
+            ],
+        )
+
+
+async def _launch(
+    conn: Connection, account: asyncpg.Record, row: asyncpg.Record, defaults: tuple[str, ...]
+) -> CampaignLaunched:
     """Check and record a launch (in the caller's transaction); the event to publish."""
     try:
         step = transition(row["status"], "launch")
     except InvalidTransition as exc:
         raise Conflict(str(exc)) from exc
+    await _check_sender(conn, account["id"], row["from_number"], defaults)
     if row["channel"] not in SENDING_CHANNELS:
         raise Invalid(
             f"sending {row['channel']} campaigns is not available yet; it is saved as a draft",
@@ -215,16 +233,19 @@ async def _launch(conn: Connection, account: asyncpg.Record, row: asyncpg.Record
     return CampaignLaunched(account_id=account["id"], campaign_id=row["id"], channel=row["channel"])
 
 
-async def apply_action(pool: asyncpg.Pool, account: asyncpg.Record, campaign_id: str, action: Action) -> dict[str, Any]:
-    """Launch, pause, resume or cancel one of the account's campaigns: NotFound, Conflict with the
-    reason, PaymentRequired, or what the answer should add (`missing_variables` at launch)."""
+async def apply_action(
+    pool: asyncpg.Pool, account: asyncpg.Record, campaign_id: str, action: Action, defaults: tuple[str, ...]
+) -> dict[str, Any]:
+    """Launch, pause, resume or cancel one of the account's campaigns (`defaults`: the platform's
+    senders, `platform_senders`): NotFound, Conflict with the reason, PaymentRequired, Invalid (a
+    sender not verified), or what the answer should add (`missing_variables` at launch)."""
     async with pool.acquire() as conn, conn.transaction():
         row = await db.get(conn, account["id"], campaign_id, lock=True)
         if row is None:
             raise NotFound(f"campaign {campaign_id!r} not found")
         extra: dict[str, Any] = {}
         if action == "launch":
-            event: Any = await _launch(conn, account, row)
+            event: Any = await _launch(conn, account, row, defaults)
             extra["missing_variables"] = await missing_variables(conn, row)
         else:
             try:

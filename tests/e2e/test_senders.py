@@ -1,0 +1,150 @@
+"""Real sender verification (issue 10): a phone is a sender when the platform's Twilio account
+owns it or has it as a verified caller ID (asked through the real twilio client, answered by the
+fake Twilio); an email when its owner opens the signed link mailed to it. One address is one
+account's at most; a campaign names only a verified sender (or the platform's default)."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import quote
+
+import pytest
+
+from tests.conftest import make_account
+from tests.support import call, new_phone, verification_link, verified_email_sender, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def _email() -> str:
+    return f"sender.{uuid.uuid4().hex[:10]}@example.com"
+
+
+async def _senders(http, system, account) -> dict[str, str]:
+    _status, page = await call(http, "GET", system.api_url + "/senders", account.headers)
+    return {s["address"]: s["state"] for s in page["data"]}
+
+
+async def test_a_phone_is_a_sender_when_twilio_holds_it(http, system, account, db, fake_twilio):
+    bought, caller_id, nobodys = new_phone(), new_phone(), new_phone()
+    fake_twilio.owned_numbers.add(bought)
+    fake_twilio.caller_ids.add(caller_id)
+    for number in (bought, caller_id):
+        status, sender = await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": number})
+        assert (status, sender["state"], sender["verified"]) == (201, "verified", True), sender
+    asked = [r.path for r in fake_twilio.requests if r.get("PhoneNumber") == caller_id]
+    assert any(p.endswith("/IncomingPhoneNumbers.json") for p in asked)
+    assert any(p.endswith("/OutgoingCallerIds.json") for p in asked)  # asked after the first said no
+    status, error = await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": nobodys})
+    assert status == 422, error
+    assert error["error"]["details"][0]["field"] == "phone"
+    assert "neither bought" in error["error"]["details"][0]["reason"]
+    assert await _senders(http, system, account) == {bought: "verified", caller_id: "verified"}
+    # another account may not have it too
+    other = await make_account(db)
+    status, error = await call(http, "POST", system.api_url + "/senders", other.headers, {"phone": bought})
+    assert status == 409, error
+    assert "another account's sender" in error["error"]["message"]
+    # the platform's default is everyone's, and no one's to register
+    status, error = await call(http, "POST", system.api_url + "/senders", account.headers,
+                               {"phone": system.env["CAMPAIGNS_DEFAULT_FROM_NUMBER"]})
+    assert (status, error["error"]["details"][0]["field"]) == (422, "phone")
+
+
+async def test_an_email_sender_is_verified_by_the_link_mailed_to_it(http, system, account, db, sandbox_smtp):
+    address = _email()
+    status, sender = await call(http, "POST", system.api_url + "/senders", account.headers, {"email": address})
+    assert (status, sender["state"], sender["verified"]) == (201, "pending", False), sender
+    mail = sandbox_smtp.sent_to(address)[-1]
+    link = verification_link(mail.part("plain") or "")
+    assert link.startswith(system.env["CAMPAIGNS_PUBLIC_URL"] + "/senders/verify/")
+    assert mail.header("List-Unsubscribe") is None  # not a campaign's message
+    # pending: a campaign may not send from it yet (create), nor once drafted (launch)
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    campaign = {"name": "mail", "type": "email", "agent_id": agent["id"], "contacts": ["a@example.com"],
+                "subject": "Hi", "message_template": "Hello", "from_number": address}
+    status, error = await call(http, "POST", system.api_url + "/campaigns", account.headers, campaign)
+    assert status == 422, error
+    assert error["error"]["details"][0]["field"] == "from_number"
+    assert address in error["error"]["details"][0]["reason"]
+    # a scanner following the link changes nothing; the owner's click does
+    async with http.get(link) as page:
+        assert page.status == 200
+        assert "Confirm" in await page.text()
+    assert await _senders(http, system, account) == {address: "pending"}
+    async with http.post(link) as confirmed:
+        assert confirmed.status == 200, await confirmed.text()
+    assert await _senders(http, system, account) == {address: "verified"}
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers, campaign)
+    assert status == 201, body
+    # a link altered, or of another kind, verifies nothing
+    async with http.post(link[:-2] + ("AA" if not link.endswith("AA") else "BB")) as forged:
+        assert forged.status == 404
+    # another account cannot take it now: 409 at once, and its own link would be refused too
+    other = await make_account(db)
+    status, error = await call(http, "POST", system.api_url + "/senders", other.headers, {"email": address})
+    assert status == 409, error
+
+
+async def test_one_address_two_claims_first_link_opened_wins(http, system, db, sandbox_smtp):
+    address = _email()
+    first, second = await make_account(db), await make_account(db)
+    for account in (first, second):
+        status, sender = await call(http, "POST", system.api_url + "/senders", account.headers, {"email": address})
+        assert (status, sender["state"]) == (201, "pending")
+    links = [verification_link(m.part("plain") or "") for m in sandbox_smtp.sent_to(address)]
+    assert len(links) == 2
+    async with http.post(links[1]) as won:
+        assert won.status == 200
+    async with http.post(links[0]) as lost:
+        assert lost.status == 409
+        assert "another account" in await lost.text()
+    assert await _senders(http, system, second) == {address: "verified"}
+    assert await _senders(http, system, first) == {address: "pending"}
+
+
+async def test_a_draft_whose_sender_is_not_verified_cannot_launch(http, system, account, db, fake_twilio):
+    own = new_phone()
+    fake_twilio.owned_numbers.add(own)
+    status, _sender = await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": own})
+    assert status == 201
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    status, draft = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                               {"name": "d", "type": "sms", "agent_id": agent["id"], "contacts": [new_phone()],
+                                "message_template": "hi", "from_number": own})
+    assert status == 201, draft
+    # the sender's verification is withdrawn (as migration 0011 does to a second claim)
+    await db.execute("UPDATE sender_identities SET verified_at = NULL WHERE account_id = $1 AND address = $2",
+                     account.id, own)
+    status, error = await call(http, "POST", f"{system.api_url}/campaigns/{draft['id']}/launch", account.headers)
+    assert status == 422, error
+    assert (error["error"]["details"][0]["field"], own in error["error"]["details"][0]["reason"]) == (
+        "from_number", True)
+    status, error = await call(http, "PATCH", f"{system.api_url}/campaigns/{draft['id']}", account.headers,
+                               {"name": "renamed"})
+    assert (status, error["error"]["details"][0]["field"]) == (422, "from_number")
+    # the platform's default stays available to everyone
+    status, patched = await call(http, "PATCH", f"{system.api_url}/campaigns/{draft['id']}", account.headers,
+                                 {"from_number": system.env["CAMPAIGNS_DEFAULT_FROM_NUMBER"]})
+    assert status == 200, patched
+    status, launched = await call(http, "POST", f"{system.api_url}/campaigns/{draft['id']}/launch", account.headers)
+    assert status == 200, launched
+
+
+async def test_an_email_campaign_sends_from_its_verified_address(http, system, account, sandbox_smtp):
+    address, to = _email(), _email()
+    await verified_email_sender(http, system.api_url, account.headers, sandbox_smtp, address)
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {"name": "mail", "type": "email", "agent_id": agent["id"], "contacts": [to],
+                               "subject": "Hi", "message_template": "Hello", "from_number": address,
+                               "status": "scheduled"})
+    assert status == 201, body
+    await wait_until(lambda: _arrived(sandbox_smtp, to), timeout=60)
+    assert sandbox_smtp.sent_to(to)[0].header("From") == address
+    status, _ = await call(http, "DELETE", f"{system.api_url}/senders/{quote(address)}", account.headers)
+    assert status in (204, 409)
+
+
+async def _arrived(smtp, address: str) -> bool:
+    return bool(smtp.sent_to(address))

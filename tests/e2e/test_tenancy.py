@@ -1,0 +1,180 @@
+"""Tenancy by the number (issue 10): an inbound SMS belongs to the account that owns the number it
+was sent to; replies, opt-outs and agents act within that account only. The platform's default
+number is shared: a reply to it answers the latest delivery sent from it to that contact. A
+message to a number nobody owns is answered with nothing; one from a deleted contact is kept and
+answered cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from tests.conftest import make_account
+from tests.support import call, new_phone, wait_until
+
+pytestmark = pytest.mark.e2e
+
+DEFAULT = "+15005550006"
+
+
+@pytest.fixture
+def texting(system, fake_twilio):
+    """A contact texting a number through the fake Twilio (signed inbound webhook to the tracker)."""
+    fake_twilio.inbound_url = system.tracker_url + "/webhooks/twilio/sms/inbound"
+
+    async def text(from_: str, to: str, body: str) -> str | None:
+        future = asyncio.run_coroutine_threadsafe(fake_twilio.inbound(from_, to, body), fake_twilio.thread.loop)
+        return await asyncio.wrap_future(future)
+
+    return text
+
+
+async def _own_number(http, system, account, fake_twilio) -> str:
+    number = new_phone()
+    fake_twilio.owned_numbers.add(number)
+    status, sender = await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": number})
+    assert status == 201, sender
+    return number
+
+
+async def _delivered(http, system, account, phone: str, from_number: str | None, answer: str) -> str:
+    """A delivered SMS campaign of `account` to `phone`, whose rules agent answers `answer`."""
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers,
+                               {"name": "Agent", "mode": "rules", "settings": {"default_reply": answer}})
+    assert status == 201, agent
+    body = {"name": "c", "type": "sms", "agent_id": agent["id"], "contacts": [phone], "message_template": "hi",
+            "status": "scheduled", **({"from_number": from_number} if from_number else {})}
+    status, campaign = await call(http, "POST", system.api_url + "/campaigns", account.headers, body)
+    assert status == 201, campaign
+
+    async def delivered():
+        _s, r = await call(http, "GET", f"{system.api_url}/campaigns/{campaign['id']}/results", account.headers)
+        return r["delivered"] == 1
+
+    await wait_until(delivered, timeout=60)
+    return str(campaign["id"])
+
+
+async def _replied(http, system, account, campaign_id: str) -> int:
+    _s, r = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
+    return int(r["replied"])
+
+
+async def _opted_out(db, account, phone: str) -> bool:
+    return bool(await db.fetchval(
+        "SELECT opted_out_sms FROM contacts WHERE account_id = $1 AND phone = $2", account.id, phone))
+
+
+async def test_each_accounts_number_acts_within_that_account_only(http, system, db, fake_twilio, texting):
+    # Given two accounts, each with a number of its own, each having texted the same person
+    a, b = await make_account(db), await make_account(db)
+    number_a = await _own_number(http, system, a, fake_twilio)
+    number_b = await _own_number(http, system, b, fake_twilio)
+    person = new_phone()
+    campaign_a = await _delivered(http, system, a, person, number_a, "A here")
+    campaign_b = await _delivered(http, system, b, person, number_b, "B here")  # B's is the latest
+
+    # When the person answers each number, each account's agent answers its own contact
+    assert await texting(person, number_a, "hello A") == "A here"
+    assert await texting(person, number_b, "hello B") == "B here"
+    assert (await _replied(http, system, a, campaign_a), await _replied(http, system, b, campaign_b)) == (1, 1)
+
+    # And a STOP to A's number opts out A's contact only
+    assert "unsubscribed" in (await texting(person, number_a, "STOP"))
+    assert await _opted_out(db, a, person)
+    assert not await _opted_out(db, b, person)
+    conversation = await db.fetch(
+        "SELECT account_id, direction, body FROM messages WHERE contact_id IN "
+        "(SELECT id FROM contacts WHERE phone = $1) ORDER BY created_at, id", person)
+    assert {(m["account_id"], m["body"]) for m in conversation if m["direction"] == "in"} == {
+        (a.id, "hello A"), (b.id, "hello B"), (a.id, "STOP")}
+
+
+async def test_a_stop_to_an_accounts_number_is_honoured_without_a_delivery(http, system, db, fake_twilio, texting):
+    a = await make_account(db)
+    number = await _own_number(http, system, a, fake_twilio)
+    person = new_phone()
+    status, _contact = await call(http, "POST", system.api_url + "/contacts", a.headers, {"phone": person})
+    assert status == 201
+    assert "unsubscribed" in (await texting(person, number, "stop"))
+    assert await _opted_out(db, a, person)
+
+
+async def test_a_message_to_a_number_nobody_owns_is_answered_with_nothing(http, system, account, db, texting):
+    person = new_phone()
+    campaign = await _delivered(http, system, account, person, None, "should not answer")
+    nobodys = new_phone()
+    assert await texting(person, nobodys, "hello?") is None
+    assert await texting(person, nobodys, "STOP") is None
+    assert await _replied(http, system, account, campaign) == 0
+    assert not await _opted_out(db, account, person)
+    await wait_until(lambda: _logged(system, "reply.unowned_number", nobodys), timeout=10)
+
+
+async def _logged(system, event: str, text: str) -> bool:
+    return any(event in line and text in line for line in system.services["tracker"].output().splitlines())
+
+
+async def test_the_default_number_is_shared_latest_delivery_from_it_wins(http, system, db, fake_twilio, texting):
+    a, b = await make_account(db), await make_account(db)
+    person = new_phone()
+    first = await _delivered(http, system, a, person, None, "A on the default")
+    second = await _delivered(http, system, b, person, None, "B on the default")  # the latest from the default
+    own = await _own_number(http, system, a, fake_twilio)
+    await _delivered(http, system, a, person, own, "A on its own number")  # later, but from another number
+    assert await texting(person, DEFAULT, "hello") == "B on the default"
+    assert (await _replied(http, system, a, first), await _replied(http, system, b, second)) == (0, 1)
+
+
+async def test_a_reply_from_a_deleted_contact_is_kept_and_answered_cleanly(http, system, account, db, fake_twilio):
+    person = new_phone()
+    campaign = await _delivered(http, system, account, person, None, "answer")
+    contact_id = await db.fetchval("SELECT id FROM contacts WHERE account_id = $1 AND phone = $2", account.id, person)
+    status, _ = await call(http, "DELETE", f"{system.api_url}/contacts/{contact_id}", account.headers)
+    assert status == 204
+    url = system.tracker_url + "/webhooks/twilio/sms/inbound"
+    sid = "SM" + uuid.uuid4().hex
+    params = {"MessageSid": sid, "AccountSid": fake_twilio.account_sid, "From": person, "To": DEFAULT,
+              "Body": "are you still there?"}
+    async with http.post(url, data=params, headers=fake_twilio.signed(url, params)) as response:
+        assert response.status == 200
+        assert "<Message>" not in await response.text()
+    assert await db.fetchval("SELECT count(*) FROM webhook_events WHERE dedupe_key = $1", f"twilio:inbound:{sid}") == 1
+    assert await _replied(http, system, account, campaign) == 0
+
+
+async def test_an_email_written_to_another_accounts_address_is_not_this_accounts(http, system, account, db,
+                                                                                  sandbox_smtp):
+    from email.message import EmailMessage
+
+    from tests.e2e.test_email import finished, launch, new_email, one_mail
+    from tests.e2e.test_email_inbound import _post
+    from tests.support import verified_email_sender
+
+    # Given an email campaign of this account, and an address that is another account's sender
+    other = await make_account(db)
+    theirs = new_email("theirs")
+    await verified_email_sender(http, system.api_url, other.headers, sandbox_smtp, theirs)
+    person = new_email("person")
+    campaign_id = await launch(http, system, account, contacts=[person])
+    await finished(http, system, account, campaign_id)
+    about = one_mail(sandbox_smtp, person).header("Message-ID")
+
+    def reply(to: str, text: str) -> bytes:
+        mail = EmailMessage()
+        mail["From"], mail["To"], mail["Subject"] = person, to, "Re: Hello"
+        mail["Message-ID"], mail["In-Reply-To"] = f"<{uuid.uuid4().hex}@example.com>", about
+        mail.set_content(text)
+        return bytes(mail)
+
+    # When the person writes to the other account's address naming this account's message, it is refused
+    status, answer = await _post(http, system, reply(theirs, "hello"))
+    assert (status, answer["result"]) == (200, "other_account")
+    _s, results = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
+    assert results["replied"] == 0
+    # Then written to this account's own (the platform default here), it is this account's reply
+    status, answer = await _post(http, system, reply(system.env.get("CAMPAIGNS_DEFAULT_FROM_EMAIL",
+                                                                    "campaigns@localhost"), "hello"))
+    assert (status, answer["result"]) == (200, "replied")
