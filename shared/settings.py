@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     clock_rate: float = 1.0
     #: The real instant at which the simulated clock reads CAMPAIGNS_CLOCK_START (default: start-up).
     clock_origin: datetime | None = None
+    #: Largest CSV `POST /contacts/import` takes, in bytes (larger: 413).
+    import_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    #: Imports one account may run at once, across API replicas (more: 429).
+    import_concurrency: int = Field(default=1, ge=1)
     #: Days provider callbacks and handled-message records are kept (to recognise repeats), then deleted.
     retention_days: int = Field(default=30, ge=1)
     #: Seconds between two rounds of the scheduler's retention job.

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from shared.errors import AppError, Invalid
+from shared.errors import AppError, Invalid, PayloadTooLarge
 
 #: Bytes read from the request at a time.
 CHUNK = 1 << 16
@@ -71,11 +71,35 @@ async def _form(request: web.Request, options: dict[str, str | None]) -> tuple[A
         raise _unreadable(exc) from exc
 
 
-async def csv_chunks(request: web.Request, options: dict[str, str | None]) -> tuple[AsyncIterator[bytes], str | None]:
+async def csv_chunks(
+    request: web.Request, options: dict[str, str | None], max_bytes: int
+) -> tuple[AsyncIterator[bytes], str | None]:
     """The CSV's bytes as they arrive and its charset; a multipart form's fields named in `options`
-    (sent before the `file` part) fill the ones still None."""
+    (sent before the `file` part) fill the ones still None. A body longer than `max_bytes` is a 413
+    naming the limit: at once when its length is announced, else when the limit is passed."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise _too_large(max_bytes)
     if request.content_type == "multipart/form-data":
-        return await _form(request, options)
-    if request.content_type in CSV_TYPES:
-        return request.content.iter_chunked(CHUNK), request.charset
-    raise UnsupportedMediaType()
+        chunks, charset = await _form(request, options)
+    elif request.content_type in CSV_TYPES:
+        chunks, charset = request.content.iter_chunked(CHUNK), request.charset
+    else:
+        raise UnsupportedMediaType()
+    return _at_most(chunks, max_bytes), charset
+
+
+async def _at_most(chunks: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator[bytes]:
+    read = 0
+    async for chunk in chunks:
+        read += len(chunk)
+        if read > max_bytes:
+            raise _too_large(max_bytes)
+        yield chunk
+
+
+def _too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the file is larger than {max_bytes:,} bytes, the most an import takes",
+        details=[{"field": "body", "reason": f"larger than {max_bytes} bytes (CAMPAIGNS_IMPORT_MAX_BYTES)"}],
+        extra={"max_bytes": max_bytes},
+    )

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import cast
+from typing import LiteralString, cast
 
 import asyncpg
 
@@ -253,3 +253,24 @@ async def _settle_emails(conn: Connection, account_id: str) -> list[tuple[str, s
     if attach:
         await conn.execute(_ATTACH, account_id, list(attach), list(attach.values()))
     return sorted(clashes)
+
+
+#: Advisory-lock namespace of import slots ("impt"); the second key is the account's slot.
+_SLOT_SPACE = 0x696D7074
+_TAKE_SLOT: LiteralString = "SELECT pg_try_advisory_lock($1, hashtext($2 || ':' || ($3::integer)::text))"
+_RELEASE_SLOT: LiteralString = "SELECT pg_advisory_unlock($1, hashtext($2 || ':' || ($3::integer)::text))"
+
+
+async def take_slot(conn: Connection, account_id: str, slots: int) -> int | None:
+    """One of the account's `slots` import slots, held by this connection's session until
+    `release_slot` (or until the connection ends: a crashed API gives its slots back); None when
+    all are taken, by this or any other API replica."""
+    for slot in range(slots):
+        if await conn.fetchval(_TAKE_SLOT, _SLOT_SPACE, account_id, slot):
+            return slot
+    return None
+
+
+async def release_slot(conn: Connection, account_id: str, slot: int) -> None:
+    """Give back the slot `take_slot` took (before the connection returns to its pool)."""
+    await conn.fetchval(_RELEASE_SLOT, _SLOT_SPACE, account_id, slot)

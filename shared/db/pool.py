@@ -79,7 +79,8 @@ async def _init(conn: asyncpg.Connection) -> None:
 async def _keep(_conn: asyncpg.Connection) -> None:
     """What a connection given back to the pool needs beyond asyncpg's own clean-up (an open
     transaction rolled back, listener callbacks dropped): nothing. Nothing here leaves session state
-    on a pooled connection (no SET, no advisory lock held past its transaction, and a Listener
+    on a pooled connection (no SET, no advisory lock held past its transaction but an import's slot,
+    given back before the connection is, and a Listener
     UNLISTENs itself), so the default reset's round trip (`RESET ALL; UNLISTEN *; …`) on every
     release is saved."""
 

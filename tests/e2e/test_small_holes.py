@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import aiohttp
 import pytest
 
-from tests.conftest import own_database
-from tests.support import call, wait_until
+from tests.conftest import make_account, own_database
+from tests.support import Service, call, free_port, new_phone, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -91,3 +92,89 @@ def test_retention_deletes_in_batches_until_done(infra):
         purged, left = asyncio.run(scenario(url))
     assert purged == {"webhook_events": 20, "processed_messages": 0, "idempotency_keys": 0}  # batches of 10, 10, 0
     assert left == 10
+
+
+@pytest.fixture(scope="module")
+def small_import_api(system, tmp_path_factory):
+    """One more API process on the run's database, taking imports of 4,000 bytes, one per account."""
+    port = free_port()
+    api = Service("api-small-imports", ["api"], {
+        **system.env, "CAMPAIGNS_API_PORT": str(port),
+        "CAMPAIGNS_IMPORT_MAX_BYTES": "4000", "CAMPAIGNS_IMPORT_CONCURRENCY": "1", "CAMPAIGNS_DB_POOL_MAX": "8",
+    }, tmp_path_factory.mktemp("small-imports"))
+    api.start()
+    url = f"http://127.0.0.1:{port}"
+
+    async def ready() -> bool:
+        async with aiohttp.ClientSession() as session:
+            try:
+                async with session.get(url + "/healthz") as response:
+                    return response.status == 200
+            except aiohttp.ClientError:
+                return False
+
+    asyncio.run(wait_until(ready, timeout=30))
+    yield url
+    api.stop()
+
+
+def _csv(rows: int) -> bytes:
+    return ("phone,first_name\n" + "".join(f"{new_phone()},Ann\n" for _ in range(rows))).encode()
+
+
+async def test_an_import_larger_than_the_limit_is_a_413_naming_it(http, small_import_api, account):
+    url = small_import_api + "/contacts/import"
+    headers = {**account.headers, "Content-Type": "text/csv"}
+    async with http.post(url, data=_csv(20), headers=headers) as response:
+        assert response.status == 200, await response.text()
+    big = _csv(400)  # about 8,000 bytes
+    async with http.post(url, data=big, headers=headers) as response:  # its length announced
+        assert response.status == 413
+        error = await response.json()
+    reason = "larger than 4000 bytes (CAMPAIGNS_IMPORT_MAX_BYTES)"
+    assert error["error"]["details"] == [{"field": "body", "reason": reason}]
+
+    async def streamed():  # no length announced: refused once the limit is passed
+        for start in range(0, len(big), 1000):
+            yield big[start:start + 1000]
+
+    async with http.post(url, data=streamed(), headers=headers) as response:
+        assert response.status == 413
+        assert "4,000 bytes" in (await response.json())["error"]["message"]
+
+
+async def test_a_second_import_of_one_account_at_once_is_a_429_with_retry_after(http, small_import_api, account, db):
+    url = small_import_api + "/contacts/import"
+    headers = {**account.headers, "Content-Type": "text/csv"}
+    release, started = asyncio.Event(), asyncio.Event()
+
+    async def slow():
+        yield b"phone,first_name\n"
+        started.set()
+        await release.wait()
+        yield f"{new_phone()},Ann\n".encode()
+
+    async def first() -> int:
+        async with http.post(url, data=slow(), headers=headers) as response:
+            return response.status
+
+    running = asyncio.create_task(first())
+    await started.wait()
+
+    async def refused():
+        async with http.post(url, data=_csv(2), headers=headers) as response:
+            body = await response.json()
+            return (response.status, response.headers.get("Retry-After"), body) if response.status == 429 else None
+
+    _status, retry_after, body = await wait_until(refused, timeout=10, message="the second import refused")
+    assert retry_after == "30"
+    assert body["error"]["code"] == "too_many_requests"
+    assert "CAMPAIGNS_IMPORT_CONCURRENCY" in body["error"]["message"]
+    assert body["error"]["details"][0]["reason"].startswith("at most 1 import(s) at once")
+    other = await make_account(db)  # another account's import is its own
+    async with http.post(url, data=_csv(2), headers={**other.headers, "Content-Type": "text/csv"}) as response:
+        assert response.status == 200
+    release.set()
+    assert await running == 200
+    async with http.post(url, data=_csv(2), headers=headers) as response:  # the slot was given back
+        assert response.status == 200

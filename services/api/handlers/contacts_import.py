@@ -17,7 +17,8 @@ async def import_contacts(request: web.Request) -> web.Response:
     query parameters do.
     """
     options = {"group_id": request.query.get("group_id") or None, "country": request.query.get("country") or None}
-    chunks, charset = await csv_chunks(request, options)
+    settings = request.app["settings"]
+    chunks, charset = await csv_chunks(request, options, settings.import_max_bytes)
     summary = await run_import(
         request.app["pool"],
         request["account"]["id"],
@@ -25,5 +26,6 @@ async def import_contacts(request: web.Request) -> web.Response:
         group_id=options["group_id"],
         country=options["country"],
         charset=charset,
+        concurrency=settings.import_concurrency,
     )
     return json_response(summary.as_dict())
