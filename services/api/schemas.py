@@ -255,7 +255,7 @@ def parse(model: type[M], data: Any) -> M:
     listing every bad field, in the same words for the API and the dashboard."""
     if not isinstance(data, dict):
         raise Invalid("the body must be a JSON object", details=[{"field": "body", "reason": "not an object"}])
-    where = _nul_in(data)
+    where = nul_in(data)
     if where is not None:
         raise Invalid(
             "text may not contain NUL characters", details=[{"field": where or "body", "reason": "contains \\u0000"}]
@@ -266,7 +266,7 @@ def parse(model: type[M], data: Any) -> M:
         raise Invalid("the request is not valid", details=pydantic_details(exc)) from exc
 
 
-def _nul_in(value: Any, path: str = "") -> str | None:
+def nul_in(value: Any, path: str = "") -> str | None:
     """The path of the first string (or key) holding a NUL character, which PostgreSQL cannot store."""
     if isinstance(value, str):
         return path if "\x00" in value else None
@@ -275,12 +275,12 @@ def _nul_in(value: Any, path: str = "") -> str | None:
             where = f"{path}.{key}" if path else str(key)
             if "\x00" in str(key):
                 return where
-            found = _nul_in(item, where)
+            found = nul_in(item, where)
             if found is not None:
                 return found
     if isinstance(value, list):
         for index, item in enumerate(value):
-            found = _nul_in(item, f"{path}[{index}]")
+            found = nul_in(item, f"{path}[{index}]")
             if found is not None:
                 return found
     return None

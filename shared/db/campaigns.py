@@ -210,7 +210,9 @@ async def has_recipients(conn: Connection, campaign_id: str) -> bool:
 
 async def _add_recipients(conn: Connection, account_id: str, campaign_id: str, spec: Any) -> None:
     contact_ids = await upsert_contacts(conn, account_id, spec.recipients)
-    await conn.execute(_INSERT_RECIPIENTS, campaign_id, contact_ids, list(range(len(contact_ids))))
+    for start in range(0, len(contact_ids), CHUNK):
+        chunk = contact_ids[start : start + CHUNK]
+        await conn.execute(_INSERT_RECIPIENTS, campaign_id, chunk, list(range(start, start + len(chunk))))
 
 
 async def _count_total(conn: Connection, account_id: str, campaign_id: str, spec: Any) -> None:
@@ -246,6 +248,10 @@ def _settings(campaign_id: str, account_id: str, spec: Any) -> tuple[Any, ...]:
     )
 
 
+#: Inline recipients written per statement.
+CHUNK = 5000
+
+
 async def upsert_contacts(conn: Connection, account_id: str, recipients: Sequence[Any]) -> list[str]:
     """Create or update contacts by phone (or email when they have none); their ids, in order."""
     ids: dict[str, str] = {}
@@ -257,20 +263,22 @@ async def upsert_contacts(conn: Connection, account_id: str, recipients: Sequenc
                 batch[value] = r  # the last mention of a contact wins
         if not batch:
             continue
-        rows = list(batch.values())
-        found = await conn.fetch(
-            sql,
-            account_id,
-            [new_id("contact") for _ in rows],
-            [r.phone for r in rows],
-            [r.email for r in rows],
-            [r.fields.get("first_name") for r in rows],
-            [r.fields.get("last_name") for r in rows],
-            [r.fields.get("company") for r in rows],
-            [r.fields.get("timezone") for r in rows],
-            [r.metadata for r in rows],
-        )
-        ids.update({row[key]: row["id"] for row in found})
+        every = list(batch.values())
+        for start in range(0, len(every), CHUNK):  # statements of CHUNK rows: the event loop runs between them
+            rows = every[start : start + CHUNK]
+            found = await conn.fetch(
+                sql,
+                account_id,
+                [new_id("contact") for _ in rows],
+                [r.phone for r in rows],
+                [r.email for r in rows],
+                [r.fields.get("first_name") for r in rows],
+                [r.fields.get("last_name") for r in rows],
+                [r.fields.get("company") for r in rows],
+                [r.fields.get("timezone") for r in rows],
+                [r.metadata for r in rows],
+            )
+            ids.update({row[key]: row["id"] for row in found})
     ordered = [ids[r.phone] if r.phone else ids[r.email] for r in recipients]
     return list(dict.fromkeys(ordered))
 

@@ -178,3 +178,32 @@ async def test_a_second_import_of_one_account_at_once_is_a_429_with_retry_after(
     assert await running == 200
     async with http.post(url, data=_csv(2), headers=headers) as response:  # the slot was given back
         assert response.status == 200
+
+
+async def test_a_campaign_with_100000_inline_contacts_leaves_the_api_answering(http, system, account):
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    base = int(uuid.uuid4().int % 9_000_000)
+    contacts = [{"phone": f"+1415{(base + i) % 10_000_000:07d}", "first_name": "Ann", "plan": "Pro"}
+                for i in range(100_000)]
+    body = {"name": "big", "type": "sms", "agent_id": agent["id"], "contacts": contacts,
+            "message_template": "Hi {{first_name}}, your {{plan}} plan"}
+    waits: list[float] = []
+    done = asyncio.Event()
+
+    async def meanwhile() -> None:  # GET /healthz again and again while the campaign is created
+        while not done.is_set():
+            started = asyncio.get_running_loop().time()
+            async with http.get(system.api_url + "/healthz") as response:
+                assert response.status == 200
+            waits.append(asyncio.get_running_loop().time() - started)
+
+    pinger = asyncio.create_task(meanwhile())
+    try:
+        status, created = await call(http, "POST", system.api_url + "/campaigns", account.headers, body)
+    finally:
+        done.set()
+        await pinger
+    assert status == 201, created
+    assert created["total_contacts"] == 100_000
+    assert len(waits) >= 5, waits  # it took a while, and the API answered all along
+    assert max(waits) < 1.0, sorted(waits)[-5:]
