@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 
 from services.api.auth import auth_middleware
-from services.api.dashboard import views as dashboard
+from services.api.dashboard import routes as dashboard
 from services.api.idempotency import idempotency_middleware
 from services.api.routes import add_routes
 from services.api.usecases.account import SenderChecks
@@ -57,7 +57,7 @@ async def _sender_checks(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings, pool: object, connection: object) -> web.Application:
     """The aiohttp application, given an open pool and bus connection."""
     app = web.Application(
-        middlewares=[error_middleware("api"), auth_middleware(), idempotency_middleware()],
+        middlewares=[error_middleware("api"), auth_middleware(), idempotency_middleware(), dashboard.middleware()],
         client_max_size=MAX_BODY,
     )
     app["settings"] = settings

@@ -52,9 +52,10 @@ async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
 
 
 async def _form(request: web.Request, options: dict[str, str | None]) -> tuple[AsyncIterator[bytes], str | None]:
-    """Read form fields up to the `file` part: (its chunks, its charset); fills `options`."""
+    """Read form fields up to the `file` part: (its chunks, its charset); fills `options`. A
+    reader already started (the dashboard read its CSRF token first) is read on."""
     try:
-        reader = await request.multipart()
+        reader = request.get("multipart") or await request.multipart()
         while True:
             part = await reader.next()
             if part is None:

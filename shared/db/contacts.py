@@ -26,6 +26,17 @@ WHERE c.account_id = $1
 ORDER BY c.created_at DESC, c.id DESC
 LIMIT $8
 """
+# Words the dashboard's search looks for, anywhere in a contact's name, company, phone or email.
+_SEARCH = """
+SELECT c.* FROM contacts c
+WHERE c.account_id = $1
+  AND ($2::text IS NULL
+       OR EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = $2 AND m.contact_id = c.id))
+  AND concat_ws(' ', c.first_name, c.last_name, c.company, c.phone, c.email) ILIKE $3
+  AND ($4::timestamptz IS NULL OR (c.created_at, c.id) < ($4, $5))
+ORDER BY c.created_at DESC, c.id DESC
+LIMIT $6
+"""
 # A contact known only by email gains the phone it is now given (unless that phone is taken).
 _ATTACH_PHONE = """
 UPDATE contacts SET phone = $2
@@ -134,6 +145,21 @@ async def list_page(
     """A page of the account's contacts, newest first, after the cursor `(created_at, id)`."""
     created, last_id = after if after else (None, None)
     return await conn.fetch(_LIST, account_id, group_id, opted_out, phone, email, created, last_id, limit)
+
+
+async def search_page(
+    conn: Executor,
+    account_id: str,
+    text: str,
+    *,
+    group_id: str | None = None,
+    after: tuple[datetime, str] | None = None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """A page of the account's contacts whose name, company, phone or email holds `text`."""
+    created, last_id = after if after else (None, None)
+    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return await conn.fetch(_SEARCH, account_id, group_id, pattern, created, last_id, limit)
 
 
 async def email_clash(

@@ -1,0 +1,148 @@
+"""PURE: how the dashboard words things: counts, times, money, durations, and a delivery's
+"why this instant" read out of its `plan_reason`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from markupsafe import Markup, escape
+
+#: Words for the planner's adjustment tags (`shared/domain/timeplan.py`).
+ADJUSTMENTS = {
+    "past_moved_to_now": "its scheduled time had passed, so it went at once",
+    "dst_gap_shifted": "the scheduled time fell in a daylight-saving gap and moved past it",
+    "outside_window_moved": "moved into the campaign's sending window",
+    "excluded_day_skipped": "moved past a day the sending window excludes",
+    "quiet_hours_moved": "moved out of the legal quiet hours",
+}
+#: Where a contact's zone came from.
+ZONE_SOURCES = {
+    "contact": "the contact's own time zone",
+    "phone": "the zone of the contact's phone number",
+    "campaign": "the campaign's time zone",
+    "account": "the account's default time zone",
+}
+
+
+def plural(count: Any, one: str, many: str | None = None) -> str:
+    """`1 contact`, `2 contacts` (`many` when the plural is not `one` + s)."""
+    n = int(count or 0)
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
+def when(value: datetime | None, empty: str = "—") -> Markup:
+    """A `<time>` element: the instant in UTC (the page's script shows it in the viewer's zone);
+    a naive (wall-clock) time as it is, read in each contact's zone."""
+    if value is None:
+        return escape(empty)
+    if value.tzinfo is None:
+        return Markup('<time datetime="{0}">{1} (each contact\'s local time)</time>').format(
+            value.isoformat(timespec="minutes"), value.strftime("%Y-%m-%d %H:%M")
+        )
+    instant = value.astimezone(UTC)
+    return Markup('<time datetime="{0}" data-local>{1}</time>').format(
+        instant.strftime("%Y-%m-%dT%H:%M:%SZ"), instant.strftime("%Y-%m-%d %H:%M UTC")
+    )
+
+
+def figure(value: Any) -> str:
+    """A results figure: `1,234`, a string as it is, `—` for none."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def duration(seconds: float | None) -> str:
+    """`about 4 min`, `about 2 h 5 min`, `under a minute`; `—` for none."""
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return "under a minute"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min"
+    hours, rest = divmod(minutes, 60)
+    if hours < 48:
+        return f"about {hours} h {rest} min" if rest else f"about {hours} h"
+    return f"about {round(hours / 24)} days"
+
+
+def money(value: Any) -> str:
+    """`12.3400` → `12.34` (at least two decimals, trailing zeros beyond them dropped)."""
+    if value is None:
+        return "—"
+    amount = Decimal(str(value))
+    text = f"{amount:,.4f}".rstrip("0")
+    return text + "0" * max(0, 2 - len(text.split(".")[1])) if "." in text else f"{text}.00"
+
+
+def rate(per_second: float) -> str:
+    """A send rate in the unit that reads best."""
+    if per_second <= 0:
+        return "0 per minute"
+    if per_second >= 1:
+        return f"{per_second:,.1f} per second"
+    return f"{per_second * 60:,.1f} per minute"
+
+
+def local_time(value: Any, short: bool = False) -> str:
+    """An ISO local time as `2026-03-10 09:00 (UTC-05:00)`, or just `09:00` when `short`."""
+    try:
+        at = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if short:
+        return at.strftime("%H:%M")
+    offset = at.strftime("%z")
+    zone = f" (UTC{offset[:3]}:{offset[3:]})" if offset else ""
+    return at.strftime("%Y-%m-%d %H:%M") + zone
+
+
+def reason_lines(reason: Mapping[str, Any] | None, error: str | None = None) -> list[str]:
+    """Why a delivery was planned for its instant, one sentence a line."""
+    if not reason:
+        return [error] if error else ["Sent as soon as it was released (no plan recorded)."]
+    lines = []
+    zone = reason.get("zone")
+    source = ZONE_SOURCES.get(str(reason.get("zone_source")), str(reason.get("zone_source") or "unknown"))
+    zones = reason.get("zones") or []
+    if zone:
+        also = f" (and {', '.join(z for z in zones if z != zone)})" if len(zones) > 1 else ""
+        lines.append(f"Time zone {zone}{also}, from {source}.")
+    if reason.get("local_send_time"):
+        lines.append(f"Local send time {local_time(reason['local_send_time'])}.")
+    window = reason.get("window") or {}
+    if window and (window.get("start_hour") is not None or window.get("excluded_days")):
+        hours = (
+            f"{window.get('start_hour', 0):02d}:00 to {window.get('end_hour', 24):02d}:00"
+            if window.get("start_hour") is not None
+            else "any hour"
+        )
+        days = f", not on {', '.join(window['excluded_days'])}" if window.get("excluded_days") else ""
+        lines.append(f"Sending window {hours}{days} in the contact's local time.")
+    quiet = reason.get("quiet_hours")
+    if quiet:
+        lines.append(
+            f"Quiet hours of {quiet.get('jurisdiction')}: {quiet.get('rule')} (rules version {quiet.get('version')})."
+        )
+    for tag in reason.get("adjustments") or []:
+        lines.append(ADJUSTMENTS.get(str(tag), str(tag)).capitalize() + ".")
+    if not reason.get("adjustments"):
+        lines.append("Sent at its scheduled time: nothing moved it.")
+    if error:
+        lines.append(error)
+    return lines
+
+
+def who(row: Mapping[str, Any], channel: str) -> str:
+    """How a conversation is named: by email address for email, else by phone."""
+    if channel == "email":
+        return str(row["email"] or row["phone"] or row["contact_id"])
+    return str(row["phone"] or row["email"] or row["contact_id"])
