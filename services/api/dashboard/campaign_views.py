@@ -109,7 +109,9 @@ async def campaign_page(request: web.Request, error: AppError | None = None) -> 
         next_url=f"{base}?{urlencode({**filters, 'after': after_last})}#deliveries" if after_last else None,
         first_url=f"{base}?{urlencode(filters)}#deliveries" if request.query.get("after") else None,
         dry=dry,
-        live_url=f"{base}/live" if row["status"] in ("scheduled", "running", "paused") else None,
+        live_url=f"{base}/live"
+        if row["status"] in ("scheduled", "running", "paused") or view.results["pending"]
+        else None,
     )
 
 

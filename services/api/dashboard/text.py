@@ -33,9 +33,11 @@ def plural(count: Any, one: str, many: str | None = None) -> str:
     return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
 
-def when(value: datetime | None, empty: str = "—") -> Markup:
+def when(value: datetime | str | None, empty: str = "—") -> Markup:
     """A `<time>` element: the instant in UTC (the page's script shows it in the viewer's zone);
-    a naive (wall-clock) time as it is, read in each contact's zone."""
+    a naive (wall-clock) time as it is, read in each contact's zone. ISO text is read first."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value is None:
         return escape(empty)
     if value.tzinfo is None:

@@ -59,7 +59,12 @@ ENV.filters.update(
     duration=text.duration,
     money=text.money,
 )
-ENV.globals.update(reason_lines=text.reason_lines, who=text.who, local_time=text.local_time, quote=lambda value: quote(str(value), safe=""))
+ENV.globals.update(
+    reason_lines=text.reason_lines,
+    who=text.who,
+    local_time=text.local_time,
+    quote=lambda value: quote(str(value), safe=""),
+)
 
 
 class Forbidden(AppError):
@@ -203,7 +208,6 @@ def field_errors(exc: AppError) -> dict[str, list[str]]:
             "contact_group_id": "contact_group_ids",
             "sending_window": "start_hour",
             "recurrence": "scheduled_at",
-            "body": "form",
         }.get(base, base)
         if key.startswith("sending_window."):
             key = key.removeprefix("sending_window.")
