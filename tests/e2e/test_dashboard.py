@@ -1,31 +1,67 @@
-"""The dashboard: sign in with a key, see campaigns and their progress, pause with a button."""
+"""The dashboard over plain HTTP: sessions and their cookies, CSRF on every form, the buttons'
+answers, and its live stream ending when the API stops (the browser tests are beside it)."""
 
 from __future__ import annotations
+
+import asyncio
+import re
+import time
 
 import aiohttp
 import pytest
 
 from tests.conftest import make_account
-from tests.support import call, new_phone
+from tests.support import Service, call, free_port, new_phone, wait_until
 
 pytestmark = pytest.mark.e2e
+
+_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+async def _token(session: aiohttp.ClientSession, url: str, **kwargs) -> str:
+    """The CSRF token of the form on the page at `url`."""
+    async with session.get(url, **kwargs) as response:
+        found = _TOKEN.search(await response.text())
+    assert found, "no form on the page"
+    return found[1]
 
 
 async def _signed_in(system, key: str) -> aiohttp.ClientSession:
     session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    async with session.post(system.api_url + "/dashboard/login", data={"api_key": key}) as response:
+    token = await _token(session, system.api_url + "/dashboard/login")
+    form = {"api_key": key, "csrf_token": token}
+    async with session.post(system.api_url + "/dashboard/login", data=form) as response:
         assert response.status == 200  # followed the 303 to the campaigns page
         assert "Campaigns" in await response.text()
     return session
+
+
+async def _post(session: aiohttp.ClientSession, page_url: str, url: str, **fields: str) -> aiohttp.ClientResponse:
+    """Press a button of the page at `page_url`: its form posted with the page's token."""
+    token = await _token(session, page_url)
+    async with session.post(url, data={**fields, "csrf_token": token}, allow_redirects=False) as response:
+        await response.read()
+        return response
 
 
 async def test_a_person_sees_progress_and_pauses_with_a_button(http, system, account, db):
     async with http.get(system.api_url + "/dashboard", allow_redirects=False) as response:
         assert response.status == 303
         assert response.headers["Location"] == "/dashboard/login"
-    async with http.post(system.api_url + "/dashboard/login", data={"api_key": "sk_wrong"}) as response:
-        assert response.status == 401
-        assert "not valid" in await response.text()
+    guest = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    try:
+        token = await _token(guest, system.api_url + "/dashboard/login")
+        wrong = {"api_key": "sk_wrong", "csrf_token": token}
+        async with guest.post(system.api_url + "/dashboard/login", data=wrong) as response:
+            assert response.status == 401
+            assert "not valid" in await response.text()
+        # Sign-in too needs the form's token: a page elsewhere cannot sign a browser in.
+        no_token = {"api_key": account.key}
+        async with guest.post(system.api_url + "/dashboard/login", data=no_token, allow_redirects=False) as response:
+            assert response.status == 403
+            assert "campaigns_session" not in response.cookies
+    finally:
+        await guest.close()
     _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
     _status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
                                {"name": "Spring <sale>", "agent_id": agent["id"], "type": "sms",
@@ -37,22 +73,32 @@ async def test_a_person_sees_progress_and_pauses_with_a_button(http, system, acc
             page = await response.text()
         assert "Spring &lt;sale&gt;" in page  # escaped
         url = f"{system.api_url}/dashboard/campaigns/{body['id']}"
-        async with session.post(url + "/launch") as response:
-            page = await response.text()
-        assert "scheduled" in page
-        async with session.post(url + "/pause") as response:
-            page = await response.text()
+        async with session.post(url + "/launch") as response:  # no token: refused, nothing changes
+            assert response.status == 403
+        assert await db.fetchval("SELECT status FROM campaigns WHERE id = $1", body["id"]) == "draft"
+        response = await _post(session, url, url + "/launch")
+        assert response.status == 303
+        assert await db.fetchval("SELECT status FROM campaigns WHERE id = $1", body["id"]) == "scheduled"
+        await _post(session, url, url + "/pause")
         assert await db.fetchval("SELECT status FROM campaigns WHERE id = $1", body["id"]) == "paused"
-        assert ">Resume<" in page
-        async with session.post(url + "/pause") as response:  # not allowed now: the reason is shown
-            page = await response.text()
-        assert "only a scheduled or running campaign can be paused" in page
+        async with session.get(url) as response:
+            assert ">Resume<" in await response.text()
+        token = await _token(session, url)
+        async with session.post(url + "/pause", data={"csrf_token": token}) as response:  # not now: the reason
+            assert response.status == 409
+            assert "only a scheduled or running campaign can be paused" in await response.text()
+        # Cancel asks first (a page, when the browser runs no script): nothing happens until confirmed.
+        async with session.post(url + "/cancel", data={"csrf_token": token}) as response:
+            assert "cannot be undone" in await response.text()
+        assert await db.fetchval("SELECT status FROM campaigns WHERE id = $1", body["id"]) == "paused"
         other = await make_account(db)
         other_session = await _signed_in(system, other.key)
         async with other_session.get(url) as response:
             assert response.status == 404
-        async with other_session.post(url + "/cancel", allow_redirects=False) as response:
-            assert "not+found" in response.headers["Location"]
+        other_token = await _token(other_session, system.api_url + "/dashboard")
+        confirmed = {"csrf_token": other_token, "confirmed": "yes"}
+        async with other_session.post(url + "/cancel", data=confirmed) as response:
+            assert response.status == 404
         await other_session.close()
         assert await db.fetchval("SELECT status FROM campaigns WHERE id = $1", body["id"]) == "paused"
     finally:
@@ -73,8 +119,8 @@ async def test_the_browser_holds_a_session_token_never_the_key(http, system, acc
         async with session.get(system.api_url + "/dashboard", allow_redirects=False) as response:
             assert response.status == 200
         # Signing out ends the session: the same cookie no longer opens anything.
-        async with session.post(system.api_url + "/dashboard/logout", allow_redirects=False) as response:
-            assert response.status == 303
+        response = await _post(session, system.api_url + "/dashboard", system.api_url + "/dashboard/logout")
+        assert response.status == 303
         replay = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
         replay.cookie_jar.update_cookies({"campaigns_session": token})
         async with replay.get(system.api_url + "/dashboard", allow_redirects=False) as response:
@@ -92,3 +138,62 @@ async def test_the_browser_holds_a_session_token_never_the_key(http, system, acc
             assert response.status == 303
     finally:
         await signed.close()
+
+
+async def test_the_cookies_are_secure_behind_a_tls_proxy(system, account):
+    proxied = {"X-Forwarded-Proto": "https"}
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:  # cookies by hand
+        async with session.get(system.api_url + "/dashboard/login", headers=proxied) as response:
+            assert "Secure" in response.headers["Set-Cookie"]  # the sign-in form's own token
+            token = _TOKEN.search(await response.text())[1]
+        signing_in = {**proxied, "Cookie": f"campaigns_csrf={token}"}
+        form = {"api_key": account.key, "csrf_token": token}
+        async with session.post(
+            system.api_url + "/dashboard/login", headers=signing_in, data=form, allow_redirects=False
+        ) as response:
+            assert response.status == 303
+            cookie = next(c for c in response.headers.getall("Set-Cookie") if c.startswith("campaigns_session="))
+        for part in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/dashboard"):
+            assert part in cookie
+        async with session.get(system.api_url + "/dashboard/login") as response:  # plain HTTP: not Secure
+            assert "Secure" not in response.headers["Set-Cookie"]
+            assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
+
+
+async def test_the_live_stream_sends_the_figures_and_ends_when_the_api_stops(http, system, account, tmp_path):
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    _status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                               {"name": "Streamed", "agent_id": agent["id"], "type": "sms", "contacts": [new_phone()],
+                                "message_template": "hi", "schedule": "2031-01-01T09:00:00Z", "status": "scheduled"})
+    port = free_port()
+    api = Service("api-stream", ["api"], {**system.env, "CAMPAIGNS_API_PORT": str(port)}, tmp_path)
+    api.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async def up() -> bool:
+            try:
+                async with http.get(url + "/healthz") as response:
+                    return response.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await wait_until(up, timeout=30, message="the second API")
+        session = await _signed_in(type("S", (), {"api_url": url})(), account.key)
+        try:
+            async with session.get(f"{url}/dashboard/campaigns/{body['id']}/live") as stream:
+                assert stream.headers["Content-Type"].startswith("text/event-stream")
+                first = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), 10)
+                assert first.startswith(b"event: update\ndata: ")
+                assert b"scheduled" in first
+                assert b"figures" in first
+                started = time.monotonic()
+                api.process.terminate()  # SIGTERM: the stream ends at once, not after the 60 s shutdown timeout
+                await asyncio.wait_for(stream.content.read(), 10)
+                assert stream.content.at_eof()
+            assert api.process.wait(10) == 0
+            assert time.monotonic() - started < 5
+        finally:
+            await session.close()
+    finally:
+        api.stop()
+    assert "http.unhandled" not in api.output()
