@@ -50,6 +50,11 @@ SELECT m.id, m.direction, m.author, m.body, m.channel, m.created_at
 FROM messages m WHERE m.campaign_id = $1 AND m.contact_id = $2
 ORDER BY m.created_at, m.id LIMIT 500
 """
+_SENT_TO_CONTACT = """
+SELECT d.id, 'out' AS direction, 'campaign' AS author, d.rendered AS body, d.channel, d.sent_at AS created_at
+FROM deliveries d WHERE d.campaign_id = $1 AND d.contact_id = $2 AND d.sent_at IS NOT NULL AND d.rendered IS NOT NULL
+ORDER BY d.sent_at LIMIT 50
+"""
 _DELIVERIES_TO = """
 SELECT d.id, d.run_id, r.seq, d.contact_id, d.to_address, d.state, d.send_at, d.plan_reason,
        d.attempts, d.provider_id, d.provider_status, d.rendered, d.error, d.queued_at, d.sent_at,
@@ -98,6 +103,11 @@ async def conversations(conn: Executor, campaign_id: str, limit: int = 200) -> l
 async def conversation(conn: Executor, campaign_id: str, contact_id: str) -> list[asyncpg.Record]:
     """One contact's messages in the campaign, oldest first."""
     return await conn.fetch(_CONVERSATION, campaign_id, contact_id)
+
+
+async def sent_to_contact(conn: Executor, campaign_id: str, contact_id: str) -> list[asyncpg.Record]:
+    """What the campaign sent the contact (each run's message), as messages out, oldest first."""
+    return await conn.fetch(_SENT_TO_CONTACT, campaign_id, contact_id)
 
 
 async def deliveries_to(conn: Executor, campaign_id: str, address: str) -> list[asyncpg.Record]:

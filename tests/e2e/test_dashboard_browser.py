@@ -265,6 +265,7 @@ async def test_a_person_opens_a_conversation(page, http, system, account, fake_t
     await page.get_by_role("link", name=phone).click()
     await expect(page.get_by_role("heading", level=1)).to_have_text(f"Conversation with {phone}")
     thread = page.get_by_role("listitem")
+    await expect(thread.filter(has_text="Reply CONFIRM")).to_contain_text("The campaign")
     await expect(thread.filter(has_text="confirm please")).to_contain_text("From the contact")
     await expect(thread.filter(has_text="You're confirmed!")).to_contain_text("The agent")
     await check_page(page, "conversation")

@@ -146,9 +146,12 @@ async def conversation_page(request: web.Request) -> web.StreamResponse:
     """`GET /dashboard/campaigns/{id}/conversations/{contact_id}`: one contact's messages, in order."""
     pool = request.app["pool"]
     row, _counts = await usecase.load(pool, account_of(request)["id"], request.match_info["id"])
-    messages = await activity.conversation(pool, row["id"], request.match_info["contact_id"])
+    contact_id = request.match_info["contact_id"]
+    messages = await activity.conversation(pool, row["id"], contact_id)
     if not messages:
         raise NotFound("There is no conversation with this contact in this campaign.")
+    sent = await activity.sent_to_contact(pool, row["id"], contact_id)
+    messages = sorted([*sent, *messages], key=lambda m: m["created_at"])
     contact = next(
         (
             c
