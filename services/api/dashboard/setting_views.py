@@ -166,9 +166,11 @@ async def save_agent(request: web.Request) -> web.StreamResponse:
         if row is not None:
             kept = {k: v for k, v in (row["settings"] or {}).items() if k in ("api_key", "secret", "token")}
             data["settings"] = {**kept, **{k: v for k, v in data["settings"].items() if v != "" or k not in kept}}
-            saved = await agents_usecase.update(pool, account_id, row["id"], parse(AgentPatch, data))
+            saved = await agents_usecase.update(
+                pool, account_id, row["id"], parse(AgentPatch, data), request.app["outbound"]
+            )
         else:
-            saved = await agents_usecase.create(pool, account_id, parse(AgentCreate, data))
+            saved = await agents_usecase.create(pool, account_id, parse(AgentCreate, data), request.app["outbound"])
     except AppError as exc:
         values = {k: form.get(k) for k in ("name", "instructions", "opening_message", "mode", "settings")}
         return page(request, "agent_form.html", status=exc.status, row=row, values=values, errors=field_errors(exc))
