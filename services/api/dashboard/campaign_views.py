@@ -134,7 +134,8 @@ async def campaign_action(request: web.Request) -> web.StreamResponse:
             await usecase.delete_draft(request.app["pool"], account["id"], campaign_id)
             raise web.HTTPSeeOther("/dashboard")
         verb: Action = action  # type: ignore[assignment]  # the route allows only the four actions
-        await usecase.apply_action(request.app["pool"], account, campaign_id, verb)
+        defaults = usecase.platform_senders(request.app["settings"])
+        await usecase.apply_action(request.app["pool"], account, campaign_id, verb, defaults)
     except NotFound:
         raise
     except AppError as exc:

@@ -210,9 +210,16 @@ async def import_upload(request: web.Request) -> web.StreamResponse:
     errors: dict[str, list[str]] = {}
     report = None
     try:
-        chunks, charset = await csv_chunks(request, options)
+        settings = request.app["settings"]
+        chunks, charset = await csv_chunks(request, options, settings.import_max_bytes)
         summary = await import_contacts(
-            pool, account_id, chunks, group_id=options["group_id"], country=options["country"], charset=charset
+            pool,
+            account_id,
+            chunks,
+            group_id=options["group_id"],
+            country=options["country"],
+            charset=charset,
+            concurrency=settings.import_concurrency,
         )
         report = summary.as_dict()
     except AppError as exc:

@@ -121,7 +121,9 @@ async def change_senders(request: web.Request) -> web.StreamResponse:
         if form.get("intent") == "remove":
             await account_usecase.delete_sender(pool, account_id, address or "")
         else:
-            await account_usecase.add_sender(pool, account_id, parse(SenderIn, {"address": address}))
+            await account_usecase.add_sender(
+                pool, account_id, parse(SenderIn, {"address": address}), request.app["senders"]
+            )
     except AppError as exc:
         reasons = [reason for found in field_errors(exc).values() for reason in found]
         return await senders_page(request, {"address" if form.get("intent") != "remove" else "form": reasons})
