@@ -1,6 +1,7 @@
 """Benchmark: one SMS campaign end to end through the real services, beside the machine's ceilings.
 
     .venv/bin/python benchmarks/bench_dispatch.py [--contacts 20000] [--dispatchers 2] [--max-concurrent 50]
+        [--latency 0.2]
 
 Needs PostgreSQL (BENCH_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432) and RabbitMQ
 (BENCH_AMQP_URL, default amqp://guest:guest@127.0.0.1:5672/). Each run creates its own database
@@ -18,11 +19,17 @@ What it measures:
    process (`python -m shared.cli ...`, as tests/conftest.py `start_system` does), FakeTwilio as
    CAMPAIGNS_TWILIO_API_URL sending signed status callbacks (sent, delivered) to the tracker. Set-up
    (not timed): an account (shared.db.accounts; quiet hours off so the hour of day does not matter),
-   an agent (POST /agents). Timed: POST /campaigns with N inline contacts and `"status": "scheduled"`
+   an agent (POST /agents); above 100,000 contacts, a contact group written into the database.
+   Timed: POST /campaigns with N inline contacts (or the group) and `"status": "scheduled"`
    (created and launched in one request), then GET /results every 0.5 s until sent == N, then
    delivered == N. Messages/s = N / seconds from the POST, to sent and to delivered.
    Afterwards: whether the fake got exactly one Messages.json POST per contact, and the CPU seconds
-   each process (and PostgreSQL / RabbitMQ) used during the timed part.
+   each process (and PostgreSQL / RabbitMQ) used during the timed part, per message with and
+   without the provider stand-in; the services' peak memory and how long each results read took
+   while the campaign ran.
+4. with --latency L (the limit-bound run): the stand-in takes L seconds per message; the campaign's
+   send rate against max_concurrent / L, and the most requests it ever had in flight at once.
+The ceilings are measured with min(N, 100,000) messages (they are rates).
 """
 
 from __future__ import annotations
@@ -71,6 +78,11 @@ TWILIO_SID = "AC" + "b" * 32
 TWILIO_TOKEN = "bench-auth-token"  # noqa: S105 (the fake's own)
 FROM_NUMBER = "+15005550006"
 PUBLISH_WINDOW = 500
+#: Messages each ceiling is measured with, at most (they are rates: a larger N changes nothing).
+CEILING_MAX = 100_000
+#: Larger campaigns send to a contact group (made in the database, not timed) instead of inline
+#: contacts (a POST body of a million numbers is past the API's 16 MiB limit).
+INLINE_MAX = 100_000
 #: Seconds without any change in the results after which the run is declared stalled.
 STALL_S = 60
 
@@ -231,6 +243,30 @@ async def ceiling_twilio(n: int, concurrency: int) -> dict[str, float]:
     }
 
 
+async def contacts_group(dsn: str, account_id: str, numbers: list[str]) -> str:
+    """A group of contacts with these numbers, written straight into the database (set-up)."""
+    group_id = "grp_bench" + secrets.token_hex(6)
+    conn = await connect(dsn)
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO contact_groups (id, account_id, name) VALUES ($1, $2, 'bench')", group_id, account_id
+            )
+            ids = [f"ct_bench{k:010d}" for k in range(len(numbers))]
+            await conn.copy_records_to_table(
+                "contacts", records=[(i, account_id, p) for i, p in zip(ids, numbers, strict=True)],
+                columns=("id", "account_id", "phone"),
+            )
+            await conn.copy_records_to_table(
+                "group_members", records=[(group_id, i) for i in ids], columns=("group_id", "contact_id")
+            )
+        await conn.execute("ANALYZE contacts")
+        await conn.execute("ANALYZE group_members")
+    finally:
+        await conn.close()
+    return group_id
+
+
 # ------------------------------------------------------------------------------- the real thing
 
 
@@ -273,12 +309,25 @@ FROM delivery_counts WHERE campaign_id = $1
 """
 
 
+def rss_mb(pid: int) -> float:
+    """A process's resident memory now (VmRSS), in MB (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 async def run_campaign(
     api_url: str, key: str, numbers: list[str], max_concurrent: int, deadline_s: float, services: dict[str, Service],
-    dsn: str,
+    dsn: str, group_id: str | None = None,
 ) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {key}"}
     n = len(numbers)
+    peak_rss: dict[str, float] = collections.defaultdict(float)
+    reads: list[float] = []
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
     async with aiohttp.ClientSession(headers=headers, timeout=timeout) as http:
         agent_spec = {"name": "Riley", "instructions": "Bench.", "opening_message": "Hi"}
@@ -287,10 +336,11 @@ async def run_campaign(
             if r.status != 201:
                 raise RuntimeError(f"POST /agents: {r.status} {agent}")
         spec = {
-            "name": "bench dispatch", "agent_id": agent["id"], "type": "sms", "contacts": numbers,
+            "name": "bench dispatch", "agent_id": agent["id"], "type": "sms",
             "message_template": "Hi {{phone}}, this is {{agent_name}} following up.",
             "max_concurrent": max_concurrent, "status": "scheduled",
         }
+        spec |= {"contact_group_id": group_id} if group_id else {"contacts": numbers}
         started = time.perf_counter()
         async with http.post(api_url + "/campaigns", json=spec) as r:
             created = await r.json()
@@ -311,8 +361,14 @@ async def run_campaign(
             dead = [name for name, s in services.items() if not s.alive()]
             if dead:
                 raise RuntimeError(f"{dead} exited during the run")
+            read_started = time.perf_counter()
             async with http.get(f"{api_url}/campaigns/{campaign_id}/results") as r:
                 last = await r.json()
+            if last["pending"]:  # a read while the campaign runs
+                reads.append(time.perf_counter() - read_started)
+            for name, service in services.items():
+                if service.process:
+                    peak_rss[name] = max(peak_rss[name], rss_mb(service.process.pid))
             figures = (last["sent"], last["delivered"], last["failed"], last["pending"])
             if figures != seen:
                 seen, changed_at = figures, time.perf_counter()
@@ -336,7 +392,7 @@ async def run_campaign(
     busy = [r for r in samples if r["queued"] or r["sending"]] or samples or [{"queued": 0, "sending": 0, "slots": 0}]
     mean = {k: sum(r[k] for r in busy) / len(busy) for k in ("queued", "sending", "slots")}
     return {"campaign_id": campaign_id, "post": posted, "to_sent": to_sent, "to_delivered": to_delivered,
-            "results": last, "mean": mean, "samples": len(busy)}
+            "results": last, "mean": mean, "samples": len(busy), "peak_rss": dict(peak_rss), "reads": reads}
 
 
 _ACTIVITY = """
@@ -444,17 +500,18 @@ async def bench(args: argparse.Namespace) -> int:
         await migrate(dsn)
 
         own, beam = cpu_seconds(os.getpid()), cpu_by_command(("beam.smp", "erl_child_setup"))
-        rabbit = await ceiling_rabbit(n, prefix, prefetch=concurrency)
+        n_ceiling = min(n, CEILING_MAX)
+        rabbit = await ceiling_rabbit(n_ceiling, prefix, prefetch=concurrency)
         rabbit["cpu"] = cpu_seconds(os.getpid()) - own + cpu_by_command(("beam.smp", "erl_child_setup")) - beam
         print(f"ceiling A, bare aio-pika publish (confirms) + consume (manual ack): {rabbit['rate']:,.0f} msgs/s"
               f" (publishing alone {rabbit['publish_rate']:,.0f} msgs/s)", flush=True)
-        twilio = await ceiling_twilio(n, concurrency)
+        twilio = await ceiling_twilio(n_ceiling, concurrency)
         print(f"ceiling B, FakeTwilio alone, twilio async client x{concurrency}: {twilio['rate']:,.0f} req/s"
               f" ({twilio['failures']} failures)", flush=True)
 
         # the system
         thread = LoopThread()
-        fake = FakeTwilio(TWILIO_SID, TWILIO_TOKEN)
+        fake = FakeTwilio(TWILIO_SID, TWILIO_TOKEN, light=True, response_delay=args.latency)
         runner = thread.run(serve(fake, "127.0.0.1", 0))
         fake_server = (thread, runner)
         fake.url = f"http://127.0.0.1:{bound_port(runner)}"
@@ -486,6 +543,7 @@ async def bench(args: argparse.Namespace) -> int:
             await conn.close()
 
         numbers = phones(n)
+        group_id = await contacts_group(dsn, account_id, numbers) if n > INLINE_MAX else None
         cpu_before = {s: cpu_seconds(svc.process.pid) for s, svc in services.items() if svc.process}
         own_before = cpu_seconds(os.getpid())
         pg_before, mq_before = cpu_by_command(("postgres",)), cpu_by_command(("beam.smp", "erl_child_setup"))
@@ -494,7 +552,7 @@ async def bench(args: argparse.Namespace) -> int:
         if db_sampler:
             await db_sampler.start()
         try:
-            result = await run_campaign(api_url, key, numbers, concurrency, args.deadline, services, dsn)
+            result = await run_campaign(api_url, key, numbers, concurrency, args.deadline, services, dsn, group_id)
         finally:
             busy_after = machine_busy()
             if db_sampler:
@@ -505,9 +563,7 @@ async def bench(args: argparse.Namespace) -> int:
         cpu["RabbitMQ (beam.smp)"] = cpu_by_command(("beam.smp", "erl_child_setup")) - mq_before
         machine = (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1])
 
-        creates = collections.Counter(
-            r.get("To") for r in list(fake.requests) if r.method == "POST" and r.path.endswith("/Messages.json")
-        )
+        creates = fake.creates
         exactly_once = all(creates.get(p) == 1 for p in numbers) and sum(creates.values()) == n
         twice = sum(1 for p in numbers if creates.get(p, 0) > 1)
         never = sum(1 for p in numbers if creates.get(p, 0) == 0)
@@ -549,6 +605,23 @@ async def bench(args: argparse.Namespace) -> int:
               f" {mean['sending']:,.1f} sending, {mean['slots']:,.1f} of {concurrency} slots leased")
         print(f"exactly one Messages.json POST per contact: {'YES' if exactly_once else 'NO'}"
               f" ({sum(creates.values()):,} POSTs for {n:,} contacts; {twice} contacts more than once, {never} never)")
+        if args.latency:
+            bound = concurrency / args.latency
+            print(f"limit bound: max_concurrent {concurrency} at {args.latency * 1000:.0f} ms a request allows"
+                  f" {bound:,.1f} msgs/s; sent at {n / to_sent:,.1f} msgs/s = {n / to_sent / bound:.1%} of it"
+                  f" (target >= 95%); peak requests in flight at the stand-in {fake.peak_in_flight}"
+                  f" ({'never above' if fake.peak_in_flight <= concurrency else 'ABOVE'} {concurrency})")
+        stand_in = cpu["FakeTwilio + this script"]
+        product = sum(cpu.values()) - stand_in
+        print(f"CPU per message: {sum(cpu.values()) / n * 1000:.2f} ms all processes together;"
+              f" {product / n * 1000:.2f} ms without the provider stand-in (target <= 2 ms)")
+        reads = sorted(result["reads"])
+        if reads:
+            print(f"GET /campaigns/{{id}}/results while it ran: median {reads[len(reads) // 2] * 1000:.1f} ms,"
+                  f" p99 {reads[int(len(reads) * 0.99)] * 1000:.1f} ms over {len(reads)} reads"
+                  " (target: median < 20 ms)")
+        print("peak memory (VmRSS) of each service during the run: " + ", ".join(
+            f"{name} {mb:.0f} MB" for name, mb in sorted(result["peak_rss"].items())) + " (target < 150 MB each)")
         print(f"\nCPU seconds during the timed part ({total:.1f} s wall; machine busy {machine:.0%} of"
               f" {os.cpu_count()} CPUs):")
         for label, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
@@ -575,7 +648,10 @@ def main() -> int:
     parser.add_argument("--contacts", type=int, default=20_000, help="contacts in the campaign (default 20,000)")
     parser.add_argument("--dispatchers", type=int, default=2, help="SMS dispatcher processes (default 2)")
     parser.add_argument("--max-concurrent", type=int, default=50, help="the campaign's max_concurrent (default 50)")
-    parser.add_argument("--deadline", type=float, default=600, help="seconds to wait for delivered == N (default 600)")
+    parser.add_argument("--deadline", type=float, default=3600,
+                        help="seconds to wait for delivered == N (default 3600)")
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds the provider stand-in takes per message (the limit-bound run: 0.2)")
     parser.add_argument("--diagnose", action="store_true",
                         help="sample pg_stat_activity during the run and print where PostgreSQL time goes")
     parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs (kept anyway on failure)")

@@ -15,7 +15,6 @@ from pathlib import Path
 from types import MappingProxyType
 
 import phonenumbers
-from phonenumbers import geocoder
 
 from shared.domain.windows import parse_weekday
 
@@ -194,6 +193,15 @@ def us_state_code(value: str) -> str | None:
 _NPA_JURISDICTION: dict[str, str] = {}
 
 
+@functools.cache
+def _us_area_codes() -> Mapping[str, str]:
+    """US area code -> state code, packaged (`us_area_codes.json`): the states phonenumbers'
+    geocoder names for each area code, extracted once (its data module alone takes about 100 MB of
+    memory; tests/unit/test_quiet_hours.py checks the table against it)."""
+    text = resources.files("shared.domain").joinpath("us_area_codes.json").read_text("utf-8")
+    return MappingProxyType(json.loads(text))
+
+
 def _nanp_jurisdiction(e164: str, number: phonenumbers.PhoneNumber | None) -> str | None:
     # The area code fixes both the NANP country and the US state, so one lookup serves the area.
     npa = e164[2:5]
@@ -207,9 +215,7 @@ def _nanp_jurisdiction(e164: str, number: phonenumbers.PhoneNumber | None) -> st
         return None
     found = region
     if region == "US":
-        text = geocoder.description_for_number(number, "en")
-        tail = text.rsplit(", ", 1)[-1]
-        state = tail if tail in US_STATES else _STATE_BY_NAME.get(text.lower())
+        state = _us_area_codes().get(npa)
         found = f"US-{state}" if state else "US"
     _NPA_JURISDICTION[npa] = found
     return found

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import html
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -67,6 +69,13 @@ class FakeTwilio(FakeCalls, FakeNumbers):
     #: To → canned answers (HTTP status, Twilio error code) used before accepting normally.
     script: dict[str, list[tuple[int, int | None]]] = field(default_factory=dict)
     callbacks_sent: int = 0
+    #: To → message-create requests for it (kept in every mode).
+    creates: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: Keep no request or message (only `creates`): a benchmark's million messages would otherwise
+    #: hold gigabytes here; lookups then find nothing.
+    light: bool = False
+    #: Called with the To of each message-create request (a benchmark's stopwatch).
+    on_create: Callable[[str], None] | None = None
     #: Seconds each message-create request takes (to make concurrency visible).
     response_delay: float = 0.0
     in_flight: int = 0
@@ -144,6 +153,9 @@ class FakeTwilio(FakeCalls, FakeNumbers):
         )
 
     async def _record(self, request: web.Request) -> Recorded:
+        if self.light:
+            data = await request.post()
+            return Recorded(request.method, request.path, {k: [str(v)] for k, v in data.items()}, {})
         form: dict[str, list[str]] = {}
         if request.method == "POST":
             data = await request.post()
@@ -190,6 +202,9 @@ class FakeTwilio(FakeCalls, FakeNumbers):
         if not self._authorised(request):
             return self._error(401, 20003, "Authenticate")
         to, body = recorded.get("To"), recorded.get("Body")
+        self.creates[to or ""] += 1
+        if self.on_create is not None:
+            self.on_create(to or "")
         scripted = self.scripted_failure(to)
         if scripted is not None:
             return scripted
@@ -221,7 +236,8 @@ class FakeTwilio(FakeCalls, FakeNumbers):
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
             "subresource_uris": {"media": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}/Media.json"},
         }
-        self.messages[sid] = message
+        if not self.light:
+            self.messages[sid] = message
         callback = recorded.get("StatusCallback")
         if callback:
             task = asyncio.create_task(self._send_callbacks(callback, message))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -223,3 +224,23 @@ def test_rule_is_a_hashable_value() -> None:
     assert rule == QuietRule("US", 480, 1260, "v1", "src")
     assert len({rule, QuietRule("US", 480, 1260, "v1", "src")}) == 1
     assert rule.as_reason() == {"jurisdiction": "US", "rule": "08:00-21:00", "version": "v1"}
+
+
+def test_the_packaged_us_area_codes_are_the_states_phonenumbers_geocoder_names():
+    # The scheduler reads a small packaged table instead of loading the geocoder's data (~100 MB)
+    from phonenumbers.geodata import GEOCODE_DATA
+
+    from shared.domain.quiet_hours import _STATE_BY_NAME, US_STATES, _us_area_codes
+
+    named: dict[str, Counter[str]] = {}
+    for key, names in GEOCODE_DATA.items():
+        if key.startswith("1") and len(key) >= 4:  # "1" + area code (+ more digits: a place in it)
+            text = names.get("en", "")
+            tail = text.rsplit(", ", 1)[-1]
+            state = tail if tail in US_STATES else _STATE_BY_NAME.get(text.lower())
+            if state:
+                named.setdefault(key[1:4], Counter())[state] += 1
+    # an area code lies in one state (the data names another for a stray place or two: the most named wins)
+    expected = {npa: states.most_common(1)[0][0] for npa, states in named.items()}
+    # (after a phonenumbers upgrade, write `expected` to shared/domain/us_area_codes.json)
+    assert dict(_us_area_codes()) == expected

@@ -246,7 +246,6 @@ async def apply_action(
         extra: dict[str, Any] = {}
         if action == "launch":
             event: Any = await _launch(conn, account, row, defaults)
-            extra["missing_variables"] = await missing_variables(conn, row)
         else:
             try:
                 step = transition(row["status"], action, row["resume_to"])
@@ -257,6 +256,9 @@ async def apply_action(
             event = kind(account_id=account["id"], campaign_id=row["id"])
         await outbox.add(conn, [event])
     log.info(f"campaign.{action}", campaign_id=campaign_id)
+    if action == "launch":
+        # read after the commit: the first sends start meanwhile (a large list takes a while to read)
+        extra["missing_variables"] = await missing_variables(pool, row)
     return extra
 
 
