@@ -18,37 +18,52 @@ VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id
 _COLUMNS = frozenset({"state", "provider_status", "sent_at", "delivered_at", "failed_at", "error", "provider_id"})
 
 
-#: The deliveries a batch of status callbacks is about (by our id, else by the provider's), locked
-#: in id order (the order every batch writer locks deliveries in).
+#: The deliveries a batch of status callbacks is about (by our id, else by the provider's).
 _FOR_STATUSES = """
 SELECT id, campaign_id, state, provider_id, provider_status, sent_at, delivered_at, failed_at, error
 FROM deliveries WHERE id = ANY($1::text[]) OR provider_id = ANY($2::text[])
-ORDER BY id
-FOR UPDATE
 """
+# The new status columns of many deliveries, each written only if its status columns are still as
+# read (another writer may have moved it meanwhile: that one is read and folded again). One
+# statement, no lock held across the fold.
 _SET_STATUSES = """
 UPDATE deliveries d SET state = u.state, provider_status = u.provider_status, sent_at = u.sent_at,
     delivered_at = u.delivered_at, failed_at = u.failed_at, error = u.error, provider_id = u.provider_id,
     updated_at = now()
 FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[],
-            $7::text[], $8::text[])
-    AS u(id, state, provider_status, sent_at, delivered_at, failed_at, error, provider_id)
-WHERE d.id = u.id
+            $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[])
+    AS u(id, state, provider_status, sent_at, delivered_at, failed_at, error, provider_id,
+         was_state, was_status, was_provider_id, was_sent_at, was_delivered_at)
+WHERE d.id = u.id AND d.state = u.was_state AND d.provider_status IS NOT DISTINCT FROM u.was_status
+  AND d.provider_id IS NOT DISTINCT FROM u.was_provider_id AND d.sent_at IS NOT DISTINCT FROM u.was_sent_at
+  AND d.delivered_at IS NOT DISTINCT FROM u.was_delivered_at
+RETURNING d.id
 """
+#: The columns a status callback reads, which must not have moved for its change to be written.
+_READ = ("state", "provider_status", "provider_id", "sent_at", "delivered_at")
 
 
 async def for_statuses(
-    conn: Connection, delivery_ids: Sequence[str], provider_ids: Sequence[str]
+    conn: Executor, delivery_ids: Sequence[str], provider_ids: Sequence[str]
 ) -> list[asyncpg.Record]:
-    """The deliveries named by our ids or by the provider's, row-locked (inside a transaction)."""
+    """The deliveries named by our ids or by the provider's, as they are now (not locked)."""
     return list(await conn.fetch(_FOR_STATUSES, list(delivery_ids), list(provider_ids)))
 
 
-async def set_statuses(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write the status columns of many deliveries (locked by `for_statuses`) in one statement."""
-    if not rows:
-        return
-    await conn.execute(_SET_STATUSES, [r["id"] for r in rows], *([r[c] for r in rows] for c in SMS_STATUS_COLUMNS))
+async def set_statuses(conn: Executor, changes: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> set[str]:
+    """Write the status columns of many deliveries, each a (row as read, row as changed) pair, in
+    one statement; the ids written (the others moved since they were read)."""
+    if not changes:
+        return set()
+    news = [new for _, new in changes]
+    olds = [old for old, _ in changes]
+    rows = await conn.fetch(
+        _SET_STATUSES,
+        [n["id"] for n in news],
+        *([n[c] for n in news] for c in SMS_STATUS_COLUMNS),
+        *([o[c] for o in olds] for c in _READ),
+    )
+    return {r["id"] for r in rows}
 
 
 async def record_event(
