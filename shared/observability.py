@@ -50,7 +50,9 @@ def standard_checks(pool: object, connection: object) -> dict[str, Check]:
         return bool(await pool.fetchval("SELECT 1"))  # type: ignore[attr-defined]
 
     async def broker() -> bool:
-        return not connection.is_closed  # type: ignore[attr-defined]
+        # a robust connection that lost the broker is not closed, only reconnecting: `connected`
+        # says whether it holds a live connection now
+        return not connection.is_closed and connection.connected.is_set()  # type: ignore[attr-defined]
 
     return {"database": database, "broker": broker}
 

@@ -190,6 +190,8 @@ def start_system(
     }
     if "CAMPAIGNS_SMTP_HOST" in env:  # an SMTP server for this system: an email dispatcher too
         services["dispatcher-email"] = Service("dispatcher-email", ["dispatcher", "--channel", "email"], env, logs)
+    if env.pop("TEST_VOICE_DISPATCHER", None):  # (a test's wish, not a setting: a voice dispatcher too)
+        services["dispatcher-voice"] = Service("dispatcher-voice", ["dispatcher", "--channel", "voice"], env, logs)
     for service in services.values():
         service.start()
     system = System(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{tracker_port}", env, services)

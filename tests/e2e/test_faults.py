@@ -140,6 +140,16 @@ async def test_a_delivery_left_sending_is_looked_up_at_the_provider_before_any_r
     had, lost = new_phone(), new_phone()
     campaign_id = await _campaign(http, system, account, [had, lost], max_retries=2)
     await _completed(http, system, account, campaign_id)
+
+    # (every status callback in first: a late `delivered` would otherwise land on the row set back
+    # to `sending` below and resolve it before the reconciler looks, the race that made this flaky)
+    async def all_in() -> bool:
+        delivered = await db.fetchval(
+            "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND state = 'delivered'", campaign_id
+        )
+        return delivered == 2 and fake_twilio.background == 0
+
+    await wait_until(all_in, message="every status callback in")
     await db.execute(
         "UPDATE deliveries SET state = 'sending', sent_at = NULL, provider_id = NULL, "
         "sending_at = now() - interval '1 hour', "
