@@ -12,7 +12,7 @@ import contextlib
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import structlog
@@ -35,6 +35,9 @@ HELD = Gauge("campaigns_dispatch_held", "Deliveries this dispatcher holds, not y
 
 #: NOTIFY channel on which a campaign with room again is named (migration 0010).
 FLOW_CHANNEL = "flow"
+#: Seconds a woken lane waits before it claims, so that room freed by several commits at once is
+#: claimed in one statement.
+CLAIM_LINGER_S = 0.002
 #: Campaign states whose deliveries are sent.
 _LIVE = ("scheduled", "running")
 #: What a decision that is not a send leaves the delivery as.
@@ -123,7 +126,11 @@ class Lanes:
         lane.wake.set()
         if lane.task is None:
             lane.task = asyncio.create_task(self._run(lane), name=f"lane.{campaign_id}")
-        await asyncio.gather(*(asyncio.shield(w) for w in waits))
+        # (asyncio.wait: a cancelled command, the consumer stopping, must not cancel the deliveries)
+        await asyncio.wait(waits)
+        for done in waits:
+            if not done.cancelled() and done.exception() is not None:
+                raise cast(BaseException, done.exception())
 
     async def _run(self, lane: _Lane) -> None:
         try:
@@ -137,6 +144,8 @@ class Lanes:
                 if not progressed and lane.held:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lane.wake.wait(), self._poll)
+                    # room comes free a few sends at a time: a moment more gathers it into one claim
+                    await asyncio.sleep(CLAIM_LINGER_S)
         finally:
             lane.task = None
             if not lane.held and self._lanes.get(lane.campaign_id) is lane:
@@ -225,11 +234,11 @@ class Lanes:
     def _start(self, lane: _Lane, held: _Held) -> None:
         self._in_flight += 1
         IN_FLIGHT.labels(self._channel).set(self._in_flight)
-        task = asyncio.create_task(self._send(held))
+        task = asyncio.create_task(self._send(lane, held))
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
 
-    async def _send(self, held: _Held) -> None:
+    async def _send(self, lane: _Lane, held: _Held) -> None:
         row, decision = held.row, held.decision
         assert row is not None
         assert decision is not None
@@ -258,6 +267,7 @@ class Lanes:
         try:
             if outcome is not None:
                 await self._recorder.record(outcome, opt_out)
+                lane.wake.set()  # its room is free now (committed): no need to wait for the NOTIFY
         except Exception as exc:
             if not held.done.done():
                 held.done.set_exception(exc)

@@ -15,7 +15,7 @@ from shared.db.sending import Outcome
 
 #: Seconds an outcome waits for others to share its statement (a statement costs the database
 #: about as much as a few dozen rows).
-LINGER_S = 0.005
+LINGER_S = 0.002
 
 
 class Recorder:

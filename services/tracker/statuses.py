@@ -16,6 +16,9 @@ from shared.batching import GroupCommit
 from shared.db import tracking
 from shared.domain.deliveries import fold_sms_statuses
 
+#: Seconds a callback waits for others to share its batch (each batch costs the database two
+#: statements, whatever its size).
+LINGER_S = 0.001
 #: Reads of a batch's deliveries before it gives up on those that keep moving under it.
 MAX_TRIES = 5
 #: Seconds a batch that met a passing failure (the database away) is tried again before its
@@ -39,7 +42,7 @@ class StatusBatcher:
     def __init__(self, pool: asyncpg.Pool, max_batch: int = 500):
         self._pool = pool
         self._batches = GroupCommit[StatusCallback, str](
-            "statuses", self._write, max_batch=max_batch, parallel=1, retry_for_s=RETRY_FOR_S
+            "statuses", self._write, max_batch=max_batch, parallel=1, linger_s=LINGER_S, retry_for_s=RETRY_FOR_S
         )
 
     async def apply(self, callback: StatusCallback) -> str:

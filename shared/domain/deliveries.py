@@ -52,7 +52,9 @@ _MOVABLE = ("queued", "sending", "sent")
 def sms_status_change(current: Row, status: str, error_code: str | None, now: datetime) -> dict[str, Any]:
     """Columns to update for Twilio `status` on a delivery in `current`; {} when it changes nothing.
 
-    A status of a lower rank than the one recorded (a late `sent` after `delivered`) changes nothing.
+    A status of a lower rank than the one recorded (a late `sent` after `delivered`) changes nothing;
+    nor does an intermediate one that moves neither the state nor a time (`sent` for a delivery
+    already recorded as sent): `provider_status` keeps the last status that did.
     """
     rank = TWILIO_SMS_RANK.get(status)
     if rank is None:
@@ -74,6 +76,10 @@ def sms_status_change(current: Row, status: str, error_code: str | None, now: da
         change["state"] = "undelivered"
         change["failed_at"] = now
         change["error"] = f"twilio {status}" + (f" (error {error_code})" if error_code else "")
+    if set(change) == {"provider_status"} and rank < TWILIO_SMS_RANK["delivered"]:
+        # A step on the way (sending, sent) that moves neither the state nor a time: not worth a
+        # write a message (Twilio's `sent` comes after our own record of the send, every time)
+        return {}
     return change
 
 

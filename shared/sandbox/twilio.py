@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import functools
 import html
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -213,7 +215,7 @@ class FakeTwilio(FakeCalls, FakeNumbers):
         if not body:
             return self._error(400, 21602, "Message body is required.")
         sid = "SM" + uuid.uuid4().hex
-        now = datetime.now(UTC)
+        created = _http_date()
         message = {
             "sid": sid,
             "account_sid": self.account_sid,
@@ -225,8 +227,8 @@ class FakeTwilio(FakeCalls, FakeNumbers):
             "api_version": "2010-04-01",
             "num_segments": "1",
             "num_media": "0",
-            "date_created": format_datetime(now),
-            "date_updated": format_datetime(now),
+            "date_created": created,
+            "date_updated": created,
             "date_sent": None,
             "error_code": None,
             "error_message": None,
@@ -330,6 +332,16 @@ class FakeTwilio(FakeCalls, FakeNumbers):
                 except CallbackError as exc:
                     log.warning("sandbox.callback_failed", url=url, error=str(exc), attempt=attempt)
                 await asyncio.sleep(0.2 * (attempt + 1))
+
+
+@functools.lru_cache(maxsize=4)
+def _http_date_at(second: int) -> str:
+    return format_datetime(datetime.fromtimestamp(second, UTC))
+
+
+def _http_date() -> str:
+    """Now as Twilio writes dates (RFC 2822, to the second)."""
+    return _http_date_at(int(time.time()))
 
 
 async def serve(fake: FakeTwilio, host: str, port: int) -> web.AppRunner:
