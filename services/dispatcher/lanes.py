@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,7 +39,10 @@ HELD = Gauge("campaigns_dispatch_held", "Deliveries this dispatcher holds, not y
 FLOW_CHANNEL = "flow"
 #: Seconds a woken lane waits before it claims, so that room freed by several commits at once is
 #: claimed in one statement.
-CLAIM_LINGER_S = 0.002
+CLAIM_LINGER_S = 0.0
+#: How far into a lane a send looks for the delivery to hand its place to (the decided ones come
+#: first: a lane decides its deliveries in order).
+FOLLOWING_LOOKS = 16
 #: Campaign states whose deliveries are sent.
 _LIVE = ("scheduled", "running")
 #: What a decision that is not a send leaves the delivery as.
@@ -166,42 +171,57 @@ class Lanes:
 
     async def _round(self, lane: _Lane) -> bool:
         """Claim what the campaign's room and our capacity allow, settle what is not to be sent,
-        start the sends. Whether anything moved."""
+        start the sends. Whether anything moved.
+
+        The deliveries a round works on are taken out of the lane while it awaits the database, so
+        that a finished send never hands its place to one of them meanwhile; those it neither sent
+        nor settled go back to the front of the lane."""
         share = self._share()
         window = list(lane.held.values())[: max(2 * share, 50)]
         await self._prepare(window)
+        window = [h for h in window if lane.held.get(h.id) is h]  # (a hand-over took some meanwhile)
         finished = [h for h in window if h.decision is not None and h.decision.action == "duplicate"]
+        sendable = [h for h in window if h.decision is not None and h.decision.action == "send"]
+        settled = [h for h in window if h.decision is not None and h.decision.action in _SETTLED_AS]
         for held in finished:
             self._finish(lane, held)
-        window = [h for h in window if h.id in lane.held]
-        sendable = [h for h in window if h.decision is not None and h.decision.action == "send"]
-        verdicts = [
-            (h.id, _SETTLED_AS[h.decision.action], h.decision.reason)
-            for h in window
-            if h.decision is not None and h.decision.action in _SETTLED_AS
-        ]
-        claim = sending.Claim("running", 0, [])
-        if sendable:
-            texts = [(h.decision.text if h.decision else None) or "" for h in sendable]
-            claim = await sending.claim(self._pool, lane.campaign_id, [h.id for h in sendable], texts, share)
-        if claim.status not in _LIVE:
-            # paused: back to planned, to be released on resume; ended (or gone): cancelled
-            status = claim.status or "gone"
-            state, reason = ("planned", None) if status == "paused" else ("cancelled", f"campaign {status}")
-            verdicts += [(h.id, state, reason) for h in sendable]
-            sendable = []
-        await sending.settle(self._pool, verdicts)
+        for held in (*sendable, *settled):
+            del lane.held[held.id]
+        verdicts = [(h.id, _SETTLED_AS[h.decision.action], h.decision.reason) for h in settled if h.decision]
+        try:
+            claim = sending.Claim("running", 0, [])
+            if sendable:
+                texts = [(h.decision.text if h.decision else None) or "" for h in sendable]
+                claim = await sending.claim(self._pool, lane.campaign_id, [h.id for h in sendable], texts, share)
+            if claim.status not in _LIVE:
+                # paused: back to planned, to be released on resume; ended (or gone): cancelled
+                status = claim.status or "gone"
+                state, reason = ("planned", None) if status == "paused" else ("cancelled", f"campaign {status}")
+                verdicts += [(h.id, state, reason) for h in sendable]
+                settled, sendable = [*settled, *sendable], []
+            await sending.settle(self._pool, verdicts)
+        except BaseException:
+            self._hold_at_front(lane, [*sendable, *settled])
+            raise
         grant = min(len(sendable), share, claim.free)
-        claimed = claim.claimed
+        claimed = set(claim.claimed)
         lane.starved = bool(sendable) and share < min(len(sendable), claim.free)
-        for held_id, state, _ in verdicts:
+        for held, (_, state, _reason) in zip(settled, verdicts, strict=True):
             OUTCOMES.labels(self._channel, "not_sent" if state != "planned" else "paused").inc()
-            self._finish(lane, lane.held[held_id])
-        for held_id in claimed:
-            self._start(lane, lane.held.pop(held_id))
+            self._finish(lane, held)
+        for held in sendable:
+            if held.id in claimed:
+                self._start(lane, held)
+        unclaimed = [h for h in sendable if h.id not in claimed]
+        self._hold_at_front(lane, unclaimed)
         if grant and len(claimed) < grant:
-            await self._drop_unclaimable(lane, [h for h in sendable if h.id not in set(claimed)])
+            await self._drop_unclaimable(lane, unclaimed)
         return bool(claimed or verdicts or finished)
+
+    def _hold_at_front(self, lane: _Lane, held: list[_Held]) -> None:
+        """Put deliveries a round took back at the front of their lane, in order."""
+        if held:
+            lane.held = {h.id: h for h in held} | lane.held
 
     async def _prepare(self, window: list[_Held]) -> None:
         """Load and decide the deliveries not decided yet (their text rendered once)."""
@@ -220,8 +240,9 @@ class Lanes:
         its delivery skipped at the next round; one locked by another claim stays held."""
         found = await sending.states(self._pool, [h.id for h in unclaimed])
         for held in unclaimed:
-            state = found.get(held.id)
-            if state != "queued":
+            if lane.held.get(held.id) is not held:
+                continue  # handed over meanwhile
+            if found.get(held.id) != "queued":
                 self._finish(lane, held)
             else:
                 held.decision = None  # decided again next round (an opt-out is then a skip)
@@ -234,6 +255,10 @@ class Lanes:
     def _start(self, lane: _Lane, held: _Held) -> None:
         self._in_flight += 1
         IN_FLIGHT.labels(self._channel).set(self._in_flight)
+        self._launch(lane, held)
+
+    def _launch(self, lane: _Lane, held: _Held) -> None:
+        """Send a claimed delivery (its capacity already counted)."""
         task = asyncio.create_task(self._send(lane, held))
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
@@ -244,36 +269,72 @@ class Lanes:
         assert decision is not None
         opt_out = None
         try:
-            try:
-                accepted = await self._sender.send(row, decision)
-            except ProviderError as exc:
-                outcome = self._failure(row, exc)
-                opt_out = row["contact_id"] if exc.verdict == "opt_out" else None
-            except Exception:  # a bug in a sender: whether the provider took it is unknown
-                log.exception("delivery.send_failed", delivery_id=row["id"])
-                OUTCOMES.labels(self._channel, "unknown").inc()
-                outcome = None  # left `sending`: the reconciler asks the provider
-            else:
-                outcome = Outcome(
-                    row["id"], "sent", accepted.provider_id, accepted.status, self._sender.cost(row, decision)
-                )
-                OUTCOMES.labels(self._channel, "sent").inc()
-        finally:
-            self._in_flight -= 1
-            IN_FLIGHT.labels(self._channel).set(self._in_flight)
-            for lane in self._lanes.values():
-                if lane.starved:
-                    lane.wake.set()
+            accepted = await self._sender.send(row, decision)
+        except ProviderError as exc:
+            outcome = self._failure(row, exc)
+            opt_out = row["contact_id"] if exc.verdict == "opt_out" else None
+        except Exception:  # a bug in a sender: whether the provider took it is unknown
+            log.exception("delivery.send_failed", delivery_id=row["id"])
+            OUTCOMES.labels(self._channel, "unknown").inc()
+            outcome = None  # left `sending`: the reconciler asks the provider
+        else:
+            outcome = Outcome(
+                row["id"], "sent", accepted.provider_id, accepted.status, self._sender.cost(row, decision)
+            )
+            OUTCOMES.labels(self._channel, "sent").inc()
+        # the next delivery of this lane takes this one's place, claimed with its record (one
+        # statement: the campaign's in-flight count does not move, and no claim round is waited for)
+        following = self._following(lane) if outcome is not None else None
+        if following is None:
+            self._done_sending()
+        elif outcome is not None and following.decision is not None:
+            outcome = dataclasses.replace(outcome, next_id=following.id, next_rendered=following.decision.text or "")
         try:
             if outcome is not None:
-                await self._recorder.record(outcome, opt_out)
-                lane.wake.set()  # its room is free now (committed): no need to wait for the NOTIFY
+                handed = await self._recorder.record(outcome, opt_out)
+                if following is not None:
+                    if handed:
+                        self._launch(lane, following)
+                    else:  # the campaign paused, the contact opted out, another replica has it…
+                        self._hold_again(following.id, lane.campaign_id, following)
+                        self._done_sending()
+                lane.wake.set()  # room is free now (committed): no need to wait for the NOTIFY
         except Exception as exc:
+            if following is not None:
+                self._hold_again(following.id, lane.campaign_id, following)
+                self._done_sending()
             if not held.done.done():
                 held.done.set_exception(exc)
             return
         if not held.done.done():
             held.done.set_result(None)
+
+    def _following(self, lane: _Lane) -> _Held | None:
+        """The first delivery of the lane decided to be sent, taken out of it (to be handed over)."""
+        for candidate in itertools.islice(lane.held.values(), FOLLOWING_LOOKS):
+            if candidate.decision is not None and candidate.decision.action == "send":
+                return lane.held.pop(candidate.id)
+        return None
+
+    def _hold_again(self, delivery_id: str, campaign_id: str, held: _Held) -> None:
+        """Give a delivery that was not handed over back to its campaign's lane (running again if
+        it ended meanwhile), for a claim round to decide."""
+        lane = self._lanes.get(campaign_id)
+        if lane is None:
+            lane = self._lanes[campaign_id] = _Lane(campaign_id)
+        held.decision = None  # decided again: the campaign or the contact may have changed
+        lane.held[delivery_id] = held
+        lane.wake.set()
+        if lane.task is None:
+            lane.task = asyncio.create_task(self._run(lane), name=f"lane.{campaign_id}")
+
+    def _done_sending(self) -> None:
+        """One provider request of this process fewer: lanes that wanted capacity may go on."""
+        self._in_flight -= 1
+        IN_FLIGHT.labels(self._channel).set(self._in_flight)
+        for other in self._lanes.values():
+            if other.starved:
+                other.wake.set()
 
     def _failure(self, row: asyncpg.Record, exc: ProviderError) -> Outcome | None:
         """What a refused or unanswered send becomes: None (outcome unknown: left `sending` for the

@@ -15,7 +15,7 @@ from shared.db.sending import Outcome
 
 #: Seconds an outcome waits for others to share its statement (a statement costs the database
 #: about as much as a few dozen rows).
-LINGER_S = 0.002
+LINGER_S = 0.001
 
 
 class Recorder:
@@ -25,21 +25,22 @@ class Recorder:
     def __init__(self, pool: asyncpg.Pool, channel: str, max_batch: int = 1000, linger_s: float = LINGER_S):
         self._pool = pool
         self._channel = channel
-        self._batches = GroupCommit[tuple[Outcome, str | None], None](
+        self._batches = GroupCommit[tuple[Outcome, str | None], bool](
             f"record.{channel}", self._write, max_batch=max_batch, linger_s=linger_s
         )
 
-    async def record(self, outcome: Outcome, opt_out: str | None = None) -> None:
-        """Record `outcome` (and opt the contact `opt_out` out of the channel); returns once committed."""
-        await self._batches.submit((outcome, opt_out))
+    async def record(self, outcome: Outcome, opt_out: str | None = None) -> bool:
+        """Record `outcome` (and opt the contact `opt_out` out of the channel); once committed,
+        whether the outcome's `next_id` was handed over (claimed in its place)."""
+        return await self._batches.submit((outcome, opt_out))
 
-    async def _write(self, batch: Sequence[tuple[Outcome, str | None]]) -> list[None]:
+    async def _write(self, batch: Sequence[tuple[Outcome, str | None]]) -> list[bool]:
         outcomes = [outcome for outcome, _ in batch]
         opt_outs = [contact for _, contact in batch if contact]
         if not opt_outs:  # one statement: no transaction to open
-            await sending.record(self._pool, outcomes)
+            handed = await sending.record(self._pool, outcomes)
         else:
             async with self._pool.acquire() as conn, conn.transaction():
-                await sending.record(conn, outcomes)
+                handed = await sending.record(conn, outcomes)
                 await sending.opt_out(conn, opt_outs, self._channel)
-        return [None] * len(batch)
+        return [o.next_id in handed for o in outcomes]

@@ -75,31 +75,58 @@ RETURNING d.id
 # Outcomes of sends, one statement for the batch. A `sent` never undoes a later status a faster
 # callback set; a retry or a failure applies only to a delivery still `sending`. A send's cost is
 # set once, and setting it charges it (migration 0010's trigger, in this same statement).
+#
+# Hand-over: an outcome may name the next delivery of its lane. When the recorded delivery gives
+# its place in `max_concurrent` back here (it was `sending` and is no longer in flight), that next
+# one is claimed in the same statement, in its place: the campaign's in-flight count does not move,
+# so no room needs reading, and a lane at its limit sends on without waiting for a claim round.
 _RECORD = """
 WITH o AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::timestamptz[], $7::text[])
-        AS o(id, outcome, provider_id, provider_status, cost, retry_at, error)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::timestamptz[], $7::text[],
+                         $8::text[], $9::text[])
+        AS o(id, outcome, provider_id, provider_status, cost, retry_at, error, next_id, next_rendered)
 ), locked AS MATERIALIZED (
     SELECT d.id, d.state FROM deliveries d JOIN o ON o.id = d.id ORDER BY d.id FOR UPDATE OF d
+), recorded AS (
+    UPDATE deliveries d SET
+        state = CASE
+            WHEN o.outcome = 'sent' THEN CASE WHEN l.state = 'sending' THEN 'sent' ELSE l.state END
+            WHEN l.state <> 'sending' THEN l.state
+            WHEN o.outcome = 'retry' THEN 'planned'
+            ELSE 'failed' END,
+        provider_id = COALESCE(o.provider_id, d.provider_id),
+        provider_status = CASE WHEN o.outcome = 'sent' THEN COALESCE(d.provider_status, o.provider_status)
+                               ELSE d.provider_status END,
+        sent_at = CASE WHEN o.outcome = 'sent' AND l.state NOT IN ('planned', 'queued')
+                       THEN COALESCE(d.sent_at, now()) ELSE d.sent_at END,
+        send_at = CASE WHEN o.outcome = 'retry' AND l.state = 'sending' THEN o.retry_at ELSE d.send_at END,
+        error = CASE WHEN o.outcome = 'sent' THEN NULL WHEN l.state = 'sending' THEN o.error ELSE d.error END,
+        failed_at = CASE WHEN o.outcome = 'failed' AND l.state = 'sending' THEN now() ELSE d.failed_at END,
+        cost = CASE WHEN o.outcome = 'sent' THEN COALESCE(d.cost, o.cost) ELSE d.cost END,
+        updated_at = now()
+    FROM o, locked l
+    WHERE d.id = o.id AND l.id = o.id
+    RETURNING d.id, d.state, d.channel, l.state AS was
+), freed AS (
+    SELECT o.next_id, o.next_rendered FROM recorded r JOIN o ON o.id = r.id
+    WHERE o.next_id IS NOT NULL AND r.was = 'sending'
+      AND NOT (r.state = 'sending' OR (r.channel = 'voice' AND r.state = 'sent'))
+), picked AS MATERIALIZED (
+    SELECT d.id, f.next_rendered AS rendered FROM freed f
+    JOIN deliveries d ON d.id = f.next_id
+    JOIN campaigns c ON c.id = d.campaign_id
+    JOIN contacts ct ON ct.id = d.contact_id
+    WHERE d.state = 'queued' AND c.status IN ('scheduled', 'running')
+      AND NOT CASE d.channel WHEN 'sms' THEN ct.opted_out_sms WHEN 'email' THEN ct.opted_out_email
+                             ELSE ct.opted_out_voice END
+    FOR UPDATE OF d SKIP LOCKED
+), handed AS (
+    UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1, sending_at = now(),
+        rendered = p.rendered, updated_at = now()
+    FROM picked p WHERE d.id = p.id
+    RETURNING d.id
 )
-UPDATE deliveries d SET
-    state = CASE
-        WHEN o.outcome = 'sent' THEN CASE WHEN l.state = 'sending' THEN 'sent' ELSE l.state END
-        WHEN l.state <> 'sending' THEN l.state
-        WHEN o.outcome = 'retry' THEN 'planned'
-        ELSE 'failed' END,
-    provider_id = COALESCE(o.provider_id, d.provider_id),
-    provider_status = CASE WHEN o.outcome = 'sent' THEN COALESCE(d.provider_status, o.provider_status)
-                           ELSE d.provider_status END,
-    sent_at = CASE WHEN o.outcome = 'sent' AND l.state NOT IN ('planned', 'queued') THEN COALESCE(d.sent_at, now())
-                   ELSE d.sent_at END,
-    send_at = CASE WHEN o.outcome = 'retry' AND l.state = 'sending' THEN o.retry_at ELSE d.send_at END,
-    error = CASE WHEN o.outcome = 'sent' THEN NULL WHEN l.state = 'sending' THEN o.error ELSE d.error END,
-    failed_at = CASE WHEN o.outcome = 'failed' AND l.state = 'sending' THEN now() ELSE d.failed_at END,
-    cost = CASE WHEN o.outcome = 'sent' THEN COALESCE(d.cost, o.cost) ELSE d.cost END,
-    updated_at = now()
-FROM o, locked l
-WHERE d.id = o.id AND l.id = o.id
+SELECT id FROM handed
 """
 _OPT_OUT = {
     "sms": "UPDATE contacts SET opted_out_sms = true, updated_at = now() WHERE id = ANY($1::text[])",
@@ -138,6 +165,9 @@ class Outcome:
     cost: Decimal | None = None
     retry_at: datetime | None = None
     error: str | None = None
+    #: The next delivery of the same campaign to claim in this one's place, and its rendered text.
+    next_id: str | None = None
+    next_rendered: str | None = None
 
 
 async def load(conn: Executor, delivery_ids: Sequence[str]) -> list[asyncpg.Record]:
@@ -171,11 +201,12 @@ async def settle(conn: Executor, verdicts: Sequence[tuple[str, str, str | None]]
     return [r["id"] for r in rows]
 
 
-async def record(conn: Executor, outcomes: Sequence[Outcome]) -> None:
-    """Record a batch of send outcomes, charging the sends, in one statement."""
+async def record(conn: Executor, outcomes: Sequence[Outcome]) -> set[str]:
+    """Record a batch of send outcomes, charging the sends, in one statement; the next deliveries
+    handed over (claimed in a recorded one's place, see _RECORD)."""
     if not outcomes:
-        return
-    await conn.execute(
+        return set()
+    rows = await conn.fetch(
         _RECORD,
         [o.delivery_id for o in outcomes],
         [o.outcome for o in outcomes],
@@ -184,7 +215,10 @@ async def record(conn: Executor, outcomes: Sequence[Outcome]) -> None:
         [o.cost for o in outcomes],
         [o.retry_at for o in outcomes],
         [o.error for o in outcomes],
+        [o.next_id for o in outcomes],
+        [o.next_rendered for o in outcomes],
     )
+    return {r["id"] for r in rows}
 
 
 async def opt_out(conn: Executor, contact_ids: Sequence[str], channel: str) -> None:
