@@ -398,6 +398,21 @@ async def run_campaign(
             "results": last, "mean": mean, "samples": len(busy), "peak_rss": dict(peak_rss), "reads": reads}
 
 
+async def work_done(dsn: str, name: str) -> tuple[int, int, int]:
+    """(transactions committed in the bench database, messages the outbox has published, the WAL's
+    position in bytes: the whole server's) so far."""
+    conn = await connect(dsn)
+    try:
+        commits = await conn.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = $1", name)
+        wal = await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+        published = await conn.fetchval(
+            "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM outbox_id_seq) - count(*) FROM outbox"
+        )
+    finally:
+        await conn.close()
+    return int(commits), int(published), int(wal)
+
+
 async def launch_samples(
     api_url: str, key: str, group_id: str, max_concurrent: int, samples: int, fake: FakeTwilio
 ) -> list[float]:
@@ -598,6 +613,7 @@ async def bench(args: argparse.Namespace) -> int:
                   f" {times[-1] * 1000:.1f} ms (target: median < 50 ms)")
             ok = True
             return 0
+        work_before = await work_done(dsn, name)
         cpu_before = {s: cpu_seconds(svc.process.pid) for s, svc in services.items() if svc.process}
         own_before = cpu_seconds(os.getpid())
         pg_before, mq_before = cpu_by_command(("postgres",)), cpu_by_command(("beam.smp", "erl_child_setup"))
@@ -667,6 +683,10 @@ async def bench(args: argparse.Namespace) -> int:
                   f" ({'never above' if fake.peak_in_flight <= concurrency else 'ABOVE'} {concurrency})")
         stand_in = cpu["FakeTwilio + this script"]
         product = sum(cpu.values()) - stand_in
+        commits, published, wal = (a - b for a, b in zip(await work_done(dsn, name), work_before, strict=True))
+        print(f"work per message: {commits / n:.3f} PostgreSQL commits, {published / n:.4f} broker messages,"
+              f" {wal / n / 1024:.1f} KiB of WAL ({commits:,} commits, {published:,} messages and"
+              f" {wal / 2**20:,.0f} MiB of WAL for {n:,}; the WAL is the whole server's)")
         print(f"CPU per message: {sum(cpu.values()) / n * 1000:.2f} ms all processes together;"
               f" {product / n * 1000:.2f} ms without the provider stand-in (target <= 2 ms)")
         reads = sorted(result["reads"])

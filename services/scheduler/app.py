@@ -85,7 +85,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         for consumer in consumers:
             await consumer.start()
         retention = every(settings.retention_interval, stop, lambda: purge(pool, settings.retention_days), "retention")
-        loops = (Relay(pool, connection, settings.amqp_prefix).run(), releaser.run(stop), planner.run(stop), retention)
+        relay = Relay(pool, connection, settings.amqp_prefix)
+        releaser.on_released = relay.wake
+        loops = (relay.run(), releaser.run(stop), planner.run(stop), retention)
         async with background(stop, *loops):
             runner, port = await observability.serve_health(
                 settings.metrics_host, settings.metrics_port, observability.standard_checks(pool, connection)

@@ -3,6 +3,7 @@ next run recorded); a cancelled one loses its pending sends and future runs."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -17,8 +18,17 @@ from shared.domain.pricing import estimate_run
 from shared.ids import new_id
 from shared.messages.campaign_events import CampaignCancelled, CampaignLaunched, RunCompleted
 from shared.planning import RunContext, next_run, plan_contact
+from shared.row import Row
 
 log = structlog.get_logger()
+
+
+class _Ended(Exception):
+    """The campaign ended while a chunk of it was being planned: the chunk is rolled back."""
+
+
+#: Contacts planned between two yields to the event loop (planning is CPU work: 200 take a few ms).
+YIELD_EVERY = 200
 
 
 class Handlers:
@@ -58,8 +68,13 @@ class Handlers:
                 return
             account = cast(asyncpg.Record, await accounts.get(conn, campaign["account_id"]))  # a foreign key
             run_id = await self.start_run(conn, campaign, account, seq=1)
-        if run_id is not None:
-            await self.plan_chunk(run_id, self._first_chunk)
+            # its first contacts in the same transaction: the first sends are released at once
+            planned = 0
+            if run_id is not None:
+                first = {"id": run_id, "seq": 1, "occurs_wall": None, "planned_through": ""}
+                planned = await self._plan(conn, first, campaign, account, self._first_chunk)
+        if planned:
+            self._on_planned()
 
     async def plan_due_runs(self) -> int:
         """Start the pending runs of recurring campaigns whose time has come; how many."""
@@ -130,6 +145,12 @@ class Handlers:
     async def plan_chunk(self, run_id: str | None, limit: int) -> int | None:
         """Plan the next `limit` contacts of a run being planned (that one, or any); how many,
         or None when no run was there to plan."""
+        try:
+            return await self._plan_chunk(run_id, limit)
+        except _Ended:
+            return 0
+
+    async def _plan_chunk(self, run_id: str | None, limit: int) -> int | None:
         async with self._pool.acquire() as conn, conn.transaction():
             run = await deliveries.planning_run(conn, run_id)
             if run is None:
@@ -140,22 +161,36 @@ class Handlers:
                 log.info("run.dropped", campaign_id=campaign["id"], run_id=run["id"], status=campaign["status"])
                 return 0
             account = cast(asyncpg.Record, await accounts.get(conn, campaign["account_id"]))
-            context = RunContext.build(
-                run["id"], campaign, account, self._clock(), wall=run["occurs_wall"] if run["seq"] > 1 else None
-            )
-            contacts = await deliveries.recipients_after(
-                conn, account["id"], campaign["id"], campaign["group_ids"], run["planned_through"] or "", limit
-            )
-            records = [plan_contact(context, contact) for contact in contacts]
-            await deliveries.copy_planned(conn, records)
-            if len(contacts) < limit:
-                await deliveries.finish_planning(conn, run["id"])
-                log.info("run.planned", campaign_id=campaign["id"], run_id=run["id"], seq=run["seq"])
-            else:
-                await deliveries.planned_through(conn, run["id"], contacts[-1]["id"])
-        if records:
+            planned = await self._plan(conn, run, campaign, account, limit)
+            if not await deliveries.still_live(conn, campaign["id"]):
+                # cancelled while this chunk was planned: its deliveries must not outlive the cancel
+                # (which did not see them): they go with this transaction, and the run at the next chunk
+                raise _Ended
+        if planned:
             self._on_planned()
-        return len(records)
+        return planned
+
+    async def _plan(
+        self, conn: Connection, run: Row, campaign: asyncpg.Record, account: asyncpg.Record, limit: int
+    ) -> int:
+        """Plan (in the caller's transaction) the run's next `limit` contacts after its cursor
+        `planned_through`, and move the cursor on (or mark it planned, when that was the last)."""
+        wall = run["occurs_wall"] if run["seq"] > 1 else None
+        context = RunContext.build(run["id"], campaign, account, self._clock(), wall=wall)
+        contacts = await deliveries.recipients_after(
+            conn, account["id"], campaign["id"], campaign["group_ids"], run["planned_through"] or "", limit
+        )
+        records = []
+        for start in range(0, len(contacts), YIELD_EVERY):  # (the loop stays free for launches and releases)
+            records += [plan_contact(context, contact) for contact in contacts[start : start + YIELD_EVERY]]
+            await asyncio.sleep(0)
+        await deliveries.copy_planned(conn, records)
+        if len(contacts) < limit:
+            await deliveries.finish_planning(conn, run["id"])
+            log.info("run.planned", campaign_id=campaign["id"], run_id=run["id"], seq=run["seq"])
+        else:
+            await deliveries.planned_through(conn, run["id"], contacts[-1]["id"])
+        return len(contacts)
 
     async def _reserve(
         self, conn: Connection, campaign: asyncpg.Record, account: asyncpg.Record, seq: int, run_id: str | None

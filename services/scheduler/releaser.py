@@ -58,6 +58,8 @@ class Releaser:
         self._wake = asyncio.Event()
         self._rates: dict[str, flow.Rate] = {}
         self._completed_at = 0.0
+        #: Called once a round's commands are committed (the relay publishes them at once).
+        self.on_released: Callable[[], None] = lambda: None
         self._swept_at = 0.0
 
     def wake(self, _payload: str | None = None) -> None:
@@ -125,6 +127,7 @@ class Releaser:
                         )
                     ],
                 )
+        self.on_released()
         for channel in {r["channel"] for r in rows}:
             RELEASED.labels(channel).inc(sum(1 for r in rows if r["channel"] == channel))
         log.info("deliveries.released", count=len(rows), campaigns=len(first))

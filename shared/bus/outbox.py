@@ -96,6 +96,10 @@ class Relay:
     def _on_notify(self, _payload: str | None) -> None:
         self._wake.set()
 
+    def wake(self) -> None:
+        """Relay now: this process has just committed rows (no need to wait for their NOTIFY)."""
+        self._wake.set()
+
     async def _relay_batch(self, channel: aio_pika.abc.AbstractChannel) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_CLAIM, self._batch)

@@ -91,6 +91,9 @@ WHERE campaign_id = $1 AND status IN ('pending', 'planning')
 """
 _CAMPAIGN = "SELECT * FROM campaigns WHERE id = $1"
 _CAMPAIGN_LOCKED = _CAMPAIGN + " FOR NO KEY UPDATE"
+# FOR SHARE: waits for an action under way on the campaign (a cancel holds the row), and holds off
+# the next until this transaction ends.
+_LIVE_SHARED = "SELECT status IN ('scheduled', 'running', 'paused') FROM campaigns WHERE id = $1 FOR SHARE"
 _FAIL_CAMPAIGN = "UPDATE campaigns SET status = 'failed', status_reason = $2, updated_at = now() WHERE id = $1"
 _FLOW = "INSERT INTO campaign_flow (campaign_id) VALUES ($1) ON CONFLICT DO NOTHING"
 #: Live campaigns with deliveries due, and their flow (what waits in a queue, what is in flight).
@@ -168,8 +171,11 @@ UPDATE deliveries d SET state = 'planned', queued_at = NULL, send_at = $3, updat
 FROM stale WHERE d.id = stale.id
 """
 _CANCEL = """
-UPDATE deliveries SET state = 'cancelled', error = 'campaign cancelled', updated_at = now()
-WHERE campaign_id = $1 AND state IN ('planned', 'queued')
+WITH locked AS MATERIALIZED (  -- in id order, as every batch writer of deliveries locks them
+    SELECT id FROM deliveries WHERE campaign_id = $1 AND state IN ('planned', 'queued') ORDER BY id FOR UPDATE
+)
+UPDATE deliveries d SET state = 'cancelled', error = 'campaign cancelled', updated_at = now()
+FROM locked WHERE d.id = locked.id AND d.state IN ('planned', 'queued')
 """
 
 
@@ -260,6 +266,13 @@ async def drop_run(conn: Connection, run_id: str) -> None:
 async def campaign(conn: Connection, campaign_id: str, *, lock: bool = False) -> asyncpg.Record | None:
     """A campaign by id (the scheduler's own view: any account), row-locked when `lock`."""
     return await conn.fetchrow(_CAMPAIGN_LOCKED if lock else _CAMPAIGN, campaign_id)
+
+
+async def still_live(conn: Connection, campaign_id: str) -> bool:
+    """Whether the campaign is still live, its row share-locked until the transaction ends: a cancel
+    committed meanwhile is seen, and one that comes later waits until this transaction's rows are
+    there for it to cancel."""
+    return bool(await conn.fetchval(_LIVE_SHARED, campaign_id))
 
 
 async def fail_campaign(conn: Connection, campaign_id: str, reason: str) -> None:

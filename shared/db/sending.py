@@ -65,11 +65,18 @@ WITH room AS MATERIALIZED (
 SELECT (SELECT status FROM room) AS status, COALESCE((SELECT free FROM room), 0) AS free,
        ARRAY(SELECT id FROM claimed) AS claimed
 """
+# Rows locked in id order first, as every batch writer of deliveries does (no deadlock between two
+# batches, or a batch and a campaign's cancellation).
 _SETTLE = """
+WITH u AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, state, error)
+), locked AS MATERIALIZED (
+    SELECT d.id FROM deliveries d JOIN u ON u.id = d.id WHERE d.state = 'queued' ORDER BY d.id FOR UPDATE OF d
+)
 UPDATE deliveries d SET state = u.state, error = u.error, updated_at = now(),
     failed_at = CASE WHEN u.state = 'failed' THEN now() ELSE d.failed_at END
-FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, state, error)
-WHERE d.id = u.id AND d.state = 'queued'
+FROM u, locked l
+WHERE d.id = u.id AND l.id = u.id AND d.state = 'queued'
 RETURNING d.id
 """
 # Outcomes of sends, one statement for the batch. A `sent` never undoes a later status a faster

@@ -263,11 +263,16 @@ async def apply_action(
 
 
 async def missing_variables(conn: Executor, row: asyncpg.Record) -> dict[str, int]:
-    """How many of the campaign's contacts lack each variable its texts read (they will fail)."""
+    """How many of the campaign's contacts lack each variable its texts read (they will fail). The
+    channel's own address (`phone` for SMS and calls, `email` for email) is not counted: a contact
+    without one is skipped, never sent a hole."""
     names: set[str] = set()
     for source in (row["message_template"], row["subject_template"], row["html_template"]):
         if source:
             names |= variables(source)
+    names.discard("email" if row["channel"] == "email" else "phone")
+    if not names:
+        return {}
     return await db.missing_variables(conn, row["account_id"], row["id"], list(row["group_ids"]), names)
 
 
