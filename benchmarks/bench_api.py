@@ -58,6 +58,7 @@ from benchmarks.common import (  # noqa: E402
     drop_run,
     log_problems,
     remove_logs,
+    wait_answering,
 )
 from shared.db import accounts  # noqa: E402
 from shared.db.migrate import migrate  # noqa: E402
@@ -134,18 +135,6 @@ async def hammer(
 # ------------------------------------------------------------------------------------------ main
 
 
-async def wait_for(url: str, process: Any, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            if not process():
-                raise RuntimeError(f"the server behind {url} exited")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(url) as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer in time")
 
 
 async def cleanup(name: str, prefix: str, stoppers: list[Callable[[], Any]]) -> None:
@@ -200,7 +189,7 @@ async def bench(args: argparse.Namespace) -> int:
             sys.executable, str(Path(__file__).resolve()), "--bare-server", str(port), cwd=ROOT,
         )
         stoppers.append(lambda: bare.returncode is None and bare.terminate())
-        await wait_for(f"http://127.0.0.1:{port}/thing", lambda: bare.returncode is None)
+        await wait_answering(f"http://127.0.0.1:{port}/thing", lambda: bare.returncode is None)
 
 
         async def bare_run() -> dict[str, Any]:
@@ -223,7 +212,7 @@ async def bench(args: argparse.Namespace) -> int:
         api.start()
         stoppers.append(api.stop)
         base = f"http://127.0.0.1:{api_port}"
-        await wait_for(base + "/healthz", api.alive)
+        await wait_answering(base + "/healthz", api.alive)
         assert api.process is not None
         conn = await connect(dsn)
         try:

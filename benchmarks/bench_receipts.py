@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
 from aiohttp import web  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
-from benchmarks.common import SERVER, cpu_seconds, remove_logs  # noqa: E402
+from benchmarks.common import SERVER, cpu_seconds, remove_logs, wait_answering  # noqa: E402
 from shared.db import accounts  # noqa: E402
 from shared.db.migrate import drop_database, migrate  # noqa: E402
 from shared.db.pool import connect  # noqa: E402
@@ -148,20 +148,6 @@ async def drive(work: list[list[tuple[str, bytes, dict[str, str]]]], concurrency
             "cpu": cpu, "requests": len(latencies), "seconds": seconds}
 
 
-async def wait_up(url: str, alive: Any, timeout: float = 60) -> None:
-    import aiohttp
-
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            if not alive():
-                raise RuntimeError(f"the server behind {url} exited")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(url) as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer in time")
 
 
 def _postgres_cpu() -> float:
@@ -199,7 +185,7 @@ async def bench(args: argparse.Namespace) -> int:
             sys.executable, str(Path(__file__).resolve()), "--bare-server", str(bare_port), cwd=ROOT
         )
         stoppers.append(lambda: bare.returncode is None and bare.terminate())
-        await wait_up(f"http://127.0.0.1:{bare_port}/healthz", lambda: bare.returncode is None)
+        await wait_answering(f"http://127.0.0.1:{bare_port}/healthz", lambda: bare.returncode is None)
         bare_work = callbacks(f"http://127.0.0.1:{bare_port}", deliveries)
         before = await drive(bare_work, concurrency, bare.pid)
         print(_row("ceiling: bare aiohttp handler (form, TwiML)", before, None), flush=True)
@@ -211,7 +197,7 @@ async def bench(args: argparse.Namespace) -> int:
         tracker = Service("tracker", ["tracker"], env, logs)
         tracker.start()
         stoppers.append(tracker.stop)
-        await wait_up(f"http://127.0.0.1:{port}/healthz", tracker.alive)
+        await wait_answering(f"http://127.0.0.1:{port}/healthz", tracker.alive)
         work = callbacks(f"http://127.0.0.1:{port}", deliveries)
         pg_before = _postgres_cpu()
         real = await drive(work, concurrency, tracker.process.pid)  # type: ignore[union-attr]

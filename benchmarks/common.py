@@ -4,13 +4,17 @@ a run's bus topology, database and log folder."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aio_pika
+import aiohttp
 import asyncpg
 
 from shared.bus import topology
@@ -71,3 +75,18 @@ def remove_logs(logs: Path) -> None:
         for log in logs.iterdir():
             log.unlink()
         logs.rmdir()
+
+
+async def wait_answering(url: str, alive: Callable[[], bool], timeout: float = 60) -> None:
+    """Wait until `url` answers 200 (a server starting); fail when `alive()` says its process exited."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if not alive():
+                raise RuntimeError(f"the server behind {url} exited")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(url) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in time")
