@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-from shared.db.pool import UNAVAILABLE, UNSTORABLE
+from shared.db.pool import TRANSIENT, UNSTORABLE
 from shared.errors import AppError
 
 log = structlog.get_logger()
@@ -104,7 +104,7 @@ def error_middleware(service: str) -> Any:
                     ),
                     status,
                 )
-            except UNAVAILABLE as exc:  # the pool reconnects: the same request again will do
+            except TRANSIENT as exc:  # the database away, a deadlock, a timeout: the same request again will do
                 status = 503
                 log.warning("http.database_unavailable", path=request.path, method=request.method, error=repr(exc))
                 response = json_response(

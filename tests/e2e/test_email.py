@@ -254,3 +254,25 @@ async def test_the_smtp_provider_reuses_reopens_and_sorts_its_failures():
     finally:
         await provider.close()
         await sandbox.stop(server)
+
+
+async def test_emails_waiting_for_an_smtp_connection_are_not_sent_twice(http, system, account, sandbox_smtp, db):
+    # Given a slow relay (half a second a message), a dispatcher with 4 SMTP connections, and a
+    # campaign allowing 40 at once: the last of them would wait 5 s for a connection, past the
+    # reconciler's 4 s, if they were claimed (and their clock started) before a connection was free
+    addresses = [new_email("wait") for _ in range(40)]
+    sandbox_smtp.response_delay = 0.5
+    sandbox_smtp.peak_in_flight = 0
+    try:
+        campaign_id = await launch(http, system, account, contacts=addresses, max_concurrent=40)
+        final = await finished(http, system, account, campaign_id)
+    finally:
+        sandbox_smtp.response_delay = 0.0
+    # Then the dispatcher claimed no more than it had connections for, and nothing went twice
+    assert sandbox_smtp.peak_in_flight <= 4
+    assert {len(sandbox_smtp.sent_to(a)) for a in addresses} == {1}
+    assert (final["sent"], final["failed"]) == (40, 0)
+    errors = await db.fetchval(
+        "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND error IS NOT NULL", campaign_id
+    )
+    assert errors == 0  # (none was ever taken for lost and sent again)

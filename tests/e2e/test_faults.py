@@ -222,3 +222,36 @@ async def test_receipts_lost_while_the_tracker_was_down_are_recovered(http, syst
         "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND status_checks > 0", campaign_id
     )
     assert looked_up > 0
+
+
+async def test_a_stuck_sms_is_not_taken_for_an_older_message_with_the_same_text(http, system, account, fake_twilio, db):
+    # Given a delivery left `sending` ten minutes ago, and at the provider only a message to the
+    # same number with the same text from two hours before (a previous run's, say)
+    phone = new_phone()
+    campaign_id = await _campaign(http, system, account, [phone])
+    await _completed(http, system, account, campaign_id)
+
+    async def all_in() -> bool:
+        return fake_twilio.background == 0 and await db.fetchval(
+            "SELECT state = 'delivered' FROM deliveries WHERE campaign_id = $1", campaign_id
+        )
+
+    await wait_until(all_in, message="its callbacks in")
+    old = next(m for m in fake_twilio.messages.values() if m["to"] == phone)
+    old["date_created"] = "Thu, 01 Jan 2026 08:00:00 +0000"
+    await db.execute(
+        "UPDATE deliveries SET state = 'sending', sent_at = NULL, delivered_at = NULL, provider_id = NULL,"
+        " provider_status = NULL, sending_at = now() - interval '10 minutes' WHERE campaign_id = $1",
+        campaign_id,
+    )
+    await db.execute("UPDATE runs SET status = 'planned', completed_at = NULL WHERE campaign_id = $1", campaign_id)
+    await db.execute("UPDATE campaigns SET status = 'running', completed_at = NULL WHERE id = $1", campaign_id)
+
+    # Then the reconciler does not take the old message for this attempt's: it sends it again, once
+    async def resent() -> bool:
+        return len(fake_twilio.sent_to(phone)) == 2
+
+    await wait_until(resent, timeout=60, message="sent again")
+    final = await _completed(http, system, account, campaign_id)
+    assert len(fake_twilio.sent_to(phone)) == 2
+    assert final["sent"] == 1
