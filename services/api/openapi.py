@@ -49,6 +49,7 @@ _REASONS = {
     413: "Body too large",
     415: "Unsupported media type",
     422: "Validation error",
+    429: "Too many at once (Retry-After)",
     503: "The database is unavailable for a moment (Retry-After)",
 }
 #: Statuses every authenticated operation may answer besides its own.

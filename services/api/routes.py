@@ -137,7 +137,7 @@ OPERATIONS: list[Op] = [
         "Import contacts from CSV (text/csv body, or multipart with a `file` part; `,` `;` tab or `|` "
         "between cells, read off the header), streamed",
         query=(("group_id", "add every imported contact to this group"), ("country", "region of phones without '+'")),
-        errors=(404,),
+        errors=(404, 429),
     ),
     Op("GET", "/contacts/{id}", contacts.get_contact, "Get a contact"),
     Op(
