@@ -95,6 +95,12 @@ class FakeTwilio(FakeCalls, FakeNumbers):
     call_outcomes: dict[str, list[str]] = field(default_factory=dict)
     #: To → what the contact says, one utterance per <Gather> (default: "Yes, that works for me.").
     speech: dict[str, list[str]] = field(default_factory=dict)
+    #: To → who answers its calls when the call asks for answering machine detection
+    #: (`MachineDetection`): "human" (the default), "machine" (reported as `machine_start` under
+    #: `Enable`, `machine_end_beep` under `DetectMessageEnd`), "fax", "unknown", or an exact
+    #: `AnsweredBy` value such as "machine_end_silence". A machine says nothing to a <Gather>, and
+    #: what is <Say>d to it is its recorded message (the call's `voicemail`).
+    answered_by: dict[str, str] = field(default_factory=dict)
     #: To → the CallDuration reported (default: the simulated call's length in whole seconds).
     call_durations: dict[str, int] = field(default_factory=dict)
     #: Seconds each step of a simulated call takes (ringing, answering, each thing said).

@@ -4,7 +4,10 @@ each `<Gather>` with the number's scripted speech, sends the status callbacks Tw
 with SequenceNumber), and records everything said per call.
 
 Scripting, per number: `fake.call_outcomes["+1…"] = ["busy", "answer"]`,
-`fake.speech["+1…"] = ["Yes", "Stop calling me"]`, `fake.call_durations["+1…"] = 125`.
+`fake.speech["+1…"] = ["Yes", "Stop calling me"]`, `fake.call_durations["+1…"] = 125`,
+`fake.answered_by["+1…"] = "machine"` (answering machine detection, when the call asks for it with
+`MachineDetection`: the answer URL is fetched with `AnsweredBy`, as Twilio's synchronous AMD does; a
+machine records what is said to it, kept as the call's `voicemail`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,11 @@ DEFAULT_SPEECH = ("Yes, that works for me.",)
 #: Outcomes of a call that never connects.
 UNANSWERED = frozenset({"busy", "no-answer", "failed", "canceled"})
 #: Keys of a call kept by the fake, beyond the JSON Twilio answers with.
-_PRIVATE = frozenset({"said", "heard", "outcome", "time_limit", "webhook_errors"})
+_PRIVATE = frozenset({"said", "heard", "outcome", "time_limit", "webhook_errors", "machine_detection", "voicemail"})
+#: `AnsweredBy` values meaning a machine picked up.
+MACHINES = frozenset({"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other"})
+#: Twilio's `MachineDetection` values.
+DETECTION_MODES = frozenset({"Enable", "DetectMessageEnd"})
 #: The status callback event that reports each call status (final ones always report as `completed`).
 _EVENT = {"initiated": "initiated", "ringing": "ringing", "in-progress": "answered"}
 #: Most TwiML documents one simulated call follows (a loop guard).
@@ -49,6 +56,7 @@ class FakeCalls:
     call_outcomes: dict[str, list[str]]
     speech: dict[str, list[str]]
     call_durations: dict[str, int]
+    answered_by: dict[str, str]
     lost_callbacks: dict[str, set[str]]
     call_step_delay: float
     calls_in_progress: int
@@ -87,6 +95,9 @@ class FakeCalls:
             return self._error(400, 21213, "No 'From' number is specified")
         if not recorded.get("Url"):
             return self._error(400, 21205, "Url parameter is required.")
+        detection = recorded.get("MachineDetection")
+        if detection is not None and detection not in DETECTION_MODES:
+            return self._error(400, 21201, f"MachineDetection must be Enable or DetectMessageEnd, not {detection!r}")
         sid = "CA" + uuid.uuid4().hex
         now = format_datetime(datetime.now(UTC))
         outcomes = self.call_outcomes.get(to)
@@ -122,6 +133,8 @@ class FakeCalls:
             "webhook_errors": [],
             "outcome": outcomes.pop(0) if outcomes else "answer",
             "time_limit": int(recorded.get("TimeLimit") or 14400),
+            "machine_detection": detection,
+            "voicemail": None,
         }
         self.calls[sid] = call
         self.calls_in_progress += 1
@@ -189,6 +202,7 @@ class FakeCalls:
                 return
             started = time.monotonic()
             call["start_time"] = format_datetime(datetime.now(UTC))
+            call["answered_by"] = self._detect(call)
             await report("in-progress")
             await self._converse(call, recorded, started)
             duration = self.call_durations.get(call["to"]) or max(1, math.ceil(time.monotonic() - started))
@@ -199,7 +213,7 @@ class FakeCalls:
             end()
 
     def _call_params(self, call: dict[str, Any]) -> dict[str, str]:
-        return {
+        params = {
             "CallSid": call["sid"],
             "AccountSid": self.account_sid,
             "From": call["from"] or "",
@@ -207,11 +221,30 @@ class FakeCalls:
             "Direction": "outbound-api",
             "ApiVersion": "2010-04-01",
         }
+        if call["answered_by"]:
+            params["AnsweredBy"] = call["answered_by"]
+        return params
+
+    def _detect(self, call: dict[str, Any]) -> str | None:
+        """The call's `AnsweredBy` as Twilio's AMD would report it under its `MachineDetection`
+        (None: detection not asked for). Scripted per number in `answered_by`."""
+        mode = call["machine_detection"]
+        if mode is None:
+            return None
+        who = self.answered_by.get(call["to"], "human")
+        if who == "machine" or who in MACHINES:
+            # `Enable` answers as soon as it hears a machine; only `DetectMessageEnd` waits for the
+            # end of the greeting, and reports how it ended.
+            if mode == "Enable":
+                return "machine_start"
+            return "machine_end_beep" if who in ("machine", "machine_start") else who
+        return who
 
     async def _converse(self, call: dict[str, Any], recorded: Recorded, started: float) -> None:
         """Follow the TwiML: `<Say>` is recorded, `<Gather>` posts the next utterance (or nothing once
         they run out, with actionOnEmptyResult), `<Hangup/>` or the end of a document ends the call."""
-        utterances = list(self.speech.get(call["to"]) or DEFAULT_SPEECH)
+        machine = call["answered_by"] in MACHINES
+        utterances = [] if machine else list(self.speech.get(call["to"]) or DEFAULT_SPEECH)
         url = recorded.get("Url") or ""
         base = {**self._call_params(call), "CallStatus": "in-progress"}
         document = await self._post_signed(call, url, base)
@@ -252,6 +285,8 @@ class FakeCalls:
 
     async def _say(self, call: dict[str, Any], text: str) -> None:
         call["said"].append(text)
+        if call["answered_by"] in MACHINES:  # the machine records it
+            call["voicemail"] = " ".join(call["said"])
         await asyncio.sleep(self.call_step_delay)
 
     async def _post_signed(self, call: dict[str, Any], url: str, params: dict[str, str]) -> str | None:
