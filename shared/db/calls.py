@@ -26,7 +26,9 @@ FOR UPDATE OF d
 """
 _AGENT = "SELECT a.* FROM agents a JOIN campaigns c ON c.agent_id = a.id WHERE c.id = $1"
 _CONTACT = "SELECT * FROM contacts WHERE id = $1"
-_COLUMNS = frozenset({"state", "provider_status", "sent_at", "delivered_at", "failed_at", "error", "send_at"})
+_COLUMNS = frozenset(
+    {"answered_by", "state", "provider_status", "sent_at", "delivered_at", "failed_at", "error", "send_at"}
+)
 
 
 async def call_for_update(conn: Connection, delivery_id: str | None) -> asyncpg.Record | None:
@@ -47,7 +49,8 @@ async def contact(conn: Executor, contact_id: str) -> asyncpg.Record | None:
 
 
 async def update(conn: Connection, delivery_id: str, change: dict[str, Any]) -> None:
-    """Apply a call's `change` (column → value; the columns a call changes) to its delivery."""
+    """Apply a call's `change` (column → value; the columns a call changes, and `answered_by`) to
+    its delivery."""
     await tracking.update_delivery(conn, delivery_id, change, _COLUMNS)
 
 

@@ -118,3 +118,48 @@ def asks_to_stop(speech: str) -> bool:
     """True when the contact asks not to be called again ("stop calling", "do not call", "stop")."""
     text = re.sub(r"\s+", " ", speech.lower().replace("\u2019", "'")).strip(" .!?,")
     return text.upper() in OPT_OUT or any(phrase in text for phrase in STOP_PHRASES)
+
+
+#: A voice campaign's `machine_detection` settings; `off` (the default) asks Twilio for nothing.
+MACHINE_DETECTION = ("off", "hangup", "voicemail")
+#: Twilio's `AnsweredBy` values that mean no person is on the line (a fax hangs up in every mode).
+MACHINES = frozenset({"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other"})
+FAX = "fax"
+#: Every `AnsweredBy` value Twilio's AMD reports (anything else is recorded as `unknown`).
+ANSWERED_BY = frozenset({"human", "unknown", FAX, *MACHINES})
+
+CallAction = str  # "converse" | "hang_up" | "leave_message"
+
+
+def machine_detection(voice: dict[str, Any] | None) -> str:
+    """The campaign's `machine_detection` (from its `voice` settings), `off` when unset."""
+    mode = (voice or {}).get("machine_detection")
+    return mode if mode in MACHINE_DETECTION else "off"
+
+
+def amd_param(mode: str) -> str | None:
+    """Twilio's `MachineDetection` for a campaign's mode. `hangup` uses `Enable`: Twilio answers
+    the TwiML request as soon as it knows a machine picked up (the quickest hang-up). `voicemail`
+    uses `DetectMessageEnd`: Twilio waits for the greeting to end (the beep, or silence) before it
+    asks for TwiML, so the message we <Say> is recorded from its start rather than spoken over the
+    greeting. `off` asks for no detection (a human is assumed; no AMD charge, no delay)."""
+    return {"hangup": "Enable", "voicemail": "DetectMessageEnd"}.get(mode)
+
+
+def answered_by(value: str | None) -> str | None:
+    """Twilio's `AnsweredBy` as recorded on the delivery (None when Twilio sent none)."""
+    if not value:
+        return None
+    value = value.strip().lower()
+    return value if value in ANSWERED_BY else "unknown"
+
+
+def call_action(mode: str, who: str | None) -> CallAction:
+    """What an answered call does: a person (or an undecided detection: `unknown`, or no
+    detection) gets the conversation; a fax is hung up on; a machine is hung up on (`hangup`) or
+    left the voicemail message (`voicemail`)."""
+    if mode == "off" or who in (None, "human", "unknown"):
+        return "converse"
+    if who in MACHINES and mode == "voicemail":
+        return "leave_message"
+    return "hang_up"

@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.domain.calls import asks_to_stop, call_minutes, call_status_change
+from shared.domain.calls import (
+    amd_param,
+    answered_by,
+    asks_to_stop,
+    call_action,
+    call_minutes,
+    call_status_change,
+    machine_detection,
+)
 
 NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 SID = "CA" + "1" * 32
@@ -133,3 +141,34 @@ def test_call_minutes(seconds, minutes):
 ])
 def test_asks_to_stop(speech, stop):
     assert asks_to_stop(speech) is stop
+
+
+@pytest.mark.parametrize(("mode", "param"), [("off", None), ("hangup", "Enable"), ("voicemail", "DetectMessageEnd")])
+def test_each_machine_detection_mode_asks_twilio_for_its_detection(mode, param):
+    assert amd_param(machine_detection({"machine_detection": mode})) == param
+
+
+def test_an_unset_or_unknown_machine_detection_is_off():
+    assert machine_detection(None) == machine_detection({}) == machine_detection({"machine_detection": "x"}) == "off"
+
+
+@pytest.mark.parametrize(("mode", "who", "action"), [
+    ("off", "machine_end_beep", "converse"),
+    ("voicemail", None, "converse"),
+    ("voicemail", "human", "converse"),
+    ("voicemail", "unknown", "converse"),
+    ("voicemail", "machine_end_beep", "leave_message"),
+    ("voicemail", "machine_end_silence", "leave_message"),
+    ("voicemail", "machine_end_other", "leave_message"),
+    ("voicemail", "fax", "hang_up"),
+    ("hangup", "machine_start", "hang_up"),
+    ("hangup", "fax", "hang_up"),
+    ("hangup", "human", "converse"),
+])
+def test_who_answered_decides_what_the_call_does(mode, who, action):
+    assert call_action(mode, who) == action
+
+
+def test_answered_by_is_recorded_as_twilio_says_it_and_anything_else_as_unknown():
+    assert [answered_by(v) for v in (None, "", "Human", "machine_end_beep", "robot")] == [
+        None, None, "human", "machine_end_beep", "unknown"]
