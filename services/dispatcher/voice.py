@@ -12,6 +12,7 @@ import asyncpg
 import structlog
 
 from services.dispatcher.decide import Decision
+from shared.domain.calls import amd_param, machine_detection
 from shared.providers.base import Accepted, Found
 
 log = structlog.get_logger()
@@ -21,9 +22,18 @@ class CallProvider(Protocol):
     """Places a call whose TwiML comes from `answer_url`."""
 
     async def place_call(
-        self, *, to: str, from_: str, answer_url: str, status_callback: str, time_limit: int, ring_timeout: int
+        self,
+        *,
+        to: str,
+        from_: str,
+        answer_url: str,
+        status_callback: str,
+        time_limit: int,
+        ring_timeout: int,
+        machine_detection: str | None = None,
     ) -> Accepted:
-        """Accepted, or ProviderError saying whether to retry."""
+        """Accepted, or ProviderError saying whether to retry; `machine_detection` is Twilio's
+        `MachineDetection` (None: no answering machine detection)."""
         ...
 
 
@@ -65,6 +75,10 @@ class VoiceSender:
     async def send(self, row: asyncpg.Record, decision: Decision) -> Accepted:
         """Place the call."""
         time_limit = self.time_limit(row)
+        # Synchronous AMD (no AsyncAmd): the answer webhook then carries `AnsweredBy`, and the
+        # tracker chooses the call's TwiML from it: a voicemail waits for the beep (amd_param says
+        # why DetectMessageEnd), a hang-up is decided as early as Twilio knows (Enable).
+        amd = amd_param(machine_detection(row["voice"]))
         accepted = await self._provider.place_call(
             to=row["to_address"],
             from_=row["from_number"] or self._default_from,
@@ -72,8 +86,9 @@ class VoiceSender:
             status_callback=self.webhook_url("status", row["id"]),
             time_limit=time_limit,
             ring_timeout=self._ring_timeout,
+            machine_detection=amd,
         )
-        log.info("call.placed", provider_id=accepted.provider_id, time_limit=time_limit)
+        log.info("call.placed", provider_id=accepted.provider_id, time_limit=time_limit, machine_detection=amd)
         return accepted
 
     def cost(self, row: asyncpg.Record, decision: Decision) -> None:

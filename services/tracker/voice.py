@@ -18,7 +18,8 @@ from services.tracker import agents
 from services.tracker.signatures import TwilioSignatures
 from services.tracker.webhooks import WEBHOOKS, twiml, verified_form
 from shared.db import calls, sending, tracking
-from shared.domain.calls import asks_to_stop
+from shared.domain.calls import answered_by, asks_to_stop, call_action, machine_detection
+from shared.domain.templating import MissingVariable, TemplateError, contact_context, render
 from shared.ids import new_id
 
 log = structlog.get_logger()
@@ -61,9 +62,13 @@ def say_and_hang_up(text: str, delivery: asyncpg.Record | None = None) -> str:
 
 
 async def voice_answer(request: web.Request) -> web.Response:
-    """`POST /webhooks/twilio/voice/answer?delivery_id=…`: the contact picked up."""
+    """`POST /webhooks/twilio/voice/answer?delivery_id=…`: the call was answered. With answering
+    machine detection on, `AnsweredBy` says by whom (recorded on the delivery): a person gets the
+    conversation; a machine is hung up on, or left the campaign's voicemail message after the beep
+    (`call_action`). A voicemail is no reply and no agent turn."""
     form = await verified_form(request, "voice.answer")
     sid = form.get("CallSid", "")
+    who = answered_by(form.get("AnsweredBy"))
     pool: asyncpg.Pool = request.app["pool"]
     async with pool.acquire() as conn, conn.transaction():
         delivery = await calls.call_for_update(conn, request.query.get("delivery_id"))
@@ -73,12 +78,45 @@ async def voice_answer(request: web.Request) -> web.Response:
         first = await tracking.record_event(
             conn, "twilio", "voice.answer", _key(request, f"{sid}:answer"), delivery["id"], form
         )
+        action = call_action(machine_detection(delivery["voice"]), who)
+        if first and who is not None:
+            await calls.update(conn, delivery["id"], {"answered_by": who})
         opening = delivery["rendered"] or ""
-        if first and opening:
+        if first and opening and action == "converse":
             await tracking.add_message(conn, new_id("message"), delivery, "out", opening, sid, "agent")
-    WEBHOOKS.labels("voice.answer", "applied" if first else "duplicate").inc()
-    log.info("call.answered", delivery_id=delivery["id"], campaign_id=delivery["campaign_id"], provider_id=sid)
+    WEBHOOKS.labels("voice.answer", ("applied" if first else "duplicate") if action == "converse" else action).inc()
+    log.info(
+        "call.answered",
+        delivery_id=delivery["id"],
+        campaign_id=delivery["campaign_id"],
+        provider_id=sid,
+        answered_by=who,
+        action=action,
+    )
+    if action == "hang_up":
+        return twiml(say_and_hang_up(""))
+    if action == "leave_message":
+        message = await _voicemail(pool, delivery)
+        if first and message:
+            await tracking.add_message(pool, new_id("message"), delivery, "out", message, sid, "system")
+        return twiml(say_and_hang_up(message or "", delivery))
     return twiml(say_and_listen(request, delivery, opening))
+
+
+async def _voicemail(pool: asyncpg.Pool, delivery: asyncpg.Record) -> str | None:
+    """The campaign's `voicemail_message` rendered for the contact called (in the same sandbox and
+    budget as every message), or None when it cannot be (the call then hangs up without one)."""
+    source = (delivery["voice"] or {}).get("voicemail_message") or ""
+    contact = await calls.contact(pool, delivery["contact_id"])
+    agent = await calls.agent(pool, delivery["campaign_id"])
+    if not source or contact is None:
+        return None
+    try:
+        text = render(source, contact_context(dict(contact), agent["name"] if agent else None))
+    except (MissingVariable, TemplateError) as exc:
+        log.warning("voicemail.not_rendered", delivery_id=delivery["id"], error=str(exc))
+        return None
+    return text.strip() or None
 
 
 async def voice_gather(request: web.Request) -> web.Response:

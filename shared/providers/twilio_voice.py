@@ -16,9 +16,19 @@ class TwilioVoice(TwilioClient):
     """Places calls with Twilio's Calls API; the call's TwiML comes from the tracker's answer URL."""
 
     async def place_call(
-        self, *, to: str, from_: str, answer_url: str, status_callback: str, time_limit: int, ring_timeout: int
+        self,
+        *,
+        to: str,
+        from_: str,
+        answer_url: str,
+        status_callback: str,
+        time_limit: int,
+        ring_timeout: int,
+        machine_detection: str | None = None,
     ) -> Accepted:
-        """POST …/Calls.json; ProviderError sorted into retry or fail (a timeout: outcome unknown)."""
+        """POST …/Calls.json; ProviderError sorted into retry or fail (a timeout: outcome unknown).
+        `machine_detection` (`Enable` | `DetectMessageEnd`) asks for synchronous AMD: Twilio fetches
+        `answer_url` once it has decided, with `AnsweredBy` in the request."""
         async with self._errors():
             call = await self.client.calls.create_async(
                 to=to,
@@ -28,6 +38,7 @@ class TwilioVoice(TwilioClient):
                 status_callback_event=STATUS_EVENTS,
                 time_limit=time_limit,
                 timeout=ring_timeout,
+                machine_detection=machine_detection,  # None: left out of the request (no AMD)
             )
         return Accepted(provider_id=str(call.sid), status=str(call.status or "queued"))
 
