@@ -80,7 +80,7 @@ OPERATIONS: list[Op] = [
         "GET",
         "/campaigns/{id}/deliveries",
         campaigns.campaign_deliveries,
-        "A campaign's deliveries, with how each send time was chosen",
+        "A campaign's deliveries, with how each send time was chosen and who answered each call (answered_by)",
         query=(("state", "only this state"), *_PAGE),
     ),
     *(

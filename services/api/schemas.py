@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
+from shared.domain.calls import MACHINE_DETECTION
 from shared.domain.phone import InvalidPhone, to_e164
 from shared.domain.recurrence import Recurrence
 from shared.domain.templating import TemplateError, check_budget
@@ -95,6 +96,17 @@ class CampaignSettings(_Loose):
         ge=10,
         le=14400,
         validation_alias=AliasChoices("call_duration_limit", "max_duration", "max_call_duration", "time_limit"),
+    )
+    machine_detection: Literal["off", "hangup", "voicemail"] | None = Field(
+        default=None,
+        description="Voice only: answering machine detection. `off` (default): every answer gets the "
+        "conversation; `hangup`: a machine (or fax) answering is hung up on at once; `voicemail`: a "
+        "machine answering is left `voicemail_message` after the beep, then the call hangs up.",
+    )
+    voicemail_message: str | None = Field(
+        default=None,
+        description="Voice only: the message left on an answering machine (a template rendered per "
+        "contact, as `message_template`); required when `machine_detection` is `voicemail`.",
     )
     voice: dict[str, Any] | None = None
 
@@ -377,9 +389,10 @@ def normalize(req: CampaignCreate, default_timezone: str) -> CampaignSpec:
         except InvalidPhone as exc:
             bad("from_number", str(exc))
     voice = dict(merged.get("voice") or {})
-    for key in ("opening_message", "instructions", "call_duration_limit"):
+    for key in ("opening_message", "instructions", "call_duration_limit", "machine_detection", "voicemail_message"):
         if merged.get(key) is not None:
             voice[key] = merged[key]
+    errors.extend(machine_detection_errors(channel, voice))
     if errors:
         raise Invalid("the campaign is not valid", details=errors)
     return CampaignSpec(
@@ -407,6 +420,28 @@ def normalize(req: CampaignCreate, default_timezone: str) -> CampaignSpec:
         launch=req.status == "scheduled",
         group_field="contact_group_ids" if merged.get("contact_group_ids") else "contact_group_id",
     )
+
+
+def machine_detection_errors(channel: Channel, voice: dict[str, Any]) -> list[dict[str, str]]:
+    """What is wrong with a campaign's `machine_detection` and `voicemail_message` (given at the top
+    level, in `config` or in `voice`): a voice-only setting on another channel, an unknown mode, a
+    `voicemail` without a message to leave, a message that is not a valid template."""
+    errors: list[dict[str, str]] = []
+    mode, message = voice.get("machine_detection"), voice.get("voicemail_message")
+    if mode is not None and mode not in MACHINE_DETECTION:
+        errors.append({"field": "machine_detection", "reason": f"must be one of {', '.join(MACHINE_DETECTION)}"})
+    elif mode not in (None, "off") and channel != "voice":
+        errors.append({"field": "machine_detection", "reason": "only a voice campaign detects answering machines"})
+    if message is not None and not isinstance(message, str):
+        errors.append({"field": "voicemail_message", "reason": "must be a string (a template)"})
+        return errors
+    if message is not None and channel != "voice":
+        errors.append({"field": "voicemail_message", "reason": "only a voice campaign leaves voicemail"})
+    elif mode == "voicemail" and not (message or "").strip():
+        errors.append({"field": "voicemail_message", "reason": "required when machine_detection is 'voicemail'"})
+    else:
+        errors.extend(template_errors("voicemail_message", message))
+    return errors
 
 
 def _recipients(items: list[str | ContactIn], channel: Channel, bad: Any) -> list[Recipient]:

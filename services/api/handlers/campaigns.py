@@ -202,6 +202,7 @@ async def campaign_deliveries(request: web.Request) -> web.Response:
             "attempts": d["attempts"],
             "provider_id": d["provider_id"],
             "provider_status": d["provider_status"],
+            "answered_by": d["answered_by"],
             "message": d["rendered"],
             "error": d["error"],
             "queued_at": iso(d["queued_at"]),
