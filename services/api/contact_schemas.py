@@ -47,7 +47,7 @@ class ContactBody(BaseModel):
 class GroupIn(BaseModel):
     """`POST /contact-groups` and `PATCH /contact-groups/{id}`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
 

@@ -7,10 +7,12 @@ A campaign's settings may come at the top level or inside `config` (top level wi
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Literal, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, TypeVar, get_args
+from zoneinfo import ZoneInfo
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
@@ -39,11 +41,13 @@ def _document_synonyms(schema: dict[str, Any], model: type[BaseModel]) -> None:
                     properties[choice] = {**properties[name], "description": f"Synonym of `{name}`."}
 
 
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, json_schema_extra=_document_synonyms)
+class _Strict(BaseModel):
+    """A request object whose unknown keys are a 422 naming each (the seeds' synonyms are known)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra=_document_synonyms)
 
 
-class SendingWindowIn(_Loose):
+class SendingWindowIn(_Strict):
     """`start_hour`–`end_hour` (end exclusive) and `excluded_days`, in the contact's local time."""  # noqa: RUF002 (the OpenAPI description)
 
     start_hour: int | None = Field(default=None, ge=0, le=23)
@@ -65,7 +69,7 @@ class ContactIn(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class CampaignSettings(_Loose):
+class CampaignSettings(_Strict):
     """Every campaign setting; used at the top level and as `config` (`CampaignConfig`)."""
 
     description: str | None = None
@@ -112,7 +116,9 @@ class CampaignSettings(_Loose):
 
 
 class CampaignCreate(CampaignSettings):
-    """`POST /campaigns`."""
+    """`POST /campaigns`. Unknown keys are a 422 naming each; the answer (201) carries `warnings`,
+    `[{"field", "message"}]`, about what was accepted but likely not meant (a `scheduled_at` already
+    past: the campaign sends at launch)."""
 
     name: str = Field(min_length=1, max_length=200)
     agent_id: str = Field(min_length=1)
@@ -148,7 +154,7 @@ def patched(current: dict[str, Any], patch: CampaignPatch) -> tuple[CampaignCrea
     return CampaignCreate.model_validate(merged), "contacts" in given
 
 
-class AgentCreate(_Loose):
+class AgentCreate(_Strict):
     """`POST /agents`: how the agent talks and how it answers (`rules`, `webhook`, `llm`)."""
 
     name: str = Field(min_length=1, max_length=200)
@@ -159,7 +165,7 @@ class AgentCreate(_Loose):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
-class AgentPatch(_Loose):
+class AgentPatch(_Strict):
     """`PATCH /agents/{id}`: any field of an agent."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
@@ -243,10 +249,13 @@ class CampaignSpec:
     launch: bool
     #: The name the request gave its groups under (an unknown one is reported by that name).
     group_field: str = "contact_group_ids"
+    #: What is accepted but likely not meant, as `[{"field", "message"}]` (the answer's `warnings`).
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
 
-def pydantic_details(exc: ValidationError) -> list[dict[str, str]]:
-    """pydantic's errors as `[{"field": "contacts[1]", "reason": …}]`."""
+def pydantic_details(exc: ValidationError, model: type[BaseModel] | None = None) -> list[dict[str, str]]:
+    """pydantic's errors as `[{"field": "contacts[1]", "reason": …}]`; an unknown key says
+    "unknown field", with the known name it is closest to when `model` is given."""
     details = []
     for error in exc.errors():
         path = ""
@@ -255,8 +264,45 @@ def pydantic_details(exc: ValidationError) -> list[dict[str, str]]:
                 path += f"[{part}]"
             elif part not in ("str", "ContactIn", "int") and not str(part).startswith("function"):
                 path += ("." if path else "") + str(part)
-        details.append({"field": path or "body", "reason": error["msg"]})
+        reason = error["msg"]
+        if error["type"] == "extra_forbidden":
+            reason = unknown_field_reason(str(error["loc"][-1]), known_names(model) if model else set())
+        details.append({"field": path or "body", "reason": reason})
     return details
+
+
+def known_names(model: type[BaseModel]) -> set[str]:
+    """Every key `model` and the objects inside it accept: field names and their synonyms."""
+    names: set[str] = set()
+    pending: list[Any] = [model]
+    seen: set[Any] = set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for name, info in current.model_fields.items():
+            names.add(name)
+            if isinstance(info.validation_alias, AliasChoices):
+                names.update(c for c in info.validation_alias.choices if isinstance(c, str))
+            pending.extend(_models_in(info.annotation))
+    return names
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation holds (`X | None`, `list[X]`, …)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def unknown_field_reason(name: str, known: set[str]) -> str:
+    """ "unknown field", and the known name meant when one is close (`scheduledAt` → `scheduled_at`)."""
+    snake = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).replace("-", "_").lower()
+    guess = (
+        snake if snake in known else next(iter(difflib.get_close_matches(snake, sorted(known), n=1, cutoff=0.75)), None)
+    )
+    return f"unknown field (did you mean `{guess}`?)" if guess else "unknown field"
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -275,7 +321,38 @@ def parse(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise Invalid("the request is not valid", details=pydantic_details(exc)) from exc
+        details = pydantic_details(exc, model)
+        if issubclass(model, CampaignCreate):
+            details += _campaign_errors_besides(data, details)
+        raise Invalid("the request is not valid", details=details) from exc
+
+
+def _campaign_errors_besides(data: dict[str, Any], reported: list[dict[str, str]]) -> list[dict[str, str]]:
+    """What a create's checks beyond types (phones, zones, templates, schedule…) find in the fields
+    whose types were right, so that one answer lists every bad field."""
+    bad = {_top(d["field"]) for d in reported}
+    cleaned = {k: v for k, v in data.items() if k not in bad}
+    if isinstance(cleaned.get("config"), dict):
+        cleaned["config"] = {k: v for k, v in cleaned["config"].items() if f"config.{k}" not in bad}
+    cleaned.setdefault("name", "-")
+    cleaned.setdefault("agent_id", "-")
+    try:
+        normalize(CampaignCreate.model_validate(cleaned), "UTC")
+    except ValidationError:
+        return []
+    except Invalid as exc:
+        seen = {d["field"] for d in reported}
+        return [d for d in exc.details if d["field"] not in seen and _top(d["field"]) not in bad]
+    return []
+
+
+def _top(path: str) -> str:
+    """`contacts[2].phone` → `contacts`; `config.timezone` → `config.timezone`."""
+    head, _, rest = path.partition(".")
+    head = head.split("[")[0]
+    if head == "config" and rest:
+        return "config." + rest.split(".")[0].split("[")[0]
+    return head
 
 
 def nul_in(value: Any, path: str = "") -> str | None:
@@ -319,8 +396,9 @@ def parse_when(value: str) -> datetime | None:
     return datetime.fromisoformat(value.strip())
 
 
-def normalize(req: CampaignCreate, default_timezone: str) -> CampaignSpec:
-    """The request as a CampaignSpec, or Invalid listing every bad field. It parses every inline
+def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None = None) -> CampaignSpec:
+    """The request as a CampaignSpec, or Invalid listing every bad field; with warnings about what
+    is accepted but likely not meant (a schedule already past, as of `now`). It parses every inline
     contact and trial-renders every text: call it off the event loop (`asyncio.to_thread`)."""
     merged: dict[str, Any] = {}
     if req.config is not None:
@@ -395,6 +473,7 @@ def normalize(req: CampaignCreate, default_timezone: str) -> CampaignSpec:
     errors.extend(machine_detection_errors(channel, voice))
     if errors:
         raise Invalid("the campaign is not valid", details=errors)
+    warnings = schedule_warnings(scheduled_at, scheduled_wall, timezone, now or datetime.now(UTC))
     return CampaignSpec(
         name=req.name,
         agent_id=req.agent_id,
@@ -419,7 +498,36 @@ def normalize(req: CampaignCreate, default_timezone: str) -> CampaignSpec:
         config=req.config.model_dump(mode="json", exclude_unset=True) if req.config else {},
         launch=req.status == "scheduled",
         group_field="contact_group_ids" if merged.get("contact_group_ids") else "contact_group_id",
+        warnings=warnings,
     )
+
+
+#: How far behind now a schedule may be before it is called past (a client's "now" takes a moment
+#: to arrive).
+_PAST_GRACE = timedelta(minutes=1)
+#: The furthest any zone's clock runs ahead of UTC (Kiribati's Line Islands).
+_FURTHEST_AHEAD = timedelta(hours=14)
+
+
+def schedule_warnings(
+    scheduled_at: datetime | None, scheduled_wall: datetime | None, timezone: str, now: datetime
+) -> list[dict[str, str]]:
+    """A warning when the schedule is already past: such a campaign is accepted and sends at launch."""
+    if scheduled_at is not None:
+        past = scheduled_at < now - _PAST_GRACE
+        where = ""
+    elif scheduled_wall is not None and timezone == "contact_local":
+        past = scheduled_wall < (now + _FURTHEST_AHEAD - _PAST_GRACE).replace(tzinfo=None)
+        where = " in some contacts' time zones"
+    elif scheduled_wall is not None:
+        past = scheduled_wall < (now - _PAST_GRACE).astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
+        where = f" in {timezone}"
+    else:
+        return []
+    if not past:
+        return []
+    shown = (scheduled_at or scheduled_wall or now).isoformat()
+    return [{"field": "scheduled_at", "message": f"{shown} is already past{where}: those contacts are sent at launch"}]
 
 
 def machine_detection_errors(channel: Channel, voice: dict[str, Any]) -> list[dict[str, str]]:

@@ -35,10 +35,15 @@ def format_duration(seconds: float | None) -> str | None:
     return f"{text} {secs}s".strip() if text else f"{secs}s"
 
 
-def reply_rate(counts: Counts) -> str:
-    """Replies per delivered message (per sent one when no delivery receipts came), as `"29.3%"`."""
+def reply_rate_value(counts: Counts) -> float:
+    """Replies per delivered message (per sent one when no delivery receipts came), from 0 to 1."""
     base = counts.delivered or counts.sent
-    return f"{(100.0 * counts.replied / base) if base else 0.0:.1f}%"
+    return counts.replied / base if base else 0.0
+
+
+def reply_rate(counts: Counts) -> str:
+    """`reply_rate_value` for people, as `"29.3%"`."""
+    return f"{100.0 * reply_rate_value(counts):.1f}%"
 
 
 def results(campaign_id: str, status: str, counts: Counts) -> dict[str, Any]:
@@ -56,5 +61,9 @@ def results(campaign_id: str, status: str, counts: Counts) -> dict[str, Any]:
         "cancelled": counts.cancelled,
         "undelivered": counts.undelivered,
         "reply_rate": reply_rate(counts),
+        "reply_rate_value": round(reply_rate_value(counts), 6),
         "average_response_time": format_duration(counts.response_seconds),
+        "average_response_time_seconds": (
+            None if counts.response_seconds is None else round(counts.response_seconds, 3)
+        ),
     }

@@ -95,11 +95,11 @@ async def save(request: web.Request) -> web.StreamResponse:
     try:
         if campaign_id is None:
             body = parse(CampaignCreate, forms.campaign_request(form, editing=False))
-            row = await usecase.create(pool, account, settings, body)
+            row, _warnings = await usecase.create(pool, account, settings, body)
         else:
             row, _counts = await usecase.load(pool, account["id"], campaign_id)
             patch = parse(CampaignPatch, forms.campaign_request(form, editing=True))
-            row = await usecase.update_draft(pool, account, settings, campaign_id, patch)
+            row, _warnings = await usecase.update_draft(pool, account, settings, campaign_id, patch)
     except AppError as exc:
         if exc.status == 404 and not exc.details:
             raise

@@ -62,18 +62,18 @@ async def _load(request: web.Request) -> tuple[asyncpg.Record, asyncpg.Record | 
 async def create_campaign(request: web.Request) -> web.Response:
     """`POST /campaigns` → 201 with the draft (or launched, with `"status": "scheduled"`)."""
     body = await read_model(request, CampaignCreate)
-    row = await campaigns.create(request.app["pool"], request["account"], request.app["settings"], body)
-    return json_response(campaign_body(row, None), status=201)
+    row, warnings = await campaigns.create(request.app["pool"], request["account"], request.app["settings"], body)
+    return json_response({**campaign_body(row, None), "warnings": warnings}, status=201)
 
 
 async def update_campaign(request: web.Request) -> web.Response:
     """`PATCH /campaigns/{id}` (a draft; 409 otherwise): the fields given replace the campaign's,
     checked as a create checks them."""
     patch = await read_model(request, CampaignPatch)
-    row = await campaigns.update_draft(
+    row, warnings = await campaigns.update_draft(
         request.app["pool"], request["account"], request.app["settings"], request.match_info["id"], patch
     )
-    return json_response(campaign_body(row, None))
+    return json_response({**campaign_body(row, None), "warnings": warnings})
 
 
 async def delete_campaign(request: web.Request) -> web.Response:

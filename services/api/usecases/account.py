@@ -39,7 +39,7 @@ class AccountPatch(BaseModel):
 class SenderIn(BaseModel):
     """`POST /senders`: a phone number or an email address to send from."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     phone: str | None = None
     email: str | None = None

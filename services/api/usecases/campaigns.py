@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any, Literal, cast
 
 import asyncpg
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from services.api.schemas import CampaignCreate, CampaignPatch, CampaignSpec, normalize, patched, pydantic_details
 from services.api.usecases.account import is_allowed_sender
+from shared import clock
 from shared.bus import outbox
 from shared.channels import SENDING_CHANNELS
 from shared.db import accounts, balance
@@ -45,9 +47,10 @@ async def load(pool: Executor, account_id: str, campaign_id: str) -> tuple[async
 
 async def create(
     pool: asyncpg.Pool, account: asyncpg.Record, settings: Settings, body: CampaignCreate
-) -> asyncpg.Record:
-    """A new draft (launched at once when the request says `"status": "scheduled"`)."""
-    spec = await asyncio.to_thread(normalize, body, account["default_timezone"])
+) -> tuple[asyncpg.Record, list[dict[str, str]]]:
+    """A new draft (launched at once when the request says `"status": "scheduled"`), and the
+    warnings about what it was given."""
+    spec = await asyncio.to_thread(normalize, body, account["default_timezone"], _now(settings))
     async with pool.acquire() as conn, conn.transaction():
         await _check_references(conn, account["id"], settings, spec)
         campaign_id = await db.insert_campaign(conn, account["id"], spec)
@@ -59,21 +62,21 @@ async def create(
         await outbox.add(conn, events)
         row = cast(asyncpg.Record, await db.get(conn, account["id"], campaign_id))
     log.info("campaign.created", campaign_id=campaign_id, channel=spec.channel, contacts=row["total_contacts"])
-    return row
+    return row, spec.warnings
 
 
 async def update_draft(
     pool: asyncpg.Pool, account: asyncpg.Record, settings: Settings, campaign_id: str, patch: CampaignPatch
-) -> asyncpg.Record:
+) -> tuple[asyncpg.Record, list[dict[str, str]]]:
     """Change a draft (Conflict once launched): the fields given replace the campaign's, checked as
-    a create checks them."""
+    a create checks them; and the warnings about the result."""
     async with pool.acquire() as conn, conn.transaction():
         row = await _draft(conn, account["id"], campaign_id, "change")
         try:
             req, new_contacts = patched(as_request(row), patch)
         except ValidationError as exc:
-            raise Invalid("the campaign is not valid", details=pydantic_details(exc)) from exc
-        spec = await asyncio.to_thread(normalize, req, account["default_timezone"])
+            raise Invalid("the campaign is not valid", details=pydantic_details(exc, CampaignCreate)) from exc
+        spec = await asyncio.to_thread(normalize, req, account["default_timezone"], _now(settings))
         if spec.channel != row["channel"] and not new_contacts and await db.has_recipients(conn, row["id"]):
             raise Invalid(
                 "the campaign's contacts were checked for another channel",
@@ -87,7 +90,12 @@ async def update_draft(
         await db.update_draft(conn, account["id"], row["id"], spec, new_contacts)
         row = cast(asyncpg.Record, await db.get(conn, account["id"], row["id"]))
     log.info("campaign.updated", campaign_id=row["id"], fields=sorted(patch.model_fields_set))
-    return row
+    return row, spec.warnings
+
+
+def _now(settings: Settings) -> datetime:
+    """Now on the platform's clock (the scheduler's: simulated when the settings say so)."""
+    return clock.from_settings(settings.clock_start, settings.clock_rate, settings.clock_origin)()
 
 
 async def delete_draft(pool: asyncpg.Pool, account_id: str, campaign_id: str) -> None:

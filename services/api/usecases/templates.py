@@ -20,7 +20,7 @@ from shared.errors import Invalid, NotFound
 class TemplateIn(BaseModel):
     """`POST /templates` (and `PATCH`, every field optional there)."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str = Field(min_length=1, max_length=200)
     channel: Literal["sms", "email", "voice"] = Field(validation_alias=AliasChoices("channel", "type"))
@@ -32,7 +32,7 @@ class TemplateIn(BaseModel):
 class TemplatePatch(BaseModel):
     """`PATCH /templates/{id}`: any of the name and texts (the channel stays)."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     #: Accepted only as the template's own: a template's channel does not change.
@@ -45,7 +45,7 @@ class TemplatePatch(BaseModel):
 class PreviewIn(BaseModel):
     """`POST /templates/{id}/preview`: a stored contact, or contact fields inline."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     contact_id: str | None = None
     contact: dict[str, Any] | None = None

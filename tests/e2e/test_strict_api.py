@@ -1,0 +1,116 @@
+"""A strict API: an unknown field is a 422 naming it (with the name meant, when close), every bad
+field of a request is reported in one answer with nothing written, a schedule already past is
+accepted with a warning, and results carry numeric twins for machines."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import call, new_phone
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def agent_id(http, system, account):
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Ava"})
+    assert status == 201, agent
+    return agent["id"]
+
+
+def _sms(agent_id: str, **fields):
+    return {"name": "Strict", "agent_id": agent_id, "type": "sms", "contacts": [new_phone()],
+            "message_template": "Hi {{first_name}}", **fields}
+
+
+async def _campaigns(db, account) -> int:
+    return await db.fetchval("SELECT count(*) FROM campaigns WHERE account_id = $1", account.id)
+
+
+async def test_a_misspelt_field_is_a_422_naming_it_and_the_name_meant(http, system, account, agent_id, db):
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        _sms(agent_id, scheduledAt="2030-01-01T09:00:00Z"),
+    )
+    assert status == 422, body
+    assert body["error"]["details"] == [
+        {"field": "scheduledAt", "reason": "unknown field (did you mean `scheduled_at`?)"}
+    ]
+    # inside config and nested objects too, and nothing was written
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        _sms(agent_id, config={"max_concurent": 3}, sending_window={"start_hour": 9, "end": 17}),
+    )
+    assert status == 422, body
+    assert {(d["field"], d["reason"]) for d in body["error"]["details"]} == {
+        ("config.max_concurent", "unknown field (did you mean `max_concurrent`?)"),
+        ("sending_window.end", "unknown field"),
+    }
+    assert await _campaigns(db, account) == 0
+
+
+async def test_the_seeds_synonyms_stay_accepted(http, system, account, agent_id):
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "Seed", "agent_id": agent_id, "type": "sms", "contacts": [new_phone()],
+         "message": "Hi", "schedule": "2030-01-01T09:00:00Z", "caller_id": None,
+         "config": {"max_concurrent": 2, "retry_interval": "5m"}},
+    )
+    assert status == 201, body
+    assert body["warnings"] == []
+
+
+async def test_every_bad_field_is_reported_in_one_answer(http, system, account, agent_id, db):
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        _sms(agent_id, max_concurrent="many", timezone="Mars/Olympus", contacts=["not a phone"], colour="red"),
+    )
+    assert status == 422, body
+    fields = {d["field"] for d in body["error"]["details"]}
+    # a type error, an unknown field and the domain checks (zone, phone) side by side
+    assert {"max_concurrent", "colour", "timezone", "contacts[0]"} <= fields, body
+    assert await _campaigns(db, account) == 0
+
+
+async def test_other_bodies_refuse_unknown_fields_too(http, system, account, agent_id):
+    cases = [
+        ("POST", "/agents", {"name": "Bo", "instructions": "x", "personality": "kind"}, "personality"),
+        ("PATCH", f"/agents/{agent_id}", {"nam": "Bo"}, "nam"),
+        ("POST", "/templates", {"name": "T", "channel": "sms", "body": "Hi", "bodyy": "x"}, "bodyy"),
+        ("POST", "/contact-groups", {"name": "G", "colour": "red"}, "colour"),
+        ("POST", "/senders", {"phone": "+14155550100", "label": "x"}, "label"),
+        ("PATCH", "/account", {"default_timezone": "UTC", "quiet": True}, "quiet"),
+    ]
+    for method, path, payload, field in cases:
+        status, body = await call(http, method, system.api_url + path, account.headers, payload)
+        assert status == 422, (path, body)
+        assert field in {d["field"] for d in body["error"]["details"]}, (path, body)
+
+
+async def test_a_schedule_already_past_is_accepted_with_a_warning(http, system, account, agent_id):
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        _sms(agent_id, scheduled_at="2020-01-01T09:00:00Z"),
+    )
+    assert status == 201, body
+    assert [w["field"] for w in body["warnings"]] == ["scheduled_at"]
+    assert "sent at launch" in body["warnings"][0]["message"]
+    url = f"{system.api_url}/campaigns/{body['id']}"
+    status, body = await call(http, "PATCH", url, account.headers, {"scheduled_at": "2031-01-01T09:00:00"})
+    assert status == 200, body
+    assert body["warnings"] == []
+    status, body = await call(
+        http, "PATCH", url, account.headers, {"scheduled_at": "2021-06-01T09:00:00", "timezone": "Asia/Tokyo"}
+    )
+    assert status == 200, body
+    assert "in Asia/Tokyo" in body["warnings"][0]["message"]
+
+
+async def test_results_carry_numeric_twins(http, system, account, agent_id):
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers, _sms(agent_id))
+    assert status == 201, body
+    status, results = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+    assert status == 200, results
+    assert (results["reply_rate"], results["reply_rate_value"]) == ("0.0%", 0.0)
+    assert (results["average_response_time"], results["average_response_time_seconds"]) == (None, None)
+    assert results["undelivered"] == 0

@@ -1,0 +1,43 @@
+"""The strict API's pure parts: the name meant by an unknown key, past schedules, numeric results."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from services.api.schemas import CampaignCreate, known_names, schedule_warnings, unknown_field_reason
+from shared.domain.results import Counts, results
+
+
+def test_an_unknown_key_is_named_with_the_known_name_it_is_closest_to():
+    known = known_names(CampaignCreate)
+    assert {"scheduled_at", "schedule", "caller_id", "start_hour", "excluded_days"} <= known
+    assert unknown_field_reason("scheduledAt", known) == "unknown field (did you mean `scheduled_at`?)"
+    assert unknown_field_reason("max-concurrent", known) == "unknown field (did you mean `max_concurrent`?)"
+    assert unknown_field_reason("mesage_template", known) == "unknown field (did you mean `message_template`?)"
+    assert unknown_field_reason("colour", known) == "unknown field"
+
+
+def _wall(text: str) -> datetime:
+    """A wall-clock time (no zone), as a request without an offset gives."""
+    return datetime.fromisoformat(text)
+
+
+def test_a_schedule_already_past_is_warned_about_in_its_own_zone():
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    assert schedule_warnings(datetime(2026, 12, 5, 11, 0, tzinfo=UTC), None, "UTC", now)
+    assert not schedule_warnings(datetime(2026, 12, 5, 11, 59, 30, tzinfo=UTC), None, "UTC", now)  # a moment's grace
+    # 20:00 wall time is past in Tokyo (21:00 there) but not yet in New York (07:00 there)
+    assert schedule_warnings(None, _wall("2026-12-05T20:00"), "Asia/Tokyo", now)
+    assert not schedule_warnings(None, _wall("2026-12-05T20:00"), "America/New_York", now)
+    # contact_local: past where the clock is furthest ahead (UTC+14: 02:00 on the 6th)
+    assert schedule_warnings(None, _wall("2026-12-06T01:00"), "contact_local", now)
+    assert not schedule_warnings(None, _wall("2026-12-06T03:00"), "contact_local", now)
+    assert not schedule_warnings(None, None, "UTC", now)
+
+
+def test_results_carry_the_reply_rate_and_response_time_as_numbers():
+    body = results("c", "running", Counts(total=10, sent=10, delivered=8, replied=2, response_seconds=263.4))
+    assert (body["reply_rate"], body["reply_rate_value"]) == ("25.0%", 0.25)
+    assert (body["average_response_time"], body["average_response_time_seconds"]) == ("4m 23s", 263.4)
+    none = results("c", "draft", Counts())
+    assert (none["reply_rate_value"], none["average_response_time_seconds"]) == (0.0, None)
