@@ -1,7 +1,9 @@
 """Fault drills (issue 10), each with a campaign in flight: PostgreSQL stopped and started again,
 RabbitMQ's application stopped and started (`rabbitmqctl stop_app` / `start_app`), each service
 SIGKILLed and started again, an undecodable (poison) message in each dispatch queue. After each,
-the campaign completes, every contact got exactly one message (counted at the fake provider), the
+the campaign completes, every contact got exactly one message (counted at the fake provider; an
+email in flight when its dispatcher is killed may arrive twice with one Message-ID: SMTP cannot be
+asked whether it took it), the
 results equal a recount of the deliveries, and `/readyz` of the services the fault touched said
 not-ready and then ready again.
 
@@ -194,7 +196,18 @@ async def _campaign_through(
     results = await wait_until(finished, timeout=150, interval=0.25, message="the campaign completed")
     # Then every contact got exactly one message, counted at the provider
     counts = {c: len(sent(c)) for c in contacts}
-    assert set(counts.values()) == {1}, {c: n for c, n in counts.items() if n != 1}
+    if channel == "email":
+        # SMTP cannot be asked whether it has a message: one the server took just as its sender was
+        # killed (before the 250 came back, RFC 1047's window) is sent again after the reconciler's
+        # wait, with the same Message-ID, which receivers dedupe on. So: every contact at least once,
+        # a second copy only for a send in flight at the kill, and always the same message.
+        assert min(counts.values()) == 1, counts
+        again = {c: n for c, n in counts.items() if n > 1}
+        assert sum(n - 1 for n in again.values()) <= 2, again  # max_concurrent: 2 in flight at most
+        for address in again:
+            assert len({m.header("Message-ID") for m in sent(address)}) == 1, address
+    else:
+        assert set(counts.values()) == {1}, {c: n for c, n in counts.items() if n != 1}
     # ...and the results are the deliveries
     db = await connect(url)
     try:
