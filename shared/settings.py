@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.domain.breaker import Thresholds
+
 
 class Settings(BaseSettings):
     """Every setting of every service; the README's table lists each one."""
@@ -100,6 +102,16 @@ class Settings(BaseSettings):
     #: Contacts planned per committed chunk (the first chunk of a run is smaller, so that its first
     #: sends start at once).
     plan_chunk: int = 1000
+    #: The circuit breaker's defaults, for a campaign that does not set its own `circuit_breaker`:
+    #: above these rates over its sends finished since launch or its last resume (once at least
+    #: `breaker_min_sends` have), a campaign pauses itself. `breaker_enabled` false: off by default.
+    breaker_enabled: bool = True
+    breaker_failure_rate: float = Field(default=0.5, ge=0, le=1)
+    breaker_bounce_rate: float = Field(default=0.1, ge=0, le=1)
+    breaker_opt_out_rate: float = Field(default=0.05, ge=0, le=1)
+    breaker_min_sends: int = Field(default=50, ge=1)
+    #: Seconds between two looks of the scheduler's breaker at running campaigns.
+    breaker_interval: float = Field(default=0.25, gt=0)
     #: Start the scheduler's clock at this instant instead of now (rehearsals, tests).
     clock_start: datetime | None = None
     #: Simulated seconds per real second, with CAMPAIGNS_CLOCK_START.
@@ -230,3 +242,14 @@ def inbound_email_token(settings: Settings) -> str | None:
     if settings.inbound_email_token is not None and settings.inbound_email_token.get_secret_value():
         return settings.inbound_email_token.get_secret_value()
     return SANDBOX_INBOUND_EMAIL_TOKEN if settings.providers == "sandbox" else None
+
+
+def breaker_defaults(settings: Settings) -> Thresholds:
+    """The circuit breaker's thresholds for a campaign that sets none."""
+    return Thresholds(
+        failure_rate=settings.breaker_failure_rate,
+        opt_out_rate=settings.breaker_opt_out_rate,
+        bounce_rate=settings.breaker_bounce_rate,
+        min_sends=settings.breaker_min_sends,
+        enabled=settings.breaker_enabled,
+    )

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.domain.calls import MACHINE_DETECTION
 from shared.domain.phone import InvalidPhone, to_e164
@@ -69,6 +69,16 @@ class ContactIn(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class CircuitBreakerIn(_Strict):
+    """A campaign's circuit breaker thresholds (rates from 0 to 1); those left out keep the defaults."""
+
+    failure_rate: float | None = Field(default=None, ge=0, le=1, description="Failed / finished sends")
+    opt_out_rate: float | None = Field(default=None, ge=0, le=1, description="Opt-outs / sends accepted")
+    bounce_rate: float | None = Field(default=None, ge=0, le=1, description="Undelivered / sends accepted")
+    min_sends: int | None = Field(default=None, ge=1, le=1_000_000, description="Finished sends before it looks")
+    enabled: bool | None = None
+
+
 class CampaignSettings(_Strict):
     """Every campaign setting; used at the top level and as `config` (`CampaignConfig`)."""
 
@@ -113,6 +123,23 @@ class CampaignSettings(_Strict):
         "contact, as `message_template`); required when `machine_detection` is `voicemail`.",
     )
     voice: dict[str, Any] | None = None
+    circuit_breaker: CircuitBreakerIn | None = Field(
+        default=None,
+        description="Pause the campaign by itself when, over its sends finished since launch or its last "
+        "resume (once at least `min_sends` have), a rate goes above its threshold. On by default with "
+        "the platform's thresholds; `false` turns it off (`true`: the defaults); an object sets some "
+        "thresholds (the rest keep the defaults).",
+    )
+
+    @field_validator("circuit_breaker", mode="before")
+    @classmethod
+    def _breaker_switch(cls, value: Any) -> Any:
+        """`true` is the defaults, `false` turns the breaker off."""
+        if value is True:
+            return {}
+        if value is False:
+            return {"enabled": False}
+        return value
 
 
 class CampaignCreate(CampaignSettings):
@@ -251,6 +278,8 @@ class CampaignSpec:
     group_field: str = "contact_group_ids"
     #: What is accepted but likely not meant, as `[{"field", "message"}]` (the answer's `warnings`).
     warnings: list[dict[str, str]] = field(default_factory=list)
+    #: The circuit breaker's thresholds as given (None: the defaults; `{"enabled": false}`: off).
+    circuit_breaker: dict[str, Any] | None = None
 
 
 def pydantic_details(exc: ValidationError, model: type[BaseModel] | None = None) -> list[dict[str, str]]:
@@ -474,6 +503,8 @@ def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None =
     if errors:
         raise Invalid("the campaign is not valid", details=errors)
     warnings = schedule_warnings(scheduled_at, scheduled_wall, timezone, now or datetime.now(UTC))
+    breaker = merged.get("circuit_breaker")
+    circuit_breaker = breaker.model_dump(exclude_none=True) if breaker is not None else None
     return CampaignSpec(
         name=req.name,
         agent_id=req.agent_id,
@@ -499,6 +530,7 @@ def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None =
         launch=req.status == "scheduled",
         group_field="contact_group_ids" if merged.get("contact_group_ids") else "contact_group_id",
         warnings=warnings,
+        circuit_breaker=circuit_breaker,
     )
 
 

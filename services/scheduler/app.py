@@ -8,6 +8,7 @@ import contextlib
 
 import structlog
 
+from services.scheduler.breaker import watch_once
 from services.scheduler.handlers import Handlers
 from services.scheduler.releaser import Releaser
 from shared import observability
@@ -18,7 +19,7 @@ from shared.clock import from_settings
 from shared.db.pool import create_pool
 from shared.retention import purge
 from shared.runtime import background, every
-from shared.settings import Settings
+from shared.settings import Settings, breaker_defaults
 
 log = structlog.get_logger()
 
@@ -85,9 +86,11 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         for consumer in consumers:
             await consumer.start()
         retention = every(settings.retention_interval, stop, lambda: purge(pool, settings.retention_days), "retention")
+        defaults = breaker_defaults(settings)
+        breaker = every(settings.breaker_interval, stop, lambda: watch_once(pool, defaults), "breaker")
         relay = Relay(pool, connection, settings.amqp_prefix)
         releaser.on_released = relay.wake
-        loops = (relay.run(), releaser.run(stop), planner.run(stop), retention)
+        loops = (relay.run(), releaser.run(stop), planner.run(stop), retention, breaker)
         async with background(stop, *loops):
             runner, port = await observability.serve_health(
                 settings.metrics_host, settings.metrics_port, observability.standard_checks(pool, connection)

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from services.tracker import agents
 from services.tracker.webhooks import WEBHOOKS, twiml, verified_form
-from shared.db import calls, inbound, tracking
+from shared.db import breaker, calls, inbound, tracking
 from shared.db.connection import Connection
 from shared.domain.keywords import REPLIES, Keyword, classify
 from shared.domain.phone import InvalidPhone, to_e164
@@ -73,6 +73,8 @@ async def sms_inbound(request: web.Request) -> web.Response:
         await tracking.add_message(conn, new_id("message"), delivery, "in", body, sid, "contact")
         if keyword in ("stop", "start"):
             await tracking.set_sms_opt_out(conn, delivery["contact_id"], keyword == "stop")
+            if keyword == "stop":
+                await breaker.count_opt_out(conn, delivery["campaign_id"])
         elif keyword is None:
             await tracking.mark_replied(conn, delivery["id"])
         reply = REPLIES[keyword] if keyword else None

@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 
 from services.tracker.webhooks import WEBHOOKS
+from shared.db import breaker
 from shared.errors import NotFound
 from shared.unsubscribe import Subscription, read_token
 
@@ -70,6 +71,8 @@ async def unsubscribe(request: web.Request) -> web.Response:
     await request.read()  # the body says One-Click; the signed link alone names the contact
     pool: asyncpg.Pool = request.app["pool"]
     changed = await pool.execute(_OPT_OUT, found.contact_id, found.account_id) != "UPDATE 0"
+    if changed:
+        await breaker.count_opt_out_of_latest(pool, found.contact_id, "email")
     WEBHOOKS.labels("email.unsubscribe", "applied" if changed else "repeat").inc()
     log.info(
         "contact.unsubscribed",

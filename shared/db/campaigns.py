@@ -31,9 +31,9 @@ INSERT INTO campaigns (
     id, account_id, name, description, agent_id, channel, status, message_template,
     subject_template, html_template, template_id, group_ids, timezone, scheduled_at,
     scheduled_wall, sending_window, recurrence, max_concurrent, max_retries, retry_interval,
-    from_number, voice, config
+    from_number, voice, config, circuit_breaker
 ) VALUES ($1, $2, $3, $4, $5, $6, 'draft', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-          $17, $18, $19, $20, $21, $22)
+          $17, $18, $19, $20, $21, $22, $23)
 """
 _UPSERT_PHONE_CONTACTS = """
 INSERT INTO contacts (id, account_id, phone, email, first_name, last_name, company, timezone, metadata)
@@ -73,7 +73,7 @@ UPDATE campaigns SET
     subject_template = $8, html_template = $9, template_id = $10, group_ids = $11, timezone = $12,
     scheduled_at = $13, scheduled_wall = $14, sending_window = $15, recurrence = $16,
     max_concurrent = $17, max_retries = $18, retry_interval = $19, from_number = $20, voice = $21,
-    config = $22, updated_at = now()
+    config = $22, circuit_breaker = $23, updated_at = now()
 WHERE id = $1 AND account_id = $2 AND status = 'draft'
 """
 _DELETE_RECIPIENTS = "DELETE FROM campaign_recipients WHERE campaign_id = $1"
@@ -245,6 +245,7 @@ def _settings(campaign_id: str, account_id: str, spec: Any) -> tuple[Any, ...]:
         spec.from_number,
         spec.voice,
         spec.config,
+        spec.circuit_breaker,
     )
 
 

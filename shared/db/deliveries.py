@@ -156,6 +156,33 @@ FROM (
 WHERE c.id = p.id AND NOT (p.status = 'scheduled' AND p.pending)
 RETURNING c.id AS campaign_id, c.account_id, c.status
 """
+#: Of the runs just completed, those in which no delivery succeeded and some failed.
+_FAILED_RUNS = """
+SELECT r.id AS run_id, r.campaign_id, r.account_id, r.seq,
+       sum(c.failed)::int AS failed, sum(c.undelivered)::int AS undelivered
+FROM runs r JOIN delivery_counts c ON c.run_id = r.id
+WHERE r.id = ANY($1::text[])
+GROUP BY r.id
+HAVING sum(c.sent + c.delivered) = 0 AND sum(c.failed + c.undelivered) > 0
+"""
+#: A failed run's most frequent error (read once, when the run ends).
+_COMMON_ERROR = """
+SELECT error, count(*)::int AS n FROM deliveries
+WHERE campaign_id = $1 AND run_id = $2 AND state IN ('failed', 'undelivered') AND error IS NOT NULL
+GROUP BY error ORDER BY n DESC, error LIMIT 1
+"""
+#: A live campaign ended as failed, its later runs dropped.
+_FAIL_ENDED = """
+WITH ended AS (
+    UPDATE campaigns SET status = 'failed', status_reason = $2, completed_at = now(), updated_at = now()
+    WHERE id = $1 AND status IN ('scheduled', 'running')
+    RETURNING id, account_id, status
+), dropped AS (
+    UPDATE runs SET status = 'cancelled', planned_through = NULL
+    WHERE campaign_id = (SELECT id FROM ended) AND status IN ('pending', 'planning')
+)
+SELECT id AS campaign_id, account_id, status FROM ended
+"""
 #: Deliveries queued so long ago that their command must be lost (dead-lettered, or purged): planned
 #: again, to be released in a new command. Safe even if a dispatcher still holds the old one: a
 #: claim takes only a `queued` delivery, so whichever command claims it first sends it, once.
@@ -314,11 +341,23 @@ async def defer(conn: Connection, moves: Sequence[tuple[str, datetime]]) -> None
 
 
 async def complete_finished(conn: Connection) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
-    """Complete every run with no open delivery, then settle their campaigns (completed, or
-    scheduled while a next run is pending); returns (runs completed, campaigns settled)."""
+    """Complete every run with no open delivery, then settle their campaigns: failed (with the
+    reason) when no delivery of a run succeeded and some failed, else completed, or scheduled while
+    a next run is pending; returns (runs completed, campaigns settled)."""
     runs = await conn.fetch(_COMPLETE_RUNS)
-    campaigns = await conn.fetch(_SETTLE_CAMPAIGNS)
-    return runs, campaigns
+    failed: list[asyncpg.Record] = []
+    if runs:
+        for run in await conn.fetch(_FAILED_RUNS, [r["run_id"] for r in runs]):
+            failed += await conn.fetch(_FAIL_ENDED, run["campaign_id"], await _failure_reason(conn, run))
+    return runs, failed + list(await conn.fetch(_SETTLE_CAMPAIGNS))
+
+
+async def _failure_reason(conn: Connection, run: asyncpg.Record) -> str:
+    """`run 1: no delivery succeeded (3 failed, 1 undelivered; most often: …)`."""
+    common = await conn.fetchrow(_COMMON_ERROR, run["campaign_id"], run["run_id"])
+    parts = [f"{run['failed']} failed"] + ([f"{run['undelivered']} undelivered"] if run["undelivered"] else [])
+    often = f"; most often: {common['error']} ({common['n']})" if common else ""
+    return f"run {run['seq']}: no delivery succeeded ({', '.join(parts)}{often})"
 
 
 async def requeue_stale(conn: Executor, now: datetime, older_than_s: float, limit: int = 1000) -> int:

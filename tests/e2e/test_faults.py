@@ -21,12 +21,12 @@ async def _campaign(http, system, account, phones, **extra) -> str:
     return body["id"]
 
 
-async def _completed(http, system, account, campaign_id) -> dict:
+async def _completed(http, system, account, campaign_id, status: str = "completed") -> dict:
     async def done():
         _status, body = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
-        return body if body["status"] == "completed" else None
+        return body if body["status"] == status else None
 
-    return await wait_until(done, timeout=90, message="campaign completed")
+    return await wait_until(done, timeout=90, message=f"campaign {status}")
 
 
 async def test_a_dispatcher_killed_mid_send_loses_nothing_and_repeats_nothing(http, system, account, fake_twilio):
@@ -73,7 +73,7 @@ async def test_a_permanent_error_fails_at_once_and_opt_out_is_recorded(http, sys
     fake_twilio.script[invalid] = [(400, 21211)]
     fake_twilio.script[stopped] = [(400, 21610)]
     campaign_id = await _campaign(http, system, account, [invalid, stopped], retry_interval="1s", max_retries=3)
-    final = await _completed(http, system, account, campaign_id)
+    final = await _completed(http, system, account, campaign_id, "failed")  # no delivery succeeded
     assert final["failed"] == 2
     assert len(fake_twilio.sent_to(invalid)) == len(fake_twilio.sent_to(stopped)) == 1
     assert await db.fetchval(

@@ -12,14 +12,17 @@ from services.api.paging import decode_position, encode_position
 from services.api.schemas import CampaignCreate, CampaignPatch, Channel
 from services.api.usecases import campaigns
 from shared.db import campaigns as db
+from shared.domain.breaker import Thresholds, thresholds
 from shared.domain.campaign import Action, Status
 from shared.domain.results import Counts, results
 from shared.errors import Invalid, NotFound
+from shared.settings import breaker_defaults
 from shared.web import json_response
 
 
-def campaign_body(row: asyncpg.Record, counts: asyncpg.Record | None) -> dict[str, Any]:
-    """A campaign in the seed's response shape, with its other settings beside."""
+def campaign_body(row: asyncpg.Record, counts: asyncpg.Record | None, defaults: Thresholds) -> dict[str, Any]:
+    """A campaign in the seed's response shape, with its other settings beside (`defaults`: the
+    circuit breaker's, for a campaign that sets none)."""
     # "completed": deliveries finished without failing (sent, delivered, skipped as opted out…)
     done = 0 if counts is None else counts["total"] - counts["pending"] - counts["failed"] - counts["cancelled"]
     return {
@@ -48,6 +51,11 @@ def campaign_body(row: asyncpg.Record, counts: asyncpg.Record | None) -> dict[st
         "from_number": row["from_number"],
         "voice": row["voice"],
         "status_reason": row["status_reason"],
+        # why a campaign ended `failed`: no delivery of a run succeeded, or a run could not be funded
+        "failure_reason": row["status_reason"] if row["status"] == "failed" else None,
+        "circuit_breaker": thresholds(row["circuit_breaker"], defaults).as_dict(),
+        # why the circuit breaker paused it: {"code", "value", "threshold", "window"} (None otherwise)
+        "paused_reason": row["paused_reason"] if row["status"] == "paused" else None,
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
         "launched_at": iso(row["launched_at"]),
@@ -63,7 +71,8 @@ async def create_campaign(request: web.Request) -> web.Response:
     """`POST /campaigns` → 201 with the draft (or launched, with `"status": "scheduled"`)."""
     body = await read_model(request, CampaignCreate)
     row, warnings = await campaigns.create(request.app["pool"], request["account"], request.app["settings"], body)
-    return json_response({**campaign_body(row, None), "warnings": warnings}, status=201)
+    body_out = campaign_body(row, None, breaker_defaults(request.app["settings"]))
+    return json_response({**body_out, "warnings": warnings}, status=201)
 
 
 async def update_campaign(request: web.Request) -> web.Response:
@@ -73,7 +82,8 @@ async def update_campaign(request: web.Request) -> web.Response:
     row, warnings = await campaigns.update_draft(
         request.app["pool"], request["account"], request.app["settings"], request.match_info["id"], patch
     )
-    return json_response({**campaign_body(row, None), "warnings": warnings})
+    body = campaign_body(row, None, breaker_defaults(request.app["settings"]))
+    return json_response({**body, "warnings": warnings})
 
 
 async def delete_campaign(request: web.Request) -> web.Response:
@@ -85,7 +95,7 @@ async def delete_campaign(request: web.Request) -> web.Response:
 async def get_campaign(request: web.Request) -> web.Response:
     """`GET /campaigns/{id}`."""
     row, counts = await _load(request)
-    return json_response(campaign_body(row, counts))
+    return json_response(campaign_body(row, counts, breaker_defaults(request.app["settings"])))
 
 
 async def list_campaigns(request: web.Request) -> web.Response:
@@ -105,9 +115,10 @@ async def list_campaigns(request: web.Request) -> web.Response:
     page = rows[:limit]
     counts = await db.delivery_counts(pool, [r["id"] for r in page])
     last = page[-1] if len(rows) > limit else None
+    defaults = breaker_defaults(request.app["settings"])
     return json_response(
         {
-            "data": [campaign_body(r, counts.get(r["id"])) for r in page],
+            "data": [campaign_body(r, counts.get(r["id"]), defaults) for r in page],
             "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
         }
     )
@@ -129,7 +140,7 @@ async def campaign_action(request: web.Request) -> web.Response:
         request.app["pool"], request["account"], request.match_info["id"], action, defaults
     )
     row, counts = await _load(request)
-    return json_response({**campaign_body(row, counts), **extra})
+    return json_response({**campaign_body(row, counts, breaker_defaults(request.app["settings"])), **extra})
 
 
 async def campaign_results(request: web.Request) -> web.Response:

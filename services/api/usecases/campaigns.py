@@ -15,7 +15,7 @@ from services.api.usecases.account import is_allowed_sender
 from shared import clock
 from shared.bus import outbox
 from shared.channels import SENDING_CHANNELS
-from shared.db import accounts, balance
+from shared.db import accounts, balance, breaker
 from shared.db import campaigns as db
 from shared.db import templates as templates_db
 from shared.db.connection import Connection, Executor
@@ -142,6 +142,7 @@ def as_request(row: asyncpg.Record) -> dict[str, Any]:
         "retry_interval": row["retry_interval"],
         "from_number": row["from_number"],
         "voice": row["voice"],
+        "circuit_breaker": row["circuit_breaker"],
     }
     return {k: v for k, v in request.items() if v is not None}
 
@@ -260,6 +261,8 @@ async def apply_action(
             except InvalidTransition as exc:
                 raise Conflict(str(exc)) from exc
             await db.set_status(conn, account["id"], row["id"], step.status, step.resume_to)
+            if action == "resume":  # the circuit breaker looks at a new window, and forgets why it paused
+                await breaker.new_window(conn, row["id"])
             kind = {"pause": CampaignPaused, "resume": CampaignResumed, "cancel": CampaignCancelled}[action]
             event = kind(account_id=account["id"], campaign_id=row["id"])
         await outbox.add(conn, [event])
