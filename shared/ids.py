@@ -15,6 +15,7 @@ PREFIXES = {
     "delivery": "dlv",
     "message": "msg",
     "template": "tpl",
+    "webhook_endpoint": "we",
 }
 
 

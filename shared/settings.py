@@ -124,6 +124,17 @@ class Settings(BaseSettings):
     import_concurrency: int = Field(default=1, ge=1)
     #: Days provider callbacks and handled-message records are kept (to recognise repeats), then deleted.
     retention_days: int = Field(default=30, ge=1)
+    #: Outbound webhooks (the tracker sends them): a failed delivery is tried again after
+    #: `webhook_retry_base` seconds, doubling to at most `webhook_retry_max`, for
+    #: `webhook_retry_for` seconds after its event (then failed); an endpoint failing without a
+    #: success for `webhook_disable_after` seconds is disabled, saying why.
+    webhook_retry_base: float = Field(default=5.0, gt=0)
+    webhook_retry_max: float = Field(default=3600.0, gt=0)
+    webhook_retry_for: float = Field(default=3 * 86400.0, gt=0)
+    webhook_disable_after: float = Field(default=3 * 86400.0, gt=0)
+    #: Seconds one webhook request may take, and requests in flight at once per tracker.
+    webhook_timeout: float = Field(default=10.0, gt=0)
+    webhook_concurrency: int = Field(default=20, ge=1)
     #: Seconds between two rounds of the scheduler's retention job.
     retention_interval: float = 3600.0
     #: Networks that agents' webhooks and LLM endpoints may reach although they are not public

@@ -178,6 +178,8 @@ def start_system(
         "CAMPAIGNS_DISPATCH_PREFETCH": "8",
         "CAMPAIGNS_SECRET_KEY": TEST_SECRET_KEY,
         "CAMPAIGNS_INBOUND_EMAIL_TOKEN": INBOUND_EMAIL_TOKEN,
+        "CAMPAIGNS_WEBHOOK_RETRY_BASE": "0.2",  # outbound webhooks tried again within a test's wait
+        "CAMPAIGNS_WEBHOOK_RETRY_MAX": "1",
         "CAMPAIGNS_RETENTION_INTERVAL": "1",  # the retention job's rounds within a test's wait
         **extra_env,
     }

@@ -8,11 +8,22 @@ from aiohttp import web
 
 from services.api import openapi
 from services.api.contact_schemas import ContactBody, GroupIn, MembersIn
-from services.api.handlers import account, agents, campaigns, contacts, contacts_import, dryrun, groups, templates
+from services.api.handlers import (
+    account,
+    agents,
+    campaigns,
+    contacts,
+    contacts_import,
+    dryrun,
+    groups,
+    templates,
+    webhook_endpoints,
+)
 from services.api.handlers.account import AccountPatch, SenderIn
 from services.api.handlers.templates import PreviewIn, TemplateIn, TemplatePatch
 from services.api.openapi import Operation as Op
 from services.api.schemas import AgentCreate, AgentPatch, CampaignCreate, CampaignPatch
+from services.api.usecases.webhook_endpoints import EndpointIn, EndpointPatch
 
 _PAGE = (("limit", "page size, 1-200 (default 50)"), ("cursor", "`next_cursor` of the previous page"))
 
@@ -193,6 +204,32 @@ OPERATIONS: list[Op] = [
         "Remove a sender identity (409 while a campaign not yet ended sends from it)",
         ok=204,
         errors=(409,),
+    ),
+    Op(
+        "POST",
+        "/webhook-endpoints",
+        webhook_endpoints.create_endpoint,
+        "Add a webhook endpoint: its events are POSTed to it, signed (`Campaigns-Signature`); the answer "
+        "carries its `secret` (whsec_…), shown this once",
+        EndpointIn,
+        ok=201,
+    ),
+    Op("GET", "/webhook-endpoints", webhook_endpoints.list_endpoints, "List webhook endpoints", query=_PAGE),
+    Op("GET", "/webhook-endpoints/{id}", webhook_endpoints.get_endpoint, "Get a webhook endpoint"),
+    Op(
+        "PATCH",
+        "/webhook-endpoints/{id}",
+        webhook_endpoints.update_endpoint,
+        "Change a webhook endpoint's url, events or enabled",
+        EndpointPatch,
+    ),
+    Op("DELETE", "/webhook-endpoints/{id}", webhook_endpoints.delete_endpoint, "Delete a webhook endpoint", ok=204),
+    Op(
+        "GET",
+        "/webhook-endpoints/{id}/attempts",
+        webhook_endpoints.list_attempts,
+        "An endpoint's recent delivery attempts (event, status code, time, error), newest first",
+        query=_PAGE,
     ),
 ]
 

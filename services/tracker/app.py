@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from services.tracker import email_inbound, replies, sender_verify, unsubscribe, voice, webhooks
+from services.tracker import email_inbound, outbound_webhooks, replies, sender_verify, unsubscribe, voice, webhooks
 from services.tracker.signatures import TwilioSignatures
 from services.tracker.statuses import StatusBatcher
 from shared import observability, outbound
@@ -57,6 +57,7 @@ def create_app(settings: Settings, pool: object) -> web.Application:
     app.cleanup_ctx.append(_http_session)
     app["settings"] = settings
     app.cleanup_ctx.append(_smtp)
+    app.cleanup_ctx.append(outbound_webhooks.sending)
 
     async def database() -> bool:
         return bool(await pool.fetchval("SELECT 1"))  # type: ignore[attr-defined]

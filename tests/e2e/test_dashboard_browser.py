@@ -392,6 +392,18 @@ async def test_every_page_reads_at_desktop_and_phone_widths_and_shows_the_apis_e
     await expect(page.get_by_role("row").filter(has_text="@example.com")).to_contain_text("pending")
     await check_page(page, "senders")
 
+    # Webhooks: a private URL is refused with the API's reason; an endpoint added shows its secret once.
+    await page.goto(system.api_url + "/dashboard/webhooks")
+    await page.locator("#f-url").fill("http://10.0.0.1/hooks")
+    await page.get_by_role("button", name="Add the endpoint").click()
+    await expect(page.locator("#url-error")).to_contain_text("not reachable from here")
+    await page.locator("#f-url").fill("http://127.0.0.1:9/hooks")
+    await page.get_by_label("campaign.completed").last.check()
+    await page.get_by_role("button", name="Add the endpoint").click()
+    await expect(page.locator("#new-secret")).to_have_value(re.compile(r"^whsec_"))
+    await expect(page.get_by_role("heading", level=2).filter(has_text="127.0.0.1:9")).to_contain_text("on")
+    await check_page(page, "webhooks")
+
     # Agents: settings the mode needs are named; the account: a zone that is not one.
     await page.goto(system.api_url + "/dashboard/agents/new")
     await page.get_by_label("Name").fill("Hook")

@@ -11,7 +11,7 @@ from aiohttp import web
 from services.api.dashboard import campaign_form_views as campaign_forms
 from services.api.dashboard import campaign_views as campaigns
 from services.api.dashboard import contact_views as contacts
-from services.api.dashboard import live, session_views, setting_views
+from services.api.dashboard import live, session_views, setting_views, webhook_views
 from services.api.dashboard.web import middleware
 
 __all__ = ["add_routes", "middleware"]
@@ -63,6 +63,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/dashboard/templates/{id}", setting_views.save_template)
     r.add_get("/dashboard/senders", setting_views.senders_page)
     r.add_post("/dashboard/senders", setting_views.change_senders)
+    r.add_get("/dashboard/webhooks", webhook_views.webhooks_page)
+    r.add_post("/dashboard/webhooks", webhook_views.change_webhooks)
     r.add_get("/dashboard/agents", setting_views.agents_page)
     r.add_get("/dashboard/agents/new", setting_views.agent_form)
     r.add_post("/dashboard/agents/new", setting_views.save_agent)
