@@ -224,3 +224,33 @@ async def test_endpoints_are_checked_and_the_accounts_own(http, system, account,
     assert status == 204
     status, _body = await call(http, "GET", f"{url}/{created['id']}", account.headers)
     assert status == 404
+
+
+async def test_automatic_pauses_and_failures_carry_their_reason(http, system, account, receiver, fake_twilio):
+    await _endpoint(http, system, account, receiver.url, ["campaign.paused", "campaign.failed"])
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Wh"})
+    tripped, failing = [new_phone() for _ in range(10)], [new_phone(), new_phone()]
+    for phone in tripped + failing:
+        fake_twilio.script[phone] = [(400, 21211)]  # not a valid number: fails for good
+    fake_twilio.response_delay = 0.1  # the breaker's campaign is still running when it looks
+    try:
+        for phones, extra in ((tripped, {"circuit_breaker": {"min_sends": 2}, "max_concurrent": 1}),
+                              (failing, {"circuit_breaker": False})):
+            status, body = await call(
+                http, "POST", system.api_url + "/campaigns", account.headers,
+                {"name": "bad list", "agent_id": agent["id"], "type": "sms", "contacts": phones,
+                 "message_template": "Hi", "status": "scheduled", **extra},
+            )
+            assert status == 201, body
+
+        async def both_came():
+            types = receiver.types()
+            return "campaign.paused" in types and "campaign.failed" in types
+
+        await wait_until(both_came, timeout=60, message="campaign.paused and campaign.failed")
+    finally:
+        fake_twilio.response_delay = 0.0
+    events = {e["type"]: e["data"] for e in receiver.events()}
+    assert events["campaign.paused"]["reason"]["code"] == "failure_rate", events
+    assert events["campaign.paused"]["previous_status"] == "running"
+    assert events["campaign.failed"]["reason"].startswith("run 1: no delivery succeeded (2 failed"), events
