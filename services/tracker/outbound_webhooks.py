@@ -105,12 +105,24 @@ class WebhookSender:
                 row["attempts"] + 1, self._settings.webhook_retry_base, self._settings.webhook_retry_max
             )
             enabled = await db.failed(
-                conn, row, status, error, took, next_at, give_up,
+                conn,
+                row,
+                status,
+                error,
+                took,
+                next_at,
+                give_up,
                 now - timedelta(seconds=self._settings.webhook_disable_after),
             )
         log.warning(
-            "webhook.failed", event_id=row["event_id"], endpoint_id=row["endpoint_id"], status=status,
-            error=error, attempts=row["attempts"] + 1, gave_up=give_up, endpoint_enabled=enabled,
+            "webhook.failed",
+            event_id=row["event_id"],
+            endpoint_id=row["endpoint_id"],
+            status=status,
+            error=error,
+            attempts=row["attempts"] + 1,
+            gave_up=give_up,
+            endpoint_enabled=enabled,
         )
 
     async def _purge(self) -> None:
