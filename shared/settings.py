@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     breaker_min_sends: int = Field(default=50, ge=1)
     #: Seconds between two looks of the scheduler's breaker at running campaigns.
     breaker_interval: float = Field(default=0.25, gt=0)
+    #: Sends a second a sender identity makes when it sets no `max_per_second`, by kind: US
+    #: toll-free numbers, 5-6 digit short codes, other numbers (long codes), email addresses. Held
+    #: across every dispatcher replica and campaign; the platform's default sender is not paced.
+    sender_rate_long_code: float = Field(default=1.0, gt=0)
+    sender_rate_toll_free: float = Field(default=3.0, gt=0)
+    sender_rate_short_code: float = Field(default=100.0, gt=0)
+    sender_rate_email: float = Field(default=10.0, gt=0)
     #: Start the scheduler's clock at this instant instead of now (rehearsals, tests).
     clock_start: datetime | None = None
     #: Simulated seconds per real second, with CAMPAIGNS_CLOCK_START.

@@ -19,7 +19,7 @@ from services.api.handlers import (
     templates,
     webhook_endpoints,
 )
-from services.api.handlers.account import AccountPatch, SenderIn
+from services.api.handlers.account import AccountPatch, SenderIn, SenderPatch
 from services.api.handlers.templates import PreviewIn, TemplateIn, TemplatePatch
 from services.api.openapi import Operation as Op
 from services.api.schemas import AgentCreate, AgentPatch, CampaignCreate, CampaignPatch
@@ -197,6 +197,13 @@ OPERATIONS: list[Op] = [
     Op("PATCH", "/account", account.update_account, "Change the account's defaults", AccountPatch),
     Op("POST", "/senders", account.add_sender, "Add a sender identity (phone or email)", SenderIn, ok=201),
     Op("GET", "/senders", account.list_senders, "List sender identities"),
+    Op(
+        "PATCH",
+        "/senders/{address}",
+        account.update_sender,
+        "Change a sender's rate (`max_per_second`; null: the default for its kind of number)",
+        SenderPatch,
+    ),
     Op(
         "DELETE",
         "/senders/{address}",

@@ -23,6 +23,7 @@ from shared.bus.connection import connect
 from shared.bus.consumer import Consumer
 from shared.channels import SENDING_CHANNELS
 from shared.db.pool import create_pool
+from shared.db.sending import SenderRates
 from shared.domain.pricing import sms_segments
 from shared.providers import smtp_email
 from shared.providers.base import Found
@@ -191,7 +192,18 @@ async def run(settings: Settings, channel: str, stop: asyncio.Event) -> None:
         if sending:
             sender, loops = await stack.enter_async_context(SENDERS[channel](settings, pool))
             lanes = await stack.enter_async_context(
-                Lanes(pool, sender, Recorder(pool, channel), capacity=capacity(settings, channel))
+                Lanes(
+                    pool,
+                    sender,
+                    Recorder(pool, channel),
+                    capacity=capacity(settings, channel),
+                    rates=SenderRates(
+                        long_code=settings.sender_rate_long_code,
+                        toll_free=settings.sender_rate_toll_free,
+                        short_code=settings.sender_rate_short_code,
+                        email=settings.sender_rate_email,
+                    ),
+                )
             )
             consumer = Consumer(
                 connection,

@@ -68,6 +68,11 @@ class _Lane:
     task: asyncio.Task[None] | None = None
     #: The last round could not claim for want of this process's capacity.
     starved: bool = False
+    #: The campaign's sender is paced (`max_per_second`): each send waits for its slot, taken by a
+    #: claim; none is handed over.
+    paced: bool = False
+    #: Wakes the lane when its sender's next slot starts.
+    timer: asyncio.TimerHandle | None = None
 
 
 class Lanes:
@@ -83,6 +88,7 @@ class Lanes:
         capacity: int,
         poll_s: float = 0.5,
         clock: Any = None,
+        rates: sending.SenderRates | None = None,
     ):
         self._pool = pool
         self._sender = sender
@@ -91,6 +97,7 @@ class Lanes:
         self._capacity = max(1, capacity)
         self._poll = poll_s
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._rates = rates or sending.SenderRates()
         self._lanes: dict[str, _Lane] = {}
         self._in_flight = 0
         self._sends: set[asyncio.Task[None]] = set()
@@ -192,7 +199,9 @@ class Lanes:
             claim = sending.Claim("running", 0, [])
             if sendable:
                 texts = [(h.decision.text if h.decision else None) or "" for h in sendable]
-                claim = await sending.claim(self._pool, lane.campaign_id, [h.id for h in sendable], texts, share)
+                claim = await sending.claim(
+                    self._pool, lane.campaign_id, [h.id for h in sendable], texts, share, self._rates
+                )
             if claim.status not in _LIVE:
                 # paused: back to planned, to be released on resume; ended (or gone): cancelled
                 status = claim.status or "gone"
@@ -214,9 +223,20 @@ class Lanes:
                 self._start(lane, held)
         unclaimed = [h for h in sendable if h.id not in claimed]
         self._hold_at_front(lane, unclaimed)
+        lane.paced = claim.rate_wait is not None
+        if unclaimed and claim.rate_wait is not None:  # its sender's next slot: wake the lane then
+            self._wake_at(lane, max(claim.rate_wait, 0.0))
         if grant and len(claimed) < grant:
             await self._drop_unclaimable(lane, unclaimed)
         return bool(claimed or verdicts or finished)
+
+    @staticmethod
+    def _wake_at(lane: _Lane, delay_s: float) -> None:
+        """Wake the lane in `delay_s` seconds (when its sender's next slot starts), not spinning on
+        the database meanwhile; its deliveries hold no place in `max_concurrent` while they wait."""
+        if lane.timer is not None:
+            lane.timer.cancel()
+        lane.timer = asyncio.get_running_loop().call_later(delay_s, lane.wake.set)
 
     def _hold_at_front(self, lane: _Lane, held: list[_Held]) -> None:
         """Put deliveries a round took back at the front of their lane, in order."""
@@ -310,7 +330,10 @@ class Lanes:
             held.done.set_result(None)
 
     def _following(self, lane: _Lane) -> _Held | None:
-        """The first delivery of the lane decided to be sent, taken out of it (to be handed over)."""
+        """The first delivery of the lane decided to be sent, taken out of it (to be handed over);
+        none for a paced sender (its sends start at their slots, taken by claims)."""
+        if lane.paced:
+            return None
         for candidate in itertools.islice(lane.held.values(), FOLLOWING_LOOKS):
             if candidate.decision is not None and candidate.decision.action == "send":
                 return lane.held.pop(candidate.id)

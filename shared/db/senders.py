@@ -17,16 +17,22 @@ WHERE id = $1 RETURNING *
 """
 #: A sender claimed by the account: verified now ($4), or pending its verification.
 _INSERT = """
-INSERT INTO sender_identities (account_id, kind, address, verified_at)
-VALUES ($1, $2, $3, CASE WHEN $4::boolean THEN now() END)
+INSERT INTO sender_identities (account_id, kind, address, verified_at, max_per_second)
+VALUES ($1, $2, $3, CASE WHEN $4::boolean THEN now() END, $5)
 ON CONFLICT (account_id, kind, address) DO UPDATE
-SET verified_at = COALESCE(sender_identities.verified_at, EXCLUDED.verified_at)
+SET verified_at = COALESCE(sender_identities.verified_at, EXCLUDED.verified_at),
+    max_per_second = CASE WHEN $6::boolean THEN EXCLUDED.max_per_second ELSE sender_identities.max_per_second END
 RETURNING *, (xmax = 0) AS created
 """
 _OWNER = "SELECT account_id FROM sender_identities WHERE kind = $1 AND address = $2 AND verified_at IS NOT NULL"
 _VERIFY = """
 UPDATE sender_identities SET verified_at = COALESCE(verified_at, now())
 WHERE account_id = $1 AND kind = $2 AND address = $3
+RETURNING *, false AS created
+"""
+_SET_RATE = """
+UPDATE sender_identities SET max_per_second = $3
+WHERE account_id = $1 AND address = $2
 RETURNING *, false AS created
 """
 _LIST = "SELECT * FROM sender_identities WHERE account_id = $1 ORDER BY created_at, address"
@@ -52,10 +58,20 @@ async def update_account(
     return cast(asyncpg.Record, await conn.fetchrow(_UPDATE_ACCOUNT, account_id, default_timezone, quiet_hours))
 
 
-async def insert(conn: Executor, account_id: str, kind: str, address: str, verified: bool) -> asyncpg.Record:
-    """Add (or keep) a sender, verified now or pending (one verified stays so); `created` says
-    whether it is new. UniqueViolationError when verifying an address another account verified."""
-    return cast(asyncpg.Record, await conn.fetchrow(_INSERT, account_id, kind, address, verified))
+async def insert(
+    conn: Executor,
+    account_id: str,
+    kind: str,
+    address: str,
+    verified: bool,
+    max_per_second: float | None = None,
+    rate_given: bool = False,
+) -> asyncpg.Record:
+    """Add (or keep) a sender, verified now or pending (one verified stays so), with its rate when
+    `rate_given`; `created` says whether it is new. UniqueViolationError when verifying an address
+    another account verified."""
+    row = await conn.fetchrow(_INSERT, account_id, kind, address, verified, max_per_second, rate_given)
+    return cast(asyncpg.Record, row)
 
 
 async def owner(conn: Executor, kind: str, address: str) -> str | None:
@@ -89,3 +105,10 @@ async def campaign_sending_from(conn: Executor, account_id: str, address: str) -
 async def is_verified(conn: Executor, account_id: str, address: str) -> bool:
     """Whether `address` is a verified sender of the account."""
     return bool(await conn.fetchval(_VERIFIED, account_id, address))
+
+
+async def set_rate(
+    conn: Executor, account_id: str, address: str, max_per_second: float | None
+) -> asyncpg.Record | None:
+    """Set a sender's `max_per_second` (None: the default for its kind); the row, None if no such sender."""
+    return await conn.fetchrow(_SET_RATE, account_id, address, max_per_second)

@@ -46,6 +46,21 @@ WITH room AS MATERIALIZED (
     FROM campaign_flow f JOIN campaigns c ON c.id = f.campaign_id
     WHERE f.campaign_id = $4
     FOR UPDATE OF f
+), sender AS MATERIALIZED (  -- the campaign's own sender, paced (the platform's default is not)
+    SELECT s.account_id, s.kind, s.address,
+           COALESCE(s.max_per_second, CASE
+               WHEN s.kind = 'email' THEN $8::float8
+               WHEN s.address ~ '^\\+?[0-9]{5,6}$' THEN $7::float8
+               WHEN s.address ~ '^\\+1(800|833|844|855|866|877|888)' THEN $6::float8
+               ELSE $5::float8 END) AS rate,
+           GREATEST(COALESCE(s.rate_tat, now()), now()) AS next_free
+    FROM campaigns c JOIN sender_identities s ON s.account_id = c.account_id AND s.address = c.from_number
+    WHERE c.id = $4 AND s.verified_at IS NOT NULL
+    FOR UPDATE OF s
+), allowed AS MATERIALIZED (  -- the sends whose slots start by now (a moment's look-ahead)
+    SELECT GREATEST(0, floor(extract(epoch FROM now() + interval '20 milliseconds' - next_free)
+                             * rate / $9::float8) + 1)::int AS k
+    FROM sender WHERE rate > 0
 ), picked AS MATERIALIZED (
     SELECT d.id, u.rendered FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(id, rendered, ord)
     JOIN deliveries d ON d.id = u.id
@@ -54,16 +69,26 @@ WITH room AS MATERIALIZED (
       AND NOT CASE d.channel WHEN 'sms' THEN ct.opted_out_sms WHEN 'email' THEN ct.opted_out_email
                              ELSE ct.opted_out_voice END
     ORDER BY u.ord
-    LIMIT LEAST($3, COALESCE((SELECT free FROM room), 0))
+    LIMIT LEAST($3, COALESCE((SELECT free FROM room), 0), COALESCE((SELECT k FROM allowed), 2147483647))
     FOR UPDATE OF d SKIP LOCKED
 ), claimed AS (
     UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1, sending_at = now(),
         rendered = p.rendered, updated_at = now()
     FROM picked p WHERE d.id = p.id
     RETURNING d.id
+), paced AS (  -- each send claimed takes its slot: the next starts 1/rate (with margin) later
+    UPDATE sender_identities s
+    SET rate_tat = se.next_free + make_interval(secs => (SELECT count(*) FROM claimed) * $9::float8 / se.rate)
+    FROM sender se
+    WHERE s.account_id = se.account_id AND s.kind = se.kind AND s.address = se.address AND se.rate > 0
+      AND EXISTS (SELECT 1 FROM claimed)
+    RETURNING s.rate_tat
 )
-SELECT (SELECT status FROM room) AS status, COALESCE((SELECT free FROM room), 0) AS free,
-       ARRAY(SELECT id FROM claimed) AS claimed
+SELECT (SELECT status FROM room) AS status,
+       LEAST(COALESCE((SELECT free FROM room), 0), COALESCE((SELECT k FROM allowed), 2147483647)) AS free,
+       ARRAY(SELECT id FROM claimed) AS claimed,
+       extract(epoch FROM COALESCE((SELECT rate_tat FROM paced), (SELECT next_free FROM sender WHERE rate > 0))
+                          - now())::float8 AS rate_wait
 """
 # Rows locked in id order first, as every batch writer of deliveries does (no deadlock between two
 # batches, or a batch and a campaign's cancellation).
@@ -126,6 +151,9 @@ WITH o AS (
     WHERE d.state = 'queued' AND c.status IN ('scheduled', 'running')
       AND NOT CASE d.channel WHEN 'sms' THEN ct.opted_out_sms WHEN 'email' THEN ct.opted_out_email
                              ELSE ct.opted_out_voice END
+      -- a paced sender's next send waits for its slot, taken by a claim (never handed over)
+      AND NOT EXISTS (SELECT 1 FROM sender_identities s WHERE s.account_id = c.account_id
+                      AND s.address = c.from_number AND s.verified_at IS NOT NULL)
     FOR UPDATE OF d SKIP LOCKED
 ), handed AS (
     UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1, sending_at = now(),
@@ -158,6 +186,22 @@ class Claim:
     status: str | None
     free: int
     claimed: list[str]
+    #: Seconds until the campaign's sender may start its next send (None: its sender is not paced).
+    rate_wait: float | None = None
+
+
+@dataclass(frozen=True)
+class SenderRates:
+    """Sends a second a sender identity makes when it sets no `max_per_second`, by kind of number
+    (US toll-free numbers, 5-6 digit short codes, other numbers: long codes) and for email, and the
+    margin each send's slot takes beyond 1/rate (so that the provider, after the jitter between a
+    claim and its request, never sees more than the rate in any second)."""
+
+    long_code: float = 1.0
+    toll_free: float = 3.0
+    short_code: float = 100.0
+    email: float = 10.0
+    margin: float = 1.05
 
 
 @dataclass(frozen=True)
@@ -188,14 +232,31 @@ async def states(conn: Executor, delivery_ids: Sequence[str]) -> dict[str, str]:
 
 
 async def claim(
-    conn: Executor, campaign_id: str, delivery_ids: Sequence[str], rendered: Sequence[str], limit: int
+    conn: Executor,
+    campaign_id: str,
+    delivery_ids: Sequence[str],
+    rendered: Sequence[str],
+    limit: int,
+    rates: SenderRates = SenderRates(),
 ) -> Claim:
     """Move up to `limit` of the deliveries (in the order given) to `sending` with their rendered
-    text, within the campaign's room: those still `queued`, their contact still opted in, not held
-    by another claim. One statement: never more in flight than `max_concurrent`, across replicas."""
-    row = await conn.fetchrow(_CLAIM, list(delivery_ids), list(rendered), max(limit, 0), campaign_id)
+    text, within the campaign's room and its sender's pace: those still `queued`, their contact
+    still opted in, not held by another claim. One statement: never more in flight than
+    `max_concurrent`, nor faster than the sender's rate, across replicas and campaigns."""
+    row = await conn.fetchrow(
+        _CLAIM,
+        list(delivery_ids),
+        list(rendered),
+        max(limit, 0),
+        campaign_id,
+        rates.long_code,
+        rates.toll_free,
+        rates.short_code,
+        rates.email,
+        rates.margin,
+    )
     assert row is not None  # a SELECT of scalars: always one row
-    return Claim(row["status"], row["free"], list(row["claimed"]))
+    return Claim(row["status"], row["free"], list(row["claimed"]), row["rate_wait"])
 
 
 async def settle(conn: Executor, verdicts: Sequence[tuple[str, str, str | None]]) -> list[str]:

@@ -390,6 +390,12 @@ async def test_every_page_reads_at_desktop_and_phone_widths_and_shows_the_apis_e
         await page.get_by_role("button", name="Add the sender").click()
     await expect(page.get_by_role("row").filter(has_text=owned).first).to_contain_text("verified")
     await expect(page.get_by_role("row").filter(has_text="@example.com")).to_contain_text("pending")
+    row = page.get_by_role("row").filter(has_text=owned).first
+    await row.get_by_label("Sends a second").fill("2")
+    await page.get_by_role("button", name=f"Set the rate of {owned}").click()
+    await expect(page.get_by_role("row").filter(has_text=owned).first.get_by_label("Sends a second")).to_have_value(
+        re.compile(r"^2(\.0)?$")
+    )
     await check_page(page, "senders")
 
     # Webhooks: a private URL is refused with the API's reason; an endpoint added shows its secret once.

@@ -14,7 +14,7 @@ from services.api.schemas import AgentCreate, AgentPatch, parse
 from services.api.usecases import account as account_usecase
 from services.api.usecases import agents as agents_usecase
 from services.api.usecases import templates as templates_usecase
-from services.api.usecases.account import AccountPatch, SenderIn
+from services.api.usecases.account import AccountPatch, SenderIn, SenderPatch
 from services.api.usecases.templates import PreviewIn, TemplateIn, TemplatePatch
 from shared.db import campaigns as campaigns_db
 from shared.db import contacts as contacts_db
@@ -120,13 +120,18 @@ async def change_senders(request: web.Request) -> web.StreamResponse:
     try:
         if form.get("intent") == "remove":
             await account_usecase.delete_sender(pool, account_id, address or "")
+        elif form.get("intent") == "rate":
+            rate = _text(form, "max_per_second")
+            patch = parse(SenderPatch, {"max_per_second": rate})
+            await account_usecase.set_sender_rate(pool, account_id, address or "", patch)
         else:
             await account_usecase.add_sender(
                 pool, account_id, parse(SenderIn, {"address": address}), request.app["senders"]
             )
     except AppError as exc:
         reasons = [reason for found in field_errors(exc).values() for reason in found]
-        return await senders_page(request, {"address" if form.get("intent") != "remove" else "form": reasons})
+        field = "address" if str(form.get("intent") or "add") == "add" else "form"
+        return await senders_page(request, {field: reasons})
     raise web.HTTPSeeOther("/dashboard/senders")
 
 

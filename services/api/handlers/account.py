@@ -8,11 +8,21 @@ from aiohttp import web
 
 from services.api.handlers.common import iso, read_model
 from services.api.usecases import account as usecase
-from services.api.usecases.account import AccountPatch, SenderIn
+from services.api.usecases.account import AccountPatch, SenderIn, SenderPatch
 from shared.db import senders
 from shared.web import json_response
 
-__all__ = ["AccountPatch", "SenderIn", "add_sender", "delete_sender", "get_account", "list_senders", "update_account"]
+__all__ = [
+    "AccountPatch",
+    "SenderIn",
+    "SenderPatch",
+    "add_sender",
+    "delete_sender",
+    "get_account",
+    "list_senders",
+    "update_account",
+    "update_sender",
+]
 
 
 def _account_body(row: dict[str, Any]) -> dict[str, Any]:
@@ -53,6 +63,8 @@ def sender_body(row: Any) -> dict[str, Any]:
         "verified": verified,
         "verified_at": iso(row["verified_at"]),
         "created_at": iso(row["created_at"]),
+        # its own rate (None: the default for its kind of number, CAMPAIGNS_SENDER_RATE_*)
+        "max_per_second": row["max_per_second"],
     }
     if not verified:
         body["verification"] = (
@@ -72,6 +84,14 @@ async def list_senders(request: web.Request) -> web.Response:
     """`GET /senders`."""
     rows = await senders.list_all(request.app["pool"], request["account"]["id"])
     return json_response({"data": [sender_body(r) for r in rows], "next_cursor": None})
+
+
+async def update_sender(request: web.Request) -> web.Response:
+    """`PATCH /senders/{address}`: its `max_per_second`."""
+    patch = await read_model(request, SenderPatch)
+    pool, account_id = request.app["pool"], request["account"]["id"]
+    row = await usecase.set_sender_rate(pool, account_id, request.match_info["address"], patch)
+    return json_response(sender_body(row))
 
 
 async def delete_sender(request: web.Request) -> web.Response:

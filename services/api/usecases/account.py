@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import structlog
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.db import accounts, senders
 from shared.db.connection import Executor
@@ -44,6 +44,21 @@ class SenderIn(BaseModel):
     phone: str | None = None
     email: str | None = None
     address: str | None = None
+    max_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        le=10_000,
+        description="Sends a second from this sender, across every campaign and dispatcher (fractions "
+        "allowed: 0.5 is one every two seconds); unset: the default for its kind of number",
+    )
+
+
+class SenderPatch(BaseModel):
+    """`PATCH /senders/{address}`: its rate (`null`: back to the default for its kind)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_per_second: float | None = Field(gt=0, le=10_000, description="Sends a second; null: the default")
 
 
 async def view(pool: asyncpg.Pool, account_id: str) -> dict[str, Any]:
@@ -96,12 +111,29 @@ async def add_sender(pool: asyncpg.Pool, account_id: str, body: SenderIn, checks
     if kind == "phone" and owner is None:
         await _check_twilio_holds(checks.twilio, address)
     try:
-        row = await senders.insert(pool, account_id, kind, address, verified=kind == "phone")
+        row = await senders.insert(
+            pool,
+            account_id,
+            kind,
+            address,
+            verified=kind == "phone",
+            max_per_second=body.max_per_second,
+            rate_given="max_per_second" in body.model_fields_set,
+        )
     except asyncpg.UniqueViolationError as exc:  # another account verified it a moment ago
         raise Conflict(f"{address} is another account's sender", details=[{"field": field, "reason": "taken"}]) from exc
     if row["verified_at"] is None:
         await _mail_link(checks, account_id, address)
         log.info("sender.verification_sent", address=address)
+    return row
+
+
+async def set_sender_rate(pool: asyncpg.Pool, account_id: str, address: str, patch: SenderPatch) -> asyncpg.Record:
+    """Change a sender's `max_per_second`; NotFound for an address that is not the account's sender."""
+    row = await senders.set_rate(pool, account_id, address, patch.max_per_second)
+    if row is None:
+        raise NotFound(f"sender {address!r} not found")
+    log.info("sender.rate_changed", address=row["address"], max_per_second=row["max_per_second"])
     return row
 
 
