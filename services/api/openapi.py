@@ -36,6 +36,54 @@ ERROR_SCHEMA: dict[str, Any] = {
         }
     },
 }
+#: What a campaign's create and change answer carry besides the campaign.
+WARNINGS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "description": (
+        "What was accepted but is likely not meant (a `scheduled_at` already past: its contacts are "
+        "sent at launch); empty when all is well."
+    ),
+    "items": {
+        "type": "object",
+        "required": ["field", "message"],
+        "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+    },
+}
+#: A campaign as `POST` and `PATCH /campaigns` answer it.
+CAMPAIGN_WRITTEN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "status", "warnings"],
+    "properties": {"id": {"type": "string"}, "status": {"type": "string"}, "warnings": WARNINGS_SCHEMA},
+}
+_COUNT = {"type": "integer", "minimum": 0}
+#: A campaign's (or one run's) results: counts, and each figure for people beside its twin for machines.
+RESULTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["reply_rate", "reply_rate_value", "average_response_time", "average_response_time_seconds"],
+    "properties": {
+        **{
+            name: _COUNT
+            for name in ("total_contacts", "sent", "delivered", "replied", "failed", "pending", "skipped", "cancelled")
+        },
+        "undelivered": {**_COUNT, "description": "Email bounces and carrier failures."},
+        "reply_rate": {"type": "string", "description": 'Replies per delivered message, as `"29.3%"`.'},
+        "reply_rate_value": {"type": "number", "minimum": 0, "maximum": 1, "description": "`reply_rate` from 0 to 1."},
+        "average_response_time": {"type": ["string", "null"], "description": 'As `"4m 23s"`; null before any reply.'},
+        "average_response_time_seconds": {
+            "type": ["number", "null"],
+            "description": "`average_response_time` in seconds; null before any reply.",
+        },
+    },
+}
+#: A recurring campaign's runs, a page of them, each with its own results.
+RUNS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {"type": "array", "items": {"type": "object", "properties": {"results": RESULTS_SCHEMA}}},
+        "next_cursor": {"type": ["string", "null"]},
+    },
+}
 _REASONS = {
     200: "OK",
     201: "Created",
@@ -71,6 +119,8 @@ class Operation:
     content: str = "application/json"
     public: bool = False
     tags: tuple[str, ...] = field(default=())
+    #: The schema of the answer's body (`{"type": "object"}` when not given).
+    answer: dict[str, Any] | None = None
 
 
 def build(operations: list[Operation], title: str, version: str) -> dict[str, Any]:
@@ -92,7 +142,10 @@ def build(operations: list[Operation], title: str, version: str) -> dict[str, An
             "title": title,
             "version": version,
             "description": (
-                'Outbound campaigns over SMS, email and voice. Errors: `{"error": {code, message, details}}`.'
+                'Outbound campaigns over SMS, email and voice. Errors: `{"error": {code, message, details}}`, '
+                "with every bad field of a request in `details`. The API is strict: an unknown field in a "
+                "request body is a 422 naming it (`additionalProperties: false`), with the known name meant "
+                "when one is close; a contact's extra keys are its template variables."
             ),
         },
         "servers": [{"url": "/"}],
@@ -125,7 +178,7 @@ def _operation(op: Operation, bodies: dict[type[BaseModel], dict[str, Any]]) -> 
     else:
         responses[str(op.ok)] = {
             "description": _REASONS.get(op.ok, "OK"),
-            "content": {"application/json": {"schema": {"type": "object"}}},
+            "content": {"application/json": {"schema": op.answer or {"type": "object"}}},
         }
     statuses = set(op.errors) | ({400, 405, 413, 415, 422, 503} if op.public else set(_COMMON))
     if op.path.count("{"):

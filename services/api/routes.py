@@ -48,6 +48,7 @@ OPERATIONS: list[Op] = [
         CampaignCreate,
         ok=201,
         errors=(402, 404, 409),
+        answer=openapi.CAMPAIGN_WRITTEN_SCHEMA,
     ),
     Op(
         "GET",
@@ -64,6 +65,7 @@ OPERATIONS: list[Op] = [
         "Change a draft campaign (any field of the create; those given replace the campaign's)",
         CampaignPatch,
         errors=(404, 409),
+        answer=openapi.CAMPAIGN_WRITTEN_SCHEMA,
     ),
     Op(
         "DELETE",
@@ -79,6 +81,7 @@ OPERATIONS: list[Op] = [
         campaigns.campaign_results,
         "A campaign's results (all runs, or ?run=N)",
         query=(("run", "one run's results"),),
+        answer=openapi.RESULTS_SCHEMA,
     ),
     Op(
         "GET",
@@ -86,6 +89,7 @@ OPERATIONS: list[Op] = [
         campaigns.campaign_runs,
         "A campaign's runs, in order, each with its results",
         query=_PAGE,
+        answer=openapi.RUNS_SCHEMA,
     ),
     Op(
         "GET",

@@ -114,3 +114,41 @@ async def test_results_carry_numeric_twins(http, system, account, agent_id):
     assert (results["reply_rate"], results["reply_rate_value"]) == ("0.0%", 0.0)
     assert (results["average_response_time"], results["average_response_time_seconds"]) == (None, None)
     assert results["undelivered"] == 0
+
+
+async def test_the_fields_other_pieces_added_are_strict_too(http, system, account, agent_id, db):
+    # the circuit breaker's thresholds, a sender's rate, a webhook endpoint: a typo is named
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        _sms(agent_id, circuit_breaker={"failure_rat": 0.5}),
+    )
+    assert status == 422, body
+    assert body["error"]["details"] == [
+        {"field": "circuit_breaker.failure_rat", "reason": "unknown field (did you mean `failure_rate`?)"}
+    ]
+    assert await _campaigns(db, account) == 0
+    cases = [
+        ("POST", "/senders", {"phone": new_phone(), "max_per_sec": 2}, "max_per_sec", "max_per_second"),
+        ("PATCH", "/senders/nobody@example.com", {"max_per_second": 1, "burst": 2}, "burst", None),
+        ("POST", "/webhook-endpoints", {"url": "https://example.com/h", "events": ["*"], "event": "x"},
+         "event", "events"),
+    ]
+    for method, path, payload, name, meant in cases:
+        status, body = await call(http, method, system.api_url + path, account.headers, payload)
+        assert status == 422, (path, body)
+        reason = "unknown field" + (f" (did you mean `{meant}`?)" if meant else "")
+        assert {"field": name, "reason": reason} in body["error"]["details"], (path, body)
+    assert await db.fetchval("SELECT count(*) FROM webhook_endpoints WHERE account_id = $1", account.id) == 0
+
+
+async def test_the_openapi_document_says_so(http, system):
+    status, document = await call(http, "GET", system.api_url + "/openapi.json")
+    assert status == 200
+    schemas = document["components"]["schemas"]
+    assert schemas["CampaignCreate"]["additionalProperties"] is False
+    assert schemas["CircuitBreakerIn"]["additionalProperties"] is False
+    assert "unknown field" in document["info"]["description"]
+    created = document["paths"]["/campaigns"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
+    assert "warnings" in created["properties"]
+    results = document["paths"]["/campaigns/{id}/results"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert {"reply_rate_value", "average_response_time_seconds", "undelivered"} <= set(results["schema"]["properties"])
