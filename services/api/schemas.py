@@ -122,7 +122,11 @@ class CampaignSettings(_Strict):
         description="Voice only: the message left on an answering machine (a template rendered per "
         "contact, as `message_template`); required when `machine_detection` is `voicemail`.",
     )
-    voice: dict[str, Any] | None = None
+    voice: dict[str, Any] | None = Field(
+        default=None,
+        description="Voice only: the call settings above as an object (the top level wins), and the "
+        "`<Say>` `voice` and `language`; any other key is a 422 naming it.",
+    )
     circuit_breaker: CircuitBreakerIn | None = Field(
         default=None,
         description="Pause the campaign by itself when, over its sends finished since launch or its last "
@@ -477,6 +481,8 @@ def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None =
         except ValueError as exc:
             bad("sending_window." + str(exc).split(":")[0], str(exc).split(":", 1)[-1].strip())
     recurrence = merged.get("recurrence")
+    if isinstance(recurrence, dict):
+        errors.extend(unknown_key_errors("recurrence", recurrence, RECURRENCE_KEYS))
     if recurrence is not None:
         try:
             recurrence = Recurrence.parse(recurrence).as_dict()
@@ -495,7 +501,8 @@ def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None =
             from_number = to_e164(from_number)
         except InvalidPhone as exc:
             bad("from_number", str(exc))
-    voice = dict(merged.get("voice") or {})
+    voice = {_VOICE_SYNONYMS.get(k, k): v for k, v in (merged.get("voice") or {}).items()}
+    errors.extend(voice_errors(voice))
     for key in ("opening_message", "instructions", "call_duration_limit", "machine_detection", "voicemail_message"):
         if merged.get(key) is not None:
             voice[key] = merged[key]
@@ -532,6 +539,49 @@ def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None =
         warnings=warnings,
         circuit_breaker=circuit_breaker,
     )
+
+
+#: The keys a campaign's `recurrence` object takes (`Recurrence.parse`, with its synonyms).
+RECURRENCE_KEYS = frozenset(
+    {"frequency", "type", "interval", "weekdays", "days", "month_day", "day_of_month", "until", "count"}
+)
+#: The keys a campaign's `voice` object takes: the call settings of the top level, and the `<Say>`
+#: voice and language the tracker reads.
+VOICE_KEYS = frozenset(
+    {
+        "opening_message",
+        "instructions",
+        "call_duration_limit",
+        "machine_detection",
+        "voicemail_message",
+        "voice",
+        "language",
+    }
+)
+_VOICE_SYNONYMS = {name: "call_duration_limit" for name in ("max_duration", "max_call_duration", "time_limit")}
+
+
+def unknown_key_errors(path: str, value: dict[str, Any], known: frozenset[str]) -> list[dict[str, str]]:
+    """An object checked by hand (not a model) names its unknown keys as a model would."""
+    return [
+        {"field": f"{path}.{key}", "reason": unknown_field_reason(str(key), set(known))}
+        for key in value
+        if key not in known
+    ]
+
+
+def voice_errors(voice: dict[str, Any]) -> list[dict[str, str]]:
+    """A `voice` object's unknown keys, and a `call_duration_limit` or `<Say>` setting of the wrong kind."""
+    errors = unknown_key_errors("voice", voice, VOICE_KEYS | set(_VOICE_SYNONYMS))
+    limit = voice.get("call_duration_limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 10 <= limit <= 14400):
+        errors.append(
+            {"field": "voice.call_duration_limit", "reason": "must be a whole number of seconds, 10 to 14400"}
+        )
+    for key in ("voice", "language", "instructions"):
+        if voice.get(key) is not None and not isinstance(voice[key], str):
+            errors.append({"field": f"voice.{key}", "reason": "must be a string"})
+    return errors
 
 
 #: How far behind now a schedule may be before it is called past (a client's "now" takes a moment

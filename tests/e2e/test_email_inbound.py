@@ -108,3 +108,4 @@ async def test_a_bounce_and_a_reply_come_back(http, system, account, sandbox_smt
     _status, results = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
     # (a bounce was sent, so it stays in `sent`; `failed` counts what never went out, as in the seed)
     assert (results["sent"], results["replied"], results["failed"]) == (3, 2, 0), results
+    assert results["undelivered"] == 1, results  # the bounce

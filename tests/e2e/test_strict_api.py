@@ -127,6 +127,19 @@ async def test_the_fields_other_pieces_added_are_strict_too(http, system, accoun
         {"field": "circuit_breaker.failure_rat", "reason": "unknown field (did you mean `failure_rate`?)"}
     ]
     assert await _campaigns(db, account) == 0
+    # the objects checked by hand (a call's voice settings, a recurrence) name theirs as well, in one answer
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {**_sms(agent_id, type="voice", voice={"languge": "en-GB", "max_duration": 60},
+                recurrence={"frequency": "weekly", "weekday": ["mon"]}), "colour": "red"},
+    )
+    assert status == 422, body
+    assert sorted((d["field"], d["reason"]) for d in body["error"]["details"]) == [
+        ("colour", "unknown field"),
+        ("recurrence.weekday", "unknown field (did you mean `weekdays`?)"),
+        ("voice.languge", "unknown field (did you mean `language`?)"),
+    ]
+    assert await _campaigns(db, account) == 0
     cases = [
         ("POST", "/senders", {"phone": new_phone(), "max_per_sec": 2}, "max_per_sec", "max_per_second"),
         ("PATCH", "/senders/nobody@example.com", {"max_per_second": 1, "burst": 2}, "burst", None),

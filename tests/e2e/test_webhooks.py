@@ -116,6 +116,8 @@ async def test_undelivered_after_sent_is_recorded(http, system, account, db, fak
     assert row["sent_at"] is not None
     assert row["delivered_at"] is None
     assert "undelivered" in row["error"]
+    _status, results = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+    assert (results["sent"], results["undelivered"]) == (1, 1), results  # a carrier failure
 
 
 async def test_a_lost_delivery_receipt_is_asked_for_at_twilio(http, system, account, fake_twilio, db):

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from services.api.schemas import CampaignCreate, known_names, schedule_warnings, unknown_field_reason
+from services.api.schemas import (
+    RECURRENCE_KEYS,
+    CampaignCreate,
+    known_names,
+    schedule_warnings,
+    unknown_field_reason,
+    unknown_key_errors,
+    voice_errors,
+)
 from shared.domain.results import Counts, results
 
 
@@ -41,3 +49,14 @@ def test_results_carry_the_reply_rate_and_response_time_as_numbers():
     assert (body["average_response_time"], body["average_response_time_seconds"]) == ("4m 23s", 263.4)
     none = results("c", "draft", Counts())
     assert (none["reply_rate_value"], none["average_response_time_seconds"]) == (0.0, None)
+
+
+def test_the_objects_checked_by_hand_name_their_unknown_keys_too():
+    assert voice_errors({"language": "en-GB", "voice": "alice", "opening_message": "Hi"}) == []
+    assert voice_errors({"call_duration_limt": 60, "call_duration_limit": 5}) == [
+        {"field": "voice.call_duration_limt", "reason": "unknown field (did you mean `call_duration_limit`?)"},
+        {"field": "voice.call_duration_limit", "reason": "must be a whole number of seconds, 10 to 14400"},
+    ]
+    assert unknown_key_errors("recurrence", {"frequency": "weekly", "weekday": ["mon"]}, RECURRENCE_KEYS) == [
+        {"field": "recurrence.weekday", "reason": "unknown field (did you mean `weekdays`?)"}
+    ]
