@@ -357,6 +357,12 @@ def parse(model: type[M], data: Any) -> M:
         details = pydantic_details(exc, model)
         if issubclass(model, CampaignCreate):
             details += _campaign_errors_besides(data, details)
+        elif issubclass(model, CampaignPatch):
+            # a change is checked against the campaign later: only what it says of the fields it gives
+            given = _given(data)
+            if not given & {"channel", "config.channel"}:
+                given -= {f for f in given if f.removeprefix("config.") in _BY_CHANNEL}
+            details += [d for d in _campaign_errors_besides(data, details) if _top(d["field"]) in given]
         raise Invalid("the request is not valid", details=details) from exc
 
 
@@ -377,6 +383,28 @@ def _campaign_errors_besides(data: dict[str, Any], reported: list[dict[str, str]
         seen = {d["field"] for d in reported}
         return [d for d in exc.details if d["field"] not in seen and _top(d["field"]) not in bad]
     return []
+
+
+#: The fields whose checks depend on the campaign's channel (not known from a change that leaves it).
+_BY_CHANNEL = frozenset(
+    {"contacts", "from_number", "message_template", "subject", "machine_detection", "voicemail_message", "voice"}
+)
+
+
+def _given(data: dict[str, Any]) -> set[str]:
+    """The fields a request gives, by their names (a synonym as the name it stands for), those in
+    `config` as `config.<name>`."""
+    names = {
+        choice: name
+        for name, info in CampaignSettings.model_fields.items()
+        if isinstance(info.validation_alias, AliasChoices)
+        for choice in info.validation_alias.choices
+        if isinstance(choice, str)
+    }
+    given = {names.get(key, key) for key in data}
+    if isinstance(data.get("config"), dict):
+        given |= {"config." + names.get(key, key) for key in data["config"]}
+    return given
 
 
 def _top(path: str) -> str:

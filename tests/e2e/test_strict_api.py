@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.e2e.test_email import new_email
 from tests.support import call, new_phone
 
 pytestmark = pytest.mark.e2e
@@ -70,6 +71,31 @@ async def test_every_bad_field_is_reported_in_one_answer(http, system, account, 
     # a type error, an unknown field and the domain checks (zone, phone) side by side
     assert {"max_concurrent", "colour", "timezone", "contacts[0]"} <= fields, body
     assert await _campaigns(db, account) == 0
+    # a change too: its type errors and the checks beyond types side by side, nothing changed
+    status, draft = await call(http, "POST", system.api_url + "/campaigns", account.headers, _sms(agent_id))
+    assert status == 201, draft
+    status, body = await call(
+        http, "PATCH", f"{system.api_url}/campaigns/{draft['id']}", account.headers,
+        {"max_concurrent": "many", "timezone": "Mars/Olympus", "schedule": "soon", "max_retrys": 1},
+    )
+    assert status == 422, body
+    assert {d["field"] for d in body["error"]["details"]} == {
+        "max_concurrent", "timezone", "scheduled_at", "max_retrys"
+    }, body
+    # (contacts are checked for the campaign's channel, which a change without one does not say)
+    status, mail = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "Mail", "agent_id": agent_id, "type": "email", "contacts": [new_email()], "subject": "S",
+         "message_template": "Hi"},
+    )
+    assert status == 201, mail
+    status, body = await call(
+        http, "PATCH", f"{system.api_url}/campaigns/{mail['id']}", account.headers,
+        {"max_concurrent": "many", "contacts": [new_email()]},
+    )
+    assert (status, [d["field"] for d in body["error"]["details"]]) == (422, ["max_concurrent"]), body
+    row = await db.fetchrow("SELECT timezone, max_concurrent FROM campaigns WHERE id = $1", draft["id"])
+    assert (row["timezone"], row["max_concurrent"]) == (draft["timezone"], draft["max_concurrent"])
 
 
 async def test_other_bodies_refuse_unknown_fields_too(http, system, account, agent_id):
