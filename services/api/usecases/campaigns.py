@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import datetime
 from typing import Any, Literal, cast
 
@@ -95,7 +96,14 @@ async def update_draft(
 
 def _now(settings: Settings) -> datetime:
     """Now on the platform's clock (the scheduler's: simulated when the settings say so)."""
-    return clock.from_settings(settings.clock_start, settings.clock_rate, settings.clock_origin)()
+    return _clock(settings.clock_start, settings.clock_rate, settings.clock_origin)()
+
+
+@functools.cache
+def _clock(start: datetime | None, rate: float, origin: datetime | None) -> clock.Clock:
+    """One clock per process and setting: a simulated one runs from when it was first asked, as the
+    scheduler's runs from its start (made anew for each request, it would never move)."""
+    return clock.from_settings(start, rate, origin)
 
 
 async def delete_draft(pool: asyncpg.Pool, account_id: str, campaign_id: str) -> None:
