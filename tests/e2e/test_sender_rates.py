@@ -51,10 +51,25 @@ async def _completed(http, system, account, campaign_id) -> float:
     return time.monotonic()
 
 
-def _most_in_one_second(times: list[float]) -> int:
-    """The most requests any one-second window holds."""
+# How late a request may reach the fake Twilio after its slot. The dispatcher claims at the pace
+# (the claims' times in the database keep it to the millisecond), but the HTTP request it then
+# makes, and the fake's own stamp, ride busy event loops on a two-core machine: under the full
+# suite one request has landed 0.4 s late and so close on the next. Less than one slot at 2/s, so
+# three requests within 0.55 s (any burst) still breach it.
+JITTER = 0.45
+
+
+def _pace_breaches(times: list[float], per_second: float) -> list[tuple[int, int, float]]:
+    """Pairs of requests closer than the pace allows: the k-th request after any other comes no
+    sooner than k / per_second later, less the jitter of one late arrival. A burst (no pacing)
+    breaches it at once; a sender held to its rate never does."""
     times = sorted(times)
-    return max((sum(1 for u in times[i:] if u - t < 1.0) for i, t in enumerate(times)), default=0)
+    return [
+        (i, j, round(times[j] - times[i], 3))
+        for i in range(len(times))
+        for j in range(i + 1, len(times))
+        if times[j] - times[i] < (j - i) / per_second - JITTER
+    ]
 
 
 async def test_a_senders_rate_holds_across_replicas_and_campaigns_without_holding_others(
@@ -77,7 +92,9 @@ async def test_a_senders_rate_holds_across_replicas_and_campaigns_without_holdin
     assert other_done < min(paced_done)
     times = [t for to, t in stamped if to in set(first + second)]
     assert len(times) == 12  # each once
-    assert _most_in_one_second(times) <= 2, sorted(round(t - min(times), 3) for t in times)
+    assert not _pace_breaches(times, 2), sorted(round(t - min(times), 3) for t in times)
+    # and over the whole run it went no faster than its rate
+    assert max(times) - min(times) >= 11 / 2 - JITTER
     sent_from = {r.get("From") for r in fake_twilio.requests if r.get("To") in set(first + second)}
     assert sent_from == {paced["address"]}
 
@@ -91,7 +108,7 @@ async def test_a_long_code_without_a_rate_sends_one_a_second(http, system, accou
     await _completed(http, system, account, campaign_id)
     times = sorted(t for to, t in stamped if to in set(phones))
     assert len(times) == 3
-    assert _most_in_one_second(times) == 1, [round(t - times[0], 3) for t in times]
+    assert not _pace_breaches(times, 1), [round(t - times[0], 3) for t in times]
 
 
 async def test_a_senders_rate_is_changed_and_checked(http, system, account, fake_twilio, db):
