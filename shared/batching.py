@@ -70,7 +70,8 @@ class GroupCommit(Generic[T, R]):
             task = asyncio.create_task(self._drain(), name=f"group_commit.{self._name}")
             self._writers.add(task)
             task.add_done_callback(self._writers.discard)
-        return await asyncio.shield(item.done)
+        # (a cancelled caller cancels only its own future: its item is written with the batch all the same)
+        return await item.done
 
     async def _drain(self) -> None:
         while self._pending:

@@ -65,6 +65,20 @@ CLIENT_GONE = 499
 def error_middleware(service: str) -> Any:
     """Middleware: AppError and aiohttp's HTTP errors become JSON errors, a lost database a 503
     with Retry-After; the rest a logged 500."""
+    # each route's (and status's) metric children, looked up once: `labels()` takes a lock and
+    # builds a key at every call, a cost a webhook receiver pays thousands of times a second
+    counted: dict[tuple[str, int], Any] = {}
+    timed: dict[str, Any] = {}
+
+    def account(route: str, status: int, seconds: float) -> None:
+        counter = counted.get((route, status))
+        if counter is None:
+            counter = counted[(route, status)] = HTTP_REQUESTS.labels(service, route, str(status))
+        latency = timed.get(route)
+        if latency is None:
+            latency = timed[route] = HTTP_LATENCY.labels(service, route)
+        counter.inc()
+        latency.observe(seconds)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -115,8 +129,7 @@ def error_middleware(service: str) -> Any:
                 log.exception("http.unhandled", path=request.path)
                 response = json_response(error_body("internal_error", "internal error"), 500)
             finally:
-                HTTP_REQUESTS.labels(service, route, str(status)).inc()
-                HTTP_LATENCY.labels(service, route).observe(time.perf_counter() - started)
+                account(route, status, time.perf_counter() - started)
         finally:  # (what structlog's bound_contextvars does, without its context manager's cost)
             structlog.contextvars.reset_contextvars(**bound)
         response.headers["X-Request-Id"] = request_id

@@ -4,7 +4,6 @@ under the auth token, checked against our public URL."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import Any
@@ -27,8 +26,8 @@ class TwilioSignatures:
     def signature(self, url: str, params: Mapping[str, str]) -> str:
         """The signature of a request with single-valued form fields, as Twilio's validator computes
         it (the URL, then each field's name and value in name order)."""
-        text = url + "".join(name + params[name] for name in sorted(params))
-        return base64.b64encode(hmac.new(self._key, text.encode("utf-8"), hashlib.sha1).digest()).decode()
+        text = url + "".join([name + params[name] for name in sorted(params)])
+        return base64.b64encode(hmac.digest(self._key, text.encode("utf-8"), "sha1")).decode()
 
     def valid(self, raw_path: str, params: Mapping[str, Any], signature: str | None) -> bool:
         """True only for a present signature that matches. The URL as we know it is tried first

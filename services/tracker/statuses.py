@@ -42,7 +42,7 @@ class StatusBatcher:
     def __init__(self, pool: asyncpg.Pool, max_batch: int = 500):
         self._pool = pool
         self._batches = GroupCommit[StatusCallback, str](
-            "statuses", self._write, max_batch=max_batch, parallel=1, linger_s=LINGER_S, retry_for_s=RETRY_FOR_S
+            "statuses", self._write, max_batch=max_batch, parallel=2, linger_s=LINGER_S, retry_for_s=RETRY_FOR_S
         )
 
     async def apply(self, callback: StatusCallback) -> str:

@@ -13,6 +13,8 @@ from shared.errors import Forbidden
 log = structlog.get_logger()
 
 WEBHOOKS = Counter("campaigns_webhooks_total", "Provider callbacks received", ["kind", "result"])
+#: The status callbacks' counters by result, looked up once (the busiest webhook of all).
+_STATUS_RESULTS = {r: WEBHOOKS.labels("sms.status", r) for r in ("applied", "stale", "unknown_delivery")}
 _EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
@@ -44,7 +46,7 @@ async def sms_status(request: web.Request) -> web.Response:
     )
     statuses: StatusBatcher = request.app["statuses"]
     result = await statuses.apply(callback)
-    WEBHOOKS.labels("sms.status", result).inc()
+    _STATUS_RESULTS[result].inc()
     if result == "unknown_delivery":
         log.warning("webhook.unknown_delivery", provider_id=callback.sid, delivery_id=callback.delivery_id)
     return twiml()
