@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import itertools
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -43,6 +44,11 @@ CLAIM_LINGER_S = 0.0
 #: How far into a lane a send looks for the delivery to hand its place to (the decided ones come
 #: first: a lane decides its deliveries in order).
 FOLLOWING_LOOKS = 16
+#: A campaign's first round in this process decides (renders) only this many of its deliveries, so
+#: that its first sends start at once; the next round, right after, takes the rest of its share.
+FIRST_ROUND = 4
+#: Campaigns remembered as having started here (the oldest forgotten first).
+REMEMBERED = 4096
 #: Campaign states whose deliveries are sent.
 _LIVE = ("scheduled", "running")
 #: What a decision that is not a send leaves the delivery as.
@@ -99,6 +105,8 @@ class Lanes:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._rates = rates or sending.SenderRates()
         self._lanes: dict[str, _Lane] = {}
+        #: Campaigns this process has claimed for (their rounds need no quick first one).
+        self._started: OrderedDict[str, None] = OrderedDict()
         self._in_flight = 0
         self._sends: set[asyncio.Task[None]] = set()
         self._listener = Listener(pool, FLOW_CHANNEL, self._on_flow)
@@ -184,7 +192,7 @@ class Lanes:
         that a finished send never hands its place to one of them meanwhile; those it neither sent
         nor settled go back to the front of the lane."""
         share = self._share()
-        window = list(lane.held.values())[: max(2 * share, 50)]
+        window = list(lane.held.values())[: max(2 * share, 50) if lane.campaign_id in self._started else FIRST_ROUND]
         await self._prepare(window)
         window = [h for h in window if lane.held.get(h.id) is h]  # (a hand-over took some meanwhile)
         finished = [h for h in window if h.decision is not None and h.decision.action == "duplicate"]
@@ -224,6 +232,10 @@ class Lanes:
         unclaimed = [h for h in sendable if h.id not in claimed]
         self._hold_at_front(lane, unclaimed)
         lane.paced = claim.rate_wait is not None
+        if claimed and lane.campaign_id not in self._started:
+            self._started[lane.campaign_id] = None
+            if len(self._started) > REMEMBERED:
+                self._started.popitem(last=False)
         if unclaimed and claim.rate_wait is not None:  # its sender's next slot: wake the lane then
             self._wake_at(lane, max(claim.rate_wait, 0.0))
         if grant and len(claimed) < grant:

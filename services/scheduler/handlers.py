@@ -11,6 +11,7 @@ from typing import Any, cast
 import asyncpg
 import structlog
 
+from services.scheduler.releaser import Releaser
 from shared.db import accounts, balance, deliveries
 from shared.db.connection import Connection
 from shared.db.processed import first_time
@@ -49,12 +50,14 @@ class Handlers:
         chunk: int = 1000,
         first_chunk: int = 50,
         on_planned: Callable[[], None] | None = None,
+        releaser: Releaser | None = None,
     ):
         self._pool = pool
         self._clock = clock or (lambda: datetime.now(UTC))
         self._chunk = chunk
         self._first_chunk = first_chunk
         self._on_planned = on_planned or (lambda: None)
+        self._releaser = releaser
 
     async def campaign_launched(self, message: Any) -> None:
         """Start run 1 of a launched campaign and plan its first contacts."""
@@ -69,10 +72,14 @@ class Handlers:
             account = cast(asyncpg.Record, await accounts.get(conn, campaign["account_id"]))  # a foreign key
             run_id = await self.start_run(conn, campaign, account, seq=1)
             # its first contacts in the same transaction: the first sends are released at once
-            planned = 0
+            planned, released = 0, []
             if run_id is not None:
                 first = {"id": run_id, "seq": 1, "occurs_wall": None, "planned_through": ""}
                 planned = await self._plan(conn, first, campaign, account, self._first_chunk)
+                if planned and self._releaser is not None:  # and those due now released, still in it
+                    released = await self._releaser.release_launched(conn, campaign)
+        if self._releaser is not None:
+            self._releaser.released(released)
         if planned:
             self._on_planned()
 

@@ -17,6 +17,7 @@ from prometheus_client import Counter
 
 from shared.bus import outbox
 from shared.db import balance, deliveries
+from shared.db.connection import Connection
 from shared.db.listen import Listener
 from shared.domain import flow
 from shared.messages.campaign_events import RunCompleted
@@ -56,6 +57,10 @@ class Releaser:
         self._horizon = horizon_s
         self._requeue_after = requeue_after_s
         self._wake = asyncio.Event()
+        #: Set by a launch: the next round starts at once, not after the gap between rounds.
+        self._urgent = asyncio.Event()
+        #: Called once after the next round (a launch's planner waits for its first release).
+        self._after_round: list[Callable[[], None]] = []
         self._rates: dict[str, flow.Rate] = {}
         self._completed_at = 0.0
         #: Called once a round's commands are committed (the relay publishes them at once).
@@ -66,12 +71,22 @@ class Releaser:
         """Run a round soon (a campaign has room, or has deliveries planned)."""
         self._wake.set()
 
+    def wake_now(self, then: Callable[[], None] | None = None) -> None:
+        """Run a round at once (a launch's first contacts are planned: the time to its first send
+        is what its user sees), and call `then` once it is over."""
+        if then is not None:
+            self._after_round.append(then)
+        self._wake.set()
+        self._urgent.set()
+
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until `stop` is set."""
         async with Listener(self._pool, FLOW_CHANNEL, self.wake):
             while not stop.is_set():
                 started = time.monotonic()
                 self._wake.clear()
+                self._urgent.clear()
+                after, self._after_round = self._after_round, []
                 try:
                     released = await self.release_once()
                     if time.monotonic() - self._completed_at >= min(self._interval, 0.2):
@@ -80,14 +95,17 @@ class Releaser:
                 except Exception as exc:  # the loop must outlive a bad round (e.g. a dropped connection)
                     log.warning("release.failed", error=repr(exc))
                     released = 0
+                for then in after:
+                    then()
                 if not released:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._interval)
-                # rounds at most every MIN_GAP_S: the NOTIFYs come with every claim and record
+                # rounds at most every MIN_GAP_S (the NOTIFYs come with every claim and record),
+                # unless a launch is waiting for its first release
                 gap = MIN_GAP_S - (time.monotonic() - started)
-                if gap > 0:
+                if gap > 0 and not self._urgent.is_set():
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), gap)
+                        await asyncio.wait_for(self._urgent.wait(), gap)
 
     def _credits(self, campaigns: list[asyncpg.Record]) -> list[tuple[str, int]]:
         """Each due campaign's credit, from its flow and its start rate since the last round."""
@@ -110,28 +128,50 @@ class Releaser:
             if not any(n for _, n in credits):
                 return 0
             async with conn.transaction():
-                rows = await deliveries.release_due(conn, now, credits)
-                if not rows:
-                    return 0
-                rows, moves = _on_time(rows, now)
-                await deliveries.defer(conn, moves)
-                first = {r["campaign_id"]: r for r in rows}
-                await outbox.add(
-                    conn,
-                    [
-                        COMMANDS[first[campaign_id]["channel"]](
-                            account_id=first[campaign_id]["account_id"], campaign_id=campaign_id, delivery_ids=ids
-                        )
-                        for campaign_id, ids in flow.commands(
-                            [r["id"] for r in rows], [r["campaign_id"] for r in rows], self._batch
-                        )
-                    ],
+                rows = await self._release(conn, now, credits)
+        self.released(rows)
+        return len(rows)
+
+    async def release_launched(self, conn: Connection, campaign: asyncpg.Record) -> list[asyncpg.Record]:
+        """In the launch's own transaction, release the first due deliveries of a campaign just
+        launched (the credit of a campaign with nothing queued), so that its first sends go out
+        without waiting for a round; the caller passes what this returns to `released` once it
+        has committed."""
+        if campaign["status"] not in ("scheduled", "running"):
+            return []
+        credit = flow.credit(campaign["max_concurrent"], 0, 0.0, self._horizon)
+        return await self._release(conn, self._clock(), [(campaign["id"], credit)])
+
+    async def _release(self, conn: Connection, now: datetime, credits: list[tuple[str, int]]) -> list[asyncpg.Record]:
+        """Mark the campaigns' due deliveries queued (up to each one's credit) and write their
+        commands to the outbox, in the caller's transaction; the deliveries to send now."""
+        rows = await deliveries.release_due(conn, now, credits)
+        if not rows:
+            return []
+        rows, moves = _on_time(rows, now)
+        await deliveries.defer(conn, moves)
+        first = {r["campaign_id"]: r for r in rows}
+        await outbox.add(
+            conn,
+            [
+                COMMANDS[first[campaign_id]["channel"]](
+                    account_id=first[campaign_id]["account_id"], campaign_id=campaign_id, delivery_ids=ids
                 )
+                for campaign_id, ids in flow.commands(
+                    [r["id"] for r in rows], [r["campaign_id"] for r in rows], self._batch
+                )
+            ],
+        )
+        return rows
+
+    def released(self, rows: list[asyncpg.Record]) -> None:
+        """Once a release committed: its commands are published at once, and counted."""
+        if not rows:
+            return
         self.on_released()
         for channel in {r["channel"] for r in rows}:
             RELEASED.labels(channel).inc(sum(1 for r in rows if r["channel"] == channel))
-        log.info("deliveries.released", count=len(rows), campaigns=len(first))
-        return len(rows)
+        log.info("deliveries.released", count=len(rows), campaigns=len({r["campaign_id"] for r in rows}))
 
     async def complete_once(self) -> int:
         """Complete every run whose deliveries are all final, and settle its campaign; plan again
