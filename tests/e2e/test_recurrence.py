@@ -62,8 +62,8 @@ async def test_daily_runs_each_with_its_own_results(http, fast_clock, fake_twili
         await wait_until(campaign_completed, timeout=30)
         status, runs = await call(http, "GET", campaign + "/runs", account.headers)
         rows = await db.fetch(
-            "SELECT r.seq, d.to_address, d.send_at FROM deliveries d JOIN runs r ON r.id = d.run_id "
-            "WHERE d.campaign_id = $1 ORDER BY r.seq, d.send_at", body["id"],
+            "SELECT r.seq, d.to_address, d.send_at, (d.plan_reason->>'deferred_from')::timestamptz AS deferred_from"
+            " FROM deliveries d JOIN runs r ON r.id = d.run_id WHERE d.campaign_id = $1", body["id"],
         )
     finally:
         await db.close()
@@ -75,13 +75,15 @@ async def test_daily_runs_each_with_its_own_results(http, fast_clock, fake_twili
     for day in (10, 11, 12):
         expected.append((day - 9, tokyo, datetime(2026, 3, day, 0, 0, tzinfo=UTC)))
         expected.append((day - 9, new_york, datetime(2026, 3, day, 13, 0, tzinfo=UTC)))
-    got = [(r["seq"], r["to_address"], r["send_at"]) for r in rows]
-    assert [g[:2] for g in got] == [e[:2] for e in expected]
-    for (seq, phone, sent), (_, _, planned) in zip(got, expected, strict=True):
+    # each run's instant as planned: a release that came late (the restart below takes seconds of a
+    # loaded machine, days of this clock) and fell in quiet hours was moved on, and says from when
+    got = {(r["seq"], r["to_address"]): r["deferred_from"] or r["send_at"] for r in rows}
+    assert sorted(got) == sorted(e[:2] for e in expected)
+    for seq, phone, planned in expected:
         if seq > 1:  # the scheduler was down between runs 1 and 2 (hours of simulated time): never early
-            assert sent >= planned, (seq, phone)
+            assert got[(seq, phone)] >= planned, (seq, phone)
         else:
-            assert sent == planned, (seq, phone)
+            assert got[(seq, phone)] == planned, (seq, phone)
     assert len(fake_twilio.sent_to(tokyo)) == len(fake_twilio.sent_to(new_york)) == 3
     status, per_run = await call(http, "GET", campaign + "/results?run=2", account.headers)
     assert (per_run["run"], per_run["sent"], per_run["total_contacts"]) == (2, 2, 2)
