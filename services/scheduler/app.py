@@ -66,14 +66,12 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             settings.release_horizon,
             settings.requeue_after,
         )
-        handlers = Handlers(pool, clock, chunk=settings.plan_chunk, on_planned=releaser.wake, releaser=releaser)
+        handlers = Handlers(pool, clock, chunk=settings.plan_chunk, releaser=releaser)
         planner = Planner(handlers, settings.release_interval)
 
         async def launched(message: object) -> None:
             await handlers.campaign_launched(message)
-            # its first contacts (planned with the launch) are released at once, and then the rest
-            # of the run is planned, chunk by chunk: a chunk's work would only slow the first sends
-            releaser.wake_now(then=planner.wake.set)
+            planner.wake.set()  # the rest of the run, chunk by chunk
 
         consumers = [
             Consumer(connection, "scheduler.campaign.launched", launched, prefix=settings.amqp_prefix, prefetch=2),

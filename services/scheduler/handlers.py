@@ -49,14 +49,12 @@ class Handlers:
         *,
         chunk: int = 1000,
         first_chunk: int = 50,
-        on_planned: Callable[[], None] | None = None,
         releaser: Releaser | None = None,
     ):
         self._pool = pool
         self._clock = clock or (lambda: datetime.now(UTC))
         self._chunk = chunk
         self._first_chunk = first_chunk
-        self._on_planned = on_planned or (lambda: None)
         self._releaser = releaser
 
     async def campaign_launched(self, message: Any) -> None:
@@ -80,8 +78,12 @@ class Handlers:
                     released = await self._releaser.release_launched(conn, campaign)
         if self._releaser is not None:
             self._releaser.released(released)
-        if planned:
-            self._on_planned()
+        self._on_planned(planned)
+
+    def _on_planned(self, planned: int) -> None:
+        """Deliveries were planned (committed): the releaser looks at once."""
+        if planned and self._releaser is not None:
+            self._releaser.wake()
 
     async def plan_due_runs(self) -> int:
         """Start the pending runs of recurring campaigns whose time has come; how many."""
@@ -173,8 +175,7 @@ class Handlers:
                 # cancelled while this chunk was planned: its deliveries must not outlive the cancel
                 # (which did not see them): they go with this transaction, and the run at the next chunk
                 raise _Ended
-        if planned:
-            self._on_planned()
+        self._on_planned(planned)
         return planned
 
     async def _plan(

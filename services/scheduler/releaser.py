@@ -57,10 +57,6 @@ class Releaser:
         self._horizon = horizon_s
         self._requeue_after = requeue_after_s
         self._wake = asyncio.Event()
-        #: Set by a launch: the next round starts at once, not after the gap between rounds.
-        self._urgent = asyncio.Event()
-        #: Called once after the next round (a launch's planner waits for its first release).
-        self._after_round: list[Callable[[], None]] = []
         self._rates: dict[str, flow.Rate] = {}
         self._completed_at = 0.0
         #: Called once a round's commands are committed (the relay publishes them at once).
@@ -71,22 +67,12 @@ class Releaser:
         """Run a round soon (a campaign has room, or has deliveries planned)."""
         self._wake.set()
 
-    def wake_now(self, then: Callable[[], None] | None = None) -> None:
-        """Run a round at once (a launch's first contacts are planned: the time to its first send
-        is what its user sees), and call `then` once it is over."""
-        if then is not None:
-            self._after_round.append(then)
-        self._wake.set()
-        self._urgent.set()
-
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until `stop` is set."""
         async with Listener(self._pool, FLOW_CHANNEL, self.wake):
             while not stop.is_set():
                 started = time.monotonic()
                 self._wake.clear()
-                self._urgent.clear()
-                after, self._after_round = self._after_round, []
                 try:
                     released = await self.release_once()
                     if time.monotonic() - self._completed_at >= min(self._interval, 0.2):
@@ -95,17 +81,14 @@ class Releaser:
                 except Exception as exc:  # the loop must outlive a bad round (e.g. a dropped connection)
                     log.warning("release.failed", error=repr(exc))
                     released = 0
-                for then in after:
-                    then()
                 if not released:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._interval)
-                # rounds at most every MIN_GAP_S (the NOTIFYs come with every claim and record),
-                # unless a launch is waiting for its first release
+                # rounds at most every MIN_GAP_S: the NOTIFYs come with every claim and record
                 gap = MIN_GAP_S - (time.monotonic() - started)
-                if gap > 0 and not self._urgent.is_set():
+                if gap > 0:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._urgent.wait(), gap)
+                        await asyncio.wait_for(stop.wait(), gap)
 
     def _credits(self, campaigns: list[asyncpg.Record]) -> list[tuple[str, int]]:
         """Each due campaign's credit, from its flow and its start rate since the last round."""
