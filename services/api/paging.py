@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from shared.errors import Invalid
@@ -22,6 +25,19 @@ def iso(value: datetime | None) -> str | None:
 def encode_cursor(created_at: datetime, object_id: str) -> str:
     """An opaque cursor for `(created_at, id)`."""
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{object_id}".encode()).decode()
+
+
+def newest_first(
+    rows: Sequence[asyncpg.Record], limit: int, body: Callable[[asyncpg.Record], dict[str, Any]]
+) -> dict[str, Any]:
+    """A page of a list read `limit + 1` rows at a time by `(created_at, id)`: the first `limit`
+    as `data`, and the cursor after the last of them when there are more."""
+    page = rows[:limit]
+    last = page[-1] if len(rows) > limit else None
+    return {
+        "data": [body(r) for r in page],
+        "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
+    }
 
 
 def encode_position(position: int) -> str:

@@ -7,7 +7,8 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from services.api.handlers.common import decode_cursor, encode_cursor, iso, page_limit, read_model
+from services.api.handlers.common import decode_cursor, iso, page_limit, read_model
+from services.api.paging import newest_first
 from services.api.schemas import AgentCreate, AgentPatch
 from services.api.usecases import agents as usecase
 from shared.db import campaigns as db
@@ -52,14 +53,7 @@ async def list_agents(request: web.Request) -> web.Response:
     """`GET /agents?limit=&cursor=`, newest first."""
     limit = page_limit(request)
     rows = await db.agents_page(request.app["pool"], request["account"]["id"], decode_cursor(request), limit + 1)
-    page = rows[:limit]
-    last = page[-1] if len(rows) > limit else None
-    return json_response(
-        {
-            "data": [agent_body(r) for r in page],
-            "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
-        }
-    )
+    return json_response(newest_first(rows, limit, agent_body))
 
 
 async def update_agent(request: web.Request) -> web.Response:

@@ -7,8 +7,8 @@ from typing import Any, get_args
 import asyncpg
 from aiohttp import web
 
-from services.api.handlers.common import decode_cursor, encode_cursor, iso, page_limit, read_model
-from services.api.paging import decode_position, encode_position
+from services.api.handlers.common import decode_cursor, iso, page_limit, read_model
+from services.api.paging import decode_position, encode_position, newest_first
 from services.api.schemas import CampaignCreate, CampaignPatch, Channel
 from services.api.usecases import campaigns
 from shared.db import campaigns as db
@@ -112,16 +112,9 @@ async def list_campaigns(request: web.Request) -> web.Response:
         after=decode_cursor(request),
         limit=limit + 1,
     )
-    page = rows[:limit]
-    counts = await db.delivery_counts(pool, [r["id"] for r in page])
-    last = page[-1] if len(rows) > limit else None
+    counts = await db.delivery_counts(pool, [r["id"] for r in rows[:limit]])
     defaults = breaker_defaults(request.app["settings"])
-    return json_response(
-        {
-            "data": [campaign_body(r, counts.get(r["id"]), defaults) for r in page],
-            "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
-        }
-    )
+    return json_response(newest_first(rows, limit, lambda r: campaign_body(r, counts.get(r["id"]), defaults)))
 
 
 def _one_of(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | None:

@@ -7,7 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from services.api.contact_schemas import ContactBody
-from services.api.handlers.common import decode_cursor, encode_cursor, iso, page_limit, read_model
+from services.api.handlers.common import decode_cursor, iso, page_limit, read_model
+from services.api.paging import newest_first
 from services.api.usecases import contacts as usecase
 from shared.db import contacts as db
 from shared.domain import contacts as rules
@@ -77,14 +78,7 @@ async def list_contacts(request: web.Request, group_id: str | None = None) -> we
         after=decode_cursor(request),
         limit=limit + 1,
     )
-    page = rows[:limit]
-    last = page[-1] if len(rows) > limit else None
-    return json_response(
-        {
-            "data": [contact_body(r) for r in page],
-            "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
-        }
-    )
+    return json_response(newest_first(rows, limit, contact_body))
 
 
 async def update_contact(request: web.Request) -> web.Response:

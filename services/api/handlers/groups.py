@@ -8,8 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from services.api.contact_schemas import GroupIn, MembersIn
-from services.api.handlers.common import decode_cursor, encode_cursor, iso, page_limit, read_model
+from services.api.handlers.common import decode_cursor, iso, page_limit, read_model
 from services.api.handlers.contacts import list_contacts
+from services.api.paging import newest_first
 from services.api.usecases import groups as usecase
 from shared.db import contacts as db
 from shared.row import Row
@@ -40,14 +41,7 @@ async def list_groups(request: web.Request) -> web.Response:
     rows = await db.list_groups(
         request.app["pool"], request["account"]["id"], after=decode_cursor(request), limit=limit + 1
     )
-    page = rows[:limit]
-    last = page[-1] if len(rows) > limit else None
-    return json_response(
-        {
-            "data": [group_body(r) for r in page],
-            "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
-        }
-    )
+    return json_response(newest_first(rows, limit, group_body))
 
 
 async def get_group(request: web.Request) -> web.Response:

@@ -8,7 +8,8 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from services.api.handlers.common import decode_cursor, encode_cursor, iso, page_limit, read_model
+from services.api.handlers.common import decode_cursor, iso, page_limit, read_model
+from services.api.paging import newest_first
 from services.api.usecases import templates as usecase
 from services.api.usecases.templates import PreviewIn, TemplateIn, TemplatePatch
 from shared.db import templates as db
@@ -53,14 +54,7 @@ async def list_templates(request: web.Request) -> web.Response:
     rows = await db.page(
         request.app["pool"], request["account"]["id"], request.query.get("channel"), decode_cursor(request), limit + 1
     )
-    page = rows[:limit]
-    last = page[-1] if len(rows) > limit else None
-    return json_response(
-        {
-            "data": [template_body(r) for r in page],
-            "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
-        }
-    )
+    return json_response(newest_first(rows, limit, template_body))
 
 
 async def update_template(request: web.Request) -> web.Response:

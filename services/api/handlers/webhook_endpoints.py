@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.api.handlers.common import page_limit, read_model
-from services.api.paging import decode_cursor, encode_cursor, iso
+from services.api.paging import decode_cursor, iso, newest_first
 from services.api.usecases import webhook_endpoints as usecase
 from services.api.usecases.webhook_endpoints import EndpointIn, EndpointPatch
 from shared.db import webhooks as db
@@ -24,14 +24,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
     """`GET /webhook-endpoints?limit=&cursor=`, newest first."""
     limit = page_limit(request)
     rows = await db.endpoints_page(request.app["pool"], request["account"]["id"], decode_cursor(request), limit + 1)
-    page = rows[:limit]
-    last = page[-1] if len(rows) > limit else None
-    return json_response(
-        {
-            "data": [usecase.as_body(r) for r in page],
-            "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
-        }
-    )
+    return json_response(newest_first(rows, limit, usecase.as_body))
 
 
 async def get_endpoint(request: web.Request) -> web.Response:
