@@ -66,6 +66,15 @@ def _decode_jsonb(data: bytes) -> object:
     return json.loads(data[1:])
 
 
+#: Seconds a connection keeps a prepared statement before preparing it again (asyncpg's default: 300).
+#: PostgreSQL plans a prepared statement for its parameters five times, then may keep one generic plan
+#: for as long as the statement lives. A plan made while `deliveries` was still tiny (a fresh database,
+#: the first seconds of a first campaign) is a sequential scan, and it stays in use, scanning every
+#: row of a growing table at every batch, until an ANALYZE invalidates it. Preparing again every 15 s
+#: bounds that to one short window, on a table still small, for the cost of a parse now and then.
+STATEMENT_LIFETIME_S = 15
+
+
 async def _init(conn: asyncpg.Connection) -> None:
     # Binary codecs, so that COPY (which is binary) can write json/jsonb too.
     await conn.set_type_codec(
@@ -86,9 +95,19 @@ async def _keep(_conn: asyncpg.Connection) -> None:
 
 
 @asynccontextmanager
-async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> AsyncIterator[asyncpg.Pool]:
-    """A pool whose connections encode and decode json/jsonb as Python objects; closed on exit."""
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init, reset=_keep)
+async def create_pool(
+    dsn: str, min_size: int = 1, max_size: int = 10, statement_lifetime_s: int = STATEMENT_LIFETIME_S
+) -> AsyncIterator[asyncpg.Pool]:
+    """A pool whose connections encode and decode json/jsonb as Python objects, and prepare each
+    statement again after `statement_lifetime_s`; closed on exit."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init,
+        reset=_keep,
+        max_cached_statement_lifetime=statement_lifetime_s,
+    )
     try:
         yield pool
     finally:
@@ -103,6 +122,6 @@ async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> AsyncI
 
 async def connect(dsn: str) -> asyncpg.Connection:
     """One connection with the same codecs as the pool's."""
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, max_cached_statement_lifetime=STATEMENT_LIFETIME_S)
     await _init(conn)
     return conn
