@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from shared.db import accounts, tracking
+from shared.db import accounts, deliveries, tracking
 from shared.db.pool import connect, create_pool
 from tests.conftest import Infra, own_database
 
@@ -28,23 +28,24 @@ def fresh(infra: Infra) -> Iterator[str]:
 
 async def _add_deliveries(conn: asyncpg.Connection, account_id: str, first: int, last: int) -> None:
     now = datetime.now(UTC)
-    await conn.copy_records_to_table(
-        "deliveries",
-        records=[
-            (f"dlv_p{k:08d}", "run_p", "camp_p", account_id, f"ct_{k}", "sms", f"+1415555{k:04d}", "sent", now)
+    await deliveries.copy_planned(
+        conn,
+        [
+            (
+                f"dlv_p{k:08d}",
+                "run_p",
+                "camp_p",
+                account_id,
+                f"ct_{k}",
+                "sms",
+                f"+1415555{k:04d}",
+                "planned",
+                now,
+                None,
+                None,
+            )
             for k in range(first, last)
         ],
-        columns=(
-            "id",
-            "run_id",
-            "campaign_id",
-            "account_id",
-            "contact_id",
-            "channel",
-            "to_address",
-            "state",
-            "send_at",
-        ),
     )
 
 
