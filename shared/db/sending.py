@@ -95,13 +95,13 @@ SELECT (SELECT status FROM room) AS status,
 _SETTLE = """
 WITH u AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, state, error)
-), locked AS MATERIALIZED (
-    SELECT d.id FROM deliveries d JOIN u ON u.id = d.id WHERE d.state = 'queued' ORDER BY d.id FOR UPDATE OF d
+), locked AS MATERIALIZED (  -- (each outcome rides with its lock: one join, not a second one per row)
+    SELECT u.* FROM deliveries d JOIN u ON u.id = d.id WHERE d.state = 'queued' ORDER BY d.id FOR UPDATE OF d
 )
 UPDATE deliveries d SET state = u.state, error = u.error, updated_at = now(),
     failed_at = CASE WHEN u.state = 'failed' THEN now() ELSE d.failed_at END
-FROM u, locked l
-WHERE d.id = u.id AND l.id = u.id AND d.state = 'queued'
+FROM locked u  -- (still `queued`: a row lock's wait reads the row again before taking it)
+WHERE d.id = u.id
 RETURNING d.id
 """
 # Outcomes of sends, one statement for the batch. A `sent` never undoes a later status a faster
@@ -117,31 +117,31 @@ WITH o AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::timestamptz[], $7::text[],
                          $8::text[], $9::text[])
         AS o(id, outcome, provider_id, provider_status, cost, retry_at, error, next_id, next_rendered)
-), locked AS MATERIALIZED (
-    SELECT d.id, d.state FROM deliveries d JOIN o ON o.id = d.id ORDER BY d.id FOR UPDATE OF d
+), locked AS MATERIALIZED (  -- (each outcome rides with its lock: one join, not a second one per row)
+    SELECT o.*, d.state AS was FROM deliveries d JOIN o ON o.id = d.id ORDER BY d.id FOR UPDATE OF d
 ), recorded AS (
     UPDATE deliveries d SET
         state = CASE
-            WHEN o.outcome = 'sent' THEN CASE WHEN l.state = 'sending' THEN 'sent' ELSE l.state END
-            WHEN l.state <> 'sending' THEN l.state
+            WHEN o.outcome = 'sent' THEN CASE WHEN o.was = 'sending' THEN 'sent' ELSE o.was END
+            WHEN o.was <> 'sending' THEN o.was
             WHEN o.outcome = 'retry' THEN 'planned'
             ELSE 'failed' END,
         provider_id = COALESCE(o.provider_id, d.provider_id),
         provider_status = CASE WHEN o.outcome = 'sent' THEN COALESCE(d.provider_status, o.provider_status)
                                ELSE d.provider_status END,
-        sent_at = CASE WHEN o.outcome = 'sent' AND l.state NOT IN ('planned', 'queued')
+        sent_at = CASE WHEN o.outcome = 'sent' AND o.was NOT IN ('planned', 'queued')
                        THEN COALESCE(d.sent_at, now()) ELSE d.sent_at END,
-        send_at = CASE WHEN o.outcome = 'retry' AND l.state = 'sending' THEN o.retry_at ELSE d.send_at END,
-        error = CASE WHEN o.outcome = 'sent' THEN NULL WHEN l.state = 'sending' THEN o.error ELSE d.error END,
-        failed_at = CASE WHEN o.outcome = 'failed' AND l.state = 'sending' THEN now() ELSE d.failed_at END,
+        send_at = CASE WHEN o.outcome = 'retry' AND o.was = 'sending' THEN o.retry_at ELSE d.send_at END,
+        error = CASE WHEN o.outcome = 'sent' THEN NULL WHEN o.was = 'sending' THEN o.error ELSE d.error END,
+        failed_at = CASE WHEN o.outcome = 'failed' AND o.was = 'sending' THEN now() ELSE d.failed_at END,
         cost = CASE WHEN o.outcome = 'sent' THEN COALESCE(d.cost, o.cost) ELSE d.cost END,
         updated_at = now()
-    FROM o, locked l
-    WHERE d.id = o.id AND l.id = o.id
-    RETURNING d.id, d.state, d.channel, l.state AS was
+    FROM locked o
+    WHERE d.id = o.id
+    RETURNING d.state, d.channel, o.was, o.next_id, o.next_rendered
 ), freed AS (
-    SELECT o.next_id, o.next_rendered FROM recorded r JOIN o ON o.id = r.id
-    WHERE o.next_id IS NOT NULL AND r.was = 'sending'
+    SELECT r.next_id, r.next_rendered FROM recorded r
+    WHERE r.next_id IS NOT NULL AND r.was = 'sending'
       AND NOT (r.state = 'sending' OR (r.channel = 'voice' AND r.state = 'sent'))
 ), picked AS MATERIALIZED (
     SELECT d.id, f.next_rendered AS rendered FROM freed f

@@ -34,13 +34,13 @@ WITH u AS (
         AS u(id, state, provider_status, sent_at, delivered_at, failed_at, error, provider_id,
              was_state, was_status, was_provider_id, was_sent_at, was_delivered_at)
 ), locked AS MATERIALIZED (  -- in id order, as every batch writer of deliveries locks them
-    SELECT d.id FROM deliveries d JOIN u ON u.id = d.id ORDER BY d.id FOR UPDATE OF d
+    SELECT u.* FROM deliveries d JOIN u ON u.id = d.id ORDER BY d.id FOR UPDATE OF d
 )
 UPDATE deliveries d SET state = u.state, provider_status = u.provider_status, sent_at = u.sent_at,
     delivered_at = u.delivered_at, failed_at = u.failed_at, error = u.error, provider_id = u.provider_id,
     updated_at = now()
-FROM u, locked l
-WHERE d.id = u.id AND l.id = u.id AND d.state = u.was_state AND d.provider_status IS NOT DISTINCT FROM u.was_status
+FROM locked u  -- (the values ride with the locks: one join, not a second one per row)
+WHERE d.id = u.id AND d.state = u.was_state AND d.provider_status IS NOT DISTINCT FROM u.was_status
   AND d.provider_id IS NOT DISTINCT FROM u.was_provider_id AND d.sent_at IS NOT DISTINCT FROM u.was_sent_at
   AND d.delivered_at IS NOT DISTINCT FROM u.was_delivered_at
 RETURNING d.id

@@ -1,18 +1,23 @@
 """Prepared statements at the real PostgreSQL: the tracker's batch read, first planned while a
 fresh database's `deliveries` held a launch's first few rows, is planned again once the table has
-grown, instead of scanning every row at every batch of a large campaign."""
+grown, instead of scanning every row at every batch of a large campaign; and the batch writers of
+`deliveries` join their rows once, whatever the planner guesses of a batch's size."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import json
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import pytest
 
-from shared.db import accounts, deliveries, tracking
+from shared.db import accounts, deliveries, sending, tracking
 from shared.db.pool import connect, create_pool
+from shared.domain.deliveries import fold_sms_statuses
 from tests.conftest import Infra, own_database
 
 _SEQ_SCANS = "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'deliveries'"
@@ -103,3 +108,79 @@ async def test_the_trackers_read_is_planned_again_once_deliveries_has_grown(fres
 async def test_kept_for_good_the_plan_made_on_a_tiny_table_scans_every_row(fresh: str):
     # what the setting is for: a lifetime longer than the test keeps the first plan, a full scan
     assert await _scans_after_growth(fresh, lifetime_s=300) == 20
+
+
+_WRITTEN = 300  # deliveries one batch writes
+
+
+async def _plans(conn: asyncpg.Connection, write: Callable[[], Awaitable[object]]) -> list[dict[str, Any]]:
+    """The plans (EXPLAIN ANALYZE, by auto_explain) of the statements `write` runs on `conn`, each
+    planned generically, as a long-lived connection's prepared statements end up."""
+    plans: list[dict[str, Any]] = []
+
+    def listener(_: object, message: Any) -> None:
+        if "plan:" in message.message:
+            plans.append(json.loads(message.message.split("plan:", 1)[1])["Plan"])
+
+    await conn.execute("LOAD 'auto_explain'")
+    for setting in ("log_min_duration = 0", "log_analyze = on", "log_format = 'json'", "log_level = 'notice'"):
+        await conn.execute(f"SET auto_explain.{setting}")
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    conn.add_log_listener(listener)
+    try:
+        await write()
+    finally:
+        conn.remove_log_listener(listener)
+        await conn.execute("RESET ALL")
+    return plans
+
+
+def _rescans(node: dict[str, Any]) -> list[str]:
+    """The CTE scans a plan runs more than once (one per row of the other side of a join)."""
+    loops = node.get("Actual Loops", 0)
+    own = [f"{node['CTE Name']} x{loops}"] if node["Node Type"] == "CTE Scan" and loops > 1 else []
+    return own + [scan for child in node.get("Plans", []) for scan in _rescans(child)]
+
+
+def _all_rescans(plans: list[dict[str, Any]]) -> list[str]:
+    assert plans, "no plan was captured"
+    return [scan for plan in plans for scan in _rescans(plan)]
+
+
+async def _in_state(conn: asyncpg.Connection, state: str) -> list[str]:
+    ids = [f"dlv_p{k:08d}" for k in range(_WRITTEN)]
+    await conn.execute("UPDATE deliveries SET state = $2 WHERE id = ANY($1::text[])", ids, state)
+    return ids
+
+
+async def test_the_batch_writers_of_deliveries_join_each_row_once(fresh: str):
+    # a batch's values joined to its locked rows a second time came out as a nested loop over the
+    # locked rows for every row (the planner takes a batch for 10 rows): 90,000 row visits for 300,
+    # in a table large enough for index scans
+    account_id = await _seed(fresh)
+    conn = await connect(fresh)
+    try:
+        await _add_deliveries(conn, account_id, 50, 20_000)  # enough for index scans
+        await conn.execute("ANALYZE deliveries")
+        scans: dict[str, list[str]] = {}
+
+        ids = await _in_state(conn, "queued")
+        plans = await _plans(conn, lambda: sending.settle(conn, [(i, "skipped", "opted out") for i in ids]))
+        assert await conn.fetchval("SELECT count(*) FROM deliveries WHERE state = 'skipped'") == _WRITTEN
+        scans["settle"] = _all_rescans(plans)
+
+        ids = await _in_state(conn, "sending")
+        outcomes = [sending.Outcome(i, "sent", f"SM{i}", "queued", Decimal("0.01")) for i in ids]
+        plans = await _plans(conn, lambda: sending.record(conn, outcomes))
+        assert await conn.fetchval("SELECT count(*) FROM deliveries WHERE state = 'sent'") == _WRITTEN
+        scans["record"] = _all_rescans(plans)
+
+        rows = {r["id"]: dict(r) for r in await tracking.for_statuses(conn, ids, [])}
+        _, changed = fold_sms_statuses(rows, [(i, f"SM{i}", "delivered", None) for i in ids], datetime.now(UTC))
+        changes = [(rows[i], {"id": i, **new}) for i, new in changed.items()]
+        plans = await _plans(conn, lambda: tracking.set_statuses(conn, changes))
+        assert await conn.fetchval("SELECT count(*) FROM deliveries WHERE state = 'delivered'") == _WRITTEN
+        scans["set_statuses"] = _all_rescans(plans)
+    finally:
+        await conn.close()
+    assert scans == {"settle": [], "record": [], "set_statuses": []}
