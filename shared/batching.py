@@ -1,6 +1,7 @@
 """Group commit: items submitted while a batch is being written go into the next batch, so a busy
 writer writes many items per transaction and an idle one writes each at once. `submit` returns once
-its item is durably written (or raises what writing it raised)."""
+its item is durably written (or raises what writing it raised), or as soon as the writer knows that
+the item has nothing of its own to write."""
 
 from __future__ import annotations
 
@@ -37,16 +38,22 @@ class _Item(Generic[T, R]):
     done: asyncio.Future[R]
 
 
+#: What answers item k of a batch before the batch is committed (see GroupCommit).
+Answer = Callable[[int, R], None]
+
+
 class GroupCommit(Generic[T, R]):
-    """Writes submitted items with `write(batch) -> one result per item`, up to `max_batch` at a
-    time and up to `parallel` batches at once. A batch that meets a passing failure is tried again
-    (for `retry_for_s` seconds, or for ever when None); one that fails otherwise is split, so that
-    one bad item fails alone."""
+    """Writes submitted items with `write(batch, answer) -> one result per item`, up to `max_batch`
+    at a time and up to `parallel` batches at once. `write` may call `answer(k, result)` for an item
+    whose result it knows before committing and which the commit cannot change (an item that
+    writes nothing), so that its caller need not wait for the rest of the batch. A batch that meets
+    a passing failure is tried again (for `retry_for_s` seconds, or for ever when None); one that
+    fails otherwise is split, so that one bad item fails alone."""
 
     def __init__(
         self,
         name: str,
-        write: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        write: Callable[[Sequence[T], Answer[R]], Awaitable[Sequence[R]]],
         *,
         max_batch: int = 500,
         parallel: int = 2,
@@ -84,9 +91,14 @@ class GroupCommit(Generic[T, R]):
     async def _commit(self, batch: list[_Item[T, R]]) -> None:
         deadline = None if self._retry_for is None else time.monotonic() + self._retry_for
         tries = 0
+
+        def answer(k: int, result: R) -> None:
+            if not batch[k].done.done():
+                batch[k].done.set_result(result)
+
         while True:
             try:
-                results = await self._write([item.value for item in batch])
+                results = await self._write([item.value for item in batch], answer)
             except Exception as exc:
                 if is_transient(exc) and (deadline is None or time.monotonic() < deadline):
                     log.warning(f"{self._name}.retry", count=len(batch), tries=tries + 1, error=repr(exc))

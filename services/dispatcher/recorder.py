@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from shared.batching import GroupCommit
+from shared.batching import Answer, GroupCommit
 from shared.db import sending
 from shared.db.sending import Outcome
 
@@ -34,7 +34,7 @@ class Recorder:
         whether the outcome's `next_id` was handed over (claimed in its place)."""
         return await self._batches.submit((outcome, opt_out))
 
-    async def _write(self, batch: Sequence[tuple[Outcome, str | None]]) -> list[bool]:
+    async def _write(self, batch: Sequence[tuple[Outcome, str | None]], _: Answer[bool]) -> list[bool]:
         outcomes = [outcome for outcome, _ in batch]
         opt_outs = [contact for _, contact in batch if contact]
         if not opt_outs:  # one statement: no transaction to open

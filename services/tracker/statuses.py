@@ -2,7 +2,9 @@
 into the next (`shared/batching.py`). A batch reads its deliveries, applies each callback in the
 order it came by the never-backwards rule (`fold_sms_statuses`), and writes the changed rows in one
 statement that checks each is still as read (two round trips, no lock held while Python works).
-Each callback is answered only once its batch is committed."""
+A callback that changes something is answered once its batch is committed; one about a delivery
+the batch does not change (a repeat, a step already recorded such as Twilio's `sent`, an unknown
+delivery) as soon as the read says so: what it found is committed already."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from shared.batching import GroupCommit
+from shared.batching import Answer, GroupCommit
 from shared.db import tracking
 from shared.domain.deliveries import fold_sms_statuses
 
@@ -50,10 +52,10 @@ class StatusBatcher:
         nothing: a repeat, or a status older than the one recorded) or `unknown_delivery`."""
         return await self._batches.submit(callback)
 
-    async def _write(self, callbacks: Sequence[StatusCallback]) -> list[str]:
-        """Read the deliveries (no lock), fold the callbacks onto them, write what changed in one
-        statement that checks each row is still as read; those another writer moved meanwhile are
-        read and folded again."""
+    async def _write(self, callbacks: Sequence[StatusCallback], answer: Answer[str]) -> list[str]:
+        """Read the deliveries (no lock), fold the callbacks onto them, answer those about the
+        deliveries that did not change, write what changed in one statement that checks each row is
+        still as read; those another writer moved meanwhile are read and folded again."""
         results = [""] * len(callbacks)
         todo = list(range(len(callbacks)))
         for _ in range(MAX_TRIES):
@@ -69,6 +71,9 @@ class StatusBatcher:
                 for c in (callbacks[k] for k in todo)
             ]
             folded, changed = fold_sms_statuses(current, keyed, datetime.now(UTC))
+            for k, (delivery_id, *_), result in zip(todo, keyed, folded, strict=True):
+                if delivery_id not in changed:
+                    answer(k, result)
             written = await tracking.set_statuses(
                 self._pool, [(current[i], {"id": i, **new}) for i, new in changed.items()]
             )
