@@ -1,7 +1,7 @@
 """The deliveries a dispatcher holds, one lane per campaign: claimed within the campaign's room
 (`max_concurrent` less what every replica has in flight) and this process's capacity, sent, and
 recorded in batches. A lane that has no room waits for a NOTIFY saying some came free (the
-migration 0010 triggers send one when a campaign's in-flight count goes down), so one campaign's
+migration 0022 triggers send one when a campaign's in-flight count goes down), so one campaign's
 limit or a slow provider never holds another campaign's sends.
 """
 
@@ -35,9 +35,15 @@ log = structlog.get_logger()
 OUTCOMES = Counter("campaigns_dispatch_total", "Dispatch outcomes", ["channel", "outcome"])
 IN_FLIGHT = Gauge("campaigns_dispatch_in_flight", "Provider requests this dispatcher has under way", ["channel"])
 HELD = Gauge("campaigns_dispatch_held", "Deliveries this dispatcher holds, not yet claimed", ["channel"])
+CLAIMS = Counter(
+    "campaigns_dispatch_claims_total",
+    "Claim statements, by whether they found room (claimed) or not (no_room)",
+    ["channel", "result"],
+)
 
-#: NOTIFY channel on which a campaign with room again is named (migration 0010).
-FLOW_CHANNEL = "flow"
+#: NOTIFY channel on which a campaign with room again (its in-flight count down) is named
+#: (migration 0022; the releaser's `flow` also names campaigns whose queue merely got shorter).
+FLOW_CHANNEL = "room"
 #: Seconds a woken lane waits before it claims, so that room freed by several commits at once is
 #: claimed in one statement.
 CLAIM_LINGER_S = 0.0
@@ -210,6 +216,7 @@ class Lanes:
                 claim = await sending.claim(
                     self._pool, lane.campaign_id, [h.id for h in sendable], texts, share, self._rates
                 )
+                CLAIMS.labels(self._channel, "claimed" if claim.claimed else "no_room").inc()
             if claim.status not in _LIVE:
                 # paused: back to planned, to be released on resume; ended (or gone): cancelled
                 status = claim.status or "gone"
@@ -324,13 +331,13 @@ class Lanes:
         try:
             if outcome is not None:
                 handed = await self._recorder.record(outcome, opt_out)
-                if following is not None:
-                    if handed:
-                        self._launch(lane, following)
-                    else:  # the campaign paused, the contact opted out, another replica has it…
+                if following is not None and handed:
+                    self._launch(lane, following)  # (its place taken: no room came free, no round to wake)
+                else:
+                    if following is not None:  # the campaign paused, the contact opted out, another replica has it…
                         self._hold_again(following.id, lane.campaign_id, following)
                         self._done_sending()
-                lane.wake.set()  # room is free now (committed): no need to wait for the NOTIFY
+                    lane.wake.set()  # room is free now (committed): no need to wait for the NOTIFY
         except Exception as exc:
             if following is not None:
                 self._hold_again(following.id, lane.campaign_id, following)

@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.dispatcher.lanes import Lanes
 from services.dispatcher.recorder import Recorder
 from services.dispatcher.senders import SmsSender
+from shared.db import sending
 from shared.db.pool import connect, create_pool
+from shared.db.sending import Outcome
 from shared.ids import new_id
 from shared.providers.twilio_sms import TwilioSms
 from tests.conftest import TWILIO_SID, TWILIO_TOKEN, Infra, make_account, own_database
-from tests.support import new_phone
+from tests.support import new_phone, wait_until
 
 _CAMPAIGN = """
 INSERT INTO campaigns (id, account_id, name, agent_id, channel, status, timezone, max_concurrent,
@@ -130,3 +133,81 @@ async def test_a_batch_of_every_kind_takes_each_its_path(db, lanes_database, fak
     assert (counts["sent"], counts["skipped"], counts["failed"], counts["in_flight"]) == (4, 1, 1, 0)
     spent = await db.fetchval("SELECT 100 - balance FROM accounts WHERE id = $1", account.id)
     assert spent == sum(rows[d]["cost"] for d, _ in sendable)
+
+
+async def test_a_hand_over_wakes_the_releaser_and_not_the_dispatchers(db, lanes_database):
+    # Given a running campaign with one delivery in flight and one queued, and a session listening
+    # on the releaser's channel (`flow`) and the dispatchers' (`room`)
+    account = await make_account(db)
+    agent_id = new_id("agent")
+    await db.execute("INSERT INTO agents (id, account_id, name) VALUES ($1, $2, 'Riley')", agent_id, account.id)
+    campaign_id, run_id = await _campaign(db, account.id, agent_id, "running")
+    await db.execute("INSERT INTO campaign_flow (campaign_id) VALUES ($1)", campaign_id)
+    first, _ = await _delivery(db, account.id, campaign_id, run_id)
+    second, _ = await _delivery(db, account.id, campaign_id, run_id)
+    assert (await sending.claim(db, campaign_id, [first], ["Hi Ann"], 1)).claimed == [first]
+    heard: dict[str, list[str]] = {"flow": [], "room": []}
+    listener = await connect(lanes_database)
+    try:
+        for channel in heard:
+            await listener.add_listener(channel, lambda _c, _p, ch, payload: heard[ch].append(payload))
+
+        async def said(channel: str) -> None:
+            async def arrived() -> bool:
+                return campaign_id in heard[channel]
+
+            await wait_until(arrived, timeout=10, interval=0.01, message=f"a NOTIFY on {channel}")
+            await listener.fetchval("SELECT 1")  # every NOTIFY of that commit has arrived by now
+            heard["flow"].clear()
+
+        # When the first send is recorded and the queued one claimed in its place (a hand-over)
+        handed = await sending.record(db, [Outcome(first, "sent", "SM1", "queued", next_id=second, next_rendered="Hi")])
+
+        # Then the releaser hears that the queue got shorter, and no dispatcher is woken: the
+        # campaign has no more room than before
+        assert handed == {second}
+        await said("flow")
+        assert heard["room"] == []
+
+        # When the second is recorded with nothing in its place, room comes free: both hear it
+        assert await sending.record(db, [Outcome(second, "sent", "SM2", "queued")]) == set()
+        await said("flow")
+        assert heard["room"] == [campaign_id]
+    finally:
+        await listener.close()
+
+
+async def test_a_campaign_at_its_limit_sends_on_by_hand_overs_without_claiming_again(db, lanes_database, fake_twilio):
+    # Given a running campaign limited to two sends at a time, with twelve deliveries in one command
+    account = await make_account(db)
+    agent_id = new_id("agent")
+    await db.execute("INSERT INTO agents (id, account_id, name) VALUES ($1, $2, 'Riley')", agent_id, account.id)
+    campaign_id, run_id = await _campaign(db, account.id, agent_id, "running")
+    await db.execute("UPDATE campaigns SET max_concurrent = 2 WHERE id = $1", campaign_id)
+    await db.execute("INSERT INTO campaign_flow (campaign_id) VALUES ($1)", campaign_id)
+    deliveries = [await _delivery(db, account.id, campaign_id, run_id) for _ in range(12)]
+    no_room = {"channel": "sms", "result": "no_room"}
+    claims_before = REGISTRY.get_sample_value("campaigns_dispatch_claims_total", no_room) or 0.0
+
+    # When one dispatcher sends them through a provider that takes 100 ms a message (its lanes
+    # poll far less often than the test lasts: only a NOTIFY, a command or a send's end wakes them)
+    provider = TwilioSms(TWILIO_SID, TWILIO_TOKEN, fake_twilio.url, timeout=5)
+    fake_twilio.response_delay = 0.1
+    try:
+        async with create_pool(lanes_database, 1, 4) as pool:
+            sender = SmsSender(provider, "http://127.0.0.1:9/", "+15005550006")
+            async with Lanes(pool, sender, Recorder(pool, "sms"), capacity=50, poll_s=60) as lanes:
+                await asyncio.wait_for(lanes.submit(campaign_id, [d for d, _ in deliveries]), timeout=30)
+    finally:
+        fake_twilio.response_delay = 0.0
+        await provider.close()
+
+    # Then every one was sent once, each after the first two in a finished send's place: at most
+    # the one claim right after the first found no room (a lane woken by every hand-over made one
+    # per recorded batch)
+    states = await db.fetch("SELECT state, attempts FROM deliveries WHERE campaign_id = $1", campaign_id)
+    assert [(r["state"], r["attempts"]) for r in states] == [("sent", 1)] * 12
+    for _, phone in deliveries:
+        assert len(fake_twilio.sent_to(phone)) == 1
+    claims = (REGISTRY.get_sample_value("campaigns_dispatch_claims_total", no_room) or 0.0) - claims_before
+    assert claims <= 1
