@@ -161,6 +161,16 @@ async def test_a_second_import_of_one_account_at_once_is_a_429_with_retry_after(
     running = asyncio.create_task(first())
     await started.wait()
 
+    async def first_holds_the_slot() -> bool:  # (asked before, a second import could take the slot first)
+        held = await db.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND objid = hashtext($1 || ':0')::oid AND objsubid = 2",
+            account.id,
+        )
+        return bool(held)
+
+    await wait_until(first_holds_the_slot, timeout=10, message="the first import holding the account's slot")
+
     async def refused():
         async with http.post(url, data=_csv(2), headers=headers) as response:
             body = await response.json()
