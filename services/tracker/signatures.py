@@ -3,12 +3,13 @@ under the auth token, checked against our public URL."""
 
 from __future__ import annotations
 
-import base64
 import hmac
 from collections.abc import Mapping
 from typing import Any
 
 from twilio.request_validator import RequestValidator
+
+from shared.domain.twilio_signature import twilio_signature
 
 
 class TwilioSignatures:
@@ -26,8 +27,7 @@ class TwilioSignatures:
     def signature(self, url: str, params: Mapping[str, str]) -> str:
         """The signature of a request with single-valued form fields, as Twilio's validator computes
         it (the URL, then each field's name and value in name order)."""
-        text = url + "".join([name + params[name] for name in sorted(params)])
-        return base64.b64encode(hmac.digest(self._key, text.encode("utf-8"), "sha1")).decode()
+        return twilio_signature(self._key, url, params)
 
     def valid(self, raw_path: str, params: Mapping[str, Any], signature: str | None) -> bool:
         """True only for a present signature that matches. The URL as we know it is tried first

@@ -26,8 +26,9 @@ from urllib.parse import urlencode
 import aiohttp
 import structlog
 from aiohttp import web
-from twilio.request_validator import RequestValidator
 
+from shared.domain.twilio_signature import twilio_signature
+from shared.providers.twilio_client import form_body
 from shared.sandbox.callbacks import CallbackClient, CallbackError
 from shared.sandbox.twilio_calls import FakeCalls
 from shared.sandbox.twilio_numbers import FakeNumbers
@@ -308,7 +309,7 @@ class FakeTwilio(FakeCalls, FakeNumbers):
     def signed(self, url: str, params: dict[str, str], token: str | None = None) -> dict[str, str]:
         """Headers Twilio would send with a callback of `params` to `url` (the idempotency token is
         the same on every retry of one event)."""
-        signature = RequestValidator(self.auth_token).compute_signature(url, params)
+        signature = twilio_signature(self.auth_token.encode(), url, params)
         return {"X-Twilio-Signature": signature, "I-Twilio-Idempotency-Token": token or str(uuid.uuid4())}
 
     async def _send_callbacks(self, url: str, message: dict[str, Any]) -> None:
@@ -328,7 +329,7 @@ class FakeTwilio(FakeCalls, FakeNumbers):
                 "ApiVersion": "2010-04-01",
             }
             headers = self.signed(url, params, token=f"{message['sid']}-{status}") | _FORM
-            body = urlencode(params).encode()
+            body = form_body(params) or urlencode(params).encode()
             for attempt in range(3):  # Twilio retries a failed connection once or twice
                 try:
                     code = await self._callbacks.post(url, body, headers)

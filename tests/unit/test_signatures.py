@@ -1,4 +1,5 @@
-"""The tracker's own computation of X-Twilio-Signature agrees with Twilio's validator."""
+"""The tracker's own computation of X-Twilio-Signature, and the sandbox's signing of the callbacks
+it sends, agree with Twilio's validator."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
 from services.tracker.signatures import TwilioSignatures
+from shared.sandbox.twilio import FakeTwilio
 
 TOKEN = "a-test-auth-token"
 fields = st.dictionaries(st.text(min_size=1, max_size=12), st.text(max_size=20), max_size=10)
@@ -19,6 +21,13 @@ def test_our_signature_is_twilios(params, query):
     assert TwilioSignatures(TOKEN, "https://hooks.example.com").signature(url, params) == (
         RequestValidator(TOKEN).compute_signature(url, params)
     )
+
+
+@given(fields, st.text(max_size=30))
+def test_the_sandbox_signs_its_callbacks_as_twilio_does(params, query):
+    url = "http://127.0.0.1:8081/webhooks/twilio/sms/status?delivery_id=" + query
+    headers = FakeTwilio("AC" + "0" * 32, TOKEN).signed(url, params)
+    assert headers["X-Twilio-Signature"] == RequestValidator(TOKEN).compute_signature(url, params)
 
 
 def test_a_signature_is_valid_only_for_its_url_and_fields_and_token():
