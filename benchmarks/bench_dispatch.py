@@ -614,13 +614,12 @@ async def bench(args: argparse.Namespace) -> int:
                   f" {times[-1] * 1000:.1f} ms (target: median < 50 ms)")
             ok = True
             return 0
-        answered: list[float] = []  # when the stand-in accepted the first and the latest message
+        answered: dict[str, float] = {}  # when the stand-in accepted the first and the latest message
         if args.latency:
 
             def on_create(_to: str) -> None:  # the stand-in's thread, after its latency
-                answered[1:] = [time.perf_counter()]
-                if len(answered) == 1:
-                    answered.append(answered[0])
+                answered["last"] = time.perf_counter()
+                answered.setdefault("first", answered["last"])
 
             fake.on_create = on_create
         work_before = await work_done(dsn, name)
@@ -691,8 +690,8 @@ async def bench(args: argparse.Namespace) -> int:
                   f" {bound:,.1f} msgs/s; sent at {n / to_sent:,.1f} msgs/s = {n / to_sent / bound:.1%} of it"
                   f" (target >= 95%); peak requests in flight at the stand-in {fake.peak_in_flight}"
                   f" ({'never above' if fake.peak_in_flight <= concurrency else 'ABOVE'} {concurrency})")
-            if len(answered) == 2 and answered[1] > answered[0]:
-                steady = (n - 1) / (answered[1] - answered[0])
+            if answered and answered["last"] > answered["first"]:
+                steady = (n - 1) / (answered["last"] - answered["first"])
                 print(f"limit bound, from the first message the stand-in accepted to the last (no launch, no"
                       f" polling): {steady:,.1f} msgs/s = {steady / bound:.1%} of it")
         stand_in = cpu["FakeTwilio + this script"]

@@ -1,7 +1,7 @@
 """The deliveries a dispatcher holds, one lane per campaign: claimed within the campaign's room
 (`max_concurrent` less what every replica has in flight) and this process's capacity, sent, and
-recorded in batches. A lane that has no room waits for a NOTIFY saying some came free (the
-migration 0022 triggers send one when a campaign's in-flight count goes down), so one campaign's
+recorded in batches. A lane that has no room waits for a NOTIFY saying some came free (migration
+0022's trigger sends one when a campaign's in-flight count goes down), so one campaign's
 limit or a slow provider never holds another campaign's sends.
 """
 
@@ -42,7 +42,8 @@ CLAIMS = Counter(
 )
 
 #: NOTIFY channel on which a campaign with room again (its in-flight count down) is named
-#: (migration 0022; the releaser's `flow` also names campaigns whose queue merely got shorter).
+#: (migration 0022: by its `campaign_flow` row; the releaser's `flow` also names campaigns whose
+#: queue merely got shorter).
 FLOW_CHANNEL = "room"
 #: Seconds a woken lane waits before it claims, so that room freed by several commits at once is
 #: claimed in one statement.

@@ -52,6 +52,17 @@ async def _delivery(
     return delivery_id, phone
 
 
+async def _running_campaign(db, max_concurrent: int = 10):
+    """An account, and a running campaign of it with a run, as the scheduler's release leaves them."""
+    account = await make_account(db)
+    agent_id = new_id("agent")
+    await db.execute("INSERT INTO agents (id, account_id, name) VALUES ($1, $2, 'Riley')", agent_id, account.id)
+    campaign_id, run_id = await _campaign(db, account.id, agent_id, "running")
+    await db.execute("UPDATE campaigns SET max_concurrent = $2 WHERE id = $1", campaign_id, max_concurrent)
+    await db.execute("INSERT INTO campaign_flow (campaign_id) VALUES ($1)", campaign_id)
+    return account, campaign_id, run_id
+
+
 @pytest.fixture(scope="module")
 def lanes_database(infra: Infra):
     """A database of its own: no service of the running system looks at these deliveries."""
@@ -138,11 +149,7 @@ async def test_a_batch_of_every_kind_takes_each_its_path(db, lanes_database, fak
 async def test_a_hand_over_wakes_the_releaser_and_not_the_dispatchers(db, lanes_database):
     # Given a running campaign with one delivery in flight and one queued, and a session listening
     # on the releaser's channel (`flow`) and the dispatchers' (`room`)
-    account = await make_account(db)
-    agent_id = new_id("agent")
-    await db.execute("INSERT INTO agents (id, account_id, name) VALUES ($1, $2, 'Riley')", agent_id, account.id)
-    campaign_id, run_id = await _campaign(db, account.id, agent_id, "running")
-    await db.execute("INSERT INTO campaign_flow (campaign_id) VALUES ($1)", campaign_id)
+    account, campaign_id, run_id = await _running_campaign(db)
     first, _ = await _delivery(db, account.id, campaign_id, run_id)
     second, _ = await _delivery(db, account.id, campaign_id, run_id)
     assert (await sending.claim(db, campaign_id, [first], ["Hi Ann"], 1)).claimed == [first]
@@ -179,12 +186,7 @@ async def test_a_hand_over_wakes_the_releaser_and_not_the_dispatchers(db, lanes_
 
 async def test_a_campaign_at_its_limit_sends_on_by_hand_overs_without_claiming_again(db, lanes_database, fake_twilio):
     # Given a running campaign limited to two sends at a time, with twelve deliveries in one command
-    account = await make_account(db)
-    agent_id = new_id("agent")
-    await db.execute("INSERT INTO agents (id, account_id, name) VALUES ($1, $2, 'Riley')", agent_id, account.id)
-    campaign_id, run_id = await _campaign(db, account.id, agent_id, "running")
-    await db.execute("UPDATE campaigns SET max_concurrent = 2 WHERE id = $1", campaign_id)
-    await db.execute("INSERT INTO campaign_flow (campaign_id) VALUES ($1)", campaign_id)
+    account, campaign_id, run_id = await _running_campaign(db, max_concurrent=2)
     deliveries = [await _delivery(db, account.id, campaign_id, run_id) for _ in range(12)]
     no_room = {"channel": "sms", "result": "no_room"}
     claims_before = REGISTRY.get_sample_value("campaigns_dispatch_claims_total", no_room) or 0.0
