@@ -31,7 +31,9 @@ What it measures:
    launch request to its first message at the stand-in, then cancelled and drained;
 5. with --latency L (the limit-bound run): the stand-in takes L seconds per message; the campaign's
    send rate against max_concurrent / L (over the whole run from the POST, and from the first
-   message the stand-in accepted to the last), and the most requests it ever had in flight at once.
+   message the stand-in accepted to the last), and the most requests it ever had in flight at once;
+   beside it ceiling C: ceiling B's client and stand-in, the stand-in taking L seconds a message
+   (about 10 s of requests): what the bare HTTP stack itself reaches of max_concurrent / L here.
 The ceilings are measured with min(N, 100,000) messages (they are rates).
 """
 
@@ -87,6 +89,8 @@ CEILING_MAX = 100_000
 #: Larger campaigns send to a contact group (made in the database, not timed) instead of inline
 #: contacts (a POST body of a million numbers is past the API's 16 MiB limit).
 INLINE_MAX = 100_000
+#: Seconds ceiling C (the limit-bound run's bare client at the slow stand-in) runs for, about.
+LATENCY_CEILING_S = 10
 #: Seconds without any change in the results after which the run is declared stalled.
 STALL_S = 60
 
@@ -214,10 +218,11 @@ def _ceiling_twilio_client(url: str, n: int, concurrency: int) -> None:
     print(json.dumps(asyncio.run(go())))
 
 
-async def ceiling_twilio(n: int, concurrency: int) -> dict[str, float]:
-    """A FakeTwilio of its own (no callbacks), hammered from a child process."""
+async def ceiling_twilio(n: int, concurrency: int, latency: float = 0.0) -> dict[str, float]:
+    """A FakeTwilio of its own (no callbacks; taking `latency` seconds a message), hammered from a
+    child process."""
     thread = LoopThread()
-    fake = FakeTwilio(TWILIO_SID, TWILIO_TOKEN)
+    fake = FakeTwilio(TWILIO_SID, TWILIO_TOKEN, response_delay=latency)
     runner = thread.run(serve(fake, "127.0.0.1", 0))
     url = f"http://127.0.0.1:{bound_port(runner)}"
     own_before = cpu_seconds(os.getpid())
@@ -570,6 +575,12 @@ async def bench(args: argparse.Namespace) -> int:
         twilio = await ceiling_twilio(n_ceiling, concurrency)
         print(f"ceiling B, FakeTwilio alone, twilio async client x{concurrency}: {twilio['rate']:,.0f} req/s"
               f" ({twilio['failures']} failures)", flush=True)
+        held = None  # ceiling C (the limit-bound run): the same client and stand-in, the stand-in slow
+        if args.latency:
+            held = await ceiling_twilio(min(n, round(LATENCY_CEILING_S * concurrency / args.latency)), concurrency,
+                                        args.latency)
+            print(f"ceiling C, FakeTwilio taking {args.latency * 1000:.0f} ms, twilio async client x{concurrency}:"
+                  f" {held['rate']:,.1f} req/s ({held['failures']} failures)", flush=True)
 
         # the system
         thread = LoopThread()
@@ -690,10 +701,16 @@ async def bench(args: argparse.Namespace) -> int:
                   f" {bound:,.1f} msgs/s; sent at {n / to_sent:,.1f} msgs/s = {n / to_sent / bound:.1%} of it"
                   f" (target >= 95%); peak requests in flight at the stand-in {fake.peak_in_flight}"
                   f" ({'never above' if fake.peak_in_flight <= concurrency else 'ABOVE'} {concurrency})")
+            steady = None
             if answered and answered["last"] > answered["first"]:
                 steady = (n - 1) / (answered["last"] - answered["first"])
                 print(f"limit bound, from the first message the stand-in accepted to the last (no launch, no"
                       f" polling): {steady:,.1f} msgs/s = {steady / bound:.1%} of it")
+            if held:
+                print(f"ceiling C, the bare client at the same stand-in ({concurrency} in flight):"
+                      f" {held['rate']:,.1f} req/s = {held['rate'] / bound:.1%} of {bound:,.1f}; the campaign is"
+                      f" {n / to_sent / held['rate']:.1%} of ceiling C over the whole run"
+                      + (f", {steady / held['rate']:.1%} from first to last" if steady else ""))
         stand_in = cpu["FakeTwilio + this script"]
         product = sum(cpu.values()) - stand_in
         commits, published, wal = (a - b for a, b in zip(await work_done(dsn, name), work_before, strict=True))
