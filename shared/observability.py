@@ -64,7 +64,11 @@ async def serve_health(host: str, port: int, checks: dict[str, Check]) -> tuple[
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:  # the port taken: nothing left behind
+        await runner.cleanup()
+        raise
     server = site._server
     # Typed as asyncio.AbstractServer, which declares no `sockets`; loop.create_server's Server has them.
     bound = server.sockets[0].getsockname()[1] if server and server.sockets else port  # type: ignore[attr-defined]

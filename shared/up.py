@@ -79,8 +79,8 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
     tasks = [asyncio.create_task(s) for s in services]
     if not await _ready(settings, tasks):
         stop.set()
-        failures = [str(t.exception()) for t in tasks if t.done() and t.exception() is not None]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)  # each service stopped
+        failures = [str(o) for o in outcomes if isinstance(o, BaseException)]
         raise click.ClickException(
             "the system did not start: "
             + "; ".join(failures or ["the API and the tracker did not answer in time"])

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -37,6 +38,20 @@ _HTTP_CODES = {
 
 #: Retry-After (seconds) on a 503 answered while the database is away.
 RETRY_AFTER_S = 1
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[web.AppRunner]:
+    """Serve `app` on host:port while in the block. Its cleanup (and so the background work its
+    cleanup contexts started) runs on the way out, also when the port cannot be bound: a service
+    that fails to start leaves nothing running, and its database pool closes at once."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        yield runner
+    finally:
+        await runner.cleanup()
 
 
 def error_body(

@@ -22,7 +22,7 @@ from shared.providers import smtp_email
 from shared.providers.twilio_client import TwilioClient
 from shared.runtime import background
 from shared.settings import Settings, secret_key, twilio_base_url
-from shared.web import error_middleware
+from shared.web import error_middleware, serving
 
 log = structlog.get_logger()
 
@@ -77,11 +77,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max) as pool,
         connect(settings.amqp_url, settings.amqp_prefix) as connection,
         background(stop, Relay(pool, connection, settings.amqp_prefix).run()),
+        serving(create_app(settings, pool, connection), settings.api_host, settings.api_port),
     ):
-        runner = web.AppRunner(create_app(settings, pool, connection), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, settings.api_host, settings.api_port).start()
         log.info("api.listening", url=f"http://{settings.api_host}:{settings.api_port}")
         await stop.wait()
         log.info("api.stopping")
-        await runner.cleanup()

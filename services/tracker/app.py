@@ -16,7 +16,7 @@ from shared.db.pool import create_pool
 from shared.outbound import OutboundPolicy
 from shared.providers import smtp_email
 from shared.settings import Settings, inbound_email_token, secret_key
-from shared.web import error_middleware
+from shared.web import error_middleware, serving
 
 log = structlog.get_logger()
 
@@ -68,10 +68,10 @@ def create_app(settings: Settings, pool: object) -> web.Application:
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     """Serve the webhooks until `stop` is set."""
-    async with create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max) as pool:
-        runner = web.AppRunner(create_app(settings, pool), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, settings.tracker_host, settings.tracker_port).start()
+    async with (
+        create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max) as pool,
+        serving(create_app(settings, pool), settings.tracker_host, settings.tracker_port),
+    ):
         log.info(
             "tracker.listening",
             url=f"http://{settings.tracker_host}:{settings.tracker_port}",
@@ -79,4 +79,3 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         )
         await stop.wait()
         log.info("tracker.stopping")
-        await runner.cleanup()

@@ -355,7 +355,11 @@ async def serve(fake: FakeTwilio, host: str, port: int) -> web.AppRunner:
     """Start serving the fake; returns its runner (call `cleanup()` to stop)."""
     runner = web.AppRunner(fake.app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:  # the port taken: nothing left behind
+        await runner.cleanup()
+        raise
     return runner
 
 

@@ -97,24 +97,30 @@ async def test_contacts_keep_to_existing_accounts_without_a_per_row_foreign_key(
     assert await db.fetchval("SELECT count(*) FROM contacts WHERE id LIKE 'ct_fk_%'") == 0
 
 
-def test_up_with_a_port_taken_says_so_and_exits(infra):
-    # the API's port is taken (another `campaigns up`?): a clear error and exit 1, not a banner
-    # over a system half up, nor a process that hangs
+def test_up_with_its_ports_taken_says_so_and_exits_at_once(infra):
+    # the API's and the tracker's ports are taken (another `campaigns up`): a clear error and exit
+    # 1, not a banner over a system half up, nor a process that hangs: each service that had
+    # started its background work (the tracker's webhook sender, holding a database connection)
+    # stops it, so its pool closes at once, with no warnings while it waits
     prefix = f"{infra.prefix}upbusy."
     try:
-        with socket.socket() as taken:
-            taken.bind(("127.0.0.1", 0))
-            taken.listen()
-            port = taken.getsockname()[1]
+        with socket.socket() as api, socket.socket() as tracker:
+            for taken in (api, tracker):
+                taken.bind(("127.0.0.1", 0))
+                taken.listen()
+            ports = [taken.getsockname()[1] for taken in (api, tracker)]
             result = campaigns("up", env={
                 "CAMPAIGNS_DATABASE_URL": infra.database_url, "CAMPAIGNS_AMQP_URL": infra.amqp_url,
-                "CAMPAIGNS_AMQP_PREFIX": prefix, "CAMPAIGNS_API_PORT": str(port),
-                "CAMPAIGNS_TRACKER_PORT": str(free_port()), "CAMPAIGNS_SANDBOX_PORT": str(free_port()),
+                "CAMPAIGNS_AMQP_PREFIX": prefix, "CAMPAIGNS_API_PORT": str(ports[0]),
+                "CAMPAIGNS_TRACKER_PORT": str(ports[1]), "CAMPAIGNS_SANDBOX_PORT": str(free_port()),
                 "CAMPAIGNS_SANDBOX_SMTP_PORT": str(free_port()),
             })
     finally:
         asyncio.run(asyncio.wait_for(_drop_topology(infra.amqp_url, prefix), 60))
     assert result.returncode == 1, result.stderr[-2000:]
     assert "the system did not start" in result.stderr
-    assert f"'127.0.0.1', {port}" in result.stderr
+    for port in ports:
+        assert f"'127.0.0.1', {port}" in result.stderr
     assert "Campaigns is up" not in result.stdout
+    for symptom in ("pool.close_timeout", "round_failed", "listen.failed"):
+        assert symptom not in result.stderr, result.stderr[-3000:]
