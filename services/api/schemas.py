@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.domain.calls import MACHINE_DETECTION
+from shared.domain.contacts import e164
 from shared.domain.phone import InvalidPhone, to_e164
 from shared.domain.recurrence import Recurrence
 from shared.domain.templating import TemplateError, check_budget
@@ -673,8 +674,8 @@ def _recipients(items: list[str | ContactIn], channel: Channel, bad: Any) -> lis
         phone = email = None
         if contact.phone:
             try:
-                phone = to_e164(contact.phone)
-            except InvalidPhone as exc:
+                phone = e164(contact.phone)  # (a number already in E.164 skips the full parse)
+            except ValueError as exc:
                 bad(where, str(exc))
                 continue
         if contact.email:
