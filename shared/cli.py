@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from shared.errors import Unreachable
 from shared.logging import configure_logging
 from shared.settings import Settings, live_secret_problems
 
@@ -41,7 +42,18 @@ def _serve(service: Any) -> None:
     asyncio.run(run_until_signalled(service))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Every command: a database or broker that cannot be reached is one line saying which, where
+    and the setting to check (exit code 1), not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Unreachable as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Outbound campaigns over SMS, email and voice.
 

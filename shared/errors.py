@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class AppError(Exception):
@@ -96,3 +97,15 @@ class Retryable(AppError):
 
 class Permanent(AppError):
     """A failure that no retry will mend."""
+
+
+class Unreachable(ConnectionError):
+    """A backing service (PostgreSQL, RabbitMQ) that a process could not reach as it started: which
+    one, where (never the credentials), the setting that names it and why. A ConnectionError, so a
+    caller that retries connection failures treats it as one."""
+
+    def __init__(self, service: str, url: str, setting: str, cause: BaseException):
+        parts = urlsplit(url)
+        where = f"{parts.hostname or 'localhost'}" + (f":{parts.port}" if parts.port else "") + parts.path
+        reason = str(cause) or type(cause).__name__
+        super().__init__(f"cannot reach {service} at {where} ({setting}): {reason}")

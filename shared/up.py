@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 from decimal import Decimal
 
 import aiohttp
@@ -80,12 +81,18 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
     if not await _ready(settings, tasks):
         stop.set()
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)  # each service stopped
-        failures = [str(o) for o in outcomes if isinstance(o, BaseException)]
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        failures = list(dict.fromkeys(str(e) for e in errors)) or ["the API and the tracker did not answer in time"]
+        ports_taken = any(isinstance(e, OSError) and e.errno == errno.EADDRINUSE for e in errors)
         raise click.ClickException(
             "the system did not start: "
-            + "; ".join(failures or ["the API and the tracker did not answer in time"])
-            + " (another `campaigns up` running? Ports: CAMPAIGNS_API_PORT, CAMPAIGNS_TRACKER_PORT, "
-            "CAMPAIGNS_SANDBOX_PORT, CAMPAIGNS_SANDBOX_SMTP_PORT)"
+            + "; ".join(failures)
+            + (
+                " (another `campaigns up` running? Ports: CAMPAIGNS_API_PORT, CAMPAIGNS_TRACKER_PORT, "
+                "CAMPAIGNS_SANDBOX_PORT, CAMPAIGNS_SANDBOX_SMTP_PORT)"
+                if ports_taken
+                else ""
+            )
         )
     smtp_host, smtp_port = smtp_address(settings)
     smtp_note = (

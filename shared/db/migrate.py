@@ -9,6 +9,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from shared.db.pool import UNREACHABLE
+from shared.errors import Unreachable
+
 #: Advisory-lock key held while migrating.
 _LOCK_KEY = 0x63616D70  # "camp"
 
@@ -73,8 +76,11 @@ async def drop_database(dsn: str) -> None:
 
 async def migrate(dsn: str) -> list[Migration]:
     """Create the database if needed and apply every pending migration; returns those applied."""
-    await ensure_database(dsn)
-    conn = await asyncpg.connect(dsn)
+    try:
+        await ensure_database(dsn)
+        conn = await asyncpg.connect(dsn)
+    except UNREACHABLE as exc:
+        raise Unreachable("PostgreSQL", dsn, "CAMPAIGNS_DATABASE_URL", exc) from exc
     applied: list[Migration] = []
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)

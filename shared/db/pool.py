@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 import asyncpg
 import structlog
 
+from shared.errors import Unreachable
+
 log = structlog.get_logger()
 
 #: What a value PostgreSQL cannot hold in text raises (a NUL character, in a path or query value).
@@ -34,6 +36,11 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.InternalClientError,
     ConnectionRefusedError,
 )
+
+
+#: What connecting meets when the database is not there to be reached: nothing listening, no such
+#: host, a refusal of the login or of the database name, a server starting or shutting down.
+UNREACHABLE: tuple[type[Exception], ...] = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 #: Failures that pass by themselves: the database away or restarting, a connection cut, a
@@ -100,14 +107,17 @@ async def create_pool(
 ) -> AsyncIterator[asyncpg.Pool]:
     """A pool whose connections encode and decode json/jsonb as Python objects, and prepare each
     statement again after `statement_lifetime_s`; closed on exit."""
-    pool = await asyncpg.create_pool(
-        dsn,
-        min_size=min_size,
-        max_size=max_size,
-        init=_init,
-        reset=_keep,
-        max_cached_statement_lifetime=statement_lifetime_s,
-    )
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init,
+            reset=_keep,
+            max_cached_statement_lifetime=statement_lifetime_s,
+        )
+    except UNREACHABLE as exc:
+        raise Unreachable("PostgreSQL", dsn, "CAMPAIGNS_DATABASE_URL", exc) from exc
     try:
         yield pool
     finally:
@@ -122,6 +132,9 @@ async def create_pool(
 
 async def connect(dsn: str) -> asyncpg.Connection:
     """One connection with the same codecs as the pool's."""
-    conn = await asyncpg.connect(dsn, max_cached_statement_lifetime=STATEMENT_LIFETIME_S)
+    try:
+        conn = await asyncpg.connect(dsn, max_cached_statement_lifetime=STATEMENT_LIFETIME_S)
+    except UNREACHABLE as exc:
+        raise Unreachable("PostgreSQL", dsn, "CAMPAIGNS_DATABASE_URL", exc) from exc
     await _init(conn)
     return conn

@@ -124,3 +124,29 @@ def test_up_with_its_ports_taken_says_so_and_exits_at_once(infra):
     assert "Campaigns is up" not in result.stdout
     for symptom in ("pool.close_timeout", "round_failed", "listen.failed"):
         assert symptom not in result.stderr, result.stderr[-3000:]
+
+
+def test_a_database_or_broker_out_of_reach_is_one_line_naming_it(infra):
+    # nothing listens on `port`: each command exits 1 with one line naming what it could not reach,
+    # where, and the setting to check; no traceback, and no password from the URL
+    port = free_port()
+    database = f"postgresql://bob:s3cret@127.0.0.1:{port}/campaigns"
+    broker = f"amqp://guest:s3cret@127.0.0.1:{port}/"
+    cases = [
+        (["migrate"], {"CAMPAIGNS_DATABASE_URL": database}, "PostgreSQL", "CAMPAIGNS_DATABASE_URL"),
+        (["api"], {"CAMPAIGNS_DATABASE_URL": database}, "PostgreSQL", "CAMPAIGNS_DATABASE_URL"),
+        (["up"], {"CAMPAIGNS_DATABASE_URL": database}, "PostgreSQL", "CAMPAIGNS_DATABASE_URL"),
+        (
+            ["dispatcher", "--channel", "sms"],
+            {"CAMPAIGNS_DATABASE_URL": infra.database_url, "CAMPAIGNS_AMQP_URL": broker},
+            "RabbitMQ",
+            "CAMPAIGNS_AMQP_URL",
+        ),
+    ]
+    for command, env, service, setting in cases:
+        result = campaigns(*command, env={"CAMPAIGNS_METRICS_PORT": "0", **env})
+        assert result.returncode == 1, (command, result.stderr[-2000:])
+        assert f"Error: cannot reach {service} at 127.0.0.1:{port}" in result.stderr, (command, result.stderr[-2000:])
+        assert f"({setting})" in result.stderr
+        assert "Traceback" not in result.stderr, (command, result.stderr[-2000:])
+        assert "s3cret" not in result.stderr
