@@ -470,6 +470,11 @@ _TABLES = """
 SELECT relname, seq_scan, seq_tup_read, idx_scan, n_tup_upd, n_tup_hot_upd, n_dead_tup, n_live_tup
 FROM pg_stat_user_tables ORDER BY seq_tup_read DESC LIMIT 8
 """
+#: The PL/pgSQL functions' time (the triggers): counted because --diagnose sets the bench
+#: database's `track_functions` before the services connect.
+_FUNCTIONS = """
+SELECT funcname, calls, total_time, self_time FROM pg_stat_user_functions ORDER BY total_time DESC LIMIT 8
+"""
 
 
 class DbSampler:
@@ -500,9 +505,11 @@ class DbSampler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self.tables = await self._conn.fetch(_TABLES)
+        await asyncio.sleep(1.5)  # (each backend reports its functions' time within a second)
+        self.functions = await self._conn.fetch(_FUNCTIONS)
         await self._conn.close()
 
-    def report(self) -> None:
+    def report(self, n: int) -> None:
         print(f"\nPostgreSQL sessions of the bench database, mean busy backends over {self.samples} samples"
               f" ({sum(self.counts.values()) / max(1, self.samples):.1f} busy on average):")
         for (state, query), count in self.counts.most_common(14):
@@ -511,6 +518,10 @@ class DbSampler:
         for t in self.tables:
             print(f"  {t['relname']:<22} {t['seq_scan']:>8} {t['seq_tup_read']:>12,} {t['idx_scan'] or 0:>9}"
                   f" {t['n_tup_upd']:>8} {t['n_tup_hot_upd']:>8} {t['n_dead_tup']:>8} {t['n_live_tup']:>8}")
+        print("PL/pgSQL functions (the triggers; calls, total and self ms, total ms a message):")
+        for f in self.functions:
+            print(f"  {f['funcname']:<28} {f['calls']:>8} {f['total_time']:>10.0f} {f['self_time']:>10.0f}"
+                  f" {f['total_time'] / n:>8.3f}")
 
 
 async def cleanup(name: str, prefix: str, services: dict[str, Service], fake: tuple | None) -> None:
@@ -565,6 +576,12 @@ async def bench(args: argparse.Namespace) -> int:
     ok = False
     try:
         await migrate(dsn)
+        if args.diagnose:  # the triggers' time, for DbSampler (this scratch database's setting only)
+            conn = await connect(dsn)
+            try:
+                await conn.execute(f"ALTER DATABASE {name} SET track_functions = 'pl'")
+            finally:
+                await conn.close()
 
         own, beam = cpu_seconds(os.getpid()), cpu_by_command(("beam.smp", "erl_child_setup"))
         n_ceiling = min(n, CEILING_MAX) if not args.launches else 1000  # (launch mode: a token run)
@@ -733,7 +750,7 @@ async def bench(args: argparse.Namespace) -> int:
                   f" {seconds / n * 1000:5.2f} ms/msg)")
         print(f"(load average at the end: {os.getloadavg()[0]:.2f}; other work on this machine skews both sides)")
         if db_sampler:
-            db_sampler.report()
+            db_sampler.report(n)
         ok = exactly_once
         return 0 if ok else 1
     finally:
@@ -760,7 +777,8 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=0.0,
                         help="seconds the provider stand-in takes per message (the limit-bound run: 0.2)")
     parser.add_argument("--diagnose", action="store_true",
-                        help="sample pg_stat_activity during the run and print where PostgreSQL time goes")
+                        help="sample pg_stat_activity during the run and print where PostgreSQL time goes, and the"
+                             " time of its PL/pgSQL functions (the triggers)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs (kept anyway on failure)")
     parser.add_argument("--twilio-client", nargs=3, metavar=("URL", "N", "CONCURRENCY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
