@@ -72,12 +72,48 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
 
     # `up` again on the same database keeps the account (and its campaigns) and prints a new key
     account_id, key = await create_account(settings, name, balance, settings.default_timezone, reuse=True)
-    services = [api(settings, stop), tracker(settings, stop), scheduler(settings, stop)]
-    services += [dispatcher(settings, channel, stop) for channel in ("sms", "email", "voice")]
-    if settings.providers == "sandbox":
-        services.append(sandbox(settings, stop))
-        services.append(sandbox_smtp(settings, stop))
-    tasks = [asyncio.create_task(s) for s in services]
+    # Stopped in this order (see _stop_in_stages): what starts sends (the dispatchers drain what
+    # they hold), then the sandbox providers, then the tracker that takes their last callbacks.
+    providers_stop, tracker_stop = asyncio.Event(), asyncio.Event()
+    senders = [api(settings, stop), scheduler(settings, stop)]
+    senders += [dispatcher(settings, channel, stop) for channel in ("sms", "email", "voice")]
+    providers = (
+        [sandbox(settings, providers_stop), sandbox_smtp(settings, providers_stop)]
+        if settings.providers == "sandbox"
+        else []
+    )
+    stages = [
+        [asyncio.create_task(s) for s in senders],
+        [asyncio.create_task(s) for s in providers],
+        [asyncio.create_task(tracker(settings, tracker_stop))],
+    ]
+    stopping = asyncio.create_task(_stop_in_stages(stop, stages, [providers_stop, tracker_stop]))
+    try:
+        await _run_until_stopped(settings, stop, [task for stage in stages for task in stage], account_id, key)
+    finally:
+        stop.set()
+        await stopping
+
+
+async def _stop_in_stages(
+    stop: asyncio.Event, stages: list[list[asyncio.Task[None]]], then: list[asyncio.Event]
+) -> None:
+    """Once `stop` is set, stop each stage of services once the stage before it has ended: a
+    dispatcher that drains its deliveries still reaches the sandbox's Twilio (they would otherwise
+    fail as unreachable and wait a retry interval), and the sandbox's callbacks under way still
+    reach the tracker."""
+    await stop.wait()
+    for stage, event in zip(stages, then, strict=False):
+        if stage:
+            await asyncio.wait(stage)
+        event.set()
+
+
+async def _run_until_stopped(
+    settings: Settings, stop: asyncio.Event, tasks: list[asyncio.Task[None]], account_id: str, key: str
+) -> None:
+    """Wait for the system to answer, print how to reach it, and run until `stop` is set (or a
+    service fails)."""
     if not await _ready(settings, tasks):
         stop.set()
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)  # each service stopped

@@ -11,6 +11,9 @@ from shared.settings import Settings
 
 log = structlog.get_logger()
 
+#: Seconds a stopping sandbox gives its callbacks under way (`campaigns up` stops the tracker after it).
+SETTLE_S = 5.0
+
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     """Serve the sandbox Twilio on 127.0.0.1:CAMPAIGNS_SANDBOX_PORT until `stop` is set."""
@@ -24,4 +27,5 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     runner = await serve(fake, settings.sandbox_host, settings.sandbox_port)
     log.info("sandbox.listening", twilio_url=f"http://{settings.sandbox_host}:{settings.sandbox_port}")
     await stop.wait()
+    await fake.settle(SETTLE_S)  # the status callbacks under way still reach the tracker
     await runner.cleanup()

@@ -139,6 +139,11 @@ class FakeTwilio(FakeCalls, FakeNumbers):
         """Every message-create request for the number `to`."""
         return [r for r in self.requests if r.method == "POST" and r.get("To") == to]
 
+    async def settle(self, within_s: float) -> None:
+        """Let the callbacks and simulated calls under way finish, for up to `within_s` seconds."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=within_s)
+
     async def _cleanup(self, _: web.Application) -> None:
         for task in list(self._tasks):
             task.cancel()

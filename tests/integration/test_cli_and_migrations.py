@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import asyncpg
 import pytest
 
 from shared.db.accounts import account_for_key
 from shared.db.migrate import available, drop_database, migrate
-from tests.conftest import _drop_topology
-from tests.support import ROOT, free_port
+from tests.conftest import _drop_topology, own_database
+from tests.support import ROOT, free_port, new_phone, wait_until
 
 
 def campaigns(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -150,3 +152,83 @@ def test_a_database_or_broker_out_of_reach_is_one_line_naming_it(infra):
         assert f"({setting})" in result.stderr
         assert "Traceback" not in result.stderr, (command, result.stderr[-2000:])
         assert "s3cret" not in result.stderr
+
+
+def test_up_stopped_mid_campaign_drains_into_its_sandbox(infra):
+    # Ctrl-C while a campaign sends: the dispatchers drain what they hold while the sandbox's Twilio
+    # still answers (it stops after them, the tracker last), so no delivery is left waiting a retry
+    # interval as "cannot reach twilio", and each send's callbacks reach the tracker
+    prefix = f"{infra.prefix}upstop."
+    ports = {name: free_port() for name in ("API", "TRACKER", "SANDBOX", "SANDBOX_SMTP")}
+    with own_database(infra, "upstop") as url:
+        env = {
+            **os.environ, "CAMPAIGNS_DATABASE_URL": url, "CAMPAIGNS_AMQP_URL": infra.amqp_url,
+            "CAMPAIGNS_AMQP_PREFIX": prefix, **{f"CAMPAIGNS_{name}_PORT": str(port) for name, port in ports.items()},
+        }
+        up = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "up", "--name", "stopper"], env=env, cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        try:
+            key = _printed_key(up)
+            campaign_id = asyncio.run(_launch_and_wait_for_sends(f"http://127.0.0.1:{ports['API']}", key))
+            up.send_signal(signal.SIGINT)
+            assert up.wait(timeout=90) == 0
+        finally:
+            if up.poll() is None:
+                up.kill()
+                up.wait()
+            asyncio.run(asyncio.wait_for(_drop_topology(infra.amqp_url, prefix), 60))
+        states = asyncio.run(_states(url, campaign_id))
+    assert states["errors"] == 0, states
+    assert states["planned"] + states["queued"] + states["sending"] + states["sent"] + states["delivered"] == 600
+    assert states["delivered"] >= states["sent_at_stop"], states  # every send's callbacks came in
+
+
+def _printed_key(up: subprocess.Popen[str]) -> str:
+    assert up.stdout is not None
+    for line in up.stdout:  # (ends when `up` exits: a failed start fails the test below)
+        if "API key:" in line:
+            return line.split("API key:")[1].strip()
+    raise AssertionError(f"`campaigns up` exited with {up.wait()} before printing a key")
+
+
+async def _launch_and_wait_for_sends(api: str, key: str) -> str:
+    """A running campaign of 600 contacts, 2 sends at a time: returns once some are sent and most
+    are not (so that the dispatchers hold deliveries when `up` is stopped)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.post(f"{api}/agents", json={"name": "R", "instructions": "x", "opening_message": "Hi"}) as r:
+            agent = await r.json()
+        body = {"name": "stop me", "agent_id": agent["id"], "type": "sms", "message_template": "Hi {{phone}}",
+                "max_concurrent": 2, "status": "scheduled", "contacts": [new_phone() for _ in range(600)]}
+        async with http.post(f"{api}/campaigns", json=body) as r:
+            assert r.status == 201, await r.text()
+            campaign_id = (await r.json())["id"]
+
+        async def some_sent() -> bool:
+            async with http.get(f"{api}/campaigns/{campaign_id}/results") as r:
+                results = await r.json()
+            assert results["pending"] > 0, "the campaign ended before `up` was stopped"
+            return bool(results["sent"] >= 20)
+
+        await wait_until(some_sent, timeout=60, interval=0.01, message="sends under way")
+        return str(campaign_id)
+
+
+async def _states(url: str, campaign_id: str) -> dict[str, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT state, count(*) AS n FROM deliveries WHERE campaign_id = $1 GROUP BY state",
+                                campaign_id)
+        errors = await conn.fetchval(
+            "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND error IS NOT NULL", campaign_id
+        )
+        sent = await conn.fetchval(
+            "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND provider_id IS NOT NULL", campaign_id
+        )
+    finally:
+        await conn.close()
+    states = dict.fromkeys(("planned", "queued", "sending", "sent", "delivered"), 0)
+    states |= {r["state"]: r["n"] for r in rows}
+    return {**states, "errors": errors, "sent_at_stop": sent}
