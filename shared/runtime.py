@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
@@ -23,14 +24,30 @@ Service = Callable[[asyncio.Event], Awaitable[None]]
 GC_YOUNG_THRESHOLD = 10_000
 
 
+#: Exit code after a second SIGTERM or SIGINT (128 + SIGINT, as a shell reports an interrupted command).
+EXIT_AT_ONCE = 130
+
+
 async def run_until_signalled(service: Service) -> None:
-    """Run `service(stop)`; SIGTERM or SIGINT sets `stop`, and the service winds down itself.
+    """Run `service(stop)`; SIGTERM or SIGINT sets `stop`, and the service winds down itself; a
+    second one (Ctrl-C again, not waiting for the drain) ends the process at once.
     What is loaded by then (modules, settings) is moved out of the garbage collector's way
     (`gc.freeze`), and the youngest generation is collected every GC_YOUNG_THRESHOLD allocations."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(name: str) -> None:
+        if not stop.is_set():
+            log.info("service.stopping", signal=name, hint="finishing what is under way; a second signal stops at once")
+            stop.set()
+            return
+        # The second: stop at once, as a SIGKILL would (safe anywhere: what was under way is
+        # resumed or looked up by whoever starts next).
+        log.warning("service.stopped_at_once", signal=name)
+        os._exit(EXIT_AT_ONCE)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig.name)
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
