@@ -125,6 +125,15 @@ def test_the_compose_check_finds_a_mistake(tmp_path):
     assert "depends_on_typo" in result.stdout + result.stderr
 
 
+def test_compose_stops_the_dispatchers_then_the_sandbox_then_the_tracker():
+    # Compose stops a service before those it depends on: as `campaigns up` does, the dispatchers
+    # drain into a sandbox still answering, whose last callbacks reach a tracker still running
+    services = _compose()["services"]
+    for channel in ("sms", "email", "voice"):
+        assert "sandbox" in services[f"dispatcher-{channel}"]["depends_on"]
+    assert "tracker" in services["sandbox"]["depends_on"]
+
+
 def test_the_compose_services_run_commands_and_settings_that_exist():
     compose = _compose()
     services = compose["services"]
