@@ -115,9 +115,12 @@ async def _run_until_stopped(
     """Wait for the system to answer, print how to reach it, and run until `stop` is set (or a
     service fails)."""
     if not await _ready(settings, tasks):
+        interrupted = stop.is_set()  # Ctrl-C (or SIGTERM) while the services were starting
         stop.set()
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)  # each service stopped
         errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if interrupted and not errors:
+            return  # stopped as asked, not a failure to start
         failures = list(dict.fromkeys(str(e) for e in errors)) or ["the API and the tracker did not answer in time"]
         ports_taken = any(isinstance(e, OSError) and e.errno == errno.EADDRINUSE for e in errors)
         raise click.ClickException(
