@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared.web import start
+
 Check = Callable[[], Awaitable[bool]]
 
 #: Seconds one readiness check may take before it counts as failing.
@@ -61,14 +63,7 @@ async def serve_health(host: str, port: int, checks: dict[str, Check]) -> tuple[
     """Serve only /healthz, /readyz and /metrics (scheduler, dispatchers); returns the runner and port."""
     app = web.Application()
     add_routes(app, checks)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except BaseException:  # the port taken: nothing left behind
-        await runner.cleanup()
-        raise
+    runner, site = await start(app, host, port)
     server = site._server
     # Typed as asyncio.AbstractServer, which declares no `sockets`; loop.create_server's Server has them.
     bound = server.sockets[0].getsockname()[1] if server and server.sockets else port  # type: ignore[attr-defined]

@@ -103,7 +103,7 @@ async def _stop_in_stages(
     fail as unreachable and wait a retry interval), and the sandbox's callbacks under way still
     reach the tracker."""
     await stop.wait()
-    for stage, event in zip(stages, then, strict=False):
+    for stage, event in zip(stages[:-1], then, strict=True):  # (the last stage's stop is the last event)
         if stage:
             await asyncio.wait(stage)
         event.set()

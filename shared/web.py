@@ -40,15 +40,26 @@ _HTTP_CODES = {
 RETRY_AFTER_S = 1
 
 
-@contextlib.asynccontextmanager
-async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[web.AppRunner]:
-    """Serve `app` on host:port while in the block. Its cleanup (and so the background work its
-    cleanup contexts started) runs on the way out, also when the port cannot be bound: a service
-    that fails to start leaves nothing running, and its database pool closes at once."""
+async def start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, web.TCPSite]:
+    """Serve `app` on host:port; its runner (call `cleanup()` to stop) and site. When the port
+    cannot be bound, the app is cleaned up before the error is raised: the background work its
+    cleanup contexts started does not run on (holding a database connection, say)."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    site = web.TCPSite(runner, host, port)
     try:
-        await web.TCPSite(runner, host, port).start()
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, site
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[web.AppRunner]:
+    """Serve `app` on host:port while in the block (see `start`); cleaned up on the way out."""
+    runner, _ = await start(app, host, port)
+    try:
         yield runner
     finally:
         await runner.cleanup()

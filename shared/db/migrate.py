@@ -9,8 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from shared.db.pool import UNREACHABLE
-from shared.errors import Unreachable
+from shared.db.pool import reaching
 
 #: Advisory-lock key held while migrating.
 _LOCK_KEY = 0x63616D70  # "camp"
@@ -76,11 +75,9 @@ async def drop_database(dsn: str) -> None:
 
 async def migrate(dsn: str) -> list[Migration]:
     """Create the database if needed and apply every pending migration; returns those applied."""
-    try:
+    with reaching(dsn):
         await ensure_database(dsn)
         conn = await asyncpg.connect(dsn)
-    except UNREACHABLE as exc:
-        raise Unreachable("PostgreSQL", dsn, "CAMPAIGNS_DATABASE_URL", exc) from exc
     applied: list[Migration] = []
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)

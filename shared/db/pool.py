@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import asyncpg
 import structlog
@@ -40,7 +40,17 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
 
 #: What connecting meets when the database is not there to be reached: nothing listening, no such
 #: host, a refusal of the login or of the database name, a server starting or shutting down.
-UNREACHABLE: tuple[type[Exception], ...] = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_UNREACHABLE: tuple[type[Exception], ...] = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+@contextmanager
+def reaching(dsn: str) -> Iterator[None]:
+    """Connecting to the database `dsn`: failing to reach it raises Unreachable, which names it
+    (never its password) and CAMPAIGNS_DATABASE_URL."""
+    try:
+        yield
+    except _UNREACHABLE as exc:
+        raise Unreachable("PostgreSQL", dsn, "CAMPAIGNS_DATABASE_URL", exc) from exc
 
 
 #: Failures that pass by themselves: the database away or restarting, a connection cut, a
@@ -107,7 +117,7 @@ async def create_pool(
 ) -> AsyncIterator[asyncpg.Pool]:
     """A pool whose connections encode and decode json/jsonb as Python objects, and prepare each
     statement again after `statement_lifetime_s`; closed on exit."""
-    try:
+    with reaching(dsn):
         pool = await asyncpg.create_pool(
             dsn,
             min_size=min_size,
@@ -116,8 +126,6 @@ async def create_pool(
             reset=_keep,
             max_cached_statement_lifetime=statement_lifetime_s,
         )
-    except UNREACHABLE as exc:
-        raise Unreachable("PostgreSQL", dsn, "CAMPAIGNS_DATABASE_URL", exc) from exc
     try:
         yield pool
     finally:
@@ -132,9 +140,7 @@ async def create_pool(
 
 async def connect(dsn: str) -> asyncpg.Connection:
     """One connection with the same codecs as the pool's."""
-    try:
+    with reaching(dsn):
         conn = await asyncpg.connect(dsn, max_cached_statement_lifetime=STATEMENT_LIFETIME_S)
-    except UNREACHABLE as exc:
-        raise Unreachable("PostgreSQL", dsn, "CAMPAIGNS_DATABASE_URL", exc) from exc
     await _init(conn)
     return conn

@@ -32,6 +32,7 @@ from shared.providers.twilio_client import form_body
 from shared.sandbox.callbacks import CallbackClient, CallbackError
 from shared.sandbox.twilio_calls import FakeCalls
 from shared.sandbox.twilio_numbers import FakeNumbers
+from shared.web import start
 
 log = structlog.get_logger()
 
@@ -358,13 +359,7 @@ def _http_date() -> str:
 
 async def serve(fake: FakeTwilio, host: str, port: int) -> web.AppRunner:
     """Start serving the fake; returns its runner (call `cleanup()` to stop)."""
-    runner = web.AppRunner(fake.app(), access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-    except BaseException:  # the port taken: nothing left behind
-        await runner.cleanup()
-        raise
+    runner, _ = await start(fake.app(), host, port)
     return runner
 
 
