@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -32,11 +33,35 @@ async def wait_until(
     raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}; last value: {last!r}")
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for port 0 and for outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+#: Ports `free_port` has handed out in this process (each once: its owner may not have bound it yet).
+_HANDED: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free on 127.0.0.1 now, below the kernel's ephemeral range: a service that binds
+    port 0 (its metrics) or connects out is never given it before the process it is meant for binds
+    it (which once let a dispatcher's health server answer at the API's address)."""
+    low = _ephemeral_low()
+    for _ in range(1000):
+        port = random.randrange(max(1024, low - 12_000), low)
+        if port in _HANDED:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class LoopThread:
