@@ -151,21 +151,99 @@ def accounts() -> None:
     """Manage accounts."""
 
 
+def _amount(value: str, param_hint: str) -> Decimal:
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        raise click.BadParameter(f"{value!r} is not a number", param_hint=param_hint) from None
+
+
+def _admin(action: Any) -> Any:
+    """Run an operator's use case (shared.admin) on CAMPAIGNS_DATABASE_URL; its refusal (an unknown
+    account, a bad amount) is one line and exit code 1."""
+    from shared.errors import AppError
+
+    try:
+        return asyncio.run(action(_settings("cli").database_url))
+    except AppError as exc:
+        raise click.ClickException(exc.message) from None
+
+
 @accounts.command("create")
 @click.option("--name", required=True, help="The account's name.")
 @click.option("--balance", default="100", show_default=True, help="Starting balance (in the price unit).")
 @click.option("--timezone", default=None, help="Default time zone (IANA); default CAMPAIGNS_DEFAULT_TIMEZONE.")
 def create_account(name: str, balance: str, timezone: str | None) -> None:
     """Create an account and print `{"account_id": …, "api_key": …}` (the key is shown only once)."""
-    try:
-        amount = Decimal(balance)
-    except InvalidOperation:
-        raise click.BadParameter(f"{balance!r} is not a number", param_hint="--balance") from None
-    from shared.up import create_account as create
+    from shared.admin import create_account as create
 
-    settings = _settings("cli")
-    account_id, key = asyncio.run(create(settings, name, amount, timezone or settings.default_timezone))
+    amount = _amount(balance, "--balance")
+    zone = timezone or _settings("cli").default_timezone
+    account_id, key = _admin(lambda url: create(url, name, amount, zone))
     click.echo(json.dumps({"account_id": account_id, "api_key": key}))
+
+
+@accounts.command("list")
+def list_accounts() -> None:
+    """Print every account, oldest first, one JSON object a line: `{"account_id", "name",
+    "balance", "reserved" (held by launched campaigns), "default_timezone", "keys" (live API keys),
+    "created_at"}`."""
+    from shared.admin import list_accounts as listed
+
+    for account in _admin(listed):
+        click.echo(json.dumps(account))
+
+
+@accounts.command("credit", context_settings={"ignore_unknown_options": True})  # "-5" is an amount (refused)
+@click.argument("account_id", metavar="ACCOUNT")
+@click.argument("amount")
+def credit(account_id: str, amount: str) -> None:
+    """Add AMOUNT (in the price unit, above 0) to ACCOUNT's balance (acct_…), e.g. after a
+    payment or for a sandbox's next campaigns. Prints `{"account_id", "balance"}` (the new one)."""
+    from shared.admin import credit as add
+
+    value = _amount(amount, "AMOUNT")
+    balance = _admin(lambda url: add(url, account_id, value))
+    click.echo(json.dumps({"account_id": account_id, "balance": str(balance)}))
+
+
+@accounts.group("keys")
+def keys() -> None:
+    """An account's API keys: issue, list, revoke (stored hashed: a key is shown once)."""
+
+
+@keys.command("create")
+@click.argument("account_id", metavar="ACCOUNT")
+def create_key(account_id: str) -> None:
+    """Issue a new API key for ACCOUNT (its other keys keep working). Prints `{"account_id",
+    "api_key", "prefix"}`; the key is shown only this once."""
+    from shared.admin import create_key as issue
+
+    key = _admin(lambda url: issue(url, account_id))
+    click.echo(json.dumps({"account_id": account_id, "api_key": key, "prefix": key[:8]}))
+
+
+@keys.command("list")
+@click.argument("account_id", metavar="ACCOUNT")
+def list_keys(account_id: str) -> None:
+    """Print ACCOUNT's API keys, oldest first, one JSON object a line: `{"prefix", "created_at",
+    "revoked_at"}` (null while the key works). The keys themselves are not stored."""
+    from shared.admin import list_keys as listed
+
+    for key in _admin(lambda url: listed(url, account_id)):
+        click.echo(json.dumps(key))
+
+
+@keys.command("revoke")
+@click.argument("account_id", metavar="ACCOUNT")
+@click.argument("key", metavar="KEY")
+def revoke_key(account_id: str, key: str) -> None:
+    """Revoke one of ACCOUNT's API keys, named by the whole KEY or by its prefix (as `keys list`
+    shows it). It stops working at once: the API answers 401, and dashboard sessions signed in
+    with it end. Prints `{"prefix", "created_at", "revoked_at"}`."""
+    from shared.admin import revoke_key as revoke
+
+    click.echo(json.dumps(_admin(lambda url: revoke(url, account_id, key))))
 
 
 @main.group()

@@ -4,35 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
+import sys
 from decimal import Decimal
 
 import aiohttp
 import click
 import structlog
 
-from shared.db import accounts
-from shared.db.migrate import migrate
-from shared.db.pool import connect
+from shared.admin import balance_of, create_account
 from shared.settings import SANDBOX_INBOUND_EMAIL_TOKEN, Settings, inbound_email_token, reachable_host, smtp_address
 
 log = structlog.get_logger()
 
 
-async def create_account(
-    settings: Settings, name: str, balance: Decimal, timezone: str, reuse: bool = False
-) -> tuple[str, str]:
-    """Migrate if needed, then create an account (or, with `reuse`, take the one of that name)
-    and a new API key for it."""
-    await migrate(settings.database_url)
-    conn = await connect(settings.database_url)
-    try:
-        async with conn.transaction():
-            existing = await accounts.find_by_name(conn, name) if reuse else None
-            account_id = existing or await accounts.create_account(conn, name, balance, timezone)
-            key = await accounts.create_key(conn, account_id)
-    finally:
-        await conn.close()
-    return account_id, key
+def _command() -> str:
+    """How this shell runs `campaigns`: as it was started (`.venv/bin/campaigns` under ./run up)."""
+    started = sys.argv[0]
+    return started if os.path.basename(started) == "campaigns" else "campaigns"
 
 
 async def _ready(settings: Settings, tasks: list[asyncio.Task[None]], within_s: float = 60.0) -> bool:
@@ -71,7 +60,7 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
     from shared.sandbox.smtp import run as sandbox_smtp
 
     # `up` again on the same database keeps the account (and its campaigns) and prints a new key
-    account_id, key = await create_account(settings, name, balance, settings.default_timezone, reuse=True)
+    account_id, key = await create_account(settings.database_url, name, balance, settings.default_timezone, reuse=True)
     # Stopped in this order (see _stop_in_stages): what starts sends (the dispatchers drain what
     # they hold), then the sandbox providers, then the tracker that takes their last callbacks.
     providers_stop, tracker_stop = asyncio.Event(), asyncio.Event()
@@ -144,17 +133,21 @@ async def _run_until_stopped(
         inbound_note = f", Authorization: Bearer {token}"
     else:  # the operator's own token is a secret: not printed
         inbound_note = ", Authorization: Bearer $CAMPAIGNS_INBOUND_EMAIL_TOKEN" if token else " (off: set the token)"
+    api_url = f"http://{reachable_host(settings.api_host)}:{settings.api_port}"
+    balance_now = await balance_of(settings.database_url, account_id)
     click.echo(
         f"\nCampaigns is up ({settings.providers} providers).\n"
-        f"  API:      http://{reachable_host(settings.api_host)}:{settings.api_port}\n"
-        f"  Webhooks: {settings.public_url}\n"
-        f"  Email:    SMTP {smtp_host}:{smtp_port or 'default port'}{smtp_note}\n"
+        f"  API:       {api_url}\n"
+        f"  Dashboard: {api_url}/dashboard (sign in with the API key)\n"
+        f"  Webhooks:  {settings.public_url}\n"
+        f"  Email:     SMTP {smtp_host}:{smtp_port or 'default port'}{smtp_note}\n"
         f"  Inbound email (bounces, replies): POST {settings.public_url}/webhooks/email/inbound"
         f"{inbound_note}\n"
-        f"  Account:  {account_id}\n"
-        f"  API key:  {key}\n\n"
+        f"  Account:   {account_id}, balance {balance_now}"
+        f" (to add to it: {_command()} accounts credit {account_id} AMOUNT)\n"
+        f"  API key:   {key}\n\n"
         f"  export API_KEY={key}\n"
-        f'  curl -H "Authorization: Bearer $API_KEY" http://{reachable_host(settings.api_host)}:{settings.api_port}/campaigns\n'
+        f'  curl -H "Authorization: Bearer $API_KEY" {api_url}/campaigns\n'
         "Ctrl-C stops everything.\n",
         err=False,
     )

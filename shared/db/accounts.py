@@ -33,6 +33,21 @@ WHERE s.token_hash = $1 AND s.expires_at > now()
 """
 _END_SESSION = "DELETE FROM dashboard_sessions WHERE token_hash = $1"
 _BY_NAME = "SELECT id FROM accounts WHERE name = $1 ORDER BY created_at LIMIT 1"
+_LIST = """
+SELECT a.id, a.name, a.balance, a.default_timezone, a.created_at,
+       (SELECT coalesce(sum(c.reserved), 0)::numeric(14, 4) FROM campaigns c WHERE c.account_id = a.id) AS reserved,
+       (SELECT count(*) FROM api_keys k WHERE k.account_id = a.id AND k.revoked_at IS NULL) AS keys
+FROM accounts a ORDER BY a.created_at, a.id
+"""
+_CREDIT = "UPDATE accounts SET balance = balance + $2 WHERE id = $1 RETURNING balance"
+_KEYS = "SELECT prefix, created_at, revoked_at FROM api_keys WHERE account_id = $1 ORDER BY created_at, prefix"
+# A key named by itself (its hash) or by the prefix a list shows; only those not revoked yet.
+_LIVE_KEYS = """
+SELECT key_hash, prefix FROM api_keys
+WHERE account_id = $1 AND revoked_at IS NULL AND (key_hash = $2 OR prefix = $3)
+FOR UPDATE
+"""
+_REVOKE = "UPDATE api_keys SET revoked_at = now() WHERE key_hash = $1 RETURNING prefix, created_at, revoked_at"
 
 
 def hash_key(key: str) -> bytes:
@@ -80,6 +95,36 @@ async def end_session(conn: Executor, token: str) -> None:
 async def get(conn: Executor, account_id: str) -> asyncpg.Record | None:
     """One account."""
     return await conn.fetchrow(_GET, account_id)
+
+
+async def list_all(conn: Executor) -> list[asyncpg.Record]:
+    """Every account, oldest first, with what its campaigns hold back (`reserved`) and how many
+    live API keys it has (`keys`)."""
+    return list(await conn.fetch(_LIST))
+
+
+async def credit(conn: Executor, account_id: str, amount: Decimal) -> Decimal | None:
+    """Add `amount` to the account's balance: the new balance, or None for an unknown account."""
+    balance: Decimal | None = await conn.fetchval(_CREDIT, account_id, amount)
+    return balance
+
+
+async def keys(conn: Executor, account_id: str) -> list[asyncpg.Record]:
+    """The account's API keys (prefix, created, revoked), oldest first; never the keys."""
+    return list(await conn.fetch(_KEYS, account_id))
+
+
+async def live_keys(conn: Connection, account_id: str, key_or_prefix: str) -> list[asyncpg.Record]:
+    """The account's live keys that `key_or_prefix` names (a whole key, or the prefix a list
+    shows), row-locked (inside a transaction) to revoke."""
+    return list(await conn.fetch(_LIVE_KEYS, account_id, hash_key(key_or_prefix), key_or_prefix))
+
+
+async def revoke(conn: Executor, key_hash: bytes) -> asyncpg.Record:
+    """Revoke one key (its dashboard sessions end with it): its prefix and times."""
+    row = await conn.fetchrow(_REVOKE, key_hash)
+    assert row is not None  # a live key, locked by `live_keys` in this transaction
+    return row
 
 
 async def find_by_name(conn: Connection, name: str) -> str | None:

@@ -10,13 +10,14 @@ import socket
 import subprocess
 import sys
 import uuid
+from decimal import Decimal
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
 import pytest
 
-from shared.db.accounts import account_for_key
+from shared.db.accounts import account_for_key, account_for_session, start_session
 from shared.db.migrate import available, drop_database, migrate
 from tests.conftest import _drop_topology, own_database
 from tests.support import ROOT, free_port, new_phone, wait_until
@@ -31,7 +32,8 @@ def campaigns(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 def test_every_command_has_help():
     for command in ([], ["migrate"], ["api"], ["scheduler"], ["dispatcher"], ["tracker"], ["up"],
-                    ["sandbox"], ["accounts", "create"]):
+                    ["sandbox"], ["accounts", "create"], ["accounts", "list"], ["accounts", "credit"],
+                    ["accounts", "keys", "create"], ["accounts", "keys", "list"], ["accounts", "keys", "revoke"]):
         result = campaigns(*command, "--help", env={})
         assert result.returncode == 0, (command, result.stderr)
         assert "Usage:" in result.stdout
@@ -59,6 +61,65 @@ async def test_accounts_create_prints_the_account_and_a_working_key(infra, db):
     )
     assert bad.returncode == 2
     assert "--balance" in bad.stderr
+
+
+async def test_an_operator_lists_accounts_credits_a_balance_and_issues_and_revokes_keys(infra, db):
+    env = {"CAMPAIGNS_DATABASE_URL": infra.database_url}
+    created = json.loads(campaigns("accounts", "create", "--name", "Ops", "--balance", "10", env=env).stdout)
+    account_id, first_key = created["account_id"], created["api_key"]
+
+    listed = [json.loads(line) for line in campaigns("accounts", "list", env=env).stdout.splitlines()]
+    ours = next(a for a in listed if a["account_id"] == account_id)
+    assert ours | {"created_at": None} == {"account_id": account_id, "name": "Ops", "balance": "10.0000",
+                                            "reserved": "0.0000", "default_timezone": "Asia/Kolkata", "keys": 1,
+                                            "created_at": None}
+
+    credited = campaigns("accounts", "credit", account_id, "25.5", env=env)
+    assert credited.returncode == 0, credited.stderr
+    assert json.loads(credited.stdout) == {"account_id": account_id, "balance": "35.5000"}
+    assert await db.fetchval("SELECT balance FROM accounts WHERE id = $1", account_id) == Decimal("35.5")
+    for amount, code, says in (("-5", 1, "above 0"), ("0", 1, "above 0"), ("0.00001", 1, "4 decimals"),
+                               ("lots", 2, "AMOUNT"), ("99999999999", 1, "exceed")):
+        refused = campaigns("accounts", "credit", account_id, amount, env=env)
+        assert (refused.returncode, says in refused.stderr) == (code, True), (amount, refused.stderr)
+    unknown = campaigns("accounts", "credit", "acct_unknown", "5", env=env)
+    assert unknown.returncode == 1
+    assert "no account acct_unknown" in unknown.stderr
+    assert await db.fetchval("SELECT balance FROM accounts WHERE id = $1", account_id) == Decimal("35.5")
+
+    issued = json.loads(campaigns("accounts", "keys", "create", account_id, env=env).stdout)
+    second_key = issued["api_key"]
+    assert (await account_for_key(db, second_key))["id"] == account_id
+    assert (await account_for_key(db, first_key))["id"] == account_id  # the others keep working
+    session = await start_session(db, second_key, 3600)
+    keys = [json.loads(line) for line in campaigns("accounts", "keys", "list", account_id, env=env).stdout.splitlines()]
+    assert [k["prefix"] for k in keys] == [first_key[:8], second_key[:8]]
+    assert all(k["revoked_at"] is None for k in keys)
+    assert second_key not in json.dumps(keys)
+
+    revoked = campaigns("accounts", "keys", "revoke", account_id, second_key[:8], env=env)
+    assert revoked.returncode == 0, revoked.stderr
+    assert json.loads(revoked.stdout)["revoked_at"] is not None
+    assert await account_for_key(db, second_key) is None
+    assert await account_for_session(db, session) is None  # its dashboard sessions end with it
+    assert (await account_for_key(db, first_key))["id"] == account_id
+    again = campaigns("accounts", "keys", "revoke", account_id, second_key[:8], env=env)
+    assert again.returncode == 1
+    assert "no live key" in again.stderr
+    # a key of another account is not this account's to revoke
+    other = json.loads(campaigns("accounts", "create", "--name", "Other", env=env).stdout)
+    foreign = campaigns("accounts", "keys", "revoke", account_id, other["api_key"], env=env)
+    assert foreign.returncode == 1
+    assert (await account_for_key(db, other["api_key"]))["id"] == other["account_id"]
+    # two live keys with one prefix: the whole key is needed
+    await db.execute("UPDATE api_keys SET prefix = 'sk_same' WHERE account_id = $1", account_id)
+    await db.execute("UPDATE api_keys SET revoked_at = NULL WHERE account_id = $1", account_id)
+    ambiguous = campaigns("accounts", "keys", "revoke", account_id, "sk_same", env=env)
+    assert ambiguous.returncode == 1
+    assert "give the whole key" in ambiguous.stderr
+    assert campaigns("accounts", "keys", "revoke", account_id, first_key, env=env).returncode == 0
+    assert await account_for_key(db, first_key) is None
+    assert (await account_for_key(db, second_key))["id"] == account_id
 
 
 async def test_migrate_creates_the_database_is_idempotent_and_safe_concurrently(infra):
@@ -187,8 +248,13 @@ def test_up_stopped_mid_campaign_drains_into_its_sandbox(infra):
 
 def _printed_key(up: subprocess.Popen[str]) -> str:
     assert up.stdout is not None
+    banner = []
     for line in up.stdout:  # (ends when `up` exits: a failed start fails the test below)
+        banner.append(line)
         if "API key:" in line:
+            # the banner names the dashboard, and the account's balance with how to add to it
+            assert any(line.strip().startswith("Dashboard: http://127.0.0.1:") for line in banner), banner
+            assert any("balance 100.0000 (to add to it: campaigns accounts credit acct_" in line for line in banner)
             return line.split("API key:")[1].strip()
     raise AssertionError(f"`campaigns up` exited with {up.wait()} before printing a key")
 
