@@ -80,6 +80,29 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
 
 
+async def download(
+    request: web.Request, chunks: AsyncIterator[str], *, content_type: str, filename: str, prefix: str = ""
+) -> web.StreamResponse:
+    """Stream `chunks` (UTF-8) as a file to save. The first chunk is awaited before anything is
+    sent, so that a failure to start is an ordinary error answer; a failure after that cuts the
+    transfer short (the client sees it incomplete) rather than ending a file that looks whole."""
+    first = prefix + await anext(chunks, "")
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": f"{content_type}; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        }
+    )
+    response.enable_compression()
+    await response.prepare(request)
+    await response.write(first.encode())
+    async for chunk in chunks:
+        await response.write(chunk.encode())
+    await response.write_eof()
+    return response
+
+
 #: Request ids of this process: a random prefix and a counter (unique, and no system call each).
 _PROCESS = uuid.uuid4().hex[:16]
 _request_ids = (f"{_PROCESS}{n:016x}" for n in itertools.count(1))

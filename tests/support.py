@@ -147,6 +147,20 @@ async def call(
         return response.status, body
 
 
+async def results_when(
+    http: Any, api_url: str, headers: dict[str, str], campaign_id: str, ready: Callable[[dict[str, Any]], bool],
+    timeout: float = 60,
+) -> dict[str, Any]:
+    """The campaign's results once `ready(results)` holds (waited for, with a deadline)."""
+
+    async def look() -> dict[str, Any] | None:
+        _status, results = await call(http, "GET", f"{api_url}/campaigns/{campaign_id}/results", headers)
+        return results if ready(results) else None
+
+    found: dict[str, Any] = await wait_until(look, timeout=timeout, message=f"results of {campaign_id}")
+    return found
+
+
 async def campaign_through_cuts(
     http: Any,
     api_url: str,

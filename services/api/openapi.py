@@ -121,6 +121,8 @@ class Operation:
     tags: tuple[str, ...] = field(default=())
     #: The schema of the answer's body (`{"type": "object"}` when not given).
     answer: dict[str, Any] | None = None
+    #: The answer's media type (a CSV download: `text/csv`, described as a string).
+    answer_content: str = "application/json"
 
 
 def build(operations: list[Operation], title: str, version: str) -> dict[str, Any]:
@@ -178,7 +180,7 @@ def _operation(op: Operation, bodies: dict[type[BaseModel], dict[str, Any]]) -> 
     else:
         responses[str(op.ok)] = {
             "description": _REASONS.get(op.ok, "OK"),
-            "content": {"application/json": {"schema": op.answer or {"type": "object"}}},
+            "content": {op.answer_content: {"schema": op.answer or _default_answer(op)}},
         }
     statuses = set(op.errors) | ({400, 405, 413, 415, 422, 503} if op.public else set(_COMMON))
     if op.path.count("{"):
@@ -206,8 +208,12 @@ def _operation(op: Operation, bodies: dict[type[BaseModel], dict[str, Any]]) -> 
     return body
 
 
+def _default_answer(op: Operation) -> dict[str, Any]:
+    return {"type": "object"} if op.answer_content == "application/json" else {"type": "string"}
+
+
 def _operation_id(op: Operation) -> str:
-    words = re.sub(r"[{}]|:[^}]+", "", op.path).strip("/").replace("-", "_").replace("/", "_")
+    words = re.sub(r"[{}]|:[^}]+", "", op.path).strip("/").replace("-", "_").replace("/", "_").replace(".", "_")
     return f"{op.method.lower()}_{words or 'root'}"
 
 

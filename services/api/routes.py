@@ -98,6 +98,15 @@ OPERATIONS: list[Op] = [
         "A campaign's deliveries, with how each send time was chosen and who answered each call (answered_by)",
         query=(("state", "only this state"), *_PAGE),
     ),
+    Op(
+        "GET",
+        "/campaigns/{id}/deliveries.csv",
+        campaigns.campaign_deliveries_csv,
+        "A campaign's deliveries as CSV (a download, streamed): each with its contact's fields, "
+        "times, provider ids, cost, error and message",
+        query=(("state", "only this state"), ("run", "only run N of a recurring campaign")),
+        answer_content="text/csv",
+    ),
     *(
         Op(
             "POST",

@@ -126,6 +126,24 @@ WHERE d.campaign_id = $1
 ORDER BY d.id
 LIMIT $4
 """
+# The export's rows: a page of deliveries by id first (the (campaign_id, id) index), then each with
+# its run's number and its contact as it is now (none once deleted).
+_EXPORT = """
+WITH page AS MATERIALIZED (
+    SELECT * FROM deliveries d
+    WHERE d.campaign_id = $1
+      AND ($2::text IS NULL OR d.state = $2)
+      AND ($3::text IS NULL OR d.run_id = $3)
+      AND ($4::text IS NULL OR d.id > $4)
+    ORDER BY d.id
+    LIMIT $5
+)
+SELECT d.id, r.seq, d.contact_id, c.first_name, c.last_name, c.email, c.phone, c.company, d.channel,
+       d.to_address, d.state, d.attempts, d.send_at, d.queued_at, d.sent_at, d.delivered_at, d.replied_at,
+       d.failed_at, d.provider_id, d.provider_status, d.answered_by, d.cost, d.error, d.rendered
+FROM page d JOIN runs r ON r.id = d.run_id LEFT JOIN contacts c ON c.id = d.contact_id
+ORDER BY d.id
+"""
 _RUNS = """
 SELECT r.id, r.seq, r.status, r.occurs_at, r.occurs_wall, r.plan_at, r.created_at, r.completed_at
 FROM runs r WHERE r.campaign_id = $1 ORDER BY r.seq
@@ -330,6 +348,14 @@ async def deliveries_page(
 ) -> list[asyncpg.Record]:
     """A page of a campaign's deliveries by id (call only for a campaign of the caller's account)."""
     return await conn.fetch(_DELIVERIES, campaign_id, state, after, limit)
+
+
+async def export_page(
+    conn: Executor, campaign_id: str, *, state: str | None, run_id: str | None, after: str | None, limit: int
+) -> list[asyncpg.Record]:
+    """Up to `limit` of a campaign's deliveries (of one state, of one run) after id `after`, by id,
+    each with its run's number and its contact's fields (a campaign of the caller's account)."""
+    return await conn.fetch(_EXPORT, campaign_id, state, run_id, after, limit)
 
 
 async def runs(conn: Executor, campaign_id: str) -> list[asyncpg.Record]:

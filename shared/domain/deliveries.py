@@ -11,6 +11,8 @@ from shared.row import Row
 OPEN: tuple[str, ...] = ("planned", "queued", "sending")
 #: Every final state.
 FINAL: tuple[str, ...] = ("sent", "delivered", "undelivered", "failed", "cancelled", "skipped")
+#: Every state, in the order a delivery goes through them.
+STATES: tuple[str, ...] = (*OPEN, *FINAL)
 
 #: Rank of each Twilio message status; a callback never moves a delivery to a lower rank.
 TWILIO_SMS_RANK: dict[str, int] = {

@@ -39,6 +39,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/dashboard/preview", campaign_forms.preview)
     r.add_get("/dashboard/campaigns/{id}", campaigns.campaign_page)
     r.add_get("/dashboard/campaigns/{id}/live", campaigns.campaign_live)
+    r.add_get("/dashboard/campaigns/{id}/deliveries.csv", campaigns.deliveries_csv)
     r.add_get("/dashboard/campaigns/{id}/edit", campaign_forms.edit_form)
     r.add_post("/dashboard/campaigns/{id}/edit", campaign_forms.save)
     r.add_post("/dashboard/campaigns/{id}/{action:launch|pause|resume|cancel|delete}", campaigns.campaign_action)

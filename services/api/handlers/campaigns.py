@@ -10,14 +10,15 @@ from aiohttp import web
 from services.api.handlers.common import decode_cursor, iso, page_limit, read_model
 from services.api.paging import decode_position, encode_position, newest_first
 from services.api.schemas import CampaignCreate, CampaignPatch, Channel
-from services.api.usecases import campaigns
+from services.api.usecases import campaigns, exports
 from shared.db import campaigns as db
 from shared.domain.breaker import Thresholds, thresholds
 from shared.domain.campaign import Action, Status
+from shared.domain.deliveries import STATES
 from shared.domain.results import Counts, results
 from shared.errors import Invalid, NotFound
 from shared.settings import breaker_defaults
-from shared.web import json_response
+from shared.web import download, json_response
 
 
 def campaign_body(row: asyncpg.Record, counts: asyncpg.Record | None, defaults: Thresholds) -> dict[str, Any]:
@@ -181,6 +182,23 @@ async def campaign_runs(request: web.Request) -> web.Response:
     return json_response({"data": data, "next_cursor": next_cursor})
 
 
+def _state(request: web.Request) -> str | None:
+    state = request.query.get("state") or None
+    if state is not None and state not in STATES:
+        raise Invalid(f"unknown state {state!r}", details=[{"field": "state", "reason": f"one of {', '.join(STATES)}"}])
+    return state
+
+
+async def campaign_deliveries_csv(request: web.Request) -> web.StreamResponse:
+    """`GET /campaigns/{id}/deliveries.csv?state=&run=`: every delivery (of one state, of run N) as
+    CSV, with its contact's fields, streamed."""
+    row, _ = await _load(request)
+    state = _state(request)
+    run = (await _run(request, row["id"], request.query["run"]))["id"] if "run" in request.query else None
+    rows = exports.deliveries_csv(request.app["pool"], row["id"], state=state, run_id=run)
+    return await download(request, rows, content_type="text/csv", filename=f"{row['id']}-deliveries.csv")
+
+
 async def campaign_deliveries(request: web.Request) -> web.Response:
     """`GET /campaigns/{id}/deliveries?state=&limit=&cursor=`: each contact's delivery, with how its
     send time was chosen (`plan_reason`: zone and its source, window, quiet-hours rule and version)."""
@@ -189,7 +207,7 @@ async def campaign_deliveries(request: web.Request) -> web.Response:
     rows = await db.deliveries_page(
         request.app["pool"],
         row["id"],
-        state=request.query.get("state"),
+        state=_state(request),
         after=request.query.get("cursor"),
         limit=limit + 1,
     )
