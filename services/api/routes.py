@@ -155,6 +155,20 @@ OPERATIONS: list[Op] = [
         errors=(404,),
     ),
     Op(
+        "GET",
+        "/contacts.csv",
+        contacts.export_contacts,
+        "The account's contacts as CSV (a download, streamed), newest first: phone, email, names, company, "
+        "time zone and each metadata key (the columns an import reads back), then contact_id, the opt-outs "
+        "and created_at (which an import skips)",
+        query=(
+            ("group_id", "only this group's contacts"),
+            ("opted_out", "only those opted out of sms, email or voice"),
+        ),
+        errors=(404,),
+        answer_content="text/csv",
+    ),
+    Op(
         "POST",
         "/contacts/import",
         contacts_import.import_contacts,

@@ -26,6 +26,18 @@ WHERE c.account_id = $1
 ORDER BY c.created_at DESC, c.id DESC
 LIMIT $8
 """
+# The metadata keys of the contacts a list with the same filters gives, in order (an export's columns).
+_METADATA_KEYS = """
+SELECT DISTINCT k.key FROM contacts c CROSS JOIN LATERAL jsonb_object_keys(
+    CASE WHEN jsonb_typeof(c.metadata) = 'object' THEN c.metadata ELSE '{}'::jsonb END) AS k(key)
+WHERE c.account_id = $1
+  AND ($2::text IS NULL
+       OR EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = $2 AND m.contact_id = c.id))
+  AND ($3::text IS NULL OR ($3 = 'sms' AND c.opted_out_sms) OR ($3 = 'email' AND c.opted_out_email)
+       OR ($3 = 'voice' AND c.opted_out_voice))
+ORDER BY k.key
+LIMIT $4
+"""
 # Words the dashboard's search looks for, anywhere in a contact's name, company, phone or email.
 _SEARCH = """
 SELECT c.* FROM contacts c
@@ -145,6 +157,13 @@ async def list_page(
     """A page of the account's contacts, newest first, after the cursor `(created_at, id)`."""
     created, last_id = after if after else (None, None)
     return await conn.fetch(_LIST, account_id, group_id, opted_out, phone, email, created, last_id, limit)
+
+
+async def metadata_keys(
+    conn: Executor, account_id: str, *, group_id: str | None, opted_out: str | None, limit: int
+) -> list[str]:
+    """The first `limit` metadata keys, in order, of the contacts `list_page` gives with these filters."""
+    return [r["key"] for r in await conn.fetch(_METADATA_KEYS, account_id, group_id, opted_out, limit)]
 
 
 async def search_page(

@@ -52,6 +52,9 @@ HEADER_ALIASES: dict[str, frozenset[str]] = {
 }
 #: Header spellings of a per-row country (the default region of that row's phone; also kept as metadata).
 COUNTRY_ALIASES = frozenset({"country", "country_code", "region"})
+#: Columns a contacts export adds that an import skips (neither a field nor metadata): ids and
+#: times are the platform's, and an opt-out is the contact's own to give.
+EXPORT_ONLY = frozenset({"contact_id", "opted_out_sms", "opted_out_email", "opted_out_voice", "created_at"})
 #: Bytes read before the file's encoding is decided (its BOM, or whether it is UTF-8 at all).
 SNIFF_BYTES = 4096
 #: Most metadata columns a file may have (a bound on the JSON object each row carries).
@@ -114,7 +117,7 @@ def map_header(header: Sequence[str]) -> Columns:
             continue
         if key in COUNTRY_ALIASES and country is None:
             country = index
-        if raw.strip():
+        if raw.strip() and key not in EXPORT_ONLY:
             keys.append(raw.strip())
             cells.append(index)
     if "phone" not in fields and "email" not in fields:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
@@ -138,3 +139,75 @@ def test_cells_that_a_spreadsheet_would_run_are_quoted():
     assert [exports.cell(v) for v in ("=1+1", "@SUM(A1)", "+cmd|' /C calc'!A0", "-2+3", "\tx", "\rx")] == [
         "'=1+1", "'@SUM(A1)", "'+cmd|' /C calc'!A0", "'-2+3", "'\tx", "'\rx"]
     assert exports.cell(None) == ""
+
+
+CONTACT_HEADER = ["phone", "email", "first_name", "last_name", "company", "timezone"]
+CONTACT_EXTRAS = ["contact_id", "opted_out_sms", "opted_out_email", "opted_out_voice", "created_at"]
+
+
+async def test_an_accounts_contacts_export_as_csv_and_import_back(http, system, account, db):
+    url = system.api_url + "/contacts"
+    made = []
+    for body in (
+        {"phone": new_phone(), "first_name": "Ann", "last_name": "Lee", "email": "ann@example.com",
+         "company": "Acme", "timezone": "America/New_York", "metadata": {"order": "A-1", "vip": True, "score": 3}},
+        {"phone": new_phone(), "first_name": "=cmd()", "metadata": {"order": "B-2"}},
+        {"email": "cy@example.com", "first_name": "Cy"},
+    ):
+        status, created = await call(http, "POST", url, account.headers, body)
+        assert status == 201, created
+        made.append(created)
+    status, _ = await call(http, "PATCH", f"{url}/{made[1]['id']}", account.headers, {"opted_out": {"sms": True}})
+    assert status == 200
+    _status, group = await call(http, "POST", system.api_url + "/contact-groups", account.headers, {"name": "g"})
+    await call(http, "POST", f"{system.api_url}/contact-groups/{group['id']}/members", account.headers,
+               {"contact_ids": [made[0]["id"], made[2]["id"]]})
+
+    response, text = await _csv(http, url + ".csv", account.headers)
+    assert response.status == 200, text
+    assert response.headers["Content-Disposition"] == 'attachment; filename="contacts.csv"'
+    header, *lines = list(csv.reader(io.StringIO(text)))
+    assert header == [*CONTACT_HEADER, "order", "score", "vip", *CONTACT_EXTRAS]
+    rows = [dict(zip(header, line, strict=True)) for line in lines]
+    assert [r["contact_id"] for r in rows] == [c["id"] for c in reversed(made)]  # newest first
+    cy, cmd, ann = rows
+    assert {k: ann[k] for k in (*CONTACT_HEADER, "order", "score", "vip")} == {
+        "phone": made[0]["phone"], "email": "ann@example.com", "first_name": "Ann", "last_name": "Lee",
+        "company": "Acme", "timezone": "America/New_York", "order": "A-1", "score": "3", "vip": "true"}
+    assert (cmd["first_name"], cmd["opted_out_sms"], cmd["opted_out_email"]) == ("'=cmd()", "true", "false")
+    assert (cy["phone"], cy["order"]) == ("", "")
+    created = datetime.fromisoformat(cy["created_at"])  # ISO 8601, UTC, to the microsecond
+    assert created.tzinfo == UTC
+    assert created.replace(microsecond=0) == datetime.fromisoformat(made[2]["created_at"])
+
+    _response, text = await _csv(http, url + ".csv?opted_out=sms", account.headers)
+    assert [line[0] for line in list(csv.reader(io.StringIO(text)))[1:]] == [made[1]["phone"]]
+    _response, text = await _csv(http, f"{url}.csv?group_id={group['id']}", account.headers)
+    assert len(list(csv.reader(io.StringIO(text)))) == 3  # the header and the group's two
+    status, error = await call(http, "GET", url + ".csv?group_id=grp_nope", account.headers)
+    assert (status, error["error"]["details"][0]["field"]) == (404, "group_id")
+    status, error = await call(http, "GET", url + ".csv?opted_out=fax", account.headers)
+    assert (status, error["error"]["details"][0]["field"]) == (422, "opted_out")
+    stranger = await make_account(db)
+    _response, text = await _csv(http, url + ".csv", stranger.headers)
+    assert text.splitlines() == [",".join(CONTACT_HEADER + CONTACT_EXTRAS)]  # nothing of another account
+
+    # imported into another account, the file gives the same contacts (the ids, times and opt-outs
+    # are that account's own: an import never opts anyone out or in)
+    _response, text = await _csv(http, url + ".csv", account.headers)
+    async with http.post(system.api_url + "/contacts/import", data=text.encode(),
+                         headers={**stranger.headers, "Content-Type": "text/csv"}) as response:
+        summary = await response.json()
+    assert (summary["created"], summary["rejected"]) == (3, 0), summary
+    copied = await db.fetch("SELECT * FROM contacts WHERE account_id = $1", stranger.id)
+    by_name = {c["first_name"]: c for c in copied}
+    assert by_name["Ann"]["metadata"] == {"order": "A-1", "score": "3", "vip": "true"}
+    assert by_name["Ann"]["timezone"] == "America/New_York"
+    assert by_name["'=cmd()"]["opted_out_sms"] is False
+    _response, again = await _csv(http, url + ".csv", stranger.headers)
+    ours, theirs = (
+        [{k: v for k, v in zip(header, line, strict=True) if k not in CONTACT_EXTRAS}
+         for line in list(csv.reader(io.StringIO(t)))[1:]]
+        for t in (text, again)
+    )
+    assert sorted(ours, key=str) == sorted(theirs, key=str)

@@ -1,12 +1,14 @@
-"""A campaign's deliveries as CSV, streamed: read in pages by id (no transaction or connection held
-between pages, so an export of a million rows holds nothing up), written as each page comes."""
+"""Exports as CSV, streamed: a campaign's deliveries, an account's contacts. Each is read in pages
+(no transaction or connection held between pages, so an export of a million rows holds nothing
+up) and written as each page comes."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -14,6 +16,8 @@ from typing import Any
 import asyncpg
 
 from shared.db import campaigns as db
+from shared.db import contacts as contacts_db
+from shared.domain.contact_csv import EXPORT_ONLY, MAX_METADATA_COLUMNS
 
 #: Rows read per page.
 PAGE = 2_000
@@ -44,6 +48,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("error", "error"),
     ("message", "rendered"),
 )
+#: A contacts export's columns before its metadata (what an import reads back), and after it (what
+#: an import skips: see EXPORT_ONLY).
+CONTACT_FIELDS = ("phone", "email", "first_name", "last_name", "company", "timezone")
+CONTACT_EXTRAS = ("contact_id", "opted_out_sms", "opted_out_email", "opted_out_voice", "created_at")
+assert set(CONTACT_EXTRAS) == EXPORT_ONLY
 #: A number as people write one (a phone number, an amount): safe to leave as it is.
 _NUMBER = re.compile(r"[+-]?[\d .()-]*")
 
@@ -57,8 +66,12 @@ def cell(value: Any) -> str:
         return ""
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, (int, Decimal)):
         return str(value)
+    if isinstance(value, (dict, list, float)):
+        return json.dumps(value, ensure_ascii=False)
     text = str(value)
     if text and text[0] in "=+-@\t\r" and not _NUMBER.fullmatch(text):
         return "'" + text
@@ -70,16 +83,62 @@ async def deliveries_csv(
 ) -> AsyncIterator[str]:
     """The header line, then a chunk of lines per page of the campaign's deliveries (a campaign of
     the caller's account), in id order."""
+
+    async def page(after: asyncpg.Record | None) -> list[asyncpg.Record]:
+        last = after["id"] if after else None
+        return await db.export_page(pool, campaign_id, state=state, run_id=run_id, after=last, limit=PAGE)
+
+    async for chunk in _csv([header for header, _ in COLUMNS], page, lambda row: [row[f] for _, f in COLUMNS]):
+        yield chunk
+
+
+async def contacts_csv(
+    pool: asyncpg.Pool, account_id: str, *, group_id: str | None, opted_out: str | None
+) -> AsyncIterator[str]:
+    """The account's contacts (of one group, opted out of one channel), newest first: the columns
+    an import reads (phone, email, names, company, time zone, then each metadata key), then those
+    it skips (id, opt-outs, creation time). Importing the file elsewhere gives the same contacts."""
+    keys = await contacts_db.metadata_keys(
+        pool, account_id, group_id=group_id, opted_out=opted_out, limit=MAX_METADATA_COLUMNS
+    )
+    keys = [k for k in keys if k not in CONTACT_FIELDS and k not in CONTACT_EXTRAS]
+
+    async def page(after: asyncpg.Record | None) -> list[asyncpg.Record]:
+        cursor = (after["created_at"], after["id"]) if after else None
+        return await contacts_db.list_page(
+            pool, account_id, group_id=group_id, opted_out=opted_out, after=cursor, limit=PAGE
+        )
+
+    def values(row: asyncpg.Record) -> list[Any]:
+        metadata = row["metadata"] if isinstance(row["metadata"], dict) else {}
+        return [
+            *(row[f] for f in CONTACT_FIELDS),
+            *(metadata.get(k) for k in keys),
+            row["id"],
+            *(row[f"opted_out_{channel}"] for channel in ("sms", "email", "voice")),
+            row["created_at"],
+        ]
+
+    async for chunk in _csv([*CONTACT_FIELDS, *keys, *CONTACT_EXTRAS], page, values):
+        yield chunk
+
+
+async def _csv(
+    header: Sequence[str],
+    page: Callable[[asyncpg.Record | None], Awaitable[list[asyncpg.Record]]],
+    values: Callable[[asyncpg.Record], Sequence[Any]],
+) -> AsyncIterator[str]:
+    """The header line, then a chunk of lines per page (`page(last row of the page before)`)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([header for header, _ in COLUMNS])
-    after = None
+    writer.writerow(header)
+    last = None
     while True:
-        rows = await db.export_page(pool, campaign_id, state=state, run_id=run_id, after=after, limit=PAGE)
-        writer.writerows([cell(row[field]) for _, field in COLUMNS] for row in rows)
+        rows = await page(last)
+        writer.writerows([cell(v) for v in values(row)] for row in rows)
         yield out.getvalue()
         out.seek(0)
         out.truncate()
         if len(rows) < PAGE:
             return
-        after = rows[-1]["id"]
+        last = rows[-1]
