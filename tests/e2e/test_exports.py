@@ -49,6 +49,15 @@ async def _csv(http, url: str, headers: dict[str, str]) -> tuple[aiohttp.ClientR
         return response, (await response.read()).decode("utf-8")
 
 
+async def _signed_in(system, account) -> aiohttp.ClientSession:
+    """A browser's session on the dashboard, signed in with the account's key."""
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with session.get(system.api_url + "/dashboard/login") as page:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', await page.text())[1]
+    await session.post(system.api_url + "/dashboard/login", data={"api_key": account.key, "csrf_token": token})
+    return session
+
+
 def _rows(text: str) -> list[dict[str, str]]:
     reader = csv.reader(io.StringIO(text))
     assert next(reader) == HEADER
@@ -102,11 +111,8 @@ async def test_a_campaigns_deliveries_download_as_csv(http, system, account, db)
     assert status == 401
 
     # the dashboard's link: the same rows, behind a session, with a byte order mark for spreadsheets
-    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    session = await _signed_in(system, account)
     try:
-        async with session.get(system.api_url + "/dashboard/login") as page:
-            token = re.search(r'name="csrf_token" value="([^"]+)"', await page.text())[1]
-        await session.post(system.api_url + "/dashboard/login", data={"api_key": account.key, "csrf_token": token})
         async with session.get(f"{system.api_url}/dashboard/campaigns/{campaign_id}") as page:
             assert f'href="/dashboard/campaigns/{campaign_id}/deliveries.csv"' in await page.text()
         async with session.get(f"{system.api_url}/dashboard/campaigns/{campaign_id}/deliveries.csv?state=failed") as r:
@@ -179,6 +185,16 @@ async def test_an_accounts_contacts_export_as_csv_and_import_back(http, system, 
     created = datetime.fromisoformat(cy["created_at"])  # ISO 8601, UTC, to the microsecond
     assert created.tzinfo == UTC
     assert created.replace(microsecond=0) == datetime.fromisoformat(made[2]["created_at"])
+
+    session = await _signed_in(system, account)  # the dashboard's link: the same file, with a byte order mark
+    try:
+        async with session.get(f"{system.api_url}/dashboard/contacts?group={group['id']}") as page:
+            assert f'href="/dashboard/contacts.csv?group={group["id"]}"' in await page.text()
+        async with session.get(system.api_url + "/dashboard/contacts.csv") as r:
+            assert r.status == 200
+            assert (await r.read()).decode("utf-8") == "\ufeff" + text
+    finally:
+        await session.close()
 
     _response, text = await _csv(http, url + ".csv?opted_out=sms", account.headers)
     assert [line[0] for line in list(csv.reader(io.StringIO(text)))[1:]] == [made[1]["phone"]]

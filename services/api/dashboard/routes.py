@@ -45,6 +45,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/dashboard/campaigns/{id}/{action:launch|pause|resume|cancel|delete}", campaigns.campaign_action)
     r.add_get("/dashboard/campaigns/{id}/conversations/{contact_id}", campaigns.conversation_page)
     r.add_get("/dashboard/contacts", contacts.contacts_page)
+    r.add_get("/dashboard/contacts.csv", contacts.contacts_csv)
     r.add_get("/dashboard/contacts/new", contacts.new_contact_form)
     r.add_post("/dashboard/contacts/new", contacts.create_contact)
     r.add_get("/dashboard/contacts/import", contacts.import_form)
