@@ -85,7 +85,8 @@ async def download(
 ) -> web.StreamResponse:
     """Stream `chunks` (UTF-8) as a file to save. The first chunk is awaited before anything is
     sent, so that a failure to start is an ordinary error answer; a failure after that cuts the
-    transfer short (the client sees it incomplete) rather than ending a file that looks whole."""
+    connection (the client sees the transfer end without its last chunk) rather than ending a file
+    that looks whole."""
     first = prefix + await anext(chunks, "")
     response = web.StreamResponse(
         headers={
@@ -96,9 +97,17 @@ async def download(
     )
     response.enable_compression()
     await response.prepare(request)
-    await response.write(first.encode())
-    async for chunk in chunks:
-        await response.write(chunk.encode())
+    try:
+        await response.write(first.encode())
+        async for chunk in chunks:
+            await response.write(chunk.encode())
+    except ConnectionResetError:
+        raise  # the client went away
+    except Exception as exc:
+        log.warning("http.download_cut", filename=filename, error=repr(exc))
+        if request.transport is not None:
+            request.transport.abort()
+        return response
     await response.write_eof()
     return response
 

@@ -54,7 +54,8 @@ HEADER_ALIASES: dict[str, frozenset[str]] = {
 COUNTRY_ALIASES = frozenset({"country", "country_code", "region"})
 #: Columns a contacts export adds that an import skips (neither a field nor metadata): ids and
 #: times are the platform's, and an opt-out is the contact's own to give.
-EXPORT_ONLY = frozenset({"contact_id", "opted_out_sms", "opted_out_email", "opted_out_voice", "created_at"})
+EXPORT_ONLY_COLUMNS = ("contact_id", "opted_out_sms", "opted_out_email", "opted_out_voice", "created_at")
+EXPORT_ONLY = frozenset(EXPORT_ONLY_COLUMNS)
 #: Bytes read before the file's encoding is decided (its BOM, or whether it is UTF-8 at all).
 SNIFF_BYTES = 4096
 #: Most metadata columns a file may have (a bound on the JSON object each row carries).

@@ -17,7 +17,7 @@ import asyncpg
 
 from shared.db import campaigns as db
 from shared.db import contacts as contacts_db
-from shared.domain.contact_csv import EXPORT_ONLY, MAX_METADATA_COLUMNS
+from shared.domain.contact_csv import EXPORT_ONLY_COLUMNS, MAX_METADATA_COLUMNS
 
 #: Rows read per page.
 PAGE = 2_000
@@ -49,10 +49,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("message", "rendered"),
 )
 #: A contacts export's columns before its metadata (what an import reads back), and after it (what
-#: an import skips: see EXPORT_ONLY).
+#: an import skips).
 CONTACT_FIELDS = ("phone", "email", "first_name", "last_name", "company", "timezone")
-CONTACT_EXTRAS = ("contact_id", "opted_out_sms", "opted_out_email", "opted_out_voice", "created_at")
-assert set(CONTACT_EXTRAS) == EXPORT_ONLY
+CONTACT_EXTRAS = EXPORT_ONLY_COLUMNS
 #: A number as people write one (a phone number, an amount): safe to leave as it is.
 _NUMBER = re.compile(r"[+-]?[\d .()-]*")
 
