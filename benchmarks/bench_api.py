@@ -38,7 +38,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +50,8 @@ import asyncpg  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
-    AMQP,
     SERVER,
+    api_with_account,
     connections_in_use,
     cpu_seconds,
     drop_run,
@@ -60,10 +59,8 @@ from benchmarks.common import (  # noqa: E402
     remove_logs,
     wait_answering,
 )
-from shared.db import accounts  # noqa: E402
 from shared.db.migrate import migrate  # noqa: E402
-from shared.db.pool import connect  # noqa: E402
-from tests.support import Service, free_port  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 #: One request: (method, path, JSON body or None, expected status).
 Request = tuple[str, str, Any, int]
@@ -201,26 +198,8 @@ async def bench(args: argparse.Namespace) -> int:
         print(_row("ceiling: bare aiohttp JSON handler", before, None), flush=True)
 
         # the real API
-        api_port = free_port()
-        env = {
-            "CAMPAIGNS_DATABASE_URL": dsn,
-            "CAMPAIGNS_AMQP_URL": AMQP,
-            "CAMPAIGNS_AMQP_PREFIX": prefix,
-            "CAMPAIGNS_API_PORT": str(api_port),
-        }
-        api = Service("api", ["api"], env, logs)
-        api.start()
-        stoppers.append(api.stop)
-        base = f"http://127.0.0.1:{api_port}"
-        await wait_answering(base + "/healthz", api.alive)
+        api, base, _account_id, key = await api_with_account(dsn, prefix, logs, stoppers)
         assert api.process is not None
-        conn = await connect(dsn)
-        try:
-            async with conn.transaction():
-                account_id = await accounts.create_account(conn, "bench", Decimal(1_000_000))
-                key = await accounts.create_key(conn, account_id)
-        finally:
-            await conn.close()
         headers = {"Authorization": f"Bearer {key}"}
         phones = [f"+1415234{k:04d}" for k in range(10)]
 

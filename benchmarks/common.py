@@ -1,6 +1,6 @@
-"""What the service benchmarks (bench_api.py, bench_dispatch.py) share: where the servers are,
-process CPU, the server's connection count, warnings in the services' JSON logs, and cleaning up
-a run's bus topology, database and log folder."""
+"""What the service benchmarks (bench_api.py, bench_dispatch.py, bench_export.py) share: where the
+servers are, process CPU, the server's connection count, warnings in the services' JSON logs,
+starting the API with an account, and cleaning up a run's bus topology, database and log folder."""
 
 from __future__ import annotations
 
@@ -11,14 +11,19 @@ import json
 import os
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import aiohttp
 import asyncpg
 
 from shared.bus import topology
+from shared.db import accounts
 from shared.db.migrate import drop_database
+from shared.db.pool import connect
+from tests.support import Service, free_port
 
 SERVER = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432").rstrip("/")
 AMQP = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -90,3 +95,26 @@ async def wait_answering(url: str, alive: Callable[[], bool], timeout: float = 6
                         return
             await asyncio.sleep(0.2)
     raise RuntimeError(f"{url} did not answer in time")
+
+
+async def api_with_account(
+    dsn: str, prefix: str, logs: Path, stoppers: list[Callable[[], Any]]
+) -> tuple[Service, str, str, str]:
+    """The API as its own process on a free port (stopped by `stoppers`) once it answers, and an
+    account with a key: (the API, its base URL, the account's id, the key)."""
+    port = free_port()
+    env = {"CAMPAIGNS_DATABASE_URL": dsn, "CAMPAIGNS_AMQP_URL": AMQP, "CAMPAIGNS_AMQP_PREFIX": prefix,
+           "CAMPAIGNS_API_PORT": str(port)}
+    api = Service("api", ["api"], env, logs)
+    api.start()
+    stoppers.append(api.stop)
+    base = f"http://127.0.0.1:{port}"
+    await wait_answering(base + "/healthz", api.alive)
+    conn = await connect(dsn)
+    try:
+        async with conn.transaction():
+            account_id = await accounts.create_account(conn, "bench", Decimal(1_000_000))
+            key = await accounts.create_key(conn, account_id)
+    finally:
+        await conn.close()
+    return api, base, account_id, key

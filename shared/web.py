@@ -7,7 +7,7 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -81,35 +81,36 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 
 async def download(
-    request: web.Request, chunks: AsyncIterator[str], *, content_type: str, filename: str, prefix: str = ""
+    request: web.Request, chunks: AsyncGenerator[str, None], *, content_type: str, filename: str, prefix: str = ""
 ) -> web.StreamResponse:
     """Stream `chunks` (UTF-8) as a file to save. The first chunk is awaited before anything is
     sent, so that a failure to start is an ordinary error answer; a failure after that cuts the
     connection (the client sees the transfer end without its last chunk) rather than ending a file
-    that looks whole."""
-    first = prefix + await anext(chunks, "")
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": f"{content_type}; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Cache-Control": "no-store",
-        }
-    )
-    response.enable_compression()
-    await response.prepare(request)
-    try:
-        await response.write(first.encode())
-        async for chunk in chunks:
-            await response.write(chunk.encode())
-    except ConnectionResetError:
-        raise  # the client went away
-    except Exception as exc:
-        log.warning("http.download_cut", filename=filename, error=repr(exc))
-        if request.transport is not None:
-            request.transport.abort()
+    that looks whole. `chunks` is closed however the download ends (what it holds goes back)."""
+    async with contextlib.aclosing(chunks):
+        first = prefix + await anext(chunks, "")
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": f"{content_type}; charset=utf-8",
+                "Content-Disposition": f'attachment; filename="{filename}"',
+                "Cache-Control": "no-store",
+            }
+        )
+        response.enable_compression()
+        await response.prepare(request)
+        try:
+            await response.write(first.encode())
+            async for chunk in chunks:
+                await response.write(chunk.encode())
+        except ConnectionResetError:
+            raise  # the client went away
+        except Exception as exc:
+            log.warning("http.download_cut", filename=filename, error=repr(exc))
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        await response.write_eof()
         return response
-    await response.write_eof()
-    return response
 
 
 #: Request ids of this process: a random prefix and a counter (unique, and no system call each).

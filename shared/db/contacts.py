@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -13,31 +13,35 @@ from shared.ids import new_id
 
 _GET = "SELECT * FROM contacts WHERE account_id = $1 AND id = $2"
 _GET_FOR_UPDATE = _GET + " FOR UPDATE"
-_LIST = """
-SELECT c.* FROM contacts c
-WHERE c.account_id = $1
+# The filters of a list of the account's contacts: `$2` a group, `$3` a channel they opted out of.
+_FILTERS = """c.account_id = $1
   AND ($2::text IS NULL
        OR EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = $2 AND m.contact_id = c.id))
   AND ($3::text IS NULL OR ($3 = 'sms' AND c.opted_out_sms) OR ($3 = 'email' AND c.opted_out_email)
-       OR ($3 = 'voice' AND c.opted_out_voice))
+       OR ($3 = 'voice' AND c.opted_out_voice))"""
+_LIST = f"""
+SELECT c.* FROM contacts c
+WHERE {_FILTERS}
   AND ($4::text IS NULL OR c.phone = $4)
   AND ($5::text IS NULL OR c.email = $5)
   AND ($6::timestamptz IS NULL OR (c.created_at, c.id) < ($6, $7))
 ORDER BY c.created_at DESC, c.id DESC
 LIMIT $8
-"""
+"""  # noqa: S608 (fixed text)
 # The metadata keys of the contacts a list with the same filters gives, in order (an export's columns).
-_METADATA_KEYS = """
+_METADATA_KEYS = f"""
 SELECT DISTINCT k.key FROM contacts c CROSS JOIN LATERAL jsonb_object_keys(
-    CASE WHEN jsonb_typeof(c.metadata) = 'object' THEN c.metadata ELSE '{}'::jsonb END) AS k(key)
-WHERE c.account_id = $1
-  AND ($2::text IS NULL
-       OR EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = $2 AND m.contact_id = c.id))
-  AND ($3::text IS NULL OR ($3 = 'sms' AND c.opted_out_sms) OR ($3 = 'email' AND c.opted_out_email)
-       OR ($3 = 'voice' AND c.opted_out_voice))
+    CASE WHEN jsonb_typeof(c.metadata) = 'object' THEN c.metadata ELSE '{{}}'::jsonb END) AS k(key)
+WHERE {_FILTERS}
 ORDER BY k.key
 LIMIT $4
-"""
+"""  # noqa: S608 (fixed text)
+# An export's contacts: those the list gives with the same filters, all of them, in its order.
+_EXPORT = f"""
+SELECT c.* FROM contacts c
+WHERE {_FILTERS}
+ORDER BY c.created_at DESC, c.id DESC
+"""  # noqa: S608 (fixed text)
 # Words the dashboard's search looks for, anywhere in a contact's name, company, phone or email.
 _SEARCH = """
 SELECT c.* FROM contacts c
@@ -164,6 +168,17 @@ async def metadata_keys(
 ) -> list[str]:
     """The first `limit` metadata keys, in order, of the contacts `list_page` gives with these filters."""
     return [r["key"] for r in await conn.fetch(_METADATA_KEYS, account_id, group_id, opted_out, limit)]
+
+
+async def export_rows(
+    conn: Connection, account_id: str, *, group_id: str | None, opted_out: str | None, batch: int
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """Every contact `list_page` gives with these filters, in its order, `batch` at a time, through
+    one cursor (inside a transaction): one pass, where pages of a list would each read an import's
+    whole tie group again (an import's rows share one created_at)."""
+    cursor = await conn.cursor(_EXPORT, account_id, group_id, opted_out)
+    while rows := await cursor.fetch(batch):
+        yield rows
 
 
 async def search_page(

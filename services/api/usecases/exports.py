@@ -4,11 +4,13 @@ up) and written as each page comes."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -21,6 +23,10 @@ from shared.domain.contact_csv import EXPORT_ONLY_COLUMNS, MAX_METADATA_COLUMNS
 
 #: Rows read per page.
 PAGE = 2_000
+#: Exports that may hold one of the pool's connections at once in a process (a contacts export
+#: reads through one cursor): the rest of the pool stays for everything else.
+EXPORT_CONNECTIONS = 2
+_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 #: The export's columns: (header, the row's field).
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("delivery_id", "id"),
@@ -79,7 +85,7 @@ def cell(value: Any) -> str:
 
 async def deliveries_csv(
     pool: asyncpg.Pool, campaign_id: str, *, state: str | None, run_id: str | None
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """The header line, then a chunk of lines per page of the campaign's deliveries (a campaign of
     the caller's account), in id order."""
 
@@ -93,33 +99,45 @@ async def deliveries_csv(
 
 async def contacts_csv(
     pool: asyncpg.Pool, account_id: str, *, group_id: str | None, opted_out: str | None
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """The account's contacts (of one group, opted out of one channel), newest first: the columns
     an import reads (phone, email, names, company, time zone, then each metadata key), then those
-    it skips (id, opt-outs, creation time). Importing the file elsewhere gives the same contacts."""
-    keys = await contacts_db.metadata_keys(
-        pool, account_id, group_id=group_id, opted_out=opted_out, limit=MAX_METADATA_COLUMNS
-    )
-    keys = [k for k in keys if k not in CONTACT_FIELDS and k not in CONTACT_EXTRAS]
+    it skips (id, opt-outs, creation time). Importing the file elsewhere gives the same contacts.
 
-    async def page(after: asyncpg.Record | None) -> list[asyncpg.Record]:
-        cursor = (after["created_at"], after["id"]) if after else None
-        return await contacts_db.list_page(
-            pool, account_id, group_id=group_id, opted_out=opted_out, after=cursor, limit=PAGE
+    One read-only snapshot through one cursor (a list's pages would each read an import's whole
+    tie group again), on one of the pool's connections for the export's length: at most
+    EXPORT_CONNECTIONS such exports at a time in a process, the others wait their turn."""
+    async with (
+        _export_slots(),
+        pool.acquire() as conn,
+        conn.transaction(readonly=True, isolation="repeatable_read"),
+    ):
+        keys = await contacts_db.metadata_keys(
+            conn, account_id, group_id=group_id, opted_out=opted_out, limit=MAX_METADATA_COLUMNS
         )
+        keys = [k for k in keys if k not in CONTACT_FIELDS and k not in CONTACT_EXTRAS]
 
-    def values(row: asyncpg.Record) -> list[Any]:
-        metadata = row["metadata"] if isinstance(row["metadata"], dict) else {}
-        return [
-            *(row[f] for f in CONTACT_FIELDS),
-            *(metadata.get(k) for k in keys),
-            row["id"],
-            *(row[f"opted_out_{channel}"] for channel in ("sms", "email", "voice")),
-            row["created_at"],
-        ]
+        def values(row: asyncpg.Record) -> list[Any]:
+            metadata = row["metadata"] if isinstance(row["metadata"], dict) else {}
+            return [
+                *(row[f] for f in CONTACT_FIELDS),
+                *(metadata.get(k) for k in keys),
+                row["id"],
+                *(row[f"opted_out_{channel}"] for channel in ("sms", "email", "voice")),
+                row["created_at"],
+            ]
 
-    async for chunk in _csv([*CONTACT_FIELDS, *keys, *CONTACT_EXTRAS], page, values):
-        yield chunk
+        batches = contacts_db.export_rows(conn, account_id, group_id=group_id, opted_out=opted_out, batch=PAGE)
+        async for chunk in _lines([*CONTACT_FIELDS, *keys, *CONTACT_EXTRAS], batches, values):
+            yield chunk
+
+
+def _export_slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    slots = _SLOTS.get(loop)
+    if slots is None:
+        slots = _SLOTS[loop] = asyncio.Semaphore(EXPORT_CONNECTIONS)
+    return slots
 
 
 async def _csv(
@@ -128,16 +146,35 @@ async def _csv(
     values: Callable[[asyncpg.Record], Sequence[Any]],
 ) -> AsyncIterator[str]:
     """The header line, then a chunk of lines per page (`page(last row of the page before)`)."""
+
+    async def pages() -> AsyncIterator[list[asyncpg.Record]]:
+        last = None
+        while True:
+            rows = await page(last)
+            yield rows
+            if len(rows) < PAGE:
+                return
+            last = rows[-1]
+
+    async for chunk in _lines(header, pages(), values):
+        yield chunk
+
+
+async def _lines(
+    header: Sequence[str],
+    batches: AsyncIterator[list[asyncpg.Record]],
+    values: Callable[[asyncpg.Record], Sequence[Any]],
+) -> AsyncIterator[str]:
+    """The header line (with the first batch), then a chunk of lines per batch of rows."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(header)
-    last = None
-    while True:
-        rows = await page(last)
+    empty = True
+    async for rows in batches:
         writer.writerows([cell(v) for v in values(row)] for row in rows)
         yield out.getvalue()
         out.seek(0)
         out.truncate()
-        if len(rows) < PAGE:
-            return
-        last = rows[-1]
+        empty = False
+    if empty:
+        yield out.getvalue()
