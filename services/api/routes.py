@@ -96,7 +96,7 @@ OPERATIONS: list[Op] = [
         "/campaigns/{id}/deliveries",
         campaigns.campaign_deliveries,
         "A campaign's deliveries, with how each send time was chosen and who answered each call (answered_by)",
-        query=(("state", "only this state"), *_PAGE),
+        query=(("state", "only this state"), ("to", "only those to this phone (E.164) or email"), *_PAGE),
     ),
     Op(
         "GET",

@@ -123,6 +123,7 @@ FROM deliveries d JOIN runs r ON r.id = d.run_id
 WHERE d.campaign_id = $1
   AND ($2::text IS NULL OR d.state = $2)
   AND ($3::text IS NULL OR d.id > $3)
+  AND ($5::text IS NULL OR d.to_address = $5)
 ORDER BY d.id
 LIMIT $4
 """
@@ -344,10 +345,11 @@ async def delivery_counts(
 
 
 async def deliveries_page(
-    conn: Executor, campaign_id: str, *, state: str | None, after: str | None, limit: int
+    conn: Executor, campaign_id: str, *, state: str | None, after: str | None, limit: int, to: str | None = None
 ) -> list[asyncpg.Record]:
-    """A page of a campaign's deliveries by id (call only for a campaign of the caller's account)."""
-    return await conn.fetch(_DELIVERIES, campaign_id, state, after, limit)
+    """A page of a campaign's deliveries by id, of one state, to one address (call only for a
+    campaign of the caller's account)."""
+    return await conn.fetch(_DELIVERIES, campaign_id, state, after, limit, to)
 
 
 async def export_page(

@@ -7,6 +7,7 @@ import csv
 import io
 import re
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -227,3 +228,20 @@ async def test_an_accounts_contacts_export_as_csv_and_import_back(http, system, 
         for t in (text, again)
     )
     assert sorted(ours, key=str) == sorted(theirs, key=str)
+
+
+async def test_a_campaigns_deliveries_and_contacts_are_found_by_address(http, system, account):
+    campaign_id, phones = await _completed_campaign(http, system, account)
+    url = f"{system.api_url}/campaigns/{campaign_id}/deliveries"
+    wanted = phones["plain"]
+    # encoded, and as curl sends `?to=+1…` (an unencoded `+` in a query is a space)
+    for query in (f"?to={quote(wanted)}", f"?to={wanted}", f"?to={quote(wanted)}&state=delivered"):
+        status, page = await call(http, "GET", url + query, account.headers)
+        assert status == 200, page
+        assert [d["to"] for d in page["data"]] == [wanted], query
+    status, page = await call(http, "GET", f"{url}?to={quote(wanted)}&state=failed", account.headers)
+    assert page["data"] == []
+    status, error = await call(http, "GET", url + "?to=12", account.headers)
+    assert (status, error["error"]["details"][0]["field"]) == (422, "to")
+    status, found = await call(http, "GET", f"{system.api_url}/contacts?phone={wanted}", account.headers)
+    assert [c["phone"] for c in found["data"]] == [wanted]

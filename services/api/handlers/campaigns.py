@@ -7,11 +7,12 @@ from typing import Any, get_args
 import asyncpg
 from aiohttp import web
 
-from services.api.handlers.common import decode_cursor, iso, page_limit, read_model
+from services.api.handlers.common import decode_cursor, iso, page_limit, query_address, read_model
 from services.api.paging import decode_position, encode_position, newest_first
 from services.api.schemas import CampaignCreate, CampaignPatch, Channel
 from services.api.usecases import campaigns, exports
 from shared.db import campaigns as db
+from shared.domain import contacts
 from shared.domain.breaker import Thresholds, thresholds
 from shared.domain.campaign import Action, Status
 from shared.domain.deliveries import STATES
@@ -189,6 +190,18 @@ def _state(request: web.Request) -> str | None:
     return state
 
 
+def _address(request: web.Request) -> str | None:
+    given = query_address(request, "to")
+    if not given:
+        return None
+    field = "email" if "@" in given else "phone"
+    checked, errors = contacts.check_fields({field: given}, None)
+    if errors:
+        raise Invalid(f"bad to {given!r}", details=[{"field": "to", "reason": e["reason"]} for e in errors])
+    address: str = checked[field]
+    return address
+
+
 async def campaign_deliveries_csv(request: web.Request) -> web.StreamResponse:
     """`GET /campaigns/{id}/deliveries.csv?state=&run=`: every delivery (of one state, of run N) as
     CSV, with its contact's fields, streamed."""
@@ -200,8 +213,9 @@ async def campaign_deliveries_csv(request: web.Request) -> web.StreamResponse:
 
 
 async def campaign_deliveries(request: web.Request) -> web.Response:
-    """`GET /campaigns/{id}/deliveries?state=&limit=&cursor=`: each contact's delivery, with how its
-    send time was chosen (`plan_reason`: zone and its source, window, quiet-hours rule and version)."""
+    """`GET /campaigns/{id}/deliveries?state=&to=&limit=&cursor=`: each contact's delivery, with how
+    its send time was chosen (`plan_reason`: zone and its source, window, quiet-hours rule and
+    version); `to`: only those to one phone (E.164, or as a contact's phone is written) or email."""
     row, _ = await _load(request)
     limit = page_limit(request)
     rows = await db.deliveries_page(
@@ -210,6 +224,7 @@ async def campaign_deliveries(request: web.Request) -> web.Response:
         state=_state(request),
         after=request.query.get("cursor"),
         limit=limit + 1,
+        to=_address(request),
     )
     page = rows[:limit]
     data = [

@@ -14,7 +14,7 @@ from services.api.paging import decode_cursor, encode_cursor, iso
 from services.api.schemas import CampaignSettings, ContactIn, nul_in, parse, pydantic_details
 from shared.errors import AppError, Invalid
 
-__all__ = ["BadRequest", "decode_cursor", "encode_cursor", "iso", "page_limit", "read_model"]
+__all__ = ["BadRequest", "decode_cursor", "encode_cursor", "iso", "page_limit", "query_address", "read_model"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -87,3 +87,12 @@ def page_limit(request: web.Request, default: int = 50, maximum: int = 200) -> i
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
         raise Invalid("bad limit", details=[{"field": "limit", "reason": f"must be 1..{maximum}"}])
     return int(raw)
+
+
+def query_address(request: web.Request, name: str) -> str:
+    """A phone number or email in the query, stripped. A phone's leading `+` written as is in a URL
+    (`?to=+14155550123`, as curl sends it) arrives as a space: it is a `+` again."""
+    value = request.query.get(name) or ""
+    if value.startswith(" ") and value.strip()[:1].isdigit():
+        return "+" + value.strip()
+    return value.strip()

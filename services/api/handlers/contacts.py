@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from services.api.contact_schemas import ContactBody
-from services.api.handlers.common import decode_cursor, iso, page_limit, read_model
+from services.api.handlers.common import decode_cursor, iso, page_limit, query_address, read_model
 from services.api.paging import newest_first
 from services.api.usecases import contacts as usecase
 from services.api.usecases import exports
@@ -58,7 +58,7 @@ async def list_contacts(request: web.Request, group_id: str | None = None) -> we
     pool = request.app["pool"]
     group_id, opted_out = await _group_and_opt_out(request, group_id)
     filters, errors = rules.check_fields(
-        {k: request.query[k] for k in ("phone", "email", "country") if request.query.get(k)}, None
+        {k: query_address(request, k) for k in ("phone", "email", "country") if request.query.get(k)}, None
     )
     if errors:
         raise Invalid("bad filter", details=errors)
