@@ -40,7 +40,9 @@ SELECT a.id, a.name, a.balance, a.default_timezone, a.created_at,
 FROM accounts a ORDER BY a.created_at, a.id
 """
 _CREDIT = "UPDATE accounts SET balance = balance + $2 WHERE id = $1 RETURNING balance"
-_KEYS = "SELECT prefix, created_at, revoked_at FROM api_keys WHERE account_id = $1 ORDER BY created_at, prefix"
+_KEYS = """
+SELECT key_hash, prefix, created_at, revoked_at FROM api_keys WHERE account_id = $1 ORDER BY created_at, prefix
+"""
 # A key named by itself (its hash) or by the prefix a list shows; only those not revoked yet.
 _LIVE_KEYS = """
 SELECT key_hash, prefix FROM api_keys
@@ -110,7 +112,7 @@ async def credit(conn: Executor, account_id: str, amount: Decimal) -> Decimal | 
 
 
 async def keys(conn: Executor, account_id: str) -> list[asyncpg.Record]:
-    """The account's API keys (prefix, created, revoked), oldest first; never the keys."""
+    """The account's API keys (hash, prefix, created, revoked), oldest first; never the keys."""
     return list(await conn.fetch(_KEYS, account_id))
 
 

@@ -42,6 +42,25 @@ def _account_body(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def list_keys(request: web.Request) -> web.Response:
+    """`GET /api-keys`: the account's keys (prefix, times, `current` for the one calling), never
+    the keys themselves."""
+    key = request.headers["Authorization"].partition(" ")[2].strip()
+    data = await usecase.api_keys(request.app["pool"], request["account"]["id"], key)
+    return json_response({"data": data, "next_cursor": None})
+
+
+async def create_key(request: web.Request) -> web.Response:
+    """`POST /api-keys` → 201 with the new key, shown this once."""
+    return json_response(await usecase.issue_key(request.app["pool"], request["account"]["id"]), status=201)
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    """`DELETE /api-keys/{prefix}` → 200 with the revoked key; 409 for the account's last live key."""
+    pool, account_id = request.app["pool"], request["account"]["id"]
+    return json_response(await usecase.revoke_key(pool, account_id, request.match_info["prefix"]))
+
+
 async def get_account(request: web.Request) -> web.Response:
     """`GET /account`: balance (what launched campaigns hold back is `reserved`), prices, defaults."""
     return json_response(_account_body(await usecase.view(request.app["pool"], request["account"]["id"])))

@@ -11,6 +11,7 @@ import asyncpg
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared import admin
 from shared.db import accounts, senders
 from shared.db.connection import Executor
 from shared.domain.phone import InvalidPhone, to_e164
@@ -59,6 +60,27 @@ class SenderPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_per_second: float | None = Field(gt=0, le=10_000, description="Sends a second; null: the default")
+
+
+async def api_keys(pool: asyncpg.Pool, account_id: str, current: str) -> list[dict[str, Any]]:
+    """The account's API keys, oldest first (revoked ones too), `current` marking the one given."""
+    current_hash = accounts.hash_key(current)
+    rows = await accounts.keys(pool, account_id)
+    return [{**admin.key_body(r), "current": bytes(r["key_hash"]) == current_hash} for r in rows]
+
+
+async def issue_key(pool: asyncpg.Pool, account_id: str) -> dict[str, Any]:
+    """A new API key for the account (only its hash is kept: the answer is the one time it shows)."""
+    async with pool.acquire() as conn, conn.transaction():
+        key = await accounts.create_key(conn, account_id)
+    return {"api_key": key, "prefix": key[:8]}
+
+
+async def revoke_key(pool: asyncpg.Pool, account_id: str, prefix: str) -> dict[str, Any]:
+    """Revoke the account's live key of that prefix (it and its dashboard sessions stop at once);
+    never its last live key (409), so that an account cannot lock itself out."""
+    async with pool.acquire() as conn, conn.transaction():
+        return await admin.revoke_on(conn, account_id, prefix, keep_one=True)
 
 
 async def view(pool: asyncpg.Pool, account_id: str) -> dict[str, Any]:

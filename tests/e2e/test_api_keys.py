@@ -1,0 +1,69 @@
+"""An account's own API keys through the API: listed (never shown again), issued, revoked at once
+(the dashboard sessions signed in with a key end with it), never the last one, never another
+account's."""
+
+from __future__ import annotations
+
+import re
+
+import aiohttp
+import pytest
+
+from tests.conftest import make_account
+from tests.support import call
+
+pytestmark = pytest.mark.e2e
+
+
+def _headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_an_account_issues_lists_and_revokes_its_own_keys(http, system, account, db):
+    url = system.api_url + "/api-keys"
+    status, listed = await call(http, "GET", url, account.headers)
+    assert status == 200, listed
+    assert [(k["prefix"], k["current"], k["revoked_at"]) for k in listed["data"]] == [(account.key[:8], True, None)]
+    assert account.key not in str(listed)
+
+    status, issued = await call(http, "POST", url, account.headers)
+    assert status == 201, issued
+    second = issued["api_key"]
+    assert issued["prefix"] == second[:8]
+    status, listed = await call(http, "GET", url, _headers(second))
+    assert [(k["prefix"], k["current"]) for k in listed["data"]] == [(account.key[:8], False), (second[:8], True)]
+
+    # a dashboard session signed in with the first key
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    try:
+        async with session.get(system.api_url + "/dashboard/login") as page:
+            token = re.search(r'name="csrf_token" value="([^"]+)"', await page.text())[1]
+        await session.post(system.api_url + "/dashboard/login", data={"api_key": account.key, "csrf_token": token})
+        async with session.get(system.api_url + "/dashboard", allow_redirects=False) as page:
+            assert page.status == 200
+
+        # another account cannot touch it
+        stranger = await make_account(db)
+        status, _ = await call(http, "DELETE", f"{url}/{account.key[:8]}", stranger.headers)
+        assert status == 404
+        assert (await call(http, "GET", system.api_url + "/account", account.headers))[0] == 200
+
+        status, revoked = await call(http, "DELETE", f"{url}/{account.key[:8]}", _headers(second))
+        assert status == 200, revoked
+        assert revoked["prefix"] == account.key[:8]
+        assert revoked["revoked_at"] is not None
+        assert (await call(http, "GET", system.api_url + "/account", account.headers))[0] == 401
+        async with session.get(system.api_url + "/dashboard", allow_redirects=False) as page:
+            assert page.status == 303  # signed out with its key
+    finally:
+        await session.close()
+
+    status, error = await call(http, "DELETE", f"{url}/{account.key[:8]}", _headers(second))
+    assert status == 404, error
+    status, error = await call(http, "DELETE", f"{url}/{second[:8]}", _headers(second))
+    assert status == 409
+    assert "last live key" in error["error"]["message"]
+    assert (await call(http, "GET", system.api_url + "/account", _headers(second)))[0] == 200
+    status, listed = await call(http, "GET", url, _headers(second))
+    assert [(k["prefix"], k["revoked_at"] is None) for k in listed["data"]] == [
+        (account.key[:8], False), (second[:8], True)]
