@@ -99,12 +99,13 @@ async def revoke_key(database_url: str, account_id: str, key_or_prefix: str) -> 
     shows it): it stops working at once, and so do the dashboard sessions signed in with it."""
     async with _transaction(database_url) as conn:
         await _account(conn, account_id)
-        return await revoke_on(conn, account_id, key_or_prefix)
+        return _key(await revoke_on(conn, account_id, key_or_prefix))
 
 
-async def revoke_on(conn: Connection, account_id: str, key_or_prefix: str, keep_one: bool = False) -> dict[str, Any]:
-    """`revoke_key` inside the caller's transaction. NotFound for no such live key, Conflict for a
-    prefix two live keys share, and with `keep_one` for the account's last live key."""
+async def revoke_on(conn: Connection, account_id: str, key_or_prefix: str, keep_one: bool = False) -> asyncpg.Record:
+    """`revoke_key` inside the caller's transaction: the revoked key's row (prefix, times).
+    NotFound for no such live key, Conflict for a prefix two live keys share, and with `keep_one`
+    for the account's last live key."""
     found = await accounts.live_keys(conn, account_id, key_or_prefix)
     if not found:
         raise NotFound(f"account {account_id} has no live key {key_or_prefix!r} (a whole key, or its prefix)")
@@ -112,7 +113,7 @@ async def revoke_on(conn: Connection, account_id: str, key_or_prefix: str, keep_
         raise Conflict(f"{len(found)} live keys start with {key_or_prefix!r}: give the whole key")
     if keep_one and sum(1 for k in await accounts.keys(conn, account_id) if k["revoked_at"] is None) == 1:
         raise Conflict(f"{key_or_prefix!r} is the account's last live key: issue another one first")
-    return _key(await accounts.revoke(conn, found[0]["key_hash"]))
+    return await accounts.revoke(conn, found[0]["key_hash"])
 
 
 async def _account(conn: asyncpg.Connection, account_id: str) -> asyncpg.Record:
@@ -120,11 +121,6 @@ async def _account(conn: asyncpg.Connection, account_id: str) -> asyncpg.Record:
     if account is None:
         raise NotFound(f"no account {account_id}")
     return account
-
-
-def key_body(row: asyncpg.Record) -> dict[str, Any]:
-    """A key as it is shown: its prefix and times (never the key, nor its hash)."""
-    return _key(row)
 
 
 def _key(row: asyncpg.Record) -> dict[str, Any]:

@@ -25,6 +25,7 @@ async def test_an_account_issues_lists_and_revokes_its_own_keys(http, system, ac
     assert status == 200, listed
     assert [(k["prefix"], k["current"], k["revoked_at"]) for k in listed["data"]] == [(account.key[:8], True, None)]
     assert account.key not in str(listed)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", listed["data"][0]["created_at"])  # as the API's times
 
     status, issued = await call(http, "POST", url, account.headers)
     assert status == 201, issued
@@ -51,7 +52,7 @@ async def test_an_account_issues_lists_and_revokes_its_own_keys(http, system, ac
         status, revoked = await call(http, "DELETE", f"{url}/{account.key[:8]}", _headers(second))
         assert status == 200, revoked
         assert revoked["prefix"] == account.key[:8]
-        assert revoked["revoked_at"] is not None
+        assert revoked["revoked_at"].endswith("Z")
         assert (await call(http, "GET", system.api_url + "/account", account.headers))[0] == 401
         async with session.get(system.api_url + "/dashboard", allow_redirects=False) as page:
             assert page.status == 303  # signed out with its key

@@ -47,7 +47,7 @@ async def list_keys(request: web.Request) -> web.Response:
     the keys themselves."""
     key = request.headers["Authorization"].partition(" ")[2].strip()
     data = await usecase.api_keys(request.app["pool"], request["account"]["id"], key)
-    return json_response({"data": data, "next_cursor": None})
+    return json_response({"data": [_key_body(k) for k in data], "next_cursor": None})
 
 
 async def create_key(request: web.Request) -> web.Response:
@@ -58,7 +58,11 @@ async def create_key(request: web.Request) -> web.Response:
 async def revoke_key(request: web.Request) -> web.Response:
     """`DELETE /api-keys/{prefix}` → 200 with the revoked key; 409 for the account's last live key."""
     pool, account_id = request.app["pool"], request["account"]["id"]
-    return json_response(await usecase.revoke_key(pool, account_id, request.match_info["prefix"]))
+    return json_response(_key_body(await usecase.revoke_key(pool, account_id, request.match_info["prefix"])))
+
+
+def _key_body(key: dict[str, Any]) -> dict[str, Any]:
+    return {**key, "created_at": iso(key["created_at"]), "revoked_at": iso(key["revoked_at"])}
 
 
 async def get_account(request: web.Request) -> web.Response:

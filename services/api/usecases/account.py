@@ -63,10 +63,18 @@ class SenderPatch(BaseModel):
 
 
 async def api_keys(pool: asyncpg.Pool, account_id: str, current: str) -> list[dict[str, Any]]:
-    """The account's API keys, oldest first (revoked ones too), `current` marking the one given."""
+    """The account's API keys, oldest first (revoked ones too): prefix, times, and `current` for
+    the key given (never a key or its hash)."""
     current_hash = accounts.hash_key(current)
-    rows = await accounts.keys(pool, account_id)
-    return [{**admin.key_body(r), "current": bytes(r["key_hash"]) == current_hash} for r in rows]
+    return [
+        {
+            "prefix": r["prefix"],
+            "created_at": r["created_at"],
+            "revoked_at": r["revoked_at"],
+            "current": bytes(r["key_hash"]) == current_hash,
+        }
+        for r in await accounts.keys(pool, account_id)
+    ]
 
 
 async def issue_key(pool: asyncpg.Pool, account_id: str) -> dict[str, Any]:
@@ -80,7 +88,8 @@ async def revoke_key(pool: asyncpg.Pool, account_id: str, prefix: str) -> dict[s
     """Revoke the account's live key of that prefix (it and its dashboard sessions stop at once);
     never its last live key (409), so that an account cannot lock itself out."""
     async with pool.acquire() as conn, conn.transaction():
-        return await admin.revoke_on(conn, account_id, prefix, keep_one=True)
+        row = await admin.revoke_on(conn, account_id, prefix, keep_one=True)
+    return {"prefix": row["prefix"], "created_at": row["created_at"], "revoked_at": row["revoked_at"]}
 
 
 async def view(pool: asyncpg.Pool, account_id: str) -> dict[str, Any]:
