@@ -64,7 +64,7 @@ async def create_account(conn: Connection, name: str, balance: Decimal, timezone
     return account_id
 
 
-async def create_key(conn: Connection, account_id: str) -> str:
+async def create_key(conn: Executor, account_id: str) -> str:
     """A new API key for the account; only its hash is kept."""
     key = "sk_" + secrets.token_urlsafe(32)
     await conn.execute(_INSERT_KEY, hash_key(key), account_id, key[:8])

@@ -55,14 +55,6 @@ SELECT d.id, 'out' AS direction, 'campaign' AS author, d.rendered AS body, d.cha
 FROM deliveries d WHERE d.campaign_id = $1 AND d.contact_id = $2 AND d.sent_at IS NOT NULL AND d.rendered IS NOT NULL
 ORDER BY d.sent_at LIMIT 50
 """
-_DELIVERIES_TO = """
-SELECT d.id, d.run_id, r.seq, d.contact_id, d.to_address, d.state, d.send_at, d.plan_reason,
-       d.attempts, d.provider_id, d.provider_status, d.rendered, d.error, d.queued_at, d.sent_at,
-       d.delivered_at, d.replied_at, d.failed_at, d.created_at, d.answered_by
-FROM deliveries d JOIN runs r ON r.id = d.run_id
-WHERE d.campaign_id = $1 AND d.to_address = $2
-ORDER BY d.id LIMIT 50
-"""
 _INLINE_ADDRESSES = """
 SELECT CASE WHEN $2 = 'email' THEN c.email ELSE coalesce(c.phone, c.email) END AS address
 FROM campaign_recipients r JOIN contacts c ON c.id = r.contact_id
@@ -108,11 +100,6 @@ async def conversation(conn: Executor, campaign_id: str, contact_id: str) -> lis
 async def sent_to_contact(conn: Executor, campaign_id: str, contact_id: str) -> list[asyncpg.Record]:
     """What the campaign sent the contact (each run's message), as messages out, oldest first."""
     return await conn.fetch(_SENT_TO_CONTACT, campaign_id, contact_id)
-
-
-async def deliveries_to(conn: Executor, campaign_id: str, address: str) -> list[asyncpg.Record]:
-    """The campaign's deliveries to one address (every run), in the columns of a deliveries page."""
-    return await conn.fetch(_DELIVERIES_TO, campaign_id, address)
 
 
 async def inline_addresses(conn: Executor, campaign_id: str, channel: str, limit: int = 10_000) -> list[str]:

@@ -76,19 +76,15 @@ async def campaign_page(request: web.Request, error: AppError | None = None) -> 
     row = view.row
     state = _choice(request, "state", STATES)
     to = (request.query.get("to") or "").strip() or None
-    if to:
-        deliveries = await activity.deliveries_to(pool, row["id"], to)
-        after_last = None
-    else:
-        found = await db.deliveries_page(
-            pool, row["id"], state=state, after=request.query.get("after") or None, limit=DELIVERIES_PAGE + 1
-        )
-        deliveries, after_last = (
-            found[:DELIVERIES_PAGE],
-            (found[DELIVERIES_PAGE - 1]["id"] if len(found) > DELIVERIES_PAGE else None),
-        )
+    found = await db.deliveries_page(
+        pool, row["id"], state=state, to=to, after=request.query.get("after") or None, limit=DELIVERIES_PAGE + 1
+    )
+    deliveries, after_last = (
+        found[:DELIVERIES_PAGE],
+        (found[DELIVERIES_PAGE - 1]["id"] if len(found) > DELIVERIES_PAGE else None),
+    )
     base = f"/dashboard/campaigns/{row['id']}"
-    filters = {"state": state} if state else {}
+    filters = {k: v for k, v in (("state", state), ("to", to)) if v}
     dry = None
     if row["status"] == "draft":
         try:

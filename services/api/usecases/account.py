@@ -79,8 +79,7 @@ async def api_keys(pool: asyncpg.Pool, account_id: str, current: str) -> list[di
 
 async def issue_key(pool: asyncpg.Pool, account_id: str) -> dict[str, Any]:
     """A new API key for the account (only its hash is kept: the answer is the one time it shows)."""
-    async with pool.acquire() as conn, conn.transaction():
-        key = await accounts.create_key(conn, account_id)
+    key = await accounts.create_key(pool, account_id)
     return {"api_key": key, "prefix": key[:8]}
 
 

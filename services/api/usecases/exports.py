@@ -10,7 +10,7 @@ import io
 import json
 import re
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -89,11 +89,16 @@ async def deliveries_csv(
     """The header line, then a chunk of lines per page of the campaign's deliveries (a campaign of
     the caller's account), in id order."""
 
-    async def page(after: asyncpg.Record | None) -> list[asyncpg.Record]:
-        last = after["id"] if after else None
-        return await db.export_page(pool, campaign_id, state=state, run_id=run_id, after=last, limit=PAGE)
+    async def pages() -> AsyncIterator[list[asyncpg.Record]]:
+        after = None
+        while True:
+            rows = await db.export_page(pool, campaign_id, state=state, run_id=run_id, after=after, limit=PAGE)
+            yield rows
+            if len(rows) < PAGE:
+                return
+            after = rows[-1]["id"]
 
-    async for chunk in _csv([header for header, _ in COLUMNS], page, lambda row: [row[f] for _, f in COLUMNS]):
+    async for chunk in _lines([header for header, _ in COLUMNS], pages(), lambda row: [row[f] for _, f in COLUMNS]):
         yield chunk
 
 
@@ -138,26 +143,6 @@ def _export_slots() -> asyncio.Semaphore:
     if slots is None:
         slots = _SLOTS[loop] = asyncio.Semaphore(EXPORT_CONNECTIONS)
     return slots
-
-
-async def _csv(
-    header: Sequence[str],
-    page: Callable[[asyncpg.Record | None], Awaitable[list[asyncpg.Record]]],
-    values: Callable[[asyncpg.Record], Sequence[Any]],
-) -> AsyncIterator[str]:
-    """The header line, then a chunk of lines per page (`page(last row of the page before)`)."""
-
-    async def pages() -> AsyncIterator[list[asyncpg.Record]]:
-        last = None
-        while True:
-            rows = await page(last)
-            yield rows
-            if len(rows) < PAGE:
-                return
-            last = rows[-1]
-
-    async for chunk in _lines(header, pages(), values):
-        yield chunk
 
 
 async def _lines(
