@@ -30,7 +30,6 @@ def auth_middleware() -> Any:
         if account is None:
             raise Unauthorized("invalid API key")
         request["account"] = account
-        request["api_key"] = key.strip()
         with structlog.contextvars.bound_contextvars(account_id=account["id"]):
             return await handler(request)
 

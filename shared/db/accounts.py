@@ -16,7 +16,7 @@ INSERT INTO accounts (id, name, balance, default_timezone) VALUES ($1, $2, $3, $
 """
 _INSERT_KEY = "INSERT INTO api_keys (key_hash, account_id, prefix) VALUES ($1, $2, $3)"
 _ACCOUNT_FOR_KEY = """
-SELECT a.* FROM api_keys k JOIN accounts a ON a.id = k.account_id
+SELECT a.*, k.key_hash AS api_key_hash FROM api_keys k JOIN accounts a ON a.id = k.account_id
 WHERE k.key_hash = $1 AND k.revoked_at IS NULL
 """
 _GET = "SELECT * FROM accounts WHERE id = $1"
@@ -26,7 +26,7 @@ INSERT INTO dashboard_sessions (token_hash, key_hash, expires_at)
 VALUES ($1, $2, now() + make_interval(secs => $3))
 """
 _ACCOUNT_FOR_SESSION = """
-SELECT a.* FROM dashboard_sessions s
+SELECT a.*, k.key_hash AS api_key_hash FROM dashboard_sessions s
 JOIN api_keys k ON k.key_hash = s.key_hash AND k.revoked_at IS NULL
 JOIN accounts a ON a.id = k.account_id
 WHERE s.token_hash = $1 AND s.expires_at > now()
@@ -72,7 +72,7 @@ async def create_key(conn: Executor, account_id: str) -> str:
 
 
 async def account_for_key(conn: Executor, key: str) -> asyncpg.Record | None:
-    """The account an API key belongs to, or None."""
+    """The account an API key belongs to (with `api_key_hash`, the key's), or None."""
     return await conn.fetchrow(_ACCOUNT_FOR_KEY, hash_key(key))
 
 
@@ -85,7 +85,8 @@ async def start_session(conn: Executor, key: str, lifetime_s: float) -> str:
 
 
 async def account_for_session(conn: Executor, token: str) -> asyncpg.Record | None:
-    """The account of a live session (not expired, its key not revoked), or None."""
+    """The account of a live session (not expired, its key not revoked; with `api_key_hash`, the
+    hash of the key it signed in with), or None."""
     return await conn.fetchrow(_ACCOUNT_FOR_SESSION, hash_key(token))
 
 

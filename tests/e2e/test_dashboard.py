@@ -197,3 +197,65 @@ async def test_the_live_stream_sends_the_figures_and_ends_when_the_api_stops(htt
     finally:
         api.stop()
     assert "http.unhandled" not in api.output()
+
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_a_person_issues_and_revokes_api_keys_on_the_account_page(http, system, db):
+    account = await make_account(db)
+    page_url = system.api_url + "/dashboard/account"
+    keys_url = page_url + "/keys"
+    session = await _signed_in(system, account.key)
+    try:
+        async with session.get(page_url) as response:
+            html = await response.text()
+        assert f'<code>{account.key[:8]}…</code> <span class="badge verified">this session' in html
+        assert account.key not in html  # a key is never shown again
+
+        # Issued: shown this once, usable at once, only its hash kept.
+        response = await _post(session, page_url, keys_url, intent="create")
+        assert response.status == 201
+        issued = re.search(r'id="new-key" type="text" readonly value="(sk_[^"]+)"', await response.text())
+        assert issued, "the new key is not on the page"
+        new_key = issued[1]
+        assert (await call(http, "GET", system.api_url + "/account", _bearer(new_key)))[0] == 200
+        stored = await db.fetch("SELECT key_hash FROM api_keys WHERE account_id = $1", account.id)
+        assert len(stored) == 2
+        assert new_key.encode() not in [bytes(r["key_hash"]) for r in stored]
+        async with session.get(page_url) as response:
+            assert new_key not in await response.text()  # the next page no longer shows it
+
+        # Another account's key, and a prefix that is no live key: not found, nothing revoked.
+        other = await make_account(db)
+        for prefix in (other.key[:8], "sk_nope0"):
+            response = await _post(session, page_url, keys_url, intent="revoke", prefix=prefix)
+            assert response.status == 404
+        revoked = "SELECT count(*) FROM api_keys WHERE account_id = ANY($1) AND revoked_at IS NOT NULL"
+        assert await db.fetchval(revoked, [account.id, other.id]) == 0
+
+        # Revoking the key this session signed in with ends the session; the new key goes on.
+        response = await _post(session, page_url, keys_url, intent="revoke", prefix=account.key[:8])
+        assert (response.status, response.headers["Location"]) == (303, "/dashboard/login")
+        assert (await call(http, "GET", system.api_url + "/account", _bearer(account.key)))[0] == 401
+        assert (await call(http, "GET", system.api_url + "/account", _bearer(new_key)))[0] == 200
+        async with session.get(page_url, allow_redirects=False) as response:
+            assert response.status == 303
+    finally:
+        await session.close()
+
+    # The last live key is never revoked: the page says why, and the key goes on.
+    session = await _signed_in(system, new_key)
+    try:
+        form = {"intent": "revoke", "prefix": new_key[:8], "csrf_token": await _token(session, page_url)}
+        async with session.post(keys_url, data=form) as response:
+            assert response.status == 409
+            html = await response.text()
+        assert "last live key: issue another one first" in html
+        assert f"<code>{account.key[:8]}…</code>" in html
+        assert "revoked" in html
+        assert (await call(http, "GET", system.api_url + "/account", _bearer(new_key)))[0] == 200
+    finally:
+        await session.close()

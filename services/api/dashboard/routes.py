@@ -74,3 +74,4 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/dashboard/agents/{id}", setting_views.save_agent)
     r.add_get("/dashboard/account", setting_views.account_page)
     r.add_post("/dashboard/account", setting_views.update_account)
+    r.add_post("/dashboard/account/keys", setting_views.change_keys)

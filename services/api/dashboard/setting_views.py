@@ -16,9 +16,9 @@ from services.api.usecases import agents as agents_usecase
 from services.api.usecases import templates as templates_usecase
 from services.api.usecases.account import AccountPatch, SenderIn, SenderPatch
 from services.api.usecases.templates import PreviewIn, TemplateIn, TemplatePatch
+from shared.db import accounts, senders
 from shared.db import campaigns as campaigns_db
 from shared.db import contacts as contacts_db
-from shared.db import senders
 from shared.db import templates as templates_db
 from shared.domain.templating import contact_context
 from shared.errors import AppError, Invalid
@@ -187,10 +187,29 @@ async def save_agent(request: web.Request) -> web.StreamResponse:
 # The account
 
 
-async def account_page(request: web.Request, errors: dict[str, list[str]] | None = None) -> web.StreamResponse:
-    """`GET /dashboard/account`: balance, what launched campaigns hold, prices, defaults."""
-    view = await account_usecase.view(request.app["pool"], account_of(request)["id"])
-    return page(request, "account.html", status=422 if errors else 200, view=view, errors=errors or {})
+async def account_page(
+    request: web.Request,
+    errors: dict[str, list[str]] | None = None,
+    *,
+    key_errors: dict[str, list[str]] | None = None,
+    new_key: dict[str, Any] | None = None,
+    status: int = 200,
+) -> web.StreamResponse:
+    """`GET /dashboard/account`: balance, what launched campaigns hold, prices, defaults, and the
+    API keys (prefixes and times; a new key is shown once, on the page that issued it)."""
+    pool, account = request.app["pool"], account_of(request)
+    view = await account_usecase.view(pool, account["id"])
+    keys = await account_usecase.api_keys(pool, account["id"], account["api_key_hash"])
+    return page(
+        request,
+        "account.html",
+        status=422 if errors else status,
+        view=view,
+        errors=errors or {},
+        keys=keys,
+        key_errors=key_errors or {},
+        new_key=new_key,
+    )
 
 
 async def update_account(request: web.Request) -> web.StreamResponse:
@@ -201,4 +220,21 @@ async def update_account(request: web.Request) -> web.StreamResponse:
         await account_usecase.update(request.app["pool"], account_of(request)["id"], parse(AccountPatch, data))
     except AppError as exc:
         return await account_page(request, field_errors(exc))
+    raise web.HTTPSeeOther("/dashboard/account")
+
+
+async def change_keys(request: web.Request) -> web.StreamResponse:
+    """`POST /dashboard/account/keys` with `intent` create (the key shown this once) or revoke
+    (`prefix`). Revoking the key this browser signed in with ends its session, so the next page
+    is the sign-in form; the account's last live key is never revoked (409)."""
+    pool, account = request.app["pool"], account_of(request)
+    form = await request.post()
+    if form.get("intent") == "create":
+        return await account_page(request, new_key=await account_usecase.issue_key(pool, account["id"]), status=201)
+    try:
+        await account_usecase.revoke_key(pool, account["id"], str(form.get("prefix") or ""))
+    except AppError as exc:
+        return await account_page(request, key_errors={"form": [exc.message]}, status=exc.status)
+    if await accounts.account_for_session(pool, request["session_token"]) is None:
+        raise web.HTTPSeeOther("/dashboard/login")
     raise web.HTTPSeeOther("/dashboard/account")

@@ -45,7 +45,7 @@ def _account_body(row: dict[str, Any]) -> dict[str, Any]:
 async def list_keys(request: web.Request) -> web.Response:
     """`GET /api-keys`: the account's keys (prefix, times, `current` for the one calling), never
     the keys themselves."""
-    data = await usecase.api_keys(request.app["pool"], request["account"]["id"], request["api_key"])
+    data = await usecase.api_keys(request.app["pool"], request["account"]["id"], request["account"]["api_key_hash"])
     return json_response({"data": [_key_body(k) for k in data], "next_cursor": None})
 
 

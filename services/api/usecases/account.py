@@ -62,10 +62,9 @@ class SenderPatch(BaseModel):
     max_per_second: float | None = Field(gt=0, le=10_000, description="Sends a second; null: the default")
 
 
-async def api_keys(pool: asyncpg.Pool, account_id: str, current: str) -> list[dict[str, Any]]:
+async def api_keys(pool: asyncpg.Pool, account_id: str, current_hash: bytes) -> list[dict[str, Any]]:
     """The account's API keys, oldest first (revoked ones too): prefix, times, and `current` for
-    the key given (never a key or its hash)."""
-    current_hash = accounts.hash_key(current)
+    the key of that hash, the caller's (never a key or its hash)."""
     return [
         {
             "prefix": r["prefix"],
