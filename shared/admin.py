@@ -15,6 +15,7 @@ from shared.db import accounts
 from shared.db.connection import Connection
 from shared.db.migrate import migrate
 from shared.db.pool import connect
+from shared.domain.zones import is_valid_zone
 from shared.errors import Conflict, Invalid, NotFound
 
 #: The largest balance the database holds (numeric(14, 4)).
@@ -35,7 +36,17 @@ async def _transaction(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 async def create_account(
     database_url: str, name: str, balance: Decimal, timezone: str, reuse: bool = False
 ) -> tuple[str, str]:
-    """Create an account (or, with `reuse`, take the one of that name) and a new API key for it."""
+    """Create an account (or, with `reuse`, take the one of that name) and a new API key for it.
+    Refused (Invalid) before anything is written: an empty name, a balance below 0 or with more
+    than 4 decimals or beyond what the database holds, a time zone that is no IANA name."""
+    if not name.strip():
+        raise Invalid("the account's name must not be empty")
+    if not balance.is_finite() or balance < 0 or balance != balance.quantize(Decimal("0.0001")):
+        raise Invalid(f"the balance must be a number of at least 0 with at most 4 decimals, not {balance}")
+    if balance > MAX_BALANCE:
+        raise Invalid(f"the balance must be at most {MAX_BALANCE}")
+    if not is_valid_zone(timezone):
+        raise Invalid(f"{timezone!r} is not an IANA time zone name (e.g. Europe/Paris)")
     async with _transaction(database_url) as conn:
         existing = await accounts.find_by_name(conn, name) if reuse else None
         account_id = existing or await accounts.create_account(conn, name, balance, timezone)

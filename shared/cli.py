@@ -44,13 +44,18 @@ def _serve(service: Any) -> None:
 
 class _Commands(click.Group):
     """Every command: a database or broker that cannot be reached is one line saying which, where
-    and the setting to check (exit code 1), not a traceback."""
+    and the setting to check, and a refusal (an AppError: a bad value, an unknown account) one line
+    saying why; exit code 1, not a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from shared.errors import AppError
+
         try:
             return super().invoke(ctx)
         except Unreachable as exc:
             raise click.ClickException(str(exc)) from exc
+        except AppError as exc:
+            raise click.ClickException(exc.message) from None
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -143,7 +148,8 @@ def up(name: str, balance: str) -> None:
     from shared.up import run
 
     settings = _service_settings("up")
-    _serve(lambda stop: run(settings, stop, name, Decimal(balance)))
+    amount = _amount(balance, "--balance")
+    _serve(lambda stop: run(settings, stop, name, amount))
 
 
 @main.group()
@@ -152,10 +158,11 @@ def accounts() -> None:
 
 
 def _amount(value: str, param_hint: str) -> Decimal:
+    """An amount given on the command line; one that is not a number is one line, exit code 1."""
     try:
         return Decimal(value)
     except InvalidOperation:
-        raise click.BadParameter(f"{value!r} is not a number", param_hint=param_hint) from None
+        raise click.ClickException(f"{param_hint}: {value!r} is not a number") from None
 
 
 def _admin(action: Any) -> Any:

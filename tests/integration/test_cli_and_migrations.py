@@ -56,11 +56,20 @@ async def test_accounts_create_prints_the_account_and_a_working_key(infra, db):
     assert str(account["balance"]) == "42.5000"
     stored = await db.fetchval("SELECT key_hash FROM api_keys WHERE account_id = $1", created["account_id"])
     assert created["api_key"].encode() not in bytes(stored)  # only a hash is kept
-    bad = campaigns(
-        "accounts", "create", "--name", "x", "--balance", "lots", env={"CAMPAIGNS_DATABASE_URL": infra.database_url}
-    )
-    assert bad.returncode == 2
-    assert "--balance" in bad.stderr
+    # Refused before anything is written: one line saying why, exit code 1.
+    before = await db.fetchval("SELECT count(*) FROM accounts")
+    for args, says in (
+        (["--name", "x", "--balance", "lots"], "--balance: 'lots' is not a number"),
+        (["--name", "x", "--balance", "-10"], "at least 0"),
+        (["--name", "x", "--balance", "1.00001"], "4 decimals"),
+        (["--name", "x", "--balance", "99999999999"], "at most"),
+        (["--name", "  "], "name must not be empty"),
+        (["--name", "x", "--timezone", "Mars/Base"], "'Mars/Base' is not an IANA time zone name"),
+    ):
+        bad = campaigns("accounts", "create", *args, env={"CAMPAIGNS_DATABASE_URL": infra.database_url})
+        assert (bad.returncode, says in bad.stderr) == (1, True), (args, bad.stderr)
+        assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert await db.fetchval("SELECT count(*) FROM accounts") == before
 
 
 async def test_an_operator_lists_accounts_credits_a_balance_and_issues_and_revokes_keys(infra, db):
@@ -79,9 +88,10 @@ async def test_an_operator_lists_accounts_credits_a_balance_and_issues_and_revok
     assert json.loads(credited.stdout) == {"account_id": account_id, "balance": "35.5000"}
     assert await db.fetchval("SELECT balance FROM accounts WHERE id = $1", account_id) == Decimal("35.5")
     for amount, code, says in (("-5", 1, "above 0"), ("0", 1, "above 0"), ("0.00001", 1, "4 decimals"),
-                               ("lots", 2, "AMOUNT"), ("99999999999", 1, "exceed")):
+                               ("lots", 1, "AMOUNT: 'lots' is not a number"), ("99999999999", 1, "exceed")):
         refused = campaigns("accounts", "credit", account_id, amount, env=env)
         assert (refused.returncode, says in refused.stderr) == (code, True), (amount, refused.stderr)
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     unknown = campaigns("accounts", "credit", "acct_unknown", "5", env=env)
     assert unknown.returncode == 1
     assert "no account acct_unknown" in unknown.stderr
