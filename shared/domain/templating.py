@@ -41,7 +41,8 @@ class MissingVariable(ValueError):
 
 
 class BudgetError(TemplateError):
-    """A template that does more work, or builds a larger value, than a message may take."""
+    """A template that does more work, builds a larger value or writes a longer message than a
+    message may take."""
 
 
 class _Undefined(StrictUndefined):
@@ -120,7 +121,7 @@ def render(source: str, context: Mapping[str, Any], html: bool = False) -> str:
         for chunk in template.generate(**context):
             size += len(chunk)
             if size > MAX_OUTPUT:
-                raise TemplateError(f"the message is longer than {MAX_OUTPUT} characters")
+                raise BudgetError(f"the message is longer than {MAX_OUTPUT:,} characters")
             out.append(chunk)
     except UndefinedError as exc:
         raise MissingVariable(_undefined_name(exc)) from exc
@@ -140,9 +141,10 @@ def render(source: str, context: Mapping[str, Any], html: bool = False) -> str:
 
 
 def check_budget(source: str, html: bool = False) -> None:
-    """BudgetError when `source` blows the render budget whatever the contact (its work does not
-    depend on their data: every variable is left empty for the trial). Other failures are the
-    contact's to meet at send time, and pass here."""
+    """BudgetError when `source` blows the render budget (its work, its values, the length of what
+    it writes) with every variable left empty: a template that does so on its own literals, such
+    as a loop over a long string, does so for every contact. Other failures are the contact's to
+    meet at send time, and pass here."""
     compile_template(source, html)
     trial = {name: ChainableUndefined(name=name) for name in variables(source) | set(BUILT_INS)}
     try:

@@ -65,7 +65,7 @@ async def test_preview_renders_for_a_contact_and_names_what_is_missing(http, sys
     assert shown["missing_variables"] == []
     status, shown = await call(http, "POST", preview, account.headers, {"contact": {"first_name": "Ann"}})
     assert shown["body"] is None
-    assert shown["missing_variables"] == ["plan_name"]
+    assert shown["missing_variables"] == ["expiry_date", "plan_name"]  # every one, not only the first
 
 
 async def test_a_campaign_from_a_template_sends_its_text(http, system, account, fake_twilio):

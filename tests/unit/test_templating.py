@@ -206,6 +206,12 @@ def test_a_bomb_is_found_before_any_contact_is_rendered():
         check_budget(BOMB)
     with pytest.raises(BudgetError, match="center filter"):
         check_budget('{{ "x"|center(999999999) }}', html=True)
+    # a message too long on the template's own literals is too long for every contact
+    long_loop = '{% set s = "x" * 60000 %}{% for a in s %}{% for b in s %}{{ a }}{% endfor %}{% endfor %}'
+    with pytest.raises(BudgetError, match="longer than 64,000 characters"):
+        check_budget(long_loop)
+    with pytest.raises(BudgetError, match="longer than 64,000 characters"):
+        render(long_loop, {})
     # what depends on the contact's data is theirs to meet at send time: no error here
     check_budget("{% for a in items %}{% for b in items %}{{ a + b }}{% endfor %}{% endfor %} {{ n * 2 }}")
     check_budget("Hi {{first_name}}, {{ order|default('none') }}")

@@ -13,7 +13,7 @@ from shared.db import campaigns as campaigns_db
 from shared.db import contacts as contacts_db
 from shared.db import templates as db
 from shared.db.connection import Executor
-from shared.domain.templating import MissingVariable, TemplateError, check_budget, render
+from shared.domain.templating import MissingVariable, TemplateError, check_budget, render, variables
 from shared.errors import Invalid, NotFound
 
 
@@ -142,7 +142,7 @@ def render_parts(parts: dict[str, str | None], context: dict[str, Any]) -> dict[
             out[name] = render(source, context, html=name == "html")
         except MissingVariable as exc:
             out[name] = None
-            missing.append(exc.name)
+            missing += [exc.name, *(variables(source) - set(context))]  # every one, not only the first met
         except TemplateError as exc:
             raise Invalid(str(exc), details=[{"field": name, "reason": str(exc)}]) from exc
     return {**out, "missing_variables": sorted(set(missing))}
