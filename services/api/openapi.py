@@ -53,7 +53,16 @@ WARNINGS_SCHEMA: dict[str, Any] = {
 CAMPAIGN_WRITTEN_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["id", "status", "warnings"],
-    "properties": {"id": {"type": "string"}, "status": {"type": "string"}, "warnings": WARNINGS_SCHEMA},
+    "properties": {
+        "id": {"type": "string"},
+        "status": {"type": "string"},
+        "warnings": WARNINGS_SCHEMA,
+        "missing_variables": {
+            "type": "object",
+            "additionalProperties": {"type": "integer", "minimum": 0},
+            "description": "When the request launched the campaign: how many contacts lack each template variable.",
+        },
+    },
 }
 _COUNT = {"type": "integer", "minimum": 0}
 #: A campaign's (or one run's) results: counts, and each figure for people beside its twin for machines.

@@ -185,9 +185,17 @@ async def test_launch_reports_contacts_lacking_variables_and_they_fail_not_send(
                                             {"phone": partial, "first_name": "Bo"}],
                                "message_template":
                                    "Hi {{first_name}}, order #{{order_number}} {{ eta | default('soon') }}"})
+    assert "missing_variables" not in body  # a draft: nothing is sent yet
     status, launched = await call(http, "POST", f"{system.api_url}/campaigns/{body['id']}/launch", account.headers)
     assert status == 200, launched
     assert launched["missing_variables"] == {"order_number": 1}
+    # Created and launched in one request: the same answer.
+    status, at_once = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                                 {"name": "vars at once", "type": "sms", "agent_id": agent_id, "status": "scheduled",
+                                  "contacts": [{"phone": new_phone(), "first_name": "Cy"}],
+                                  "message_template": "Hi {{first_name}}, order #{{order_number}}"})
+    assert status == 201, at_once
+    assert (at_once["status"], at_once["missing_variables"]) == ("scheduled", {"order_number": 1})
 
     async def done():
         _status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)

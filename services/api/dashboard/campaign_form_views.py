@@ -95,7 +95,7 @@ async def save(request: web.Request) -> web.StreamResponse:
     try:
         if campaign_id is None:
             body = parse(CampaignCreate, forms.campaign_request(form, editing=False))
-            row, _warnings = await usecase.create(pool, account, settings, body)
+            row, _warnings, _missing = await usecase.create(pool, account, settings, body)
         else:
             row, _counts = await usecase.load(pool, account["id"], campaign_id)
             patch = parse(CampaignPatch, forms.campaign_request(form, editing=True))

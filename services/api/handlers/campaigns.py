@@ -70,11 +70,13 @@ async def _load(request: web.Request) -> tuple[asyncpg.Record, asyncpg.Record | 
 
 
 async def create_campaign(request: web.Request) -> web.Response:
-    """`POST /campaigns` → 201 with the draft (or launched, with `"status": "scheduled"`)."""
+    """`POST /campaigns` → 201 with the draft (or launched, with `"status": "scheduled"`, and then
+    `missing_variables` as a launch answers)."""
     body = await read_model(request, CampaignCreate)
-    row, warnings = await campaigns.create(request.app["pool"], request["account"], request.app["settings"], body)
-    body_out = campaign_body(row, None, breaker_defaults(request.app["settings"]))
-    return json_response({**body_out, "warnings": warnings}, status=201)
+    pool, settings = request.app["pool"], request.app["settings"]
+    row, warnings, missing = await campaigns.create(pool, request["account"], settings, body)
+    body_out = {**campaign_body(row, None, breaker_defaults(settings)), "warnings": warnings}
+    return json_response(body_out if missing is None else {**body_out, "missing_variables": missing}, status=201)
 
 
 async def update_campaign(request: web.Request) -> web.Response:

@@ -48,9 +48,10 @@ async def load(pool: Executor, account_id: str, campaign_id: str) -> tuple[async
 
 async def create(
     pool: asyncpg.Pool, account: asyncpg.Record, settings: Settings, body: CampaignCreate
-) -> tuple[asyncpg.Record, list[dict[str, str]]]:
-    """A new draft (launched at once when the request says `"status": "scheduled"`), and the
-    warnings about what it was given."""
+) -> tuple[asyncpg.Record, list[dict[str, str]], dict[str, int] | None]:
+    """A new draft (launched at once when the request says `"status": "scheduled"`), the warnings
+    about what it was given, and for one launched at once what a launch answers with besides
+    (`missing_variables`; None for a draft)."""
     spec = await asyncio.to_thread(normalize, body, account["default_timezone"], _now(settings))
     async with pool.acquire() as conn, conn.transaction():
         await _check_references(conn, account["id"], settings, spec)
@@ -63,7 +64,7 @@ async def create(
         await outbox.add(conn, events)
         row = cast(asyncpg.Record, await db.get(conn, account["id"], campaign_id))
     log.info("campaign.created", campaign_id=campaign_id, channel=spec.channel, contacts=row["total_contacts"])
-    return row, spec.warnings
+    return row, spec.warnings, (await missing_variables(pool, row) if spec.launch else None)
 
 
 async def update_draft(
