@@ -197,3 +197,29 @@ async def test_a_bad_signature_on_a_voice_webhook_is_403(http, system, kind, voi
     async with http.post(url, data=form, headers={"X-Twilio-Signature": right}) as response:
         assert response.status == 200  # signed: accepted (an unknown delivery changes nothing)
         assert "<Response>" in await response.text()
+
+
+async def test_a_call_with_nothing_to_say_is_refused_at_launch(http, system, account, db):
+    agent_id = await _agent(http, system, account)  # an agent without an opening message
+    silent = {"name": "silent", "type": "voice", "agent_id": agent_id, "contacts": [new_phone()]}
+    status, draft = await call(http, "POST", system.api_url + "/campaigns", account.headers, silent)
+    assert status == 201, draft  # a draft may still be given its words
+    balance = await db.fetchval("SELECT balance FROM accounts WHERE id = $1", account.id)
+    status, body = await call(http, "POST", f"{system.api_url}/campaigns/{draft['id']}/launch", account.headers)
+    assert status == 422, body
+    assert body["error"]["details"][0]["field"] == "message_template"
+    assert "a call needs something to say" in body["error"]["details"][0]["reason"]
+    assert await db.fetchval("SELECT status FROM campaigns WHERE id = $1", draft["id"]) == "draft"
+    assert await db.fetchval("SELECT balance FROM accounts WHERE id = $1", account.id) == balance  # nothing held
+    # Created and launched in one request: refused, and nothing written.
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {**silent, "name": "silent at once", "status": "scheduled"})
+    assert status == 422, body
+    assert await db.fetchval("SELECT count(*) FROM campaigns WHERE name = 'silent at once'") == 0
+    # Its own opening message is something to say.
+    status, spoken = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                                {**silent, "name": "spoken", "opening_message": "Hi, this is Riley."})
+    assert status == 201, spoken
+    status, body = await call(http, "POST", f"{system.api_url}/campaigns/{spoken['id']}/launch", account.headers)
+    assert status == 200, body
+    await call(http, "POST", f"{system.api_url}/campaigns/{spoken['id']}/cancel", account.headers)

@@ -23,7 +23,7 @@ from shared.db.connection import Connection, Executor
 from shared.domain import pricing
 from shared.domain.campaign import Action, InvalidTransition, check_editable, transition
 from shared.domain.results import Counts, results
-from shared.domain.templating import variables
+from shared.domain.templating import campaign_text, variables
 from shared.errors import Conflict, Invalid, NotFound, PaymentRequired
 from shared.messages.campaign_events import (
     CampaignCancelled,
@@ -199,6 +199,20 @@ async def _apply_template(conn: Connection, account_id: str, spec: CampaignSpec)
     spec.html_template = spec.html_template or template["html"]
 
 
+async def _check_text(conn: Connection, account_id: str, row: asyncpg.Record) -> None:
+    """Invalid for a campaign with nothing to say: no message (nor HTML for email) and, for a
+    call, no opening message of its own or of its agent. Every delivery would fail."""
+    agent = await db.get_agent(conn, account_id, row["agent_id"])
+    opening = agent["opening_message"] if agent else None
+    if campaign_text(row["message_template"], row["voice"], opening).strip() or row["html_template"]:
+        return
+    if row["channel"] == "voice":
+        reason = "a call needs something to say: message_template, an opening_message, or its agent's opening_message"
+    else:
+        reason = "the campaign has no message to send: give message_template (or template_id)"
+    raise Invalid("the campaign has nothing to say", details=[{"field": "message_template", "reason": reason}])
+
+
 def platform_senders(settings: Settings) -> tuple[str, ...]:
     """The platform's default senders, which every account may send from."""
     return (settings.default_from_number, settings.default_from_email)
@@ -239,6 +253,7 @@ async def _launch(
             "the campaign has no contacts to send to",
             details=[{"field": "contacts", "reason": "no contacts and no non-empty contact group"}],
         )
+    await _check_text(conn, account["id"], row)
     cost = pricing.estimate_run(row, account)
     if not await balance.reserve(conn, account["id"], row["id"], cost):
         have = cast(asyncpg.Record, await accounts.get(conn, account["id"]))["balance"]
