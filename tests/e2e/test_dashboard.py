@@ -259,3 +259,32 @@ async def test_a_person_issues_and_revokes_api_keys_on_the_account_page(http, sy
         assert (await call(http, "GET", system.api_url + "/account", _bearer(new_key)))[0] == 200
     finally:
         await session.close()
+
+
+async def test_a_wall_clock_schedule_is_shown_in_the_zone_it_is_read_in(http, system, account):
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    drafts = {}
+    for zone in ("America/New_York", "contact_local"):
+        status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                                  {"name": f"wall {zone}", "type": "sms", "agent_id": agent["id"],
+                                   "contacts": [new_phone()], "message_template": "Hi",
+                                   "scheduled_at": "2027-03-10T09:00:00", "timezone": zone})
+        assert status == 201, body
+        drafts[zone] = body["id"]
+    session = await _signed_in(system, account.key)
+    try:
+        shown = {}
+        for zone, campaign_id in drafts.items():
+            async with session.get(f"{system.api_url}/dashboard/campaigns/{campaign_id}") as response:
+                shown[zone] = await response.text()
+        async with session.get(system.api_url + "/dashboard") as response:
+            listed = await response.text()
+    finally:
+        await session.close()
+    new_york = '<time datetime="2027-03-10T09:00">2027-03-10 09:00 (America/New_York)</time>'
+    everyones = '<time datetime="2027-03-10T09:00">2027-03-10 09:00 (each contact&#39;s local time)</time>'
+    assert new_york in shown["America/New_York"]
+    assert "each contact" not in shown["America/New_York"]
+    assert everyones in shown["contact_local"]
+    assert new_york in listed
+    assert everyones in listed

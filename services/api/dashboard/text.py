@@ -33,16 +33,18 @@ def plural(count: Any, one: str, many: str | None = None) -> str:
     return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
 
-def when(value: datetime | str | None, empty: str = "—") -> Markup:
+def when(value: datetime | str | None, empty: str = "—", zone: str | None = None) -> Markup:
     """A `<time>` element: the instant in UTC (the page's script shows it in the viewer's zone);
-    a naive (wall-clock) time as it is, read in each contact's zone. ISO text is read first."""
+    a naive (wall-clock) time as it is, read in `zone` (a campaign's time zone) or, when that is
+    none or `contact_local`, in each contact's zone. ISO text is read first."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value is None:
         return escape(empty)
     if value.tzinfo is None:
-        return Markup('<time datetime="{0}">{1} (each contact\'s local time)</time>').format(
-            value.isoformat(timespec="minutes"), value.strftime("%Y-%m-%d %H:%M")
+        where = zone if zone and zone != "contact_local" else "each contact's local time"
+        return Markup('<time datetime="{0}">{1} ({2})</time>').format(
+            value.isoformat(timespec="minutes"), value.strftime("%Y-%m-%d %H:%M"), where
         )
     instant = value.astimezone(UTC)
     return Markup('<time datetime="{0}" data-local>{1}</time>').format(
