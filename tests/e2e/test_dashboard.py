@@ -288,3 +288,24 @@ async def test_a_wall_clock_schedule_is_shown_in_the_zone_it_is_read_in(http, sy
     assert everyones in shown["contact_local"]
     assert new_york in listed
     assert everyones in listed
+
+
+async def test_a_campaign_cancelled_as_a_draft_shows_no_progress(http, system, account):
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    status, draft = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                               {"name": "never sent", "type": "sms", "agent_id": agent["id"],
+                                "contacts": [new_phone()], "message_template": "Hi"})
+    assert status == 201, draft
+    status, body = await call(http, "POST", f"{system.api_url}/campaigns/{draft['id']}/cancel", account.headers)
+    assert (status, body["status"]) == (200, "cancelled"), body
+    session = await _signed_in(system, account.key)
+    try:
+        async with session.get(system.api_url + "/dashboard") as response:
+            listed = await response.text()
+        async with session.get(f"{system.api_url}/dashboard/campaigns/{draft['id']}") as response:
+            shown = await response.text()
+    finally:
+        await session.close()
+    assert "never sent" in listed
+    assert 'aria-label="Progress of never sent"' not in listed  # not 100% done: nothing was ever sent
+    assert 'aria-label="Progress of never sent"' not in shown

@@ -40,8 +40,9 @@ _OPEN = ("draft", "scheduled", "running", "paused")
 
 def progress(row: Any, results: dict[str, Any]) -> int | None:
     """Percentage of the contacts whose delivery has ended (sent, delivered, failed, skipped…;
-    cancelled ones not counted as done); None for a draft, which has not started."""
-    if row["status"] == "draft":
+    cancelled ones not counted as done); None for a campaign that never started: a draft, or one
+    cancelled as a draft."""
+    if row["status"] == "draft" or row["launched_at"] is None:
         return None
     total = results["total_contacts"]
     if not total:
