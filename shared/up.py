@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
 import os
 import sys
+from collections.abc import Coroutine
 from decimal import Decimal
+from typing import Any
 
 import aiohttp
 import click
@@ -71,10 +74,11 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
         if settings.providers == "sandbox"
         else []
     )
+    names = ["api", "scheduler", "dispatcher-sms", "dispatcher-email", "dispatcher-voice"]
     stages = [
-        [asyncio.create_task(s) for s in senders],
-        [asyncio.create_task(s) for s in providers],
-        [asyncio.create_task(tracker(settings, tracker_stop))],
+        [_service_task(name, s) for name, s in zip(names, senders, strict=True)],
+        [_service_task(name, s) for name, s in zip(["sandbox", "sandbox-smtp"], providers, strict=False)],
+        [_service_task("tracker", tracker(settings, tracker_stop))],
     ]
     stopping = asyncio.create_task(_stop_in_stages(stop, stages, [providers_stop, tracker_stop]))
     try:
@@ -82,6 +86,14 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
     finally:
         stop.set()
         await stopping
+
+
+def _service_task(service: str, run: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """Run one service as a task whose log lines name it (`"service": "tracker"`), as its own
+    process's would, rather than `up`: whatever it starts inherits the binding."""
+    context = contextvars.copy_context()
+    context.run(structlog.contextvars.bind_contextvars, service=service)
+    return asyncio.create_task(run, name=service, context=context)
 
 
 async def _stop_in_stages(

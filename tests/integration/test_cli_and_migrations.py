@@ -225,7 +225,7 @@ def test_a_database_or_broker_out_of_reach_is_one_line_naming_it(infra):
         assert "s3cret" not in result.stderr
 
 
-def test_up_stopped_mid_campaign_drains_into_its_sandbox(infra):
+def test_up_stopped_mid_campaign_drains_into_its_sandbox(infra, tmp_path):
     # Ctrl-C while a campaign sends: the dispatchers drain what they hold while the sandbox's Twilio
     # still answers (it stops after them, the tracker last), so no delivery is left waiting a retry
     # interval as "cannot reach twilio", and each send's callbacks reach the tracker
@@ -236,9 +236,10 @@ def test_up_stopped_mid_campaign_drains_into_its_sandbox(infra):
             **os.environ, "CAMPAIGNS_DATABASE_URL": url, "CAMPAIGNS_AMQP_URL": infra.amqp_url,
             "CAMPAIGNS_AMQP_PREFIX": prefix, **{f"CAMPAIGNS_{name}_PORT": str(port) for name, port in ports.items()},
         }
+        log = (tmp_path / "up.log").open("w")
         up = subprocess.Popen(
             [sys.executable, "-m", "shared.cli", "up", "--name", "stopper"], env=env, cwd=ROOT,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            stdout=subprocess.PIPE, stderr=log, text=True,
         )
         try:
             key = _printed_key(up)
@@ -250,7 +251,16 @@ def test_up_stopped_mid_campaign_drains_into_its_sandbox(infra):
                 up.kill()
                 up.wait()
             asyncio.run(asyncio.wait_for(_drop_topology(infra.amqp_url, prefix), 60))
+            log.close()
         states = asyncio.run(_states(url, campaign_id))
+    # Each service's log lines name it, as its own process's would (not "up").
+    lines = [json.loads(line) for line in (tmp_path / "up.log").read_text().splitlines() if line.startswith("{")]
+    by_event = {line["event"]: line["service"] for line in lines}
+    assert by_event["api.listening"] == "api"
+    assert by_event["tracker.listening"] == "tracker"
+    assert {line["service"] for line in lines if line["event"] == "dispatcher.started"} >= {
+        "dispatcher-sms", "dispatcher-email", "dispatcher-voice"}
+    assert {line["service"] for line in lines} >= {"scheduler", "sandbox"}
     assert states["errors"] == 0, states
     assert states["planned"] + states["queued"] + states["sending"] + states["sent"] + states["delivered"] == 600
     assert states["delivered"] >= states["sent_at_stop"], states  # every send's callbacks came in
