@@ -89,3 +89,29 @@ async def test_daily_runs_each_with_its_own_results(http, fast_clock, fake_twili
     assert (per_run["run"], per_run["sent"], per_run["total_contacts"]) == (2, 2, 2)
     status, total = await call(http, "GET", campaign + "/results", account.headers)
     assert total["sent"] == 6
+
+
+async def test_a_run_still_to_come_reads_the_same_everywhere(http, system, account):
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "Later", "type": "sms", "agent_id": agent["id"], "contacts": [new_phone()],
+         "message_template": "Hi", "scheduled_at": "2030-01-07T09:00:00", "timezone": "America/New_York",
+         "recurrence": {"frequency": "daily", "count": 2}, "status": "scheduled"},
+    )
+    assert status == 201, body
+    campaign = f"{system.api_url}/campaigns/{body['id']}"
+
+    async def both_runs():
+        _status, runs = await call(http, "GET", campaign + "/runs", account.headers)
+        return runs["data"] if len(runs["data"]) == 2 else None
+
+    runs = await wait_until(both_runs, timeout=30, message="the second run is on record")
+    for run in runs:
+        _status, alone = await call(http, "GET", f"{campaign}/results?run={run['run']}", account.headers)
+        figures = ("total_contacts", "sent", "pending", "failed")
+        assert {k: alone[k] for k in figures} == {k: run["results"][k] for k in figures}, (run, alone)
+        assert (alone["total_contacts"], alone["pending"]) == (1, 1)
+    # 09:00 in New York, each day: an instant, written as every other time is
+    assert [r["occurs_at"] for r in runs] == ["2030-01-07T14:00:00Z", "2030-01-08T14:00:00Z"]
+    await call(http, "POST", campaign + "/cancel", account.headers)

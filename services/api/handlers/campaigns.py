@@ -16,7 +16,7 @@ from shared.domain import contacts
 from shared.domain.breaker import Thresholds, thresholds
 from shared.domain.campaign import Action, Status
 from shared.domain.deliveries import STATES
-from shared.domain.results import Counts, results
+from shared.domain.results import results
 from shared.errors import Invalid, NotFound
 from shared.settings import breaker_defaults
 from shared.web import download, json_response
@@ -147,7 +147,7 @@ async def campaign_results(request: web.Request) -> web.Response:
     if "run" in request.query:
         run = await _run(request, row["id"], request.query["run"])
         counts = (await db.delivery_counts(request.app["pool"], [row["id"]], run["id"])).get(row["id"])
-        body = results(row["id"], row["status"], campaigns.fold(row, counts))
+        body = results(row["id"], row["status"], campaigns.fold_run(row, run, counts))
         return json_response({**body, "run": run["seq"], "run_status": run["status"]})
     return json_response(results(row["id"], row["status"], campaigns.fold(row, counts)))
 
@@ -170,13 +170,13 @@ async def campaign_runs(request: web.Request) -> web.Response:
     data = []
     for run in rows[:limit]:
         counts = (await db.delivery_counts(pool, [row["id"]], run["id"])).get(row["id"])
-        folded = campaigns.fold(row, counts) if counts is not None else Counts()
+        folded = campaigns.fold_run(row, run, counts)
         data.append(
             {
                 "run": run["seq"],
                 "id": run["id"],
                 "status": run["status"],
-                "occurs_at": iso(run["occurs_at"] or run["occurs_wall"]),
+                "occurs_at": iso(campaigns.occurs_at(row, run)),
                 "completed_at": iso(run["completed_at"]),
                 "results": results(row["id"], run["status"], folded),
             }

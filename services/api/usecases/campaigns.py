@@ -6,6 +6,7 @@ import asyncio
 import functools
 from datetime import datetime
 from typing import Any, Literal, cast
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import structlog
@@ -24,6 +25,7 @@ from shared.domain import pricing
 from shared.domain.campaign import Action, InvalidTransition, check_editable, transition
 from shared.domain.results import Counts, results
 from shared.domain.templating import campaign_text, variables
+from shared.domain.zones import is_valid_zone
 from shared.errors import Conflict, Invalid, NotFound, PaymentRequired
 from shared.messages.campaign_events import (
     CampaignCancelled,
@@ -317,6 +319,28 @@ def fold(row: asyncpg.Record, counts: asyncpg.Record | None) -> Counts:
         pending = row["total_contacts"] if row["status"] in ("draft", "scheduled", "paused") else 0
         return Counts(total=row["total_contacts"], pending=pending)
     return Counts(**{k: counts[k] for k in Counts.__dataclass_fields__})
+
+
+def fold_run(row: asyncpg.Record, run: asyncpg.Record, counts: asyncpg.Record | None) -> Counts:
+    """One run's counts as the results read them: from its deliveries; before the scheduler has
+    planned it (no delivery yet), the campaign's contacts, each pending while the run is still to
+    come, none once it cannot come (the campaign ended)."""
+    if counts is not None:
+        return Counts(**{k: counts[k] for k in Counts.__dataclass_fields__})
+    if run["status"] == "pending" and row["status"] in ("scheduled", "running", "paused"):
+        return Counts(total=row["total_contacts"], pending=row["total_contacts"])
+    return Counts()
+
+
+def occurs_at(row: asyncpg.Record, run: asyncpg.Record) -> datetime | None:
+    """When a run occurs: its instant; for one still to come, its wall-clock time read in the
+    campaign's zone (an instant too), or as it is (naive) when each contact reads it in theirs."""
+    if run["occurs_at"] is not None or run["occurs_wall"] is None:
+        return cast(datetime | None, run["occurs_at"])
+    wall: datetime = run["occurs_wall"]
+    if row["timezone"] == "contact_local" or not is_valid_zone(row["timezone"]):
+        return wall
+    return wall.replace(tzinfo=ZoneInfo(row["timezone"]))
 
 
 def results_of(row: asyncpg.Record, counts: asyncpg.Record | None) -> dict[str, Any]:
