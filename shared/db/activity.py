@@ -48,7 +48,7 @@ LIMIT $2
 _CONVERSATION = """
 SELECT m.id, m.direction, m.author, m.body, m.channel, m.created_at
 FROM messages m WHERE m.campaign_id = $1 AND m.contact_id = $2
-ORDER BY m.created_at, m.id LIMIT 500
+ORDER BY m.created_at, m.direction = 'out', m.id LIMIT 500
 """
 _SENT_TO_CONTACT = """
 SELECT d.id, 'out' AS direction, 'campaign' AS author, d.rendered AS body, d.channel, d.sent_at AS created_at
@@ -70,7 +70,7 @@ ORDER BY d.send_at DESC, d.id DESC LIMIT $3
 _CONTACT_MESSAGES = """
 SELECT m.id, m.campaign_id, m.direction, m.author, m.body, m.channel, m.created_at
 FROM messages m WHERE m.account_id = $1 AND m.contact_id = $2
-ORDER BY m.created_at DESC, m.id DESC LIMIT $3
+ORDER BY m.created_at DESC, m.direction = 'out' DESC, m.id DESC LIMIT $3
 """
 
 

@@ -117,7 +117,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 """
 _HISTORY = """
 SELECT direction, author, body FROM messages WHERE contact_id = $1 AND campaign_id IS NOT DISTINCT FROM $2
-ORDER BY created_at, id
+ORDER BY created_at, direction = 'out', id
 """
 
 

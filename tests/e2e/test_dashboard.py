@@ -309,3 +309,49 @@ async def test_a_campaign_cancelled_as_a_draft_shows_no_progress(http, system, a
     assert "never sent" in listed
     assert 'aria-label="Progress of never sent"' not in listed  # not 100% done: nothing was ever sent
     assert 'aria-label="Progress of never sent"' not in shown
+
+
+async def test_a_conversation_shows_each_message_before_the_answer_it_caused(http, system, account, db, fake_twilio):
+    """Given a contact texting HELP then STOP (each answered in the transaction that records it),
+    the conversation page lists each message before its answer: the answer is written later (its
+    own time), and a message and answer of the same instant (rows from before) still read in first."""
+    phone = new_phone()
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Riley"})
+    _status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                               {"name": "order", "type": "sms", "agent_id": agent["id"], "contacts": [phone],
+                                "message_template": "Reply HELP for help", "status": "scheduled"})
+
+    async def delivered():
+        _status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+        return r["delivered"] == 1
+
+    await wait_until(delivered)
+    fake_twilio.inbound_url = system.tracker_url + "/webhooks/twilio/sms/inbound"
+    for text in ("HELP", "stop"):
+        future = asyncio.run_coroutine_threadsafe(
+            fake_twilio.inbound(phone, "+15005550006", text), fake_twilio.thread.loop)
+        assert await asyncio.wrap_future(future)
+    rows = await db.fetch("SELECT direction, body, created_at FROM messages WHERE campaign_id = $1", body["id"])
+    by_body = {r["body"]: r for r in rows}
+    assert by_body["HELP"]["created_at"] < by_body["Reply STOP to unsubscribe, START to resubscribe."]["created_at"]
+    assert by_body["stop"]["created_at"] < by_body[
+        "You have been unsubscribed and will receive no more messages. Reply START to resubscribe."]["created_at"]
+    # A message and its answer of one instant (as written before migration 0023), the answer's id first.
+    contact_id = await db.fetchval("SELECT contact_id FROM messages WHERE campaign_id = $1 LIMIT 1", body["id"])
+    await db.execute(
+        "INSERT INTO messages (id, account_id, contact_id, campaign_id, channel, direction, body, author, created_at)"
+        " VALUES ('message_zz_order', $1, $2, $3, 'sms', 'in', 'INFO', 'contact', now() + interval '1 minute'),"
+        "        ('message_00_order', $1, $2, $3, 'sms', 'out', 'Here is your INFO answer', 'system',"
+        "         now() + interval '1 minute')",
+        account.id, contact_id, body["id"])
+    session = await _signed_in(system, account.key)
+    try:
+        async with session.get(f"{system.api_url}/dashboard/campaigns/{body['id']}/conversations/{contact_id}") as r:
+            assert r.status == 200
+            page = await r.text()
+    finally:
+        await session.close()
+    order = [page.index(text) for text in (
+        "Reply HELP for help", ">HELP<", "Reply STOP to unsubscribe, START to resubscribe.", ">stop<",
+        "You have been unsubscribed", ">INFO<", "Here is your INFO answer")]
+    assert order == sorted(order)
