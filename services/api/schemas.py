@@ -243,6 +243,17 @@ def agent_settings_errors(mode: str, settings: dict[str, Any]) -> list[dict[str,
     return errors
 
 
+def reply_template_errors(mode: str, settings: dict[str, Any]) -> list[dict[str, str]]:
+    """A rules agent's replies are templates (rendered for the contact as a campaign's message is):
+    each one's syntax error or blown budget, named by its place in `settings`. Off the event loop."""
+    if mode != "rules":
+        return []
+    rules = settings.get("rules")
+    replies = [(f"settings.rules[{i}].reply", r.get("reply")) for i, r in enumerate(rules or []) if isinstance(r, dict)]
+    replies.append(("settings.default_reply", settings.get("default_reply")))
+    return [e for name, reply in replies if isinstance(reply, str) for e in template_errors(name, reply)]
+
+
 @dataclass
 class Recipient:
     """A normalised inline contact."""

@@ -61,6 +61,45 @@ async def test_a_reply_is_counted_and_answered_by_the_rules_agent(http, system, 
         ("in", "contact"), ("out", "agent"), ("in", "contact"), ("out", "agent"), ("in", "contact")]
 
 
+async def test_a_rules_reply_is_rendered_for_the_contact_like_a_campaign_message(http, system, account, texting, db):
+    """Given rules whose replies use the campaign messages' variables, a contact's reply is answered
+    with them filled in (built-ins, metadata, the agent's name); a variable the contact lacks is
+    left empty; a reply that is no valid template is refused when the agent is saved."""
+    status, bad = await call(http, "POST", system.api_url + "/agents", account.headers, {
+        "name": "Riley", "mode": "rules", "settings": {"rules": [{"keyword": "X", "reply": "Hi {{ first_name"}],
+                                                      "default_reply": "{% for %}"}})
+    assert status == 422, bad
+    assert {d["field"] for d in bad["error"]["details"]} == {"settings.rules[0].reply", "settings.default_reply"}
+    ann, bob = new_phone(), new_phone()
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {
+        "name": "Riley", "mode": "rules", "settings": {
+            "rules": [{"keyword": "CONFIRM", "reply": "Thanks {{first_name}}, confirmed!"},
+                      {"keyword": "PLAN", "reply": "{{agent_name}} here: your plan is {{ plan_name }}."}],
+            "default_reply": "Sorry {{ first_name | default('there') }}, {{agent_name}} did not get that."}})
+    assert status == 201, agent
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers, {
+        "name": "rendered", "type": "sms", "agent_id": agent["id"],
+        "contacts": [{"phone": ann, "first_name": "Ann", "plan_name": "Pro"}, bob],
+        "message_template": "Reply CONFIRM", "status": "scheduled"})
+    assert status == 201, body
+
+    async def delivered():
+        _status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+        return r["delivered"] == 2
+
+    await wait_until(delivered)
+    assert await texting(ann, "confirm") == "Thanks Ann, confirmed!"
+    assert await texting(ann, "my plan?") == "Riley here: your plan is Pro."
+    assert await texting(ann, "what?") == "Sorry Ann, Riley did not get that."
+    assert await texting(bob, "CONFIRM") == "Thanks , confirmed!"  # no first name: left empty, still answered
+    assert await texting(bob, "hmm") == "Sorry there, Riley did not get that."
+    recorded = await db.fetch(
+        "SELECT body FROM messages WHERE campaign_id = $1 AND author = 'agent' ORDER BY created_at", body["id"])
+    assert [r["body"] for r in recorded] == [
+        "Thanks Ann, confirmed!", "Riley here: your plan is Pro.", "Sorry Ann, Riley did not get that.",
+        "Thanks , confirmed!", "Sorry there, Riley did not get that."]
+
+
 async def test_stop_opts_out_start_opts_back_in_help_answers(http, system, account, texting, db, fake_twilio):
     phone = new_phone()
     campaign_id = await _delivered_campaign(http, system, account, [phone])
@@ -128,7 +167,8 @@ async def test_the_llm_agent_gets_the_conversation_and_its_answer_goes_back(http
 
     async def completions(request: web.Request) -> web.Response:
         seen.append({"auth": request.headers.get("Authorization"), **(await request.json())})
-        return web.json_response({"choices": [{"message": {"role": "assistant", "content": "Tuesday at 3pm works."}}]})
+        answer = "Tuesday at 3pm works, {{ first_name }}."  # an LLM's answer is never rendered as a template
+        return web.json_response({"choices": [{"message": {"role": "assistant", "content": answer}}]})
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)
@@ -152,7 +192,7 @@ async def test_the_llm_agent_gets_the_conversation_and_its_answer_goes_back(http
             return r["delivered"] == 1
 
         await wait_until(delivered)
-        assert await texting(phone, "Is Tuesday possible?") == "Tuesday at 3pm works."
+        assert await texting(phone, "Is Tuesday possible?") == "Tuesday at 3pm works, {{ first_name }}."
     finally:
         await runner.cleanup()
     assert seen[0]["auth"] == "Bearer k-123"

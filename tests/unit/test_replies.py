@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.tracker.agents import rules
+from services.tracker.agents import personalised, rules
 from shared.domain.keywords import classify
 
 
@@ -25,3 +25,18 @@ def test_rules_agent():
     assert rules.answer(settings, "please CALL ME back") == "Calling"
     assert rules.answer(settings, "confirmation?") == "A person will get back to you."
     assert rules.answer({}, "anything") is None
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [("Thanks {{first_name}}, confirmed!", "Thanks Ann, confirmed!"),
+     ("{{agent_name}} for {{ company }}: plan {{plan}}", "Riley for Acme: plan gold"),
+     ("Hi {{ nickname }}!", "Hi !"),  # a variable the contact lacks: left empty
+     ("Order {{ order.number }}", "Order {{ order.number }}"),  # cannot be rendered even so: as written
+     ("Hi {{ first_name", "Hi {{ first_name"),  # saved before replies were checked: as written
+     ("{{ ''.__class__ }}", "{{ ''.__class__ }}"),  # the sandbox refuses it: as written
+     ("No variables", "No variables")],
+)
+def test_a_rules_reply_is_rendered_for_the_contact_and_never_fails(reply, expected):
+    contact = {"first_name": "Ann", "company": "Acme", "metadata": {"plan": "gold"}}
+    assert personalised(reply, {"id": "ag_1", "name": "Riley"}, contact) == expected

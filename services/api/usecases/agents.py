@@ -7,7 +7,13 @@ from typing import Any
 
 import asyncpg
 
-from services.api.schemas import AgentCreate, AgentPatch, agent_settings_errors, template_errors
+from services.api.schemas import (
+    AgentCreate,
+    AgentPatch,
+    agent_settings_errors,
+    reply_template_errors,
+    template_errors,
+)
 from shared.db import campaigns as db
 from shared.db.connection import Executor
 from shared.errors import Conflict, Invalid, NotFound
@@ -27,9 +33,10 @@ async def get(pool: Executor, account_id: str, agent_id: str) -> asyncpg.Record:
 
 async def create(pool: asyncpg.Pool, account_id: str, body: AgentCreate, outbound: OutboundPolicy) -> asyncpg.Record:
     """A new agent; 422 naming what its answering mode lacks, a URL `outbound` does not reach, or
-    its opening message's error."""
+    its opening message's or a rule's reply's template error."""
     errors = agent_settings_errors(body.mode, body.settings) + await url_errors(outbound, body.mode, body.settings)
     errors += await asyncio.to_thread(template_errors, "opening_message", body.opening_message)
+    errors += await asyncio.to_thread(reply_template_errors, body.mode, body.settings)
     if errors:
         raise Invalid("the agent is not valid", details=errors)
     async with pool.acquire() as conn:
@@ -46,6 +53,7 @@ async def update(
     errors = agent_settings_errors(data["mode"], data["settings"])
     errors += await url_errors(outbound, data["mode"], data["settings"])
     errors += await asyncio.to_thread(template_errors, "opening_message", data["opening_message"])
+    errors += await asyncio.to_thread(reply_template_errors, data["mode"], data["settings"])
     if errors:
         raise Invalid("the agent is not valid", details=errors)
     return await db.update_agent(pool, account_id, row["id"], data)

@@ -1,7 +1,9 @@
 """How an agent answers a contact's reply: `rules` (built in, offline), `webhook` or `llm`.
 
 Every answer is bounded by a timeout; an agent that fails or is slow gives no answer and never
-breaks ingestion of the reply.
+breaks ingestion of the reply. A rule's configured reply is a template, rendered for the contact
+as a campaign's message is; what a webhook or an LLM answers is sent as it is (never rendered: it
+may quote the contact).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import aiohttp
 import structlog
 
 from services.tracker.agents import llm, rules, webhook
+from shared.domain.templating import MissingVariable, TemplateError, contact_context, render, variables
 from shared.outbound import OutboundRefused
 from shared.row import Row
 
@@ -39,10 +42,29 @@ async def answer(
                 return await webhook.answer(session, settings, agent, contact, history)
             if mode == "llm":
                 return await llm.answer(session, settings, agent, history)
-            return rules.answer(settings, history[-1]["body"] if history else "")
+            reply = rules.answer(settings, history[-1]["body"] if history else "")
+            return await asyncio.to_thread(personalised, reply, agent, contact) if reply else None
     except OutboundRefused as exc:  # a URL saved before it was refused, or a host that moved
         log.warning("agent.refused", agent_id=agent["id"], mode=mode, reason=str(exc))
         return None
     except Exception as exc:  # an agent never breaks ingestion
         log.warning("agent.failed", agent_id=agent["id"], mode=mode, error=repr(exc))
         return None
+
+
+def personalised(reply: str, agent: Row, contact: Mapping[str, Any]) -> str:
+    """A rule's `reply` rendered for the contact (the variables and sandbox of campaign messages).
+    A variable the contact lacks is left empty; a reply that cannot be rendered at all (saved
+    before replies were checked) goes as written. Either is logged."""
+    context = contact_context(contact, agent["name"])
+    try:
+        return render(reply, context)
+    except MissingVariable as exc:
+        log.warning("agent.reply_variable_missing", agent_id=agent["id"], variable=exc.name)
+        try:
+            return render(reply, {**dict.fromkeys(variables(reply), ""), **context})
+        except (MissingVariable, TemplateError) as again:
+            log.warning("agent.reply_not_rendered", agent_id=agent["id"], error=str(again))
+    except TemplateError as exc:
+        log.warning("agent.reply_not_rendered", agent_id=agent["id"], error=str(exc))
+    return reply
