@@ -129,7 +129,8 @@ def sandbox() -> None:
     settings = _settings("sandbox")
 
     async def both(stop: asyncio.Event) -> None:
-        await asyncio.gather(run(settings, stop), smtp.run(settings, stop))
+        mailbox = smtp.SandboxSmtp()  # GET /sandbox/emails on the Twilio port lists what SMTP received
+        await asyncio.gather(run(settings, stop, mailbox), smtp.run(settings, stop, mailbox))
 
     _serve(both)
 

@@ -60,6 +60,7 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
     from services.scheduler.app import run as scheduler
     from services.tracker.app import run as tracker
     from shared.sandbox.run import run as sandbox
+    from shared.sandbox.smtp import SandboxSmtp
     from shared.sandbox.smtp import run as sandbox_smtp
 
     # `up` again on the same database keeps the account (and its campaigns) and prints a new key
@@ -69,8 +70,9 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
     providers_stop, tracker_stop = asyncio.Event(), asyncio.Event()
     senders = [api(settings, stop), scheduler(settings, stop)]
     senders += [dispatcher(settings, channel, stop) for channel in ("sms", "email", "voice")]
+    mailbox = SandboxSmtp()  # the SMTP server records into it; the sandbox's HTTP server lists it
     providers = (
-        [sandbox(settings, providers_stop), sandbox_smtp(settings, providers_stop)]
+        [sandbox(settings, providers_stop, mailbox), sandbox_smtp(settings, providers_stop, mailbox)]
         if settings.providers == "sandbox"
         else []
     )
@@ -136,7 +138,8 @@ async def _run_until_stopped(
         )
     smtp_host, smtp_port = smtp_address(settings)
     smtp_note = (
-        " (the sandbox: it accepts and logs every message)"
+        " (the sandbox: it accepts and logs every message; read them at "
+        f"http://{reachable_host(settings.sandbox_host)}:{settings.sandbox_port}/sandbox/emails)"
         if "smtp_host" not in settings.model_fields_set and settings.providers == "sandbox"
         else ""
     )

@@ -3,7 +3,9 @@ envelope and the parsed message) and answers scripted failures per recipient.
 
 Used by `campaigns up` in sandbox mode and by the tests as their SMTP peer. Failures are scripted at
 RCPT: `smtp.script["ann@example.com"] = [(451, "4.2.0 try later")]` answers 451 once, then accepts;
-550 is a permanent refusal, 4xx a transient one.
+550 is a permanent refusal, 4xx a transient one. What it received can be read back: each message's
+log line (`sandbox.email`) names its links and `List-Unsubscribe`, and `GET /sandbox/emails` on the
+sandbox's HTTP server lists the latest messages whole (`emails`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import html
+import re
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
@@ -18,9 +22,17 @@ from email.message import EmailMessage
 from typing import Any
 
 import structlog
+from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 log = structlog.get_logger()
+
+#: A link in a message's text or HTML (a verification link, an unsubscribe page).
+_LINK = re.compile(r"""https?://[^\s<>"'()\[\]]+""")
+#: Links a summary names at most.
+MAX_LINKS = 20
+#: Messages `GET /sandbox/emails` lists unless asked for another number, and at most.
+DEFAULT_LIST, MAX_LIST = 20, 200
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,29 @@ class ReceivedMail:
         """The text of the `text/<subtype>` part (plain or html), decoded."""
         body = self.message.get_body(preferencelist=(subtype,))
         return None if body is None else str(body.get_content())
+
+    def links(self) -> list[str]:
+        """The http(s) links of the text and HTML parts, each once, in order (at most MAX_LINKS)."""
+        found = _LINK.findall((self.part("plain") or "") + "\n" + html.unescape(self.part("html") or ""))
+        return list(dict.fromkeys(link.rstrip(".,;:!?") for link in found))[:MAX_LINKS]
+
+    def summary(self) -> dict[str, Any]:
+        """What the log line says of the message: who, what, and where its links lead."""
+        return {
+            "mail_from": self.mail_from,
+            "to": list(self.rcpt_tos),
+            "subject": self.header("Subject"),
+            "email_message_id": self.header("Message-ID"),
+            "list_unsubscribe": self.header("List-Unsubscribe"),
+            "list_unsubscribe_post": self.header("List-Unsubscribe-Post"),
+            "links": self.links(),
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        """The message whole, as `GET /sandbox/emails` lists it: its summary, every header (in
+        order, repeated ones kept), the text and the HTML."""
+        headers = [[name, str(value)] for name, value in self.message.items()]
+        return {**self.summary(), "headers": headers, "text": self.part("plain"), "html": self.part("html")}
 
 
 @dataclass
@@ -69,6 +104,16 @@ class SandboxSmtp:
     def env(self) -> dict[str, str]:
         """Settings that point the dispatcher at this server."""
         return {"CAMPAIGNS_SMTP_HOST": self.host, "CAMPAIGNS_SMTP_PORT": str(self.port), "CAMPAIGNS_SMTP_TLS": "none"}
+
+    async def list_emails(self, request: web.Request) -> web.Response:
+        """`GET /sandbox/emails?limit=&to=`: the latest messages received (newest first; `limit`
+        20 by default, 200 at most; `to` one recipient's), whole. Read-only."""
+        raw = request.query.get("limit", str(DEFAULT_LIST))
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
+            return web.json_response({"error": f"limit: a number from 1 to {MAX_LIST}"}, status=400)
+        to = request.query.get("to")
+        mails = self.sent_to(to) if to else list(self.messages)
+        return web.json_response({"data": [m.as_json() for m in reversed(mails[-int(raw) :])]})
 
     def sent_to(self, address: str) -> list[ReceivedMail]:
         """Every message accepted for `address`."""
@@ -101,12 +146,7 @@ class SandboxSmtp:
             assert isinstance(parsed, EmailMessage)
             mail = ReceivedMail(str(envelope.mail_from), tuple(envelope.rcpt_tos), data, parsed)
             self.messages.append(mail)
-            log.info(
-                "sandbox.email",
-                to=list(mail.rcpt_tos),
-                subject=mail.header("Subject"),
-                email_message_id=mail.header("Message-ID"),
-            )
+            log.info("sandbox.email", **mail.summary())
             return "250 2.0.0 Message accepted for delivery"
         finally:
             self.in_flight -= 1
@@ -144,10 +184,10 @@ async def stop(server: asyncio.Server) -> None:
     await server.wait_closed()
 
 
-async def run(settings: Any, stop_event: asyncio.Event) -> None:
+async def run(settings: Any, stop_event: asyncio.Event, sandbox: SandboxSmtp | None = None) -> None:
     """Serve the sandbox SMTP server on CAMPAIGNS_SANDBOX_HOST:CAMPAIGNS_SANDBOX_SMTP_PORT until
-    `stop_event` is set."""
-    sandbox = SandboxSmtp()
+    `stop_event` is set (recording into `sandbox`, which the sandbox's HTTP server may list)."""
+    sandbox = sandbox if sandbox is not None else SandboxSmtp()
     server = await serve(sandbox, settings.sandbox_host, settings.sandbox_smtp_port)
     log.info("sandbox.smtp_listening", smtp=f"{sandbox.host}:{sandbox.port}")
     try:

@@ -30,6 +30,7 @@ from aiohttp import web
 from shared.domain.twilio_signature import twilio_signature
 from shared.providers.twilio_client import form_body
 from shared.sandbox.callbacks import CallbackClient, CallbackError
+from shared.sandbox.smtp import SandboxSmtp
 from shared.sandbox.twilio_calls import FakeCalls
 from shared.sandbox.twilio_numbers import FakeNumbers
 from shared.web import start
@@ -112,6 +113,8 @@ class FakeTwilio(FakeCalls, FakeNumbers):
     #: Numbers the account owns (bought) beside Twilio's test numbers, and its verified caller IDs.
     owned_numbers: set[str] = field(default_factory=set)
     caller_ids: set[str] = field(default_factory=set)
+    #: The sandbox SMTP server whose messages `GET /sandbox/emails` lists (none: no such route).
+    mailbox: SandboxSmtp | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _session: aiohttp.ClientSession | None = None
     _callbacks: CallbackClient = field(default_factory=CallbackClient)
@@ -123,6 +126,8 @@ class FakeTwilio(FakeCalls, FakeNumbers):
         app.router.add_get(_PREFIX + "/Messages.json", self._list_messages)
         app.router.add_get(_PREFIX + "/Messages/{sid}.json", self._fetch_message)
         app.router.add_post("/sandbox/inbound", self._simulate_inbound)
+        if self.mailbox is not None:
+            app.router.add_get("/sandbox/emails", self.mailbox.list_emails)
         app.router.add_post(_PREFIX + "/Calls.json", self._create_call)
         app.router.add_get(_PREFIX + "/Calls.json", self._list_calls)
         app.router.add_get(_PREFIX + "/Calls/{sid}.json", self._fetch_call)

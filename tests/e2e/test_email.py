@@ -276,3 +276,68 @@ async def test_emails_waiting_for_an_smtp_connection_are_not_sent_twice(http, sy
         "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND error IS NOT NULL", campaign_id
     )
     assert errors == 0  # (none was ever taken for lost and sent again)
+
+
+async def test_the_sandbox_shows_what_it_received_links_and_unsubscribe_headers(http, system, account, sandbox_smtp):
+    """Given the sandbox SMTP server's messages, a newcomer reads them back: the log line names the
+    links and List-Unsubscribe, and GET /sandbox/emails on the sandbox's HTTP server lists them whole."""
+    from structlog.testing import capture_logs
+
+    from shared.sandbox.twilio import FakeTwilio, bound_port, serve
+
+    # Given an email campaign with a link, and a sender whose verification link was mailed
+    address, sender = new_email("reader"), new_email("sender")
+    campaign_id = await launch(http, system, account, contacts=[address],
+                               message_template="Hi, see https://example.com/offer?a=1&b=2 today.",
+                               html_template='<p><a href="https://example.com/offer?a=1&amp;b=2">offer</a></p>')
+    await finished(http, system, account, campaign_id)
+    status, added = await call(http, "POST", system.api_url + "/senders", account.headers, {"email": sender})
+    assert status in (200, 201), added
+    runner = await serve(FakeTwilio("ACx", "token", mailbox=sandbox_smtp), "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{bound_port(runner)}/sandbox/emails"
+    try:
+        # When the newcomer lists the messages sent to each
+        async with http.get(base, params={"to": address}) as response:
+            assert response.status == 200
+            [mail] = (await response.json())["data"]
+        async with http.get(base, params={"to": sender}) as response:
+            [verification] = (await response.json())["data"]
+        async with http.get(base, params={"limit": "1"}) as response:
+            latest = (await response.json())["data"]
+        async with http.get(base, params={"limit": "0"}) as response:
+            assert response.status == 400
+    finally:
+        await runner.cleanup()
+
+    # Then each comes whole: headers, text, the unsubscribe header and the links
+    assert mail["to"] == [address]
+    assert mail["subject"] == "Hello"
+    assert mail["list_unsubscribe"].startswith(f"<{system.tracker_url}/unsubscribe/")
+    assert mail["list_unsubscribe_post"] == "List-Unsubscribe=One-Click"
+    assert ["List-Unsubscribe", mail["list_unsubscribe"]] in mail["headers"]
+    assert mail["links"] == ["https://example.com/offer?a=1&b=2"]
+    assert "https://example.com/offer" in mail["text"]
+    assert 'href="https://example.com/offer?a=1&amp;b=2"' in mail["html"]
+    assert len(verification["links"]) == 1
+    assert f"{system.tracker_url}/senders/verify/" in verification["links"][0]
+    assert verification["links"][0] in verification["text"]
+    assert len(latest) == 1
+    assert latest[0]["email_message_id"] == sandbox_smtp.messages[-1].header("Message-ID")
+
+    # And the log line of each message names its links and List-Unsubscribe
+    relay = SandboxSmtp()
+    server = await sandbox.serve(relay, "127.0.0.1", 0)
+    provider = SmtpEmail(relay.host, relay.port, username=None, password=None, tls=None, timeout=5, pool_size=1)
+    try:
+        with capture_logs() as logs:
+            await provider.send_email(Email("campaigns@localhost", "ann@example.com", "Verify", "Open "
+                                            "http://127.0.0.1:8081/senders/verify/abc.", None, "<m1@localhost>",
+                                            "http://127.0.0.1:8081/unsubscribe/tok"))
+    finally:
+        await provider.close()
+        await sandbox.stop(server)
+    [line] = [e for e in logs if e["event"] == "sandbox.email"]
+    assert line["links"] == ["http://127.0.0.1:8081/senders/verify/abc"]
+    assert line["list_unsubscribe"] == "<http://127.0.0.1:8081/unsubscribe/tok>"
+    assert line["to"] == ["ann@example.com"]
+    assert line["email_message_id"] == "<m1@localhost>"
