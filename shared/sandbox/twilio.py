@@ -3,6 +3,8 @@ and sends the status callbacks Twilio would, signed with the auth token (X-Twili
 
 Used by `campaigns up` when no credentials are set, and by the tests as their fake Twilio.
 Failures can be scripted per recipient: `fake.script["+15550001111"] = [(429, 20429), (201, None)]`.
+A message to one of Twilio's magic test numbers is refused as Twilio's test credentials refuse it
+(`+15005550001` 21211 … `+15005550009` 21614: `twilio_numbers.MAGIC_TO`) unless `magic_numbers` is off.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from shared.providers.twilio_client import form_body
 from shared.sandbox.callbacks import CallbackClient, CallbackError
 from shared.sandbox.smtp import SandboxSmtp
 from shared.sandbox.twilio_calls import FakeCalls
-from shared.sandbox.twilio_numbers import FakeNumbers
+from shared.sandbox.twilio_numbers import MAGIC_TO, FakeNumbers
 from shared.web import start
 
 log = structlog.get_logger()
@@ -73,6 +75,8 @@ class FakeTwilio(FakeCalls, FakeNumbers):
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: To → canned answers (HTTP status, Twilio error code) used before accepting normally.
     script: dict[str, list[tuple[int, int | None]]] = field(default_factory=dict)
+    #: Refuse messages to Twilio's magic failing test numbers as Twilio does (`MAGIC_TO`).
+    magic_numbers: bool = True
     callbacks_sent: int = 0
     #: To → message-create requests for it (kept in every mode).
     creates: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -230,6 +234,8 @@ class FakeTwilio(FakeCalls, FakeNumbers):
             return scripted
         if not to:
             return self._error(400, 21604, "A 'To' phone number is required.")
+        if self.magic_numbers and to in MAGIC_TO:
+            return self._error(400, *MAGIC_TO[to])
         if not body:
             return self._error(400, 21602, "Message body is required.")
         sid = "SM" + uuid.uuid4().hex

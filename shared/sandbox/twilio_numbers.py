@@ -4,7 +4,8 @@
 
 The fake owns the numbers in `owned_numbers` (the sandbox service adds the platform's default
 sender) and every Twilio test number, +1500555 and four digits; `caller_ids` are its verified
-caller IDs. Tests add to either set.
+caller IDs. Tests add to either set. A message to one of Twilio's magic failing numbers is refused
+as Twilio's test credentials refuse it (`MAGIC_TO`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,18 @@ if TYPE_CHECKING:
 
 #: Twilio's magic test numbers (+15005550006 and its kin): owned by every sandbox account.
 TEST_NUMBER = re.compile(r"\+1500555\d{4}")
+#: The `To` numbers a message is refused for by Twilio's test credentials: HTTP 400, error code and
+#: Twilio's message (twilio.com/docs/iam/test-credentials, "Messages" magic numbers).
+MAGIC_TO: dict[str, tuple[int, str]] = {
+    "+15005550001": (21211, "The 'To' number +15005550001 is not a valid phone number."),
+    "+15005550002": (21612, "The 'To' phone number: +15005550002, is not currently reachable via SMS."),
+    "+15005550003": (
+        21408,
+        "Permission to send an SMS has not been enabled for the region indicated by the 'To' number: +15005550003.",
+    ),
+    "+15005550004": (21610, "Attempt to send to unsubscribed recipient"),
+    "+15005550009": (21614, "'To' number is not a valid mobile number"),
+}
 
 
 class FakeNumbers:

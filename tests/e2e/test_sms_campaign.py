@@ -162,3 +162,45 @@ async def test_pause_stops_pending_and_resume_finishes(http, system, account, fa
 
 async def _at_least(count, n: int) -> bool:
     return await count() >= n
+
+
+async def test_twilios_magic_test_numbers_fail_as_twilio_fails_them(http, system, account, fake_twilio, db):
+    """Given a campaign to Twilio's magic failing numbers (and one that works), each is refused by
+    the fake as by Twilio's test credentials (400 with Twilio's error body), and the platform
+    records each as failed with the error, at once (no retry), and 21610 as an opt-out."""
+    magic = {"+15005550001": 21211, "+15005550002": 21612, "+15005550003": 21408,
+             "+15005550004": 21610, "+15005550009": 21614}
+    ok = new_phone()
+    agent_id = await create_agent(http, system, account)
+    status, created = await call(http, "POST", system.api_url + "/campaigns", account.headers, {
+        "name": "magic", "agent_id": agent_id, "type": "sms", "contacts": [*magic, ok],
+        "message_template": "Hi", "status": "scheduled", "max_retries": 3, "retry_interval": 1})
+    assert status == 201, created
+
+    async def finished() -> dict | None:
+        body = await results(http, system, account, created["id"])
+        return body if body["status"] == "completed" else None
+
+    final = await wait_until(finished, timeout=60, message="campaign completed")
+    assert (final["failed"], final["delivered"]) == (5, 1)
+    rows = {r["to_address"]: r for r in await db.fetch(
+        "SELECT to_address, state, attempts, error FROM deliveries WHERE campaign_id = $1", created["id"])}
+    for phone, code in magic.items():
+        assert (rows[phone]["state"], rows[phone]["attempts"]) == ("failed", 1), rows[phone]
+        assert str(code) in rows[phone]["error"], rows[phone]
+        assert fake_twilio.creates[phone] == 1
+    assert "not a valid phone number" in rows["+15005550001"]["error"]
+    assert rows[ok]["state"] == "delivered"
+    opted_out = {r["phone"]: r["opted_out_sms"] for r in await db.fetch(
+        "SELECT phone, opted_out_sms FROM contacts WHERE account_id = $1", account.id)}
+    assert opted_out == {**dict.fromkeys(magic, False), "+15005550004": True, ok: False}
+
+    # The raw answer is Twilio's error body
+    import aiohttp
+    auth = aiohttp.BasicAuth(fake_twilio.account_sid, fake_twilio.auth_token)
+    url = f"{fake_twilio.url}/2010-04-01/Accounts/{fake_twilio.account_sid}/Messages.json"
+    async with http.post(url, data={"To": "+15005550001", "From": "+15005550006", "Body": "x"}, auth=auth) as r:
+        assert r.status == 400
+        assert await r.json() == {"code": 21211, "status": 400,
+                                  "message": "The 'To' number +15005550001 is not a valid phone number.",
+                                  "more_info": "https://www.twilio.com/docs/errors/21211"}
