@@ -199,7 +199,8 @@ async def import_csv(
     more connections writing side by side); good rows are kept.
 
     Raises NotFound for another account's group and Invalid for a header without a phone or
-    email column (nothing is written then); row problems go into the summary.
+    email column or naming a column twice (nothing is written then); row problems go into the
+    summary.
     """
     if group_id is not None and not await db.group_exists(conns[0], account_id, group_id):
         raise NotFound(
@@ -261,7 +262,7 @@ async def _start(
 ) -> tuple[Callable[[list[str], int], StagerResult], _Writers] | None:
     """The row stager and the writers for the file's header: its first readable record, taken
     from `records` (the rest are left there); None while no header has come. Invalid for a
-    header without a phone or email column."""
+    header without a phone or email column, or naming a column twice."""
     for line, cells, problem in records:
         if problem is None:
             header = cells
@@ -274,7 +275,7 @@ async def _start(
     try:
         columns = map_header(header)
     except HeaderError as exc:
-        raise Invalid(str(exc), details=[{"field": "header", "reason": str(exc)}]) from None
+        raise Invalid(str(exc), details=[{"field": "header", "reason": reason} for reason in exc.reasons]) from None
     started = min([await db.begin(conn) for conn in conns])
     ids_from = db.id_base()
     writers = _Writers(conns, summary, batch_rows, ids_from, account_id=account_id, group_id=group_id, started=started)

@@ -79,7 +79,12 @@ StagerResult = tuple[StagedRow | None, list[RowError]]
 
 
 class HeaderError(ValueError):
-    """The header row cannot be used (no phone or email column)."""
+    """The header row cannot be used (no phone or email column, a name given twice); `reasons`,
+    one a problem, when there are several."""
+
+    def __init__(self, message: str, reasons: Sequence[str] = ()):
+        super().__init__(message)
+        self.reasons = tuple(reasons) or (message,)
 
 
 def header_key(name: str) -> str:
@@ -104,8 +109,15 @@ class Columns:
 
 def map_header(header: Sequence[str]) -> Columns:
     """Columns from the header row; the first column spelling a built-in field wins, later ones
-    are metadata. HeaderError when there is neither a phone nor an email column, or more than
+    (another alias: `mobile` after `phone`) are metadata. HeaderError when a name is given twice
+    (`duplicated_names`), when there is neither a phone nor an email column, or more than
     MAX_METADATA_COLUMNS metadata columns."""
+    twice = [
+        f"the column {name!r} is named twice (columns {', '.join(map(str, at))})"
+        for name, at in duplicated_names(header).items()
+    ]
+    if twice:
+        raise HeaderError("the header names a column twice: " + "; ".join(twice), twice)
     fields: dict[str, int] = {}
     keys: list[str] = []
     cells: list[int] = []
@@ -139,6 +151,19 @@ def map_header(header: Sequence[str]) -> Columns:
         country,
         len(header),
     )
+
+
+def duplicated_names(header: Sequence[str]) -> dict[str, list[int]]:
+    """The names the header gives more than one column (spaces around them aside; `Email` and
+    `email` are two names: the second is a metadata key), each with its columns (counted from 1);
+    empty cells aside. The second of two equal names has nowhere to go: not the field (the first
+    has it), nor a metadata key of its own."""
+    seen: dict[str, list[int]] = {}
+    for index, raw in enumerate(header):
+        name = raw.lstrip("\ufeff").strip()
+        if name:
+            seen.setdefault(name, []).append(index + 1)
+    return {name: at for name, at in seen.items() if len(at) > 1}
 
 
 def contact_id(ids_from: int, line: int) -> str:

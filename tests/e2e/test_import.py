@@ -212,6 +212,29 @@ async def test_import_errors(http, system, account, db):
     assert (status, body["rejected"], len(body["errors"]), body["errors_not_listed"]) == (200, 1500, 1000, 500)
 
 
+async def test_a_header_naming_a_column_twice_is_refused_naming_it(http, system, account, db, infra, tmp_path):
+    """Given a file whose header names a column twice, the import refuses it whole (422, the
+    column and its places named), writes nothing, and the command line says the same."""
+    status, body = await post_csv(http, system, account, b"phone,phone\n+12125550100,+12125550101\n")
+    assert status == 422, body
+    assert body["error"]["details"] == [
+        {"field": "header", "reason": "the column 'phone' is named twice (columns 1, 2)"}]
+    status, body = await post_csv(http, system, account,
+                                  b"email,first_name,email,plan,plan\nann@example.com,Ann,a2@example.com,x,y\n")
+    assert status == 422, body
+    assert "'email'" in body["error"]["message"]
+    assert [d["reason"] for d in body["error"]["details"]] == [
+        "the column 'email' is named twice (columns 1, 3)", "the column 'plan' is named twice (columns 4, 5)"]
+    assert await db.fetchval("SELECT count(*) FROM contacts WHERE account_id = $1", account.id) == 0
+    path = tmp_path / "twice.csv"
+    path.write_bytes(b"email,first_name,email\nann@example.com,Ann,a2@example.com\n")
+    env = {**os.environ, "CAMPAIGNS_DATABASE_URL": infra.database_url}
+    code, _out, err = await campaigns_cli("contacts", "import", str(path), "--account", account.id, env=env)
+    assert code == 1
+    assert "the column 'email' is named twice (columns 1, 3)" in err
+    assert await db.fetchval("SELECT count(*) FROM contacts WHERE account_id = $1", account.id) == 0
+
+
 async def campaigns_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     """Run `campaigns ARGS…` as a process: (exit code, stdout, stderr)."""
     process = await asyncio.create_subprocess_exec(

@@ -132,6 +132,26 @@ def test_other_columns_and_repeated_fields_are_metadata():
     assert columns.country == 4
 
 
+@pytest.mark.parametrize(
+    ("header", "reasons"),
+    [
+        (["phone", "phone"], ["the column 'phone' is named twice (columns 1, 2)"]),
+        (["email", "first_name", "email"], ["the column 'email' is named twice (columns 1, 3)"]),
+        (["\ufeffphone", "plan", " phone ", "plan"],
+         ["the column 'phone' is named twice (columns 1, 3)", "the column 'plan' is named twice (columns 2, 4)"]),
+    ],
+)
+def test_a_header_naming_a_column_twice_is_refused(header, reasons):
+    with pytest.raises(HeaderError, match="names a column twice") as raised:
+        map_header(header)
+    assert list(raised.value.reasons) == reasons
+
+
+def test_other_spellings_of_a_name_are_no_duplicates():
+    columns = map_header(["phone", "Phone", "mobile", "", ""])  # empty cells repeat freely
+    assert (columns.phone, columns.metadata_keys) == (0, ("Phone", "mobile"))
+
+
 def test_a_header_without_phone_or_email_is_refused():
     with pytest.raises(HeaderError, match="neither a phone nor an email"):
         map_header(["name", "plan"])
