@@ -148,8 +148,8 @@ def _answer(stored: db.Stored, verdict: Verdict) -> web.Response:
 
 def _canonical(body: bytes) -> bytes:
     """A JSON body as its parameters (key order and spacing aside, as Stripe compares them);
-    any other body as it is."""
+    any other body (one nested deeper than Python's decoder goes, too) as it is."""
     try:
         return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except ValueError:
+    except (ValueError, RecursionError):
         return body

@@ -358,11 +358,9 @@ def parse(model: type[M], data: Any) -> M:
     listing every bad field, in the same words for the API and the dashboard."""
     if not isinstance(data, dict):
         raise Invalid("the body must be a JSON object", details=[{"field": "body", "reason": "not an object"}])
-    where = nul_in(data)
-    if where is not None:
-        raise Invalid(
-            "text may not contain NUL characters", details=[{"field": where or "body", "reason": "contains \\u0000"}]
-        )
+    unstorable = text_errors(data)
+    if unstorable:
+        raise Invalid("text must be valid Unicode, without NUL characters", details=unstorable)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -428,24 +426,66 @@ def _top(path: str) -> str:
     return head
 
 
-def nul_in(value: Any, path: str = "") -> str | None:
-    """The path of the first string (or key) holding a NUL character, which PostgreSQL cannot store."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if "\x00" in str(key):
-                return where
-            found = nul_in(item, where)
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = nul_in(item, f"{path}[{index}]")
-            if found is not None:
-                return found
-    return None
+#: The deepest nesting of arrays and objects a request body may have (the body itself is level 1).
+MAX_DEPTH = 32
+#: A lone surrogate: what a JSON `\ud800` escape without its pair decodes to (not Unicode text).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text_flaw(text: str) -> str | None:
+    """Why `text` cannot be stored (a NUL, a lone surrogate), or None."""
+    if "\x00" in text:
+        return "contains \\u0000"
+    if text.isascii():
+        return None
+    found = _SURROGATE.search(text)
+    return f"is not valid Unicode text (a lone surrogate, \\u{ord(found[0]):04x})" if found else None
+
+
+def text_errors(value: Any, depth: int = 1) -> list[dict[str, str]]:
+    """Each string (or key) of a decoded body that PostgreSQL cannot store (a NUL; a lone
+    surrogate, which is not Unicode), as `[{"field": "contacts[1].first_name", "reason"}]`.
+    Invalid when it nests deeper than MAX_DEPTH (`value` sits at level `depth`). Walked with a
+    stack of its own: no nesting makes it recurse."""
+    errors: list[dict[str, str]] = []
+    # (value, its level, its parent's entry, its key or index): a path is spelt only when reported
+    stack: list[tuple[Any, int, Any, str | int | None]] = [(value, depth, None, None)]
+
+    def spelt(entry: Any) -> str:
+        parts: list[str] = []
+        while entry is not None and entry[3] is not None:
+            key = entry[3]
+            parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+            entry = entry[2]
+        return "".join(reversed(parts)).removeprefix(".") or "body"
+
+    while stack:
+        entry = stack.pop()
+        item, level = entry[0], entry[1]
+        if isinstance(item, str):
+            flaw = _text_flaw(item)
+            if flaw is not None:
+                errors.append({"field": spelt(entry), "reason": flaw})
+        elif isinstance(item, dict | list):
+            if level > MAX_DEPTH:
+                raise too_deep()
+            if isinstance(item, dict):
+                for key in reversed(item):
+                    flaw = _text_flaw(str(key))
+                    if flaw is not None:
+                        errors.append({"field": spelt((None, 0, entry, str(key))), "reason": f"its name {flaw}"})
+                    stack.append((item[key], level + 1, entry, str(key)))
+            else:
+                stack.extend((item[i], level + 1, entry, i) for i in range(len(item) - 1, -1, -1))
+    return errors
+
+
+def too_deep() -> Invalid:
+    """The error for a body nested deeper than MAX_DEPTH (or deeper than Python's decoder goes)."""
+    return Invalid(
+        "the body nests too deeply",
+        details=[{"field": "body", "reason": f"nests arrays and objects more than {MAX_DEPTH} levels deep"}],
+    )
 
 
 def parse_duration(value: int | str) -> int:

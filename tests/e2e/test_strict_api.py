@@ -191,3 +191,67 @@ async def test_the_openapi_document_says_so(http, system):
     assert "warnings" in created["properties"]
     results = document["paths"]["/campaigns/{id}/results"]["get"]["responses"]["200"]["content"]["application/json"]
     assert {"reply_rate_value", "average_response_time_seconds", "undelivered"} <= set(results["schema"]["properties"])
+
+
+async def _raw(http, url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict]:
+    """A POST of `body` as it is (no JSON encoding of ours): (status, parsed answer)."""
+    async with http.post(url, data=body, headers={**headers, "Content-Type": "application/json"}) as response:
+        return response.status, await response.json(content_type=None)
+
+
+async def test_a_body_nested_too_deeply_is_a_422_not_a_crash(http, system, account, agent_id, db):
+    phone = new_phone()
+    too_deep = [
+        b'{"phone": "%s", "m": %s%s}' % (phone.encode(), b"[" * 1000, b"]" * 1000),  # deeper than Python decodes
+        b'{"phone": "%s", "m": %s%s}' % (phone.encode(), b"[" * 40, b"]" * 40),  # decoded, then refused
+    ]
+    deep = {"field": "body", "reason": "nests arrays and objects more than 32 levels deep"}
+    for body in too_deep:
+        for headers in (account.headers, {**account.headers, "Idempotency-Key": new_phone()}):
+            status, answer = await _raw(http, system.api_url + "/contacts", headers, body)
+            assert status == 422, answer
+            assert answer["error"]["message"] == "the body nests too deeply"
+            assert answer["error"]["details"] == [deep]
+    assert await db.fetchval("SELECT count(*) FROM contacts WHERE account_id = $1", account.id) == 0
+    # a campaign's config too
+    config = b'{"sending_window": %s1%s}' % (b'{"a": ' * 900, b"}" * 900)
+    body = b'{"name": "Deep", "agent_id": "%s", "type": "sms", "config": %s}' % (agent_id.encode(), config)
+    status, answer = await _raw(http, system.api_url + "/campaigns", account.headers, body)
+    assert (status, answer["error"]["details"]) == (422, [deep]), answer
+    assert await _campaigns(db, account) == 0
+    # 31 levels below the body are fine
+    nested: list = []
+    for _ in range(30):
+        nested = [nested]
+    status, answer = await call(
+        http, "POST", system.api_url + "/contacts", account.headers, {"phone": phone, "m": nested}
+    )
+    assert status == 201, answer
+
+
+async def test_text_that_is_not_unicode_is_a_422_naming_the_field(http, system, account, agent_id, db):
+    lone = "is not valid Unicode text (a lone surrogate, \\ud800)"
+    cases = [
+        ("/contacts", {"phone": new_phone(), "first_name": "\ud800"}, [("first_name", lone)]),
+        ("/contacts", {"phone": new_phone(), "metadata": {"k": ["ok", "a\udc00"]}},
+         [("metadata.k[1]", lone.replace("ud800", "udc00"))]),
+        ("/templates", {"name": "T", "channel": "sms", "body": "\ud800"}, [("body", lone)]),
+        ("/contact-groups", {"name": "\ud800"}, [("name", lone)]),
+        ("/campaigns", _sms(agent_id, name="\ud800", contacts=[{"phone": new_phone(), "last_name": "\ud800"}]),
+         [("name", lone), ("contacts[0].last_name", lone)]),
+        ("/agents", {"name": "Bo", "settings": {"\ud800": 1}}, [("settings.\ud800", "its name " + lone)]),
+    ]
+    for path, payload, expected in cases:
+        status, body = await call(http, "POST", system.api_url + path, account.headers, payload)
+        assert status == 422, (path, body)
+        assert body["error"]["message"] == "text must be valid Unicode, without NUL characters", body
+        assert [(d["field"], d["reason"]) for d in body["error"]["details"]] == expected, (path, body)
+    # a surrogate pair is one character, as JSON means it
+    status, body = await call(
+        http, "POST", system.api_url + "/contacts", account.headers, {"phone": new_phone(), "first_name": "\U0001f600"}
+    )
+    assert (status, body["first_name"]) == (201, "\U0001f600"), body
+    written = await db.fetchval("SELECT count(*) FROM contacts WHERE account_id = $1", account.id)
+    assert written == 1
+    assert await _campaigns(db, account) == 0
+    assert await db.fetchval("SELECT count(*) FROM templates WHERE account_id = $1", account.id) == 0

@@ -147,6 +147,8 @@ def agent_request(form: Form) -> tuple[dict[str, Any], dict[str, list[str]]]:
         data["settings"] = json.loads(raw) if raw else {}
     except ValueError as exc:
         errors["settings"] = [f"not valid JSON: {exc}"]
+    except RecursionError:
+        errors["settings"] = ["nests too deeply"]
     if not isinstance(data.get("settings", {}), dict):
         errors["settings"] = ['must be a JSON object, e.g. {"rules": [...]}']
     return data, errors

@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from services.api.paging import decode_cursor, encode_cursor, iso
-from services.api.schemas import CampaignSettings, ContactIn, nul_in, parse, pydantic_details
+from services.api.schemas import CampaignSettings, ContactIn, parse, pydantic_details, text_errors, too_deep
 from shared.errors import AppError, Invalid
 
 __all__ = ["BadRequest", "decode_cursor", "encode_cursor", "iso", "page_limit", "query_address", "read_model"]
@@ -41,6 +41,13 @@ async def read_model(request: web.Request, model: type[M]) -> M:
 
 def _decode(raw: bytes, model: type[M]) -> M:
     try:
+        return _decode_nested(raw, model)
+    except RecursionError as exc:  # json's decoder (or a check after it) went as deep as Python goes
+        raise too_deep() from exc
+
+
+def _decode_nested(raw: bytes, model: type[M]) -> M:
+    try:
         data: Any = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
@@ -64,10 +71,9 @@ def _contacts_in_chunks(model: type[M], contacts: list[Any]) -> list[Any]:
     details: list[dict[str, str]] = []
     for start in range(0, len(contacts), CONTACTS_CHUNK):
         chunk = contacts[start : start + CONTACTS_CHUNK]
-        where = nul_in(chunk)
-        if where is not None:
-            index, _, rest = where.lstrip("[").partition("]")
-            details.append({"field": f"contacts[{int(index) + start}]{rest}", "reason": "contains \\u0000"})
+        for detail in text_errors(chunk, depth=2):
+            index, _, rest = detail["field"].lstrip("[").partition("]")
+            details.append({"field": f"contacts[{int(index) + start}]{rest}", "reason": detail["reason"]})
         try:
             checked.extend(_CONTACTS.validate_python(chunk))
         except ValidationError as exc:
