@@ -2,7 +2,7 @@
 
 A campaign's settings may come at the top level or inside `config` (top level wins); `type` and
 `channel`, `schedule` and `scheduled_at`, `contact_group_id` and `contact_group_ids`,
-`from_number` and `caller_id` are synonyms.
+`from_number` and `caller_id` are synonyms (both sent: `services/api/synonyms.py`).
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from services.api.synonyms import HAND_CHECKED, models_in, one_name_each
 from shared.domain.calls import MACHINE_DETECTION
 from shared.domain.contacts import e164
 from shared.domain.phone import InvalidPhone, to_e164
@@ -330,15 +331,8 @@ def known_names(model: type[BaseModel]) -> set[str]:
             names.add(name)
             if isinstance(info.validation_alias, AliasChoices):
                 names.update(c for c in info.validation_alias.choices if isinstance(c, str))
-            pending.extend(_models_in(info.annotation))
+            pending.extend(models_in(info.annotation))
     return names
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    """The pydantic models an annotation holds (`X | None`, `list[X]`, …)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
 def unknown_field_reason(name: str, known: set[str]) -> str:
@@ -361,19 +355,23 @@ def parse(model: type[M], data: Any) -> M:
     unstorable = text_errors(data)
     if unstorable:
         raise Invalid("text must be valid Unicode, without NUL characters", details=unstorable)
+    data, details = one_name_each(model, data, hand_checked=issubclass(model, CampaignSettings))
     try:
-        return model.model_validate(data)
+        checked = model.model_validate(data)
     except ValidationError as exc:
-        details = pydantic_details(exc, model)
-        if issubclass(model, CampaignCreate):
-            details += _campaign_errors_besides(data, details)
-        elif issubclass(model, CampaignPatch):
-            # a change is checked against the campaign later: only what it says of the fields it gives
-            given = _given(data)
-            if not given & {"channel", "config.channel"}:
-                given -= {f for f in given if f.removeprefix("config.") in _BY_CHANNEL}
-            details += [d for d in _campaign_errors_besides(data, details) if _top(d["field"]) in given]
-        raise Invalid("the request is not valid", details=details) from exc
+        details += pydantic_details(exc, model)
+    else:
+        if not details:
+            return checked
+    if issubclass(model, CampaignCreate):
+        details += _campaign_errors_besides(data, details)
+    elif issubclass(model, CampaignPatch):
+        # a change is checked against the campaign later: only what it says of the fields it gives
+        given = _given(data)
+        if not given & {"channel", "config.channel"}:
+            given -= {f for f in given if f.removeprefix("config.") in _BY_CHANNEL}
+        details += [d for d in _campaign_errors_besides(data, details) if _top(d["field"]) in given]
+    raise Invalid("the request is not valid", details=details)
 
 
 def _campaign_errors_besides(data: dict[str, Any], reported: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -638,7 +636,7 @@ VOICE_KEYS = frozenset(
         "language",
     }
 )
-_VOICE_SYNONYMS = {name: "call_duration_limit" for name in ("max_duration", "max_call_duration", "time_limit")}
+_VOICE_SYNONYMS = {name: group[0] for group in HAND_CHECKED["voice"] for name in group[1:]}
 
 
 def unknown_key_errors(path: str, value: dict[str, Any], known: frozenset[str]) -> list[dict[str, str]]:

@@ -255,3 +255,66 @@ async def test_text_that_is_not_unicode_is_a_422_naming_the_field(http, system, 
     assert written == 1
     assert await _campaigns(db, account) == 0
     assert await db.fetchval("SELECT count(*) FROM templates WHERE account_id = $1", account.id) == 0
+
+
+async def test_a_field_and_its_synonym_sent_together_count_once_when_they_agree(http, system, account, agent_id, db):
+    # the seed's API reference lists `type` and `channel` side by side: a client may send both
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        _sms(agent_id, channel="sms", message="Hi {{first_name}}", schedule="2030-01-01T09:00:00Z",
+             scheduled_at="2030-01-01T09:00:00+00:00", config={"time_limit": 60, "call_duration_limit": 60},
+             voice={"max_duration": 60, "call_duration_limit": "60"},
+             recurrence={"type": "daily", "frequency": "Daily"}),
+    )
+    assert status == 201, body
+    assert (body["type"], body["message_template"]) == ("sms", "Hi {{first_name}}")
+    status, template = await call(
+        http, "POST", system.api_url + "/templates", account.headers,
+        {"name": "T", "type": "sms", "channel": "sms", "body": "Hi", "text": "Hi"},
+    )
+    assert status == 201, template
+    assert await _campaigns(db, account) == 1
+
+
+async def test_a_field_and_its_synonym_that_disagree_are_a_422_naming_both(http, system, account, agent_id, db):
+    def disagree(names: str, values: str) -> str:
+        return f"{names} are one setting and disagree ({values}): send one of them, or the same value"
+
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {**_sms(agent_id, channel="email", message="Bye", caller_id="+14155550100", from_number="+14155550199",
+                config={"schedule": "2030-01-01T09:00:00", "scheduled_at": "2030-01-02T09:00:00"},
+                recurrence={"type": "daily", "frequency": "weekly"}, max_concurrent=0)},
+    )
+    assert status == 422, body
+    assert sorted((d["field"], d["reason"]) for d in body["error"]["details"]) == sorted([
+        ("type", disagree("`type` and `channel`", "'sms', 'email'")),
+        ("channel", disagree("`type` and `channel`", "'sms', 'email'")),
+        ("message_template", disagree("`message_template` and `message`", "'Hi {{first_name}}', 'Bye'")),
+        ("message", disagree("`message_template` and `message`", "'Hi {{first_name}}', 'Bye'")),
+        ("caller_id", disagree("`caller_id` and `from_number`", "'+14155550100', '+14155550199'")),
+        ("from_number", disagree("`caller_id` and `from_number`", "'+14155550100', '+14155550199'")),
+        ("config.schedule", disagree("`schedule` and `scheduled_at`", "'2030-01-01T09:00:00', '2030-01-02T09:00:00'")),
+        ("config.scheduled_at",
+         disagree("`schedule` and `scheduled_at`", "'2030-01-01T09:00:00', '2030-01-02T09:00:00'")),
+        ("recurrence.type", disagree("`type` and `frequency`", "'daily', 'weekly'")),
+        ("recurrence.frequency", disagree("`type` and `frequency`", "'daily', 'weekly'")),
+        ("max_concurrent", "Input should be greater than or equal to 1"),  # the other bad fields beside them
+    ]), body
+    assert await _campaigns(db, account) == 0
+    # a change and a template alike
+    status, draft = await call(http, "POST", system.api_url + "/campaigns", account.headers, _sms(agent_id))
+    assert status == 201, draft
+    status, body = await call(
+        http, "PATCH", f"{system.api_url}/campaigns/{draft['id']}", account.headers,
+        {"scheduled_at": "2030-01-01T09:00:00Z", "schedule": "2031-01-01T09:00:00Z"},
+    )
+    assert status == 422, body
+    assert {d["field"] for d in body["error"]["details"]} == {"scheduled_at", "schedule"}, body
+    status, body = await call(
+        http, "POST", system.api_url + "/templates", account.headers,
+        {"name": "T", "type": "sms", "channel": "email", "body": "Hi"},
+    )
+    assert status == 422, body
+    assert {d["field"] for d in body["error"]["details"]} == {"type", "channel"}, body
+    assert await db.fetchval("SELECT count(*) FROM templates WHERE account_id = $1", account.id) == 0
