@@ -347,9 +347,11 @@ def unknown_field_reason(name: str, known: set[str]) -> str:
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse(model: type[M], data: Any) -> M:
+def parse(model: type[M], data: Any, channel: str | None = None) -> M:
     """`data` (a decoded JSON body, or a dashboard form made into one) validated as `model`: 422
-    listing every bad field, in the same words for the API and the dashboard."""
+    listing every bad field, in the same words for the API and the dashboard. `channel`: the
+    campaign's, for a change (CampaignPatch) that leaves it (its contacts and texts are checked
+    for it)."""
     if not isinstance(data, dict):
         raise Invalid("the body must be a JSON object", details=[{"field": "body", "reason": "not an object"}])
     unstorable = text_errors(data)
@@ -367,10 +369,12 @@ def parse(model: type[M], data: Any) -> M:
         details += _campaign_errors_besides(data, details)
     elif issubclass(model, CampaignPatch):
         # a change is checked against the campaign later: only what it says of the fields it gives
-        given = _given(data)
-        if not given & {"channel", "config.channel"}:
+        given, checked_as = _given(data), data
+        if not given & {"channel", "config.channel"} and channel is not None:
+            checked_as = {**data, "channel": channel}  # the campaign's, which the change leaves
+        elif not given & {"channel", "config.channel"}:
             given -= {f for f in given if f.removeprefix("config.") in _BY_CHANNEL}
-        details += [d for d in _campaign_errors_besides(data, details) if _top(d["field"]) in given]
+        details += [d for d in _campaign_errors_besides(checked_as, details) if _top(d["field"]) in given]
     raise Invalid("the request is not valid", details=details)
 
 

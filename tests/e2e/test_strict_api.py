@@ -318,3 +318,28 @@ async def test_a_field_and_its_synonym_that_disagree_are_a_422_naming_both(http,
     assert status == 422, body
     assert {d["field"] for d in body["error"]["details"]} == {"type", "channel"}, body
     assert await db.fetchval("SELECT count(*) FROM templates WHERE account_id = $1", account.id) == 0
+
+
+async def test_a_change_lists_every_bad_field_as_a_create_does(http, system, account, agent_id, db):
+    bad = {"contacts": ["+1999"], "max_concurrent": 0}
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers, _sms(agent_id, **bad))
+    assert status == 422, body
+    created = sorted((d["field"], d["reason"]) for d in body["error"]["details"])
+    assert [field for field, _ in created] == ["contacts[0]", "max_concurrent"], body
+    status, draft = await call(http, "POST", system.api_url + "/campaigns", account.headers, _sms(agent_id))
+    assert status == 201, draft
+    url = f"{system.api_url}/campaigns/{draft['id']}"
+    # the contacts are checked for the draft's channel (sms), which the change leaves
+    status, body = await call(http, "PATCH", url, account.headers, bad)
+    assert status == 422, body
+    assert sorted((d["field"], d["reason"]) for d in body["error"]["details"]) == created
+    row = await db.fetchrow("SELECT max_concurrent, total_contacts FROM campaigns WHERE id = $1", draft["id"])
+    assert (row["max_concurrent"], row["total_contacts"]) == (draft["max_concurrent"], 1)
+    # a change that gives the channel has its contacts checked for that one
+    status, body = await call(http, "PATCH", url, account.headers, {**bad, "type": "email"})
+    assert status == 422, body
+    assert sorted(d["field"] for d in body["error"]["details"]) == ["contacts[0]", "max_concurrent"], body
+    assert {"field": "contacts[0]", "reason": "'+1999' is not a valid email address"} in body["error"]["details"]
+    # no such campaign: a 404, whatever the body
+    status, body = await call(http, "PATCH", system.api_url + "/campaigns/cmp_nope", account.headers, bad)
+    assert status == 404, body

@@ -81,10 +81,13 @@ async def create_campaign(request: web.Request) -> web.Response:
 
 async def update_campaign(request: web.Request) -> web.Response:
     """`PATCH /campaigns/{id}` (a draft; 409 otherwise): the fields given replace the campaign's,
-    checked as a create checks them."""
-    patch = await read_model(request, CampaignPatch)
+    checked as a create checks them (404 and 409 before the body is read: its contacts are
+    checked for the campaign's channel)."""
+    pool, account_id = request.app["pool"], request["account"]["id"]
+    channel = await campaigns.draft_channel(pool, account_id, request.match_info["id"])
+    patch = await read_model(request, CampaignPatch, channel)
     row, warnings = await campaigns.update_draft(
-        request.app["pool"], request["account"], request.app["settings"], request.match_info["id"], patch
+        pool, request["account"], request.app["settings"], request.match_info["id"], patch
     )
     body = campaign_body(row, None, breaker_defaults(request.app["settings"]))
     return json_response({**body, "warnings": warnings})

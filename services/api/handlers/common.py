@@ -31,22 +31,23 @@ class BadRequest(AppError):
 LARGE_BODY = 256 * 1024
 
 
-async def read_model(request: web.Request, model: type[M]) -> M:
-    """The JSON body validated as `model`; 400 if it is not JSON, 422 listing every bad field."""
+async def read_model(request: web.Request, model: type[M], channel: str | None = None) -> M:
+    """The JSON body validated as `model`; 400 if it is not JSON, 422 listing every bad field
+    (`channel`: a campaign's, which a change to it leaves, see `parse`)."""
     raw = await request.read()
     if len(raw) > LARGE_BODY:
-        return await asyncio.to_thread(_decode, raw, model)
-    return _decode(raw, model)
+        return await asyncio.to_thread(_decode, raw, model, channel)
+    return _decode(raw, model, channel)
 
 
-def _decode(raw: bytes, model: type[M]) -> M:
+def _decode(raw: bytes, model: type[M], channel: str | None) -> M:
     try:
-        return _decode_nested(raw, model)
+        return _decode_nested(raw, model, channel)
     except RecursionError as exc:  # json's decoder (or a check after it) went as deep as Python goes
         raise too_deep() from exc
 
 
-def _decode_nested(raw: bytes, model: type[M]) -> M:
+def _decode_nested(raw: bytes, model: type[M], channel: str | None) -> M:
     try:
         data: Any = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -54,8 +55,8 @@ def _decode_nested(raw: bytes, model: type[M]) -> M:
     contacts = data.get("contacts") if isinstance(data, dict) else None
     if issubclass(model, CampaignSettings) and isinstance(contacts, list) and len(contacts) > CONTACTS_CHUNK:
         checked = _contacts_in_chunks(model, contacts)
-        return parse(model, {**data, "contacts": []}).model_copy(update={"contacts": checked})
-    return parse(model, data)
+        return parse(model, {**data, "contacts": []}, channel).model_copy(update={"contacts": checked})
+    return parse(model, data, channel)
 
 
 #: Inline contacts validated at a time (each chunk holds the interpreter a few milliseconds).

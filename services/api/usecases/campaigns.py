@@ -97,6 +97,16 @@ async def update_draft(
     return row, spec.warnings
 
 
+async def draft_channel(pool: asyncpg.Pool, account_id: str, campaign_id: str) -> str:
+    """The channel of the account's draft (what a change leaving it is checked for); NotFound, or
+    Conflict once launched."""
+    row = await db.get(pool, account_id, campaign_id)
+    if row is None:
+        raise NotFound(f"campaign {campaign_id!r} not found")
+    _check_editable(row, "change")
+    return cast(str, row["channel"])
+
+
 def _now(settings: Settings) -> datetime:
     """Now on the platform's clock (the scheduler's: simulated when the settings say so)."""
     return _clock(settings.clock_start, settings.clock_rate, settings.clock_origin)()
@@ -124,11 +134,16 @@ async def _draft(
     row = await db.get(conn, account_id, campaign_id, lock=True)
     if row is None:
         raise NotFound(f"campaign {campaign_id!r} not found")
+    _check_editable(row, edit)
+    return row
+
+
+def _check_editable(row: asyncpg.Record, edit: Literal["change", "delete"]) -> None:
+    """Conflict unless the campaign is a draft."""
     try:
         check_editable(row["status"], edit)
     except InvalidTransition as exc:
         raise Conflict(str(exc)) from exc
-    return row
 
 
 def as_request(row: asyncpg.Record) -> dict[str, Any]:
