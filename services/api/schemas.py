@@ -11,10 +11,20 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self, TypeVar
 from zoneinfo import ZoneInfo
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from services.api.synonyms import HAND_CHECKED, models_in, one_name_each
 from shared.domain.calls import MACHINE_DETECTION
@@ -137,6 +147,34 @@ class CampaignSettings(_Strict):
         "thresholds (the rest keep the defaults).",
     )
 
+    #: The name each field with synonyms was given under (`from_number`: `caller_id`), so that an
+    #: error names what the request sent.
+    _given_as: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_names(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        """Note which of its names each field with synonyms was given under."""
+        settings = handler(data)
+        if isinstance(data, dict):
+            for name, info in cls.model_fields.items():
+                if isinstance(info.validation_alias, AliasChoices):
+                    keys = [key for key in data if key in info.validation_alias.choices]
+                    if keys:
+                        settings._given_as[name] = keys[0]
+        return settings
+
+    def given_as(self, name: str) -> str:
+        """The name field `name` was given under (itself when not given, or given as itself)."""
+        return self._given_as.get(name, name)
+
+    def named_as(self, *others: CampaignSettings | None) -> Self:
+        """These settings, their fields named as `others` were given them (later ones win)."""
+        for other in others:
+            if other is not None:
+                self._given_as.update(other._given_as)
+        return self
+
     @field_validator("circuit_breaker", mode="before")
     @classmethod
     def _breaker_switch(cls, value: Any) -> Any:
@@ -184,7 +222,7 @@ def patched(current: dict[str, Any], patch: CampaignPatch) -> tuple[CampaignCrea
     if "contact_group_id" in given or "contact_group_ids" in given:
         merged.pop("contact_group_ids", None)
     merged.update(given)
-    return CampaignCreate.model_validate(merged), "contacts" in given
+    return CampaignCreate.model_validate(merged).named_as(patch.config, patch), "contacts" in given
 
 
 class AgentCreate(_Strict):
@@ -293,6 +331,8 @@ class CampaignSpec:
     launch: bool
     #: The name the request gave its groups under (an unknown one is reported by that name).
     group_field: str = "contact_group_ids"
+    #: The name the request gave `from_number` under (`caller_id`, …): its errors name that.
+    from_field: str = "from_number"
     #: What is accepted but likely not meant, as `[{"field", "message"}]` (the answer's `warnings`).
     warnings: list[dict[str, str]] = field(default_factory=list)
     #: The circuit breaker's thresholds as given (None: the defaults; `{"enabled": false}`: off).
@@ -578,11 +618,15 @@ def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None =
         except ValueError as exc:
             bad("retry_interval", str(exc))
     from_number = merged.get("from_number")
+    from_field = req.given_as("from_number") if "from_number" in req.model_fields_set else None
+    if from_field is None and req.config is not None and "from_number" in req.config.model_fields_set:
+        from_field = req.config.given_as("from_number")
+    from_field = from_field or "from_number"
     if from_number and channel != "email":
         try:
             from_number = to_e164(from_number)
         except InvalidPhone as exc:
-            bad("from_number", str(exc))
+            bad(from_field, str(exc))
     voice = {_VOICE_SYNONYMS.get(k, k): v for k, v in (merged.get("voice") or {}).items()}
     errors.extend(voice_errors(voice))
     for key in ("opening_message", "instructions", "call_duration_limit", "machine_detection", "voicemail_message"):
@@ -618,6 +662,7 @@ def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None =
         config=req.config.model_dump(mode="json", exclude_unset=True) if req.config else {},
         launch=req.status == "scheduled",
         group_field="contact_group_ids" if merged.get("contact_group_ids") else "contact_group_id",
+        from_field=from_field,
         warnings=warnings,
         circuit_breaker=circuit_breaker,
     )

@@ -148,3 +148,42 @@ async def test_an_email_campaign_sends_from_its_verified_address(http, system, a
 
 async def _arrived(smtp, address: str) -> bool:
     return bool(smtp.sent_to(address))
+
+
+async def test_errors_name_the_field_the_request_sent(http, system, account, db):
+    # a sender's field says what it must be: an email is never read as a phone number
+    cases = [
+        ({"email": "nope"}, "email", "'nope' is not an email address"),
+        ({"email": "+14155550100"}, "email", "'+14155550100' is not an email address"),
+        ({"phone": "someone@example.com"}, "phone", "is not a valid E.164 phone number"),
+        ({"address": "nope"}, "address", "is not a valid E.164 phone number"),
+        ({"address": "a@b"}, "address", "'a@b' is not an email address"),
+    ]
+    for payload, field, reason in cases:
+        status, error = await call(http, "POST", system.api_url + "/senders", account.headers, payload)
+        assert status == 422, (payload, error)
+        [detail] = error["error"]["details"]
+        assert (detail["field"], reason in detail["reason"]) == (field, True), (payload, error)
+    nobodys = new_phone()  # a number the platform's Twilio account does not hold
+    status, error = await call(http, "POST", system.api_url + "/senders", account.headers, {"address": nobodys})
+    assert (status, error["error"]["details"][0]["field"]) == (422, "address"), error
+    assert await _senders(http, system, account) == {}
+    # a campaign's sender given as `caller_id` is reported as `caller_id`, at create and at change
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    campaign = {"name": "d", "type": "sms", "agent_id": agent["id"], "contacts": [new_phone()],
+                "message_template": "hi"}
+    for sent in ({"caller_id": nobodys}, {"config": {"caller_id": nobodys}}):
+        status, error = await call(http, "POST", system.api_url + "/campaigns", account.headers, {**campaign, **sent})
+        assert status == 422, error
+        [detail] = error["error"]["details"]
+        assert (detail["field"], nobodys in detail["reason"]) == ("caller_id", True), error
+    status, error = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                               {**campaign, "caller_id": "12"})
+    assert (status, [d["field"] for d in error["error"]["details"]]) == (422, ["caller_id"]), error
+    assert await db.fetchval("SELECT count(*) FROM campaigns WHERE account_id = $1", account.id) == 0
+    status, draft = await call(http, "POST", system.api_url + "/campaigns", account.headers, campaign)
+    assert status == 201, draft
+    status, error = await call(http, "PATCH", f"{system.api_url}/campaigns/{draft['id']}", account.headers,
+                               {"caller_id": nobodys})
+    assert (status, error["error"]["details"][0]["field"]) == (422, "caller_id"), error
+    assert await db.fetchval("SELECT from_number FROM campaigns WHERE id = $1", draft["id"]) is None

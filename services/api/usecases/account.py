@@ -125,8 +125,7 @@ async def add_sender(pool: asyncpg.Pool, account_id: str, body: SenderIn, checks
     the platform's Twilio account owns it or has it as a verified caller ID (else 422); an email
     is pending until its owner opens the signed link mailed to it. An address another account has
     verified is a 409; the platform's defaults are nobody's (422)."""
-    kind, address = _sender_address(body)
-    field = "email" if kind == "email" else "phone"
+    kind, address, field = _sender_address(body)
     if address in (checks.default_number, checks.default_email.lower()):
         raise Invalid(
             "the platform's default sender is shared",
@@ -138,7 +137,7 @@ async def add_sender(pool: asyncpg.Pool, account_id: str, body: SenderIn, checks
     if owner is not None and owner != account_id:
         raise Conflict(f"{address} is another account's sender", details=[{"field": field, "reason": "taken"}])
     if kind == "phone" and owner is None:
-        await _check_twilio_holds(checks.twilio, address)
+        await _check_twilio_holds(checks.twilio, address, field)
     try:
         row = await senders.insert(
             pool,
@@ -166,7 +165,7 @@ async def set_sender_rate(pool: asyncpg.Pool, account_id: str, address: str, pat
     return row
 
 
-async def _check_twilio_holds(twilio: TwilioClient, number: str) -> None:
+async def _check_twilio_holds(twilio: TwilioClient, number: str, field: str) -> None:
     try:
         held = await twilio.ownership(number)
     except ProviderError as exc:
@@ -174,7 +173,7 @@ async def _check_twilio_holds(twilio: TwilioClient, number: str) -> None:
     if held is None:
         raise Invalid(
             f"{number} is not a number of the platform's Twilio account",
-            details=[{"field": "phone", "reason": "neither bought (IncomingPhoneNumbers) nor a verified caller ID"}],
+            details=[{"field": field, "reason": "neither bought (IncomingPhoneNumbers) nor a verified caller ID"}],
         )
 
 
@@ -201,29 +200,32 @@ async def _mail_link(checks: SenderChecks, account_id: str, address: str) -> Non
         raise Unavailable(f"the verification email to {address} could not be sent: {exc}", retry_after=30) from exc
 
 
-def _sender_address(body: SenderIn) -> tuple[str, str]:
-    """The kind and normalised address of the one sender the request names; 422 otherwise."""
+def _sender_address(body: SenderIn) -> tuple[str, str, str]:
+    """The kind and normalised address of the one sender the request names, and the field that
+    named it (`phone` is a phone, `email` an email, `address` either); 422 naming it otherwise."""
     given = [name for name in ("phone", "email", "address") if getattr(body, name)]
     if len(given) > 1:  # two would be two senders: one each, so that neither is dropped
         raise Invalid(
             "give one sender per request",
             details=[{"field": name, "reason": "one of phone, email or address, not several"} for name in given],
         )
-    raw = body.phone or body.email or body.address
-    if not raw:
+    if not given:
         raise Invalid(
             "give a phone or an email", details=[{"field": "phone", "reason": "a phone or an email is required"}]
         )
-    if "@" in raw:
-        if not _EMAIL.match(raw):
-            raise Invalid("bad email", details=[{"field": "email", "reason": f"{raw!r} is not a valid email address"}])
-        kind, address = "email", raw.strip().lower()
-    else:
-        try:
-            kind, address = "phone", to_e164(raw)
-        except InvalidPhone as exc:
-            raise Invalid("bad phone", details=[{"field": "phone", "reason": str(exc)}]) from exc
-    return kind, address
+    field = given[0]
+    raw: str = getattr(body, field)
+    if field == "email" or (field == "address" and "@" in raw):
+        if not _EMAIL.match(raw.strip()):
+            raise Invalid(
+                f"{raw!r} is not an email address",
+                details=[{"field": field, "reason": f"{raw!r} is not an email address"}],
+            )
+        return "email", raw.strip().lower(), field
+    try:
+        return "phone", to_e164(raw), field
+    except InvalidPhone as exc:
+        raise Invalid(f"{raw!r} is not a phone number", details=[{"field": field, "reason": str(exc)}]) from exc
 
 
 async def delete_sender(pool: asyncpg.Pool, account_id: str, address: str) -> None:

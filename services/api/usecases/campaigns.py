@@ -182,7 +182,7 @@ async def _check_references(conn: Connection, account_id: str, settings: Setting
             details=[{"field": "agent_id", "reason": "no such agent in this account"}],
         )
     await _apply_template(conn, account_id, spec)
-    await _check_sender(conn, account_id, spec.from_number, platform_senders(settings))
+    await _check_sender(conn, account_id, spec.from_number, platform_senders(settings), spec.from_field)
     missing = await db.missing_groups(conn, account_id, spec.group_ids)
     if missing:
         raise NotFound(
@@ -235,15 +235,18 @@ def platform_senders(settings: Settings) -> tuple[str, ...]:
     return (settings.default_from_number, settings.default_from_email)
 
 
-async def _check_sender(conn: Connection, account_id: str, address: str | None, defaults: tuple[str, ...]) -> None:
-    """Invalid naming `from_number` and the sender unless it is none, a platform default, or a
-    verified sender of the account (a pending one is not yet)."""
+async def _check_sender(
+    conn: Connection, account_id: str, address: str | None, defaults: tuple[str, ...], field: str = "from_number"
+) -> None:
+    """Invalid naming the field (`from_number`, or the synonym the request sent) and the sender
+    unless it is none, a platform default, or a verified sender of the account (a pending one is
+    not yet)."""
     if address and not await is_allowed_sender(conn, account_id, address, defaults):
         raise Invalid(
             f"{address!r} is not a verified sender of this account",
             details=[
                 {
-                    "field": "from_number",
+                    "field": field,
                     "reason": f"{address} must be a verified sender: add it with POST /senders (an email address "
                     "is verified once the link mailed to it is opened)",
                 }
