@@ -122,6 +122,8 @@ class Operation:
     handler: Handler
     summary: str
     body: type[BaseModel] | None = None
+    #: Whether a request must have a body (`POST /api-keys` may have none: an empty one is `{}`).
+    body_required: bool = True
     ok: int = 200
     errors: tuple[int, ...] = ()
     query: tuple[tuple[str, str], ...] = ()  # (name, description)
@@ -211,7 +213,7 @@ def _operation(op: Operation, bodies: dict[type[BaseModel], dict[str, Any]]) -> 
         body["tags"] = list(op.tags)
     if op.body is not None:
         body["requestBody"] = {
-            "required": True,
+            "required": op.body_required,
             "content": {op.content: {"schema": bodies[op.body]}},
         }
     return body

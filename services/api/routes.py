@@ -19,7 +19,7 @@ from services.api.handlers import (
     templates,
     webhook_endpoints,
 )
-from services.api.handlers.account import AccountPatch, SenderIn, SenderPatch
+from services.api.handlers.account import AccountPatch, KeyIn, SenderIn, SenderPatch
 from services.api.handlers.templates import PreviewIn, TemplateIn, TemplatePatch
 from services.api.openapi import Operation as Op
 from services.api.schemas import AgentCreate, AgentPatch, CampaignCreate, CampaignPatch
@@ -221,7 +221,15 @@ OPERATIONS: list[Op] = [
         MembersIn,
     ),
     Op("GET", "/api-keys", account.list_keys, "The account's API keys: prefix, times, which one is calling"),
-    Op("POST", "/api-keys", account.create_key, "Issue a new API key (shown once)", ok=201),
+    Op(
+        "POST",
+        "/api-keys",
+        account.create_key,
+        "Issue a new API key (shown once)",
+        KeyIn,
+        body_required=False,
+        ok=201,
+    ),
     Op(
         "DELETE",
         "/api-keys/{prefix}",

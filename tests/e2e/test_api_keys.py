@@ -68,3 +68,26 @@ async def test_an_account_issues_lists_and_revokes_its_own_keys(http, system, ac
     status, listed = await call(http, "GET", url, _headers(second))
     assert [(k["prefix"], k["revoked_at"] is None) for k in listed["data"]] == [
         (account.key[:8], False), (second[:8], True)]
+
+
+async def test_issuing_a_key_refuses_unknown_fields_as_the_rest_of_the_api(http, system, account, db):
+    url = system.api_url + "/api-keys"
+    for payload in ({"name": "ci"}, {"expires_at": "2030-01-01", "prefix": "x"}):
+        status, error = await call(http, "POST", url, account.headers, payload)
+        assert status == 422, error
+        assert error["error"]["code"] == "validation_error"
+        assert {(d["field"], d["reason"]) for d in error["error"]["details"]} == {
+            (name, "unknown field") for name in payload
+        }, error
+    status, error = await call(http, "POST", url, account.headers, ["x"])
+    assert (status, error["error"]["details"]) == (422, [{"field": "body", "reason": "not an object"}]), error
+    async with http.post(url, data=b"not json", headers={**account.headers, "Content-Type": "application/json"}) as r:
+        assert r.status == 400
+    # none of them issued a key; an empty body and {} do
+    assert await db.fetchval("SELECT count(*) FROM api_keys WHERE account_id = $1", account.id) == 1
+    for payload in (None, {}):
+        status, issued = await call(http, "POST", url, account.headers, payload)
+        assert status == 201, issued
+    async with http.post(url, headers=account.headers) as response:  # no body, no Content-Type
+        assert response.status == 201
+    assert await db.fetchval("SELECT count(*) FROM api_keys WHERE account_id = $1", account.id) == 4

@@ -8,12 +8,13 @@ from aiohttp import web
 
 from services.api.handlers.common import iso, read_model
 from services.api.usecases import account as usecase
-from services.api.usecases.account import AccountPatch, SenderIn, SenderPatch
+from services.api.usecases.account import AccountPatch, KeyIn, SenderIn, SenderPatch
 from shared.db import senders
 from shared.web import json_response
 
 __all__ = [
     "AccountPatch",
+    "KeyIn",
     "SenderIn",
     "SenderPatch",
     "add_sender",
@@ -50,7 +51,10 @@ async def list_keys(request: web.Request) -> web.Response:
 
 
 async def create_key(request: web.Request) -> web.Response:
-    """`POST /api-keys` → 201 with the new key, shown this once."""
+    """`POST /api-keys` → 201 with the new key, shown this once (a body, when sent, is `{}`: no
+    field is known)."""
+    if request.body_exists:
+        await read_model(request, KeyIn)
     return json_response(await usecase.issue_key(request.app["pool"], request["account"]["id"]), status=201)
 
 

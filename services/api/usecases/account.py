@@ -37,6 +37,12 @@ class AccountPatch(BaseModel):
     quiet_hours: bool | None = None
 
 
+class KeyIn(BaseModel):
+    """`POST /api-keys`: no field yet (an empty body, or `{}`); any key sent is a 422 naming it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class SenderIn(BaseModel):
     """`POST /senders`: a phone number or an email address to send from."""
 
