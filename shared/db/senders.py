@@ -10,7 +10,8 @@ import asyncpg
 
 from shared.db.connection import Executor
 
-_RESERVED = "SELECT COALESCE(sum(reserved), 0) FROM campaigns WHERE account_id = $1"
+#: (with the column's 4 decimals when no campaign holds anything, as the other amounts have them)
+_RESERVED = "SELECT COALESCE(sum(reserved), 0)::numeric(14, 4) FROM campaigns WHERE account_id = $1"
 _UPDATE_ACCOUNT = """
 UPDATE accounts SET default_timezone = COALESCE($2, default_timezone), quiet_hours = COALESCE($3, quiet_hours)
 WHERE id = $1 RETURNING *

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from services.api.app import MAX_BODY
@@ -335,3 +337,10 @@ async def test_an_opening_message_with_a_syntax_error_is_422_naming_the_line(htt
                                {"name": "c", "agent_id": agent_id, "contacts": [new_phone()],
                                 "opening_message": "Hello {{ name"})
     assert (status, error["error"]["details"][0]["field"]) == (422, "opening_message")
+
+
+async def test_the_accounts_amounts_have_four_decimals_even_when_nothing_is_reserved(http, system, account):
+    status, body = await call(http, "GET", system.api_url + "/account", account.headers)
+    assert status == 200, body
+    assert body["reserved"] == "0.0000", body
+    assert all(re.fullmatch(r"\d+\.\d{4}", amount) for amount in (body["balance"], *body["prices"].values())), body

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,10 @@ from tests.conftest import make_account
 from tests.support import call, free_port, new_phone, wait_until
 
 pytestmark = pytest.mark.e2e
+
+
+#: How the API writes a time: UTC to the second, `Z`.
+_API_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
 def verified(secret: str, header: str, body: bytes, tolerance: int = 300) -> bool:
@@ -124,6 +129,7 @@ async def test_an_endpoint_gets_each_subscribed_event_signed_and_no_other(http, 
     assert status == 200, attempts
     assert sorted(a["event"] for a in attempts["data"]) == sorted(receiver.types())
     assert {a["status_code"] for a in attempts["data"]} == {200}
+    assert all(_API_TIME.fullmatch(a["at"]) for a in attempts["data"]), attempts
 
 
 async def test_an_event_answered_500_comes_again(http, system, account, receiver):
@@ -210,6 +216,14 @@ async def test_endpoints_are_checked_and_the_accounts_own(http, system, account,
     status, changed = await call(http, "PATCH", f"{url}/{created['id']}", account.headers,
                                  {"events": ["*"], "enabled": False})
     assert (status, changed["events"], changed["enabled"]) == (200, ["*"], False), changed
+    # its times as the rest of the API writes them (seconds, Z), failing_since too
+    await db.execute("UPDATE webhook_endpoints SET failing_since = now() WHERE id = $1", created["id"])
+    status, fetched = await call(http, "GET", f"{url}/{created['id']}", account.headers)
+    for body in (created, changed, fetched):
+        assert _API_TIME.fullmatch(body["created_at"]), body
+        assert _API_TIME.fullmatch(body["updated_at"]), body
+    assert _API_TIME.fullmatch(fetched["failing_since"]), fetched
+    assert created["failing_since"] is None
     status, listed = await call(http, "GET", url, account.headers)
     assert [e["id"] for e in listed["data"]] == [created["id"]]
 

@@ -9,6 +9,7 @@ import asyncpg
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.api.paging import iso
 from shared.db import webhooks as db
 from shared.domain.webhooks import EVENTS, new_secret, unknown_events
 from shared.errors import Invalid, NotFound
@@ -103,14 +104,14 @@ async def attempts(
 
 
 def as_body(row: asyncpg.Record) -> dict[str, Any]:
-    """An endpoint as the API shows it (never its secret)."""
+    """An endpoint as the API shows it (never its secret; times as the rest of the API: seconds, Z)."""
     return {
         "id": row["id"],
         "url": row["url"],
         "events": list(row["events"]),
         "enabled": row["enabled"],
         "disabled_reason": row["disabled_reason"],
-        "failing_since": row["failing_since"].isoformat() if row["failing_since"] else None,
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
+        "failing_since": iso(row["failing_since"]),
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
     }
