@@ -81,6 +81,11 @@ def idempotency_middleware() -> Any:
                 f"the {HEADER} header must be 1 to {MAX_KEY_LENGTH} characters long",
                 details=[{"field": HEADER, "reason": f"{len(key)} characters"}],
             )
+        if not _is_text(key):
+            raise Invalid(
+                f"the {HEADER} header must be UTF-8 text",
+                details=[{"field": HEADER, "reason": "holds bytes that are not UTF-8 text, or a NUL"}],
+            )
         pool = request.app["pool"]
         if time.monotonic() - last_purge >= PURGE_EVERY:
             last_purge = time.monotonic()
@@ -144,6 +149,16 @@ def _answer(stored: db.Stored, verdict: Verdict) -> web.Response:
     assert stored.status is not None
     headers = {**stored.headers, REPLAYED: "true"}
     return web.Response(status=stored.status, body=stored.body, headers=headers)
+
+
+def _is_text(key: str) -> bool:
+    """Whether a header's value can be stored: aiohttp decodes bytes that are not UTF-8 into lone
+    surrogates, which PostgreSQL cannot hold (nor a NUL)."""
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in key
 
 
 def _canonical(body: bytes) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -174,3 +175,21 @@ async def test_a_retry_is_the_same_request_whatever_its_key_order_and_spacing(ht
     assert answers[1] == answers[0]
     assert answers[0][0] == 201
     assert await count(db, "agents", account) == 1
+
+
+async def test_a_key_that_is_not_utf8_text_is_422(http, system, account, db):
+    # bytes a client library would not send: written on the socket as they are
+    host, port = system.api_url.removeprefix("http://").split(":")
+    body = b'{"name": "Ava"}'
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"POST /agents HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer " + account.key.encode()
+                 + b"\r\nIdempotency-Key: k\xed\xa0\x80\xff\r\nContent-Type: application/json\r\nContent-Length: "
+                 + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+    answer = await reader.read()
+    writer.close()
+    head, _, content = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 422"), answer
+    assert json.loads(content)["error"]["details"] == [
+        {"field": "Idempotency-Key", "reason": "holds bytes that are not UTF-8 text, or a NUL"}
+    ]
+    assert await count(db, "agents", account) == 0
