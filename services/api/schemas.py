@@ -491,7 +491,9 @@ def text_errors(value: Any, depth: int = 1) -> list[dict[str, str]]:
     stack of its own: no nesting makes it recurse."""
     errors: list[dict[str, str]] = []
     # (value, its level, its parent's entry, its key or index): a path is spelt only when reported
-    stack: list[tuple[Any, int, Any, str | int | None]] = [(value, depth, None, None)]
+    stack: list[tuple[Any, int, Any, str | int | None]] = []
+    if isinstance(value, dict | list):
+        stack.append((value, depth, None, None))
 
     def spelt(entry: Any) -> str:
         parts: list[str] = []
@@ -503,22 +505,18 @@ def text_errors(value: Any, depth: int = 1) -> list[dict[str, str]]:
 
     while stack:
         entry = stack.pop()
-        item, level = entry[0], entry[1]
-        if isinstance(item, str):
-            flaw = _text_flaw(item)
-            if flaw is not None:
-                errors.append({"field": spelt(entry), "reason": flaw})
-        elif isinstance(item, dict | list):
-            if level > MAX_DEPTH:
-                raise too_deep()
-            if isinstance(item, dict):
-                for key in reversed(item):
-                    flaw = _text_flaw(str(key))
-                    if flaw is not None:
-                        errors.append({"field": spelt((None, 0, entry, str(key))), "reason": f"its name {flaw}"})
-                    stack.append((item[key], level + 1, entry, str(key)))
-            else:
-                stack.extend((item[i], level + 1, entry, i) for i in range(len(item) - 1, -1, -1))
+        item, level, _, _ = entry
+        if level > MAX_DEPTH:
+            raise too_deep()
+        for key, inner in item.items() if isinstance(item, dict) else enumerate(item):
+            # strings are checked here, containers pushed; plain ASCII without a NUL (most text) costs no call
+            if type(inner) is str:
+                if (not inner.isascii() or "\x00" in inner) and (flaw := _text_flaw(inner)):
+                    errors.append({"field": spelt((None, 0, entry, key)), "reason": flaw})
+            elif isinstance(inner, dict | list):
+                stack.append((inner, level + 1, entry, key))
+            if type(key) is str and (not key.isascii() or "\x00" in key) and (flaw := _text_flaw(key)):
+                errors.append({"field": spelt((None, 0, entry, key)), "reason": f"its name {flaw}"})
     return errors
 
 
