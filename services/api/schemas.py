@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, Self, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -549,6 +549,18 @@ def parse_when(value: str) -> datetime | None:
     return datetime.fromisoformat(value.strip())
 
 
+def _first_day(at: datetime | None, wall: datetime | None, timezone: str, now: datetime) -> date:
+    """The earliest date a campaign's first run can fall on anywhere: a wall-clock schedule's day,
+    an instant's (or, at launch, now's) day in the campaign's zone; where each contact reads the
+    time in theirs, the day before (the zones west of UTC)."""
+    if wall is not None:
+        return wall.date()
+    instant = at or now
+    if timezone != "contact_local" and is_valid_zone(timezone):
+        return instant.astimezone(ZoneInfo(timezone)).date()
+    return (instant.astimezone(UTC) - timedelta(days=1)).date()
+
+
 def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None = None) -> CampaignSpec:
     """The request as a CampaignSpec, or Invalid listing every bad field; with warnings about what
     is accepted but likely not meant (a schedule already past, as of `now`). It parses every inline
@@ -605,10 +617,15 @@ def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None =
         errors.extend(unknown_key_errors("recurrence", recurrence, RECURRENCE_KEYS))
     if recurrence is not None:
         try:
-            recurrence = Recurrence.parse(recurrence).as_dict()
+            rule = Recurrence.parse(recurrence)
         except ValueError as exc:
             name, _, reason = str(exc).partition(":")
             bad("recurrence." + name.strip() if reason else "recurrence", reason.strip() or str(exc))
+        else:
+            recurrence = rule.as_dict()
+            first = _first_day(scheduled_at, scheduled_wall, timezone, now or datetime.now(UTC))
+            if rule.until is not None and rule.until < first:
+                bad("recurrence.until", f"{rule.until} is before the first run ({first}): it would never recur")
     retry_interval = 300
     if merged.get("retry_interval") is not None:
         try:

@@ -115,3 +115,28 @@ async def test_a_run_still_to_come_reads_the_same_everywhere(http, system, accou
     # 09:00 in New York, each day: an instant, written as every other time is
     assert [r["occurs_at"] for r in runs] == ["2030-01-07T14:00:00Z", "2030-01-08T14:00:00Z"]
     await call(http, "POST", campaign + "/cancel", account.headers)
+
+
+async def test_a_recurrence_that_ends_before_it_starts_is_refused(http, system, account, db):
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    base = {"name": "Never again", "type": "sms", "agent_id": agent["id"], "contacts": [new_phone()],
+            "message_template": "Hi"}
+    refused = [
+        {"scheduled_at": "2027-03-10T09:00:00", "timezone": "America/New_York", "until": "2020-01-01"},
+        {"scheduled_at": "2027-03-10T09:00:00Z", "timezone": "Asia/Tokyo", "until": "2027-03-09"},
+        {"until": "2020-01-01"},  # at launch: today
+    ]
+    for case in refused:
+        until = case.pop("until")
+        status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                                  {**base, **case, "recurrence": {"frequency": "daily", "until": until}})
+        assert status == 422, (case, body)
+        assert body["error"]["details"] == [
+            {"field": "recurrence.until", "reason": body["error"]["details"][0]["reason"]}]
+        assert body["error"]["details"][0]["reason"].startswith(f"{until} is before the first run")
+    assert await db.fetchval("SELECT count(*) FROM campaigns WHERE account_id = $1", account.id) == 0
+    # Its last day may be its first: one run. 09:00Z is 18:00 in Tokyo, the same day.
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {**base, "scheduled_at": "2027-03-10T09:00:00Z", "timezone": "Asia/Tokyo",
+                               "recurrence": {"frequency": "daily", "until": "2027-03-10"}})
+    assert status == 201, body
