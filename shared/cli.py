@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import sys
 from collections.abc import Callable
@@ -11,14 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from shared.errors import Unreachable
 from shared.logging import configure_logging
-from shared.settings import Settings, live_secret_problems
+from shared.settings import Settings, live_secret_problems, setting_problems
 
 
 def _settings(service: str, **overrides: Any) -> Settings:
-    settings = Settings(**overrides)
+    """The settings from the environment; a bad one is an exit (code 1) naming each bad variable
+    and why, before anything starts."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise click.ClickException("bad settings:\n  - " + "\n  - ".join(setting_problems(exc))) from None
     configure_logging(service, settings.log_format, settings.log_level)
     return settings
 
@@ -56,6 +63,13 @@ class _Commands(click.Group):
             raise click.ClickException(str(exc)) from exc
         except AppError as exc:
             raise click.ClickException(exc.message) from None
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise click.ClickException(
+                f"cannot listen: {exc.strerror or exc} (another process holds the port? CAMPAIGNS_API_PORT,"
+                " CAMPAIGNS_TRACKER_PORT, CAMPAIGNS_METRICS_PORT, CAMPAIGNS_SANDBOX_PORT choose them)"
+            ) from None
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -302,6 +316,13 @@ def import_contacts(file: Path, account_id: str, group_id: str | None, country: 
             )
         except AppError as exc:
             raise click.ClickException(exc.message) from None
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise click.ClickException(
+                f"cannot listen: {exc.strerror or exc} (another process holds the port? CAMPAIGNS_API_PORT,"
+                " CAMPAIGNS_TRACKER_PORT, CAMPAIGNS_METRICS_PORT, CAMPAIGNS_SANDBOX_PORT choose them)"
+            ) from None
     click.echo(json.dumps(summary.as_dict()))
 
 

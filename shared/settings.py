@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.domain.breaker import Thresholds
+from shared.domain.zones import is_valid_zone
 
 
 class Settings(BaseSettings):
@@ -23,12 +24,12 @@ class Settings(BaseSettings):
     #: Prefix for every exchange and queue name (isolates test runs and side-by-side installs).
     amqp_prefix: str = ""
     api_host: str = "127.0.0.1"
-    api_port: int = 8080
+    api_port: int = Field(default=8080, ge=1, le=65535)
     tracker_host: str = "127.0.0.1"
-    tracker_port: int = 8081
+    tracker_port: int = Field(default=8081, ge=1, le=65535)
     #: Address and port of /healthz and /metrics for the scheduler and dispatchers (port 0: a free one).
     metrics_host: str = "127.0.0.1"
-    metrics_port: int = 0
+    metrics_port: int = Field(default=0, ge=0, le=65535)
     #: The tracker's base URL as providers reach it (status callbacks, signature checks); unset:
     #: the tracker's own address (host and port as set, a wildcard host read as 127.0.0.1).
     public_url: str = "http://127.0.0.1:8081"
@@ -44,20 +45,20 @@ class Settings(BaseSettings):
     twilio_api_url: str = "https://api.twilio.com"
     default_from_number: str = "+15005550006"
     sandbox_host: str = "127.0.0.1"
-    sandbox_port: int = 8082
+    sandbox_port: int = Field(default=8082, ge=1, le=65535)
     #: Email: the SMTP relay (in sandbox mode, when unset, the sandbox SMTP server on 127.0.0.1).
     smtp_host: str = "localhost"
     #: None: aiosmtplib's default for the TLS mode (465 with `tls`, 587 with `starttls`, else 25).
-    smtp_port: int | None = None
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     #: `none`, `starttls` (required) or `tls` (implicit, port 465); unset: STARTTLS when offered.
     smtp_tls: Literal["none", "starttls", "tls"] | None = None
     #: SMTP connections per email dispatcher (each carries one message at a time).
-    smtp_pool_size: int = 4
+    smtp_pool_size: int = Field(default=4, ge=1)
     #: Sender address when an email campaign names none.
     default_from_email: str = "campaigns@localhost"
-    sandbox_smtp_port: int = 8025
+    sandbox_smtp_port: int = Field(default=8025, ge=1, le=65535)
     #: Signs unsubscribe links; required in live mode (a fixed development key in sandbox mode).
     secret_key: SecretStr | None = None
     #: Bearer token of `POST /webhooks/email/inbound` (bounces and replies). Unset: a fixed token in
@@ -65,43 +66,43 @@ class Settings(BaseSettings):
     inbound_email_token: SecretStr | None = None
     default_timezone: str = "Asia/Kolkata"
     log_format: Literal["json", "console"] = "json"
-    log_level: str = "info"
-    db_pool_min: int = 1
-    db_pool_max: int = 10
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    db_pool_min: int = Field(default=1, ge=0)
+    db_pool_max: int = Field(default=10, ge=1)
     #: Unacknowledged commands a dispatcher holds at once (each carries up to CAMPAIGNS_RELEASE_BATCH
     #: deliveries of one campaign; only what a campaign's room and the capacity allow is claimed).
-    dispatch_prefetch: int = 64
+    dispatch_prefetch: int = Field(default=64, ge=1)
     #: Provider requests one dispatcher may have in flight at once, across its campaigns (its HTTP
     #: connection pool is this size; email: at most CAMPAIGNS_SMTP_POOL_SIZE).
-    dispatch_capacity: int = 200
+    dispatch_capacity: int = Field(default=200, ge=1)
     #: Seconds a Twilio request may take before it is treated as unknown.
-    provider_timeout: float = 15.0
+    provider_timeout: float = Field(default=15.0, gt=0)
     #: Seconds after which a delivery still `sending` is checked with the provider (crash, timeout).
-    reconcile_after: float = 60.0
+    reconcile_after: float = Field(default=60.0, gt=0)
     #: Seconds after a send (doubling after each check) before a missing delivery receipt is asked
     #: for at the provider (a lost status callback); 0 turns the lookups off.
-    receipt_after: float = 600.0
+    receipt_after: float = Field(default=600.0, ge=0)
     #: Lookups of one missing receipt before it is left as it is (some carriers never report).
-    receipt_checks: int = 3
+    receipt_checks: int = Field(default=3, ge=0)
     #: Seconds a voice call rings before it counts as no-answer (Twilio `Timeout`).
-    call_ring_timeout: int = 30
+    call_ring_timeout: int = Field(default=30, ge=1)
     #: A voice call's longest duration in seconds when its campaign sets no `call_duration_limit`.
-    call_time_limit: int = 300
+    call_time_limit: int = Field(default=300, ge=1)
     #: How often the scheduler looks for due deliveries, in seconds (it is also woken when a
     #: campaign's queue drains or a run's first contacts are planned).
-    release_interval: float = 0.5
+    release_interval: float = Field(default=0.5, gt=0)
     #: Most deliveries of one campaign per send command.
-    release_batch: int = 100
+    release_batch: int = Field(default=100, ge=1)
     #: Seconds of sends a campaign may have waiting in its dispatch queue (at its recent rate; at
     #: least twice its max_concurrent).
-    release_horizon: float = 2.0
+    release_horizon: float = Field(default=2.0, gt=0)
     #: Seconds after which a delivery still `queued` (its send command lost: dead-lettered or purged)
     #: is planned again and released in a new command (never sent twice: a claim takes only a queued
     #: delivery). Longer than a campaign's queue can take to drain at its max_concurrent.
-    requeue_after: float = 900.0
+    requeue_after: float = Field(default=900.0, gt=0)
     #: Contacts planned per committed chunk (the first chunk of a run is smaller, so that its first
     #: sends start at once).
-    plan_chunk: int = 1000
+    plan_chunk: int = Field(default=1000, ge=1)
     #: The circuit breaker's defaults, for a campaign that does not set its own `circuit_breaker`:
     #: above these rates over its sends finished since launch or its last resume (once at least
     #: `breaker_min_sends` have), a campaign pauses itself. `breaker_enabled` false: off by default.
@@ -122,7 +123,7 @@ class Settings(BaseSettings):
     #: Start the scheduler's clock at this instant instead of now (rehearsals, tests).
     clock_start: datetime | None = None
     #: Simulated seconds per real second, with CAMPAIGNS_CLOCK_START.
-    clock_rate: float = 1.0
+    clock_rate: float = Field(default=1.0, gt=0)
     #: The real instant at which the simulated clock reads CAMPAIGNS_CLOCK_START (default: start-up).
     clock_origin: datetime | None = None
     #: Largest CSV `POST /contacts/import` takes, in bytes (larger: 413).
@@ -143,7 +144,7 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=10.0, gt=0)
     webhook_concurrency: int = Field(default=20, ge=1)
     #: Seconds between two rounds of the scheduler's retention job.
-    retention_interval: float = 3600.0
+    retention_interval: float = Field(default=3600.0, gt=0)
     #: Networks that agents' webhooks and LLM endpoints may reach although they are not public
     #: (comma-separated CIDRs: tests, an on-premise model); empty: public addresses only.
     outbound_allow_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
@@ -153,12 +154,59 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         return tuple(p.strip() for p in value.split(",") if p.strip()) if isinstance(value, str) else value
 
+    @field_validator("log_level", "providers", "log_format", "smtp_tls", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _a_zone(cls, value: str) -> str:
+        if not is_valid_zone(value):
+            raise ValueError(f"{value!r} is not an IANA time zone name (e.g. Asia/Kolkata)")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _a_public_url(cls, value: str) -> str:
+        url = urlsplit(value.strip())
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL such as https://hooks.example.com")
+        if "_" in url.hostname:
+            raise ValueError(f"{url.hostname!r}: a host name with an underscore is refused by Twilio")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Settings:
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError(
+                f"CAMPAIGNS_DB_POOL_MIN ({self.db_pool_min}) is above CAMPAIGNS_DB_POOL_MAX ({self.db_pool_max})"
+            )
+        return self
+
     @model_validator(mode="after")
     def _public_url_follows_the_tracker(self) -> Settings:
         # a tracker moved to another port still gets its callbacks, and checks their signatures
         if "public_url" not in self.model_fields_set:
             self.public_url = f"http://{reachable_host(self.tracker_host)}:{self.tracker_port}"
         return self
+
+
+def setting_problems(exc: ValidationError) -> list[str]:
+    """Each bad setting of a failed `Settings()`, by its environment variable and why, e.g.
+    `CAMPAIGNS_API_PORT='abc': Input should be a valid integer` (a secret's value never shown)."""
+    problems = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else ""
+        field = Settings.model_fields.get(name)
+        variable = name.upper() if name.upper().startswith("TWILIO_") else f"CAMPAIGNS_{name.upper()}"
+        if not name:  # a check of several settings together (the pool's bounds)
+            problems.append(str(error["msg"]).removeprefix("Value error, "))
+            continue
+        secret = (field is not None and "Secret" in str(field.annotation)) or "TOKEN" in variable
+        shown = "" if secret or "input" not in error else f"={error['input']!r}"
+        problems.append(f"{variable}{shown}: {str(error['msg']).removeprefix('Value error, ')}")
+    return problems
 
 
 #: The unsubscribe-link key in sandbox mode when CAMPAIGNS_SECRET_KEY is unset (never for live use).

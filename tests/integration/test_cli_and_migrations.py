@@ -318,3 +318,24 @@ async def _states(url: str, campaign_id: str) -> dict[str, int]:
     states = dict.fromkeys(("planned", "queued", "sending", "sent", "delivered"), 0)
     states |= {r["state"]: r["n"] for r in rows}
     return {**states, "errors": errors, "sent_at_stop": sent}
+
+
+def test_a_bad_setting_or_a_taken_port_is_one_line_each_not_a_traceback(infra):
+    bad = campaigns("scheduler", env={"CAMPAIGNS_RELEASE_BATCH": "0", "CAMPAIGNS_API_PORT": "abc",
+                                      "CAMPAIGNS_DATABASE_URL": infra.database_url})
+    assert bad.returncode == 1
+    assert "Traceback" not in bad.stderr
+    assert bad.stderr.splitlines() == [
+        "Error: bad settings:",
+        "  - CAMPAIGNS_API_PORT='abc': Input should be a valid integer, unable to parse string as an integer",
+        "  - CAMPAIGNS_RELEASE_BATCH='0': Input should be greater than or equal to 1",
+    ]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"CAMPAIGNS_TRACKER_PORT": str(port), "CAMPAIGNS_DATABASE_URL": infra.database_url}
+        busy = campaigns("tracker", env=env)
+    assert busy.returncode == 1
+    assert "Traceback" not in busy.stderr
+    assert f"Error: cannot listen: error while attempting to bind on address ('127.0.0.1', {port})" in busy.stderr

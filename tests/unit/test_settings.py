@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from shared.settings import (
     SANDBOX_INBOUND_EMAIL_TOKEN,
@@ -10,6 +11,7 @@ from shared.settings import (
     inbound_email_token,
     live_secret_problems,
     secret_key,
+    setting_problems,
 )
 
 
@@ -62,3 +64,40 @@ def test_live_mode_takes_only_the_operators_own_secrets():
             "CAMPAIGNS_SECRET_KEY is a default or sample value, known to anyone: set your own"]
     assert live_secret_problems(Settings(providers="live", **{**own, "inbound_email_token": "x" * 31})) == [
         "CAMPAIGNS_INBOUND_EMAIL_TOKEN is shorter than 32 bytes"]
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"CAMPAIGNS_API_PORT": "abc"}, "CAMPAIGNS_API_PORT='abc': Input should be a valid integer"),
+        ({"CAMPAIGNS_TRACKER_PORT": "70000"}, "CAMPAIGNS_TRACKER_PORT='70000': Input should be less than or equal"),
+        ({"CAMPAIGNS_RELEASE_BATCH": "0"}, "CAMPAIGNS_RELEASE_BATCH='0': Input should be greater than or equal to 1"),
+        ({"CAMPAIGNS_DISPATCH_CAPACITY": "-1"}, "CAMPAIGNS_DISPATCH_CAPACITY='-1': Input should be greater than"),
+        ({"CAMPAIGNS_DB_POOL_MAX": "0"}, "CAMPAIGNS_DB_POOL_MAX='0': Input should be greater than or equal to 1"),
+        ({"CAMPAIGNS_DB_POOL_MIN": "20"}, "CAMPAIGNS_DB_POOL_MIN (20) is above CAMPAIGNS_DB_POOL_MAX (10)"),
+        ({"CAMPAIGNS_LOG_LEVEL": "verbose"}, "CAMPAIGNS_LOG_LEVEL='verbose': Input should be 'debug', 'info'"),
+        ({"CAMPAIGNS_DEFAULT_TIMEZONE": "Mars/Base"}, "'Mars/Base' is not an IANA time zone name"),
+        ({"CAMPAIGNS_PUBLIC_URL": "notaurl"}, "CAMPAIGNS_PUBLIC_URL='notaurl': 'notaurl' is not an http(s) URL"),
+        ({"CAMPAIGNS_PUBLIC_URL": "http://my_tracker:8081"}, "'my_tracker': a host name with an underscore"),
+        ({"CAMPAIGNS_SMTP_TLS": "ssl"}, "CAMPAIGNS_SMTP_TLS='ssl': Input should be 'none', 'starttls' or 'tls'"),
+    ],
+)
+def test_a_bad_setting_is_named_with_why(monkeypatch, env, says):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    assert [p for p in setting_problems(raised.value) if says in p], setting_problems(raised.value)
+
+
+def test_settings_in_any_case_and_secrets_never_shown(monkeypatch):
+    monkeypatch.setenv("CAMPAIGNS_LOG_LEVEL", "INFO")
+    monkeypatch.setenv("CAMPAIGNS_PROVIDERS", "Sandbox")
+    assert (Settings().log_level, Settings().providers) == ("info", "sandbox")
+    monkeypatch.setenv("CAMPAIGNS_SMTP_PASSWORD", "x" * 10)
+    monkeypatch.setenv("CAMPAIGNS_API_PORT", "abc")
+    with pytest.raises(ValidationError) as raised:
+        Settings(smtp_password=["not", "a", "string"])
+    problems = setting_problems(raised.value)
+    assert any(p.startswith("CAMPAIGNS_SMTP_PASSWORD: ") for p in problems), problems  # no value shown
+    assert not any("not" in p and "SMTP" in p for p in problems)
