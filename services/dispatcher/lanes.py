@@ -115,6 +115,8 @@ class Lanes:
         #: Campaigns this process has claimed for (their rounds need no quick first one).
         self._started: OrderedDict[str, None] = OrderedDict()
         self._in_flight = 0
+        # read when /metrics is: what the lanes hold now, whatever took it (a claim, a skip, a cancel)
+        HELD.labels(self._channel).set_function(lambda: sum(len(lane.held) for lane in self._lanes.values()))
         self._sends: set[asyncio.Task[None]] = set()
         self._listener = Listener(pool, FLOW_CHANNEL, self._on_flow)
 
@@ -149,7 +151,6 @@ class Lanes:
             if held is None:  # (the same delivery twice: a redelivered command meets the first)
                 held = lane.held[delivery_id] = _Held(delivery_id, asyncio.get_running_loop().create_future())
             waits.append(held.done)
-        HELD.labels(self._channel).set(sum(len(x.held) for x in self._lanes.values()))
         lane.wake.set()
         if lane.task is None:
             lane.task = asyncio.create_task(self._run(lane), name=f"lane.{campaign_id}")

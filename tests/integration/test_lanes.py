@@ -110,6 +110,8 @@ async def test_a_batch_of_every_kind_takes_each_its_path(db, lanes_database, fak
                     ),
                     timeout=30,
                 )
+                # what /metrics says the dispatcher holds: nothing, once every command is done with
+                assert REGISTRY.get_sample_value("campaigns_dispatch_held", {"channel": "sms"}) == 0
     finally:
         await provider.close()
 
