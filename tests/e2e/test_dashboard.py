@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from html.parser import HTMLParser
 
 import aiohttp
 import pytest
@@ -355,3 +356,186 @@ async def test_a_conversation_shows_each_message_before_the_answer_it_caused(htt
         "Reply HELP for help", ">HELP<", "Reply STOP to unsubscribe, START to resubscribe.", ">stop<",
         "You have been unsubscribed", ">INFO<", "Here is your INFO answer")]
     assert order == sorted(order)
+
+
+class _Fields(HTMLParser):
+    """The fields a browser would submit from a page's campaign form, as typed or shown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: list[tuple[str, str]] = []
+        self._select: str | None = None
+        self._textarea: str | None = None
+        self._text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "input" and a.get("name") and (a.get("type") != "checkbox" or "checked" in a):
+            self.fields.append((a["name"], a.get("value", "on")))
+        elif tag == "select":
+            self._select = a.get("name")
+        elif tag == "option" and self._select and "selected" in a:
+            self.fields.append((self._select, a.get("value", "")))
+        elif tag == "textarea":
+            self._textarea, self._text = a.get("name"), ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea" and self._textarea:
+            self.fields.append((self._textarea, self._text))
+            self._textarea = None
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            self._text += data
+
+
+async def _form_fields(session: aiohttp.ClientSession, url: str) -> list[tuple[str, str]]:
+    """The form on the page at `url`, as a browser would submit it unchanged (no button pressed)."""
+    async with session.get(url) as response:
+        assert response.status == 200
+        parser = _Fields()
+        parser.feed(await response.text())
+    return [(name, value) for name, value in parser.fields if name != "preview_contact"]
+
+
+async def _submit(session: aiohttp.ClientSession, url: str, fields: list[tuple[str, str]]) -> tuple[int, str, str]:
+    """Post a form: its status, page and where it sent the browser."""
+    async with session.post(url, data=fields, allow_redirects=False) as response:
+        return response.status, await response.text(), response.headers.get("Location", "")
+
+
+async def test_a_voice_campaign_with_a_weekly_recurrence_is_made_seen_and_kept_by_the_form(http, system, account):
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Caller"})
+    phone = new_phone()
+    session = await _signed_in(system, account.key)
+    new = system.api_url + "/dashboard/campaigns/new"
+    try:
+        # Given the new campaign form, filled in for a voice campaign that repeats weekly
+        form = await _form_fields(session, new)
+        typed = {
+            "name": "Renewal calls", "channel": "voice", "agent_id": agent["id"], "contacts": phone,
+            "voice_opening_message": "Hello {{first_name}}, this is about your plan.",
+            "voice_instructions": "Be brief; offer a callback.", "voice_call_duration_limit": "120",
+            "voice_machine_detection": "voicemail", "voice_voicemail_message": "Please call us back.",
+            "voice_voice": "Polly.Joanna", "voice_language": "en-US",
+            "scheduled_at": "2027-03-10T09:00", "timezone": "Europe/Paris",
+            "recurrence_frequency": "weekly", "recurrence_interval": "2", "recurrence_until": "2027-06-30",
+            "recurrence_count": "5", "breaker_failure_rate": "0.3", "breaker_min_sends": "20",
+        }  # fmt: skip
+        fields = [(k, v) for k, v in form if k not in typed and k != "recurrence_weekdays"] + list(typed.items())
+        fields += [("recurrence_weekdays", "monday"), ("recurrence_weekdays", "wednesday")]
+        # When it is saved
+        status, _page, location = await _submit(session, new, fields)
+        assert status == 303, _page
+        campaign_id = location.rsplit("/", 1)[-1]
+        # Then the API holds what was typed
+        status, stored = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}", account.headers)
+        assert status == 200, stored
+        assert stored["channel"] == "voice"
+        assert stored["voice"] == {
+            "opening_message": "Hello {{first_name}}, this is about your plan.",
+            "instructions": "Be brief; offer a callback.", "call_duration_limit": 120,
+            "machine_detection": "voicemail", "voicemail_message": "Please call us back.",
+            "voice": "Polly.Joanna", "language": "en-US",
+        }  # fmt: skip
+        assert stored["recurrence"] == {
+            "frequency": "weekly", "interval": 2, "weekdays": ["monday", "wednesday"], "month_day": None,
+            "until": "2027-06-30", "count": 5,
+        }  # fmt: skip
+        assert stored["circuit_breaker"] == {
+            "failure_rate": 0.3, "bounce_rate": 0.1, "opt_out_rate": 0.05, "min_sends": 20, "enabled": True,
+        }  # fmt: skip
+
+        # And the edit form shows each saved value in its field
+        edit = f"{system.api_url}/dashboard/campaigns/{campaign_id}/edit"
+        shown = dict(await _form_fields(session, edit))
+        for name, value in typed.items():
+            if name not in ("contacts", "channel", "agent_id"):
+                assert shown[name] == value, name
+        weekdays = [v for k, v in await _form_fields(session, edit) if k == "recurrence_weekdays"]
+        assert weekdays == ["monday", "wednesday"]
+
+        # And saving it unchanged changes nothing
+        status, _page, _location = await _submit(session, edit, await _form_fields(session, edit))
+        assert status == 303, _page
+        _status, again = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}", account.headers)
+        assert {**again, "updated_at": None} == {**stored, "updated_at": None}
+
+        # And the form changes them: a daily rule without an end, the breaker off, no voicemail
+        changed = [
+            (k, v) for k, v in await _form_fields(session, edit)
+            if not k.startswith(("recurrence_", "breaker_enabled", "voice_machine", "voice_voicemail"))
+        ] + [("recurrence_frequency", "daily"), ("breaker_enabled", "off")]  # fmt: skip
+        status, _page, _location = await _submit(session, edit, changed)
+        assert status == 303, _page
+        _status, after = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}", account.headers)
+        assert after["recurrence"] == {
+            "frequency": "daily", "interval": 1, "weekdays": [], "month_day": None, "until": None, "count": None,
+        }  # fmt: skip
+        assert after["circuit_breaker"]["enabled"] is False
+        assert after["circuit_breaker"]["min_sends"] == 20
+        assert "machine_detection" not in after["voice"]
+        assert after["voice"]["call_duration_limit"] == 120
+    finally:
+        await session.close()
+
+
+async def test_the_apis_errors_on_voice_and_recurrence_show_next_to_their_fields_with_the_input_kept(
+    http, system, account, db
+):
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Caller"})
+    session = await _signed_in(system, account.key)
+    new = system.api_url + "/dashboard/campaigns/new"
+    try:
+        # Given a voice campaign whose call limit is 0 and whose repeats end before its first run
+        typed = {
+            "name": "Too short", "channel": "voice", "agent_id": agent["id"], "contacts": new_phone(),
+            "voice_opening_message": "Hello", "voice_call_duration_limit": "0",
+            "scheduled_at": "2027-03-10T09:00", "timezone": "Europe/Paris",
+            "recurrence_frequency": "weekly", "recurrence_until": "2027-03-01", "breaker_min_sends": "0",
+        }  # fmt: skip
+        fields = [(k, v) for k, v in await _form_fields(session, new) if k not in typed] + list(typed.items())
+        # When it is saved
+        status, page, _location = await _submit(session, new, fields)
+        # Then the form comes back with the API's reasons next to each field, and what was typed
+        assert status == 422, page
+        for name, reason, value in [
+            ("voice_call_duration_limit", "10 to 14400", "0"),
+            ("recurrence_until", "is before the first run (2027-03-10)", "2027-03-01"),
+            ("breaker_min_sends", "greater than or equal to 1", "0"),
+        ]:
+            block = page[page.index(f'<label for="f-{name}">') : page.index(f'id="f-{name}"')]
+            assert reason in block.split(f'id="{name}-error"', 1)[1], (name, block)
+            assert re.search(rf'id="f-{name}" name="{name}" type="[a-z]+" value="{re.escape(value)}"', page), name
+        assert 'aria-invalid="true"' in page
+        assert '<details open><summary>Advanced: the circuit breaker' in page
+        assert await db.fetchval("SELECT count(*) FROM campaigns WHERE account_id = $1", account.id) == 0
+    finally:
+        await session.close()
+
+
+async def test_an_api_made_campaigns_voice_recurrence_and_breaker_survive_the_edit_form(http, system, account):
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Caller"})
+    status, made = await call(http, "POST", system.api_url + "/campaigns", account.headers, {
+        "name": "From the API", "type": "voice", "agent_id": agent["id"], "contacts": [new_phone()],
+        "scheduled_at": "2027-01-31T10:00:00Z", "opening_message": "Hi there",
+        "voice": {"language": "fr-FR", "machine_detection": "off", "call_duration_limit": 60},
+        "recurrence": {"frequency": "monthly", "month_day": 31, "count": 3},
+        "circuit_breaker": {"opt_out_rate": 0.2, "enabled": True},
+    })  # fmt: skip
+    assert status == 201, made
+    _status, stored = await call(http, "GET", f"{system.api_url}/campaigns/{made['id']}", account.headers)
+    session = await _signed_in(system, account.key)
+    edit = f"{system.api_url}/dashboard/campaigns/{made['id']}/edit"
+    try:
+        status, page, _location = await _submit(session, edit, await _form_fields(session, edit))
+    finally:
+        await session.close()
+    assert status == 303, page
+    _status, again = await call(http, "GET", f"{system.api_url}/campaigns/{made['id']}", account.headers)
+    assert {**again, "updated_at": None} == {**stored, "updated_at": None}
+    assert again["voice"] == {
+        "opening_message": "Hi there", "language": "fr-FR", "machine_detection": "off", "call_duration_limit": 60,
+    }  # fmt: skip

@@ -22,6 +22,7 @@ from shared.db import contacts as contacts_db
 from shared.db import templates as templates_db
 from shared.domain.templating import contact_context
 from shared.errors import AppError
+from shared.settings import breaker_defaults
 
 #: Choices a select offers at most (agents, groups, templates, contacts to preview for).
 CHOICES = 200
@@ -43,6 +44,7 @@ async def _choices(request: web.Request) -> dict[str, Any]:
         "contacts": await contacts_db.list_page(pool, account_id, limit=CHOICES),
         "zones": ZONES,
         "days": forms.DAYS,
+        "breaker": breaker_defaults(settings),
     }
 
 
@@ -103,7 +105,9 @@ async def save(request: web.Request) -> web.StreamResponse:
     except AppError as exc:
         if exc.status == 404 and not exc.details:
             raise
-        return await _form(request, row=row, values=values, errors=field_errors(exc), status=exc.status)
+        return await _form(
+            request, row=row, values=values, errors=field_errors(exc, forms.campaign_field), status=exc.status
+        )
     raise web.HTTPSeeOther(f"/dashboard/campaigns/{row['id']}")  # saved: a row
 
 

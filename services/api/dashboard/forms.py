@@ -15,7 +15,23 @@ from shared.row import Row
 
 #: Days a sending window may exclude, as the API names them.
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+#: A voice campaign's call settings (its `voice` object), each a form field `voice_<key>`.
+VOICE = (
+    "opening_message",
+    "instructions",
+    "call_duration_limit",
+    "machine_detection",
+    "voicemail_message",
+    "voice",
+    "language",
+)
+#: A recurrence's settings (its `recurrence` object), each a form field `recurrence_<key>` (weekdays: checkboxes).
+RECURRENCE = ("frequency", "interval", "month_day", "until", "count")
+#: The circuit breaker's thresholds (its `circuit_breaker` object), each a form field `breaker_<key>`.
+BREAKER = ("failure_rate", "bounce_rate", "opt_out_rate", "min_sends")
+_NUMBERS = frozenset({"call_duration_limit", "interval", "month_day", "count"})
 _SPLIT = re.compile(r"[\s,;]+")
+_WHOLE = re.compile(r"[+-]?\d+")
 
 
 #: A submitted form (aiohttp's MultiDictProxy): one value, or every value, of a field.
@@ -25,6 +41,13 @@ Form = MultiMapping[Any]
 def _text(form: Form, name: str) -> str | None:
     value = str(form.get(name) or "").replace("\r\n", "\n").strip()
     return value or None
+
+
+def _whole(form: Form, name: str) -> int | str | None:
+    """A whole number typed in a field the API reads inside an object (as JSON, not a form): as a
+    number, or as typed, for the API to name what is wrong with it."""
+    value = _text(form, name)
+    return int(value) if value is not None and _WHOLE.fullmatch(value) else value
 
 
 def addresses(raw: str | None) -> list[str]:
@@ -59,16 +82,66 @@ def campaign_request(form: Form, *, editing: bool) -> dict[str, Any]:
         data["sending_window"] = {"start_hour": start, "end_hour": end, "excluded_days": excluded}
     elif editing:
         data["sending_window"] = None
+    data.update(_objects(form, editing=editing))
     if editing:
         return data  # every field given: an emptied one is cleared (and checked as a create's)
     return {k: v for k, v in data.items() if v not in (None, [])}
 
 
+def _given(form: Form, prefix: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The fields `<prefix><key>` given, by key (whole numbers as numbers)."""
+    values = {k: _whole(form, prefix + k) if k in _NUMBERS else _text(form, prefix + k) for k in keys}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _objects(form: Form, *, editing: bool) -> dict[str, Any]:
+    """The form's `voice`, `recurrence` and `circuit_breaker` objects: only the keys given (a
+    PATCH clears an emptied one: the form shows all of them)."""
+    data: dict[str, Any] = {}
+    voice = _given(form, "voice_", VOICE)
+    if voice or editing:
+        data["voice"] = voice
+    recurrence = _given(form, "recurrence_", RECURRENCE)
+    weekdays = [d for d in form.getall("recurrence_weekdays", []) if d]
+    if weekdays:
+        recurrence["weekdays"] = weekdays
+    if recurrence or editing:
+        data["recurrence"] = recurrence or None
+    breaker = _given(form, "breaker_", BREAKER)
+    switch = _text(form, "breaker_enabled")  # empty: the platform's default
+    if switch is not None:
+        breaker["enabled"] = {"on": True, "off": False}.get(switch, switch)
+    if breaker or editing:
+        data["circuit_breaker"] = breaker or None
+    return data
+
+
+def campaign_field(name: str) -> str:
+    """The form field an API error about campaign field `name` goes next to: `voice.opening_message`
+    (or `opening_message`, which the API may name at the top level) next to `voice_opening_message`,
+    `recurrence.until` next to `recurrence_until`, `circuit_breaker.min_sends` next to `breaker_min_sends`."""
+    top, _, key = name.partition(".")
+    if top == "voice" and key in VOICE:
+        return f"voice_{key}"
+    if top in VOICE[:5] and not key:
+        return f"voice_{top}"
+    if top == "recurrence":
+        return f"recurrence_{key or 'frequency'}"
+    if top == "circuit_breaker":
+        return f"breaker_{key or 'enabled'}"
+    return name
+
+
 def campaign_values(row: Row | None, contacts: list[str]) -> dict[str, Any]:
     """A stored campaign as the form's values (a new campaign's defaults when None)."""
     if row is None:
-        return {"channel": "sms", "max_concurrent": 1, "max_retries": 2, "retry_interval": 300, "excluded_days": []}
+        return {
+            "channel": "sms", "max_concurrent": 1, "max_retries": 2, "retry_interval": 300, "excluded_days": [],
+            "recurrence_weekdays": [],
+        }  # fmt: skip
     window = row["sending_window"] or {}
+    voice, recurrence, breaker = row["voice"] or {}, row["recurrence"] or {}, row["circuit_breaker"] or {}
+    enabled = breaker.get("enabled")
     scheduled: datetime | None = row["scheduled_at"] or row["scheduled_wall"]
     return {
         "name": row["name"],
@@ -91,6 +164,11 @@ def campaign_values(row: Row | None, contacts: list[str]) -> dict[str, Any]:
         "max_retries": row["max_retries"],
         "retry_interval": row["retry_interval"],
         "from_number": row["from_number"],
+        **{f"voice_{k}": voice.get(k) for k in VOICE},
+        **{f"recurrence_{k}": recurrence.get(k) for k in RECURRENCE},
+        "recurrence_weekdays": recurrence.get("weekdays") or [],
+        **{f"breaker_{k}": breaker.get(k) for k in BREAKER},
+        "breaker_enabled": None if enabled is None else "on" if enabled else "off",
     }
 
 
@@ -99,6 +177,7 @@ def submitted_values(form: Form) -> dict[str, Any]:
     values = {name: form.get(name) for name in form_names()}
     values["contact_group_ids"] = form.getall("contact_group_ids", [])
     values["excluded_days"] = form.getall("excluded_days", [])
+    values["recurrence_weekdays"] = form.getall("recurrence_weekdays", [])
     return values
 
 
@@ -107,7 +186,8 @@ def form_names() -> tuple[str, ...]:
     return (
         "name", "description", "channel", "agent_id", "contacts", "template_id", "message_template", "subject",
         "html_template", "scheduled_at", "timezone", "start_hour", "end_hour", "max_concurrent", "max_retries",
-        "retry_interval", "from_number",
+        "retry_interval", "from_number", *(f"voice_{k}" for k in VOICE), *(f"recurrence_{k}" for k in RECURRENCE),
+        *(f"breaker_{k}" for k in BREAKER), "breaker_enabled",
     )  # fmt: skip
 
 

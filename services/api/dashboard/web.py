@@ -197,17 +197,17 @@ def fragment(name: str, macro: str, **arguments: Any) -> Markup:
     return Markup(found(**{k: v for k, v in arguments.items() if k in found.arguments}))  # noqa: S704 (autoescaped)
 
 
-def field_errors(exc: AppError) -> dict[str, list[str]]:
+def field_errors(exc: AppError, rename: Callable[[str], str] = str) -> dict[str, list[str]]:
     """An error's details by form field: `contacts[3]` under `contacts` (its index kept in the
-    reason), `sending_window.start_hour` under `start_hour`, groups under `contact_group_ids`."""
+    reason), `sending_window.start_hour` under `start_hour`, groups under `contact_group_ids`; a
+    form's own names for the rest from `rename`."""
     found: dict[str, list[str]] = {}
     for detail in exc.details:
         name = str(detail.get("field") or "")
-        base = name.split("[", 1)[0]
+        base = rename(name.split("[", 1)[0])
         key = {
             "contact_group_id": "contact_group_ids",
             "sending_window": "start_hour",
-            "recurrence": "scheduled_at",
         }.get(base, base)
         if key.startswith("sending_window."):
             key = key.removeprefix("sending_window.")

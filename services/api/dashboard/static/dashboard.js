@@ -63,8 +63,22 @@
     form.addEventListener("change", function () { clearTimeout(timer); timer = setTimeout(refresh, 50); });
   }
 
+  // Settings for one channel (a campaign's voice calls) show only while that channel is chosen,
+  // or while they hold an error; without the script they always show.
+  function channelFields() {
+    var channel = document.querySelector("form select[name=channel]");
+    if (!channel) { return; }
+    function show() {
+      document.querySelectorAll("fieldset[data-channel]").forEach(function (set) {
+        set.hidden = set.dataset.channel !== channel.value && !set.querySelector(".invalid");
+      });
+    }
+    channel.addEventListener("change", show);
+    show();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
-    localTimes(document); confirmations(document); live(); previews();
+    localTimes(document); confirmations(document); live(); previews(); channelFields();
     var summary = document.querySelector("[data-focus]");
     if (summary) { summary.focus(); }
   });
