@@ -438,3 +438,57 @@ async def test_every_page_reads_at_desktop_and_phone_widths_and_shows_the_apis_e
     await expect(page.get_by_role("alert")).to_be_focused()
     await check_page(page, "campaign-errors")
     assert await db.fetchval("SELECT count(*) FROM campaigns WHERE account_id = $1", account.id) == 1
+
+
+async def test_a_person_makes_a_repeating_voice_campaign_and_corrects_its_mistakes(page, http, system, account):
+    await _agent(http, system, account)
+    phone = new_phone()
+    await sign_in(page, system.api_url, account.key)
+    await page.goto(system.api_url + "/dashboard/campaigns/new")
+    calls = page.get_by_role("group", name="Voice calls")
+    # An SMS campaign's form hides the call settings; choosing voice shows them.
+    await expect(calls).to_be_hidden()
+    await page.get_by_label("Channel").select_option("voice")
+    await expect(calls).to_be_visible()
+    await page.get_by_label("Name").fill("Check-in calls")
+    await page.get_by_label("Agent (answers the replies)").select_option(label="Riley")
+    await page.get_by_label("And these contacts (optional)").fill(phone)
+    await page.get_by_label("Opening message").fill("Hello {{first_name}}")
+    await page.get_by_label("Call duration limit (seconds)").fill("0")
+    await page.get_by_label("Schedule (optional)").fill("2027-03-10T09:00")
+    await page.get_by_label("Time zone").fill("Europe/Paris")
+    await page.get_by_label("Repeats").select_option("weekly")
+    repeat = page.get_by_role("group", name="On these days (weekly)")
+    await repeat.get_by_label("Tuesday").check()
+    await page.get_by_label("Until (last day, optional)").fill("2027-03-01")
+    await check_page(page, "campaign-voice-new")
+    await page.get_by_role("button", name="Save draft").click()
+
+    # The API's reasons next to the fields, what was typed kept, the call settings still shown.
+    await expect(page.locator("#voice_call_duration_limit-error")).to_contain_text("10 to 14400")
+    await expect(page.locator("#recurrence_until-error")).to_contain_text("before the first run")
+    await expect(page.get_by_label("Call duration limit (seconds)")).to_have_value("0")
+    await expect(page.get_by_label("Opening message")).to_have_value("Hello {{first_name}}")
+    await expect(page.get_by_label("Repeats")).to_have_value("weekly")
+    await expect(repeat.get_by_label("Tuesday")).to_be_checked()
+    await expect(calls).to_be_visible()
+    await check_page(page, "campaign-voice-errors")
+
+    await page.get_by_label("Call duration limit (seconds)").fill("90")
+    await page.get_by_label("Until (last day, optional)").fill("2027-04-30")
+    await page.get_by_role("button", name="Save draft").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Check-in calls")
+    campaign_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+    _status, stored = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}", account.headers)
+    assert stored["voice"] == {"opening_message": "Hello {{first_name}}", "call_duration_limit": 90}
+    assert stored["recurrence"] == {
+        "frequency": "weekly", "interval": 1, "weekdays": ["tuesday"], "month_day": None,
+        "until": "2027-04-30", "count": None,
+    }  # fmt: skip
+
+    # The edit form shows them again.
+    await page.goto(f"{system.api_url}/dashboard/campaigns/{campaign_id}/edit")
+    await expect(page.get_by_label("Call duration limit (seconds)")).to_have_value("90")
+    await expect(page.get_by_label("Until (last day, optional)")).to_have_value("2027-04-30")
+    await expect(page.get_by_role("group", name="On these days (weekly)").get_by_label("Tuesday")).to_be_checked()
+    await check_page(page, "campaign-voice-edit")
