@@ -19,7 +19,7 @@ from prometheus_client import Counter
 from services.tracker.replies import agent_answer
 from shared.db import inbound, sending, tracking
 from shared.db.connection import Connection
-from shared.domain.inbound_email import InboundEmail, parse
+from shared.domain.inbound_email import InboundEmail, parse, thread_of
 from shared.domain.keywords import OPT_OUT
 from shared.errors import NotFound, Unauthorized
 from shared.ids import new_id
@@ -118,7 +118,7 @@ async def _answer(request: web.Request, pool: asyncpg.Pool, delivery: asyncpg.Re
         message_id=message_id(new_id("message"), sender),
         list_unsubscribe=f"{settings.public_url.rstrip('/')}/unsubscribe/{token}",
         in_reply_to=mail.message_id or None,
-        references=mail.references or None,
+        references=thread_of(mail) or None,  # the Email puts the reply's Message-ID after it
     )
     try:
         await request.app["smtp"].send_email(answer)

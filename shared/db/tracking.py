@@ -175,7 +175,7 @@ FOR UPDATE
 """
 _BOUNCE = """
 UPDATE deliveries SET state = 'undelivered', error = $2, failed_at = COALESCE(failed_at, now()), updated_at = now()
-WHERE id = $1 AND state IN ('sending', 'sent', 'delivered')
+WHERE id = $1 AND state IN ('sending', 'sent', 'delivered') AND replied_at IS NULL
 """
 
 
@@ -186,7 +186,11 @@ async def email_delivery_for_update(conn: Connection, message_ids: list[str]) ->
 
 async def bounce_email(conn: Connection, delivery: asyncpg.Record, error: str) -> bool:
     """A hard bounce: the delivery is undelivered (unless it already ended otherwise) and the
-    address is skipped by later email campaigns. Whether the delivery changed."""
+    address is skipped by later email campaigns. Whether the delivery changed. A bounce for a
+    delivery that was replied to is stale (a person read and answered it): it changes nothing and
+    the address stays in."""
+    if delivery["replied_at"] is not None:
+        return False
     changed = await conn.execute(_BOUNCE, delivery["id"], error) != "UPDATE 0"
     await sending.opt_out(conn, [delivery["contact_id"]], "email")
     return changed

@@ -40,6 +40,8 @@ class InboundEmail:
     message_id: str = ""
     subject: str = ""
     references: str = ""
+    #: A reply's own In-Reply-To (the message it answers).
+    in_reply_to: str = ""
     #: A reply's To and Cc addresses (lower case): whose sender it was written to.
     recipients: tuple[str, ...] = ()
 
@@ -63,12 +65,21 @@ def parse(raw: bytes) -> InboundEmail:
         message_id=" ".join(_ids(str(message.get("Message-ID") or "")))[:998],
         subject=" ".join(str(message.get("Subject") or "").split())[:998],
         references=" ".join(_ids(str(message.get("References") or "")))[:998],
+        in_reply_to=" ".join(_ids(str(message.get("In-Reply-To") or "")))[:998],
         recipients=tuple(
             address.strip().lower()
             for _name, address in getaddresses([str(message.get("To") or ""), str(message.get("Cc") or "")])
             if "@" in address
         ),
     )
+
+
+def thread_of(mail: InboundEmail) -> str:
+    """The thread an answer to `mail` continues, before `mail`'s own Message-ID (RFC 5322 §3.6.4):
+    the parent's References or, when it has none, its In-Reply-To if that names one message."""
+    if mail.references:
+        return mail.references
+    return mail.in_reply_to if len(_ids(mail.in_reply_to)) == 1 else ""
 
 
 def _ids(header: str) -> list[str]:

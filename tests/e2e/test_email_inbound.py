@@ -78,6 +78,9 @@ async def test_a_bounce_and_a_reply_come_back(http, system, account, sandbox_smt
     assert body["result"] == "not_from_recipient", body
     status, body = await _post(http, system, _reply(ids[stopper], stopper, "STOP"))
     assert body["result"] == "opted_out", body
+    # A bounce for a message a person read and answered is stale: it does not undo the reply
+    status, body = await _post(http, system, _dsn(ids[replier], replier))
+    assert (status, body["kind"], body["result"]) == (200, "bounce", "stale"), body
 
     # The agent's answer went back by email, in the thread of the reply
     answers = sandbox_smtp.sent_to(replier)[1:]
@@ -85,7 +88,8 @@ async def test_a_bounce_and_a_reply_come_back(http, system, account, sandbox_smt
     answer = answers[0]
     reply_id = f"<reply-{len('Yes, sign me up')}-{ids[replier].strip('<>')}>"
     assert (answer.header("Subject"), answer.header("In-Reply-To")) == ("Re: Hello", reply_id)
-    assert reply_id in (answer.header("References") or "")
+    # (References: the reply's own thread, here its In-Reply-To, our message, then the reply: RFC 5322 §3.6.4)
+    assert " ".join(answer.header("References").split()) == f"{ids[replier]} {reply_id}"  # (folded when long)
     assert "Welcome aboard!" in answer.message.get_body(preferencelist=("plain",)).get_content()
     assert len(sandbox_smtp.sent_to(stopper)) == 1  # no answer to a STOP
 
@@ -95,6 +99,7 @@ async def test_a_bounce_and_a_reply_come_back(http, system, account, sandbox_smt
     assert (rows[bounced]["state"], rows[bounced]["opted_out_email"]) == ("undelivered", True)
     assert rows[bounced]["error"].startswith("bounced 5.1.1")
     assert rows[replier]["replied_at"] is not None
+    assert (rows[replier]["state"], rows[replier]["error"]) in {("sent", None), ("delivered", None)}
     assert rows[replier]["opted_out_email"] is False
     assert rows[stopper]["opted_out_email"] is True  # "STOP" as the whole reply
     messages = await db.fetch(

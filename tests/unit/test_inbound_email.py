@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from shared.domain.inbound_email import parse
+from shared.domain.inbound_email import parse, thread_of
 
 OURS = "<dlv_0123456789abcdef@acme.example>"
 
@@ -55,3 +55,15 @@ def test_an_email_about_nothing_we_sent_is_other():
     mail["From"] = "someone@example.com"
     mail.set_content("hello")
     assert parse(bytes(mail)).kind == "other"
+
+
+def test_an_answer_continues_the_thread_from_references_or_else_in_reply_to():
+    reply = parse(b"From: a@x.com\r\nMessage-ID: <r1@x.com>\r\nIn-Reply-To: <dlv_1@us.com>\r\n\r\nHi\r\n")
+    assert thread_of(reply) == "<dlv_1@us.com>"
+    threaded = parse(
+        b"From: a@x.com\r\nMessage-ID: <r2@x.com>\r\nIn-Reply-To: <a2@us.com>\r\n"
+        b"References: <dlv_1@us.com> <r1@x.com> <a2@us.com>\r\n\r\nHi\r\n"
+    )
+    assert thread_of(threaded) == "<dlv_1@us.com> <r1@x.com> <a2@us.com>"
+    ambiguous = parse(b"From: a@x.com\r\nMessage-ID: <r3@x.com>\r\nIn-Reply-To: <p1@x.com> <p2@x.com>\r\n\r\nHi\r\n")
+    assert thread_of(ambiguous) == ""
