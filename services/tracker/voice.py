@@ -65,7 +65,8 @@ async def voice_answer(request: web.Request) -> web.Response:
     """`POST /webhooks/twilio/voice/answer?delivery_id=…`: the call was answered. With answering
     machine detection on, `AnsweredBy` says by whom (recorded on the delivery): a person gets the
     conversation; a machine is hung up on, or left the campaign's voicemail message after the beep
-    (`call_action`). A voicemail is no reply and no agent turn."""
+    (`call_action`). A voicemail is no reply and no agent turn. Who answered is recorded once: a
+    repeated answer for a call already answered changes nothing and is answered as the first was."""
     form = await verified_form(request, "voice.answer")
     sid = form.get("CallSid", "")
     who = answered_by(form.get("AnsweredBy"))
@@ -78,9 +79,13 @@ async def voice_answer(request: web.Request) -> web.Response:
         first = await tracking.record_event(
             conn, "twilio", "voice.answer", _key(request, f"{sid}:answer"), delivery["id"], form
         )
+        if delivery["answered_by"] is not None:
+            # Answered before (a repeat, even under a new idempotency token): the first answer wins,
+            # and the call is answered as it was then; nothing is recorded again.
+            first, who = False, delivery["answered_by"]
         action = call_action(machine_detection(delivery["voice"]), who)
         if first and who is not None:
-            await calls.update(conn, delivery["id"], {"answered_by": who})
+            await calls.record_answered_by(conn, delivery["id"], who)
         opening = delivery["rendered"] or ""
         if first and opening and action == "converse":
             await tracking.add_message(conn, new_id("message"), delivery, "out", opening, sid, "agent")

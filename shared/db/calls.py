@@ -15,7 +15,7 @@ from shared.domain.calls import CallChange, call_status_change
 
 _CALL = """
 SELECT d.id, d.account_id, d.campaign_id, d.contact_id, d.channel, d.state, d.rendered, d.attempts,
-       d.provider_id, d.provider_status, d.sent_at, d.delivered_at, d.replied_at,
+       d.provider_id, d.provider_status, d.sent_at, d.delivered_at, d.replied_at, d.answered_by,
        c.status AS campaign_status, c.max_retries, c.retry_interval, c.voice, c.agent_id,
        acc.price_voice_minute
 FROM deliveries d
@@ -24,6 +24,7 @@ JOIN accounts acc ON acc.id = d.account_id
 WHERE d.id = $1 AND d.channel = 'voice'
 FOR UPDATE OF d
 """
+_ANSWERED_BY = "UPDATE deliveries SET answered_by = $2, updated_at = now() WHERE id = $1 AND answered_by IS NULL"
 _AGENT = "SELECT a.* FROM agents a JOIN campaigns c ON c.agent_id = a.id WHERE c.id = $1"
 _CONTACT = "SELECT * FROM contacts WHERE id = $1"
 _COLUMNS = frozenset(
@@ -52,6 +53,11 @@ async def update(conn: Connection, delivery_id: str, change: dict[str, Any]) -> 
     """Apply a call's `change` (column → value; the columns a call changes, and `answered_by`) to
     its delivery."""
     await tracking.update_delivery(conn, delivery_id, change, _COLUMNS)
+
+
+async def record_answered_by(conn: Connection, delivery_id: str, who: str) -> bool:
+    """Record who answered the call, once: the first answer wins. Whether it was recorded now."""
+    return await conn.execute(_ANSWERED_BY, delivery_id, who) != "UPDATE 0"
 
 
 async def apply_status(

@@ -9,8 +9,10 @@ import re
 
 import aiohttp
 import pytest
+from twilio.request_validator import RequestValidator
 
 from services.tracker.voice import GOODBYE
+from tests.conftest import TWILIO_TOKEN
 from tests.support import Service, call, new_phone, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -111,6 +113,25 @@ async def test_a_machine_is_left_the_rendered_voicemail_and_a_person_gets_the_co
         "SELECT direction, author, body FROM messages WHERE delivery_id = $1 ORDER BY created_at, id",
         deliveries[machine]["id"])
     assert [(r["direction"], r["author"], r["body"]) for r in rows] == [("out", "system", expected)]
+
+    # A repeated answer webhook for the person's finished call (same CallSid, a new idempotency token)
+    # saying a machine answered changes nothing: the first answer wins, and no voicemail is left
+    before = await db.fetchrow("SELECT * FROM deliveries WHERE id = $1", deliveries[person]["id"])
+    conversation = "SELECT direction, author, body FROM messages WHERE delivery_id = $1 ORDER BY created_at, id"
+    talk = await db.fetch(conversation, before["id"])
+    url = f"{system.tracker_url}/webhooks/twilio/voice/answer?delivery_id={before['id']}"
+    form = {"CallSid": before["provider_id"], "AnsweredBy": "machine_end_beep", "To": person}
+    headers = {"X-Twilio-Signature": RequestValidator(TWILIO_TOKEN).compute_signature(url, form),
+               "I-Twilio-Idempotency-Token": "repeat-" + before["id"]}
+    async with http.post(url, data=form, headers=headers) as response:
+        assert response.status == 200
+        answer = await response.text()
+    assert "<Response>" in answer, answer
+    assert "Sorry we missed you" not in answer, answer
+    after = await db.fetchrow("SELECT * FROM deliveries WHERE id = $1", before["id"])
+    assert (after["answered_by"], after["state"], after["updated_at"]) == ("human", "delivered", before["updated_at"])
+    assert after["replied_at"] == before["replied_at"] is not None
+    assert await db.fetch(conversation, before["id"]) == talk  # no voicemail, no opening said again
 
     # and the dashboard's deliveries say who answered
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
