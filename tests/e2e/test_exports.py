@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import quote
 
 import aiohttp
@@ -84,8 +84,13 @@ async def test_a_campaigns_deliveries_download_as_csv(http, system, account, db)
     assert plain["provider_id"].startswith("SM")
     assert (plain["state"], plain["run"], plain["attempts"], plain["channel"]) == ("delivered", "1", "1", "sms")
     assert plain["cost"] == str(first["cost"])
-    assert plain["sent_at"] == first["sent_at"].isoformat().replace("+00:00", "Z")
+    assert plain["sent_at"] == first["sent_at"].strftime("%Y-%m-%dT%H:%M:%SZ")  # to the second, as the JSON API
     assert plain["message"] == "Order -42 for Bo"
+    times = ("send_at", "queued_at", "sent_at", "delivered_at", "replied_at", "failed_at")
+    for row in rows:  # every time to the second, with Z (no microseconds)
+        for column in times:
+            assert row[column] == "" or re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row[column]), row
+    assert plain["delivered_at"], plain
     assert (missing["state"], missing["error"], missing["sent_at"]) == ("failed", "missing variable: order", "")
     # numbers stay numbers; what a spreadsheet would run as a formula does not
     assert plain["phone"] == phones["plain"]
@@ -148,6 +153,12 @@ def test_cells_that_a_spreadsheet_would_run_are_quoted():
     assert exports.cell(None) == ""
 
 
+def test_times_are_written_to_the_second_in_utc():
+    at = datetime(2026, 12, 6, 2, 58, 15, 358442, tzinfo=UTC)
+    assert exports.cell(at) == "2026-12-06T02:58:15Z"
+    assert exports.cell(at.astimezone(timezone(timedelta(hours=-5)))) == "2026-12-06T02:58:15Z"
+
+
 CONTACT_HEADER = ["phone", "email", "first_name", "last_name", "company", "timezone"]
 CONTACT_EXTRAS = ["contact_id", "opted_out_sms", "opted_out_email", "opted_out_voice", "created_at"]
 
@@ -183,9 +194,8 @@ async def test_an_accounts_contacts_export_as_csv_and_import_back(http, system, 
         "company": "Acme", "timezone": "America/New_York", "order": "A-1", "score": "3", "vip": "true"}
     assert (cmd["first_name"], cmd["opted_out_sms"], cmd["opted_out_email"]) == ("'=cmd()", "true", "false")
     assert (cy["phone"], cy["order"]) == ("", "")
-    created = datetime.fromisoformat(cy["created_at"])  # ISO 8601, UTC, to the microsecond
-    assert created.tzinfo == UTC
-    assert created.replace(microsecond=0) == datetime.fromisoformat(made[2]["created_at"])
+    assert cy["created_at"] == made[2]["created_at"]  # ISO 8601, UTC, to the second, as the JSON API writes it
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", cy["created_at"]), cy["created_at"]
 
     session = await _signed_in(system, account)  # the dashboard's link: the same file, with a byte order mark
     try:

@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from services.api.paging import iso
 from shared.db import campaigns as db
 from shared.db import contacts as contacts_db
 from shared.domain.contact_csv import EXPORT_ONLY_COLUMNS, MAX_METADATA_COLUMNS
@@ -63,14 +64,15 @@ _NUMBER = re.compile(r"[+-]?[\d .()-]*")
 
 
 def cell(value: Any) -> str:
-    """One value as a CSV cell. Times are ISO 8601 in UTC. Text that a spreadsheet would run as a
+    """One value as a CSV cell. Times are ISO 8601 in UTC to the second, as the JSON API writes them
+    (`2026-03-10T09:00:00Z`). Text that a spreadsheet would run as a
     formula (it starts with `=`, `+`, `-`, `@`, a tab or a carriage return, and is not simply a
     number such as `+14155550123`) gets a leading `'`, as OWASP advises: a contact's name or a
     reply is the contact's to write."""
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return iso(value) or ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, Decimal)):
