@@ -41,6 +41,9 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?)?\s*$", re.I)
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 _MAX_RETRY_INTERVAL = 7 * 86400
+#: A call's `call_duration_limit` bounds, in seconds (10 s to 4 h).
+_MIN_CALL_LIMIT, _MAX_CALL_LIMIT = 10, 14400
+CALL_LIMIT_REASON = "must be a whole number of seconds, 10 to 14400 (or a duration such as '90s', '5m', '1h')"
 
 
 def _document_synonyms(schema: dict[str, Any], model: type[BaseModel]) -> None:
@@ -117,10 +120,10 @@ class CampaignSettings(_Strict):
     )
     opening_message: str | None = None
     instructions: str | None = None
-    call_duration_limit: int | None = Field(
+    call_duration_limit: int | str | None = Field(
         default=None,
-        ge=10,
-        le=14400,
+        description="Voice only: a call's longest duration, 10 s to 4 h: seconds (`120`) or a duration "
+        'as `retry_interval` takes (`"90s"`, `"5m"`, `"1h"`).',
         validation_alias=AliasChoices("call_duration_limit", "max_duration", "max_call_duration", "time_limit"),
     )
     machine_detection: Literal["off", "hangup", "voicemail"] | None = Field(
@@ -528,17 +531,33 @@ def too_deep() -> Invalid:
     )
 
 
-def parse_duration(value: int | str) -> int:
+def _seconds(value: int | str) -> int:
     """Seconds from `300`, `"300"`, `"30s"`, `"5m"` or `"1h"`; ValueError otherwise."""
     if isinstance(value, int):
-        seconds = value
-    else:
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"{value!r} is not a duration (e.g. 300, '30s', '5m', '1h')")
-        seconds = int(match[1]) * _UNITS[(match[2] or "s")[0].lower()]
+        return value
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a duration (e.g. 300, '30s', '5m', '1h')")
+    return int(match[1]) * _UNITS[(match[2] or "s")[0].lower()]
+
+
+def parse_duration(value: int | str) -> int:
+    """A `retry_interval`: seconds from `300`, `"300"`, `"30s"`, `"5m"` or `"1h"`, up to 7 days;
+    ValueError otherwise."""
+    seconds = _seconds(value)
     if not 0 <= seconds <= _MAX_RETRY_INTERVAL:
         raise ValueError(f"must be between 0 and {_MAX_RETRY_INTERVAL} seconds (7 days)")
+    return seconds
+
+
+def parse_call_duration_limit(value: Any) -> int:
+    """A `call_duration_limit`: seconds, in the forms `parse_duration` takes (`120`, `"90s"`,
+    `"5m"`, `"1h"`), 10 to 14400; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(CALL_LIMIT_REASON)
+    seconds = _seconds(value)
+    if not _MIN_CALL_LIMIT <= seconds <= _MAX_CALL_LIMIT:
+        raise ValueError(CALL_LIMIT_REASON)
     return seconds
 
 
@@ -647,6 +666,12 @@ def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None =
     for key in ("opening_message", "instructions", "call_duration_limit", "machine_detection", "voicemail_message"):
         if merged.get(key) is not None:
             voice[key] = merged[key]
+    if voice.get("call_duration_limit") is not None:
+        try:  # kept as seconds, whichever form it was given in
+            voice["call_duration_limit"] = parse_call_duration_limit(voice["call_duration_limit"])
+        except ValueError as exc:
+            if merged.get("call_duration_limit") is not None:  # (a `voice` object's is named by voice_errors)
+                bad("call_duration_limit", str(exc))
     errors.extend(machine_detection_errors(channel, voice))
     if errors:
         raise Invalid("the campaign is not valid", details=errors)
@@ -715,11 +740,11 @@ def unknown_key_errors(path: str, value: dict[str, Any], known: frozenset[str]) 
 def voice_errors(voice: dict[str, Any]) -> list[dict[str, str]]:
     """A `voice` object's unknown keys, and a `call_duration_limit` or `<Say>` setting of the wrong kind."""
     errors = unknown_key_errors("voice", voice, VOICE_KEYS | set(_VOICE_SYNONYMS))
-    limit = voice.get("call_duration_limit")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 10 <= limit <= 14400):
-        errors.append(
-            {"field": "voice.call_duration_limit", "reason": "must be a whole number of seconds, 10 to 14400"}
-        )
+    if voice.get("call_duration_limit") is not None:
+        try:
+            parse_call_duration_limit(voice["call_duration_limit"])
+        except ValueError as exc:
+            errors.append({"field": "voice.call_duration_limit", "reason": str(exc)})
     for key in ("voice", "language", "instructions"):
         if voice.get(key) is not None and not isinstance(voice[key], str):
             errors.append({"field": f"voice.{key}", "reason": "must be a string"})

@@ -230,6 +230,38 @@ async def test_a_voice_campaign_keeps_its_voice_settings(http, system, account, 
     assert body["voice"] == {"opening_message": "Hello!", "call_duration_limit": 120}
 
 
+async def test_a_call_duration_limit_takes_durations_as_retry_interval_does(http, system, account, agent_id, db):
+    def voice(**fields):
+        return {"name": "v", "agent_id": agent_id, "type": "voice", "contacts": [new_phone()],
+                "opening_message": "Hello!", **fields}
+
+    # "5m" is 300 seconds (kept as seconds), at the top level, in config and in the voice object
+    for body in (voice(call_duration_limit="5m"), voice(config={"call_duration_limit": "5m"}),
+                 voice(voice={"call_duration_limit": "300s"})):
+        status, created = await call(http, "POST", system.api_url + "/campaigns", account.headers, body)
+        assert status == 201, created
+        assert created["voice"]["call_duration_limit"] == 300, created
+        stored = await db.fetchval("SELECT voice->>'call_duration_limit' FROM campaigns WHERE id = $1", created["id"])
+        assert stored == "300"
+    # bounded as before: 10 s to 4 h, whatever the form
+    for limit in ("5h", 5, "soon"):
+        status, error = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                                   voice(call_duration_limit=limit))
+        assert status == 422, error
+        assert [d["field"] for d in error["error"]["details"]] == ["call_duration_limit"], error
+        reason = error["error"]["details"][0]["reason"]
+        assert "10 to 14400" in reason or "not a duration" in reason, reason
+    status, error = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                               voice(voice={"call_duration_limit": "1d"}))
+    assert (status, [d["field"] for d in error["error"]["details"]]) == (422, ["voice.call_duration_limit"]), error
+    # and a draft's limit can be patched the same way
+    status, draft = await call(http, "POST", system.api_url + "/campaigns", account.headers, voice())
+    status, patched = await call(http, "PATCH", f"{system.api_url}/campaigns/{draft['id']}", account.headers,
+                                 {"call_duration_limit": "2m"})
+    assert status == 200, patched
+    assert patched["voice"]["call_duration_limit"] == 120
+
+
 async def test_agents_crud_and_their_settings_are_checked(http, system, account):
     url = system.api_url + "/agents"
     status, error = await call(http, "POST", url, account.headers, {"name": "Hook", "mode": "webhook"})

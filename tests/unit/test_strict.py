@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from services.api.schemas import (
+    CALL_LIMIT_REASON,
     RECURRENCE_KEYS,
     CampaignCreate,
     known_names,
+    parse_call_duration_limit,
     schedule_warnings,
     unknown_field_reason,
     unknown_key_errors,
@@ -55,8 +59,18 @@ def test_the_objects_checked_by_hand_name_their_unknown_keys_too():
     assert voice_errors({"language": "en-GB", "voice": "alice", "opening_message": "Hi"}) == []
     assert voice_errors({"call_duration_limt": 60, "call_duration_limit": 5}) == [
         {"field": "voice.call_duration_limt", "reason": "unknown field (did you mean `call_duration_limit`?)"},
-        {"field": "voice.call_duration_limit", "reason": "must be a whole number of seconds, 10 to 14400"},
+        {"field": "voice.call_duration_limit", "reason": CALL_LIMIT_REASON},
     ]
+    assert CALL_LIMIT_REASON.startswith("must be a whole number of seconds, 10 to 14400")
+    assert voice_errors({"call_duration_limit": "5m"}) == []
     assert unknown_key_errors("recurrence", {"frequency": "weekly", "weekday": ["mon"]}, RECURRENCE_KEYS) == [
         {"field": "recurrence.weekday", "reason": "unknown field (did you mean `weekdays`?)"}
     ]
+
+
+def test_a_call_duration_limit_takes_the_durations_retry_interval_takes():
+    assert [parse_call_duration_limit(v) for v in (120, "120", "90s", "5m", "5 min", "1h", 10, 14400)] == [
+        120, 120, 90, 300, 300, 3600, 10, 14400]
+    for bad in (9, 14401, "5h", "9s", "soon", "", 1.5, True, None):
+        with pytest.raises(ValueError, match=r"10 to 14400|not a duration"):
+            parse_call_duration_limit(bad)
