@@ -24,7 +24,7 @@ from aiohttp import web
 from shared import outbound
 from shared.db import webhooks as db
 from shared.db.listen import Listener
-from shared.domain.webhooks import HEADER, retry_delay, signature
+from shared.domain.webhooks import HEADER, disabled_reason, retry_delay, signature
 from shared.outbound import OutboundPolicy, OutboundRefused
 from shared.settings import Settings
 
@@ -113,6 +113,7 @@ class WebhookSender:
                 next_at,
                 give_up,
                 now - timedelta(seconds=self._settings.webhook_disable_after),
+                disabled_reason(self._settings.webhook_disable_after, error),
             )
         log.warning(
             "webhook.failed",

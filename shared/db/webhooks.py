@@ -151,17 +151,16 @@ async def failed(
     next_at: datetime,
     give_up: bool,
     disable_before: datetime,
+    disabled_reason: str,
 ) -> bool:
     """A failed attempt: tried again at `next_at`, or failed for good when `give_up`; the endpoint
-    failing since its first failure, disabled when that was before `disable_before`. Whether the
-    endpoint is still enabled."""
+    failing since its first failure, disabled (saying `disabled_reason`) when that was before
+    `disable_before`. Whether the endpoint is still enabled."""
     await conn.execute(_FAILED, delivery["id"], next_at, give_up)
     await conn.execute(
         _ATTEMPT, delivery["endpoint_id"], delivery["event_id"], delivery["type"], status, error, duration_ms
     )
-    row = await conn.fetchrow(
-        _ENDPOINT_FAILED, delivery["endpoint_id"], disable_before, f"disabled after failing for days: {error}"
-    )
+    row = await conn.fetchrow(_ENDPOINT_FAILED, delivery["endpoint_id"], disable_before, disabled_reason)
     return bool(row and row["enabled"])
 
 

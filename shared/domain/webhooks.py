@@ -59,3 +59,19 @@ def retry_delay(failures: int, base_s: float, max_s: float) -> timedelta:
     """How long after its `failures`-th failed attempt a delivery is tried again: `base_s`, doubling
     each time, at most `max_s` (5 s, 10 s, 20 s … 1 h with the defaults)."""
     return timedelta(seconds=min(base_s * 2 ** max(failures - 1, 0), max_s))
+
+
+def span(seconds: float) -> str:
+    """A length of time as people say it, in its largest whole unit: `20 s`, `90 s`, `5 min`,
+    `2 h`, `1 day`, `3 days` (a fraction of a second stays: `0.5 s`)."""
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if unit == 'day' and count != 1 else ''}"
+    return f"{seconds:g} s"
+
+
+def disabled_reason(disable_after_s: float, error: str) -> str:
+    """Why an endpoint that has failed for `disable_after_s` seconds (CAMPAIGNS_WEBHOOK_DISABLE_AFTER)
+    without a success was disabled, naming that time and its last failure."""
+    return f"disabled after failing for {span(disable_after_s)}: {error}"

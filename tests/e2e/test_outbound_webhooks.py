@@ -268,3 +268,21 @@ async def test_automatic_pauses_and_failures_carry_their_reason(http, system, ac
     assert events["campaign.paused"]["reason"]["code"] == "failure_rate", events
     assert events["campaign.paused"]["previous_status"] == "running"
     assert events["campaign.failed"]["reason"].startswith("run 1: no delivery succeeded (2 failed"), events
+
+
+async def test_an_endpoint_failing_too_long_is_disabled_saying_for_how_long(http, system, account, receiver, db):
+    # Given an endpoint that answers 500 and has failed without a success for 4 days (the tracker's
+    # CAMPAIGNS_WEBHOOK_DISABLE_AFTER is the default, 3 days)
+    receiver.fail_first = 1000
+    endpoint = await _endpoint(http, system, account, receiver.url, ["campaign.launched"])
+    await db.execute("UPDATE webhook_endpoints SET failing_since = now() - interval '4 days' WHERE id = $1",
+                     endpoint["id"])
+    await _campaign(http, system, account, [new_phone()])
+
+    async def disabled():
+        _status, body = await call(http, "GET", f"{system.api_url}/webhook-endpoints/{endpoint['id']}",
+                                   account.headers)
+        return body if not body["enabled"] else None
+
+    body = await wait_until(disabled, timeout=30, message="the endpoint disabled")
+    assert body["disabled_reason"] == "disabled after failing for 3 days: answered 500", body

@@ -6,7 +6,16 @@ import hashlib
 import hmac
 from datetime import timedelta
 
-from shared.domain.webhooks import EVENTS, new_secret, retry_delay, signature, unknown_events, verify
+from shared.domain.webhooks import (
+    EVENTS,
+    disabled_reason,
+    new_secret,
+    retry_delay,
+    signature,
+    span,
+    unknown_events,
+    verify,
+)
 
 
 def test_the_signature_is_an_hmac_of_the_timestamp_and_the_raw_body():
@@ -43,3 +52,10 @@ def test_retries_back_off_exponentially_to_a_cap():
 def test_unknown_event_names_are_named():
     assert unknown_events(["*", *EVENTS]) == []
     assert unknown_events(["campaign.pasued", "delivery.sent"]) == ["campaign.pasued"]
+
+
+def test_a_disabled_endpoint_says_for_how_long_it_failed():
+    assert disabled_reason(20, "answered 500") == "disabled after failing for 20 s: answered 500"
+    assert disabled_reason(3 * 86400, "answered 500") == "disabled after failing for 3 days: answered 500"
+    assert [span(s) for s in (0.5, 20, 90, 300, 7200, 86400, 5400)] == [
+        "0.5 s", "20 s", "90 s", "5 min", "2 h", "1 day", "90 min"]
