@@ -106,7 +106,8 @@ class Consumer:
                         await asyncio.sleep(self._backoff[min(tries, len(self._backoff) - 1)])
                         tries += 1
                         continue
-                    # An integer header the broker sets (the headers' type allows any AMQP field value).
+                    # An integer header the broker sets (the headers' type allows any AMQP field value):
+                    # the times it was handed back, so this is try count + 1 (of `topology.TRIES`).
                     count = int(cast(int, (incoming.headers or {}).get("x-delivery-count", 0) or 0))
                     log.exception("message.failed", queue=self._queue, type=message.type, tries=count + 1)
                     await asyncio.sleep(self._backoff[min(count, len(self._backoff) - 1)])

@@ -26,7 +26,7 @@ from shared.bus import topology
 #: Why the broker dead-lettered a message (the `x-death` reason), in words.
 REASONS = {
     "rejected": "rejected by its consumer (undecodable, or refused as bad)",
-    "delivery_limit": f"failed {topology.DELIVERY_LIMIT} times (the delivery limit)",
+    "delivery_limit": f"failed {topology.TRIES} times (the delivery limit)",
     "expired": "expired",
     "maxlen": "dropped from a full queue",
 }

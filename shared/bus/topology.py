@@ -12,8 +12,12 @@ from dataclasses import dataclass
 import aio_pika
 from aio_pika.abc import AbstractChannel
 
-#: Times a message is handed out before it goes to the dead-letter queue.
+#: The queues' x-delivery-limit: times a failed message is handed back. The broker dead-letters
+#: it when it is returned once more than this, so it is handled `TRIES` times in all.
 DELIVERY_LIMIT = 10
+#: Times a message that always fails is handled before it goes to the dead-letter queue (the
+#: first delivery and `DELIVERY_LIMIT` redeliveries): the consumer's last `tries`, the DLQ's count.
+TRIES = DELIVERY_LIMIT + 1
 DLX = "dlx"
 
 

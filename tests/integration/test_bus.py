@@ -8,9 +8,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import pytest
+from structlog.testing import capture_logs
 
 from shared.bus import outbox, topology
 from shared.bus.consumer import Consumer
+from shared.bus.dlq import dead_letter
 from shared.db.migrate import drop_database, migrate
 from shared.db.pool import create_pool
 from shared.db.processed import first_time
@@ -116,34 +118,46 @@ async def test_an_unroutable_mandatory_message_stays_in_the_outbox(bus, pool):
 async def test_consumer_acks_after_the_handler_and_dead_letters_poison(bus):
     connection, prefix = bus
     handled: list[str] = []
+    poisoned = 0
 
     async def handler(message):
+        nonlocal poisoned
         if message.campaign_id == "camp_poison":
+            poisoned += 1
             raise RuntimeError("always fails")
         handled.append(message.campaign_id)
 
     consumer = Consumer(connection, "scheduler.campaign.cancelled", handler, prefix=prefix, prefetch=5, backoff=(0.01,))
-    await consumer.start()
-    channel = await connection.channel()
-    exchange = await channel.get_exchange(prefix + "campaign.events", ensure=False)
-    for campaign_id in ("camp_ok", "camp_poison"):
-        body = encode(CampaignCancelled(account_id="a", campaign_id=campaign_id))
-        await exchange.publish(aio_pika.Message(body), routing_key="campaign.cancelled.v1")
-    await exchange.publish(aio_pika.Message(b"not json"), routing_key="campaign.cancelled.v1")
-    dlq = await channel.get_queue(prefix + "scheduler.campaign.cancelled.dlq", ensure=False)
-    dead: list[bytes] = []
+    with capture_logs() as logs:
+        await consumer.start()
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(prefix + "campaign.events", ensure=False)
+        for campaign_id in ("camp_ok", "camp_poison"):
+            body = encode(CampaignCancelled(account_id="a", campaign_id=campaign_id))
+            await exchange.publish(aio_pika.Message(body), routing_key="campaign.cancelled.v1")
+        await exchange.publish(aio_pika.Message(b"not json"), routing_key="campaign.cancelled.v1")
+        dlq = await channel.get_queue(prefix + "scheduler.campaign.cancelled.dlq", ensure=False)
+        dead: list[bytes] = []
+        reasons: list[str] = []
 
-    async def dead_lettered() -> bool:
-        while (message := await dlq.get(fail=False)) is not None:
-            dead.append(message.body)
-            await message.ack()
-        return len(dead) >= 2
+        async def dead_lettered() -> bool:
+            while (message := await dlq.get(fail=False)) is not None:
+                dead.append(message.body)
+                reasons.append(dead_letter(message).reason)
+                await message.ack()
+            return len(dead) >= 2
 
-    await wait_until(dead_lettered, timeout=60, message="poison and undecodable messages dead-lettered")
-    await consumer.stop()
+        await wait_until(dead_lettered, timeout=60, message="poison and undecodable messages dead-lettered")
+        await consumer.stop()
     assert handled == ["camp_ok"]
     assert b"not json" in dead
     assert any(b"camp_poison" in body for body in dead)
+    # handled once and redelivered up to the delivery limit: the consumer's last "tries" and the
+    # dead letter's reason give the same count
+    assert poisoned == topology.DELIVERY_LIMIT + 1 == topology.TRIES
+    failures = [e["tries"] for e in logs if e["event"] == "message.failed"]  # (only the poison one fails)
+    assert failures == list(range(1, poisoned + 1))
+    assert f"failed {poisoned} times (the delivery limit)" in reasons, reasons
 
 
 async def test_first_time_dedupes_per_consumer(pool):
