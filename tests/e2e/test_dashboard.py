@@ -448,6 +448,19 @@ async def test_a_voice_campaign_with_a_weekly_recurrence_is_made_seen_and_kept_b
             "failure_rate": 0.3, "bounce_rate": 0.1, "opt_out_rate": 0.05, "min_sends": 20, "enabled": True,
         }  # fmt: skip
 
+        # And the campaign's page says them in words
+        async with session.get(f"{system.api_url}/dashboard/campaigns/{campaign_id}") as response:
+            page = await response.text()
+        for line in (
+            "<li>At most 1 send at once.</li>",
+            "<li>A failed send is tried again up to 2 times, 5 min apart.</li>",
+            "<li>Repeats every 2 weeks on Monday, Wednesday, until 2027-06-30, 5 runs at most.</li>",
+            "<li>Opens with: “Hello {{first_name}}, this is about your plan.”</li>",
+            "<li>A call lasts at most 2 min.</li>",
+            "<li>Answering machines are detected (voicemail); on one it leaves a voicemail.</li>",
+        ):
+            assert line in page, line
+
         # And the edit form shows each saved value in its field
         edit = f"{system.api_url}/dashboard/campaigns/{campaign_id}/edit"
         shown = dict(await _form_fields(session, edit))

@@ -10,6 +10,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from shared.domain.webhooks import span
+
 #: Words for the planner's adjustment tags (`shared/domain/timeplan.py`).
 ADJUSTMENTS = {
     "past_moved_to_now": "its scheduled time had passed, so it went at once",
@@ -142,6 +144,41 @@ def reason_lines(reason: Mapping[str, Any] | None, error: str | None = None) -> 
         lines.append("Sent at its scheduled time: nothing moved it.")
     if error:
         lines.append(error)
+    return lines
+
+
+def setting_lines(row: Mapping[str, Any]) -> list[str]:
+    """A campaign's sending settings in words, one a line: how often it repeats, what a call says
+    and how long it may last, how many at once, retries (what the campaign page shows)."""
+    lines = [f"At most {plural(row.get('max_concurrent') or 1, 'send')} at once."]
+    retries = row.get("max_retries")
+    if retries:
+        apart = span(row.get("retry_interval") or 0)
+        lines.append(f"A failed send is tried again up to {plural(retries, 'time')}, {apart} apart.")
+    rule = row.get("recurrence") or {}
+    if rule.get("frequency"):
+        frequency = str(rule["frequency"])
+        unit = {"daily": "day", "weekly": "week", "monthly": "month"}.get(frequency, frequency)
+        every = int(rule.get("interval") or 1)
+        repeat = f"Repeats every {unit}" if every == 1 else f"Repeats every {every} {unit}s"
+        if rule.get("weekdays"):
+            repeat += " on " + ", ".join(str(d).capitalize() for d in rule["weekdays"])
+        if rule.get("month_day"):
+            repeat += f" on day {rule['month_day']}"
+        if rule.get("until"):
+            repeat += f", until {rule['until']}"
+        if rule.get("count"):
+            repeat += f", {plural(rule['count'], 'run')} at most"
+        lines.append(repeat + ".")
+    voice = row.get("voice") or {}
+    if row.get("channel") == "voice":
+        if voice.get("opening_message"):
+            lines.append(f"Opens with: “{voice['opening_message']}”")
+        if voice.get("call_duration_limit"):
+            lines.append(f"A call lasts at most {span(voice['call_duration_limit'])}.")
+        if voice.get("machine_detection") and voice["machine_detection"] != "off":
+            left = "leaves a voicemail" if voice.get("voicemail_message") else "hangs up"
+            lines.append(f"Answering machines are detected ({voice['machine_detection']}); on one it {left}.")
     return lines
 
 

@@ -61,6 +61,7 @@ ENV.filters.update(
 )
 ENV.globals.update(
     reason_lines=text.reason_lines,
+    setting_lines=text.setting_lines,
     who=text.who,
     local_time=text.local_time,
     quote=lambda value: quote(str(value), safe=""),
