@@ -37,7 +37,8 @@ PURGE_EVERY = 60.0
 #: POSTs that ignore the header. Campaign actions are idempotent by state (a repeated launch is a
 #: 409 saying why). The CSV import streams its body, which is not read twice to be hashed; it
 #: upserts on phone/email, so a retried import updates the same contacts instead of duplicating.
-EXEMPT = re.compile(r"/contacts/import|/campaigns/[^/]+/(?:launch|pause|resume|cancel)")
+#: A new API key is shown once and kept only as its hash: its answer is never stored to replay.
+EXEMPT = re.compile(r"/contacts/import|/campaigns/[^/]+/(?:launch|pause|resume|cancel)|/api-keys")
 
 
 class Verdict(enum.Enum):

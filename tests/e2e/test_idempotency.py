@@ -193,3 +193,14 @@ async def test_a_key_that_is_not_utf8_text_is_422(http, system, account, db):
         {"field": "Idempotency-Key", "reason": "holds bytes that are not UTF-8 text, or a NUL"}
     ]
     assert await count(db, "agents", account) == 0
+
+
+async def test_a_new_api_key_is_never_stored_to_be_replayed(http, system, account, db):
+    key = uuid.uuid4().hex
+    first = await post(http, system, "/api-keys", account, key, {})
+    again = await post(http, system, "/api-keys", account, key, {})
+    assert (first[0], again[0]) == (201, 201)
+    assert "Idempotent-Replayed" not in again[1]
+    assert first[2]["api_key"] != again[2]["api_key"]  # each shown once: a retry is another key
+    stored = await db.fetch("SELECT body FROM idempotency_keys WHERE account_id = $1", account.id)
+    assert stored == []  # nothing kept: the key never sits in the database in plain text
