@@ -52,11 +52,16 @@ def decode_position(request: web.Request) -> int:
         return 0
     try:
         tag, position = base64.urlsafe_b64decode(raw.encode()).decode().split("|", 1)
-        if tag == "at" and position.isdigit():
+        if tag == "at" and position.isascii() and position.isdigit() and int(position) <= MAX_POSITION:
             return int(position)
     except (ValueError, UnicodeDecodeError):
         pass
     raise Invalid("bad cursor", details=[{"field": "cursor", "reason": "not a cursor from this API"}])
+
+
+#: The largest position or id a cursor may name (PostgreSQL's integer; bigint ids use BIGGEST_ID).
+MAX_POSITION = 2**31 - 1
+BIGGEST_ID = 2**63 - 1
 
 
 def decode_cursor(request: web.Request) -> tuple[datetime, str] | None:
@@ -66,6 +71,9 @@ def decode_cursor(request: web.Request) -> tuple[datetime, str] | None:
         return None
     try:
         created, object_id = base64.urlsafe_b64decode(raw.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), object_id
-    except (ValueError, UnicodeDecodeError) as exc:
+        at = datetime.fromisoformat(created)
+        if at.tzinfo is None:
+            raise ValueError("our cursors' times carry their offset")
+        return at.astimezone(UTC), object_id  # (a time UTC cannot hold, year 0 or 10000, is no cursor of ours)
+    except (ValueError, UnicodeDecodeError, OverflowError) as exc:
         raise Invalid("bad cursor", details=[{"field": "cursor", "reason": "not a cursor from this API"}]) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
@@ -208,6 +209,25 @@ async def test_list_pages_with_a_cursor(http, system, account, agent_id):
     assert seen == ["c4", "c3", "c2", "c1", "c0"]
     status, page = await call(http, "GET", system.api_url + "/campaigns?status=draft&channel=email", account.headers)
     assert page["data"] == []
+
+
+async def test_a_crafted_cursor_is_a_422_not_a_500(http, system, account, agent_id):
+    def b64(text: str) -> str:
+        return base64.urlsafe_b64encode(text.encode()).decode()
+
+    _status, campaign = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "c", "agent_id": agent_id, "type": "sms", "contacts": [new_phone()], "message_template": "hi"},
+    )
+    lists = ("/campaigns", "/contacts", "/contact-groups", "/templates", "/agents", "/webhook-endpoints")
+    # times UTC cannot hold (PostgreSQL's DataError), a time without its offset, positions beyond an integer
+    cases = [(path, cursor) for path in lists for cursor in (
+        b64("0001-01-01T00:00:00+14:00|a"), b64("9999-12-31T23:59:59-14:00|a"), b64("2026-01-01T00:00:00|a"))]
+    cases += [(f"/campaigns/{campaign['id']}/runs", b64("at|99999999999999999999")),
+              (f"/campaigns/{campaign['id']}/runs", b64("at|²"))]
+    for path, cursor in cases:
+        status, body = await call(http, "GET", f"{system.api_url}{path}?cursor={cursor}", account.headers)
+        assert (status, body["error"]["details"][0]["field"]) == (422, "cursor"), (path, cursor, body)
 
 
 async def test_health_and_metrics(http, system):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.api.handlers.common import page_limit, read_model
-from services.api.paging import decode_cursor, iso, newest_first
+from services.api.paging import BIGGEST_ID, decode_cursor, iso, newest_first
 from services.api.usecases import webhook_endpoints as usecase
 from services.api.usecases.webhook_endpoints import EndpointIn, EndpointPatch
 from shared.db import webhooks as db
@@ -52,7 +52,7 @@ async def list_attempts(request: web.Request) -> web.Response:
     """`GET /webhook-endpoints/{id}/attempts?limit=&cursor=`: the recent attempts, newest first."""
     limit = page_limit(request)
     raw = request.query.get("cursor")
-    if raw is not None and not (raw.isascii() and raw.isdigit()):
+    if raw is not None and not (raw.isascii() and raw.isdigit() and int(raw) <= BIGGEST_ID):
         raise Invalid("bad cursor", details=[{"field": "cursor", "reason": "not a cursor this list gave"}])
     rows = await usecase.attempts(
         request.app["pool"], request["account"]["id"], request.match_info["id"], int(raw) if raw else None, limit + 1
