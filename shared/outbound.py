@@ -17,7 +17,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 from aiohttp.abc import ResolveResult
@@ -90,6 +90,16 @@ class OutboundPolicy:
         """OutboundRefused when `url` is not http(s) or its host resolves to an address we do not
         reach. A host that does not resolve (now) passes: the connection checks it again."""
         host = _host(url)
+        literal = unquote(host).split("%", 1)[0]  # an address with a zone index (`[::1%25lo]`) resolves nowhere
+        try:
+            address = ipaddress.ip_address(literal)
+        except ValueError:
+            pass
+        else:
+            reason = self.refusal(str(address))
+            if reason is not None:
+                raise OutboundRefused(reason)
+            return
         try:
             infos = await ThreadedResolver().resolve(host, 0, socket.AF_UNSPEC)
         except OSError:

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from shared.outbound import OutboundPolicy
+from shared.outbound import OutboundPolicy, OutboundRefused
 from shared.settings import Settings
 
 
@@ -67,3 +67,15 @@ def test_the_setting_is_a_comma_separated_list_of_networks(monkeypatch):
     monkeypatch.setenv("CAMPAIGNS_OUTBOUND_ALLOW_NETWORKS", "127.0.0.1/8")
     with pytest.raises(ValueError, match="outbound_allow_networks"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://[::1%25lo]:9999/", "http://[::ffff:127.0.0.1%25lo]/x", "http://[fe80::1%25lo]/", "http://[::1%lo]/hook"],
+)
+async def test_an_address_with_a_zone_index_is_refused_before_any_lookup(url):
+    # (it resolves nowhere, so a lookup would let it pass to the connection's own check)
+    with pytest.raises(OutboundRefused, match=r"loopback|link-local"):
+        await OutboundPolicy().check_url(url)
+    await OutboundPolicy((ipaddress.ip_network("::1/128"), ipaddress.ip_network("127.0.0.0/8"),
+                          ipaddress.ip_network("fe80::/10"))).check_url(url)  # allowed networks pass
