@@ -6,10 +6,13 @@ from decimal import Decimal
 
 from shared.row import Row
 
-_GSM7 = frozenset(
+#: GSM 03.38's basic character set (one septet each) and its extension table (two: an escape
+#: and the character), which Twilio sends as GSM-7.
+_GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà^{}\\[~]|€"
+    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
+_GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
 
 
 #: A call's length when the campaign sets no limit (CAMPAIGNS_CALL_TIME_LIMIT's default).
@@ -17,11 +20,24 @@ DEFAULT_CALL_SECONDS = 300
 
 
 def sms_segments(text: str) -> int:
-    """Segments an SMS of `text` takes: 160/153 GSM-7 characters, or 70/67 UCS-2 ones."""
-    gsm = all(ch in _GSM7 for ch in text)
-    single, multi = (160, 153) if gsm else (70, 67)
-    length = len(text)
-    return 1 if length <= single else -(-length // multi)
+    """Segments an SMS of `text` takes, as carriers count them: in GSM-7, 160 septets alone or 153 a
+    segment (an extension character such as `€` or `[` takes two, never split between segments);
+    else in UCS-2, 70 UTF-16 units alone or 67 a segment (a character beyond the BMP, an emoji,
+    takes two, never split)."""
+    if all(ch in _GSM7_BASIC or ch in _GSM7_EXTENSION for ch in text):
+        sizes = [2 if ch in _GSM7_EXTENSION else 1 for ch in text]
+        single, multi = 160, 153
+    else:
+        sizes = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
+        single, multi = 70, 67
+    if sum(sizes) <= single:
+        return 1
+    segments, used = 1, 0
+    for size in sizes:
+        if used + size > multi:
+            segments, used = segments + 1, 0
+        used += size
+    return segments
 
 
 def estimate(

@@ -120,7 +120,20 @@ def test_sms_segments_and_estimates():
     assert sms_segments("a" * 160) == 1
     assert sms_segments("a" * 161) == 2
     assert sms_segments("é" * 10) == 1
-    assert sms_segments("😀" * 71) == 2
+    # as carriers count: an extension character is two septets, an emoji two UTF-16 units, and
+    # neither is split between two segments
+    assert sms_segments("€" * 80) == 1
+    assert sms_segments("€" * 81) == 2
+    assert sms_segments("a" * 159 + "[") == 2
+    assert sms_segments("a" * 152 + "€" + "a" * 10) == 2  # (the € opens the second segment)
+    assert sms_segments("a" * 306) == 2
+    assert sms_segments("a" * 307) == 3
+    assert sms_segments("😀" * 35) == 1
+    assert sms_segments("😀" * 36) == 2
+    assert sms_segments("😀" * 34 + "aaa") == 2  # 71 units
+    assert sms_segments("😀" * 71) == 3  # 33 a segment
+    assert sms_segments("ж" * 70) == 1
+    assert sms_segments("ж" * 1500) == 23
     prices = {"sms": Decimal("0.01"), "email": Decimal("0.001"), "voice_minute": Decimal("0.02")}
     assert estimate("sms", 10, prices, template="a" * 200) == Decimal("0.20")
     assert estimate("voice", 10, prices, call_minutes=3) == Decimal("0.60")
