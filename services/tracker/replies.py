@@ -1,9 +1,10 @@
 """Inbound SMS: the message belongs to the account that owns the number it was sent to (a
 verified sender), and answers that account's latest delivery to the sender; for the platform's
 shared default number, the latest delivery sent from it to the sender, whichever account's. A
-keyword (STOP/START/HELP) changes the contact's opt-out; any other text is a reply, counted and
-answered by the campaign's agent on the same channel (TwiML). A message to a number no account
-owns is answered with nothing, and logged."""
+keyword (STOP/START/HELP) changes the contact's opt-out (to the shared default number: in every
+account that has sent to the phone from it, as the person unsubscribed from that number); any
+other text is a reply, counted and answered by the campaign's agent on the same channel (TwiML).
+A message to a number no account owns is answered with nothing, and logged."""
 
 from __future__ import annotations
 
@@ -56,16 +57,22 @@ async def sms_inbound(request: web.Request) -> web.Response:
             WEBHOOKS.labels("sms.inbound", "duplicate").inc()
             return twiml()
         account_id = await inbound.owner(conn, "phone", to) if to else None
+        shared = account_id is None and to == settings.default_from_number
         if account_id is not None:
             delivery = await inbound.latest_in_account(conn, account_id, sender, "sms")
-        elif to == settings.default_from_number:
-            delivery = await inbound.latest_from_default(conn, sender, "sms", to)
+        elif shared:
+            delivery = await inbound.latest_from_default(conn, sender, "sms", settings.default_from_number)
         else:
             WEBHOOKS.labels("sms.inbound", "unowned_number").inc()
             log.warning("reply.unowned_number", to=to or form.get("To"), provider_id=sid)
             return twiml()
         if delivery is None:
             return await _without_delivery(conn, account_id, sender, keyword, sid)
+        if shared and keyword in ("stop", "start"):  # every account that sent from it, whoever sent last
+            changed = await inbound.set_sms_opt_out_from_default(
+                conn, sender, settings.default_from_number, keyword == "stop"
+            )
+            log.info("reply.shared_number_keyword", keyword=keyword, contacts=changed)
         if not await inbound.contact_exists(conn, delivery["contact_id"]):  # deleted since: kept as an event
             WEBHOOKS.labels("sms.inbound", "contact_deleted").inc()
             log.info("reply.contact_deleted", delivery_id=delivery["id"], campaign_id=delivery["campaign_id"])

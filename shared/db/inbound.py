@@ -1,6 +1,8 @@
 """Which account an inbound message belongs to, and which delivery it answers: the account that
 owns the number (or address) it was sent to, and that account's latest delivery to the sender;
-for the platform's shared default sender, the latest delivery sent from it to the sender."""
+for the platform's shared default sender, the latest delivery sent from it to the sender. An
+opt-out keyword to the shared default sender acts on every account that has sent to that phone
+from it."""
 
 from __future__ import annotations
 
@@ -32,6 +34,16 @@ _SET_SMS_OPT_OUT = """
 UPDATE contacts SET opted_out_sms = $3, updated_at = now()
 WHERE account_id = $1 AND phone = $2 AND opted_out_sms IS DISTINCT FROM $3
 """
+#: Every account that has sent SMS to the phone from the shared default sender (as
+#: `_LATEST_FROM_DEFAULT` reads "sent from the default"): its contacts with that phone.
+_SET_SMS_OPT_OUT_FROM_DEFAULT = """
+UPDATE contacts SET opted_out_sms = $3, updated_at = now()
+WHERE phone = $1 AND opted_out_sms IS DISTINCT FROM $3
+  AND account_id IN (
+      SELECT d.account_id FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id
+      WHERE d.to_address = $1 AND d.channel = 'sms' AND d.sent_at IS NOT NULL
+        AND (c.from_number IS NULL OR c.from_number = $2))
+"""
 
 
 async def owner(conn: Executor, kind: str, address: str) -> str | None:
@@ -59,4 +71,12 @@ async def contact_exists(conn: Executor, contact_id: str) -> bool:
 async def set_sms_opt_out(conn: Executor, account_id: str, phone: str, opted_out: bool) -> int:
     """Opt the account's contacts with `phone` out of SMS (STOP) or back in (START); how many changed."""
     result: str = await conn.execute(_SET_SMS_OPT_OUT, account_id, phone, opted_out)
+    return int(result.split()[-1])
+
+
+async def set_sms_opt_out_from_default(conn: Executor, phone: str, default: str, opted_out: bool) -> int:
+    """A keyword sent to the shared default sender: opt `phone` out of SMS (STOP) or back in
+    (START) in every account that has sent to it from `default` (the person unsubscribed from
+    the number, as a carrier would); how many contacts changed."""
+    result: str = await conn.execute(_SET_SMS_OPT_OUT_FROM_DEFAULT, phone, default, opted_out)
     return int(result.split()[-1])

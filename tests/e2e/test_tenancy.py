@@ -178,3 +178,49 @@ async def test_an_email_written_to_another_accounts_address_is_not_this_accounts
     status, answer = await _post(http, system, reply(system.env.get("CAMPAIGNS_DEFAULT_FROM_EMAIL",
                                                                     "campaigns@localhost"), "hello"))
     assert (status, answer["result"]) == (200, "replied")
+
+
+async def _skipped(http, system, db, account, phone: str, from_number: str | None) -> None:
+    """A later SMS campaign of `account` to `phone` completes with its delivery skipped as opted out."""
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Agent"})
+    assert status == 201, agent
+    body = {"name": "later", "type": "sms", "agent_id": agent["id"], "contacts": [phone], "message_template": "hi",
+            "status": "scheduled", **({"from_number": from_number} if from_number else {})}
+    status, campaign = await call(http, "POST", system.api_url + "/campaigns", account.headers, body)
+    assert status == 201, campaign
+
+    async def completed():
+        _s, r = await call(http, "GET", f"{system.api_url}/campaigns/{campaign['id']}/results", account.headers)
+        return r if r["status"] == "completed" else None
+
+    results = await wait_until(completed, timeout=60)
+    assert (results["skipped"], results["sent"], results["delivered"]) == (1, 0, 0), results
+    row = await db.fetchrow("SELECT state, error FROM deliveries WHERE campaign_id = $1", campaign["id"])
+    assert (row["state"], row["error"]) == ("skipped", "contact opted out of sms")
+
+
+async def test_a_stop_to_the_shared_number_opts_out_every_account_that_sent_from_it(
+    http, system, db, fake_twilio, texting
+):
+    # Given A then B texting the same person from the shared default number (B's is the latest),
+    # and C texting them from a number of its own
+    a, b, c = await make_account(db), await make_account(db), await make_account(db)
+    person = new_phone()
+    await _delivered(http, system, a, person, None, "A on the default")
+    await _delivered(http, system, b, person, DEFAULT, "B on the default")
+    await _delivered(http, system, c, person, await _own_number(http, system, c, fake_twilio), "C on its own")
+
+    # When the person texts STOP to the shared number, they unsubscribed from that number: A's
+    # contact and B's are opted out, C's (which never sent from it) is not
+    assert "unsubscribed" in (await texting(person, DEFAULT, "STOP"))
+    assert (await _opted_out(db, a, person), await _opted_out(db, b, person), await _opted_out(db, c, person)) == (
+        True, True, False)
+
+    # And A's next campaign from the shared number skips them: nothing is sent to the provider
+    sent = len(fake_twilio.sent_to(person))
+    await _skipped(http, system, db, a, person, None)
+    assert len(fake_twilio.sent_to(person)) == sent
+
+    # And START to the shared number opts both back in
+    assert "resubscribed" in (await texting(person, DEFAULT, "START"))
+    assert (await _opted_out(db, a, person), await _opted_out(db, b, person)) == (False, False)
