@@ -98,15 +98,19 @@ async def _without_delivery(
     conn: Connection, account_id: str | None, sender: str, keyword: Keyword | None, sid: str
 ) -> web.Response:
     """A message no delivery explains: a keyword to an account's own number still acts on that
-    account's contacts with the number (STOP is honoured wherever it comes from); the rest is
-    unmatched."""
-    if account_id is None or keyword is None:
+    account's contacts with the number (STOP is honoured wherever it comes from: from a phone the
+    account has no contact for, it is remembered as a new, opted-out contact, which its later
+    campaigns skip). A keyword to the shared default number (`account_id` None) from a phone no
+    account has sent to from it is answered: there is nothing to change. The rest is unmatched."""
+    if keyword is None:
         WEBHOOKS.labels("sms.inbound", "unknown_sender").inc()
         log.info("reply.unmatched", provider_id=sid)
         return twiml()
     changed = 0
-    if keyword in ("stop", "start"):
-        changed = await inbound.set_sms_opt_out(conn, account_id, sender, keyword == "stop")
+    if account_id is not None and keyword == "stop":
+        changed = await inbound.opt_out_sms(conn, new_id("contact"), account_id, sender)
+    elif account_id is not None and keyword == "start":
+        changed = await inbound.set_sms_opt_out(conn, account_id, sender, False)
     WEBHOOKS.labels("sms.inbound", keyword).inc()
     log.info("reply.keyword_without_delivery", account_id=account_id, keyword=keyword, contacts=changed)
     return answer_twiml(REPLIES[keyword])

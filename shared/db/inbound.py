@@ -1,8 +1,9 @@
 """Which account an inbound message belongs to, and which delivery it answers: the account that
 owns the number (or address) it was sent to, and that account's latest delivery to the sender;
 for the platform's shared default sender, the latest delivery sent from it to the sender. An
-opt-out keyword to the shared default sender acts on every account that has sent to that phone
-from it."""
+opt-out keyword acts on the account's contacts with the sender's phone (remembered as a new,
+opted-out contact when it has none); one to the shared default sender acts on every account that
+has sent to that phone from it."""
 
 from __future__ import annotations
 
@@ -33,6 +34,13 @@ _CONTACT_EXISTS = "SELECT EXISTS (SELECT 1 FROM contacts WHERE id = $1)"
 _SET_SMS_OPT_OUT = """
 UPDATE contacts SET opted_out_sms = $3, updated_at = now()
 WHERE account_id = $1 AND phone = $2 AND opted_out_sms IS DISTINCT FROM $3
+"""
+# A STOP from a phone the account has no contact for is remembered as an opted-out contact (the
+# send path skips it; a campaign's upsert of the phone keeps the opt-out).
+_OPT_OUT_SMS = """
+INSERT INTO contacts AS c (id, account_id, phone, opted_out_sms) VALUES ($1, $2, $3, true)
+ON CONFLICT (account_id, phone) DO UPDATE SET opted_out_sms = true, updated_at = now()
+WHERE NOT c.opted_out_sms
 """
 #: Every account that has sent SMS to the phone from the shared default sender (as
 #: `_LATEST_FROM_DEFAULT` reads "sent from the default"): its contacts with that phone.
@@ -71,6 +79,13 @@ async def contact_exists(conn: Executor, contact_id: str) -> bool:
 async def set_sms_opt_out(conn: Executor, account_id: str, phone: str, opted_out: bool) -> int:
     """Opt the account's contacts with `phone` out of SMS (STOP) or back in (START); how many changed."""
     result: str = await conn.execute(_SET_SMS_OPT_OUT, account_id, phone, opted_out)
+    return int(result.split()[-1])
+
+
+async def opt_out_sms(conn: Executor, contact_id: str, account_id: str, phone: str) -> int:
+    """Opt the account's contact with `phone` out of SMS (STOP), creating it as `contact_id` when
+    the account has none, so that its later campaigns skip the phone; how many changed (0 or 1)."""
+    result: str = await conn.execute(_OPT_OUT_SMS, contact_id, account_id, phone)
     return int(result.split()[-1])
 
 

@@ -224,3 +224,30 @@ async def test_a_stop_to_the_shared_number_opts_out_every_account_that_sent_from
     # And START to the shared number opts both back in
     assert "resubscribed" in (await texting(person, DEFAULT, "START"))
     assert (await _opted_out(db, a, person), await _opted_out(db, b, person)) == (False, False)
+
+
+async def test_a_stop_from_a_phone_that_is_no_contact_yet_is_remembered(http, system, db, fake_twilio, texting):
+    # Given an account with a number of its own, and a person it never texted nor has as a contact
+    a, other = await make_account(db), await make_account(db)
+    number = await _own_number(http, system, a, fake_twilio)
+    person = new_phone()
+
+    # When the person texts STOP to A's number, A remembers it: an opted-out contact, for A only
+    assert "unsubscribed" in (await texting(person, number, "STOP"))
+    assert await _opted_out(db, a, person)
+    assert await db.fetchval("SELECT count(*) FROM contacts WHERE phone = $1", person) == 1
+
+    # And A's later campaign to that phone (which upserts the contact) skips it: nothing is sent
+    await _skipped(http, system, db, a, person, number)
+    assert await _opted_out(db, a, person)
+    assert fake_twilio.sent_to(person) == []
+
+    # While another account's campaign to the phone still reaches it
+    await _delivered(http, system, other, person, None, "other")
+    assert len(fake_twilio.sent_to(person)) == 1
+
+
+async def test_a_stop_to_the_shared_number_from_a_phone_nobody_texted_is_acknowledged(http, system, db, texting):
+    person = new_phone()
+    assert "unsubscribed" in (await texting(person, DEFAULT, "STOP"))
+    assert await db.fetchval("SELECT count(*) FROM contacts WHERE phone = $1", person) == 0
