@@ -80,30 +80,35 @@ def plan_send(
     if now.utcoffset() is None:
         raise ValueError("now: must be timezone-aware")
     names = zones.zones
+    # The zone the reason names: the one whose clock set the instant (of several, the last to
+    # reach the wall time, or the last whose window or quiet hours opened), else the first.
+    label = names[0]
     now_ts = now.timestamp()
     tags: tuple[str, ...] = ()
     if schedule.instant is not None:
         start, start_ts = schedule.instant, schedule.instant.timestamp()
     elif schedule.wall is not None:
-        start, start_ts, shifted = _wall_target(schedule.wall_zone or names, schedule.wall)
+        start, start_ts, shifted, read_in = _wall_target(schedule.wall_zone or names, schedule.wall)
         tags = ("dst_gap_shifted",) if shifted else ()
+        if schedule.wall_zone is None:
+            label = read_in
     else:
         start, start_ts = now, now_ts
     if start_ts < now_ts:
-        start, start_ts = now, now_ts
+        start, start_ts, label = now, now_ts, names[0]
         tags += ("past_moved_to_now",)
     send_at = start.astimezone(UTC)
     if quiet is not None or not window.is_open_all_week:
-        send_ts, moved = _settle(names, start_ts, window, quiet)
+        send_ts, moved, opened_in = _settle(names, start_ts, window, quiet)
         if send_ts != start_ts:
-            send_at, tags = datetime.fromtimestamp(send_ts, UTC), tags + moved
+            send_at, tags, label = datetime.fromtimestamp(send_ts, UTC), tags + moved, opened_in
     return Plan(
         send_at,
         {
-            "zone": names[0],
+            "zone": label,
             "zones": list(names),
             "zone_source": zones.source,
-            "local_send_time": _local_iso(names[0], send_at),
+            "local_send_time": _local_iso(label, send_at),
             "window": window.as_dict(),
             "quiet_hours": None if quiet is None else quiet.as_reason(),
             "adjustments": list(tags),
@@ -133,31 +138,32 @@ def clear_caches() -> None:
 
 
 @functools.lru_cache(maxsize=65_536)
-def _wall_target(names: str | tuple[str, ...], wall: datetime) -> tuple[datetime, float, bool]:
+def _wall_target(names: str | tuple[str, ...], wall: datetime) -> tuple[datetime, float, bool, str]:
     """The instant a wall time means (the last of several zones to reach it), its POSIX time,
-    and whether that zone skipped the wall time."""
-    latest, exact = -1 << 62, False
+    whether that zone skipped the wall time, and that zone."""
+    latest, exact, read_in = -1 << 62, False, ""
     for name in (names,) if isinstance(names, str) else names:
         seconds, shifted = _wall_seconds(name, wall)
         if seconds > latest or (seconds == latest and not shifted):
-            latest, exact = seconds, not shifted
+            latest, exact, read_in = seconds, not shifted, name
     instant = datetime.fromtimestamp(latest, UTC)
     if exact and wall.microsecond:
         micro = wall.microsecond
-        return instant.replace(microsecond=micro), (latest * 1_000_000 + micro) / 1_000_000, False
-    return instant, float(latest), not exact
+        return instant.replace(microsecond=micro), (latest * 1_000_000 + micro) / 1_000_000, False, read_in
+    return instant, float(latest), not exact, read_in
 
 
 @functools.lru_cache(maxsize=65_536)
 def _settle(
     names: tuple[str, ...], start_ts: float, window: SendingWindow, quiet: QuietRule | None
-) -> tuple[int | float, tuple[str, ...]]:
-    """The first allowed instant from `start_ts`, and the tags saying why it moved (if it did)."""
-    send_ts = _earliest(names, start_ts, _day_spans(window, quiet))
+) -> tuple[int | float, tuple[str, ...], str]:
+    """The first allowed instant from `start_ts`, the tags saying why it moved (if it did), and
+    the zone whose opening it moved to (the first zone when it did not move)."""
+    send_ts, opened_in = _earliest(names, start_ts, _day_spans(window, quiet))
     if send_ts == start_ts:
-        return send_ts, ()
+        return send_ts, (), names[0]
     start = datetime.fromtimestamp(start_ts, UTC)
-    return send_ts, _why_moved(start, datetime.fromtimestamp(send_ts, UTC), names, window, quiet)
+    return send_ts, _why_moved(start, datetime.fromtimestamp(send_ts, UTC), names, window, quiet), opened_in
 
 
 def _local_iso(zone_name: str, instant: datetime) -> str:
@@ -282,11 +288,12 @@ def _next_open(zone_name: str, ts: float, days: WeekIds, limit: float) -> float 
     return None
 
 
-def _earliest(names: tuple[str, ...], start: float, days: WeekIds) -> float:
-    """The first instant from `start` that every zone allows: move to each zone's next opening in
-    turn until every zone has accepted the same instant (moves only go forward, so it ends)."""
+def _earliest(names: tuple[str, ...], start: float, days: WeekIds) -> tuple[float, str]:
+    """The first instant from `start` that every zone allows, and the zone that last moved it:
+    move to each zone's next opening in turn until every zone has accepted the same instant
+    (moves only go forward, so it ends)."""
     limit = start + HORIZON_DAYS * DAY_SECONDS
-    ts, accepted, index = start, 0, 0
+    ts, accepted, index, opened_in = start, 0, 0, names[0]
     while accepted < len(names):
         found = _next_open(names[index], ts, days, limit)
         if found is None:
@@ -294,9 +301,12 @@ def _earliest(names: tuple[str, ...], start: float, days: WeekIds) -> float:
                 f"no instant within {HORIZON_DAYS} days is inside the sending window"
                 f" and legal calling hours in {', '.join(names)}"
             )
-        ts, accepted = (ts, accepted + 1) if found == ts else (found, 1)
+        if found == ts:
+            accepted += 1
+        else:
+            ts, accepted, opened_in = found, 1, names[index]
         index = (index + 1) % len(names)
-    return ts
+    return ts, opened_in
 
 
 def _why_moved(

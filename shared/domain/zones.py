@@ -13,6 +13,9 @@ from phonenumbers import timezone as phone_timezone
 #: A number whose prefix maps to more zones than this is too vague to plan by (a whole country).
 MAX_PHONE_ZONES = 4
 
+#: The NANP regions whose area codes span several zones; phonenumbers' prefix data decides there.
+_NANP_SPLIT_REGIONS = frozenset({"US", "CA"})
+
 #: Where a contact's zones came from, in order of preference (recorded in the plan's reason).
 ZoneSource = Literal["contact", "phone", "campaign", "account"]
 
@@ -42,7 +45,8 @@ def zones_for_phone(e164: str) -> tuple[str, ...]:
     """IANA zones phonenumbers implies for an E.164 number; () when unknown or unparseable.
 
     Several zones come back when the prefix spans them; country-wide lists are returned as they
-    are (see `resolve_zones` for when that is too vague).
+    are (see `resolve_zones` for when that is too vague). A number of a NANP territory outside
+    the US and Canada (Jamaica, the Bahamas, American Samoa...) gets its territory's one zone.
     """
     if len(e164) == 12 and e164.startswith("+1") and e164[1:].isdigit():
         # North America: every NANP pattern in phonenumbers' metadata leaves the last three
@@ -69,6 +73,12 @@ def _zones(e164: str) -> tuple[str, ...]:
     except phonenumbers.NumberParseException:
         return ()
     names = phone_timezone.time_zones_for_number(number)
+    if len(names) > 1 and number.country_code == 1:
+        # phonenumbers counts a NANP mobile as non-geographic and answers with every zone of +1;
+        # outside the US and Canada an area code is one territory, whose zone its prefix names.
+        region = phonenumbers.region_code_for_number(number)
+        if region is not None and region not in _NANP_SPLIT_REGIONS:
+            names = phone_timezone.time_zones_for_geographical_number(number)
     unknown = phone_timezone.UNKNOWN_TIMEZONE
     return tuple(name for name in names if name != unknown and is_valid_zone(name))
 

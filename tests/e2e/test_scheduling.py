@@ -124,6 +124,34 @@ async def test_a_send_that_falls_due_while_paused_waits_for_its_window_on_resume
     assert fake_twilio.sent_to(phone) == []
 
 
+async def test_contact_local_reads_a_jamaican_number_without_a_zone_in_jamaica(http, system, account, db):
+    # Given contacts with no zone of their own: a Jamaican mobile and a New York number
+    jamaica, new_york = "+1876210" + new_phone()[-4:], "+1212555" + new_phone()[-4:]
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    # When a contact_local campaign for 09:00 is launched
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "island", "type": "sms", "agent_id": agent["id"], "contacts": [jamaica, new_york],
+         "message_template": "Good morning", "scheduled_at": "2027-01-12T09:00:00",
+         "timezone": "contact_local", "status": "scheduled"},
+    )
+    assert status == 201, body
+
+    async def planned():
+        count = await db.fetchval("SELECT count(*) FROM deliveries WHERE campaign_id = $1", body["id"])
+        return count == 2
+
+    await wait_until(planned, message="both contacts planned")
+    # Then each is planned at 09:00 in the zone its number implies (not the account's Asia/Kolkata)
+    found = {d["to"]: d for d in await _deliveries(http, system, account, body["id"])}
+    reason = found[jamaica]["plan_reason"]
+    assert (reason["zone"], reason["zone_source"]) == ("America/Jamaica", "phone")
+    assert reason["local_send_time"] == "2027-01-12T09:00:00-05:00"
+    assert found[jamaica]["send_at"] == "2027-01-12T14:00:00Z"
+    assert found[new_york]["plan_reason"]["zone"] == "America/New_York"
+    assert found[new_york]["send_at"] == "2027-01-12T14:00:00Z"
+
+
 async def _deliveries(http, system, account, campaign_id: str) -> list[dict]:
     found, cursor = [], None
     while True:

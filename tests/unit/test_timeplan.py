@@ -347,6 +347,60 @@ def test_zone_resolution_order(
     assert resolve_zones(contact_tz, phone, campaign_tz, "Asia/Kolkata") == expected
 
 
+@pytest.mark.parametrize(
+    ("phone", "expected"),
+    [
+        ("+18762101234", "America/Jamaica"),  # mobiles: phonenumbers gives every +1 zone for these
+        ("+12423591234", "America/Nassau"),
+        ("+18682911234", "America/Port_of_Spain"),
+        ("+12462501234", "America/Barbados"),
+        ("+16847331234", "Pacific/Pago_Pago"),
+        ("+16846331234", "Pacific/Pago_Pago"),  # a fixed line, as before
+        ("+18095551234", "America/Santo_Domingo"),
+    ],
+)
+def test_a_number_of_a_one_zone_nanp_territory_implies_its_zone(phone: str, expected: str) -> None:
+    assert zones_for_phone(phone) == (expected,)
+    assert resolve_zones(None, phone, None, "Asia/Kolkata") == ZoneChoice((expected,), "phone")
+
+
+def test_us_and_canadian_numbers_keep_their_area_codes_zones() -> None:
+    # an area code spanning zones keeps them all; a toll-free number names no place: the account's
+    assert zones_for_phone("+16055550123") == ("America/Denver", "America/North_Dakota/Center")
+    assert resolve_zones(None, "+18005550123", None, "Asia/Kolkata") == ZoneChoice(("Asia/Kolkata",), "account")
+    assert zones_for_phone("+13065550123") == ("America/Regina",)
+    assert zones_for_phone("+18762100") == ()  # too short: Jamaica's prefix alone implies nothing
+
+
+def test_every_nanp_territory_but_the_us_and_canada_has_one_zone_per_number() -> None:
+    import phonenumbers
+    from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+
+    for region in COUNTRY_CODE_TO_REGION_CODE[1]:
+        if region in ("US", "CA"):
+            continue
+        for kind in (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.MOBILE):
+            number = phonenumbers.example_number_for_type(region, kind)
+            assert number is not None, (region, kind)
+            e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+            assert len(zones_for_phone(e164)) == 1, (region, kind, e164)
+
+
+def test_a_number_spanning_zones_is_labelled_with_the_zone_whose_clock_set_the_time() -> None:
+    # Kiribati: Tarawa +12, Enderbury (Kanton) +13, Kiritimati +14. 09:00 is last reached in Tarawa
+    # (21:00Z), which is 10:00 in Enderbury: the reason names Tarawa, at 09:00 on its clock
+    zones = resolve_zones(None, "+68675012345", None, "Asia/Kolkata")
+    assert set(zones.zones) == {"Pacific/Enderbury", "Pacific/Kiritimati", "Pacific/Tarawa"}
+    plan = plan_send(Schedule(wall=wall(2027, 1, 12, 9)), zones, SendingWindow.parse(9, 17), None, LAUNCH)
+    assert plan.send_at == _utc(2027, 1, 11, 21, 0)
+    assert (plan.reason["zone"], plan.reason["local_send_time"]) == ("Pacific/Tarawa", "2027-01-12T09:00:00+12:00")
+    # moved by a window opening at 10:00: Tarawa's opening (22:00Z) is the last, so Tarawa again
+    plan = plan_send(Schedule(wall=wall(2027, 1, 12, 9)), zones, SendingWindow.parse(10, 17), None, LAUNCH)
+    assert plan.send_at == _utc(2027, 1, 11, 22, 0)
+    assert (plan.reason["zone"], plan.reason["local_send_time"]) == ("Pacific/Tarawa", "2027-01-12T10:00:00+12:00")
+    assert plan.reason["zones"] == list(zones.zones)
+
+
 def test_an_unknown_account_zone_is_an_error() -> None:
     with pytest.raises(ValueError, match="account_tz"):
         resolve_zones(None, None, None, "Nowhere/Town")
