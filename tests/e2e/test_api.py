@@ -396,3 +396,20 @@ async def test_the_accounts_amounts_have_four_decimals_even_when_nothing_is_rese
     assert status == 200, body
     assert body["reserved"] == "0.0000", body
     assert all(re.fullmatch(r"\d+\.\d{4}", amount) for amount in (body["balance"], *body["prices"].values())), body
+
+
+async def test_a_filter_that_is_no_choice_is_a_422_on_every_list(http, system, account, agent_id):
+    _status, campaign = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "c", "agent_id": agent_id, "type": "sms", "contacts": [new_phone()], "message_template": "hi"},
+    )
+    for path, field in (("/templates?channel=fax", "channel"), ("/campaigns?channel=fax", "channel"),
+                        (f"/campaigns/{campaign['id']}/results?run=abc", "run"),
+                        (f"/campaigns/{campaign['id']}/results?run=-1", "run")):
+        status, body = await call(http, "GET", system.api_url + path, account.headers)
+        assert (status, body["error"]["details"][0]["field"]) == (422, field), (path, body)
+    status, body = await call(http, "GET", system.api_url + "/templates?channel=sms", account.headers)
+    assert status == 200, body
+    results = f"{system.api_url}/campaigns/{campaign['id']}/results"
+    status, body = await call(http, "GET", results + "?run=7", account.headers)
+    assert status == 404, body  # a number, but no such run

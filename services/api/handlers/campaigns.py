@@ -7,7 +7,7 @@ from typing import Any, get_args
 import asyncpg
 from aiohttp import web
 
-from services.api.handlers.common import decode_cursor, iso, page_limit, query_address, read_model
+from services.api.handlers.common import decode_cursor, iso, page_limit, query_address, query_choice, read_model
 from services.api.paging import decode_position, encode_position, newest_first
 from services.api.schemas import CampaignCreate, CampaignPatch, Channel
 from services.api.usecases import campaigns, exports
@@ -108,8 +108,8 @@ async def get_campaign(request: web.Request) -> web.Response:
 async def list_campaigns(request: web.Request) -> web.Response:
     """`GET /campaigns?status=&channel=&limit=&cursor=` → `{"data": [...], "next_cursor": …}`."""
     limit = page_limit(request)
-    status = _one_of(request, "status", get_args(Status))
-    channel = _one_of(request, "channel", get_args(Channel)) or _one_of(request, "type", get_args(Channel))
+    status = query_choice(request, "status", get_args(Status))
+    channel = query_choice(request, "channel", get_args(Channel)) or query_choice(request, "type", get_args(Channel))
     pool = request.app["pool"]
     rows = await db.list_page(
         pool,
@@ -122,14 +122,6 @@ async def list_campaigns(request: web.Request) -> web.Response:
     counts = await db.delivery_counts(pool, [r["id"] for r in rows[:limit]])
     defaults = breaker_defaults(request.app["settings"])
     return json_response(newest_first(rows, limit, lambda r: campaign_body(r, counts.get(r["id"]), defaults)))
-
-
-def _one_of(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | None:
-    """A query filter's value, when given: one of `allowed`, else Invalid naming them."""
-    value = request.query.get(name)
-    if value is not None and value not in allowed:
-        raise Invalid(f"unknown {name} {value!r}", details=[{"field": name, "reason": f"one of {', '.join(allowed)}"}])
-    return value
 
 
 async def campaign_action(request: web.Request) -> web.Response:
@@ -156,6 +148,8 @@ async def campaign_results(request: web.Request) -> web.Response:
 
 
 async def _run(request: web.Request, campaign_id: str, seq: str) -> asyncpg.Record:
+    if not (seq.isascii() and seq.isdigit()):
+        raise Invalid(f"run {seq!r} is not a run number", details=[{"field": "run", "reason": "a run's number: 1, 2…"}])
     found = [r for r in await db.runs(request.app["pool"], campaign_id) if str(r["seq"]) == seq]
     if not found:
         raise NotFound(f"campaign {campaign_id!r} has no run {seq!r}")

@@ -14,7 +14,16 @@ from services.api.paging import decode_cursor, encode_cursor, iso
 from services.api.schemas import CampaignSettings, ContactIn, parse, pydantic_details, text_errors, too_deep
 from shared.errors import AppError, Invalid
 
-__all__ = ["BadRequest", "decode_cursor", "encode_cursor", "iso", "page_limit", "query_address", "read_model"]
+__all__ = [
+    "BadRequest",
+    "decode_cursor",
+    "encode_cursor",
+    "iso",
+    "page_limit",
+    "query_address",
+    "query_choice",
+    "read_model",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -103,3 +112,11 @@ def query_address(request: web.Request, name: str) -> str:
     if value.startswith(" ") and value.strip()[:1].isdigit():
         return "+" + value.strip()
     return value.strip()
+
+
+def query_choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | None:
+    """A query filter's value, when given: one of `allowed`, else Invalid naming them."""
+    value = request.query.get(name)
+    if value is not None and value not in allowed:
+        raise Invalid(f"unknown {name} {value!r}", details=[{"field": name, "reason": f"one of {', '.join(allowed)}"}])
+    return value

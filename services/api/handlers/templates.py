@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, get_args
 
 import asyncpg
 from aiohttp import web
 
-from services.api.handlers.common import decode_cursor, iso, page_limit, read_model
+from services.api.handlers.common import decode_cursor, iso, page_limit, query_choice, read_model
 from services.api.paging import newest_first
+from services.api.schemas import Channel
 from services.api.usecases import templates as usecase
 from services.api.usecases.templates import PreviewIn, TemplateIn, TemplatePatch
 from shared.db import templates as db
@@ -51,9 +52,8 @@ async def get_template(request: web.Request) -> web.Response:
 async def list_templates(request: web.Request) -> web.Response:
     """`GET /templates?channel=&limit=&cursor=`."""
     limit = page_limit(request)
-    rows = await db.page(
-        request.app["pool"], request["account"]["id"], request.query.get("channel"), decode_cursor(request), limit + 1
-    )
+    channel = query_choice(request, "channel", get_args(Channel))
+    rows = await db.page(request.app["pool"], request["account"]["id"], channel, decode_cursor(request), limit + 1)
     return json_response(newest_first(rows, limit, template_body))
 
 
