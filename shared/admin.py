@@ -41,7 +41,7 @@ async def create_account(
     than 4 decimals or beyond what the database holds, a time zone that is no IANA name."""
     if not name.strip():
         raise Invalid("the account's name must not be empty")
-    if not balance.is_finite() or balance < 0 or balance != balance.quantize(Decimal("0.0001")):
+    if not _four_decimals(balance) or balance < 0:
         raise Invalid(f"the balance must be a number of at least 0 with at most 4 decimals, not {balance}")
     if balance > MAX_BALANCE:
         raise Invalid(f"the balance must be at most {MAX_BALANCE}")
@@ -80,7 +80,7 @@ async def list_accounts(database_url: str) -> list[dict[str, Any]]:
 
 async def credit(database_url: str, account_id: str, amount: Decimal) -> Decimal:
     """Add `amount` (more than 0, at most 4 decimals) to the account's balance: the new balance."""
-    if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.0001")):
+    if not _four_decimals(amount) or amount <= 0:
         raise Invalid(f"the amount must be a number above 0 with at most 4 decimals, not {amount}")
     async with _transaction(database_url) as conn:
         balance = Decimal((await _account(conn, account_id))["balance"])
@@ -125,6 +125,11 @@ async def revoke_on(conn: Connection, account_id: str, key_or_prefix: str, keep_
     if keep_one and sum(1 for k in await accounts.keys(conn, account_id) if k["revoked_at"] is None) == 1:
         raise Conflict(f"{key_or_prefix!r} is the account's last live key: issue another one first")
     return await accounts.revoke(conn, found[0]["key_hash"])
+
+
+def _four_decimals(amount: Decimal) -> bool:
+    """Whether `amount` is a number the balance holds exactly (at most 4 decimals)."""
+    return amount.is_finite() and amount == amount.quantize(Decimal("0.0001"))
 
 
 async def _account(conn: asyncpg.Connection, account_id: str) -> asyncpg.Record:

@@ -181,14 +181,9 @@ def _amount(value: str, param_hint: str) -> Decimal:
 
 
 def _admin(action: Any) -> Any:
-    """Run an operator's use case (shared.admin) on CAMPAIGNS_DATABASE_URL; its refusal (an unknown
-    account, a bad amount) is one line and exit code 1."""
-    from shared.errors import AppError
-
-    try:
-        return asyncio.run(action(_settings("cli").database_url))
-    except AppError as exc:
-        raise click.ClickException(exc.message) from None
+    """Run an operator's use case (shared.admin) on CAMPAIGNS_DATABASE_URL (its refusal, an unknown
+    account or a bad amount, is one line and exit code 1: see _Commands)."""
+    return asyncio.run(action(_settings("cli").database_url))
 
 
 @accounts.command("create")
@@ -290,7 +285,6 @@ def import_contacts(file: Path, account_id: str, group_id: str | None, country: 
 
     from shared.contact_import import import_file
     from shared.domain.contacts import region
-    from shared.errors import AppError
 
     try:
         country = region(country) if country else None
@@ -302,27 +296,17 @@ def import_contacts(file: Path, account_id: str, group_id: str | None, country: 
         raise click.BadParameter(f"{encoding!r} is not an encoding", param_hint="--encoding") from None
     settings = _settings("cli")
     with click.progressbar(length=file.stat().st_size, label="importing", file=sys.stderr, show_pos=False) as bar:
-        try:
-            summary = asyncio.run(
-                import_file(
-                    settings.database_url,
-                    account_id,
-                    file,
-                    group_id=group_id,
-                    country=country,
-                    encoding=encoding,
-                    on_read=bar.update,
-                )
+        summary = asyncio.run(  # (a refusal, an AppError, is one line: see _Commands)
+            import_file(
+                settings.database_url,
+                account_id,
+                file,
+                group_id=group_id,
+                country=country,
+                encoding=encoding,
+                on_read=bar.update,
             )
-        except AppError as exc:
-            raise click.ClickException(exc.message) from None
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            raise click.ClickException(
-                f"cannot listen: {exc.strerror or exc} (another process holds the port? CAMPAIGNS_API_PORT,"
-                " CAMPAIGNS_TRACKER_PORT, CAMPAIGNS_METRICS_PORT, CAMPAIGNS_SANDBOX_PORT choose them)"
-            ) from None
+        )
     click.echo(json.dumps(summary.as_dict()))
 
 

@@ -663,7 +663,7 @@ def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None =
             bad(from_field, str(exc))
     voice = {_VOICE_SYNONYMS.get(k, k): v for k, v in (merged.get("voice") or {}).items()}
     errors.extend(voice_errors(voice))
-    for key in ("opening_message", "instructions", "call_duration_limit", "machine_detection", "voicemail_message"):
+    for key in CALL_SETTINGS:
         if merged.get(key) is not None:
             voice[key] = merged[key]
     if voice.get("call_duration_limit") is not None:
@@ -712,19 +712,12 @@ def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None =
 RECURRENCE_KEYS = frozenset(
     {"frequency", "type", "interval", "weekdays", "days", "month_day", "day_of_month", "until", "count"}
 )
-#: The keys a campaign's `voice` object takes: the call settings of the top level, and the `<Say>`
-#: voice and language the tracker reads.
-VOICE_KEYS = frozenset(
-    {
-        "opening_message",
-        "instructions",
-        "call_duration_limit",
-        "machine_detection",
-        "voicemail_message",
-        "voice",
-        "language",
-    }
-)
+#: A call's settings, which a campaign takes at its top level as well as in its `voice` object.
+CALL_SETTINGS = ("opening_message", "instructions", "call_duration_limit", "machine_detection", "voicemail_message")
+#: The keys a campaign's `voice` object takes: the call settings, and the `<Say>` voice and
+#: language the tracker reads.
+VOICE_SETTINGS = (*CALL_SETTINGS, "voice", "language")
+VOICE_KEYS = frozenset(VOICE_SETTINGS)
 _VOICE_SYNONYMS = {name: group[0] for group in HAND_CHECKED["voice"] for name in group[1:]}
 
 

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import make_account
-from tests.support import Service, call, free_port, new_phone, wait_until
+from tests.support import Service, call, free_port, new_phone, results_when, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -322,11 +322,7 @@ async def test_a_conversation_shows_each_message_before_the_answer_it_caused(htt
                                {"name": "order", "type": "sms", "agent_id": agent["id"], "contacts": [phone],
                                 "message_template": "Reply HELP for help", "status": "scheduled"})
 
-    async def delivered():
-        _status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
-        return r["delivered"] == 1
-
-    await wait_until(delivered)
+    await results_when(http, system.api_url, account.headers, body["id"], lambda r: r["delivered"] == 1)
     fake_twilio.inbound_url = system.tracker_url + "/webhooks/twilio/sms/inbound"
     for text in ("HELP", "stop"):
         future = asyncio.run_coroutine_threadsafe(

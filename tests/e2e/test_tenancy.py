@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from tests.conftest import make_account
-from tests.support import call, new_phone, wait_until
+from tests.support import call, new_phone, results_when, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -39,22 +39,24 @@ async def _own_number(http, system, account, fake_twilio) -> str:
     return number
 
 
-async def _delivered(http, system, account, phone: str, from_number: str | None, answer: str) -> str:
-    """A delivered SMS campaign of `account` to `phone`, whose rules agent answers `answer`."""
-    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers,
-                               {"name": "Agent", "mode": "rules", "settings": {"default_reply": answer}})
-    assert status == 201, agent
-    body = {"name": "c", "type": "sms", "agent_id": agent["id"], "contacts": [phone], "message_template": "hi",
+async def _launched(http, system, account, phone: str, from_number: str | None, agent: dict) -> str:
+    """An SMS campaign of `account` to `phone` (from `from_number`, else the default), created and
+    launched with a new agent made of `agent`: its id."""
+    status, made = await call(http, "POST", system.api_url + "/agents", account.headers, agent)
+    assert status == 201, made
+    body = {"name": "c", "type": "sms", "agent_id": made["id"], "contacts": [phone], "message_template": "hi",
             "status": "scheduled", **({"from_number": from_number} if from_number else {})}
     status, campaign = await call(http, "POST", system.api_url + "/campaigns", account.headers, body)
     assert status == 201, campaign
-
-    async def delivered():
-        _s, r = await call(http, "GET", f"{system.api_url}/campaigns/{campaign['id']}/results", account.headers)
-        return r["delivered"] == 1
-
-    await wait_until(delivered, timeout=60)
     return str(campaign["id"])
+
+
+async def _delivered(http, system, account, phone: str, from_number: str | None, answer: str) -> str:
+    """A delivered SMS campaign of `account` to `phone`, whose rules agent answers `answer`."""
+    agent = {"name": "Agent", "mode": "rules", "settings": {"default_reply": answer}}
+    campaign_id = await _launched(http, system, account, phone, from_number, agent)
+    await results_when(http, system.api_url, account.headers, campaign_id, lambda r: r["delivered"] == 1)
+    return campaign_id
 
 
 async def _replied(http, system, account, campaign_id: str) -> int:
@@ -182,20 +184,12 @@ async def test_an_email_written_to_another_accounts_address_is_not_this_accounts
 
 async def _skipped(http, system, db, account, phone: str, from_number: str | None) -> None:
     """A later SMS campaign of `account` to `phone` completes with its delivery skipped as opted out."""
-    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Agent"})
-    assert status == 201, agent
-    body = {"name": "later", "type": "sms", "agent_id": agent["id"], "contacts": [phone], "message_template": "hi",
-            "status": "scheduled", **({"from_number": from_number} if from_number else {})}
-    status, campaign = await call(http, "POST", system.api_url + "/campaigns", account.headers, body)
-    assert status == 201, campaign
-
-    async def completed():
-        _s, r = await call(http, "GET", f"{system.api_url}/campaigns/{campaign['id']}/results", account.headers)
-        return r if r["status"] == "completed" else None
-
-    results = await wait_until(completed, timeout=60)
+    campaign_id = await _launched(http, system, account, phone, from_number, {"name": "Agent"})
+    results = await results_when(
+        http, system.api_url, account.headers, campaign_id, lambda r: r["status"] == "completed"
+    )
     assert (results["skipped"], results["sent"], results["delivered"]) == (1, 0, 0), results
-    row = await db.fetchrow("SELECT state, error FROM deliveries WHERE campaign_id = $1", campaign["id"])
+    row = await db.fetchrow("SELECT state, error FROM deliveries WHERE campaign_id = $1", campaign_id)
     assert (row["state"], row["error"]) == ("skipped", "contact opted out of sms")
 
 

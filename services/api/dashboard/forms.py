@@ -11,20 +11,13 @@ from typing import Any
 
 from multidict import MultiMapping
 
+from services.api.schemas import CALL_SETTINGS, VOICE_SETTINGS
 from shared.row import Row
 
 #: Days a sending window may exclude, as the API names them.
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 #: A voice campaign's call settings (its `voice` object), each a form field `voice_<key>`.
-VOICE = (
-    "opening_message",
-    "instructions",
-    "call_duration_limit",
-    "machine_detection",
-    "voicemail_message",
-    "voice",
-    "language",
-)
+VOICE = VOICE_SETTINGS
 #: A recurrence's settings (its `recurrence` object), each a form field `recurrence_<key>` (weekdays: checkboxes).
 RECURRENCE = ("frequency", "interval", "month_day", "until", "count")
 #: The circuit breaker's thresholds (its `circuit_breaker` object), each a form field `breaker_<key>`.
@@ -123,7 +116,7 @@ def campaign_field(name: str) -> str:
     top, _, key = name.partition(".")
     if top == "voice" and key in VOICE:
         return f"voice_{key}"
-    if top in VOICE[:5] and not key:
+    if top in CALL_SETTINGS and not key:
         return f"voice_{top}"
     if top == "recurrence":
         return f"recurrence_{key or 'frequency'}"

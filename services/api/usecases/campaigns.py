@@ -344,7 +344,7 @@ def fold_run(row: asyncpg.Record, run: asyncpg.Record, counts: asyncpg.Record | 
     planned it (no delivery yet), the campaign's contacts, each pending while the run is still to
     come, none once it cannot come (the campaign ended)."""
     if counts is not None:
-        return Counts(**{k: counts[k] for k in Counts.__dataclass_fields__})
+        return fold(row, counts)
     if run["status"] == "pending" and row["status"] in ("scheduled", "running", "paused"):
         return Counts(total=row["total_contacts"], pending=row["total_contacts"])
     return Counts()
