@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -284,3 +285,18 @@ def verification_link(text: str) -> str:
     found = re.search(r"https?://\S+/senders/verify/\S+", text)
     assert found, text
     return found.group(0)
+
+
+async def signed_in(system: Any, key: str) -> Any:
+    """A browser's session on the dashboard, signed in with the API key `key` (the caller closes it)."""
+    import aiohttp
+
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with session.get(system.api_url + "/dashboard/login") as page:
+        found = re.search(r'name="csrf_token" value="([^"]+)"', await page.text())
+    assert found, "no form on the login page"
+    form = {"api_key": key, "csrf_token": found[1]}
+    async with session.post(system.api_url + "/dashboard/login", data=form) as response:
+        assert response.status == 200  # followed the 303 to the campaigns page
+        assert "Campaigns" in await response.text()
+    return session

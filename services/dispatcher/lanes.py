@@ -15,6 +15,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, cast
 
 import asyncpg
@@ -24,10 +25,12 @@ from prometheus_client import Counter, Gauge
 from services.dispatcher.decide import Decision, decide
 from services.dispatcher.recorder import Recorder
 from services.dispatcher.senders import Sender
-from shared.db import sending
+from shared.bus import outbox
+from shared.db import balance, sending
 from shared.db.listen import Listener
 from shared.db.sending import Outcome
 from shared.domain.retry import next_attempt
+from shared.messages.campaign_events import CampaignPaused
 from shared.providers.base import ProviderError
 
 log = structlog.get_logger()
@@ -214,11 +217,7 @@ class Lanes:
         try:
             claim = sending.Claim("running", 0, [])
             if sendable:
-                texts = [(h.decision.text if h.decision else None) or "" for h in sendable]
-                claim = await sending.claim(
-                    self._pool, lane.campaign_id, [h.id for h in sendable], texts, share, self._rates
-                )
-                CLAIMS.labels(self._channel, "claimed" if claim.claimed else "no_room").inc()
+                claim = await self._claim(lane, sendable, share)
             if claim.status not in _LIVE:
                 # paused: back to planned, to be released on resume; ended (or gone): cancelled
                 status = claim.status or "gone"
@@ -250,6 +249,36 @@ class Lanes:
         if grant and len(claimed) < grant:
             await self._drop_unclaimable(lane, unclaimed)
         return bool(claimed or verdicts or finished)
+
+    async def _claim(self, lane: _Lane, sendable: list[_Held], share: int) -> sending.Claim:
+        """Claim what the campaign's room, our share and its money allow, each send's cost held. A
+        campaign whose money cannot cover its next send is paused, saying so (its deliveries then go
+        back to planned, as a person's pause does)."""
+        texts = [(h.decision.text if h.decision else None) or "" for h in sendable]
+        costs = [self._cost(h) for h in sendable]
+        try:
+            claim = await sending.claim(
+                self._pool, lane.campaign_id, [h.id for h in sendable], texts, costs, share, self._rates
+            )
+        except sending.FundsShort:  # another claim of the account took the money meanwhile: look again
+            return sending.Claim("running", 0, [])
+        CLAIMS.labels(self._channel, "claimed" if claim.claimed else "no_room").inc()
+        if claim.short and not claim.claimed and claim.free > 0 and claim.status in _LIVE:
+            reason = {"code": "balance", "needed": f"{costs[0]:.4f}", "available": f"{claim.funds or 0:.4f}"}
+            async with self._pool.acquire() as conn, conn.transaction():
+                paused = await balance.pause_short(conn, lane.campaign_id, reason)
+                if paused is not None:
+                    await outbox.add(conn, [CampaignPaused(account_id=paused["account_id"], campaign_id=paused["id"])])
+            if paused is not None:
+                log.warning("campaign.balance_short", campaign_id=lane.campaign_id, **reason)
+                return dataclasses.replace(claim, status="paused")
+        return claim
+
+    def _cost(self, held: _Held) -> Decimal:
+        """What sending `held` costs (held as it is claimed)."""
+        assert held.row is not None
+        assert held.decision is not None
+        return self._sender.cost(held.row, held.decision)
 
     @staticmethod
     def _wake_at(lane: _Lane, delay_s: float) -> None:
@@ -329,7 +358,12 @@ class Lanes:
         if following is None:
             self._done_sending()
         elif outcome is not None and following.decision is not None:
-            outcome = dataclasses.replace(outcome, next_id=following.id, next_rendered=following.decision.text or "")
+            outcome = dataclasses.replace(
+                outcome,
+                next_id=following.id,
+                next_rendered=following.decision.text or "",
+                next_cost=self._cost(following),
+            )
         try:
             if outcome is not None:
                 handed = await self._recorder.record(outcome, opt_out)

@@ -6,6 +6,7 @@ memory (a process that dies meanwhile leaves its deliveries `sending`, for the r
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import asyncpg
 
@@ -37,6 +38,12 @@ class Recorder:
     async def _write(self, batch: Sequence[tuple[Outcome, str | None]], _: Answer[bool]) -> list[bool]:
         outcomes = [outcome for outcome, _ in batch]
         opt_outs = [contact for _, contact in batch if contact]
+        try:
+            return await self._write_outcomes(outcomes, opt_outs)
+        except sending.FundsShort:  # hand-overs ran past the balance: the outcomes alone, then
+            return await self._write_outcomes([replace(o, next_id=None) for o in outcomes], opt_outs)
+
+    async def _write_outcomes(self, outcomes: list[Outcome], opt_outs: list[str]) -> list[bool]:
         if not opt_outs:  # one statement: no transaction to open
             handed = await sending.record(self._pool, outcomes)
         else:

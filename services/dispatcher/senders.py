@@ -22,8 +22,9 @@ class Sender(Protocol):
         """Hand it over; Accepted, or ProviderError saying whether to retry."""
         ...
 
-    def cost(self, row: asyncpg.Record, decision: Decision) -> Decimal | None:
-        """What the send costs at the account's prices (None: charged when it ends, e.g. a call)."""
+    def cost(self, row: asyncpg.Record, decision: Decision) -> Decimal:
+        """What the send costs at the account's prices, held when it is claimed (a call's longest,
+        settled when it ends)."""
         ...
 
 

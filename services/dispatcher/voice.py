@@ -5,6 +5,7 @@ poller when that callback was lost, moves it on) and is charged by the minute wh
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol
 from urllib.parse import urlencode
 
@@ -12,7 +13,7 @@ import asyncpg
 import structlog
 
 from services.dispatcher.decide import Decision
-from shared.domain.calls import amd_param, machine_detection
+from shared.domain.calls import amd_param, call_minutes, machine_detection
 from shared.providers.base import Accepted, Found
 
 log = structlog.get_logger()
@@ -91,6 +92,6 @@ class VoiceSender:
         log.info("call.placed", provider_id=accepted.provider_id, time_limit=time_limit, machine_detection=amd)
         return accepted
 
-    def cost(self, row: asyncpg.Record, decision: Decision) -> None:
-        """Charged when the call ends, by the minute (the tracker)."""
-        return None
+    def cost(self, row: asyncpg.Record, decision: Decision) -> Decimal:
+        """Every minute the call may last (held; the tracker settles the minutes it took)."""
+        return row["price_voice_minute"] * call_minutes(self.time_limit(row))  # type: ignore[no-any-return]

@@ -1,10 +1,13 @@
-"""Balance: a launch reserves a run's estimate; each send is charged from the reservation (the
-balance once it is used up) as its cost is set; what a finished run did not use goes back to the
-balance."""
+"""Balance: a launch reserves a run's estimate; each send's cost is held from the reservation (the
+balance once it is used up) as it is claimed, and given back if it is not sent; what a finished run
+did not use goes back to the balance. A campaign whose next send the money cannot cover pauses."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
+
+import asyncpg
 
 from shared.db.connection import Connection, Executor
 
@@ -15,9 +18,12 @@ WITH a AS (
 UPDATE campaigns c SET reserved = c.reserved + $3 FROM a WHERE c.id = $2 AND c.account_id = a.id
 RETURNING c.id
 """
-# Setting a delivery's cost charges it, in the same statement (migration 0010's trigger takes it
-# from the campaign's reservation, then from the balance): only the first time.
-_CHARGE = "UPDATE deliveries SET cost = $2 WHERE id = $1 AND cost IS NULL"
+#: Paused for want of money, unless a person changed its state meanwhile (resume goes on as it was).
+_PAUSE_SHORT = """
+UPDATE campaigns SET status = 'paused', resume_to = status, paused_reason = $2, updated_at = now()
+WHERE id = $1 AND status IN ('scheduled', 'running')
+RETURNING id, account_id
+"""
 _REFUND = """
 WITH c AS (
     SELECT id, account_id, reserved FROM campaigns WHERE id = ANY($1::text[]) AND reserved > 0 FOR NO KEY UPDATE
@@ -35,9 +41,10 @@ async def reserve(conn: Connection, account_id: str, campaign_id: str, amount: D
     return await conn.fetchval(_RESERVE, account_id, campaign_id, amount) is not None
 
 
-async def charge(conn: Executor, delivery_id: str, cost: Decimal) -> None:
-    """Charge one send, once (a delivery's cost is set only the first time)."""
-    await conn.execute(_CHARGE, delivery_id, cost)
+async def pause_short(conn: Executor, campaign_id: str, reason: dict[str, Any]) -> asyncpg.Record | None:
+    """Pause a live campaign whose next send its money cannot cover, saying so (None when it is no
+    longer live)."""
+    return await conn.fetchrow(_PAUSE_SHORT, campaign_id, reason)
 
 
 async def refund(conn: Connection, campaign_ids: list[str]) -> None:

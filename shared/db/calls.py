@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from shared.db import balance, tracking
+from shared.db import tracking
 from shared.db.connection import Connection, Executor
 from shared.domain.calls import CallChange, call_status_change
 
@@ -28,7 +28,7 @@ _ANSWERED_BY = "UPDATE deliveries SET answered_by = $2, updated_at = now() WHERE
 _AGENT = "SELECT a.* FROM agents a JOIN campaigns c ON c.agent_id = a.id WHERE c.id = $1"
 _CONTACT = "SELECT * FROM contacts WHERE id = $1"
 _COLUMNS = frozenset(
-    {"answered_by", "state", "provider_status", "sent_at", "delivered_at", "failed_at", "error", "send_at"}
+    {"answered_by", "state", "provider_status", "sent_at", "delivered_at", "failed_at", "error", "send_at", "cost"}
 )
 
 
@@ -72,8 +72,9 @@ async def apply_status(
     (`call_for_update`), charging the minutes of a completed call. The caller frees the call's slot
     once this has committed, when the outcome says the call `ended`."""
     outcome = call_status_change(delivery, call_sid, status, duration_s, error_code, datetime.now(UTC))
-    await update(conn, delivery["id"], outcome.change)
-    if outcome.ended and status == "completed":
+    change = outcome.change
+    if outcome.ended:  # settled: the minutes of a completed call, nothing for one never answered
         price: Decimal = delivery["price_voice_minute"]
-        await balance.charge(conn, delivery["id"], price * outcome.minutes)
+        change = change | {"cost": price * outcome.minutes if status == "completed" else None}
+    await update(conn, delivery["id"], change)
     return outcome

@@ -9,7 +9,8 @@ never waits on a delivery row while holding the flow row. Each write here is one
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -17,6 +18,15 @@ from decimal import Decimal
 import asyncpg
 
 from shared.db.connection import Executor
+
+#: SQLSTATE of a charge that would take an account's balance below zero (migration 0024).
+FUNDS_SHORT = "CA402"
+
+
+class FundsShort(Exception):
+    """Sends were claimed (or handed over) that the account's balance cannot cover: another claim of
+    the same account took the money meanwhile. Nothing of the statement was written."""
+
 
 #: Everything a send needs: the delivery, its campaign, contact, agent and the account's prices.
 _LOAD = """
@@ -38,6 +48,11 @@ _STATES = "SELECT id, state FROM deliveries WHERE id = ANY($1::text[])"
 # replica has in flight; none unless the campaign is live), and claim up to that many (and up to $3)
 # of the deliveries still `queued` whose contact is still opted in, skipping rows another claim
 # holds. A contact who opted out since the batch was loaded is not claimed (it is settled as skipped).
+#
+# Each claimed delivery's cost ($10, from its rendered text) is set, and so held (migration 0024):
+# only the first deliveries of the list whose costs together the campaign's reservation and its
+# account's balance cover are claimed (read here; a claim that races another of the same account's
+# past the balance fails whole, with SQLSTATE CA402, at the charge). `short`: the money stopped it.
 _CLAIM = """
 WITH room AS MATERIALIZED (
     SELECT c.status,
@@ -61,11 +76,18 @@ WITH room AS MATERIALIZED (
     SELECT GREATEST(0, floor(extract(epoch FROM now() + interval '20 milliseconds' - next_free)
                              * rate / $9::float8) + 1)::int AS k
     FROM sender WHERE rate > 0
+), affordable AS MATERIALIZED (  -- how far into the list the campaign's money goes (see below)
+    SELECT COALESCE(max(u.ord) FILTER (WHERE u.spent <= f.funds), 0) AS last, min(f.funds) AS funds
+    FROM (SELECT ord, sum(cost) OVER (ORDER BY ord) AS spent
+          FROM unnest($10::numeric[]) WITH ORDINALITY AS u(cost, ord)) AS u,
+         (SELECT c.reserved + a.balance AS funds FROM campaigns c JOIN accounts a ON a.id = c.account_id
+          WHERE c.id = $4) AS f
 ), picked AS MATERIALIZED (
-    SELECT d.id, u.rendered FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(id, rendered, ord)
+    SELECT d.id, u.rendered, u.cost FROM unnest($1::text[], $2::text[], $10::numeric[]) WITH ORDINALITY
+        AS u(id, rendered, cost, ord)
     JOIN deliveries d ON d.id = u.id
     JOIN contacts ct ON ct.id = d.contact_id
-    WHERE d.state = 'queued'
+    WHERE d.state = 'queued' AND u.ord <= (SELECT last FROM affordable)
       AND NOT CASE d.channel WHEN 'sms' THEN ct.opted_out_sms WHEN 'email' THEN ct.opted_out_email
                              ELSE ct.opted_out_voice END
     ORDER BY u.ord
@@ -73,7 +95,7 @@ WITH room AS MATERIALIZED (
     FOR UPDATE OF d SKIP LOCKED
 ), claimed AS (
     UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1, sending_at = now(),
-        rendered = p.rendered, updated_at = now()
+        rendered = p.rendered, cost = p.cost, updated_at = now()
     FROM picked p WHERE d.id = p.id
     RETURNING d.id
 ), paced AS (  -- each send claimed takes its slot: the next starts 1/rate (with margin) later
@@ -87,6 +109,7 @@ WITH room AS MATERIALIZED (
 SELECT (SELECT status FROM room) AS status,
        LEAST(COALESCE((SELECT free FROM room), 0), COALESCE((SELECT k FROM allowed), 2147483647)) AS free,
        ARRAY(SELECT id FROM claimed) AS claimed,
+       (SELECT last FROM affordable) < cardinality($1::text[]) AS short, (SELECT funds FROM affordable) AS funds,
        extract(epoch FROM COALESCE((SELECT rate_tat FROM paced), (SELECT next_free FROM sender WHERE rate > 0))
                           - now())::float8 AS rate_wait
 """
@@ -105,18 +128,21 @@ WHERE d.id = u.id
 RETURNING d.id
 """
 # Outcomes of sends, one statement for the batch. A `sent` never undoes a later status a faster
-# callback set; a retry or a failure applies only to a delivery still `sending`. A send's cost is
-# set once, and setting it charges it (migration 0010's trigger, in this same statement).
+# callback set; a retry or a failure applies only to a delivery still `sending`. A send's cost was
+# set (held) by its claim; a retry or a failure takes it back (migration 0024's charge, in this same
+# statement, returns it), and a `sent` keeps it.
 #
 # Hand-over: an outcome may name the next delivery of its lane. When the recorded delivery gives
 # its place in `max_concurrent` back here (it was `sending` and is no longer in flight), that next
 # one is claimed in the same statement, in its place: the campaign's in-flight count does not move,
-# so no room needs reading, and a lane at its limit sends on without waiting for a claim round.
+# so no room needs reading, and a lane at its limit sends on without waiting for a claim round. Its
+# cost is held as a claim's is, when the campaign's money covers it (CA402 if hand-overs racing one
+# another take the balance below zero: the outcomes are then recorded without them).
 _RECORD = """
 WITH o AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::timestamptz[], $7::text[],
-                         $8::text[], $9::text[])
-        AS o(id, outcome, provider_id, provider_status, cost, retry_at, error, next_id, next_rendered)
+                         $8::text[], $9::text[], $10::numeric[])
+        AS o(id, outcome, provider_id, provider_status, cost, retry_at, error, next_id, next_rendered, next_cost)
 ), locked AS MATERIALIZED (  -- (each outcome rides with its lock: one join, not a second one per row)
     SELECT o.*, d.state AS was FROM deliveries d JOIN o ON o.id = d.id ORDER BY d.id FOR UPDATE OF d
 ), recorded AS (
@@ -134,21 +160,23 @@ WITH o AS (
         send_at = CASE WHEN o.outcome = 'retry' AND o.was = 'sending' THEN o.retry_at ELSE d.send_at END,
         error = CASE WHEN o.outcome = 'sent' THEN NULL WHEN o.was = 'sending' THEN o.error ELSE d.error END,
         failed_at = CASE WHEN o.outcome = 'failed' AND o.was = 'sending' THEN now() ELSE d.failed_at END,
-        cost = CASE WHEN o.outcome = 'sent' THEN COALESCE(d.cost, o.cost) ELSE d.cost END,
+        cost = CASE WHEN o.was <> 'sending' THEN d.cost WHEN o.outcome = 'sent' THEN COALESCE(d.cost, o.cost)
+                    ELSE NULL END,
         updated_at = now()
     FROM locked o
     WHERE d.id = o.id
-    RETURNING d.state, d.channel, o.was, o.next_id, o.next_rendered
+    RETURNING d.state, d.channel, o.was, o.next_id, o.next_rendered, o.next_cost
 ), freed AS (
-    SELECT r.next_id, r.next_rendered FROM recorded r
+    SELECT r.next_id, r.next_rendered, r.next_cost FROM recorded r
     WHERE r.next_id IS NOT NULL AND r.was = 'sending'
       AND NOT (r.state = 'sending' OR (r.channel = 'voice' AND r.state = 'sent'))
 ), picked AS MATERIALIZED (
-    SELECT d.id, f.next_rendered AS rendered FROM freed f
+    SELECT d.id, f.next_rendered AS rendered, f.next_cost AS cost FROM freed f
     JOIN deliveries d ON d.id = f.next_id
     JOIN campaigns c ON c.id = d.campaign_id
     JOIN contacts ct ON ct.id = d.contact_id
     WHERE d.state = 'queued' AND c.status IN ('scheduled', 'running')
+      AND c.reserved + (SELECT a.balance FROM accounts a WHERE a.id = c.account_id) >= COALESCE(f.next_cost, 0)
       AND NOT CASE d.channel WHEN 'sms' THEN ct.opted_out_sms WHEN 'email' THEN ct.opted_out_email
                              ELSE ct.opted_out_voice END
       -- a paced sender's next send waits for its slot, taken by a claim (never handed over)
@@ -157,7 +185,7 @@ WITH o AS (
     FOR UPDATE OF d SKIP LOCKED
 ), handed AS (
     UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1, sending_at = now(),
-        rendered = p.rendered, updated_at = now()
+        rendered = p.rendered, cost = p.cost, updated_at = now()
     FROM picked p WHERE d.id = p.id
     RETURNING d.id
 )
@@ -188,6 +216,10 @@ class Claim:
     claimed: list[str]
     #: Seconds until the campaign's sender may start its next send (None: its sender is not paced).
     rate_wait: float | None = None
+    #: Whether the campaign's money stopped the claim short of the deliveries it was given, and
+    #: what money it had (its reservation and its account's balance).
+    short: bool = False
+    funds: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -216,9 +248,11 @@ class Outcome:
     cost: Decimal | None = None
     retry_at: datetime | None = None
     error: str | None = None
-    #: The next delivery of the same campaign to claim in this one's place, and its rendered text.
+    #: The next delivery of the same campaign to claim in this one's place, its rendered text and
+    #: what it costs.
     next_id: str | None = None
     next_rendered: str | None = None
+    next_cost: Decimal | None = None
 
 
 async def load(conn: Executor, delivery_ids: Sequence[str]) -> list[asyncpg.Record]:
@@ -236,27 +270,31 @@ async def claim(
     campaign_id: str,
     delivery_ids: Sequence[str],
     rendered: Sequence[str],
+    costs: Sequence[Decimal],
     limit: int,
     rates: SenderRates = SenderRates(),
 ) -> Claim:
     """Move up to `limit` of the deliveries (in the order given) to `sending` with their rendered
-    text, within the campaign's room and its sender's pace: those still `queued`, their contact
-    still opted in, not held by another claim. One statement: never more in flight than
-    `max_concurrent`, nor faster than the sender's rate, across replicas and campaigns."""
-    row = await conn.fetchrow(
-        _CLAIM,
-        list(delivery_ids),
-        list(rendered),
-        max(limit, 0),
-        campaign_id,
-        rates.long_code,
-        rates.toll_free,
-        rates.short_code,
-        rates.email,
-        rates.margin,
-    )
+    text, holding their costs, within the campaign's room, its sender's pace and its money: those
+    still `queued`, their contact still opted in, not held by another claim. One statement: never
+    more in flight than `max_concurrent`, nor faster than the sender's rate, nor past the balance,
+    across replicas and campaigns (FundsShort when another claim took the balance meanwhile)."""
+    with _funds_checked():
+        row = await conn.fetchrow(
+            _CLAIM,
+            list(delivery_ids),
+            list(rendered),
+            max(limit, 0),
+            campaign_id,
+            rates.long_code,
+            rates.toll_free,
+            rates.short_code,
+            rates.email,
+            rates.margin,
+            list(costs),
+        )
     assert row is not None  # a SELECT of scalars: always one row
-    return Claim(row["status"], row["free"], list(row["claimed"]), row["rate_wait"])
+    return Claim(row["status"], row["free"], list(row["claimed"]), row["rate_wait"], row["short"], row["funds"])
 
 
 async def settle(conn: Executor, verdicts: Sequence[tuple[str, str, str | None]]) -> list[str]:
@@ -270,23 +308,37 @@ async def settle(conn: Executor, verdicts: Sequence[tuple[str, str, str | None]]
 
 
 async def record(conn: Executor, outcomes: Sequence[Outcome]) -> set[str]:
-    """Record a batch of send outcomes, charging the sends, in one statement; the next deliveries
-    handed over (claimed in a recorded one's place, see _RECORD)."""
+    """Record a batch of send outcomes in one statement (the costs of sends that did not happen are
+    given back); the next deliveries handed over (claimed in a recorded one's place, see _RECORD).
+    FundsShort when hand-overs racing one another ran past the balance: record them without."""
     if not outcomes:
         return set()
-    rows = await conn.fetch(
-        _RECORD,
-        [o.delivery_id for o in outcomes],
-        [o.outcome for o in outcomes],
-        [o.provider_id for o in outcomes],
-        [o.provider_status for o in outcomes],
-        [o.cost for o in outcomes],
-        [o.retry_at for o in outcomes],
-        [o.error for o in outcomes],
-        [o.next_id for o in outcomes],
-        [o.next_rendered for o in outcomes],
-    )
+    with _funds_checked():
+        rows = await conn.fetch(
+            _RECORD,
+            [o.delivery_id for o in outcomes],
+            [o.outcome for o in outcomes],
+            [o.provider_id for o in outcomes],
+            [o.provider_status for o in outcomes],
+            [o.cost for o in outcomes],
+            [o.retry_at for o in outcomes],
+            [o.error for o in outcomes],
+            [o.next_id for o in outcomes],
+            [o.next_rendered for o in outcomes],
+            [o.next_cost for o in outcomes],
+        )
     return {r["id"] for r in rows}
+
+
+@contextmanager
+def _funds_checked() -> Iterator[None]:
+    """A statement's charge refused for want of balance is FundsShort."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        if exc.sqlstate == FUNDS_SHORT:
+            raise FundsShort(str(exc)) from exc
+        raise
 
 
 async def opt_out(conn: Executor, contact_ids: Sequence[str], channel: str) -> None:

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import make_account
-from tests.support import Service, call, free_port, new_phone, results_when, wait_until
+from tests.support import Service, call, free_port, new_phone, results_when, signed_in, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -25,16 +25,6 @@ async def _token(session: aiohttp.ClientSession, url: str, **kwargs) -> str:
         found = _TOKEN.search(await response.text())
     assert found, "no form on the page"
     return found[1]
-
-
-async def _signed_in(system, key: str) -> aiohttp.ClientSession:
-    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    token = await _token(session, system.api_url + "/dashboard/login")
-    form = {"api_key": key, "csrf_token": token}
-    async with session.post(system.api_url + "/dashboard/login", data=form) as response:
-        assert response.status == 200  # followed the 303 to the campaigns page
-        assert "Campaigns" in await response.text()
-    return session
 
 
 async def _post(session: aiohttp.ClientSession, page_url: str, url: str, **fields: str) -> aiohttp.ClientResponse:
@@ -68,7 +58,7 @@ async def test_a_person_sees_progress_and_pauses_with_a_button(http, system, acc
                                {"name": "Spring <sale>", "agent_id": agent["id"], "type": "sms",
                                 "contacts": [new_phone()], "message_template": "hi",
                                 "schedule": "2031-01-01T09:00:00Z"})
-    session = await _signed_in(system, account.key)
+    session = await signed_in(system, account.key)
     try:
         async with session.get(system.api_url + "/dashboard") as response:
             page = await response.text()
@@ -93,7 +83,7 @@ async def test_a_person_sees_progress_and_pauses_with_a_button(http, system, acc
             assert "cannot be undone" in await response.text()
         assert await db.fetchval("SELECT status FROM campaigns WHERE id = $1", body["id"]) == "paused"
         other = await make_account(db)
-        other_session = await _signed_in(system, other.key)
+        other_session = await signed_in(system, other.key)
         async with other_session.get(url) as response:
             assert response.status == 404
         other_token = await _token(other_session, system.api_url + "/dashboard")
@@ -107,7 +97,7 @@ async def test_a_person_sees_progress_and_pauses_with_a_button(http, system, acc
 
 
 async def test_the_browser_holds_a_session_token_never_the_key(http, system, account, db):
-    session = await _signed_in(system, account.key)
+    session = await signed_in(system, account.key)
     try:
         cookies = {c.key: c for c in session.cookie_jar}
         assert set(cookies) == {"campaigns_session"}
@@ -132,7 +122,7 @@ async def test_the_browser_holds_a_session_token_never_the_key(http, system, acc
         await session.close()
     # Revoking the key ends its sessions too.
     other = await make_account(db)
-    signed = await _signed_in(system, other.key)
+    signed = await signed_in(system, other.key)
     try:
         await db.execute("UPDATE api_keys SET revoked_at = now() WHERE account_id = $1", other.id)
         async with signed.get(system.api_url + "/dashboard", allow_redirects=False) as response:
@@ -179,7 +169,7 @@ async def test_the_live_stream_sends_the_figures_and_ends_when_the_api_stops(htt
                 return False
 
         await wait_until(up, timeout=30, message="the second API")
-        session = await _signed_in(type("S", (), {"api_url": url})(), account.key)
+        session = await signed_in(type("S", (), {"api_url": url})(), account.key)
         try:
             async with session.get(f"{url}/dashboard/campaigns/{body['id']}/live") as stream:
                 assert stream.headers["Content-Type"].startswith("text/event-stream")
@@ -209,7 +199,7 @@ async def test_a_person_issues_and_revokes_api_keys_on_the_account_page(http, sy
     account = await make_account(db)
     page_url = system.api_url + "/dashboard/account"
     keys_url = page_url + "/keys"
-    session = await _signed_in(system, account.key)
+    session = await signed_in(system, account.key)
     try:
         async with session.get(page_url) as response:
             html = await response.text()
@@ -248,7 +238,7 @@ async def test_a_person_issues_and_revokes_api_keys_on_the_account_page(http, sy
         await session.close()
 
     # The last live key is never revoked: the page says why, and the key goes on.
-    session = await _signed_in(system, new_key)
+    session = await signed_in(system, new_key)
     try:
         form = {"intent": "revoke", "prefix": new_key[:8], "csrf_token": await _token(session, page_url)}
         async with session.post(keys_url, data=form) as response:
@@ -272,7 +262,7 @@ async def test_a_wall_clock_schedule_is_shown_in_the_zone_it_is_read_in(http, sy
                                    "scheduled_at": "2027-03-10T09:00:00", "timezone": zone})
         assert status == 201, body
         drafts[zone] = body["id"]
-    session = await _signed_in(system, account.key)
+    session = await signed_in(system, account.key)
     try:
         shown = {}
         for zone, campaign_id in drafts.items():
@@ -299,7 +289,7 @@ async def test_a_campaign_cancelled_as_a_draft_shows_no_progress(http, system, a
     assert status == 201, draft
     status, body = await call(http, "POST", f"{system.api_url}/campaigns/{draft['id']}/cancel", account.headers)
     assert (status, body["status"]) == (200, "cancelled"), body
-    session = await _signed_in(system, account.key)
+    session = await signed_in(system, account.key)
     try:
         async with session.get(system.api_url + "/dashboard") as response:
             listed = await response.text()
@@ -341,7 +331,7 @@ async def test_a_conversation_shows_each_message_before_the_answer_it_caused(htt
         "        ('message_00_order', $1, $2, $3, 'sms', 'out', 'Here is your INFO answer', 'system',"
         "         now() + interval '1 minute')",
         account.id, contact_id, body["id"])
-    session = await _signed_in(system, account.key)
+    session = await signed_in(system, account.key)
     try:
         async with session.get(f"{system.api_url}/dashboard/campaigns/{body['id']}/conversations/{contact_id}") as r:
             assert r.status == 200
@@ -405,7 +395,7 @@ async def _submit(session: aiohttp.ClientSession, url: str, fields: list[tuple[s
 async def test_a_voice_campaign_with_a_weekly_recurrence_is_made_seen_and_kept_by_the_form(http, system, account):
     _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Caller"})
     phone = new_phone()
-    session = await _signed_in(system, account.key)
+    session = await signed_in(system, account.key)
     new = system.api_url + "/dashboard/campaigns/new"
     try:
         # Given the new campaign form, filled in for a voice campaign that repeats weekly
@@ -495,7 +485,7 @@ async def test_the_apis_errors_on_voice_and_recurrence_show_next_to_their_fields
     http, system, account, db
 ):
     _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Caller"})
-    session = await _signed_in(system, account.key)
+    session = await signed_in(system, account.key)
     new = system.api_url + "/dashboard/campaigns/new"
     try:
         # Given a voice campaign whose call limit is 0 and whose repeats end before its first run
@@ -536,7 +526,7 @@ async def test_an_api_made_campaigns_voice_recurrence_and_breaker_survive_the_ed
     })  # fmt: skip
     assert status == 201, made
     _status, stored = await call(http, "GET", f"{system.api_url}/campaigns/{made['id']}", account.headers)
-    session = await _signed_in(system, account.key)
+    session = await signed_in(system, account.key)
     edit = f"{system.api_url}/dashboard/campaigns/{made['id']}/edit"
     try:
         status, page, _location = await _submit(session, edit, await _form_fields(session, edit))

@@ -15,7 +15,7 @@ import pytest
 from services.api.usecases import exports
 from shared.db.pool import create_pool
 from tests.conftest import make_account
-from tests.support import call, new_phone, results_when
+from tests.support import call, new_phone, results_when, signed_in
 
 pytestmark = pytest.mark.e2e
 
@@ -48,15 +48,6 @@ async def _completed_campaign(http, system, account) -> tuple[str, dict[str, str
 async def _csv(http, url: str, headers: dict[str, str]) -> tuple[aiohttp.ClientResponse, str]:
     async with http.get(url, headers=headers) as response:
         return response, (await response.read()).decode("utf-8")
-
-
-async def _signed_in(system, account) -> aiohttp.ClientSession:
-    """A browser's session on the dashboard, signed in with the account's key."""
-    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    async with session.get(system.api_url + "/dashboard/login") as page:
-        token = re.search(r'name="csrf_token" value="([^"]+)"', await page.text())[1]
-    await session.post(system.api_url + "/dashboard/login", data={"api_key": account.key, "csrf_token": token})
-    return session
 
 
 def _rows(text: str) -> list[dict[str, str]]:
@@ -117,7 +108,7 @@ async def test_a_campaigns_deliveries_download_as_csv(http, system, account, db)
     assert status == 401
 
     # the dashboard's link: the same rows, behind a session, with a byte order mark for spreadsheets
-    session = await _signed_in(system, account)
+    session = await signed_in(system, account.key)
     try:
         async with session.get(f"{system.api_url}/dashboard/campaigns/{campaign_id}") as page:
             assert f'href="/dashboard/campaigns/{campaign_id}/deliveries.csv"' in await page.text()
@@ -197,7 +188,7 @@ async def test_an_accounts_contacts_export_as_csv_and_import_back(http, system, 
     assert cy["created_at"] == made[2]["created_at"]  # ISO 8601, UTC, to the second, as the JSON API writes it
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", cy["created_at"]), cy["created_at"]
 
-    session = await _signed_in(system, account)  # the dashboard's link: the same file, with a byte order mark
+    session = await signed_in(system, account.key)  # the dashboard's link: the same file, with a byte order mark
     try:
         async with session.get(f"{system.api_url}/dashboard/contacts?group={group['id']}") as page:
             assert f'href="/dashboard/contacts.csv?group={group["id"]}"' in await page.text()

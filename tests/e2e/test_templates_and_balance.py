@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.conftest import make_account
-from tests.support import call, new_phone, wait_until
+from tests.support import call, new_phone, signed_in, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -209,3 +209,52 @@ async def test_launch_reports_contacts_lacking_variables_and_they_fail_not_send(
         http, "GET", f"{system.api_url}/campaigns/{body['id']}/deliveries?state=failed", account.headers
     )
     assert page["data"][0]["error"] == "missing variable: order_number"
+
+
+async def test_sends_stop_where_the_money_does_and_go_on_once_credited(http, system, db, fake_twilio):
+    # Given an account with 0.20 and SMS at 0.01 a segment, and six contacts whose `{{x}}` renders
+    # 300 Cyrillic characters: five UCS-2 segments, 0.05 a message. Launch reserves from the
+    # template's text (one segment each, 0.06): the rendered messages cost five times that
+    account = await make_account(db, balance="0.20")
+    await db.execute("UPDATE accounts SET price_sms = 0.0100 WHERE id = $1", account.id)
+    agent_id = await _agent(http, system, account)
+    phones = [new_phone() for _ in range(6)]
+    for phone in phones:
+        status, body = await call(http, "POST", system.api_url + "/contacts", account.headers,
+                                  {"phone": phone, "metadata": {"x": "Ж" * 300}})
+        assert status in (200, 201), body
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {"name": "long", "type": "sms", "agent_id": agent_id, "contacts": phones,
+                               "message_template": "{{x}}", "status": "scheduled"})
+    assert status == 201, body
+    campaign = f"{system.api_url}/campaigns/{body['id']}"
+
+    # When it sends, it pauses where the money ends, saying why
+    async def reached(wanted: str):
+        _status, c = await call(http, "GET", campaign, account.headers)
+        return c if c["status"] == wanted else None
+
+    paused = await wait_until(lambda: reached("paused"), message="the campaign paused for its balance")
+    assert paused["paused_reason"] == {"code": "balance", "needed": "0.0500", "available": "0.0000"}
+
+    # Then four messages went (0.20 of 0.05 each), never five, and the balance is not below zero
+    async def settled() -> bool:
+        return not await db.fetchval(
+            "SELECT count(*) FROM deliveries WHERE campaign_id = $1 AND state IN ('queued', 'sending')", body["id"])
+
+    await wait_until(settled, message="nothing queued or sending")
+    assert sum(len(fake_twilio.sent_to(p)) for p in phones) == 4
+    assert await db.fetchval("SELECT balance FROM accounts WHERE id = $1", account.id) == Decimal("0")
+    assert await db.fetchval("SELECT sum(cost) FROM deliveries WHERE campaign_id = $1", body["id"]) == Decimal("0.2")
+    session = await signed_in(system, account.key)  # and the campaign's page says it, in words
+    async with session, session.get(f"{system.api_url}/dashboard/campaigns/{body['id']}") as page:
+        assert "Paused: out of money." in await page.text()
+
+    # When the account is credited and a person resumes, the other two are sent, each once
+    await db.execute("UPDATE accounts SET balance = balance + 0.25 WHERE id = $1", account.id)
+    status, resumed = await call(http, "POST", campaign + "/resume", account.headers)
+    assert status == 200, resumed
+    final = await wait_until(lambda: reached("completed"), message="the campaign completed")
+    assert final["paused_reason"] is None
+    assert all(len(fake_twilio.sent_to(p)) == 1 for p in phones)
+    assert await db.fetchval("SELECT balance FROM accounts WHERE id = $1", account.id) == Decimal("0.15")

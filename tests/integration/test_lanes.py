@@ -4,6 +4,8 @@ Twilio: commands whose deliveries are of every kind each take their own path, in
 from __future__ import annotations
 
 import asyncio
+import uuid
+from decimal import Decimal
 
 import pytest
 from prometheus_client import REGISTRY
@@ -154,7 +156,7 @@ async def test_a_hand_over_wakes_the_releaser_and_not_the_dispatchers(db, lanes_
     account, campaign_id, run_id = await _running_campaign(db)
     first, _ = await _delivery(db, account.id, campaign_id, run_id)
     second, _ = await _delivery(db, account.id, campaign_id, run_id)
-    assert (await sending.claim(db, campaign_id, [first], ["Hi Ann"], 1)).claimed == [first]
+    assert (await sending.claim(db, campaign_id, [first], ["Hi Ann"], [Decimal("0.0079")], 1)).claimed == [first]
     heard: dict[str, list[str]] = {"flow": [], "room": []}
     listener = await connect(lanes_database)
     try:
@@ -215,3 +217,81 @@ async def test_a_campaign_at_its_limit_sends_on_by_hand_overs_without_claiming_a
         assert len(fake_twilio.sent_to(phone)) == 1
     claims = (REGISTRY.get_sample_value("campaigns_dispatch_claims_total", no_room) or 0.0) - claims_before
     assert claims <= 1
+
+
+async def _second_campaign(db, account_id: str) -> tuple[str, str]:
+    """Another running campaign of the account."""
+    agent_id = await db.fetchval("SELECT id FROM agents WHERE account_id = $1", account_id)
+    campaign_id, run_id = await _campaign(db, account_id, agent_id, "running")
+    await db.execute("INSERT INTO campaign_flow (campaign_id) VALUES ($1)", campaign_id)
+    return campaign_id, run_id
+
+
+async def _lock_waits(db) -> bool:
+    """Whether a session of this database waits for a row another holds."""
+    return bool(await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"))
+
+
+async def test_claims_racing_past_the_balance_hold_no_more_than_it(db, lanes_database):
+    # Given an account with 0.05 left and two running campaigns of it, each with a 0.05 send queued
+    account, first_campaign, first_run = await _running_campaign(db)
+    await db.execute("UPDATE accounts SET balance = 0.05 WHERE id = $1", account.id)
+    second_campaign, second_run = await _second_campaign(db, account.id)
+    first, _ = await _delivery(db, account.id, first_campaign, first_run)
+    second, _ = await _delivery(db, account.id, second_campaign, second_run)
+    price = Decimal("0.05")
+    other = await connect(lanes_database)
+    try:
+        # When the first campaign's claim holds the money, not yet committed, and the second's
+        # claim, which read the balance before that commit, reaches the charge meanwhile
+        async with db.transaction():
+            assert (await sending.claim(db, first_campaign, [first], ["Hi"], [price], 1)).claimed == [first]
+            racing = asyncio.create_task(sending.claim(other, second_campaign, [second], ["Hi"], [price], 1))
+            await wait_until(lambda: _lock_waits(db), timeout=10, interval=0.01, message="the race")
+
+        # Then the second claim fails whole: nothing of it written, and the balance is at zero
+        with pytest.raises(sending.FundsShort):
+            await racing
+    finally:
+        await other.close()
+    assert await db.fetchval("SELECT state FROM deliveries WHERE id = $1", second) == "queued"
+    assert await db.fetchval("SELECT cost FROM deliveries WHERE id = $1", second) is None
+    assert await db.fetchval("SELECT balance FROM accounts WHERE id = $1", account.id) == Decimal("0")
+
+    # And a claim now sees the balance: it claims nothing, short of money, with what there is
+    claim = await sending.claim(db, second_campaign, [second], ["Hi"], [price], 1)
+    assert (claim.claimed, claim.short, claim.free, claim.funds) == ([], True, 10, Decimal("0"))
+
+
+async def test_a_hand_over_racing_past_the_balance_is_recorded_without_it(db, lanes_database):
+    # Given an account with 0.10, and a campaign with one 0.05 send in flight and one queued, and
+    # another campaign of the account holding the last 0.05, not yet committed
+    account, campaign_id, run_id = await _running_campaign(db)
+    await db.execute("UPDATE accounts SET balance = 0.10 WHERE id = $1", account.id)
+    other_campaign, other_run = await _second_campaign(db, account.id)
+    in_flight, _ = await _delivery(db, account.id, campaign_id, run_id)
+    following, _ = await _delivery(db, account.id, campaign_id, run_id)
+    elsewhere, _ = await _delivery(db, account.id, other_campaign, other_run)
+    price = Decimal("0.05")
+    assert (await sending.claim(db, campaign_id, [in_flight], ["Hi"], [price], 1)).claimed == [in_flight]
+    other = await connect(lanes_database)
+    try:
+        async with create_pool(lanes_database, 1, 2) as pool:
+            recorder = Recorder(pool, "sms")
+            async with other.transaction():
+                assert (await sending.claim(other, other_campaign, [elsewhere], ["Hi"], [price], 1)).claimed
+                # When the send is recorded with the queued one handed over in its place, its
+                # statement having read the balance before the other claim commits
+                sent = Outcome(in_flight, "sent", f"SM{uuid.uuid4().hex}", "queued", price,
+                               next_id=following, next_rendered="Hi", next_cost=price)
+                recording = asyncio.create_task(recorder.record(sent))
+                await wait_until(lambda: _lock_waits(db), timeout=10, interval=0.01, message="the race")
+
+            # Then the outcome is recorded all the same, without the hand-over the money cannot cover
+            assert await recording is False
+    finally:
+        await other.close()
+    states = dict(await db.fetch("SELECT id, state FROM deliveries WHERE id = ANY($1)", [in_flight, following]))
+    assert states == {in_flight: "sent", following: "queued"}
+    assert await db.fetchval("SELECT balance FROM accounts WHERE id = $1", account.id) == Decimal("0")
