@@ -83,6 +83,8 @@ async def voice_answer(request: web.Request) -> web.Response:
             # Answered before (a repeat, even under a new idempotency token): the first answer wins,
             # and the call is answered as it was then; nothing is recorded again.
             first, who = False, delivery["answered_by"]
+        elif first and who is None and await tracking.said_on_call(conn, delivery, sid):
+            first = False  # no detection, so no `answered_by` to tell a repeat by: the opening said
         action = call_action(machine_detection(delivery["voice"]), who)
         if first and who is not None:
             await calls.record_answered_by(conn, delivery["id"], who)

@@ -115,6 +115,11 @@ INSERT INTO messages
     (id, account_id, contact_id, campaign_id, delivery_id, channel, direction, body, provider_id, author)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 """
+#: Whether the agent already said something on this call (a repeated answer webhook).
+_SAID_ON_CALL = """
+SELECT EXISTS (SELECT 1 FROM messages WHERE contact_id = $1 AND delivery_id = $2 AND provider_id = $3
+               AND direction = 'out' AND author = 'agent')
+"""
 _HISTORY = """
 SELECT direction, author, body FROM messages WHERE contact_id = $1 AND campaign_id IS NOT DISTINCT FROM $2
 ORDER BY created_at, direction = 'out', id
@@ -159,6 +164,11 @@ async def add_message(
         provider_id,
         author,
     )
+
+
+async def said_on_call(conn: Executor, delivery: Any, call_sid: str) -> bool:
+    """Whether the agent has spoken on the call `call_sid` of `delivery` already."""
+    return bool(await conn.fetchval(_SAID_ON_CALL, delivery["contact_id"], delivery["id"], call_sid))
 
 
 async def history(conn: Executor, contact_id: str, campaign_id: str | None) -> list[asyncpg.Record]:

@@ -5,15 +5,13 @@ answers with a person, a machine or a fax (per number) and fetches the tracker's
 from __future__ import annotations
 
 import asyncio
-import re
 
-import aiohttp
 import pytest
 from twilio.request_validator import RequestValidator
 
 from services.tracker.voice import GOODBYE
 from tests.conftest import TWILIO_TOKEN
-from tests.support import Service, call, new_phone, wait_until
+from tests.support import Service, call, new_phone, signed_in, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -134,14 +132,9 @@ async def test_a_machine_is_left_the_rendered_voicemail_and_a_person_gets_the_co
     assert await db.fetch(conversation, before["id"]) == talk  # no voicemail, no opening said again
 
     # and the dashboard's deliveries say who answered
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
-        async with session.get(system.api_url + "/dashboard/login") as response:
-            token = re.search(r'name="csrf_token" value="([^"]+)"', await response.text())[1]
-        form = {"api_key": account.key, "csrf_token": token}
-        async with session.post(system.api_url + "/dashboard/login", data=form) as response:
-            assert response.status == 200
-        async with session.get(f"{system.api_url}/dashboard/campaigns/{campaign_id}") as response:
-            page = await response.text()
+    session = await signed_in(system, account.key)
+    async with session, session.get(f"{system.api_url}/dashboard/campaigns/{campaign_id}") as response:
+        page = await response.text()
     assert "answered by machine end beep" in page
     assert "answered by human" in page
 
@@ -174,7 +167,7 @@ async def test_hangup_hangs_up_on_a_machine_at_once(http, system, account, calls
     assert said == 0
 
 
-async def test_without_machine_detection_twilio_is_not_asked(http, system, account, calls):
+async def test_without_machine_detection_twilio_is_not_asked(http, system, account, calls, db):
     agent_id = await _agent(http, system, account)
     phone = new_phone()
     calls.answered_by[phone] = "machine"  # would be a machine, were detection asked for
@@ -183,8 +176,23 @@ async def test_without_machine_detection_twilio_is_not_asked(http, system, accou
     })
     assert _create_request(calls, phone).get("MachineDetection") is None
     assert calls.calls_to(phone)[0]["said"][0] == "Hi"
-    assert (await _deliveries(http, system, account, campaign_id))[phone]["answered_by"] is None
+    delivery = (await _deliveries(http, system, account, campaign_id))[phone]
+    assert delivery["answered_by"] is None
     assert final["delivered"] == 1
+
+    # A repeated answer webhook (same CallSid, a new idempotency token) does not record the opening
+    # a second time, though no `answered_by` was recorded to tell it by
+    conversation = "SELECT direction, author, body FROM messages WHERE delivery_id = $1 ORDER BY created_at, id"
+    talk = await db.fetch(conversation, delivery["id"])
+    assert (talk[0]["direction"], talk[0]["author"], talk[0]["body"]) == ("out", "agent", "Hi")
+    sid = await db.fetchval("SELECT provider_id FROM deliveries WHERE id = $1", delivery["id"])
+    url = f"{system.tracker_url}/webhooks/twilio/voice/answer?delivery_id={delivery['id']}"
+    form = {"CallSid": sid, "To": phone}
+    headers = {"X-Twilio-Signature": RequestValidator(TWILIO_TOKEN).compute_signature(url, form),
+               "I-Twilio-Idempotency-Token": "repeat-" + delivery["id"]}
+    async with http.post(url, data=form, headers=headers) as response:
+        assert response.status == 200
+    assert await db.fetch(conversation, delivery["id"]) == talk
 
 
 @pytest.mark.parametrize(("body", "field", "reason"), [
