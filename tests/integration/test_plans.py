@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from shared.db import accounts, deliveries, sending, tracking
+from shared.db import accounts, contacts, deliveries, sending, tracking
 from shared.db.pool import connect, create_pool
 from shared.domain.deliveries import fold_sms_statuses
 from tests.conftest import Infra, own_database
@@ -184,3 +184,39 @@ async def test_the_batch_writers_of_deliveries_join_each_row_once(fresh: str):
     finally:
         await conn.close()
     assert scans == {"settle": [], "record": [], "set_statuses": []}
+
+
+def _nodes(node: dict[str, Any]) -> list[str]:
+    return [node["Node Type"], *(n for child in node.get("Plans", []) for n in _nodes(child))]
+
+
+async def test_a_page_deep_into_one_imports_contacts_reads_only_the_page(fresh: str):
+    # Given 20,000 contacts written in one transaction (as an import writes them: one created_at)
+    conn = await connect(fresh)
+    try:
+        account_id = await accounts.create_account(conn, "pages", 0)
+        await conn.execute(
+            "INSERT INTO contacts (id, account_id, phone)"
+            " SELECT 'ct_' || lpad(g::text, 8, '0'), $1, '+1415' || lpad(g::text, 7, '0')"
+            " FROM generate_series(1, 20000) AS g",
+            account_id,
+        )
+        await conn.execute("ANALYZE contacts")
+        created = await conn.fetchval("SELECT created_at FROM contacts WHERE account_id = $1 LIMIT 1", account_id)
+
+        # When a page halfway through them is read, after its cursor
+        page: list[asyncpg.Record] = []
+
+        async def read() -> None:
+            page.extend(await contacts.list_page(conn, account_id, after=(created, "ct_00010000"), limit=50))
+
+        plans = await _plans(conn, read)
+    finally:
+        await conn.close()
+
+    # Then it is the 50 contacts before the cursor, read by one index scan: no sort of the 10,000
+    # before it
+    assert [r["id"] for r in page] == [f"ct_{k:08d}" for k in range(9999, 9949, -1)]
+    (plan,) = plans
+    assert "Sort" not in _nodes(plan), plan
+    assert plan["Plans"][0]["Actual Rows"] == 50, plan
