@@ -31,6 +31,7 @@ from shared.domain.calls import MACHINE_DETECTION
 from shared.domain.contacts import e164
 from shared.domain.phone import InvalidPhone, to_e164
 from shared.domain.recurrence import Recurrence
+from shared.domain.sms import template_too_long
 from shared.domain.templating import TemplateError, check_budget
 from shared.domain.windows import SendingWindow
 from shared.domain.zones import is_valid_zone
@@ -250,17 +251,19 @@ class AgentPatch(_Strict):
     settings: dict[str, Any] | None = None
 
 
-def template_errors(name: str, source: str | None, html: bool = False) -> list[dict[str, str]]:
+def template_errors(name: str, source: str | None, html: bool = False, sms: bool = False) -> list[dict[str, str]]:
     """A template field's syntax error, with its line, or the budget it blows whatever the contact
-    (none when it compiles and stays within it, or is empty). It may take the render budget's
-    time: call it off the event loop."""
+    (none when it compiles and stays within it, or is empty); with `sms`, the text of an SMS,
+    also its own text when that is already longer than an SMS holds. It may take the render
+    budget's time: call it off the event loop."""
     if not source:
         return []
     try:
-        check_budget(source, html)
+        written = check_budget(source, html)
     except TemplateError as exc:
         return [{"field": name, "reason": str(exc)}]
-    return []
+    too_long = template_too_long(written) if sms and written is not None else None
+    return [{"field": name, "reason": too_long}] if too_long else []
 
 
 def agent_settings_errors(mode: str, settings: dict[str, Any]) -> list[dict[str, str]]:
@@ -602,7 +605,8 @@ def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None =
 
     template = merged.get("message_template")
     for key in ("message_template", "subject", "html_template", "opening_message"):
-        errors.extend(template_errors(key, merged.get(key), html=key == "html_template"))
+        sms = channel == "sms" and key == "message_template"  # what an SMS campaign sends
+        errors.extend(template_errors(key, merged.get(key), html=key == "html_template", sms=sms))
     errors.extend(template_errors("voice.opening_message", (merged.get("voice") or {}).get("opening_message")))
     if not template and merged.get("template_id") is None and channel != "voice":
         bad("message_template", "required for an SMS or email campaign (or give template_id)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from shared.domain.sms import message_too_long
 from shared.domain.templating import MissingVariable, TemplateError, campaign_text, contact_context, render
 from shared.row import Row
 
@@ -24,7 +25,8 @@ class Decision:
 
 
 def decide(row: Row) -> Decision:
-    """Send only a queued delivery of a live campaign to a contact still opted in, fully rendered."""
+    """Send only a queued delivery of a live campaign to a contact still opted in, fully rendered
+    (and for an SMS, no longer than an SMS holds)."""
     if row["state"] != "queued":
         return Decision("duplicate", reason=f"delivery is {row['state']}")
     if row["campaign_status"] == "paused":
@@ -45,4 +47,7 @@ def decide(row: Row) -> Decision:
         return Decision("fail", reason=f"template error: {exc}")
     if not text.strip() and not html:
         return Decision("fail", reason="the rendered message is empty")
+    too_long = message_too_long(text) if row["channel"] == "sms" else None
+    if too_long:  # Twilio would refuse it (21617): failed here, never sent nor charged
+        return Decision("fail", reason=too_long)
     return Decision("send", text=text, subject=subject, html=html)

@@ -140,19 +140,20 @@ def render(source: str, context: Mapping[str, Any], html: bool = False) -> str:
     return "".join(out)
 
 
-def check_budget(source: str, html: bool = False) -> None:
+def check_budget(source: str, html: bool = False) -> str | None:
     """BudgetError when `source` blows the render budget (its work, its values, the length of what
     it writes) with every variable left empty: a template that does so on its own literals, such
     as a loop over a long string, does so for every contact. Other failures are the contact's to
-    meet at send time, and pass here."""
+    meet at send time, and pass here. What it writes with every variable empty (its own text, for
+    a channel's length limit), or None when that render fails."""
     compile_template(source, html)
     trial = {name: ChainableUndefined(name=name) for name in variables(source) | set(BUILT_INS)}
     try:
-        render(source, trial, html)
+        return render(source, trial, html)
     except BudgetError:
         raise
     except (MissingVariable, TemplateError):
-        pass  # what the contact's data makes of it is met at send time
+        return None  # what the contact's data makes of it is met at send time
 
 
 def _undefined_name(exc: UndefinedError) -> str:

@@ -4,7 +4,8 @@ and sends the status callbacks Twilio would, signed with the auth token (X-Twili
 Used by `campaigns up` when no credentials are set, and by the tests as their fake Twilio.
 Failures can be scripted per recipient: `fake.script["+15550001111"] = [(429, 20429), (201, None)]`.
 A message to one of Twilio's magic test numbers is refused as Twilio's test credentials refuse it
-(`+15005550001` 21211 … `+15005550009` 21614: `twilio_numbers.MAGIC_TO`) unless `magic_numbers` is off.
+(`+15005550001` 21211 … `+15005550009` 21614: `twilio_numbers.MAGIC_TO`) unless `magic_numbers` is off;
+one whose body is over 1,600 characters is refused with 21617, as Twilio refuses it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ log = structlog.get_logger()
 
 _PREFIX = "/2010-04-01/Accounts/{account}"
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+#: The longest message body Twilio sends (a longer one is error 21617), in UTF-16 units (an emoji
+#: two), kept apart from our own limit (`shared/domain/sms.py`) so that the fake checks it.
+MAX_BODY = 1600
+
+
+def _too_long(body: str) -> bool:
+    return len(body.encode("utf-16-le")) // 2 > MAX_BODY
 
 
 @dataclass
@@ -94,7 +102,8 @@ class FakeTwilio(FakeCalls, FakeNumbers):
     #: and the number they are sent to when the simulation names none (the platform's default).
     inbound_url: str = ""
     inbound_to: str = ""
-    #: Replies the sandbox received back (TwiML <Message>s) for simulated inbound messages.
+    #: Replies the sandbox received back (TwiML <Message>s) for simulated inbound messages, and sent
+    #: (one over `MAX_BODY` is refused, as Twilio refuses it: logged, not kept here).
     replies: list[dict[str, str]] = field(default_factory=list)
     #: Calls placed, by sid: Twilio's JSON plus `said` (each <Say>), `heard` (each utterance), `outcome`.
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -238,6 +247,8 @@ class FakeTwilio(FakeCalls, FakeNumbers):
             return self._error(400, *MAGIC_TO[to])
         if not body:
             return self._error(400, 21602, "Message body is required.")
+        if _too_long(body):
+            return self._error(400, 21617, "The concatenated message body exceeds the 1600 character limit.")
         sid = "SM" + uuid.uuid4().hex
         created = _http_date()
         message = {
@@ -319,7 +330,9 @@ class FakeTwilio(FakeCalls, FakeNumbers):
             text = await response.text()
         match = re.search(r"<Message>(.*?)</Message>", text, re.S)
         reply = html.unescape(match[1]) if match else None
-        if reply:
+        if reply and _too_long(reply):  # Twilio sends no such answer (error 21617)
+            log.warning("sandbox.reply_refused", to=from_, code=21617, length=len(reply))
+        elif reply:
             self.replies.append({"to": from_, "body": reply})
         return reply
 

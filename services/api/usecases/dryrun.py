@@ -15,6 +15,7 @@ from shared.db import campaigns as db
 from shared.db import deliveries
 from shared.db.deliveries import PLAN_COLUMNS
 from shared.domain import pricing
+from shared.domain.sms import message_too_long
 from shared.domain.templating import MissingVariable, TemplateError, campaign_text, contact_context, render
 from shared.errors import NotFound
 from shared.planning import RunContext, plan_contact
@@ -90,6 +91,8 @@ def _sample(row: Any, contact: Any, agent: Any, send_at: datetime, reason: Any) 
         rendered = render(text, contact_context(contact, agent["name"] if agent else None))
         message: str | None = rendered
         problem = None if rendered.strip() or row["html_template"] else "the rendered message is empty"
+        if problem is None and row["channel"] == "sms":  # as the dispatcher decides (decide.py)
+            problem = message_too_long(rendered)
     except (MissingVariable, TemplateError) as exc:
         message, problem = None, str(exc)
     return {

@@ -8,12 +8,12 @@ from typing import Any, Literal, cast
 import asyncpg
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from services.api.schemas import pydantic_details
+from services.api.schemas import pydantic_details, template_errors
 from shared.db import campaigns as campaigns_db
 from shared.db import contacts as contacts_db
 from shared.db import templates as db
 from shared.db.connection import Executor
-from shared.domain.templating import MissingVariable, TemplateError, check_budget, render, variables
+from shared.domain.templating import MissingVariable, TemplateError, render, variables
 from shared.errors import Invalid, NotFound
 
 
@@ -55,15 +55,14 @@ class PreviewIn(BaseModel):
 
 def check_texts(channel: str, body: str | None, subject: str | None, html: str | None) -> None:
     """422 naming every text that does not compile (with its line), that blows the render budget
-    whatever the contact, or that the channel needs. It may take the render budget's time: call
-    it off the event loop."""
-    errors = []
-    for name, source in (("body", body), ("subject", subject), ("html", html)):
-        if source:
-            try:
-                check_budget(source, name == "html")
-            except TemplateError as exc:
-                errors.append({"field": name, "reason": str(exc)})
+    whatever the contact, that the channel needs, or that is longer than an SMS holds on its own
+    text (an SMS template's body). It may take the render budget's time: call it off the event
+    loop."""
+    errors = [
+        error
+        for name, source in (("body", body), ("subject", subject), ("html", html))
+        for error in template_errors(name, source, html=name == "html", sms=channel == "sms" and name == "body")
+    ]
     if channel in ("sms", "voice") and not body:
         errors.append({"field": "body", "reason": f"required for a {channel} template"})
     if channel == "email":
