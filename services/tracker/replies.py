@@ -16,10 +16,12 @@ from aiohttp import web
 
 from services.tracker import agents
 from services.tracker.webhooks import WEBHOOKS, twiml, verified_form
-from shared.db import breaker, calls, inbound, tracking
+from shared.db import breaker, calls, inbound, reply_charges, tracking
 from shared.db.connection import Connection
 from shared.domain.keywords import REPLIES, Keyword, classify
 from shared.domain.phone import InvalidPhone, to_e164
+from shared.domain.pricing import sms_segments
+from shared.domain.sms import fit
 from shared.ids import new_id
 from shared.settings import Settings
 
@@ -85,8 +87,9 @@ async def sms_inbound(request: web.Request) -> web.Response:
         elif keyword is None:
             await tracking.mark_replied(conn, delivery["id"])
         reply = REPLIES[keyword] if keyword else None
-        if reply:
-            await tracking.add_message(conn, new_id("message"), delivery, "out", reply, None, "system")
+        if reply:  # a compliance answer: always sent, and charged even below a zero balance
+            cost = await reply_charges.charge_sms(conn, delivery["account_id"], sms_segments(reply), always=True)
+            await tracking.add_message(conn, new_id("message"), delivery, "out", reply, None, "system", cost=cost)
     WEBHOOKS.labels("sms.inbound", keyword or "reply").inc()
     log.info("reply.received", delivery_id=delivery["id"], campaign_id=delivery["campaign_id"], keyword=keyword)
     if keyword is None:
@@ -111,21 +114,66 @@ async def _without_delivery(
         changed = await inbound.opt_out_sms(conn, new_id("contact"), account_id, sender)
     elif account_id is not None and keyword == "start":
         changed = await inbound.set_sms_opt_out(conn, account_id, sender, False)
+    cost = None  # to the shared default number from a phone no account sent to: nobody's to pay
+    if account_id is not None:  # sent from the account's own number: its answer, charged as any
+        cost = await reply_charges.charge_sms(conn, account_id, sms_segments(REPLIES[keyword]), always=True)
     WEBHOOKS.labels("sms.inbound", keyword).inc()
-    log.info("reply.keyword_without_delivery", account_id=account_id, keyword=keyword, contacts=changed)
+    log.info(
+        "reply.keyword_without_delivery",
+        account_id=account_id,
+        keyword=keyword,
+        contacts=changed,
+        cost=None if cost is None else str(cost),
+    )
     return answer_twiml(REPLIES[keyword])
 
 
 async def agent_answer(request: web.Request, pool: asyncpg.Pool, delivery: asyncpg.Record) -> str | None:
     """The campaign's agent's answer to the conversation, recorded (None: no agent, no contact
-    any more, or no answer)."""
+    any more, or no answer). By SMS it is cut to what an SMS holds and charged to the account:
+    one the balance cannot cover is recorded with why, and not sent (None)."""
     agent = await calls.agent(pool, delivery["campaign_id"])
     contact = await calls.contact(pool, delivery["contact_id"])
     if agent is None or contact is None:
         return None
     history = [dict(r) for r in await tracking.history(pool, delivery["contact_id"], delivery["campaign_id"])]
     reply = await agents.answer(request.app["http"], agent, dict(contact), history)
-    if reply:
-        await tracking.add_message(pool, new_id("message"), delivery, "out", reply, None, "agent")
-        log.info("agent.answered", delivery_id=delivery["id"], agent_id=agent["id"], mode=agent["mode"])
+    if not reply:
+        return None
+    if delivery["channel"] == "sms":
+        return await _paid_sms_reply(pool, delivery, agent, reply)
+    await tracking.add_message(pool, new_id("message"), delivery, "out", reply, None, "agent")
+    log.info("agent.answered", delivery_id=delivery["id"], agent_id=agent["id"], mode=agent["mode"])
     return reply
+
+
+async def _paid_sms_reply(
+    pool: asyncpg.Pool, delivery: asyncpg.Record, agent: asyncpg.Record, reply: str
+) -> str | None:
+    """An agent's SMS reply cut to fit one SMS and charged by its segments, recorded with its cost;
+    None when the balance cannot cover it (recorded with why, never sent: an agent's reply never
+    takes the balance below zero). After the agent has answered: no network call in here."""
+    text = fit(reply)
+    if text != reply:
+        log.info("agent.reply_cut", delivery_id=delivery["id"], agent_id=agent["id"], length=len(reply))
+    segments = sms_segments(text)
+    async with pool.acquire() as conn, conn.transaction():
+        cost = await reply_charges.charge_sms(conn, delivery["account_id"], segments, always=False)
+        error = None
+        if cost is None:
+            error = _unpaid(await reply_charges.shortfall(conn, delivery["account_id"], segments))
+        await tracking.add_message(
+            conn, new_id("message"), delivery, "out", text, None, "agent", cost=cost, error=error
+        )
+    if error is not None:
+        log.warning("agent.reply_unpaid", delivery_id=delivery["id"], agent_id=agent["id"], reason=error)
+        return None
+    log.info("agent.answered", delivery_id=delivery["id"], agent_id=agent["id"], mode=agent["mode"], cost=str(cost))
+    return text
+
+
+def _unpaid(shortfall: asyncpg.Record | None) -> str:
+    """Why a reply was not sent: the balance could not cover it."""
+    if shortfall is None:
+        return "not sent: the account is gone"
+    return f"not sent: the balance ({shortfall['balance']}) cannot cover the reply ({shortfall['cost']})"

@@ -46,12 +46,13 @@ ORDER BY max(m.created_at) DESC, m.contact_id
 LIMIT $2
 """
 _CONVERSATION = """
-SELECT m.id, m.direction, m.author, m.body, m.channel, m.created_at
+SELECT m.id, m.direction, m.author, m.body, m.channel, m.created_at, m.error
 FROM messages m WHERE m.campaign_id = $1 AND m.contact_id = $2
 ORDER BY m.created_at, m.direction = 'out', m.id LIMIT 500
 """
 _SENT_TO_CONTACT = """
-SELECT d.id, 'out' AS direction, 'campaign' AS author, d.rendered AS body, d.channel, d.sent_at AS created_at
+SELECT d.id, 'out' AS direction, 'campaign' AS author, d.rendered AS body, d.channel, d.sent_at AS created_at,
+       NULL::text AS error
 FROM deliveries d WHERE d.campaign_id = $1 AND d.contact_id = $2 AND d.sent_at IS NOT NULL AND d.rendered IS NOT NULL
 ORDER BY d.sent_at LIMIT 50
 """
@@ -68,7 +69,7 @@ WHERE d.account_id = $1 AND d.contact_id = $2
 ORDER BY d.send_at DESC, d.id DESC LIMIT $3
 """
 _CONTACT_MESSAGES = """
-SELECT m.id, m.campaign_id, m.direction, m.author, m.body, m.channel, m.created_at
+SELECT m.id, m.campaign_id, m.direction, m.author, m.body, m.channel, m.created_at, m.error
 FROM messages m WHERE m.account_id = $1 AND m.contact_id = $2
 ORDER BY m.created_at DESC, m.direction = 'out' DESC, m.id DESC LIMIT $3
 """
@@ -93,7 +94,7 @@ async def conversations(conn: Executor, campaign_id: str, limit: int = 200) -> l
 
 
 async def conversation(conn: Executor, campaign_id: str, contact_id: str) -> list[asyncpg.Record]:
-    """One contact's messages in the campaign, oldest first."""
+    """One contact's messages in the campaign, oldest first (`error`: why one was not sent)."""
     return await conn.fetch(_CONVERSATION, campaign_id, contact_id)
 
 
@@ -113,5 +114,6 @@ async def contact_history(conn: Executor, account_id: str, contact_id: str, limi
 
 
 async def contact_messages(conn: Executor, account_id: str, contact_id: str, limit: int = 100) -> list[asyncpg.Record]:
-    """A contact's messages in and out across every campaign, newest first."""
+    """A contact's messages in and out across every campaign, newest first (`error`: why one was
+    not sent)."""
     return await conn.fetch(_CONTACT_MESSAGES, account_id, contact_id, limit)

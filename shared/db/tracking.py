@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -112,16 +113,18 @@ _MARK_REPLIED = "UPDATE deliveries SET replied_at = COALESCE(replied_at, now()),
 _SET_OPT_OUT = "UPDATE contacts SET opted_out_sms = $2, updated_at = now() WHERE id = $1"
 _INSERT_MESSAGE = """
 INSERT INTO messages
-    (id, account_id, contact_id, campaign_id, delivery_id, channel, direction, body, provider_id, author)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    (id, account_id, contact_id, campaign_id, delivery_id, channel, direction, body, provider_id, author, cost, error)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 """
 #: Whether the agent already said something on this call (a repeated answer webhook).
 _SAID_ON_CALL = """
 SELECT EXISTS (SELECT 1 FROM messages WHERE contact_id = $1 AND delivery_id = $2 AND provider_id = $3
                AND direction = 'out' AND author = 'agent')
 """
+#: What the contact saw: a reply kept but not sent (`error`) is left out.
 _HISTORY = """
-SELECT direction, author, body FROM messages WHERE contact_id = $1 AND campaign_id IS NOT DISTINCT FROM $2
+SELECT direction, author, body FROM messages
+WHERE contact_id = $1 AND campaign_id IS NOT DISTINCT FROM $2 AND error IS NULL
 ORDER BY created_at, direction = 'out', id
 """
 
@@ -149,8 +152,11 @@ async def add_message(
     body: str,
     provider_id: str | None,
     author: str,
+    cost: Decimal | None = None,
+    error: str | None = None,
 ) -> None:
-    """Record one message of a conversation."""
+    """Record one message of a conversation: with what sending it cost (an SMS answer), or why it
+    was not sent (`error`)."""
     await conn.execute(
         _INSERT_MESSAGE,
         message_id,
@@ -163,6 +169,8 @@ async def add_message(
         body,
         provider_id,
         author,
+        cost,
+        error,
     )
 
 
@@ -172,7 +180,7 @@ async def said_on_call(conn: Executor, delivery: Any, call_sid: str) -> bool:
 
 
 async def history(conn: Executor, contact_id: str, campaign_id: str | None) -> list[asyncpg.Record]:
-    """The conversation with a contact within one campaign, oldest first."""
+    """The conversation with a contact within one campaign as the contact saw it, oldest first."""
     return await conn.fetch(_HISTORY, contact_id, campaign_id)
 
 
