@@ -5,15 +5,13 @@ and START are always sent, and charged even below zero."""
 from __future__ import annotations
 
 import asyncio
-import re
 from decimal import Decimal
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from tests.conftest import make_account
-from tests.support import call, new_phone, results_when, wait_until
+from tests.support import call, new_phone, results_when, signed_in, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -127,7 +125,7 @@ async def test_a_reply_the_balance_cannot_cover_is_not_sent_but_compliance_answe
     _status, results = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
     assert results["replied"] == 1  # the reply is still counted
     # And the conversation page says why
-    session = await _signed_in(system, account.key)
+    session = await signed_in(system, account.key)
     try:
         async with session.get(f"{system.api_url}/dashboard/campaigns/{campaign_id}/conversations/"
                                f"{await _contact_id(db, campaign_id)}") as response:
@@ -169,13 +167,3 @@ async def test_stop_to_an_accounts_own_number_without_a_delivery_is_charged_to_i
 async def _contact_id(db, campaign_id: str) -> str:
     return await db.fetchval("SELECT contact_id FROM deliveries WHERE campaign_id = $1", campaign_id)
 
-
-async def _signed_in(system, key: str) -> aiohttp.ClientSession:
-    """A dashboard session (as tests/e2e/test_dashboard.py signs in)."""
-    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    async with session.get(system.api_url + "/dashboard/login") as response:
-        token = re.search(r'name="csrf_token" value="([^"]+)"', await response.text())
-    assert token
-    async with session.post(system.api_url + "/dashboard/login", data={"api_key": key, "csrf_token": token[1]}) as r:
-        assert r.status == 200
-    return session
