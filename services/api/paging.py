@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from aiohttp import web
 
 from shared.errors import Invalid
+from shared.row import Row
+
+R = TypeVar("R", bound=Row)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -27,16 +30,28 @@ def encode_cursor(created_at: datetime, object_id: str) -> str:
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{object_id}".encode()).decode()
 
 
+#: `?limit=` when not given, and the largest one accepted, for every list.
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+
 def newest_first(
     rows: Sequence[asyncpg.Record], limit: int, body: Callable[[asyncpg.Record], dict[str, Any]]
 ) -> dict[str, Any]:
     """A page of a list read `limit + 1` rows at a time by `(created_at, id)`: the first `limit`
     as `data`, and the cursor after the last of them when there are more."""
+    return keyset_page(rows, limit, body)
+
+
+def keyset_page(rows: Sequence[R], limit: int, body: Callable[[R], dict[str, Any]], key: str = "id") -> dict[str, Any]:
+    """A page of a list read `limit + 1` rows at a time in `(created_at, key)` order, newest or
+    oldest first: the first `limit` as `data`, and the cursor after the last of them when there
+    are more."""
     page = rows[:limit]
     last = page[-1] if len(rows) > limit else None
     return {
         "data": [body(r) for r in page],
-        "next_cursor": encode_cursor(last["created_at"], last["id"]) if last else None,
+        "next_cursor": encode_cursor(last["created_at"], last[key]) if last else None,
     }
 
 

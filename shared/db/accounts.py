@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
 from decimal import Decimal
 
 import asyncpg
@@ -42,6 +43,15 @@ FROM accounts a ORDER BY a.created_at, a.id
 _CREDIT = "UPDATE accounts SET balance = balance + $2 WHERE id = $1 RETURNING balance"
 _KEYS = """
 SELECT key_hash, prefix, created_at, revoked_at FROM api_keys WHERE account_id = $1 ORDER BY created_at, prefix
+"""
+#: A page of them in the same order, after the cursor `(created_at, prefix)`. The key's hash would
+#: make the order total, but a cursor never carries it: two keys of one account made in the same
+#: microsecond with the same prefix (five random characters after `sk_`) is not worth showing it.
+_KEYS_PAGE = """
+SELECT key_hash, prefix, created_at, revoked_at FROM api_keys
+WHERE account_id = $1 AND ($2::timestamptz IS NULL OR (created_at, prefix) > ($2, $3))
+ORDER BY created_at, prefix
+LIMIT $4
 """
 # A key named by itself (its hash) or by the prefix a list shows; only those not revoked yet.
 _LIVE_KEYS = """
@@ -115,6 +125,15 @@ async def credit(conn: Executor, account_id: str, amount: Decimal) -> Decimal | 
 async def keys(conn: Executor, account_id: str) -> list[asyncpg.Record]:
     """The account's API keys (hash, prefix, created, revoked), oldest first; never the keys."""
     return list(await conn.fetch(_KEYS, account_id))
+
+
+async def keys_page(
+    conn: Executor, account_id: str, after: tuple[datetime, str] | None, limit: int
+) -> list[asyncpg.Record]:
+    """Up to `limit` of the account's API keys (hash, prefix, created, revoked), oldest first,
+    after the cursor `(created_at, prefix)`; never the keys."""
+    created, prefix = after if after else (None, None)
+    return list(await conn.fetch(_KEYS_PAGE, account_id, created, prefix, limit))
 
 
 async def live_keys(conn: Connection, account_id: str, key_or_prefix: str) -> list[asyncpg.Record]:

@@ -3,6 +3,7 @@ figures shown beside them; every query scoped to the account."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import cast
 
@@ -37,6 +38,14 @@ WHERE account_id = $1 AND address = $2
 RETURNING *, false AS created
 """
 _LIST = "SELECT * FROM sender_identities WHERE account_id = $1 ORDER BY created_at, address"
+#: A page of them in the same order, after the cursor `(created_at, address)`: an address is one
+#: sender of an account at most (a phone has no `@`, an email has one).
+_PAGE = """
+SELECT * FROM sender_identities
+WHERE account_id = $1 AND ($2::timestamptz IS NULL OR (created_at, address) > ($2, $3))
+ORDER BY created_at, address
+LIMIT $4
+"""
 _DELETE = "DELETE FROM sender_identities WHERE account_id = $1 AND address = $2 RETURNING address"
 _IN_USE = """
 SELECT id FROM campaigns
@@ -90,6 +99,12 @@ async def verify(conn: Executor, account_id: str, kind: str, address: str) -> as
 async def list_all(conn: Executor, account_id: str) -> list[asyncpg.Record]:
     """The account's senders, oldest first."""
     return await conn.fetch(_LIST, account_id)
+
+
+async def page(conn: Executor, account_id: str, after: tuple[datetime, str] | None, limit: int) -> list[asyncpg.Record]:
+    """Up to `limit` of the account's senders, oldest first, after the cursor `(created_at, address)`."""
+    created, address = after if after else (None, None)
+    return list(await conn.fetch(_PAGE, account_id, created, address, limit))
 
 
 async def delete(conn: Executor, account_id: str, address: str) -> bool:

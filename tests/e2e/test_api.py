@@ -219,7 +219,8 @@ async def test_a_crafted_cursor_is_a_422_not_a_500(http, system, account, agent_
         http, "POST", system.api_url + "/campaigns", account.headers,
         {"name": "c", "agent_id": agent_id, "type": "sms", "contacts": [new_phone()], "message_template": "hi"},
     )
-    lists = ("/campaigns", "/contacts", "/contact-groups", "/templates", "/agents", "/webhook-endpoints")
+    lists = ("/campaigns", "/contacts", "/contact-groups", "/templates", "/agents", "/webhook-endpoints", "/senders",
+             "/api-keys")
     # times UTC cannot hold (PostgreSQL's DataError), a time without its offset, positions beyond an integer
     cases = [(path, cursor) for path in lists for cursor in (
         b64("0001-01-01T00:00:00+14:00|a"), b64("9999-12-31T23:59:59-14:00|a"), b64("2026-01-01T00:00:00|a"))]

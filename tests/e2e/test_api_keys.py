@@ -91,3 +91,33 @@ async def test_issuing_a_key_refuses_unknown_fields_as_the_rest_of_the_api(http,
     async with http.post(url, headers=account.headers) as response:  # no body, no Content-Type
         assert response.status == 201
     assert await db.fetchval("SELECT count(*) FROM api_keys WHERE account_id = $1", account.id) == 4
+
+
+async def test_keys_are_paged_with_a_cursor_oldest_first(http, system, account):
+    url = system.api_url + "/api-keys"
+    prefixes = [account.key[:8]]
+    for _ in range(2):
+        status, issued = await call(http, "POST", url, account.headers)
+        assert status == 201, issued
+        prefixes.append(issued["prefix"])
+    seen, cursor = [], None
+    while True:
+        status, page = await call(http, "GET", f"{url}?limit=2" + (f"&cursor={cursor}" if cursor else ""),
+                                  account.headers)
+        assert status == 200, page
+        seen.append([(k["prefix"], k["current"], k["revoked_at"]) for k in page["data"]])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [[(prefixes[0], True, None), (prefixes[1], False, None)], [(prefixes[2], False, None)]]
+    # a key revoked between two pages stays in the list (revoked_at set), in its place
+    status, first = await call(http, "GET", url + "?limit=1", account.headers)
+    status, _ = await call(http, "DELETE", f"{url}/{prefixes[1]}", account.headers)
+    assert status == 200
+    status, rest = await call(http, "GET", f"{url}?cursor={first['next_cursor']}", account.headers)
+    assert [(k["prefix"], k["revoked_at"] is None) for k in rest["data"]] == [(prefixes[1], False), (prefixes[2], True)]
+    assert rest["next_cursor"] is None
+    for query, field in (("limit=0", "limit"), ("limit=201", "limit"), ("limit=-1", "limit"), ("cursor=zzz", "cursor"),
+                         (f"cursor={prefixes[0]}", "cursor")):
+        status, error = await call(http, "GET", f"{url}?{query}", account.headers)
+        assert (status, error["error"]["details"][0]["field"]) == (422, field), (query, error)

@@ -187,3 +187,39 @@ async def test_errors_name_the_field_the_request_sent(http, system, account, db)
                                {"caller_id": nobodys})
     assert (status, error["error"]["details"][0]["field"]) == (422, "caller_id"), error
     assert await db.fetchval("SELECT from_number FROM campaigns WHERE id = $1", draft["id"]) is None
+
+
+async def _pages(http, url: str, headers: dict[str, str], limit: int) -> list[list[dict]]:
+    """Every page of a list, `limit` at a time, following `next_cursor`."""
+    pages, cursor = [], None
+    while True:
+        status, page = await call(http, "GET", f"{url}?limit={limit}" + (f"&cursor={cursor}" if cursor else ""),
+                                  headers)
+        assert status == 200, page
+        pages.append(page["data"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+async def test_senders_are_paged_with_a_cursor_oldest_first(http, system, account, fake_twilio):
+    numbers = [new_phone() for _ in range(3)]
+    fake_twilio.owned_numbers.update(numbers)
+    for number in numbers:
+        status, sender = await call(http, "POST", system.api_url + "/senders", account.headers, {"phone": number})
+        assert status == 201, sender
+    url = system.api_url + "/senders"
+    pages = await _pages(http, url, account.headers, limit=2)
+    assert [[s["address"] for s in page] for page in pages] == [numbers[:2], numbers[2:]]
+    assert {(s["kind"], s["state"], s["verified"]) for page in pages for s in page} == {("phone", "verified", True)}
+    # the cursor names the last sender seen, not a position: one removed meanwhile skips no other
+    status, first = await call(http, "GET", url + "?limit=1", account.headers)
+    assert [s["address"] for s in first["data"]] == numbers[:1]
+    status, _ = await call(http, "DELETE", f"{url}/{quote(numbers[0])}", account.headers)
+    assert status == 204
+    status, rest = await call(http, "GET", f"{url}?limit=2&cursor={first['next_cursor']}", account.headers)
+    assert ([s["address"] for s in rest["data"]], rest["next_cursor"]) == (numbers[1:], None)
+    for query, field in (("limit=0", "limit"), ("limit=201", "limit"), ("limit=two", "limit"),
+                         ("cursor=zzz", "cursor"), (f"cursor={rest['data'][0]['address']}", "cursor")):
+        status, error = await call(http, "GET", f"{url}?{query}", account.headers)
+        assert (status, error["error"]["details"][0]["field"]) == (422, field), (query, error)

@@ -6,7 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from services.api.handlers.common import iso, read_model
+from services.api.handlers.common import decode_cursor, iso, page_limit, read_model
+from services.api.paging import keyset_page
 from services.api.usecases import account as usecase
 from services.api.usecases.account import AccountPatch, KeyIn, SenderIn, SenderPatch
 from shared.db import senders
@@ -44,10 +45,14 @@ def _account_body(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def list_keys(request: web.Request) -> web.Response:
-    """`GET /api-keys`: the account's keys (prefix, times, `current` for the one calling), never
-    the keys themselves."""
-    data = await usecase.api_keys(request.app["pool"], request["account"]["id"], request["account"]["api_key_hash"])
-    return json_response({"data": [_key_body(k) for k in data], "next_cursor": None})
+    """`GET /api-keys?limit=&cursor=`: the account's keys, oldest first (prefix, times, `current`
+    for the one calling), never the keys themselves."""
+    limit = page_limit(request)
+    account = request["account"]
+    keys = await usecase.api_keys_page(
+        request.app["pool"], account["id"], account["api_key_hash"], decode_cursor(request), limit + 1
+    )
+    return json_response(keyset_page(keys, limit, _key_body, key="prefix"))
 
 
 async def create_key(request: web.Request) -> web.Response:
@@ -107,9 +112,10 @@ async def add_sender(request: web.Request) -> web.Response:
 
 
 async def list_senders(request: web.Request) -> web.Response:
-    """`GET /senders`."""
-    rows = await senders.list_all(request.app["pool"], request["account"]["id"])
-    return json_response({"data": [sender_body(r) for r in rows], "next_cursor": None})
+    """`GET /senders?limit=&cursor=`, oldest first."""
+    limit = page_limit(request)
+    rows = await senders.page(request.app["pool"], request["account"]["id"], decode_cursor(request), limit + 1)
+    return json_response(keyset_page(rows, limit, sender_body, key="address"))
 
 
 async def update_sender(request: web.Request) -> web.Response:

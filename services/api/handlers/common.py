@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from services.api.paging import decode_cursor, encode_cursor, iso
+from services.api.paging import MAX_PAGE_SIZE, PAGE_SIZE, decode_cursor, encode_cursor, iso
 from services.api.schemas import CampaignSettings, ContactIn, parse, pydantic_details, text_errors, too_deep
 from shared.errors import AppError, Invalid
 
@@ -97,7 +97,7 @@ def _contacts_in_chunks(model: type[M], contacts: list[Any]) -> list[Any]:
     return checked
 
 
-def page_limit(request: web.Request, default: int = 50, maximum: int = 200) -> int:
+def page_limit(request: web.Request, default: int = PAGE_SIZE, maximum: int = MAX_PAGE_SIZE) -> int:
     """`?limit=` bounded to 1..maximum."""
     raw = request.query.get("limit", str(default))
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:

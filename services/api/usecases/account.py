@@ -71,15 +71,23 @@ class SenderPatch(BaseModel):
 async def api_keys(pool: asyncpg.Pool, account_id: str, current_hash: bytes) -> list[dict[str, Any]]:
     """The account's API keys, oldest first (revoked ones too): prefix, times, and `current` for
     the key of that hash, the caller's (never a key or its hash)."""
-    return [
-        {
-            "prefix": r["prefix"],
-            "created_at": r["created_at"],
-            "revoked_at": r["revoked_at"],
-            "current": bytes(r["key_hash"]) == current_hash,
-        }
-        for r in await accounts.keys(pool, account_id)
-    ]
+    return [_key_view(r, current_hash) for r in await accounts.keys(pool, account_id)]
+
+
+async def api_keys_page(
+    pool: asyncpg.Pool, account_id: str, current_hash: bytes, after: tuple[datetime, str] | None, limit: int
+) -> list[dict[str, Any]]:
+    """Up to `limit` of those keys after the cursor `(created_at, prefix)`, as `api_keys` shows them."""
+    return [_key_view(r, current_hash) for r in await accounts.keys_page(pool, account_id, after, limit)]
+
+
+def _key_view(row: asyncpg.Record, current_hash: bytes) -> dict[str, Any]:
+    return {
+        "prefix": row["prefix"],
+        "created_at": row["created_at"],
+        "revoked_at": row["revoked_at"],
+        "current": bytes(row["key_hash"]) == current_hash,
+    }
 
 
 async def issue_key(pool: asyncpg.Pool, account_id: str) -> dict[str, Any]:
