@@ -1,5 +1,6 @@
 """Bus handlers and run planning: a launched campaign gets run 1 planned (and, when it recurs, its
-next run recorded); a cancelled one loses its pending sends and future runs."""
+next run recorded); a cancelled one loses its pending sends and future runs, and the runs it cut
+short read cancelled."""
 
 from __future__ import annotations
 
@@ -215,7 +216,8 @@ class Handlers:
         return False
 
     async def campaign_cancelled(self, message: Any) -> None:
-        """End every delivery of a cancelled campaign that has not been handed to a provider."""
+        """End every delivery of a cancelled campaign that has not been handed to a provider, and
+        the runs they belonged to (never to read `completed` once nothing of theirs is left open)."""
         assert isinstance(message, CampaignCancelled)
         async with self._pool.acquire() as conn, conn.transaction():
             if not await first_time(conn, "scheduler.cancel", message.message_id):

@@ -197,12 +197,20 @@ UPDATE deliveries d SET state = 'planned', queued_at = NULL, send_at = $3, updat
     plan_reason = COALESCE(d.plan_reason, '{}'::jsonb) || jsonb_build_object('requeued_at', $3::timestamptz)
 FROM stale WHERE d.id = stale.id
 """
+#: A cancelled campaign's deliveries not yet handed to a provider, cancelled; and each planned run
+#: that loses some of them with them (else, with nothing open left, it would read `completed`). A
+#: run whose sends had all gone before the cancel loses nothing: it completes as it would have.
 _CANCEL = """
 WITH locked AS MATERIALIZED (  -- in id order, as every batch writer of deliveries locks them
     SELECT id FROM deliveries WHERE campaign_id = $1 AND state IN ('planned', 'queued') ORDER BY id FOR UPDATE
+), cut AS (
+    UPDATE deliveries d SET state = 'cancelled', error = 'campaign cancelled', updated_at = now()
+    FROM locked WHERE d.id = locked.id AND d.state IN ('planned', 'queued')
+    RETURNING d.run_id
+), runs_cut AS (
+    UPDATE runs SET status = 'cancelled' WHERE id IN (SELECT run_id FROM cut) AND status = 'planned'
 )
-UPDATE deliveries d SET state = 'cancelled', error = 'campaign cancelled', updated_at = now()
-FROM locked WHERE d.id = locked.id AND d.state IN ('planned', 'queued')
+SELECT count(*) FROM cut
 """
 
 
@@ -368,7 +376,8 @@ async def requeue_stale(conn: Executor, now: datetime, older_than_s: float, limi
 
 
 async def cancel_pending(conn: Connection, campaign_id: str) -> int:
-    """End every delivery of a campaign not yet handed to a provider, and its future runs; how many."""
+    """End every delivery of a campaign not yet handed to a provider, its future runs, and the runs
+    those deliveries belonged to; how many deliveries."""
     await conn.execute(_CANCEL_RUNS, campaign_id)
-    result = await conn.execute(_CANCEL, campaign_id)
-    return int(result.split()[-1])
+    cancelled: int = await conn.fetchval(_CANCEL, campaign_id)
+    return cancelled
