@@ -56,14 +56,19 @@ def judge(stored: db.Stored, method: str, path: str, body_hash: bytes) -> Verdic
     return Verdict.IN_PROGRESS if stored.status is None else Verdict.REPLAY
 
 
+def honours(method: str, path: str) -> bool:
+    """Whether requests of `method` to `path` (a request's, or a route's `/campaigns/{id}/launch`)
+    count an `Idempotency-Key`: the creating POSTs, those of EXEMPT aside."""
+    return method == "POST" and EXEMPT.fullmatch(path) is None
+
+
 def applies(request: web.Request) -> bool:
     """Whether the request's `Idempotency-Key` counts (a matched, authenticated, creating POST)."""
     return (
-        request.method == "POST"
+        honours(request.method, request.path)
         and HEADER in request.headers
         and "account" in request
         and request.match_info.http_exception is None
-        and EXEMPT.fullmatch(request.path) is None
     )
 
 

@@ -11,6 +11,8 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from services.api import idempotency
+from services.api.paging import MAX_PAGE_SIZE, PAGE_SIZE
 from shared.web import Handler
 
 #: Every error answer has this shape.
@@ -36,63 +38,6 @@ ERROR_SCHEMA: dict[str, Any] = {
         }
     },
 }
-#: What a campaign's create and change answer carry besides the campaign.
-WARNINGS_SCHEMA: dict[str, Any] = {
-    "type": "array",
-    "description": (
-        "What was accepted but is likely not meant (a `scheduled_at` already past: its contacts are "
-        "sent at launch); empty when all is well."
-    ),
-    "items": {
-        "type": "object",
-        "required": ["field", "message"],
-        "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-    },
-}
-#: A campaign as `POST` and `PATCH /campaigns` answer it.
-CAMPAIGN_WRITTEN_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["id", "status", "warnings"],
-    "properties": {
-        "id": {"type": "string"},
-        "status": {"type": "string"},
-        "warnings": WARNINGS_SCHEMA,
-        "missing_variables": {
-            "type": "object",
-            "additionalProperties": {"type": "integer", "minimum": 0},
-            "description": "When the request launched the campaign: how many contacts lack each template variable.",
-        },
-    },
-}
-_COUNT = {"type": "integer", "minimum": 0}
-#: A campaign's (or one run's) results: counts, and each figure for people beside its twin for machines.
-RESULTS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["reply_rate", "reply_rate_value", "average_response_time", "average_response_time_seconds"],
-    "properties": {
-        **{
-            name: _COUNT
-            for name in ("total_contacts", "sent", "delivered", "replied", "failed", "pending", "skipped", "cancelled")
-        },
-        "undelivered": {**_COUNT, "description": "Email bounces and carrier failures."},
-        "reply_rate": {"type": "string", "description": 'Replies per delivered message, as `"29.3%"`.'},
-        "reply_rate_value": {"type": "number", "minimum": 0, "maximum": 1, "description": "`reply_rate` from 0 to 1."},
-        "average_response_time": {"type": ["string", "null"], "description": 'As `"4m 23s"`; null before any reply.'},
-        "average_response_time_seconds": {
-            "type": ["number", "null"],
-            "description": "`average_response_time` in seconds; null before any reply.",
-        },
-    },
-}
-#: A recurring campaign's runs, a page of them, each with its own results.
-RUNS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["data"],
-    "properties": {
-        "data": {"type": "array", "items": {"type": "object", "properties": {"results": RESULTS_SCHEMA}}},
-        "next_cursor": {"type": ["string", "null"]},
-    },
-}
 _REASONS = {
     200: "OK",
     201: "Created",
@@ -111,6 +56,24 @@ _REASONS = {
 }
 #: Statuses every authenticated operation may answer besides its own.
 _COMMON = (400, 401, 405, 413, 415, 422, 503)
+#: Query parameters whose values are not just any text (the others are strings).
+_QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": PAGE_SIZE},
+    "cursor": {"type": "string"},
+    "run": {"type": "integer", "minimum": 1},
+}
+#: The header of the operations that honour it (`services.api.idempotency`).
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": idempotency.HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_LENGTH},
+    "description": (
+        "Retrying with the same key, path and body creates nothing and answers the first answer again "
+        "(`Idempotent-Replayed: true`); the same key with another path or body, or while the first request "
+        "still runs, is a 409. Scoped to the account, kept 24 hours."
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -125,12 +88,14 @@ class Operation:
     #: Whether a request must have a body (`POST /api-keys` may have none: an empty one is `{}`).
     body_required: bool = True
     ok: int = 200
+    #: Other 2xx answers with the same body, and what each means (`POST /contacts`: 200, updated).
+    also: tuple[tuple[int, str], ...] = ()
     errors: tuple[int, ...] = ()
     query: tuple[tuple[str, str], ...] = ()  # (name, description)
     content: str = "application/json"
     public: bool = False
     tags: tuple[str, ...] = field(default=())
-    #: The schema of the answer's body (`{"type": "object"}` when not given).
+    #: The schema of the answer's body (required of a JSON answer; a download's is a string).
     answer: dict[str, Any] | None = None
     #: The answer's media type (a CSV download: `text/csv`, described as a string).
     answer_content: str = "application/json"
@@ -182,20 +147,27 @@ def _operation(op: Operation, bodies: dict[type[BaseModel], dict[str, Any]]) -> 
         for name in re.findall(r"\{(\w+)(?::[^}]+)?\}", op.path)
     ]
     params += [
-        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": text}
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": _QUERY_SCHEMAS.get(name, {"type": "string"}),
+            "description": text,
+        }
         for name, text in op.query
     ]
+    honours_key = idempotency.honours(op.method, op.path)
+    if honours_key:
+        params.append(IDEMPOTENCY_KEY)
     responses: dict[str, Any] = {}
-    if op.ok == 204:
-        responses["204"] = {"description": _REASONS[204]}
-    else:
-        responses[str(op.ok)] = {
-            "description": _REASONS.get(op.ok, "OK"),
-            "content": {op.answer_content: {"schema": op.answer or _default_answer(op)}},
-        }
+    for status, meaning in ((op.ok, _REASONS.get(op.ok, "OK")), *op.also):
+        content = {} if status == 204 else {"content": {op.answer_content: {"schema": _answer(op)}}}
+        responses[str(status)] = {"description": meaning, **content}
     statuses = set(op.errors) | ({400, 405, 413, 415, 422, 503} if op.public else set(_COMMON))
     if op.path.count("{"):
         statuses.add(404)
+    if honours_key:  # a key used for another request, or for one still running
+        statuses.add(409)
     for status in sorted(statuses):
         responses[str(status)] = {
             "description": _REASONS.get(status, "Error"),
@@ -219,8 +191,13 @@ def _operation(op: Operation, bodies: dict[type[BaseModel], dict[str, Any]]) -> 
     return body
 
 
-def _default_answer(op: Operation) -> dict[str, Any]:
-    return {"type": "object"} if op.answer_content == "application/json" else {"type": "string"}
+def _answer(op: Operation) -> dict[str, Any]:
+    """The schema of the operation's 2xx body: its own; a download's is a string."""
+    if op.answer is not None:
+        return op.answer
+    if op.answer_content != "application/json":
+        return {"type": "string"}
+    raise ValueError(f"{op.method} {op.path}: a JSON answer needs its schema (services/api/answers.py)")
 
 
 def _operation_id(op: Operation) -> str:

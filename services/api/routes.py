@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from services.api import answers as a
 from services.api import openapi
 from services.api.contact_schemas import ContactBody, GroupIn, MembersIn
 from services.api.handlers import (
@@ -28,10 +29,10 @@ from services.api.usecases.webhook_endpoints import EndpointIn, EndpointPatch
 _PAGE = (("limit", "page size, 1-200 (default 50)"), ("cursor", "`next_cursor` of the previous page"))
 
 OPERATIONS: list[Op] = [
-    Op("POST", "/agents", agents.create_agent, "Create an agent", AgentCreate, ok=201),
-    Op("GET", "/agents", agents.list_agents, "List agents, newest first", query=_PAGE),
-    Op("GET", "/agents/{id}", agents.get_agent, "Get an agent"),
-    Op("PATCH", "/agents/{id}", agents.update_agent, "Change an agent", AgentPatch),
+    Op("POST", "/agents", agents.create_agent, "Create an agent", AgentCreate, ok=201, answer=a.AGENT),
+    Op("GET", "/agents", agents.list_agents, "List agents, newest first", query=_PAGE, answer=a.page(a.AGENT)),
+    Op("GET", "/agents/{id}", agents.get_agent, "Get an agent", answer=a.AGENT),
+    Op("PATCH", "/agents/{id}", agents.update_agent, "Change an agent", AgentPatch, answer=a.AGENT),
     Op(
         "DELETE",
         "/agents/{id}",
@@ -48,7 +49,7 @@ OPERATIONS: list[Op] = [
         CampaignCreate,
         ok=201,
         errors=(402, 404, 409),
-        answer=openapi.CAMPAIGN_WRITTEN_SCHEMA,
+        answer=a.CAMPAIGN_WRITTEN,
     ),
     Op(
         "GET",
@@ -56,8 +57,9 @@ OPERATIONS: list[Op] = [
         campaigns.list_campaigns,
         "List campaigns, newest first",
         query=(("status", "only this status"), ("channel", "only this channel"), *_PAGE),
+        answer=a.page(a.CAMPAIGN),
     ),
-    Op("GET", "/campaigns/{id}", campaigns.get_campaign, "Get a campaign"),
+    Op("GET", "/campaigns/{id}", campaigns.get_campaign, "Get a campaign", answer=a.CAMPAIGN),
     Op(
         "PATCH",
         "/campaigns/{id}",
@@ -65,7 +67,7 @@ OPERATIONS: list[Op] = [
         "Change a draft campaign (any field of the create; those given replace the campaign's)",
         CampaignPatch,
         errors=(404, 409),
-        answer=openapi.CAMPAIGN_WRITTEN_SCHEMA,
+        answer=a.CAMPAIGN_WRITTEN,
     ),
     Op(
         "DELETE",
@@ -81,7 +83,7 @@ OPERATIONS: list[Op] = [
         campaigns.campaign_results,
         "A campaign's results (all runs, or ?run=N)",
         query=(("run", "one run's results"),),
-        answer=openapi.RESULTS_SCHEMA,
+        answer=a.RESULTS,
     ),
     Op(
         "GET",
@@ -89,7 +91,7 @@ OPERATIONS: list[Op] = [
         campaigns.campaign_runs,
         "A campaign's runs, in order, each with its results",
         query=_PAGE,
-        answer=openapi.RUNS_SCHEMA,
+        answer=a.RUNS,
     ),
     Op(
         "GET",
@@ -97,6 +99,7 @@ OPERATIONS: list[Op] = [
         campaigns.campaign_deliveries,
         "A campaign's deliveries, with how each send time was chosen and who answered each call (answered_by)",
         query=(("state", "only this state"), ("to", "only those to this phone (E.164) or email"), *_PAGE),
+        answer=a.page(a.DELIVERY),
     ),
     Op(
         "GET",
@@ -114,22 +117,37 @@ OPERATIONS: list[Op] = [
             campaigns.campaign_action,
             f"{action.capitalize()} a campaign",
             errors=(402, 409) if action == "launch" else (409,),
+            answer=a.CAMPAIGN_ACTED,
         )
         for action in ("launch", "pause", "resume", "cancel")
     ),
-    Op("POST", "/campaigns/{id}/dry-run", dryrun.dry_run, "What launching would do, without sending"),
-    Op("POST", "/templates", templates.create_template, "Create a template", TemplateIn, ok=201),
+    Op(
+        "POST",
+        "/campaigns/{id}/dry-run",
+        dryrun.dry_run,
+        "What launching would do, without sending",
+        answer=a.DRY_RUN,
+    ),
+    Op("POST", "/templates", templates.create_template, "Create a template", TemplateIn, ok=201, answer=a.TEMPLATE),
     Op(
         "GET",
         "/templates",
         templates.list_templates,
         "List templates",
         query=(("channel", "only this channel"), *_PAGE),
+        answer=a.page(a.TEMPLATE),
     ),
-    Op("GET", "/templates/{id}", templates.get_template, "Get a template"),
-    Op("PATCH", "/templates/{id}", templates.update_template, "Change a template", TemplatePatch),
+    Op("GET", "/templates/{id}", templates.get_template, "Get a template", answer=a.TEMPLATE),
+    Op("PATCH", "/templates/{id}", templates.update_template, "Change a template", TemplatePatch, answer=a.TEMPLATE),
     Op("DELETE", "/templates/{id}", templates.delete_template, "Delete a template", ok=204),
-    Op("POST", "/templates/{id}/preview", templates.preview_template, "Render a template for a contact", PreviewIn),
+    Op(
+        "POST",
+        "/templates/{id}/preview",
+        templates.preview_template,
+        "Render a template for a contact",
+        PreviewIn,
+        answer=a.PREVIEW,
+    ),
     Op(
         "POST",
         "/contacts",
@@ -137,7 +155,9 @@ OPERATIONS: list[Op] = [
         "Create a contact (201), or update the one with its phone, else email (200)",
         ContactBody,
         ok=201,
+        also=((200, "Updated: a contact with this phone (else email) already existed"),),
         errors=(409,),
+        answer=a.CONTACT,
     ),
     Op(
         "GET",
@@ -153,6 +173,7 @@ OPERATIONS: list[Op] = [
             *_PAGE,
         ),
         errors=(404,),
+        answer=a.page(a.CONTACT),
     ),
     Op(
         "GET",
@@ -176,8 +197,9 @@ OPERATIONS: list[Op] = [
         "between cells, read off the header), streamed",
         query=(("group_id", "add every imported contact to this group"), ("country", "region of phones without '+'")),
         errors=(404, 429),
+        answer=a.IMPORTED,
     ),
-    Op("GET", "/contacts/{id}", contacts.get_contact, "Get a contact"),
+    Op("GET", "/contacts/{id}", contacts.get_contact, "Get a contact", answer=a.CONTACT),
     Op(
         "PATCH",
         "/contacts/{id}",
@@ -185,12 +207,20 @@ OPERATIONS: list[Op] = [
         "Change a contact (only the keys sent)",
         ContactBody,
         errors=(409,),
+        answer=a.CONTACT,
     ),
     Op("DELETE", "/contacts/{id}", contacts.delete_contact, "Delete a contact", ok=204),
-    Op("POST", "/contact-groups", groups.create_group, "Create a contact group", GroupIn, ok=201),
-    Op("GET", "/contact-groups", groups.list_groups, "List contact groups, newest first", query=_PAGE),
-    Op("GET", "/contact-groups/{id}", groups.get_group, "Get a contact group"),
-    Op("PATCH", "/contact-groups/{id}", groups.rename_group, "Rename a contact group", GroupIn),
+    Op("POST", "/contact-groups", groups.create_group, "Create a contact group", GroupIn, ok=201, answer=a.GROUP),
+    Op(
+        "GET",
+        "/contact-groups",
+        groups.list_groups,
+        "List contact groups, newest first",
+        query=_PAGE,
+        answer=a.page(a.GROUP),
+    ),
+    Op("GET", "/contact-groups/{id}", groups.get_group, "Get a contact group", answer=a.GROUP),
+    Op("PATCH", "/contact-groups/{id}", groups.rename_group, "Rename a contact group", GroupIn, answer=a.GROUP),
     Op(
         "DELETE",
         "/contact-groups/{id}",
@@ -205,6 +235,7 @@ OPERATIONS: list[Op] = [
         groups.add_members,
         "Add contacts by id, phone or email (unknown ones are reported)",
         MembersIn,
+        answer=a.MEMBERS_CHANGED,
     ),
     Op(
         "GET",
@@ -212,6 +243,7 @@ OPERATIONS: list[Op] = [
         groups.list_members,
         "A group's contacts, newest first",
         query=(("opted_out", "only contacts opted out of sms, email or voice"), *_PAGE),
+        answer=a.page(a.CONTACT),
     ),
     Op(
         "DELETE",
@@ -219,8 +251,16 @@ OPERATIONS: list[Op] = [
         groups.remove_members,
         "Remove contacts by id, phone or email (unknown ones are reported)",
         MembersIn,
+        answer=a.MEMBERS_CHANGED,
     ),
-    Op("GET", "/api-keys", account.list_keys, "The account's API keys: prefix, times, which one is calling"),
+    Op(
+        "GET",
+        "/api-keys",
+        account.list_keys,
+        "The account's API keys, oldest first: prefix, times, which one is calling",
+        query=_PAGE,
+        answer=a.page(a.API_KEY),
+    ),
     Op(
         "POST",
         "/api-keys",
@@ -229,24 +269,50 @@ OPERATIONS: list[Op] = [
         KeyIn,
         body_required=False,
         ok=201,
+        answer=a.NEW_API_KEY,
     ),
     Op(
         "DELETE",
         "/api-keys/{prefix}",
         account.revoke_key,
-        "Revoke an API key by its prefix (409 for the last live key)",
+        "Revoke an API key by its prefix (409 for the last live key, or a prefix two live keys share)",
         errors=(409,),
+        answer=a.REVOKED_API_KEY,
     ),
-    Op("GET", "/account", account.get_account, "The account: balance, reservations, prices, defaults"),
-    Op("PATCH", "/account", account.update_account, "Change the account's defaults", AccountPatch),
-    Op("POST", "/senders", account.add_sender, "Add a sender identity (phone or email)", SenderIn, ok=201),
-    Op("GET", "/senders", account.list_senders, "List sender identities"),
+    Op(
+        "GET",
+        "/account",
+        account.get_account,
+        "The account: balance, reservations, prices, defaults",
+        answer=a.ACCOUNT,
+    ),
+    Op("PATCH", "/account", account.update_account, "Change the account's defaults", AccountPatch, answer=a.ACCOUNT),
+    Op(
+        "POST",
+        "/senders",
+        account.add_sender,
+        "Add a sender identity (phone or email; 409 when it is another account's)",
+        SenderIn,
+        ok=201,
+        also=((200, "It was the account's sender already (a pending email: its link is mailed again)"),),
+        errors=(409,),
+        answer=a.SENDER,
+    ),
+    Op(
+        "GET",
+        "/senders",
+        account.list_senders,
+        "List sender identities, oldest first",
+        query=_PAGE,
+        answer=a.page(a.SENDER),
+    ),
     Op(
         "PATCH",
         "/senders/{address}",
         account.update_sender,
         "Change a sender's rate (`max_per_second`; null: the default for its kind of number)",
         SenderPatch,
+        answer=a.SENDER,
     ),
     Op(
         "DELETE",
@@ -264,15 +330,30 @@ OPERATIONS: list[Op] = [
         "carries its `secret` (whsec_…), shown this once",
         EndpointIn,
         ok=201,
+        answer=a.NEW_WEBHOOK_ENDPOINT,
     ),
-    Op("GET", "/webhook-endpoints", webhook_endpoints.list_endpoints, "List webhook endpoints", query=_PAGE),
-    Op("GET", "/webhook-endpoints/{id}", webhook_endpoints.get_endpoint, "Get a webhook endpoint"),
+    Op(
+        "GET",
+        "/webhook-endpoints",
+        webhook_endpoints.list_endpoints,
+        "List webhook endpoints",
+        query=_PAGE,
+        answer=a.page(a.WEBHOOK_ENDPOINT),
+    ),
+    Op(
+        "GET",
+        "/webhook-endpoints/{id}",
+        webhook_endpoints.get_endpoint,
+        "Get a webhook endpoint",
+        answer=a.WEBHOOK_ENDPOINT,
+    ),
     Op(
         "PATCH",
         "/webhook-endpoints/{id}",
         webhook_endpoints.update_endpoint,
         "Change a webhook endpoint's url, events or enabled",
         EndpointPatch,
+        answer=a.WEBHOOK_ENDPOINT,
     ),
     Op("DELETE", "/webhook-endpoints/{id}", webhook_endpoints.delete_endpoint, "Delete a webhook endpoint", ok=204),
     Op(
@@ -281,6 +362,7 @@ OPERATIONS: list[Op] = [
         webhook_endpoints.list_attempts,
         "An endpoint's recent delivery attempts (event, status code, time, error), newest first",
         query=_PAGE,
+        answer=a.page(a.WEBHOOK_ATTEMPT),
     ),
 ]
 
@@ -295,13 +377,8 @@ def add_routes(app: web.Application) -> None:
 
 
 def _describe_contact_extras(document: dict[str, Any]) -> None:
-    """What one Operation row cannot say yet: `POST /contacts` also answers 200 (an upsert that
-    updated), and `POST /contacts/import` takes CSV rather than a JSON model."""
+    """What one Operation row cannot say yet: `POST /contacts/import` takes CSV rather than a JSON model."""
     paths = document["paths"]
-    paths["/contacts"]["post"]["responses"]["200"] = {
-        "description": "Updated: a contact with this phone (else email) already existed",
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
     form = {
         "type": "object",
         "required": ["file"],

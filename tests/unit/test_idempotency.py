@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from services.api.idempotency import EXEMPT, Verdict, judge
+from services.api.idempotency import EXEMPT, Verdict, honours, judge
 from shared.db.idempotency import Stored
 
 BODY = hashlib.sha256(b'{"name": "Ava"}').digest()
@@ -44,3 +44,20 @@ def test_judge(stored, method, path, body_hash, verdict):
 )
 def test_exempt_paths(path, exempt):
     assert (EXEMPT.fullmatch(path) is not None) is exempt
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "honoured"),
+    [
+        ("POST", "/campaigns", True),
+        ("POST", "/campaigns/{id}/dry-run", True),  # a route, as the OpenAPI document names it
+        ("POST", "/campaigns/{id}/launch", False),
+        ("POST", "/campaigns/camp_1/pause", False),
+        ("POST", "/api-keys", False),
+        ("POST", "/contacts/import", False),
+        ("PATCH", "/campaigns/camp_1", False),
+        ("DELETE", "/agents/ag_1", False),
+    ],
+)
+def test_honours(method, path, honoured):
+    assert honours(method, path) is honoured
