@@ -74,6 +74,8 @@ class _Held:
     done: asyncio.Future[None]
     row: asyncpg.Record | None = None
     decision: Decision | None = None
+    #: What sending it costs (held by its claim), worked out once per decision.
+    cost: Decimal | None = None
 
 
 @dataclass
@@ -275,10 +277,12 @@ class Lanes:
         return claim
 
     def _cost(self, held: _Held) -> Decimal:
-        """What sending `held` costs (held as it is claimed)."""
-        assert held.row is not None
-        assert held.decision is not None
-        return self._sender.cost(held.row, held.decision)
+        """What sending `held` costs (held as it is claimed), worked out once for its decision."""
+        if held.cost is None:
+            assert held.row is not None
+            assert held.decision is not None
+            held.cost = self._sender.cost(held.row, held.decision)
+        return held.cost
 
     @staticmethod
     def _wake_at(lane: _Lane, delay_s: float) -> None:
@@ -303,6 +307,7 @@ class Lanes:
             row = rows.get(held.id)
             held.row = row
             held.decision = decide(row) if row is not None else Decision("duplicate", reason="no such delivery")
+            held.cost = None
 
     async def _drop_unclaimable(self, lane: _Lane, unclaimed: list[_Held]) -> None:
         """Of the sendable deliveries a claim passed over, let go of those no longer `queued`
@@ -349,7 +354,7 @@ class Lanes:
             outcome = None  # left `sending`: the reconciler asks the provider
         else:
             outcome = Outcome(
-                row["id"], "sent", accepted.provider_id, accepted.status, self._sender.cost(row, decision)
+                row["id"], "sent", accepted.provider_id, accepted.status, self._cost(held)
             )
             OUTCOMES.labels(self._channel, "sent").inc()
         # the next delivery of this lane takes this one's place, claimed with its record (one

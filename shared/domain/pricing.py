@@ -13,6 +13,7 @@ _GSM7_BASIC = frozenset(
     "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 _GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+_GSM7 = _GSM7_BASIC | _GSM7_EXTENSION
 
 
 #: A call's length when the campaign sets no limit (CAMPAIGNS_CALL_TIME_LIMIT's default).
@@ -24,14 +25,16 @@ def sms_segments(text: str) -> int:
     segment (an extension character such as `€` or `[` takes two, never split between segments);
     else in UCS-2, 70 UTF-16 units alone or 67 a segment (a character beyond the BMP, an emoji,
     takes two, never split)."""
-    if all(ch in _GSM7_BASIC or ch in _GSM7_EXTENSION for ch in text):
-        sizes = [2 if ch in _GSM7_EXTENSION else 1 for ch in text]
+    chars = set(text)
+    if chars <= _GSM7:
+        wide = chars & _GSM7_EXTENSION
         single, multi = 160, 153
     else:
-        sizes = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
+        wide = {ch for ch in chars if ord(ch) > 0xFFFF}
         single, multi = 70, 67
-    if sum(sizes) <= single:
+    if len(text) + sum(text.count(ch) for ch in wide) <= single:  # the common case: one segment
         return 1
+    sizes = [2 if ch in wide else 1 for ch in text]
     segments, used = 1, 0
     for size in sizes:
         if used + size > multi:
