@@ -353,9 +353,7 @@ class Lanes:
             OUTCOMES.labels(self._channel, "unknown").inc()
             outcome = None  # left `sending`: the reconciler asks the provider
         else:
-            outcome = Outcome(
-                row["id"], "sent", accepted.provider_id, accepted.status, self._cost(held)
-            )
+            outcome = Outcome(row["id"], "sent", accepted.provider_id, accepted.status, self._cost(held))
             OUTCOMES.labels(self._channel, "sent").inc()
         # the next delivery of this lane takes this one's place, claimed with its record (one
         # statement: the campaign's in-flight count does not move, and no claim round is waited for)
