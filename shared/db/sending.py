@@ -176,7 +176,8 @@ WITH o AS (
     JOIN campaigns c ON c.id = d.campaign_id
     JOIN contacts ct ON ct.id = d.contact_id
     WHERE d.state = 'queued' AND c.status IN ('scheduled', 'running')
-      AND c.reserved + (SELECT a.balance FROM accounts a WHERE a.id = c.account_id) >= COALESCE(f.next_cost, 0)
+      AND (c.reserved >= COALESCE(f.next_cost, 0)  -- (the balance read only once the reservation is spent)
+           OR c.reserved + (SELECT a.balance FROM accounts a WHERE a.id = c.account_id) >= f.next_cost)
       AND NOT CASE d.channel WHEN 'sms' THEN ct.opted_out_sms WHEN 'email' THEN ct.opted_out_email
                              ELSE ct.opted_out_voice END
       -- a paced sender's next send waits for its slot, taken by a claim (never handed over)
