@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import errno
+import io
 import os
 import sys
 from collections.abc import Coroutine
@@ -19,6 +20,10 @@ from shared.admin import balance_of, create_account
 from shared.settings import SANDBOX_INBOUND_EMAIL_TOKEN, Settings, inbound_email_token, reachable_host, smtp_address
 
 log = structlog.get_logger()
+
+#: Seconds a stage of services has to stop once asked (a dispatcher drains for at most 30 s, then
+#: waits at most 30 s for its sends under way) before it is cancelled.
+STAGE_GRACE_S = 60.0
 
 
 def _command() -> str:
@@ -108,8 +113,22 @@ async def _stop_in_stages(
     await stop.wait()
     for stage, event in zip(stages[:-1], then, strict=True):  # (the last stage's stop is the last event)
         if stage:
-            await asyncio.wait(stage)
+            await _stopped(stage)
         event.set()
+    await _stopped(stages[-1])
+
+
+async def _stopped(stage: list[asyncio.Task[None]]) -> None:
+    """Wait for a stage's services to stop; one still running after STAGE_GRACE_S is logged with
+    where it waits, then cancelled (Ctrl-C never leaves `up` hanging)."""
+    _, pending = await asyncio.wait(stage, timeout=STAGE_GRACE_S)
+    for task in pending:
+        where = io.StringIO()
+        task.print_stack(limit=20, file=where)
+        log.warning("up.service_stop_slow", slow_service=task.get_name(), grace_s=STAGE_GRACE_S, stack=where.getvalue())
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
 
 
 async def _run_until_stopped(
@@ -168,7 +187,7 @@ async def _run_until_stopped(
     )
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     for task in done:
-        if task.exception() is not None:
+        if not task.cancelled() and task.exception() is not None:
             stop.set()
             log.error("up.service_failed", error=repr(task.exception()))
     await asyncio.gather(*tasks, return_exceptions=True)
