@@ -254,8 +254,8 @@ class Lanes:
 
     async def _claim(self, lane: _Lane, sendable: list[_Held], share: int) -> sending.Claim:
         """Claim what the campaign's room, our share and its money allow, each send's cost held. A
-        campaign whose money cannot cover its next send is paused, saying so (its deliveries then go
-        back to planned, as a person's pause does)."""
+        campaign whose money cannot cover its next send, with none of its sends in flight, is paused,
+        saying so (its deliveries then go back to planned, as a person's pause does)."""
         texts = [(h.decision.text if h.decision else None) or "" for h in sendable]
         costs = [self._cost(h) for h in sendable]
         try:
@@ -265,7 +265,10 @@ class Lanes:
         except sending.FundsShort:  # another claim of the account took the money meanwhile: look again
             return sending.Claim("running", 0, [])
         CLAIMS.labels(self._channel, "claimed" if claim.claimed else "no_room").inc()
-        if claim.short and not claim.claimed and claim.free > 0 and claim.status in _LIVE:
+        # Out of money once nothing is in flight: a send under way that fails gives its cost back
+        # (its end wakes this lane, as any send's end does), so a campaign never pauses for money
+        # the failures of its last sends are about to return.
+        if claim.short and not claim.claimed and not claim.in_flight and claim.free > 0 and claim.status in _LIVE:
             reason = {"code": "balance", "needed": f"{costs[0]:.4f}", "available": f"{claim.funds or 0:.4f}"}
             async with self._pool.acquire() as conn, conn.transaction():
                 paused = await balance.pause_short(conn, lane.campaign_id, reason)

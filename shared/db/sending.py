@@ -55,7 +55,7 @@ _STATES = "SELECT id, state FROM deliveries WHERE id = ANY($1::text[])"
 # past the balance fails whole, with SQLSTATE CA402, at the charge). `short`: the money stopped it.
 _CLAIM = """
 WITH room AS MATERIALIZED (
-    SELECT c.status,
+    SELECT c.status, f.in_flight,
            CASE WHEN c.status IN ('scheduled', 'running') THEN GREATEST(c.max_concurrent - f.in_flight, 0) ELSE 0 END
                AS free
     FROM campaign_flow f JOIN campaigns c ON c.id = f.campaign_id
@@ -110,6 +110,7 @@ SELECT (SELECT status FROM room) AS status,
        LEAST(COALESCE((SELECT free FROM room), 0), COALESCE((SELECT k FROM allowed), 2147483647)) AS free,
        ARRAY(SELECT id FROM claimed) AS claimed,
        (SELECT last FROM affordable) < cardinality($1::text[]) AS short, (SELECT funds FROM affordable) AS funds,
+       COALESCE((SELECT in_flight FROM room), 0) AS in_flight,
        extract(epoch FROM COALESCE((SELECT rate_tat FROM paced), (SELECT next_free FROM sender WHERE rate > 0))
                           - now())::float8 AS rate_wait
 """
@@ -221,6 +222,8 @@ class Claim:
     #: what money it had (its reservation and its account's balance).
     short: bool = False
     funds: Decimal | None = None
+    #: The campaign's sends in flight when it claimed (on every replica).
+    in_flight: int = 0
 
 
 @dataclass(frozen=True)
@@ -295,7 +298,9 @@ async def claim(
             list(costs),
         )
     assert row is not None  # a SELECT of scalars: always one row
-    return Claim(row["status"], row["free"], list(row["claimed"]), row["rate_wait"], row["short"], row["funds"])
+    return Claim(
+        row["status"], row["free"], list(row["claimed"]), row["rate_wait"], row["short"], row["funds"], row["in_flight"]
+    )
 
 
 async def settle(conn: Executor, verdicts: Sequence[tuple[str, str, str | None]]) -> list[str]:

@@ -258,3 +258,35 @@ async def test_sends_stop_where_the_money_does_and_go_on_once_credited(http, sys
     assert final["paused_reason"] is None
     assert all(len(fake_twilio.sent_to(p)) == 1 for p in phones)
     assert await db.fetchval("SELECT balance FROM accounts WHERE id = $1", account.id) == Decimal("0.15")
+
+
+async def test_the_money_of_failing_sends_in_flight_comes_back_before_any_pause(http, system, db, fake_twilio):
+    # Given an account with 0.10 (two messages of 0.05) and a campaign of three contacts, two of
+    # whom the provider refuses after a while (their costs, held while in flight, come back)
+    account = await make_account(db, balance="0.10")
+    await db.execute("UPDATE accounts SET price_sms = 0.0100 WHERE id = $1", account.id)
+    agent_id = await _agent(http, system, account)
+    refused, kept = [new_phone(), new_phone()], new_phone()
+    for phone in refused:
+        fake_twilio.script[phone] = [(400, 21211)]
+    fake_twilio.response_delay = 0.5
+    try:
+        status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                                  {"name": "refunds", "type": "sms", "agent_id": agent_id, "max_concurrent": 3,
+                                   "contacts": [{"phone": p, "x": "x" * 700} for p in [*refused, kept]],
+                                   "message_template": "{{x}}", "status": "scheduled"})  # 5 segments each
+        assert status == 201, body
+
+        # When it sends: two go at once (all the money), the third waits for their outcomes
+        async def ended():
+            _status, c = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}", account.headers)
+            return c if c["status"] not in ("scheduled", "running") else None
+
+        final = await wait_until(ended, timeout=60, message="the campaign ended or paused")
+    finally:
+        fake_twilio.response_delay = 0.0
+
+    # Then it never paused for money: the refused sends' costs came back and paid for the third
+    assert (final["status"], final["paused_reason"]) == ("completed", None), final
+    assert len(fake_twilio.sent_to(kept)) == 1
+    assert await db.fetchval("SELECT balance FROM accounts WHERE id = $1", account.id) == Decimal("0.05")
