@@ -10,8 +10,9 @@ from __future__ import annotations
 
 #: The most characters one SMS body may hold (Twilio's limit, across its segments).
 MAX_CHARS = 1600
-#: What ends a reply cut to fit.
-ELLIPSIS = "…"
+#: What ends a reply cut to fit: three GSM-7 dots (a "…" would make a GSM-7 reply UCS-2, and more than
+#: double its segments).
+ELLIPSIS = "..."
 
 
 def length(text: str) -> int:
@@ -37,7 +38,7 @@ def message_too_long(text: str) -> str | None:
 
 
 def fit(text: str) -> str:
-    """`text` as one SMS: as it is when it fits, else cut to `MAX_CHARS` ending with "…" (never
+    """`text` as one SMS: as it is when it fits, else cut to `MAX_CHARS` ending with "..." (never
     within a character)."""
     if length(text) <= MAX_CHARS:
         return text

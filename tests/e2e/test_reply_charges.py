@@ -68,17 +68,17 @@ async def test_a_long_agent_reply_is_cut_to_one_sms_and_charged_by_its_segments(
     before = await _balance(db, account)
     # When the contact texts back
     answer = await texting(phone, "tell me everything")
-    # Then the answer is cut to 1,600 characters ending with "…", and Twilio sends it
-    assert answer == "y" * 1599 + "…"
+    # Then the answer is cut to 1,600 characters ending with "...", and Twilio sends it
+    assert answer == "y" * 1597 + "..."
     assert fake_twilio.replies[-1] == {"to": phone, "body": answer}
-    # And it is charged for its 24 segments ("…" makes it UCS-2: 67 a segment), recorded on its message
+    # And it is charged for its 11 segments (still GSM-7: 153 a segment), recorded on its message
     row = await db.fetchrow("SELECT body, cost, error FROM messages WHERE campaign_id = $1 AND author = 'agent'",
                             campaign_id)
-    assert (row["body"], row["cost"], row["error"]) == (answer, Decimal("0.2400"), None)
-    assert before - await _balance(db, account) == Decimal("0.2400")
+    assert (row["body"], row["cost"], row["error"]) == (answer, Decimal("0.1100"), None)
+    assert before - await _balance(db, account) == Decimal("0.1100")
     # And a compliance answer is charged as any SMS (one segment)
     assert "STOP" in await texting(phone, "HELP")
-    assert before - await _balance(db, account) == Decimal("0.2500")
+    assert before - await _balance(db, account) == Decimal("0.1200")
     assert await db.fetchval("SELECT cost FROM messages WHERE campaign_id = $1 AND author = 'system'",
                              campaign_id) == Decimal("0.0100")
 
