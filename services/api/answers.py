@@ -224,6 +224,8 @@ PREVIEW: Schema = _object(
     subject=_TEXT,
     html=_TEXT,
     missing_variables={**_STRINGS, "description": "Each variable the contact lacks (its part is null)."},
+    segments={**_COUNT, "description": "An SMS template's body: the segments it takes, as carriers count them."},
+    error={**_TEXT, "description": "An SMS template's body: why it cannot go (over 1,600 characters), else null."},
 )
 
 CONTACT: Schema = _object(

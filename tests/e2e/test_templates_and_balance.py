@@ -66,6 +66,22 @@ async def test_preview_renders_for_a_contact_and_names_what_is_missing(http, sys
     status, shown = await call(http, "POST", preview, account.headers, {"contact": {"first_name": "Ann"}})
     assert shown["body"] is None
     assert shown["missing_variables"] == ["expiry_date", "plan_name"]  # every one, not only the first
+    assert "segments" not in shown  # (an email's)
+
+
+async def test_an_sms_preview_says_what_it_costs_and_whether_it_can_go(http, system, account):
+    status, tpl = await call(http, "POST", system.api_url + "/templates", account.headers,
+                             {"name": "Note", "channel": "sms", "body": "Hi {{first_name}}: {{note}}"})
+    assert status == 201, tpl
+    preview = f"{system.api_url}/templates/{tpl['id']}/preview"
+    status, shown = await call(http, "POST", preview, account.headers, {"contact": {"first_name": "Ann", "note": "ok"}})
+    assert (status, shown["body"], shown["segments"], shown["error"]) == (200, "Hi Ann: ok", 1, None)
+    # a note that makes the message longer than an SMS holds: the preview says so
+    status, shown = await call(http, "POST", preview, account.headers,
+                               {"contact": {"first_name": "Ann", "note": "x" * 1695}})
+    assert status == 200, shown
+    assert shown["error"] == "the rendered message is 1,703 characters; an SMS holds at most 1,600"
+    assert shown["segments"] == 12
 
 
 async def test_a_campaign_from_a_template_sends_its_text(http, system, account, fake_twilio):

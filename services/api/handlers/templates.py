@@ -14,6 +14,8 @@ from services.api.schemas import Channel
 from services.api.usecases import templates as usecase
 from services.api.usecases.templates import PreviewIn, TemplateIn, TemplatePatch
 from shared.db import templates as db
+from shared.domain.pricing import sms_segments
+from shared.domain.sms import message_too_long
 from shared.domain.templating import contact_context
 from shared.errors import NotFound
 from shared.web import json_response
@@ -73,11 +75,15 @@ async def delete_template(request: web.Request) -> web.Response:
 
 
 async def preview_template(request: web.Request) -> web.Response:
-    """`POST /templates/{id}/preview`: the template rendered for one contact, and what it lacks."""
+    """`POST /templates/{id}/preview`: the template rendered for one contact, and what it lacks; for
+    an SMS template, its segments and why it cannot go (too long), if so."""
     pool, account_id = request.app["pool"], request["account"]["id"]
     row = await usecase.get(pool, account_id, request.match_info["id"])
     body = await read_model(request, PreviewIn)
     contact, agent_name = await usecase.preview_contact(pool, account_id, body)
     parts = {"body": row["body"], "subject": row["subject"], "html": row["html"]}
     # off the event loop: a render may take its whole budget (MAX_SECONDS), and the API answers meanwhile
-    return json_response(await asyncio.to_thread(usecase.render_parts, parts, contact_context(contact, agent_name)))
+    rendered = await asyncio.to_thread(usecase.render_parts, parts, contact_context(contact, agent_name))
+    if row["channel"] == "sms" and rendered["body"] is not None:  # what it costs, and whether it can go
+        rendered |= {"segments": sms_segments(rendered["body"]), "error": message_too_long(rendered["body"])}
+    return json_response(rendered)
