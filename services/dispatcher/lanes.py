@@ -263,6 +263,7 @@ class Lanes:
                 self._pool, lane.campaign_id, [h.id for h in sendable], texts, costs, share, self._rates
             )
         except sending.FundsShort:  # another claim of the account took the money meanwhile: look again
+            lane.wake.set()
             return sending.Claim("running", 0, [])
         CLAIMS.labels(self._channel, "claimed" if claim.claimed else "no_room").inc()
         # Out of money once nothing is in flight: a send under way that fails gives its cost back
