@@ -269,8 +269,9 @@ class Lanes:
         # Out of money once nothing is in flight: a send under way that fails gives its cost back
         # (its end wakes this lane, as any send's end does), so a campaign never pauses for money
         # the failures of its last sends are about to return.
-        if claim.short and not claim.claimed and not claim.in_flight and claim.free > 0 and claim.status in _LIVE:
-            reason = {"code": "balance", "needed": f"{costs[0]:.4f}", "available": f"{claim.funds or 0:.4f}"}
+        short = claim.needed is not None
+        if short and not claim.claimed and not claim.in_flight and claim.free > 0 and claim.status in _LIVE:
+            reason = {"code": "balance", "needed": f"{claim.needed:.4f}", "available": f"{claim.funds or 0:.4f}"}
             async with self._pool.acquire() as conn, conn.transaction():
                 paused = await balance.pause_short(conn, lane.campaign_id, reason)
                 if paused is not None:

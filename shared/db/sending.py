@@ -52,7 +52,9 @@ _STATES = "SELECT id, state FROM deliveries WHERE id = ANY($1::text[])"
 # Each claimed delivery's cost ($10, from its rendered text) is set, and so held (migration 0024):
 # only the first deliveries of the list whose costs together the campaign's reservation and its
 # account's balance cover are claimed (read here; a claim that races another of the same account's
-# past the balance fails whole, with SQLSTATE CA402, at the charge). `short`: the money stopped it.
+# past the balance fails whole, with SQLSTATE CA402, at the charge). `needed`: the cost of the first
+# delivery still to send that the money stopped it short of (one another replica sent meanwhile, or
+# that was settled, stops nothing).
 _CLAIM = """
 WITH room AS MATERIALIZED (
     SELECT c.status, f.in_flight,
@@ -109,7 +111,13 @@ WITH room AS MATERIALIZED (
 SELECT (SELECT status FROM room) AS status,
        LEAST(COALESCE((SELECT free FROM room), 0), COALESCE((SELECT k FROM allowed), 2147483647)) AS free,
        ARRAY(SELECT id FROM claimed) AS claimed,
-       (SELECT last FROM affordable) < cardinality($1::text[]) AS short, (SELECT funds FROM affordable) AS funds,
+       (SELECT u.cost FROM unnest($1::text[], $10::numeric[]) WITH ORDINALITY AS u(id, cost, ord)
+        JOIN deliveries d ON d.id = u.id JOIN contacts ct ON ct.id = d.contact_id
+        WHERE u.ord > (SELECT last FROM affordable) AND d.state = 'queued'
+          AND NOT CASE d.channel WHEN 'sms' THEN ct.opted_out_sms WHEN 'email' THEN ct.opted_out_email
+                                 ELSE ct.opted_out_voice END
+        ORDER BY u.ord LIMIT 1) AS needed,
+       (SELECT funds FROM affordable) AS funds,
        COALESCE((SELECT in_flight FROM room), 0) AS in_flight,
        extract(epoch FROM COALESCE((SELECT rate_tat FROM paced), (SELECT next_free FROM sender WHERE rate > 0))
                           - now())::float8 AS rate_wait
@@ -218,9 +226,10 @@ class Claim:
     claimed: list[str]
     #: Seconds until the campaign's sender may start its next send (None: its sender is not paced).
     rate_wait: float | None = None
-    #: Whether the campaign's money stopped the claim short of the deliveries it was given, and
-    #: what money it had (its reservation and its account's balance).
-    short: bool = False
+    #: What the first delivery still to send that the campaign's money stopped the claim short of
+    #: costs (None: the money stopped nothing), and what money it had (its reservation and its
+    #: account's balance).
+    needed: Decimal | None = None
     funds: Decimal | None = None
     #: The campaign's sends in flight when it claimed (on every replica).
     in_flight: int = 0
@@ -299,7 +308,13 @@ async def claim(
         )
     assert row is not None  # a SELECT of scalars: always one row
     return Claim(
-        row["status"], row["free"], list(row["claimed"]), row["rate_wait"], row["short"], row["funds"], row["in_flight"]
+        row["status"],
+        row["free"],
+        list(row["claimed"]),
+        row["rate_wait"],
+        row["needed"],
+        row["funds"],
+        row["in_flight"],
     )
 
 

@@ -259,9 +259,14 @@ async def test_claims_racing_past_the_balance_hold_no_more_than_it(db, lanes_dat
     assert await db.fetchval("SELECT cost FROM deliveries WHERE id = $1", second) is None
     assert await db.fetchval("SELECT balance FROM accounts WHERE id = $1", account.id) == Decimal("0")
 
-    # And a claim now sees the balance: it claims nothing, short of money, with what there is
+    # And a claim now sees the balance: it claims nothing, short of the money it needs, with what
+    # there is
     claim = await sending.claim(db, second_campaign, [second], ["Hi"], [price], 1)
-    assert (claim.claimed, claim.short, claim.free, claim.funds) == ([], True, 10, Decimal("0"))
+    assert (claim.claimed, claim.needed, claim.free, claim.funds) == ([], price, 10, Decimal("0"))
+    # but a delivery no longer to send (the first, sending already: a lane's stale copy) is nothing
+    # the money stops
+    claim = await sending.claim(db, first_campaign, [first], ["Hi"], [price], 1)
+    assert (claim.claimed, claim.needed, claim.funds) == ([], None, Decimal("0"))
 
 
 async def test_a_hand_over_racing_past_the_balance_is_recorded_without_it(db, lanes_database):
