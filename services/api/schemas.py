@@ -420,7 +420,7 @@ def parse(model: type[M], data: Any, channel: str | None = None) -> M:
             checked_as = {**data, "channel": channel}  # the campaign's, which the change leaves
         elif not given & {"channel", "config.channel"}:
             given -= {f for f in given if f.removeprefix("config.") in _BY_CHANNEL}
-        details += [d for d in _campaign_errors_besides(checked_as, details) if _top(d["field"]) in given]
+        details += [d for d in _campaign_errors_besides(checked_as, details) if _about(d["field"], given)]
     raise Invalid("the request is not valid", details=details)
 
 
@@ -449,20 +449,33 @@ _BY_CHANNEL = frozenset(
 )
 
 
-def _given(data: dict[str, Any]) -> set[str]:
-    """The fields a request gives, by their names (a synonym as the name it stands for), those in
-    `config` as `config.<name>`."""
-    names = {
+def _synonyms() -> dict[str, str]:
+    """Each name a campaign setting takes (`schedule`, `caller_id`, …) to the setting's own."""
+    return {
         choice: name
         for name, info in CampaignSettings.model_fields.items()
         if isinstance(info.validation_alias, AliasChoices)
         for choice in info.validation_alias.choices
         if isinstance(choice, str)
     }
+
+
+def _given(data: dict[str, Any]) -> set[str]:
+    """The fields a request gives, by their names (a synonym as the name it stands for), those in
+    `config` as `config.<name>`."""
+    names = _synonyms()
     given = {names.get(key, key) for key in data}
     if isinstance(data.get("config"), dict):
         given |= {"config." + names.get(key, key) for key in data["config"]}
     return given
+
+
+def _about(path: str, given: set[str]) -> bool:
+    """Whether an error at `path` is about a field of `given` (an error naming a setting by the name
+    it was sent under, `schedule`, is about it wherever it was sent: at the top level or in `config`)."""
+    top = _top(path)
+    name = _synonyms().get(top, top)
+    return name in given or f"config.{name}" in given
 
 
 def _top(path: str) -> str:
@@ -571,6 +584,46 @@ def parse_when(value: str) -> datetime | None:
     return datetime.fromisoformat(value.strip())
 
 
+#: The instants a schedule may name, from the first (included) to the last (excluded), in UTC:
+#: every real schedule fits, and every time planning derives from one (a contact's zone, a window
+#: or quiet hours ahead, a recurrence's runs for centuries) stays within the years Python holds.
+SCHEDULE_FROM = datetime(2000, 1, 1, tzinfo=UTC)
+SCHEDULE_UNTIL = datetime(9000, 1, 1, tzinfo=UTC)
+#: The furthest any zone's clock runs behind UTC (Etc/GMT+12; Baker Island).
+_FURTHEST_BEHIND = timedelta(hours=12)
+
+
+def schedule_range_error(when: datetime, timezone: str) -> str | None:
+    """Why a schedule falls outside the years 2000 to 8999 once in UTC (None when it does not): an
+    offset's instant; a wall-clock time read in the campaign's zone, or in every zone (`contact_local`)."""
+    reason = "a schedule must fall between 2000-01-01 and 8999-12-31 once in UTC"
+    if when.tzinfo is None:
+        local = timezone == "contact_local"
+        reason += " (in every time zone, for contact_local)" if local else f" (read in {timezone})"
+    if not SCHEDULE_FROM.year - 1 <= when.year <= SCHEDULE_UNTIL.year:  # (nearer the calendar's ends, no conversion)
+        return reason
+    if when.tzinfo is not None:
+        instants = [when]
+    elif timezone == "contact_local":
+        wall = when.replace(tzinfo=UTC)
+        instants = [wall - _FURTHEST_AHEAD, wall + _FURTHEST_BEHIND]
+    elif is_valid_zone(timezone):
+        instants = [when.replace(tzinfo=ZoneInfo(timezone))]
+    else:
+        return None  # (the zone is named as not one)
+    return None if all(SCHEDULE_FROM <= at < SCHEDULE_UNTIL for at in instants) else reason
+
+
+def given_name(req: CampaignCreate, name: str) -> str:
+    """The name the request gave field `name` under (`caller_id` for `from_number`, …), at its
+    top level or else in `config`: a field's errors name it so."""
+    if name in req.model_fields_set:
+        return req.given_as(name)
+    if req.config is not None and name in req.config.model_fields_set:
+        return req.config.given_as(name)
+    return name
+
+
 def _first_day(at: datetime | None, wall: datetime | None, timezone: str, now: datetime) -> date:
     """The earliest date a campaign's first run can fall on anywhere: a wall-clock schedule's day,
     an instant's (or, at launch, now's) day in the campaign's zone; where each contact reads the
@@ -618,12 +671,16 @@ def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None =
         bad("timezone", f"{timezone!r} is not an IANA time zone name (or 'contact_local')")
     scheduled_at = scheduled_wall = None
     if merged.get("scheduled_at"):
+        schedule_field = given_name(req, "scheduled_at")
         try:
             when = parse_when(merged["scheduled_at"])
         except ValueError:
-            bad("scheduled_at", f"{merged['scheduled_at']!r} is not an ISO 8601 date-time")
+            bad(schedule_field, f"{merged['scheduled_at']!r} is not an ISO 8601 date-time")
         else:
-            if when is not None and when.tzinfo is not None:
+            out_of_range = None if when is None else schedule_range_error(when, timezone)
+            if out_of_range is not None:
+                bad(schedule_field, f"{merged['scheduled_at']!r}: {out_of_range}")
+            elif when is not None and when.tzinfo is not None:
                 scheduled_at = when
             else:
                 scheduled_wall = when
@@ -656,10 +713,7 @@ def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None =
         except ValueError as exc:
             bad("retry_interval", str(exc))
     from_number = merged.get("from_number")
-    from_field = req.given_as("from_number") if "from_number" in req.model_fields_set else None
-    if from_field is None and req.config is not None and "from_number" in req.config.model_fields_set:
-        from_field = req.config.given_as("from_number")
-    from_field = from_field or "from_number"
+    from_field = given_name(req, "from_number")
     if from_number and channel != "email":
         try:
             from_number = to_e164(from_number)

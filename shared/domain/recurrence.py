@@ -15,6 +15,10 @@ from shared.domain.windows import DAY_NAMES, parse_weekday
 
 Frequency = Literal["daily", "weekly", "monthly"]
 _FREQUENCIES: tuple[Frequency, ...] = ("daily", "weekly", "monthly")
+#: The last day a run may fall on, a year before the calendar's end (9999-12-31), so that planning
+#: a run (its contacts' zones, a window or quiet hours days ahead) stays inside it: a rule recurs no
+#: further, whatever its interval.
+LAST_RUN_DAY = date(9998, 12, 31)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +94,8 @@ class Occurrence:
 
 
 def next_occurrence(rule: Recurrence, first: datetime, after: datetime | None = None) -> Occurrence | None:
-    """The first occurrence strictly after `after` (or the very first), None once until/count end.
+    """The first occurrence strictly after `after` (or the very first), None once until/count end
+    (or past LAST_RUN_DAY).
 
     `first` is the campaign's first scheduled wall time; it is a run only if it fits the rule.
     """
@@ -98,9 +103,12 @@ def next_occurrence(rule: Recurrence, first: datetime, after: datetime | None = 
         raise ValueError("recurrence: first and after are naive wall-clock times")
     period, index = _start_period(rule, first, after)
     while True:
-        dates = _dates_in_period(rule, first.date(), period)
+        try:
+            dates = _dates_in_period(rule, first.date(), period)
+        except (OverflowError, ValueError):  # the period starts past the calendar's last year
+            return None
         for day in dates:
-            if rule.until is not None and day > rule.until:
+            if day > LAST_RUN_DAY or (rule.until is not None and day > rule.until):
                 return None
             if rule.count is not None and index >= rule.count:
                 return None

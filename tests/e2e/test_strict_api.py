@@ -80,7 +80,7 @@ async def test_every_bad_field_is_reported_in_one_answer(http, system, account, 
     )
     assert status == 422, body
     assert {d["field"] for d in body["error"]["details"]} == {
-        "max_concurrent", "timezone", "scheduled_at", "max_retrys"
+        "max_concurrent", "timezone", "schedule", "max_retrys"  # (`schedule`: the name sent)
     }, body
     # (contacts are checked for the campaign's channel, which a change without one does not say)
     status, mail = await call(

@@ -146,6 +146,30 @@ def test_a_late_scheduler_jumps_straight_to_the_next_run() -> None:
     assert found == Occurrence(wall(2026, 6, 2, 9, 0), (date(2026, 6, 2) - date(2020, 1, 1)).days)
 
 
+@pytest.mark.parametrize(
+    "rule",
+    [
+        Recurrence("daily", interval=10**6),
+        Recurrence("weekly", interval=10**6),
+        Recurrence("monthly", interval=12_000),
+        Recurrence("monthly", interval=10**9),
+    ],
+)
+def test_no_run_past_the_last_run_day_whatever_the_interval(rule: Recurrence) -> None:
+    # A rule whose next run lies past 9998 (or past the calendar itself) ends instead of overflowing
+    first = wall(8999, 1, 1, 9, 0)
+    assert next_occurrence(rule, first) == Occurrence(first, 0)
+    assert next_occurrence(rule, first, first) is None
+
+
+def test_a_monthly_rule_ends_with_the_last_run_day() -> None:
+    rule = Recurrence("monthly", month_day=31)
+    assert next_occurrence(rule, wall(8999, 1, 31, 9, 0), wall(9998, 12, 1, 0, 0)) == Occurrence(
+        wall(9998, 12, 31, 9, 0), (9998 - 8999) * 12 + 11
+    )
+    assert next_occurrence(rule, wall(8999, 1, 31, 9, 0), wall(9998, 12, 31, 9, 0)) is None
+
+
 def test_wall_times_only() -> None:
     from datetime import UTC
 
