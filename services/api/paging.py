@@ -11,6 +11,7 @@ import asyncpg
 from aiohttp import web
 
 from shared.errors import Invalid
+from shared.ids import PREFIXES
 from shared.row import Row
 
 R = TypeVar("R", bound=Row)
@@ -74,6 +75,20 @@ def decode_position(request: web.Request) -> int:
     raise Invalid("bad cursor", details=[{"field": "cursor", "reason": "not a cursor from this API"}])
 
 
+def decode_id_cursor(request: web.Request, kind: str) -> str | None:
+    """The `?cursor=` of a list in id order (a campaign's deliveries), the id of the last object a
+    page showed, or None; 422 when it is not an id of that `kind` (`dlv_` and 16 hex digits)."""
+    raw = request.query.get("cursor")
+    if not raw:
+        return None
+    prefix, _, digits = raw.partition("_")
+    if prefix == PREFIXES[kind] and len(digits) == _ID_DIGITS and all(c in "0123456789abcdef" for c in digits):
+        return raw
+    raise Invalid("bad cursor", details=[{"field": "cursor", "reason": "not a cursor from this API"}])
+
+
+#: The hex digits of an id after its prefix (`shared.ids.new_id`).
+_ID_DIGITS = 16
 #: The largest position or id a cursor may name (PostgreSQL's integer; bigint ids use BIGGEST_ID).
 MAX_POSITION = 2**31 - 1
 BIGGEST_ID = 2**63 - 1

@@ -86,3 +86,15 @@ async def test_a_schedule_at_the_bounds_is_accepted_and_planned(http, system, ac
     assert status == 201, body
     status, report = await call(http, "POST", f"{system.api_url}/campaigns/{body['id']}/dry-run", account.headers)
     assert status == 200, report
+
+
+async def test_a_deliveries_cursor_not_from_this_api_is_a_422_on_cursor(http, system, account, agent_id):
+    status, draft = await call(http, "POST", system.api_url + "/campaigns", account.headers, _sms(agent_id))
+    assert status == 201, draft
+    url = f"{system.api_url}/campaigns/{draft['id']}/deliveries"
+    for cursor in ("zzz", "dlv_", "dlv_zzzzzzzzzzzzzzzz", "ct_0123456789abcdef", "dlv_0123456789abcdef0"):
+        status, body = await call(http, "GET", f"{url}?cursor={cursor}", account.headers)
+        assert status == 422, (cursor, body)
+        assert body["error"]["details"] == [{"field": "cursor", "reason": "not a cursor from this API"}]
+    status, body = await call(http, "GET", f"{url}?cursor=dlv_0123456789abcdef", account.headers)
+    assert status == 200, body

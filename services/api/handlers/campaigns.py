@@ -8,7 +8,7 @@ import asyncpg
 from aiohttp import web
 
 from services.api.handlers.common import decode_cursor, iso, page_limit, query_address, query_choice, read_model
-from services.api.paging import decode_position, encode_position, newest_first
+from services.api.paging import decode_id_cursor, decode_position, encode_position, newest_first
 from services.api.schemas import CampaignCreate, CampaignPatch, Channel
 from services.api.usecases import campaigns, exports
 from shared.db import campaigns as db
@@ -219,7 +219,7 @@ async def campaign_deliveries(request: web.Request) -> web.Response:
         request.app["pool"],
         row["id"],
         state=_state(request),
-        after=request.query.get("cursor"),
+        after=decode_id_cursor(request, "delivery"),
         limit=limit + 1,
         to=_address(request),
     )
