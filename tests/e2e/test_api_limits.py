@@ -98,3 +98,16 @@ async def test_a_deliveries_cursor_not_from_this_api_is_a_422_on_cursor(http, sy
         assert body["error"]["details"] == [{"field": "cursor", "reason": "not a cursor from this API"}]
     status, body = await call(http, "GET", f"{url}?cursor=dlv_0123456789abcdef", account.headers)
     assert status == 200, body
+
+
+async def test_run_0_is_a_422_on_run_as_any_other_non_run_number(http, system, account, agent_id):
+    status, draft = await call(http, "POST", system.api_url + "/campaigns", account.headers, _sms(agent_id))
+    assert status == 201, draft
+    url = f"{system.api_url}/campaigns/{draft['id']}"
+    for path in ("/results", "/deliveries.csv"):
+        for run in ("0", "00", "-1", "abc"):
+            status, body = await call(http, "GET", f"{url}{path}?run={run}", account.headers)
+            assert status == 422, (path, run, body)
+            assert body["error"]["details"][0]["field"] == "run"
+        status, body = await call(http, "GET", f"{url}{path}?run=7", account.headers)
+        assert status == 404, (path, body)

@@ -148,7 +148,7 @@ async def campaign_results(request: web.Request) -> web.Response:
 
 
 async def _run(request: web.Request, campaign_id: str, seq: str) -> asyncpg.Record:
-    if not (seq.isascii() and seq.isdigit()):
+    if not (seq.isascii() and seq.isdigit() and seq.lstrip("0")):  # (0 is no run: they count from 1)
         raise Invalid(f"run {seq!r} is not a run number", details=[{"field": "run", "reason": "a run's number: 1, 2…"}])
     found = [r for r in await db.runs(request.app["pool"], campaign_id) if str(r["seq"]) == seq]
     if not found:
