@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 #: Most ids, phones and emails one membership request may name.
 MAX_MEMBERS_PER_REQUEST = 10_000
@@ -19,9 +19,9 @@ class OptOutIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sms: bool | None = None
-    email: bool | None = None
-    voice: bool | None = None
+    sms: StrictBool | None = None
+    email: StrictBool | None = None
+    voice: StrictBool | None = None
 
 
 class ContactBody(BaseModel):

@@ -21,6 +21,9 @@ from pydantic import (
     Field,
     ModelWrapValidatorHandler,
     PrivateAttr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -66,8 +69,8 @@ class _Strict(BaseModel):
 class SendingWindowIn(_Strict):
     """`start_hour`–`end_hour` (end exclusive) and `excluded_days`, in the contact's local time."""  # noqa: RUF002 (the OpenAPI description)
 
-    start_hour: int | None = Field(default=None, ge=0, le=23)
-    end_hour: int | None = Field(default=None, ge=0, le=24)
+    start_hour: StrictInt | None = Field(default=None, ge=0, le=23)
+    end_hour: StrictInt | None = Field(default=None, ge=0, le=24)
     excluded_days: list[str] = Field(default_factory=list)
 
 
@@ -88,11 +91,11 @@ class ContactIn(BaseModel):
 class CircuitBreakerIn(_Strict):
     """A campaign's circuit breaker thresholds (rates from 0 to 1); those left out keep the defaults."""
 
-    failure_rate: float | None = Field(default=None, ge=0, le=1, description="Failed / finished sends")
-    opt_out_rate: float | None = Field(default=None, ge=0, le=1, description="Opt-outs / sends accepted")
-    bounce_rate: float | None = Field(default=None, ge=0, le=1, description="Undelivered / sends accepted")
-    min_sends: int | None = Field(default=None, ge=1, le=1_000_000, description="Finished sends before it looks")
-    enabled: bool | None = None
+    failure_rate: StrictFloat | None = Field(default=None, ge=0, le=1, description="Failed / finished sends")
+    opt_out_rate: StrictFloat | None = Field(default=None, ge=0, le=1, description="Opt-outs / sends accepted")
+    bounce_rate: StrictFloat | None = Field(default=None, ge=0, le=1, description="Undelivered / sends accepted")
+    min_sends: StrictInt | None = Field(default=None, ge=1, le=1_000_000, description="Finished sends before it looks")
+    enabled: StrictBool | None = None
 
 
 class CampaignSettings(_Strict):
@@ -101,27 +104,27 @@ class CampaignSettings(_Strict):
     description: str | None = None
     channel: Channel | None = Field(default=None, validation_alias=AliasChoices("channel", "type"))
     contacts: list[str | ContactIn] | None = None
-    contact_group_id: str | int | None = None
-    contact_group_ids: list[str | int] | None = None
+    contact_group_id: str | StrictInt | None = None
+    contact_group_ids: list[str | StrictInt] | None = None
     message_template: str | None = Field(
         default=None, validation_alias=AliasChoices("message_template", "message", "body")
     )
-    template_id: str | int | None = None
+    template_id: str | StrictInt | None = None
     subject: str | None = None
     html_template: str | None = Field(default=None, validation_alias=AliasChoices("html_template", "html", "html_body"))
     scheduled_at: str | None = Field(default=None, validation_alias=AliasChoices("scheduled_at", "schedule"))
     timezone: str | None = None
     sending_window: SendingWindowIn | None = None
     recurrence: dict[str, Any] | str | None = None
-    max_concurrent: int | None = Field(default=None, ge=1, le=1000)
-    max_retries: int | None = Field(default=None, ge=0, le=20)
-    retry_interval: int | str | None = None
+    max_concurrent: StrictInt | None = Field(default=None, ge=1, le=1000)
+    max_retries: StrictInt | None = Field(default=None, ge=0, le=20)
+    retry_interval: StrictInt | str | None = None
     from_number: str | None = Field(
         default=None, validation_alias=AliasChoices("from_number", "caller_id", "from", "from_email")
     )
     opening_message: str | None = None
     instructions: str | None = None
-    call_duration_limit: int | str | None = Field(
+    call_duration_limit: StrictInt | str | None = Field(
         default=None,
         description="Voice only: a call's longest duration, 10 s to 4 h: seconds (`120`) or a duration "
         'as `retry_interval` takes (`"90s"`, `"5m"`, `"1h"`).',

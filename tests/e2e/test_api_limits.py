@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.test_strict_api import _campaigns, _sms, agent_id
-from tests.support import call
+from tests.support import call, new_phone
 
 pytestmark = pytest.mark.e2e
 
@@ -111,3 +111,69 @@ async def test_run_0_is_a_422_on_run_as_any_other_non_run_number(http, system, a
             assert body["error"]["details"][0]["field"] == "run"
         status, body = await call(http, "GET", f"{url}{path}?run=7", account.headers)
         assert status == 404, (path, body)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"max_concurrent": True}, "max_concurrent"),
+        ({"max_concurrent": "2"}, "max_concurrent"),
+        ({"max_retries": False}, "max_retries"),
+        ({"config": {"max_retries": True}}, "config.max_retries"),
+        ({"retry_interval": True}, "retry_interval"),
+        ({"template_id": True}, "template_id"),
+        ({"sending_window": {"start_hour": True}}, "sending_window.start_hour"),
+        ({"circuit_breaker": {"min_sends": True}}, "circuit_breaker.min_sends"),
+        ({"circuit_breaker": {"failure_rate": True}}, "circuit_breaker.failure_rate"),
+        ({"circuit_breaker": {"enabled": "yes"}}, "circuit_breaker.enabled"),
+    ],
+)
+async def test_a_campaign_number_or_boolean_of_the_wrong_kind_is_a_422_naming_it(
+    http, system, account, agent_id, db, fields, field
+):
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers, _sms(agent_id, **fields))
+    assert status == 422, body
+    assert {d["field"] for d in body["error"]["details"]} == {field}, body
+    assert await _campaigns(db, account) == 0
+
+
+async def test_the_documented_conveniences_stay(http, system, account, agent_id):
+    for fields in (
+        {"retry_interval": "5m", "max_concurrent": 3, "circuit_breaker": True},
+        {"circuit_breaker": False, "config": {"retry_interval": 30}},
+        {"circuit_breaker": {"failure_rate": 1, "min_sends": 10, "enabled": True}},
+    ):
+        status, body = await call(
+            http, "POST", system.api_url + "/campaigns", account.headers, _sms(agent_id, **fields)
+        )
+        assert status == 201, (fields, body)
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"quiet_hours": "yes"}, "quiet_hours"),
+        ({"quiet_hours": 0}, "quiet_hours"),
+        ({"quiet_hours": None}, "quiet_hours"),
+        ({"default_timezone": None}, "default_timezone"),
+    ],
+)
+async def test_an_account_patch_of_the_wrong_kind_or_null_is_a_422_and_changes_nothing(
+    http, system, account, patch, field
+):
+    status, body = await call(http, "PATCH", system.api_url + "/account", account.headers, {"quiet_hours": False})
+    assert status == 200, body
+    status, body = await call(http, "PATCH", system.api_url + "/account", account.headers, patch)
+    assert status == 422, body
+    assert [d["field"] for d in body["error"]["details"]] == [field], body
+    _status, now = await call(http, "GET", system.api_url + "/account", account.headers)
+    assert now["quiet_hours"] is False
+    assert now["default_timezone"] == "Asia/Kolkata"
+
+
+async def test_a_contact_opt_out_must_be_a_boolean(http, system, account):
+    status, body = await call(
+        http, "POST", system.api_url + "/contacts", account.headers, {"phone": new_phone(), "opted_out": {"sms": "yes"}}
+    )
+    assert status == 422, body
+    assert [d["field"] for d in body["error"]["details"]] == ["opted_out.sms"], body

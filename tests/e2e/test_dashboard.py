@@ -409,6 +409,7 @@ async def test_a_voice_campaign_with_a_weekly_recurrence_is_made_seen_and_kept_b
             "scheduled_at": "2027-03-10T09:00", "timezone": "Europe/Paris",
             "recurrence_frequency": "weekly", "recurrence_interval": "2", "recurrence_until": "2027-06-30",
             "recurrence_count": "5", "breaker_failure_rate": "0.3", "breaker_min_sends": "20",
+            "max_concurrent": "1", "max_retries": "2", "start_hour": "9", "end_hour": "17",
         }  # fmt: skip
         fields = [(k, v) for k, v in form if k not in typed and k != "recurrence_weekdays"] + list(typed.items())
         fields += [("recurrence_weekdays", "monday"), ("recurrence_weekdays", "wednesday")]
@@ -420,6 +421,9 @@ async def test_a_voice_campaign_with_a_weekly_recurrence_is_made_seen_and_kept_b
         status, stored = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}", account.headers)
         assert status == 200, stored
         assert stored["channel"] == "voice"
+        # (the numbers typed reach the API, which takes JSON numbers only, as numbers)
+        assert (stored["max_concurrent"], stored["max_retries"]) == (1, 2)
+        assert (stored["sending_window"]["start_hour"], stored["sending_window"]["end_hour"]) == (9, 17)
         assert stored["voice"] == {
             "opening_message": "Hello {{first_name}}, this is about your plan.",
             "instructions": "Be brief; offer a callback.", "call_duration_limit": 120,

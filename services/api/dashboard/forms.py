@@ -22,9 +22,12 @@ VOICE = VOICE_SETTINGS
 RECURRENCE = ("frequency", "interval", "month_day", "until", "count")
 #: The circuit breaker's thresholds (its `circuit_breaker` object), each a form field `breaker_<key>`.
 BREAKER = ("failure_rate", "bounce_rate", "opt_out_rate", "min_sends")
-_NUMBERS = frozenset({"call_duration_limit", "interval", "month_day", "count"})
+_NUMBERS = frozenset({"call_duration_limit", "interval", "month_day", "count", "min_sends"})
+#: The circuit breaker's rates, typed as decimals (`0.2`).
+_RATES = frozenset({"failure_rate", "bounce_rate", "opt_out_rate"})
 _SPLIT = re.compile(r"[\s,;]+")
-_WHOLE = re.compile(r"[+-]?\d+")
+_WHOLE = re.compile(r"[+-]?\d{1,30}")  # (longer: as typed, for the API to refuse; no giant int)
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
 
 
 #: A submitted form (aiohttp's MultiDictProxy): one value, or every value, of a field.
@@ -37,10 +40,17 @@ def _text(form: Form, name: str) -> str | None:
 
 
 def _whole(form: Form, name: str) -> int | str | None:
-    """A whole number typed in a field the API reads inside an object (as JSON, not a form): as a
-    number, or as typed, for the API to name what is wrong with it."""
+    """A whole number typed in a field the API reads as JSON (it takes numbers only as numbers): as
+    a number, or as typed, for the API to name what is wrong with it."""
     value = _text(form, name)
     return int(value) if value is not None and _WHOLE.fullmatch(value) else value
+
+
+def decimal(form: Form, name: str) -> float | str | None:
+    """A decimal typed in a field (a rate): as a number, or as typed, for the API to name what is
+    wrong with it (the API takes numbers only as JSON numbers)."""
+    value = _text(form, name)
+    return float(value) if value is not None and _DECIMAL.fullmatch(value) else value
 
 
 def addresses(raw: str | None) -> list[str]:
@@ -64,12 +74,12 @@ def campaign_request(form: Form, *, editing: bool) -> dict[str, Any]:
         "html_template": _text(form, "html_template"),
         "scheduled_at": _text(form, "scheduled_at"),
         "timezone": _text(form, "timezone"),
-        "max_concurrent": _text(form, "max_concurrent"),
-        "max_retries": _text(form, "max_retries"),
+        "max_concurrent": _whole(form, "max_concurrent"),
+        "max_retries": _whole(form, "max_retries"),
         "retry_interval": _text(form, "retry_interval"),
         "from_number": _text(form, "from_number"),
     }
-    start, end = _text(form, "start_hour"), _text(form, "end_hour")
+    start, end = _whole(form, "start_hour"), _whole(form, "end_hour")
     excluded = [d for d in form.getall("excluded_days", []) if d]
     if start is not None or end is not None or excluded:
         data["sending_window"] = {"start_hour": start, "end_hour": end, "excluded_days": excluded}
@@ -83,8 +93,15 @@ def campaign_request(form: Form, *, editing: bool) -> dict[str, Any]:
 
 def _given(form: Form, prefix: str, keys: tuple[str, ...]) -> dict[str, Any]:
     """The fields `<prefix><key>` given, by key (whole numbers as numbers)."""
-    values = {k: _whole(form, prefix + k) if k in _NUMBERS else _text(form, prefix + k) for k in keys}
+    values = {k: _typed(form, prefix + k, k) for k in keys}
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _typed(form: Form, name: str, key: str) -> int | float | str | None:
+    """Field `name` as the API takes setting `key`: a whole number, a decimal, or text."""
+    if key in _NUMBERS:
+        return _whole(form, name)
+    return decimal(form, name) if key in _RATES else _text(form, name)
 
 
 def _objects(form: Form, *, editing: bool) -> dict[str, Any]:

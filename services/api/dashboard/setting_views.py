@@ -121,8 +121,7 @@ async def change_senders(request: web.Request) -> web.StreamResponse:
         if form.get("intent") == "remove":
             await account_usecase.delete_sender(pool, account_id, address or "")
         elif form.get("intent") == "rate":
-            rate = _text(form, "max_per_second")
-            patch = parse(SenderPatch, {"max_per_second": rate})
+            patch = parse(SenderPatch, {"max_per_second": forms.decimal(form, "max_per_second")})
             await account_usecase.set_sender_rate(pool, account_id, address or "", patch)
         else:
             await account_usecase.add_sender(
@@ -215,7 +214,9 @@ async def account_page(
 async def update_account(request: web.Request) -> web.StreamResponse:
     """`POST /dashboard/account`: the default time zone and the quiet-hours policy."""
     form = await request.post()
-    data = {"default_timezone": _text(form, "default_timezone"), "quiet_hours": form.get("quiet_hours") == "on"}
+    data: dict[str, Any] = {"quiet_hours": form.get("quiet_hours") == "on"}
+    if (zone := _text(form, "default_timezone")) is not None:  # (left empty: kept, as the API has no null for it)
+        data["default_timezone"] = zone
     try:
         await account_usecase.update(request.app["pool"], account_of(request)["id"], parse(AccountPatch, data))
     except AppError as exc:

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, field_validator
 
 from shared import admin
 from shared.db import accounts, senders
@@ -34,7 +34,15 @@ class AccountPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     default_timezone: str | None = None
-    quiet_hours: bool | None = None
+    quiet_hours: StrictBool | None = None
+
+    @field_validator("default_timezone", "quiet_hours")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        """A null sent is refused: the account has no setting to clear (leave the field out to keep it)."""
+        if value is None:
+            raise ValueError("may not be null: leave the field out to keep the account's setting")
+        return value
 
 
 class KeyIn(BaseModel):
@@ -51,7 +59,7 @@ class SenderIn(BaseModel):
     phone: str | None = None
     email: str | None = None
     address: str | None = None
-    max_per_second: float | None = Field(
+    max_per_second: StrictFloat | None = Field(
         default=None,
         gt=0,
         le=10_000,
@@ -65,7 +73,7 @@ class SenderPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_per_second: float | None = Field(gt=0, le=10_000, description="Sends a second; null: the default")
+    max_per_second: StrictFloat | None = Field(gt=0, le=10_000, description="Sends a second; null: the default")
 
 
 async def api_keys(pool: asyncpg.Pool, account_id: str, current_hash: bytes) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from services.api.paging import iso
 from shared.db import webhooks as db
@@ -36,7 +36,7 @@ class EndpointPatch(BaseModel):
 
     url: str | None = Field(default=None, min_length=1, max_length=2000)
     events: list[str] | None = Field(default=None, min_length=1, max_length=len(EVENTS) + 1)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 async def _check(outbound: OutboundPolicy, url: str | None, events: list[str] | None) -> None:
