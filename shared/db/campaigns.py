@@ -98,21 +98,54 @@ UPDATE campaigns SET status = $3, resume_to = $4, updated_at = now(),
 WHERE account_id = $1 AND id = $2 RETURNING *
 """
 #: The figures are kept as the deliveries change (migration 0010's triggers): a few rows per run,
-#: whatever the campaign's size.
+#: whatever the campaign's size. A run is planned in chunks: one being planned counts its contacts
+#: not planned yet as pending, and one cut while it was (cancelled with its cursor kept) counts them
+#: as cancelled, so a run always counts the campaign's contacts (`total_contacts`, as at launch).
 _DELIVERY_COUNTS = """
+WITH counted AS (
+    SELECT campaign_id, run_id,
+           sum(planned + queued + sending + sent + delivered + undelivered + failed + cancelled + skipped)::int
+               AS total,
+           sum(with_sent_at)::int AS sent,
+           sum(with_delivered_at)::int AS delivered,
+           sum(replied)::int AS replied,
+           sum(failed)::int AS failed,
+           sum(planned + queued + sending)::int AS pending,
+           sum(skipped)::int AS skipped,
+           sum(cancelled)::int AS cancelled,
+           sum(undelivered)::int AS undelivered,
+           sum(response_sum) AS response_sum,
+           sum(response_n) AS response_n
+    FROM delivery_counts WHERE campaign_id = ANY($1::text[]) AND ($2::text IS NULL OR run_id = $2)
+    GROUP BY campaign_id, run_id
+), unplanned AS (
+    SELECT r.campaign_id, r.status = 'planning' AS open,
+           GREATEST(c.total_contacts - COALESCE(n.total, 0), 0) AS rest
+    FROM runs r JOIN campaigns c ON c.id = r.campaign_id
+    LEFT JOIN counted n ON n.run_id = r.id
+    WHERE r.campaign_id = ANY($1::text[]) AND ($2::text IS NULL OR r.id = $2)
+      AND (r.status = 'planning' OR (r.status = 'cancelled' AND r.planned_through IS NOT NULL))
+), every AS (
+    SELECT campaign_id, total, sent, delivered, replied, failed, pending, skipped, cancelled, undelivered,
+           response_sum, response_n
+    FROM counted
+    UNION ALL
+    SELECT campaign_id, rest, 0, 0, 0, 0, CASE WHEN open THEN rest ELSE 0 END, 0, CASE WHEN open THEN 0 ELSE rest END,
+           0, 0, 0
+    FROM unplanned
+)
 SELECT campaign_id,
-       sum(planned + queued + sending + sent + delivered + undelivered + failed + cancelled + skipped)::int
-           AS total,
-       sum(with_sent_at)::int AS sent,
-       sum(with_delivered_at)::int AS delivered,
+       sum(total)::int AS total,
+       sum(sent)::int AS sent,
+       sum(delivered)::int AS delivered,
        sum(replied)::int AS replied,
        sum(failed)::int AS failed,
-       sum(planned + queued + sending)::int AS pending,
+       sum(pending)::int AS pending,
        sum(skipped)::int AS skipped,
        sum(cancelled)::int AS cancelled,
        sum(undelivered)::int AS undelivered,
        sum(response_sum) / NULLIF(sum(response_n), 0) AS response_seconds
-FROM delivery_counts WHERE campaign_id = ANY($1::text[]) AND ($2::text IS NULL OR run_id = $2)
+FROM every
 GROUP BY campaign_id
 """
 _DELIVERIES = """

@@ -84,9 +84,16 @@ FOR UPDATE SKIP LOCKED
 """
 _PLANNED_THROUGH = "UPDATE runs SET planned_through = $2 WHERE id = $1"
 _PLANNED = "UPDATE runs SET status = 'planned', planned_through = NULL WHERE id = $1"
-_DROP_RUN = "UPDATE runs SET status = 'cancelled', planned_through = NULL WHERE id = $1"
+#: A run ended before it was planned whole. One cut while being planned keeps its cursor (never
+#: NULL then): its contacts not planned read cancelled in the results, as the planned ones do.
+_DROP_RUN = """
+UPDATE runs SET status = 'cancelled',
+    planned_through = CASE WHEN status = 'planning' THEN COALESCE(planned_through, '') END
+WHERE id = $1
+"""
 _CANCEL_RUNS = """
-UPDATE runs SET status = 'cancelled', planned_through = NULL
+UPDATE runs SET status = 'cancelled',
+    planned_through = CASE WHEN status = 'planning' THEN COALESCE(planned_through, '') END
 WHERE campaign_id = $1 AND status IN ('pending', 'planning')
 """
 _CAMPAIGN = "SELECT * FROM campaigns WHERE id = $1"
@@ -294,7 +301,8 @@ async def finish_planning(conn: Connection, run_id: str) -> None:
 
 
 async def drop_run(conn: Connection, run_id: str) -> None:
-    """Stop planning a run whose campaign ended meanwhile."""
+    """Stop planning a run whose campaign ended meanwhile (its cursor kept: what it had not
+    planned yet counts as cancelled)."""
     await conn.execute(_DROP_RUN, run_id)
 
 
@@ -377,7 +385,8 @@ async def requeue_stale(conn: Executor, now: datetime, older_than_s: float, limi
 
 async def cancel_pending(conn: Connection, campaign_id: str) -> int:
     """End every delivery of a campaign not yet handed to a provider, its future runs, and the runs
-    those deliveries belonged to; how many deliveries."""
+    those deliveries belonged to; how many deliveries. A run cut while being planned keeps its
+    cursor: its contacts not planned yet count as cancelled (`campaigns.delivery_counts`)."""
     await conn.execute(_CANCEL_RUNS, campaign_id)
     cancelled: int = await conn.fetchval(_CANCEL, campaign_id)
     return cancelled
