@@ -106,6 +106,44 @@ async def test_a_new_template_replaces_the_texts_it_filled(http, system, account
     )
 
 
+async def test_a_draft_keeps_the_texts_of_a_deleted_template_and_stays_changeable(http, system, account):
+    # Given a draft whose texts came from a template, and the template deleted since
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Ava"})
+    status, template = await call(http, "POST", system.api_url + "/templates", account.headers,
+                                  {"name": "tmp", "channel": "sms", "body": "hello {{first_name}}"})
+    assert status == 201, template
+    status, created = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                                 {"name": "From a template", "agent_id": agent["id"], "type": "sms",
+                                  "contacts": [new_phone()], "template_id": template["id"],
+                                  "scheduled_at": "2030-01-01T09:00:00Z"})
+    assert (status, created["message_template"]) == (201, "hello {{first_name}}"), created
+    status, _ = await call(http, "DELETE", f"{system.api_url}/templates/{template['id']}", account.headers)
+    assert status == 204
+    url = f"{system.api_url}/campaigns/{created['id']}"
+
+    # When a change does not name the template, it is made, and the texts it copied stay
+    status, changed = await call(http, "PATCH", url, account.headers, {"max_concurrent": 3})
+    assert (status, changed["max_concurrent"], changed["message_template"]) == (
+        200, 3, "hello {{first_name}}"
+    ), changed
+    status, launched = await call(http, "POST", url + "/launch", account.headers)
+    assert (status, launched["status"]) == (200, "scheduled"), launched
+    await call(http, "POST", url + "/cancel", account.headers)
+
+
+async def test_a_change_naming_a_deleted_template_is_refused(http, system, account, draft):
+    url, _created, _agent = draft
+    status, template = await call(http, "POST", system.api_url + "/templates", account.headers,
+                                  {"name": "gone", "channel": "sms", "body": "hello"})
+    status, _ = await call(http, "DELETE", f"{system.api_url}/templates/{template['id']}", account.headers)
+    assert status == 204
+    status, error = await call(http, "PATCH", url, account.headers, {"template_id": template["id"]})
+    assert status == 404, error
+    assert error["error"]["details"] == [{"field": "template_id", "reason": "no such template in this account"}]
+    status, error = await call(http, "PATCH", url, account.headers, {"config": {"template_id": template["id"]}})
+    assert status == 404, error
+
+
 async def test_only_a_draft_is_changed_or_deleted(http, system, account, draft):
     url, _created, _agent = draft
     status, launched = await call(http, "POST", url + "/launch", account.headers)

@@ -90,7 +90,12 @@ async def update_draft(
             **row["config"],
             **(patch.config.model_dump(mode="json", exclude_unset=True) if patch.config else {}),
         }
-        await _check_references(conn, account["id"], settings, spec)
+        # the texts a template filled in are the campaign's own copy: a change that does not name a
+        # template again does not need it still there (it may have been deleted meanwhile)
+        named = "template_id" in patch.model_fields_set or (
+            patch.config is not None and "template_id" in patch.config.model_fields_set
+        )
+        await _check_references(conn, account["id"], settings, spec, template_named=named)
         await db.update_draft(conn, account["id"], row["id"], spec, new_contacts)
         row = cast(asyncpg.Record, await db.get(conn, account["id"], row["id"]))
     log.info("campaign.updated", campaign_id=row["id"], fields=sorted(patch.model_fields_set))
@@ -173,15 +178,18 @@ def as_request(row: asyncpg.Record) -> dict[str, Any]:
     return {k: v for k, v in request.items() if v is not None}
 
 
-async def _check_references(conn: Connection, account_id: str, settings: Settings, spec: CampaignSpec) -> None:
+async def _check_references(
+    conn: Connection, account_id: str, settings: Settings, spec: CampaignSpec, *, template_named: bool = True
+) -> None:
     """The agent, template, sender and groups a campaign names exist in the account (the
-    template's texts filled in): NotFound or Invalid naming the field."""
+    template's texts filled in): NotFound or Invalid naming the field. A template the request
+    did not name (`template_named` False: a change keeping the draft's) may be gone."""
     if await db.get_agent(conn, account_id, spec.agent_id) is None:
         raise NotFound(
             f"agent {spec.agent_id!r} not found",
             details=[{"field": "agent_id", "reason": "no such agent in this account"}],
         )
-    await _apply_template(conn, account_id, spec)
+    await _apply_template(conn, account_id, spec, required=template_named)
     await _check_sender(conn, account_id, spec.from_number, platform_senders(settings), spec.from_field)
     missing = await db.missing_groups(conn, account_id, spec.group_ids)
     if missing:
@@ -191,11 +199,14 @@ async def _check_references(conn: Connection, account_id: str, settings: Setting
         )
 
 
-async def _apply_template(conn: Connection, account_id: str, spec: CampaignSpec) -> None:
-    """Fill the campaign's texts from its `template_id` (texts given inline win)."""
+async def _apply_template(conn: Connection, account_id: str, spec: CampaignSpec, *, required: bool) -> None:
+    """Fill the campaign's texts from its `template_id` (texts given inline win); NotFound when
+    it is gone, unless not `required` (the campaign keeps the texts it copied)."""
     if spec.template_id is None:
         return
     template = await templates_db.get(conn, account_id, spec.template_id)
+    if template is None and not required:
+        return
     if template is None:
         raise NotFound(
             f"template {spec.template_id!r} not found",
