@@ -178,6 +178,10 @@ DELIVERY: Schema = _object(
     provider_id=_TEXT,
     provider_status=_TEXT,
     answered_by=_TEXT,
+    cost={
+        "type": ["string", "null"],
+        "description": 'What the send cost, four decimals (`"0.0079"`), as the CSV export says; null until charged.',
+    },
     message=_TEXT,
     error=_TEXT,
     queued_at=_TIME_OR_NULL,

@@ -151,7 +151,7 @@ GROUP BY campaign_id
 _DELIVERIES = """
 SELECT d.id, d.run_id, r.seq, d.contact_id, d.to_address, d.state, d.send_at, d.plan_reason,
        d.attempts, d.provider_id, d.provider_status, d.rendered, d.error, d.queued_at, d.sent_at,
-       d.delivered_at, d.replied_at, d.failed_at, d.created_at, d.answered_by
+       d.delivered_at, d.replied_at, d.failed_at, d.created_at, d.answered_by, d.cost
 FROM deliveries d JOIN runs r ON r.id = d.run_id
 WHERE d.campaign_id = $1
   AND ($2::text IS NULL OR d.state = $2)

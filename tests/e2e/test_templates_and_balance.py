@@ -183,6 +183,10 @@ async def test_launch_reserves_sends_charge_and_the_rest_is_refunded(http, syste
     assert Decimal(acct["balance"]) == Decimal("0.98")
     assert await db.fetchval("SELECT cost FROM deliveries WHERE to_address = $1", good) == Decimal("0.0200")
     assert await db.fetchval("SELECT cost FROM deliveries WHERE to_address = $1", refused) is None
+    # and each delivery says its cost, as the CSV export does: four decimals, null for none
+    status, page = await call(http, "GET", campaign + "/deliveries", account.headers)
+    assert status == 200, page
+    assert {d["to"]: d["cost"] for d in page["data"]} == {good: "0.0200", refused: None}
     status, acct_body = await call(http, "PATCH", system.api_url + "/account", account.headers,
                                    {"default_timezone": "Europe/Paris", "quiet_hours": False})
     assert (acct_body["default_timezone"], acct_body["quiet_hours"]) == ("Europe/Paris", False)

@@ -237,6 +237,7 @@ async def campaign_deliveries(request: web.Request) -> web.Response:
             "provider_id": d["provider_id"],
             "provider_status": d["provider_status"],
             "answered_by": d["answered_by"],
+            "cost": None if d["cost"] is None else str(d["cost"]),
             "message": d["rendered"],
             "error": d["error"],
             "queued_at": iso(d["queued_at"]),
