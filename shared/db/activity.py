@@ -36,9 +36,14 @@ SELECT count(*) AS waiting,
        min(send_at) FILTER (WHERE plan_reason -> 'adjustments' ? 'quiet_hours_moved') AS quiet_hours_end_at
 FROM deliveries WHERE campaign_id = $1 AND state = 'planned' AND send_at > $2
 """
+#: Each contact's messages, those from the contact (`incoming`, keywords too), and `replied`: their
+#: deliveries of the campaign with a reply, as the results count `replied` (a keyword, STOP, HELP
+#: or START, is no reply there).
 _CONVERSATIONS = """
 SELECT m.contact_id, c.phone, c.email, c.first_name, c.last_name,
-       count(*) AS messages, count(*) FILTER (WHERE m.direction = 'in') AS replies, max(m.created_at) AS last_at
+       count(*) AS messages, count(*) FILTER (WHERE m.direction = 'in') AS incoming, max(m.created_at) AS last_at,
+       (SELECT count(*) FROM deliveries d
+        WHERE d.campaign_id = $1 AND d.contact_id = m.contact_id AND d.replied_at IS NOT NULL) AS replied
 FROM messages m JOIN contacts c ON c.id = m.contact_id
 WHERE m.campaign_id = $1
 GROUP BY m.contact_id, c.phone, c.email, c.first_name, c.last_name
@@ -89,7 +94,8 @@ async def waiting(conn: Executor, campaign_id: str, now: datetime) -> asyncpg.Re
 
 
 async def conversations(conn: Executor, campaign_id: str, limit: int = 200) -> list[asyncpg.Record]:
-    """The contacts with messages in the campaign, most recent first, with their counts."""
+    """The contacts with messages in the campaign, most recent first, with their counts: all their
+    messages, those from the contact, and their sends replied to as the results count them."""
     return await conn.fetch(_CONVERSATIONS, campaign_id, limit)
 
 

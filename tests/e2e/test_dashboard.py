@@ -344,6 +344,37 @@ async def test_a_conversation_shows_each_message_before_the_answer_it_caused(htt
     assert order == sorted(order)
 
 
+async def test_the_conversations_list_counts_replies_as_the_results_do(http, system, account, db, fake_twilio):
+    """Given a contact who answers a message and then texts HELP, STOP and START, the campaign page
+    lists their conversation as replied (once, as the results count it), the keywords among the
+    messages from the contact but not counted as replies."""
+    phone = new_phone()
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Riley"})
+    _status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                               {"name": "counts", "type": "sms", "agent_id": agent["id"], "contacts": [phone],
+                                "message_template": "Hello", "status": "scheduled"})
+    await results_when(http, system.api_url, account.headers, body["id"], lambda r: r["delivered"] == 1)
+    fake_twilio.inbound_url = system.tracker_url + "/webhooks/twilio/sms/inbound"
+    for text in ("Sounds good", "HELP", "STOP", "START"):  # (a reply's answer is no TwiML: the agent's)
+        future = asyncio.run_coroutine_threadsafe(
+            fake_twilio.inbound(phone, "+15005550006", text), fake_twilio.thread.loop)
+        await asyncio.wrap_future(future)
+    results = await results_when(http, system.api_url, account.headers, body["id"], lambda r: r["replied"] == 1)
+    assert results["replied"] == 1
+    incoming = await db.fetchval(
+        "SELECT count(*) FROM messages WHERE campaign_id = $1 AND direction = 'in'", body["id"])
+    assert incoming == 4
+    session = await signed_in(system, account.key)
+    try:
+        async with session.get(f"{system.api_url}/dashboard/campaigns/{body['id']}") as r:
+            assert r.status == 200
+            page = await r.text()
+    finally:
+        await session.close()
+    assert "(4 from the contact), replied, last" in page
+    assert "replies" not in page.split('id="conversations"')[1].split('id="deliveries"')[0]
+
+
 class _Fields(HTMLParser):
     """The fields a browser would submit from a page's campaign form, as typed or shown."""
 
