@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import itertools
 import math
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -60,8 +59,6 @@ FOLLOWING_LOOKS = 16
 FIRST_ROUND = 4
 #: Campaigns remembered as having started here (the oldest forgotten first).
 REMEMBERED = 4096
-#: Seconds between the two looks that find a campaign short of money before it pauses.
-SHORT_LOOK_S = 0.25
 #: Campaign states whose deliveries are sent.
 _LIVE = ("scheduled", "running")
 #: What a decision that is not a send leaves the delivery as.
@@ -86,8 +83,6 @@ class _Lane:
     campaign_id: str
     held: dict[str, _Held] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    #: When a claim first found the campaign short of money with nothing in flight (None: it is not).
-    short_since: float | None = None
     task: asyncio.Task[None] | None = None
     #: The last round could not claim for want of this process's capacity.
     starved: bool = False
@@ -260,8 +255,7 @@ class Lanes:
     async def _claim(self, lane: _Lane, sendable: list[_Held], share: int) -> sending.Claim:
         """Claim what the campaign's room, our share and its money allow, each send's cost held. A
         campaign whose money cannot cover its next send, with none of its sends in flight, is paused,
-        saying so, once two looks SHORT_LOOK_S apart find it so (its deliveries then go back to
-        planned, as a person's pause does)."""
+        saying so (its deliveries then go back to planned, as a person's pause does)."""
         texts = [(h.decision.text if h.decision else None) or "" for h in sendable]
         costs = [self._cost(h) for h in sendable]
         try:
@@ -275,27 +269,17 @@ class Lanes:
         # Out of money once nothing is in flight: a send under way that fails gives its cost back
         # (its end wakes this lane, as any send's end does), so a campaign never pauses for money
         # the failures of its last sends are about to return.
-        short = claim.needed is not None and not claim.claimed and not claim.in_flight and claim.free > 0
-        if not short or claim.status not in _LIVE:
-            lane.short_since = None
-            return claim
-        # Short twice, SHORT_LOOK_S apart: a moment's view (a refund committing just after this
-        # claim read the money) never pauses a campaign
-        now = time.monotonic()
-        if lane.short_since is None or now - lane.short_since < SHORT_LOOK_S:
-            lane.short_since = lane.short_since or now
-            self._wake_at(lane, SHORT_LOOK_S)
-            return claim
-        lane.short_since = None
-        reason = {"code": "balance", "needed": f"{claim.needed:.4f}", "available": f"{claim.funds or 0:.4f}"}
-        async with self._pool.acquire() as conn, conn.transaction():
-            paused = await balance.pause_short(conn, lane.campaign_id, reason)
+        short = claim.needed is not None
+        if short and not claim.claimed and not claim.in_flight and claim.free > 0 and claim.status in _LIVE:
+            reason = {"code": "balance", "needed": f"{claim.needed:.4f}", "available": f"{claim.funds or 0:.4f}"}
+            async with self._pool.acquire() as conn, conn.transaction():
+                paused = await balance.pause_short(conn, lane.campaign_id, reason)
+                if paused is not None:
+                    await outbox.add(conn, [CampaignPaused(account_id=paused["account_id"], campaign_id=paused["id"])])
             if paused is not None:
-                await outbox.add(conn, [CampaignPaused(account_id=paused["account_id"], campaign_id=paused["id"])])
-        if paused is None:
-            return claim
-        log.warning("campaign.balance_short", campaign_id=lane.campaign_id, in_flight=claim.in_flight, **reason)
-        return dataclasses.replace(claim, status="paused")
+                log.warning("campaign.balance_short", campaign_id=lane.campaign_id, **reason)
+                return dataclasses.replace(claim, status="paused")
+        return claim
 
     def _cost(self, held: _Held) -> Decimal:
         """What sending `held` costs (held as it is claimed), worked out once for its decision."""
