@@ -118,7 +118,10 @@ SELECT (SELECT status FROM room) AS status,
                                  ELSE ct.opted_out_voice END
         ORDER BY u.ord LIMIT 1) AS needed,
        (SELECT funds FROM affordable) AS funds,
-       COALESCE((SELECT in_flight FROM room), 0) AS in_flight,
+       -- as the statement's snapshot has it, as the money above is read: the room's row, locked,
+       -- is read again once a writer that held it commits, and so may already show a send ended
+       -- whose cost, given back by the same commit, the money read before did not see
+       COALESCE((SELECT f.in_flight FROM campaign_flow f WHERE f.campaign_id = $4), 0) AS in_flight,
        extract(epoch FROM COALESCE((SELECT rate_tat FROM paced), (SELECT next_free FROM sender WHERE rate > 0))
                           - now())::float8 AS rate_wait
 """

@@ -300,3 +300,32 @@ async def test_a_hand_over_racing_past_the_balance_is_recorded_without_it(db, la
     states = dict(await db.fetch("SELECT id, state FROM deliveries WHERE id = ANY($1)", [in_flight, following]))
     assert states == {in_flight: "sent", following: "queued"}
     assert await db.fetchval("SELECT balance FROM accounts WHERE id = $1", account.id) == Decimal("0")
+
+
+async def test_a_claim_waiting_on_a_refund_sees_the_send_still_in_flight(db, lanes_database):
+    # Given a campaign whose one send in flight holds all of its account's money (0.05), and a
+    # second delivery queued
+    account, campaign_id, run_id = await _running_campaign(db)
+    await db.execute("UPDATE accounts SET balance = 0.05 WHERE id = $1", account.id)
+    first, _ = await _delivery(db, account.id, campaign_id, run_id)
+    second, _ = await _delivery(db, account.id, campaign_id, run_id)
+    price = Decimal("0.05")
+    assert (await sending.claim(db, campaign_id, [first], ["Hi"], [price], 1)).claimed == [first]
+    recorder, claimer = await connect(lanes_database), await connect(lanes_database)
+    try:
+        # When the first send fails (its cost given back), not yet committed, while a claim for the
+        # second has started and waits for the campaign's flow row
+        async with recorder.transaction():
+            await recorder.execute("UPDATE deliveries SET state = 'failed', cost = NULL WHERE id = $1", first)
+            claiming = asyncio.create_task(sending.claim(claimer, campaign_id, [second], ["Hi"], [price], 1))
+            await wait_until(lambda: _lock_waits(db), timeout=10, interval=0.01, message="the claim waits")
+        claim = await claiming
+    finally:
+        await recorder.close()
+        await claimer.close()
+
+    # Then the claim, which read the money before the refund, sees the send still in flight too:
+    # short of money, but not with nothing in flight (the lane pauses a campaign only then; the
+    # failed send's end wakes it to claim again)
+    assert (claim.claimed, claim.needed, claim.funds, claim.in_flight) == ([], price, Decimal("0"), 1)
+    assert (await sending.claim(db, campaign_id, [second], ["Hi"], [price], 1)).claimed == [second]
