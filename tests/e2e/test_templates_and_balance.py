@@ -310,3 +310,21 @@ async def test_the_money_of_failing_sends_in_flight_comes_back_before_any_pause(
     assert (final["status"], final["paused_reason"]) == ("completed", None), final
     assert len(fake_twilio.sent_to(kept)) == 1
     assert await db.fetchval("SELECT balance FROM accounts WHERE id = $1", account.id) == Decimal("0.05")
+
+
+async def test_a_cancel_gives_back_what_the_campaign_held_at_once(http, system, db):
+    # Given a campaign launched for next year: its estimate is held
+    account = await make_account(db, balance="1.00")
+    agent_id = await _agent(http, system, account)
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {"name": "later", "type": "sms", "agent_id": agent_id, "contacts": [new_phone()],
+                               "message_template": "Hi", "scheduled_at": "2027-06-01T09:00:00Z",
+                               "status": "scheduled"})
+    assert status == 201, body
+    status, acct = await call(http, "GET", system.api_url + "/account", account.headers)
+    assert Decimal(acct["reserved"]) > 0
+    # When it is cancelled, the answer and the account already show it given back
+    status, cancelled = await call(http, "POST", f"{system.api_url}/campaigns/{body['id']}/cancel", account.headers)
+    assert (status, cancelled["status"], cancelled["reserved"]) == (200, "cancelled", "0.0000"), cancelled
+    status, acct = await call(http, "GET", system.api_url + "/account", account.headers)
+    assert (acct["balance"], acct["reserved"]) == ("1.0000", "0.0000")

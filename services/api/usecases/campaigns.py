@@ -318,6 +318,8 @@ async def apply_action(
             await db.set_status(conn, account["id"], row["id"], step.status, step.resume_to)
             if action == "resume":  # the circuit breaker looks at a new window, and forgets why it paused
                 await breaker.new_window(conn, row["id"])
+            if action == "cancel":  # nothing of it starts any more: what it held goes back now
+                await balance.refund(conn, [row["id"]])
             kind = {"pause": CampaignPaused, "resume": CampaignResumed, "cancel": CampaignCancelled}[action]
             event = kind(account_id=account["id"], campaign_id=row["id"])
         await outbox.add(conn, [event])
