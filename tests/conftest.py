@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
@@ -326,3 +327,17 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """An HTTP client."""
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+def texting(system: System, fake_twilio: FakeTwilio) -> Any:
+    """A contact texting through the fake Twilio (signed inbound webhook to the tracker): an async
+    `text(from_, body, to=…)` (to the platform's default number unless `to`) that returns the
+    tracker's answer (None: none)."""
+    fake_twilio.inbound_url = system.tracker_url + "/webhooks/twilio/sms/inbound"
+
+    async def text(from_: str, body: str, to: str = "+15005550006") -> str | None:
+        future = asyncio.run_coroutine_threadsafe(fake_twilio.inbound(from_, to, body), fake_twilio.thread.loop)
+        return await asyncio.wrap_future(future)
+
+    return text

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from services.tracker import agents
 from services.tracker.webhooks import WEBHOOKS, twiml, verified_form
-from shared.db import breaker, calls, inbound, reply_charges, tracking
+from shared.db import balance, breaker, calls, inbound, tracking
 from shared.db.connection import Connection
 from shared.domain.keywords import REPLIES, Keyword, classify
 from shared.domain.phone import InvalidPhone, to_e164
@@ -88,7 +88,7 @@ async def sms_inbound(request: web.Request) -> web.Response:
             await tracking.mark_replied(conn, delivery["id"])
         reply = REPLIES[keyword] if keyword else None
         if reply:  # a compliance answer: always sent, and charged even below a zero balance
-            cost = await reply_charges.charge_sms(conn, delivery["account_id"], sms_segments(reply), always=True)
+            cost = await balance.charge_reply(conn, delivery["account_id"], sms_segments(reply), always=True)
             await tracking.add_message(conn, new_id("message"), delivery, "out", reply, None, "system", cost=cost)
     WEBHOOKS.labels("sms.inbound", keyword or "reply").inc()
     log.info("reply.received", delivery_id=delivery["id"], campaign_id=delivery["campaign_id"], keyword=keyword)
@@ -116,7 +116,7 @@ async def _without_delivery(
         changed = await inbound.set_sms_opt_out(conn, account_id, sender, False)
     cost = None  # to the shared default number from a phone no account sent to: nobody's to pay
     if account_id is not None:  # sent from the account's own number: its answer, charged as any
-        cost = await reply_charges.charge_sms(conn, account_id, sms_segments(REPLIES[keyword]), always=True)
+        cost = await balance.charge_reply(conn, account_id, sms_segments(REPLIES[keyword]), always=True)
     WEBHOOKS.labels("sms.inbound", keyword).inc()
     log.info(
         "reply.keyword_without_delivery",
@@ -158,10 +158,10 @@ async def _paid_sms_reply(
         log.info("agent.reply_cut", delivery_id=delivery["id"], agent_id=agent["id"], length=len(reply))
     segments = sms_segments(text)
     async with pool.acquire() as conn, conn.transaction():
-        cost = await reply_charges.charge_sms(conn, delivery["account_id"], segments, always=False)
+        cost = await balance.charge_reply(conn, delivery["account_id"], segments, always=False)
         error = None
         if cost is None:
-            error = _unpaid(await reply_charges.shortfall(conn, delivery["account_id"], segments))
+            error = _unpaid(await balance.reply_shortfall(conn, delivery["account_id"], segments))
         await tracking.add_message(
             conn, new_id("message"), delivery, "out", text, None, "agent", cost=cost, error=error
         )

@@ -1,6 +1,7 @@
 """Balance: a launch reserves a run's estimate; each send's cost is held from the reservation (the
 balance once it is used up) as it is claimed, and given back if it is not sent; what a finished run
-did not use goes back to the balance. A campaign whose next send the money cannot cover pauses."""
+did not use goes back to the balance. A campaign whose next send the money cannot cover pauses. An
+SMS answer the tracker sends back is charged straight from the balance."""
 
 from __future__ import annotations
 
@@ -18,6 +19,15 @@ WITH a AS (
 UPDATE campaigns c SET reserved = c.reserved + $3 FROM a WHERE c.id = $2 AND c.account_id = a.id
 RETURNING c.id
 """
+# An SMS the tracker sends back (an agent's reply, the answer to STOP/HELP/START) is charged straight
+# from the balance (a campaign's reservation is for its own sends), in one statement: the check and
+# the charge cannot be split by a concurrent charge.
+_CHARGE_REPLY = """
+UPDATE accounts SET balance = balance - price_sms * $2
+WHERE id = $1 AND (balance >= price_sms * $2 OR $3)
+RETURNING price_sms * $2 AS cost
+"""
+_REPLY_SHORTFALL = "SELECT balance, price_sms * $2 AS cost FROM accounts WHERE id = $1"
 #: Paused for want of money, unless a person changed its state meanwhile (resume goes on as it was).
 _PAUSE_SHORT = """
 UPDATE campaigns SET status = 'paused', resume_to = status, paused_reason = $2, updated_at = now()
@@ -51,3 +61,17 @@ async def refund(conn: Connection, campaign_ids: list[str]) -> None:
     """Return what the campaigns hold back to their accounts' balances."""
     if campaign_ids:
         await conn.execute(_REFUND, campaign_ids)
+
+
+async def charge_reply(conn: Executor, account_id: str, segments: int, always: bool) -> Decimal | None:
+    """Charge the account for one SMS answer of `segments` segments: what it cost, or None when the
+    balance cannot cover it (nothing charged). `always` (a compliance answer, which carriers and the
+    law expect sent) charges it anyway, below zero if need be."""
+    cost: Decimal | None = await conn.fetchval(_CHARGE_REPLY, account_id, segments, always)
+    return cost
+
+
+async def reply_shortfall(conn: Executor, account_id: str, segments: int) -> asyncpg.Record | None:
+    """The account's balance and what an SMS of `segments` segments would cost (why a reply's charge
+    was refused); None for no such account."""
+    return await conn.fetchrow(_REPLY_SHORTFALL, account_id, segments)

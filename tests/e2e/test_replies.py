@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from tests.support import call, new_phone, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def texting(system, fake_twilio):
-    """A contact texting back through the fake Twilio (signed inbound webhook to the tracker)."""
-    fake_twilio.inbound_url = system.tracker_url + "/webhooks/twilio/sms/inbound"
-
-    async def text(from_: str, body: str) -> str | None:
-        future = asyncio.run_coroutine_threadsafe(
-            fake_twilio.inbound(from_, "+15005550006", body), fake_twilio.thread.loop
-        )
-        return await asyncio.wrap_future(future)
-
-    return text
 
 
 async def _delivered_campaign(http, system, account, phones, agent_settings=None) -> str:

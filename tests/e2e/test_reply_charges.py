@@ -16,20 +16,6 @@ from tests.support import call, new_phone, results_when, signed_in, wait_until
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def texting(system, fake_twilio):
-    """A contact texting back through the fake Twilio (signed inbound webhook to the tracker)."""
-    fake_twilio.inbound_url = system.tracker_url + "/webhooks/twilio/sms/inbound"
-
-    async def text(from_: str, body: str) -> str | None:
-        future = asyncio.run_coroutine_threadsafe(
-            fake_twilio.inbound(from_, "+15005550006", body), fake_twilio.thread.loop
-        )
-        return await asyncio.wrap_future(future)
-
-    return text
-
-
 async def _priced_account(db, balance: str = "1.00"):
     account = await make_account(db, balance=balance)
     await db.execute("UPDATE accounts SET price_sms = 0.0100 WHERE id = $1", account.id)

@@ -6,7 +6,6 @@ answered cleanly."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
@@ -17,18 +16,6 @@ from tests.support import call, new_phone, results_when, wait_until
 pytestmark = pytest.mark.e2e
 
 DEFAULT = "+15005550006"
-
-
-@pytest.fixture
-def texting(system, fake_twilio):
-    """A contact texting a number through the fake Twilio (signed inbound webhook to the tracker)."""
-    fake_twilio.inbound_url = system.tracker_url + "/webhooks/twilio/sms/inbound"
-
-    async def text(from_: str, to: str, body: str) -> str | None:
-        future = asyncio.run_coroutine_threadsafe(fake_twilio.inbound(from_, to, body), fake_twilio.thread.loop)
-        return await asyncio.wrap_future(future)
-
-    return text
 
 
 async def _own_number(http, system, account, fake_twilio) -> str:
@@ -79,12 +66,12 @@ async def test_each_accounts_number_acts_within_that_account_only(http, system, 
     campaign_b = await _delivered(http, system, b, person, number_b, "B here")  # B's is the latest
 
     # When the person answers each number, each account's agent answers its own contact
-    assert await texting(person, number_a, "hello A") == "A here"
-    assert await texting(person, number_b, "hello B") == "B here"
+    assert await texting(person, "hello A", to=number_a) == "A here"
+    assert await texting(person, "hello B", to=number_b) == "B here"
     assert (await _replied(http, system, a, campaign_a), await _replied(http, system, b, campaign_b)) == (1, 1)
 
     # And a STOP to A's number opts out A's contact only
-    assert "unsubscribed" in (await texting(person, number_a, "STOP"))
+    assert "unsubscribed" in (await texting(person, "STOP", to=number_a))
     assert await _opted_out(db, a, person)
     assert not await _opted_out(db, b, person)
     conversation = await db.fetch(
@@ -100,7 +87,7 @@ async def test_a_stop_to_an_accounts_number_is_honoured_without_a_delivery(http,
     person = new_phone()
     status, _contact = await call(http, "POST", system.api_url + "/contacts", a.headers, {"phone": person})
     assert status == 201
-    assert "unsubscribed" in (await texting(person, number, "stop"))
+    assert "unsubscribed" in (await texting(person, "stop", to=number))
     assert await _opted_out(db, a, person)
 
 
@@ -108,8 +95,8 @@ async def test_a_message_to_a_number_nobody_owns_is_answered_with_nothing(http, 
     person = new_phone()
     campaign = await _delivered(http, system, account, person, None, "should not answer")
     nobodys = new_phone()
-    assert await texting(person, nobodys, "hello?") is None
-    assert await texting(person, nobodys, "STOP") is None
+    assert await texting(person, "hello?", to=nobodys) is None
+    assert await texting(person, "STOP", to=nobodys) is None
     assert await _replied(http, system, account, campaign) == 0
     assert not await _opted_out(db, account, person)
     await wait_until(lambda: _logged(system, "reply.unowned_number", nobodys), timeout=10)
@@ -126,7 +113,7 @@ async def test_the_default_number_is_shared_latest_delivery_from_it_wins(http, s
     second = await _delivered(http, system, b, person, None, "B on the default")  # the latest from the default
     own = await _own_number(http, system, a, fake_twilio)
     await _delivered(http, system, a, person, own, "A on its own number")  # later, but from another number
-    assert await texting(person, DEFAULT, "hello") == "B on the default"
+    assert await texting(person, "hello", to=DEFAULT) == "B on the default"
     assert (await _replied(http, system, a, first), await _replied(http, system, b, second)) == (0, 1)
 
 
@@ -206,7 +193,7 @@ async def test_a_stop_to_the_shared_number_opts_out_every_account_that_sent_from
 
     # When the person texts STOP to the shared number, they unsubscribed from that number: A's
     # contact and B's are opted out, C's (which never sent from it) is not
-    assert "unsubscribed" in (await texting(person, DEFAULT, "STOP"))
+    assert "unsubscribed" in (await texting(person, "STOP", to=DEFAULT))
     assert (await _opted_out(db, a, person), await _opted_out(db, b, person), await _opted_out(db, c, person)) == (
         True, True, False)
 
@@ -216,7 +203,7 @@ async def test_a_stop_to_the_shared_number_opts_out_every_account_that_sent_from
     assert len(fake_twilio.sent_to(person)) == sent
 
     # And START to the shared number opts both back in
-    assert "resubscribed" in (await texting(person, DEFAULT, "START"))
+    assert "resubscribed" in (await texting(person, "START", to=DEFAULT))
     assert (await _opted_out(db, a, person), await _opted_out(db, b, person)) == (False, False)
 
 
@@ -227,7 +214,7 @@ async def test_a_stop_from_a_phone_that_is_no_contact_yet_is_remembered(http, sy
     person = new_phone()
 
     # When the person texts STOP to A's number, A remembers it: an opted-out contact, for A only
-    assert "unsubscribed" in (await texting(person, number, "STOP"))
+    assert "unsubscribed" in (await texting(person, "STOP", to=number))
     assert await _opted_out(db, a, person)
     assert await db.fetchval("SELECT count(*) FROM contacts WHERE phone = $1", person) == 1
 
@@ -243,5 +230,5 @@ async def test_a_stop_from_a_phone_that_is_no_contact_yet_is_remembered(http, sy
 
 async def test_a_stop_to_the_shared_number_from_a_phone_nobody_texted_is_acknowledged(http, system, db, texting):
     person = new_phone()
-    assert "unsubscribed" in (await texting(person, DEFAULT, "STOP"))
+    assert "unsubscribed" in (await texting(person, "STOP", to=DEFAULT))
     assert await db.fetchval("SELECT count(*) FROM contacts WHERE phone = $1", person) == 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-from shared.db import reply_charges
+from shared.db import balance
 from shared.db.pool import create_pool
 from tests.conftest import Infra, make_account
 
@@ -17,15 +17,15 @@ async def test_a_reply_is_charged_by_segment_until_the_balance_cannot_cover_it(d
     account = await make_account(db, balance="0.0250")
     await db.execute("UPDATE accounts SET price_sms = 0.0100 WHERE id = $1", account.id)
     # When replies of two segments, then one, then one more are charged
-    assert await reply_charges.charge_sms(db, account.id, 2, always=False) == Decimal("0.0200")
-    assert await reply_charges.charge_sms(db, account.id, 1, always=False) is None  # 0.0050 left: refused
+    assert await balance.charge_reply(db, account.id, 2, always=False) == Decimal("0.0200")
+    assert await balance.charge_reply(db, account.id, 1, always=False) is None  # 0.0050 left: refused
     # Then the refused one changed nothing, and says why
-    shortfall = await reply_charges.shortfall(db, account.id, 1)
+    shortfall = await balance.reply_shortfall(db, account.id, 1)
     assert (shortfall["balance"], shortfall["cost"]) == (Decimal("0.0050"), Decimal("0.0100"))
     # And a compliance answer is charged all the same, below zero
-    assert await reply_charges.charge_sms(db, account.id, 1, always=True) == Decimal("0.0100")
+    assert await balance.charge_reply(db, account.id, 1, always=True) == Decimal("0.0100")
     assert await db.fetchval("SELECT balance FROM accounts WHERE id = $1", account.id) == Decimal("-0.0050")
-    assert await reply_charges.charge_sms(db, account.id, 1, always=False) is None
+    assert await balance.charge_reply(db, account.id, 1, always=False) is None
 
 
 async def test_replies_charged_at_once_never_take_the_balance_below_zero(db, infra: Infra):
@@ -35,7 +35,7 @@ async def test_replies_charged_at_once_never_take_the_balance_below_zero(db, inf
     # When twenty are charged at once, each on its own connection
     async with create_pool(infra.database_url, 1, 10) as pool:
         costs = await asyncio.gather(
-            *(reply_charges.charge_sms(pool, account.id, 1, always=False) for _ in range(20))
+            *(balance.charge_reply(pool, account.id, 1, always=False) for _ in range(20))
         )
     # Then five were charged, the rest refused, and the balance is exactly zero
     assert sorted(costs, key=str) == [Decimal("0.0100")] * 5 + [None] * 15
