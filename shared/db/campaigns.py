@@ -100,7 +100,8 @@ WHERE account_id = $1 AND id = $2 RETURNING *
 #: The figures are kept as the deliveries change (migration 0010's triggers): a few rows per run,
 #: whatever the campaign's size. A run is planned in chunks: one being planned counts its contacts
 #: not planned yet as pending, and one cut while it was (cancelled with its cursor kept) counts them
-#: as cancelled, so a run always counts the campaign's contacts (`total_contacts`, as at launch).
+#: as cancelled, so a run always counts the campaign's contacts (`total_contacts`, as at launch). A
+#: campaign cancelled before its first run began counts them all as cancelled.
 _DELIVERY_COUNTS = """
 WITH counted AS (
     SELECT campaign_id, run_id,
@@ -125,6 +126,10 @@ WITH counted AS (
     LEFT JOIN counted n ON n.run_id = r.id
     WHERE r.campaign_id = ANY($1::text[]) AND ($2::text IS NULL OR r.id = $2)
       AND (r.status = 'planning' OR (r.status = 'cancelled' AND r.planned_through IS NOT NULL))
+    UNION ALL  -- launched, then cancelled before the scheduler began its first run: all cancelled
+    SELECT c.id, false, c.total_contacts FROM campaigns c
+    WHERE c.id = ANY($1::text[]) AND $2::text IS NULL AND c.status = 'cancelled' AND c.launched_at IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.campaign_id = c.id)
 ), every AS (
     SELECT campaign_id, total, sent, delivered, replied, failed, pending, skipped, cancelled, undelivered,
            response_sum, response_n

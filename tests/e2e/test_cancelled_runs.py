@@ -87,3 +87,38 @@ async def test_a_run_partly_sent_when_cancelled_reads_cancelled(http, system, ac
     status, alone = await call(http, "GET", campaign + "/results?run=1", account.headers)
     assert (alone["run_status"], alone["sent"], alone["cancelled"], alone["pending"]) == ("cancelled", 1, 1, 0), alone
     assert not fake_twilio.sent_to(later)
+
+
+async def test_a_campaign_cancelled_before_the_scheduler_saw_its_launch_counts_everyone_cancelled(
+    http, system, account, db
+):
+    # the scheduler held back from the launch: every consumer's first look at a message waits on
+    # the table the test keeps locked (the API's launch and cancel write nothing there)
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {"name": "Quick", "type": "sms", "agent_id": agent["id"], "message_template": "Hi",
+                               "contacts": [new_phone() for _ in range(3)]})
+    assert status == 201, body
+    campaign = f"{system.api_url}/campaigns/{body['id']}"
+    plans = "SELECT count(*) FROM processed_messages WHERE consumer = 'scheduler.plan'"
+    before = await db.fetchval(plans)
+    async with db.transaction():
+        await db.execute("LOCK TABLE processed_messages IN EXCLUSIVE MODE")
+        status, launched = await call(http, "POST", campaign + "/launch", account.headers)
+        assert status == 200, launched
+        status, cancelled = await call(http, "POST", campaign + "/cancel", account.headers)
+        assert (status, cancelled["status"], cancelled["total_contacts"]) == (200, "cancelled", 3), cancelled
+        status, results = await call(http, "GET", campaign + "/results", account.headers)
+        assert (results["total_contacts"], results["cancelled"], results["pending"]) == (3, 3, 0), results
+        assert not await db.fetchval("SELECT count(*) FROM runs WHERE campaign_id = $1", body["id"])
+
+    async def seen() -> bool:  # the scheduler has had the launch (and planned nothing for it)
+        return await db.fetchval(plans) > before
+
+    await wait_until(seen, timeout=30, message="the scheduler saw the launch")
+    assert not await db.fetchval("SELECT count(*) FROM runs WHERE campaign_id = $1", body["id"])
+    status, results = await call(http, "GET", campaign + "/results", account.headers)
+    assert (results["total_contacts"], results["cancelled"], results["pending"], results["sent"]) == (3, 3, 0, 0)
+    status, listed = await call(http, "GET", system.api_url + "/campaigns", account.headers)
+    mine = [c for c in listed["data"] if c["id"] == body["id"]]
+    assert [c["status"] for c in mine] == ["cancelled"], listed
