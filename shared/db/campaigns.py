@@ -428,18 +428,21 @@ _RECIPIENT_IDS = """
 async def missing_variables(
     conn: Executor, account_id: str, campaign_id: str, group_ids: list[str], names: set[str]
 ) -> dict[str, int]:
-    """For each variable a template reads, how many of the campaign's contacts lack it."""
+    """For each variable a template reads, how many of the campaign's contacts lack it (as
+    `templating.contact_context` has them: a null or an empty built-in field is missing, a metadata
+    `""` is there)."""
     filters: list[str] = []
     args: list[Any] = [account_id, campaign_id, group_ids]
     wanted = sorted(n for n in names if n != "agent_name")
     for name in wanted:
         args.append(name)
         key = f"${len(args)}"
-        lacks_meta = f"NOT (c.metadata ? {key})"
+        lacks_meta = f"coalesce(jsonb_typeof(c.metadata -> {key}), 'null') = 'null'"  # absent or null
         if name in _COLUMNS:
             filters.append(f"count(*) FILTER (WHERE NULLIF(c.{name}, '') IS NULL AND {lacks_meta})")
         elif name == "name":
-            filters.append(f"count(*) FILTER (WHERE c.first_name IS NULL AND c.last_name IS NULL AND {lacks_meta})")
+            nameless = "NULLIF(c.first_name, '') IS NULL AND NULLIF(c.last_name, '') IS NULL"
+            filters.append(f"count(*) FILTER (WHERE {nameless} AND {lacks_meta})")
         else:
             filters.append(f"count(*) FILTER (WHERE {lacks_meta})")
     if not filters:

@@ -98,16 +98,19 @@ def campaign_text(message_template: str | None, voice: Mapping[str, Any] | None,
 
 
 def contact_context(contact: Row, agent_name: str | None) -> dict[str, Any]:
-    """The variables of one contact: its metadata, then the built-ins (which win); empty ones dropped."""
-    context: dict[str, Any] = dict(contact.get("metadata") or {})
+    """The variables of one contact: its metadata, then the built-ins (which win when not empty).
+    A null is missing, and so is an empty built-in field; a metadata value given as `""` is there,
+    empty (the sender said so)."""
+    context: dict[str, Any] = {k: v for k, v in (contact.get("metadata") or {}).items() if v is not None}
     for key in BUILT_INS[:-1]:
         if contact.get(key) not in (None, ""):
             context[key] = contact.get(key)
     if agent_name:
         context["agent_name"] = agent_name
-    names = [contact.get("first_name"), contact.get("last_name")]
-    context.setdefault("name", " ".join(n for n in names if n) or None)
-    return {k: v for k, v in context.items() if v not in (None, "")}
+    name = " ".join(n for n in (contact.get("first_name"), contact.get("last_name")) if n)
+    if name:
+        context.setdefault("name", name)
+    return context
 
 
 def render(source: str, context: Mapping[str, Any], html: bool = False) -> str:

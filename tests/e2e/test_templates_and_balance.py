@@ -231,6 +231,34 @@ async def test_launch_reports_contacts_lacking_variables_and_they_fail_not_send(
     assert page["data"][0]["error"] == "missing variable: order_number"
 
 
+async def test_an_empty_metadata_value_is_there_and_a_null_is_missing_at_launch_as_at_send(
+    http, system, account, fake_twilio
+):
+    agent_id = await _agent(http, system, account)
+    empty, null, nameless = new_phone(), new_phone(), new_phone()
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {"name": "empties", "type": "sms", "agent_id": agent_id, "status": "scheduled",
+                               "contacts": [{"phone": empty, "first_name": "Ann", "suffix": "", "note": "x"},
+                                            {"phone": null, "first_name": "Bo", "suffix": "!", "note": None},
+                                            {"phone": nameless, "first_name": "", "suffix": "", "note": "y"}],
+                               "message_template": "Hi {{first_name}}{{suffix}} {{note}}"})
+    assert status == 201, body
+    assert body["missing_variables"] == {"note": 1, "first_name": 1}, body
+
+    async def done():
+        _status, r = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+        return r if r["status"] == "completed" else None
+
+    results = await wait_until(done)
+    assert (results["sent"], results["failed"]) == (1, 2), results
+    assert [m.get("Body") for m in fake_twilio.sent_to(empty)] == ["Hi Ann x"]
+    assert fake_twilio.sent_to(null) == fake_twilio.sent_to(nameless) == []
+    status, page = await call(
+        http, "GET", f"{system.api_url}/campaigns/{body['id']}/deliveries?state=failed", account.headers
+    )
+    assert sorted(d["error"] for d in page["data"]) == ["missing variable: first_name", "missing variable: note"]
+
+
 async def test_sends_stop_where_the_money_does_and_go_on_once_credited(http, system, db, fake_twilio):
     # Given an account with 0.20 and SMS at 0.01 a segment, and six contacts whose `{{x}}` renders
     # 300 Cyrillic characters: five UCS-2 segments, 0.05 a message. Launch reserves from the

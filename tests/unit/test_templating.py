@@ -45,6 +45,15 @@ def test_a_missing_variable_is_an_error_not_a_hole(source, missing):
     assert str(info.value) == f"missing variable: {missing}"
 
 
+def test_an_empty_metadata_value_renders_empty_and_a_null_or_an_empty_field_is_missing():
+    contact = {**CONTACT, "first_name": "", "last_name": None, "metadata": {"suffix": "", "note": None}}
+    context = contact_context(contact, None)
+    assert render("[{{suffix}}]", context) == "[]"
+    for missing in ("note", "first_name", "name"):
+        with pytest.raises(MissingVariable, match=missing):
+            render("{{ " + missing + " }}", context)
+
+
 def test_a_default_fills_a_missing_variable():
     assert render('{{ tracking | default("n/a") }}', {}) == "n/a"
     assert variables('{{ tracking | default("n/a") }} {{first_name}}') == {"first_name"}
