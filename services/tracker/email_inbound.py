@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from services.tracker.replies import agent_answer
-from shared.db import inbound, sending, tracking
+from shared.db import balance, inbound, sending, tracking
 from shared.db.connection import Connection
 from shared.domain.inbound_email import InboundEmail, parse, thread_of
 from shared.domain.keywords import OPT_OUT
@@ -101,8 +101,8 @@ async def _to_another_account(conn: Connection, mail: InboundEmail, account_id: 
 async def _answer(request: web.Request, pool: asyncpg.Pool, delivery: asyncpg.Record, mail: InboundEmail) -> None:
     """The campaign's agent answers the reply by email, in its thread, from the address the campaign
     wrote from. A failing agent or relay is logged; the reply stays recorded either way."""
-    text = await agent_answer(request, pool, delivery)
-    if not text:
+    answered = await agent_answer(request, pool, delivery)
+    if answered is None:
         return
     settings: Settings = request.app["settings"]
     from_address = await pool.fetchval(_FROM, delivery["campaign_id"])
@@ -113,7 +113,7 @@ async def _answer(request: web.Request, pool: asyncpg.Pool, delivery: asyncpg.Re
         sender=sender,
         to=delivery["to_address"],
         subject=subject,
-        text=text,
+        text=answered.text,
         html=None,
         message_id=message_id(new_id("message"), sender),
         list_unsubscribe=f"{settings.public_url.rstrip('/')}/unsubscribe/{token}",
@@ -122,7 +122,10 @@ async def _answer(request: web.Request, pool: asyncpg.Pool, delivery: asyncpg.Re
     )
     try:
         await request.app["smtp"].send_email(answer)
-    except ProviderError as exc:
+    except ProviderError as exc:  # not sent: its charge comes back, and its message says why
+        async with pool.acquire() as conn, conn.transaction():
+            await balance.refund_reply(conn, delivery["account_id"], answered.cost)
+            await tracking.unsent(conn, answered.message_id, f"not sent: {exc}")
         log.warning("email.answer_failed", delivery_id=delivery["id"], error=str(exc))
         return
     log.info("email.answered", delivery_id=delivery["id"], message_id=answer.message_id)

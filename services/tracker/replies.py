@@ -8,6 +8,8 @@ A message to a number no account owns is answered with nothing, and logged."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
 from xml.sax.saxutils import escape
 
 import asyncpg
@@ -88,12 +90,13 @@ async def sms_inbound(request: web.Request) -> web.Response:
             await tracking.mark_replied(conn, delivery["id"])
         reply = REPLIES[keyword] if keyword else None
         if reply:  # a compliance answer: always sent, and charged even below a zero balance
-            cost = await balance.charge_reply(conn, delivery["account_id"], sms_segments(reply), always=True)
+            cost = await balance.charge_reply(conn, delivery["account_id"], "sms", sms_segments(reply), always=True)
             await tracking.add_message(conn, new_id("message"), delivery, "out", reply, None, "system", cost=cost)
     WEBHOOKS.labels("sms.inbound", keyword or "reply").inc()
     log.info("reply.received", delivery_id=delivery["id"], campaign_id=delivery["campaign_id"], keyword=keyword)
     if keyword is None:
-        reply = await agent_answer(request, pool, delivery)
+        answered = await agent_answer(request, pool, delivery)
+        reply = answered.text if answered else None
     return answer_twiml(reply)
 
 
@@ -116,7 +119,7 @@ async def _without_delivery(
         changed = await inbound.set_sms_opt_out(conn, account_id, sender, False)
     cost = None  # to the shared default number from a phone no account sent to: nobody's to pay
     if account_id is not None:  # sent from the account's own number: its answer, charged as any
-        cost = await balance.charge_reply(conn, account_id, sms_segments(REPLIES[keyword]), always=True)
+        cost = await balance.charge_reply(conn, account_id, "sms", sms_segments(REPLIES[keyword]), always=True)
     WEBHOOKS.labels("sms.inbound", keyword).inc()
     log.info(
         "reply.keyword_without_delivery",
@@ -128,10 +131,20 @@ async def _without_delivery(
     return answer_twiml(REPLIES[keyword])
 
 
-async def agent_answer(request: web.Request, pool: asyncpg.Pool, delivery: asyncpg.Record) -> str | None:
-    """The campaign's agent's answer to the conversation, recorded (None: no agent, no contact
-    any more, or no answer). By SMS it is cut to what an SMS holds and charged to the account:
-    one the balance cannot cover is recorded with why, and not sent (None)."""
+@dataclass(frozen=True)
+class AgentReply:
+    """An agent's answer as recorded, to be sent: its text, its message, what it was charged."""
+
+    text: str
+    message_id: str
+    cost: Decimal
+
+
+async def agent_answer(request: web.Request, pool: asyncpg.Pool, delivery: asyncpg.Record) -> AgentReply | None:
+    """The campaign's agent's answer to the conversation (SMS or email), recorded and charged to
+    the account (None: no agent, no contact any more, or no answer). By SMS it is cut to what an
+    SMS holds and charged by segment, by email charged as one email. One the balance cannot cover
+    is recorded with why, and not sent (None)."""
     agent = await calls.agent(pool, delivery["campaign_id"])
     contact = await calls.contact(pool, delivery["contact_id"])
     if agent is None or contact is None:
@@ -140,36 +153,33 @@ async def agent_answer(request: web.Request, pool: asyncpg.Pool, delivery: async
     reply = await agents.answer(request.app["http"], agent, dict(contact), history)
     if not reply:
         return None
-    if delivery["channel"] == "sms":
-        return await _paid_sms_reply(pool, delivery, agent, reply)
-    await tracking.add_message(pool, new_id("message"), delivery, "out", reply, None, "agent")
-    log.info("agent.answered", delivery_id=delivery["id"], agent_id=agent["id"], mode=agent["mode"])
-    return reply
+    return await _paid_reply(pool, delivery, agent, reply)
 
 
-async def _paid_sms_reply(
+async def _paid_reply(
     pool: asyncpg.Pool, delivery: asyncpg.Record, agent: asyncpg.Record, reply: str
-) -> str | None:
-    """An agent's SMS reply cut to fit one SMS and charged by its segments, recorded with its cost;
-    None when the balance cannot cover it (recorded with why, never sent: an agent's reply never
-    takes the balance below zero). After the agent has answered: no network call in here."""
-    text = fit(reply)
-    if text != reply:
-        log.info("agent.reply_cut", delivery_id=delivery["id"], agent_id=agent["id"], length=len(reply))
-    segments = sms_segments(text)
+) -> AgentReply | None:
+    """An agent's reply charged and recorded with its cost; None when the balance cannot cover it
+    (recorded with why, never sent: an agent's reply never takes the balance below zero). After the
+    agent has answered: no network call in here."""
+    channel, text, units = delivery["channel"], reply, 1
+    if channel == "sms":
+        text = fit(reply)
+        if text != reply:
+            log.info("agent.reply_cut", delivery_id=delivery["id"], agent_id=agent["id"], length=len(reply))
+        units = sms_segments(text)
+    message_id = new_id("message")
     async with pool.acquire() as conn, conn.transaction():
-        cost = await balance.charge_reply(conn, delivery["account_id"], segments, always=False)
+        cost = await balance.charge_reply(conn, delivery["account_id"], channel, units, always=False)
         error = None
         if cost is None:
-            error = _unpaid(await balance.reply_shortfall(conn, delivery["account_id"], segments))
-        await tracking.add_message(
-            conn, new_id("message"), delivery, "out", text, None, "agent", cost=cost, error=error
-        )
-    if error is not None:
+            error = _unpaid(await balance.reply_shortfall(conn, delivery["account_id"], channel, units))
+        await tracking.add_message(conn, message_id, delivery, "out", text, None, "agent", cost=cost, error=error)
+    if cost is None:
         log.warning("agent.reply_unpaid", delivery_id=delivery["id"], agent_id=agent["id"], reason=error)
         return None
     log.info("agent.answered", delivery_id=delivery["id"], agent_id=agent["id"], mode=agent["mode"], cost=str(cost))
-    return text
+    return AgentReply(text, message_id, cost)
 
 
 def _unpaid(shortfall: asyncpg.Record | None) -> str:

@@ -22,12 +22,15 @@ RETURNING c.id
 # An SMS the tracker sends back (an agent's reply, the answer to STOP/HELP/START) is charged straight
 # from the balance (a campaign's reservation is for its own sends), in one statement: the check and
 # the charge cannot be split by a concurrent charge.
-_CHARGE_REPLY = """
-UPDATE accounts SET balance = balance - price_sms * $2
-WHERE id = $1 AND (balance >= price_sms * $2 OR $3)
-RETURNING price_sms * $2 AS cost
-"""
-_REPLY_SHORTFALL = "SELECT balance, price_sms * $2 AS cost FROM accounts WHERE id = $1"
+#: An answer's price: an email's, else an SMS segment's, times `$2` (segments, or 1 email).
+_REPLY_PRICE = "(CASE WHEN $3::text = 'email' THEN price_email ELSE price_sms END * $2)"
+_CHARGE_REPLY = f"""
+UPDATE accounts SET balance = balance - {_REPLY_PRICE}
+WHERE id = $1 AND (balance >= {_REPLY_PRICE} OR $4)
+RETURNING {_REPLY_PRICE} AS cost
+"""  # noqa: S608 (a constant)
+_REPLY_SHORTFALL = f"SELECT balance, {_REPLY_PRICE} AS cost FROM accounts WHERE id = $1"  # noqa: S608 (a constant)
+_REFUND_REPLY = "UPDATE accounts SET balance = balance + $2 WHERE id = $1"
 #: Paused for want of money, unless a person changed its state meanwhile (resume goes on as it was).
 _PAUSE_SHORT = """
 UPDATE campaigns SET status = 'paused', resume_to = status, paused_reason = $2, updated_at = now()
@@ -63,15 +66,21 @@ async def refund(conn: Connection, campaign_ids: list[str]) -> None:
         await conn.execute(_REFUND, campaign_ids)
 
 
-async def charge_reply(conn: Executor, account_id: str, segments: int, always: bool) -> Decimal | None:
-    """Charge the account for one SMS answer of `segments` segments: what it cost, or None when the
-    balance cannot cover it (nothing charged). `always` (a compliance answer, which carriers and the
-    law expect sent) charges it anyway, below zero if need be."""
-    cost: Decimal | None = await conn.fetchval(_CHARGE_REPLY, account_id, segments, always)
+async def charge_reply(conn: Executor, account_id: str, channel: str, units: int, always: bool) -> Decimal | None:
+    """Charge the account for one answer sent to a contact on `channel` (an SMS of `units`
+    segments, or one email): what it cost, or None when the balance cannot cover it (nothing
+    charged). `always` (a compliance answer, which carriers and the law expect sent) charges it
+    anyway, below zero if need be."""
+    cost: Decimal | None = await conn.fetchval(_CHARGE_REPLY, account_id, units, channel, always)
     return cost
 
 
-async def reply_shortfall(conn: Executor, account_id: str, segments: int) -> asyncpg.Record | None:
-    """The account's balance and what an SMS of `segments` segments would cost (why a reply's charge
-    was refused); None for no such account."""
-    return await conn.fetchrow(_REPLY_SHORTFALL, account_id, segments)
+async def reply_shortfall(conn: Executor, account_id: str, channel: str, units: int) -> asyncpg.Record | None:
+    """The account's balance and what an answer on `channel` of `units` would cost (why a reply's
+    charge was refused); None for no such account."""
+    return await conn.fetchrow(_REPLY_SHORTFALL, account_id, units, channel)
+
+
+async def refund_reply(conn: Executor, account_id: str, cost: Decimal) -> None:
+    """Give back what an answer that could not be sent was charged."""
+    await conn.execute(_REFUND_REPLY, account_id, cost)

@@ -116,6 +116,8 @@ INSERT INTO messages
     (id, account_id, contact_id, campaign_id, delivery_id, channel, direction, body, provider_id, author, cost, error)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 """
+#: An answer that could not be sent after all: its charge given back, and why.
+_UNSENT = "UPDATE messages SET cost = NULL, error = $2 WHERE id = $1"
 #: Whether the agent already said something on this call (a repeated answer webhook).
 _SAID_ON_CALL = """
 SELECT EXISTS (SELECT 1 FROM messages WHERE contact_id = $1 AND delivery_id = $2 AND provider_id = $3
@@ -172,6 +174,11 @@ async def add_message(
         cost,
         error,
     )
+
+
+async def unsent(conn: Executor, message_id: str, error: str) -> None:
+    """An answer recorded as sent could not be: it says why, and cost nothing."""
+    await conn.execute(_UNSENT, message_id, error)
 
 
 async def said_on_call(conn: Executor, delivery: Any, call_sid: str) -> bool:

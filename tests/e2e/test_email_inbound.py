@@ -114,3 +114,39 @@ async def test_a_bounce_and_a_reply_come_back(http, system, account, sandbox_smt
     # (a bounce was sent, so it stays in `sent`; `failed` counts what never went out, as in the seed)
     assert (results["sent"], results["replied"], results["failed"]) == (3, 2, 0), results
     assert results["undelivered"] == 1, results  # the bounce
+
+
+async def test_an_agents_email_answer_is_charged_as_an_email_and_given_back_when_refused(
+    http, system, account, sandbox_smtp, db
+):
+    # Given an email campaign to two addresses, whose agent answers anything with a welcome
+    answered, refused = new_email("ann"), new_email("bo")
+    rules = {"rules": [], "default_reply": "Welcome aboard!"}
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers,
+                                {"name": "Riley", "mode": "rules", "settings": rules})
+    campaign_id = await launch(http, system, account, agent_id=agent["id"],
+                               contacts=[{"email": a} for a in (answered, refused)])
+    await finished(http, system, account, campaign_id)
+    ids = {a: one_mail(sandbox_smtp, a).header("Message-ID") for a in (answered, refused)}
+    price = await db.fetchval("SELECT price_email FROM accounts WHERE id = $1", account.id)
+    money = "SELECT balance FROM accounts WHERE id = $1"
+    before = await db.fetchval(money, account.id)
+    answers = ("SELECT m.body, m.cost, m.error FROM messages m JOIN deliveries d ON d.id = m.delivery_id"
+               " WHERE d.to_address = $1 AND m.direction = 'out' AND m.author = 'agent'")
+
+    # When one replies: the answer goes back, charged one email
+    status, body = await _post(http, system, _reply(ids[answered], answered, "Tell me more"))
+    assert (status, body["result"]) == (200, "replied"), body
+    assert len(sandbox_smtp.sent_to(answered)) == 2
+    assert [tuple(r) for r in await db.fetch(answers, answered)] == [("Welcome aboard!", price, None)]
+    assert await db.fetchval(money, account.id) == before - price
+
+    # When the other replies and the mail server refuses the answer: not sent, and not charged
+    sandbox_smtp.script[refused.lower()] = [(550, "5.1.1 mailbox gone")]
+    status, body = await _post(http, system, _reply(ids[refused], refused, "Tell me more"))
+    assert (status, body["result"]) == (200, "replied"), body
+    assert len(sandbox_smtp.sent_to(refused)) == 1
+    [(text, cost, error)] = [tuple(r) for r in await db.fetch(answers, refused)]
+    assert (text, cost) == ("Welcome aboard!", None)
+    assert error.startswith("not sent: "), error
+    assert await db.fetchval(money, account.id) == before - price
