@@ -25,8 +25,8 @@ class Decision:
 
 
 def decide(row: Row) -> Decision:
-    """Send only a queued delivery of a live campaign to a contact still opted in, fully rendered
-    (and for an SMS, no longer than an SMS holds)."""
+    """Send only a queued delivery of a live campaign to a contact still opted in and reachable
+    (`to_address`: its address now), fully rendered (and for an SMS, no longer than an SMS holds)."""
     if row["state"] != "queued":
         return Decision("duplicate", reason=f"delivery is {row['state']}")
     if row["campaign_status"] == "paused":
@@ -35,6 +35,10 @@ def decide(row: Row) -> Decision:
         return Decision("cancel", reason=f"campaign {row['campaign_status']}")
     if row[f"opted_out_{row['channel']}"]:
         return Decision("skip", reason=f"contact opted out of {row['channel']}")
+    if not row["to_address"]:  # the address it was planned for was removed since (a change is followed)
+        return Decision(
+            "skip", reason=f"the contact has no {'email' if row['channel'] == 'email' else 'phone'} any more"
+        )
     template = campaign_text(row["message_template"], row["voice"], row["agent_opening"])
     context = contact_context(row, row["agent_name"])
     try:

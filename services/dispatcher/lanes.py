@@ -258,9 +258,10 @@ class Lanes:
         saying so (its deliveries then go back to planned, as a person's pause does)."""
         texts = [(h.decision.text if h.decision else None) or "" for h in sendable]
         costs = [self._cost(h) for h in sendable]
+        addresses = [h.row["to_address"] if h.row else "" for h in sendable]
         try:
             claim = await sending.claim(
-                self._pool, lane.campaign_id, [h.id for h in sendable], texts, costs, share, self._rates
+                self._pool, lane.campaign_id, [h.id for h in sendable], texts, costs, addresses, share, self._rates
             )
         except sending.FundsShort:  # another claim of the account took the money meanwhile: look again
             lane.wake.set()
@@ -371,6 +372,7 @@ class Lanes:
                 next_id=following.id,
                 next_rendered=following.decision.text or "",
                 next_cost=self._cost(following),
+                next_address=following.row["to_address"] if following.row else None,
             )
         try:
             if outcome is not None:

@@ -29,8 +29,11 @@ class FundsShort(Exception):
 
 
 #: Everything a send needs: the delivery, its campaign, contact, agent and the account's prices.
+#: `to_address` is the contact's address as it is now (a phone or email changed since planning is
+#: followed; none left, the delivery is skipped), claimed with the send (`_CLAIM`, `_RECORD`).
 _LOAD = """
-SELECT d.id, d.state, d.attempts, d.to_address, d.campaign_id, d.account_id, d.contact_id, d.channel,
+SELECT d.id, d.state, d.attempts, CASE d.channel WHEN 'email' THEN ct.email ELSE ct.phone END AS to_address,
+       d.campaign_id, d.account_id, d.contact_id, d.channel,
        c.status AS campaign_status, c.message_template, c.subject_template, c.html_template,
        c.from_number, c.max_retries, c.retry_interval, c.voice,
        ct.first_name, ct.last_name, ct.email, ct.phone, ct.company, ct.metadata,
@@ -46,8 +49,9 @@ WHERE d.id = ANY($1::text[])
 _STATES = "SELECT id, state FROM deliveries WHERE id = ANY($1::text[])"
 # One statement: lock the campaign's flow row, work out its room (max_concurrent less what every
 # replica has in flight; none unless the campaign is live), and claim up to that many (and up to $3)
-# of the deliveries still `queued` whose contact is still opted in, skipping rows another claim
-# holds. A contact who opted out since the batch was loaded is not claimed (it is settled as skipped).
+# of the deliveries still `queued` whose contact is still opted in at the address loaded ($11, the
+# delivery's address from now on), skipping rows another claim holds. A contact who opted out or
+# changed address since the batch was loaded is not claimed (it is decided again).
 #
 # Each claimed delivery's cost ($10, from its rendered text) is set, and so held (migration 0024):
 # only the first deliveries of the list whose costs together the campaign's reservation and its
@@ -85,19 +89,20 @@ WITH room AS MATERIALIZED (
          (SELECT c.reserved + a.balance AS funds FROM campaigns c JOIN accounts a ON a.id = c.account_id
           WHERE c.id = $4) AS f
 ), picked AS MATERIALIZED (
-    SELECT d.id, u.rendered, u.cost FROM unnest($1::text[], $2::text[], $10::numeric[]) WITH ORDINALITY
-        AS u(id, rendered, cost, ord)
+    SELECT d.id, u.rendered, u.cost, u.address FROM unnest($1::text[], $2::text[], $10::numeric[], $11::text[])
+        WITH ORDINALITY AS u(id, rendered, cost, address, ord)
     JOIN deliveries d ON d.id = u.id
     JOIN contacts ct ON ct.id = d.contact_id
     WHERE d.state = 'queued' AND u.ord <= (SELECT last FROM affordable)
       AND NOT CASE d.channel WHEN 'sms' THEN ct.opted_out_sms WHEN 'email' THEN ct.opted_out_email
                              ELSE ct.opted_out_voice END
+      AND CASE d.channel WHEN 'email' THEN ct.email ELSE ct.phone END = u.address
     ORDER BY u.ord
     LIMIT LEAST($3, COALESCE((SELECT free FROM room), 0), COALESCE((SELECT k FROM allowed), 2147483647))
     FOR UPDATE OF d SKIP LOCKED
 ), claimed AS (
     UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1, sending_at = now(),
-        rendered = p.rendered, cost = p.cost, updated_at = now()
+        rendered = p.rendered, cost = p.cost, to_address = p.address, updated_at = now()
     FROM picked p WHERE d.id = p.id
     RETURNING d.id
 ), paced AS (  -- each send claimed takes its slot: the next starts 1/rate (with margin) later
@@ -153,8 +158,9 @@ RETURNING d.id
 _RECORD = """
 WITH o AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::timestamptz[], $7::text[],
-                         $8::text[], $9::text[], $10::numeric[])
-        AS o(id, outcome, provider_id, provider_status, cost, retry_at, error, next_id, next_rendered, next_cost)
+                         $8::text[], $9::text[], $10::numeric[], $11::text[])
+        AS o(id, outcome, provider_id, provider_status, cost, retry_at, error, next_id, next_rendered, next_cost,
+             next_address)
 ), locked AS MATERIALIZED (  -- (each outcome rides with its lock: one join, not a second one per row)
     SELECT o.*, d.state AS was FROM deliveries d JOIN o ON o.id = d.id ORDER BY d.id FOR UPDATE OF d
 ), recorded AS (
@@ -177,13 +183,13 @@ WITH o AS (
         updated_at = now()
     FROM locked o
     WHERE d.id = o.id
-    RETURNING d.state, d.channel, o.was, o.next_id, o.next_rendered, o.next_cost
+    RETURNING d.state, d.channel, o.was, o.next_id, o.next_rendered, o.next_cost, o.next_address
 ), freed AS (
-    SELECT r.next_id, r.next_rendered, r.next_cost FROM recorded r
+    SELECT r.next_id, r.next_rendered, r.next_cost, r.next_address FROM recorded r
     WHERE r.next_id IS NOT NULL AND r.was = 'sending'
       AND NOT (r.state = 'sending' OR (r.channel = 'voice' AND r.state = 'sent'))
 ), picked AS MATERIALIZED (
-    SELECT d.id, f.next_rendered AS rendered, f.next_cost AS cost FROM freed f
+    SELECT d.id, f.next_rendered AS rendered, f.next_cost AS cost, f.next_address AS address FROM freed f
     JOIN deliveries d ON d.id = f.next_id
     JOIN campaigns c ON c.id = d.campaign_id
     JOIN contacts ct ON ct.id = d.contact_id
@@ -192,13 +198,14 @@ WITH o AS (
            OR c.reserved + (SELECT a.balance FROM accounts a WHERE a.id = c.account_id) >= f.next_cost)
       AND NOT CASE d.channel WHEN 'sms' THEN ct.opted_out_sms WHEN 'email' THEN ct.opted_out_email
                              ELSE ct.opted_out_voice END
+      AND CASE d.channel WHEN 'email' THEN ct.email ELSE ct.phone END = f.next_address
       -- a paced sender's next send waits for its slot, taken by a claim (never handed over)
       AND NOT EXISTS (SELECT 1 FROM sender_identities s WHERE s.account_id = c.account_id
                       AND s.address = c.from_number AND s.verified_at IS NOT NULL)
     FOR UPDATE OF d SKIP LOCKED
 ), handed AS (
     UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1, sending_at = now(),
-        rendered = p.rendered, cost = p.cost, updated_at = now()
+        rendered = p.rendered, cost = p.cost, to_address = p.address, updated_at = now()
     FROM picked p WHERE d.id = p.id
     RETURNING d.id
 )
@@ -264,11 +271,12 @@ class Outcome:
     cost: Decimal | None = None
     retry_at: datetime | None = None
     error: str | None = None
-    #: The next delivery of the same campaign to claim in this one's place, its rendered text and
-    #: what it costs.
+    #: The next delivery of the same campaign to claim in this one's place, its rendered text,
+    #: what it costs and the contact's address it goes to.
     next_id: str | None = None
     next_rendered: str | None = None
     next_cost: Decimal | None = None
+    next_address: str | None = None
 
 
 async def load(conn: Executor, delivery_ids: Sequence[str]) -> list[asyncpg.Record]:
@@ -287,11 +295,13 @@ async def claim(
     delivery_ids: Sequence[str],
     rendered: Sequence[str],
     costs: Sequence[Decimal],
+    addresses: Sequence[str],
     limit: int,
     rates: SenderRates = SenderRates(),
 ) -> Claim:
     """Move up to `limit` of the deliveries (in the order given) to `sending` with their rendered
-    text, holding their costs, within the campaign's room, its sender's pace and its money: those
+    text and the contact's address each was rendered for (not claimed once it changed), holding
+    their costs, within the campaign's room, its sender's pace and its money: those
     still `queued`, their contact still opted in, not held by another claim. One statement: never
     more in flight than `max_concurrent`, nor faster than the sender's rate, nor past the balance,
     across replicas and campaigns (FundsShort when another claim took the balance meanwhile)."""
@@ -308,6 +318,7 @@ async def claim(
             rates.email,
             rates.margin,
             list(costs),
+            list(addresses),
         )
     assert row is not None  # a SELECT of scalars: always one row
     return Claim(
@@ -350,6 +361,7 @@ async def record(conn: Executor, outcomes: Sequence[Outcome]) -> set[str]:
             [o.next_id for o in outcomes],
             [o.next_rendered for o in outcomes],
             [o.next_cost for o in outcomes],
+            [o.next_address for o in outcomes],
         )
     return {r["id"] for r in rows}
 

@@ -204,3 +204,49 @@ async def test_twilios_magic_test_numbers_fail_as_twilio_fails_them(http, system
         assert await r.json() == {"code": 21211, "status": 400,
                                   "message": "The 'To' number +15005550001 is not a valid phone number.",
                                   "more_info": "https://www.twilio.com/docs/errors/21211"}
+
+
+async def test_a_contact_whose_number_changes_after_launch_is_sent_at_the_new_one(
+    http, system, account, fake_twilio, db
+):
+    # Given a campaign to two contacts, one send at a time, at a provider taking a second a message
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    fake_twilio.response_delay = 1.0
+    try:
+        status, body = await call(
+            http, "POST", system.api_url + "/campaigns", account.headers,
+            {"name": "Moves", "type": "sms", "agent_id": agent["id"], "max_concurrent": 1, "status": "scheduled",
+             "contacts": [{"phone": new_phone(), "first_name": "Ann"} for _ in range(2)],
+             "message_template": "Hi {{first_name}}, at {{phone}}"},
+        )
+        assert status == 201, body
+        deliveries = "SELECT contact_id, to_address, state FROM deliveries WHERE campaign_id = $1"
+
+        async def one_sending():
+            rows = await db.fetch(deliveries, body["id"])
+            return rows if any(r["state"] == "sending" for r in rows) else None
+
+        # When one's message is under way, the other contact changes number (and name)
+        rows = await wait_until(one_sending, timeout=30, message="the first send under way")
+        [waiting] = [r for r in rows if r["state"] != "sending"]
+        assert waiting["state"] in ("planned", "queued"), rows
+        moved = new_phone()
+        status, patched = await call(http, "PATCH", f"{system.api_url}/contacts/{waiting['contact_id']}",
+                                     account.headers, {"phone": moved, "first_name": "Bo"})
+        assert status == 200, patched
+
+        async def completed():
+            _s, results = await call(http, "GET", f"{system.api_url}/campaigns/{body['id']}/results", account.headers)
+            return results if results["status"] == "completed" else None
+
+        results = await wait_until(completed, timeout=30, message="the campaign completed")
+    finally:
+        fake_twilio.response_delay = 0.0
+
+    # Then its message went to the new number only, and its delivery says so
+    assert (results["sent"], results["failed"], results["skipped"]) == (2, 0, 0), results
+    assert fake_twilio.sent_to(waiting["to_address"]) == []
+    assert [m.get("Body") for m in fake_twilio.sent_to(moved)] == [f"Hi Bo, at {moved}"]
+    to = await db.fetchval("SELECT to_address FROM deliveries WHERE contact_id = $1 AND campaign_id = $2",
+                           waiting["contact_id"], body["id"])
+    assert to == moved

@@ -154,9 +154,10 @@ async def test_a_hand_over_wakes_the_releaser_and_not_the_dispatchers(db, lanes_
     # Given a running campaign with one delivery in flight and one queued, and a session listening
     # on the releaser's channel (`flow`) and the dispatchers' (`room`)
     account, campaign_id, run_id = await _running_campaign(db)
-    first, _ = await _delivery(db, account.id, campaign_id, run_id)
-    second, _ = await _delivery(db, account.id, campaign_id, run_id)
-    assert (await sending.claim(db, campaign_id, [first], ["Hi Ann"], [Decimal("0.0079")], 1)).claimed == [first]
+    first, first_phone = await _delivery(db, account.id, campaign_id, run_id)
+    second, second_phone = await _delivery(db, account.id, campaign_id, run_id)
+    claim = await sending.claim(db, campaign_id, [first], ["Hi Ann"], [Decimal("0.0079")], [first_phone], 1)
+    assert claim.claimed == [first]
     heard: dict[str, list[str]] = {"flow": [], "room": []}
     listener = await connect(lanes_database)
     try:
@@ -172,7 +173,9 @@ async def test_a_hand_over_wakes_the_releaser_and_not_the_dispatchers(db, lanes_
             heard["flow"].clear()
 
         # When the first send is recorded and the queued one claimed in its place (a hand-over)
-        handed = await sending.record(db, [Outcome(first, "sent", "SM1", "queued", next_id=second, next_rendered="Hi")])
+        handed = await sending.record(
+            db, [Outcome(first, "sent", "SM1", "queued", next_id=second, next_rendered="Hi", next_address=second_phone)]
+        )
 
         # Then the releaser hears that the queue got shorter, and no dispatcher is woken: the
         # campaign has no more room than before
@@ -238,16 +241,19 @@ async def test_claims_racing_past_the_balance_hold_no_more_than_it(db, lanes_dat
     account, first_campaign, first_run = await _running_campaign(db)
     await db.execute("UPDATE accounts SET balance = 0.05 WHERE id = $1", account.id)
     second_campaign, second_run = await _second_campaign(db, account.id)
-    first, _ = await _delivery(db, account.id, first_campaign, first_run)
-    second, _ = await _delivery(db, account.id, second_campaign, second_run)
+    first, first_phone = await _delivery(db, account.id, first_campaign, first_run)
+    second, second_phone = await _delivery(db, account.id, second_campaign, second_run)
     price = Decimal("0.05")
     other = await connect(lanes_database)
     try:
         # When the first campaign's claim holds the money, not yet committed, and the second's
         # claim, which read the balance before that commit, reaches the charge meanwhile
         async with db.transaction():
-            assert (await sending.claim(db, first_campaign, [first], ["Hi"], [price], 1)).claimed == [first]
-            racing = asyncio.create_task(sending.claim(other, second_campaign, [second], ["Hi"], [price], 1))
+            claim = await sending.claim(db, first_campaign, [first], ["Hi"], [price], [first_phone], 1)
+            assert claim.claimed == [first]
+            racing = asyncio.create_task(
+                sending.claim(other, second_campaign, [second], ["Hi"], [price], [second_phone], 1)
+            )
             await wait_until(lambda: _lock_waits(db), timeout=10, interval=0.01, message="the race")
 
         # Then the second claim fails whole: nothing of it written, and the balance is at zero
@@ -261,11 +267,11 @@ async def test_claims_racing_past_the_balance_hold_no_more_than_it(db, lanes_dat
 
     # And a claim now sees the balance: it claims nothing, short of the money it needs, with what
     # there is
-    claim = await sending.claim(db, second_campaign, [second], ["Hi"], [price], 1)
+    claim = await sending.claim(db, second_campaign, [second], ["Hi"], [price], [second_phone], 1)
     assert (claim.claimed, claim.needed, claim.free, claim.funds) == ([], price, 10, Decimal("0"))
     # but a delivery no longer to send (the first, sending already: a lane's stale copy) is nothing
     # the money stops
-    claim = await sending.claim(db, first_campaign, [first], ["Hi"], [price], 1)
+    claim = await sending.claim(db, first_campaign, [first], ["Hi"], [price], [first_phone], 1)
     assert (claim.claimed, claim.needed, claim.funds) == ([], None, Decimal("0"))
 
 
@@ -275,21 +281,23 @@ async def test_a_hand_over_racing_past_the_balance_is_recorded_without_it(db, la
     account, campaign_id, run_id = await _running_campaign(db)
     await db.execute("UPDATE accounts SET balance = 0.10 WHERE id = $1", account.id)
     other_campaign, other_run = await _second_campaign(db, account.id)
-    in_flight, _ = await _delivery(db, account.id, campaign_id, run_id)
-    following, _ = await _delivery(db, account.id, campaign_id, run_id)
-    elsewhere, _ = await _delivery(db, account.id, other_campaign, other_run)
+    in_flight, in_flight_phone = await _delivery(db, account.id, campaign_id, run_id)
+    following, following_phone = await _delivery(db, account.id, campaign_id, run_id)
+    elsewhere, elsewhere_phone = await _delivery(db, account.id, other_campaign, other_run)
     price = Decimal("0.05")
-    assert (await sending.claim(db, campaign_id, [in_flight], ["Hi"], [price], 1)).claimed == [in_flight]
+    claim = await sending.claim(db, campaign_id, [in_flight], ["Hi"], [price], [in_flight_phone], 1)
+    assert claim.claimed == [in_flight]
     other = await connect(lanes_database)
     try:
         async with create_pool(lanes_database, 1, 2) as pool:
             recorder = Recorder(pool, "sms")
             async with other.transaction():
-                assert (await sending.claim(other, other_campaign, [elsewhere], ["Hi"], [price], 1)).claimed
+                claim = await sending.claim(other, other_campaign, [elsewhere], ["Hi"], [price], [elsewhere_phone], 1)
+                assert claim.claimed
                 # When the send is recorded with the queued one handed over in its place, its
                 # statement having read the balance before the other claim commits
                 sent = Outcome(in_flight, "sent", f"SM{uuid.uuid4().hex}", "queued", price,
-                               next_id=following, next_rendered="Hi", next_cost=price)
+                               next_id=following, next_rendered="Hi", next_cost=price, next_address=following_phone)
                 recording = asyncio.create_task(recorder.record(sent))
                 await wait_until(lambda: _lock_waits(db), timeout=10, interval=0.01, message="the race")
 
@@ -307,17 +315,19 @@ async def test_a_claim_waiting_on_a_refund_sees_the_send_still_in_flight(db, lan
     # second delivery queued
     account, campaign_id, run_id = await _running_campaign(db)
     await db.execute("UPDATE accounts SET balance = 0.05 WHERE id = $1", account.id)
-    first, _ = await _delivery(db, account.id, campaign_id, run_id)
-    second, _ = await _delivery(db, account.id, campaign_id, run_id)
+    first, first_phone = await _delivery(db, account.id, campaign_id, run_id)
+    second, second_phone = await _delivery(db, account.id, campaign_id, run_id)
     price = Decimal("0.05")
-    assert (await sending.claim(db, campaign_id, [first], ["Hi"], [price], 1)).claimed == [first]
+    assert (await sending.claim(db, campaign_id, [first], ["Hi"], [price], [first_phone], 1)).claimed == [first]
     recorder, claimer = await connect(lanes_database), await connect(lanes_database)
     try:
         # When the first send fails (its cost given back), not yet committed, while a claim for the
         # second has started and waits for the campaign's flow row
         async with recorder.transaction():
             await recorder.execute("UPDATE deliveries SET state = 'failed', cost = NULL WHERE id = $1", first)
-            claiming = asyncio.create_task(sending.claim(claimer, campaign_id, [second], ["Hi"], [price], 1))
+            claiming = asyncio.create_task(
+                sending.claim(claimer, campaign_id, [second], ["Hi"], [price], [second_phone], 1)
+            )
             await wait_until(lambda: _lock_waits(db), timeout=10, interval=0.01, message="the claim waits")
         claim = await claiming
     finally:
@@ -328,4 +338,38 @@ async def test_a_claim_waiting_on_a_refund_sees_the_send_still_in_flight(db, lan
     # short of money, but not with nothing in flight (the lane pauses a campaign only then; the
     # failed send's end wakes it to claim again)
     assert (claim.claimed, claim.needed, claim.funds, claim.in_flight) == ([], price, Decimal("0"), 1)
-    assert (await sending.claim(db, campaign_id, [second], ["Hi"], [price], 1)).claimed == [second]
+    assert (await sending.claim(db, campaign_id, [second], ["Hi"], [price], [second_phone], 1)).claimed == [second]
+
+
+async def test_a_delivery_whose_contact_changed_address_since_it_was_loaded_is_neither_claimed_nor_handed_over(
+    db, lanes_database
+):
+    # Given a running campaign with one send in flight and two queued, loaded by a dispatcher
+    account, campaign_id, run_id = await _running_campaign(db)
+    first, first_phone = await _delivery(db, account.id, campaign_id, run_id)
+    second, second_phone = await _delivery(db, account.id, campaign_id, run_id)
+    third, third_phone = await _delivery(db, account.id, campaign_id, run_id)
+    price = Decimal("0.0079")
+    loaded = {r["id"]: r["to_address"] for r in await sending.load(db, [second, third])}
+    assert loaded == {second: second_phone, third: third_phone}
+    assert (await sending.claim(db, campaign_id, [first], ["Hi"], [price], [first_phone], 1)).claimed == [first]
+
+    # When both queued contacts change number before their claim and their hand-over
+    moved = {second: new_phone(), third: new_phone()}
+    for delivery_id, phone in moved.items():
+        await db.execute("UPDATE contacts SET phone = $2 WHERE id = (SELECT contact_id FROM deliveries"
+                         " WHERE id = $1)", delivery_id, phone)
+    handed = await sending.record(db, [Outcome(first, "sent", f"SM{uuid.uuid4().hex}", "queued", price, next_id=second,
+                                               next_rendered="Hi", next_cost=price, next_address=second_phone)])
+    claim = await sending.claim(db, campaign_id, [third], ["Hi"], [price], [third_phone], 1)
+
+    # Then neither is taken at the address it was loaded with; loaded again, each is claimed at
+    # its new one, which its delivery records
+    assert (handed, claim.claimed) == (set(), [])
+    again = {r["id"]: r["to_address"] for r in await sending.load(db, [second, third])}
+    assert again == moved
+    claim = await sending.claim(db, campaign_id, [second, third], ["Hi", "Hi"], [price, price],
+                                [moved[second], moved[third]], 2)
+    assert claim.claimed == [second, third]
+    rows = dict(await db.fetch("SELECT id, to_address FROM deliveries WHERE id = ANY($1)", [second, third]))
+    assert rows == moved

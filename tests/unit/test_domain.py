@@ -157,7 +157,7 @@ def _row(**over):
            "subject_template": None, "html_template": None,
            "message_template": "Hi {{first_name}}", "voice": {}, "agent_name": "Riley", "agent_opening": "",
            "first_name": "Ann", "last_name": None, "email": None, "phone": "+14155550123",
-           "company": None, "metadata": {}}
+           "to_address": "+14155550123", "company": None, "metadata": {}}
     row.update(over)
     return row
 
@@ -166,11 +166,14 @@ def _row(**over):
     ("over", "action"),
     [({}, "send"), ({"state": "sending"}, "duplicate"), ({"state": "sent"}, "duplicate"),
      ({"campaign_status": "paused"}, "pause"), ({"campaign_status": "cancelled"}, "cancel"),
-     ({"opted_out_sms": True}, "skip"), ({"message_template": "Hi {{topic}}"}, "fail")],
+     ({"opted_out_sms": True}, "skip"), ({"message_template": "Hi {{topic}}"}, "fail"),
+     ({"phone": None, "to_address": None}, "skip")],
 )
 def test_dispatch_decisions(over, action):
     decision = decide(_row(**over))
     assert decision.action == action
+    if over.get("to_address", "") is None:  # the contact's phone was removed since planning
+        assert decision.reason == "the contact has no phone any more"
     if action == "send":
         assert decision.text == "Hi Ann"
     if action == "fail":
