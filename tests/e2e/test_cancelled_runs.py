@@ -55,6 +55,12 @@ async def test_a_run_cancelled_before_it_ran_reads_cancelled(http, system, accou
     assert (status, alone["run_status"], alone["cancelled"]) == (200, "cancelled", 2), alone
     _status, runs = await call(http, "GET", campaign + "/runs", account.headers)
     assert [r["status"] for r in runs["data"]] == ["cancelled"] * (2 if recurrence else 1)
+    # a run still to come that the cancel cut off counts the campaign's contacts, cancelled
+    for listed in runs["data"]:
+        assert (listed["results"]["total_contacts"], listed["results"]["cancelled"]) == (2, 2), listed
+    if recurrence:
+        status, later = await call(http, "GET", campaign + "/results?run=2", account.headers)
+        assert (status, later["run_status"], later["total_contacts"], later["cancelled"]) == (200, "cancelled", 2, 2)
 
 
 async def test_a_run_partly_sent_when_cancelled_reads_cancelled(http, system, account, fake_twilio):

@@ -355,11 +355,14 @@ def fold(row: asyncpg.Record, counts: asyncpg.Record | None) -> Counts:
 def fold_run(row: asyncpg.Record, run: asyncpg.Record, counts: asyncpg.Record | None) -> Counts:
     """One run's counts as the results read them: from its deliveries; before the scheduler has
     planned it (no delivery yet), the campaign's contacts, each pending while the run is still to
-    come, none once it cannot come (the campaign ended)."""
+    come, each cancelled once a cancel cut it off, none once it cannot come otherwise (the campaign
+    completed or failed before it)."""
     if counts is not None:
         return fold(row, counts)
     if run["status"] == "pending" and row["status"] in ("scheduled", "running", "paused"):
         return Counts(total=row["total_contacts"], pending=row["total_contacts"])
+    if run["status"] == "cancelled":
+        return Counts(total=row["total_contacts"], cancelled=row["total_contacts"])
     return Counts()
 
 
