@@ -16,10 +16,10 @@ from services.scheduler.releaser import Releaser
 from shared.db import accounts, balance, deliveries
 from shared.db.connection import Connection
 from shared.db.processed import first_time
-from shared.domain.pricing import estimate_run
 from shared.ids import new_id
 from shared.messages.campaign_events import CampaignCancelled, CampaignLaunched, RunCompleted
 from shared.planning import RunContext, next_run, plan_contact
+from shared.reservations import reserve_run
 from shared.row import Row
 
 log = structlog.get_logger()
@@ -205,8 +205,8 @@ class Handlers:
         self, conn: Connection, campaign: asyncpg.Record, account: asyncpg.Record, seq: int, run_id: str | None
     ) -> bool:
         """Hold back a later run's estimate; when the balance cannot cover it the campaign fails."""
-        cost = estimate_run(campaign, account)
-        if await balance.reserve(conn, account["id"], campaign["id"], cost):
+        reserved, cost = await reserve_run(conn, account, campaign)
+        if reserved:
             return True
         reason = f"run {seq}: the balance ({account['balance']}) cannot cover its estimated cost ({cost})"
         await deliveries.fail_campaign(conn, campaign["id"], reason)

@@ -425,6 +425,23 @@ _RECIPIENT_IDS = """
 """
 
 
+#: Of a campaign's recipients, how many a message could reach on its channel: opted in, with an
+#: address (the others are skipped, at no cost).
+_REACHABLE = {
+    channel: f"""
+SELECT count(*) FROM contacts c
+WHERE c.account_id = $1 AND c.id IN ({_RECIPIENT_IDS}) AND NOT c.opted_out_{channel}
+  AND NULLIF(c.{"email" if channel == "email" else "phone"}, '') IS NOT NULL
+"""  # noqa: S608 (constants)
+    for channel in ("sms", "email", "voice")
+}
+
+
+async def reachable(conn: Executor, account_id: str, campaign_id: str, group_ids: list[str], channel: str) -> int:
+    """How many of the campaign's contacts its channel can reach (opted in, with an address)."""
+    return int(await conn.fetchval(_REACHABLE[channel], account_id, campaign_id, group_ids))
+
+
 async def missing_variables(
     conn: Executor, account_id: str, campaign_id: str, group_ids: list[str], names: set[str]
 ) -> dict[str, int]:

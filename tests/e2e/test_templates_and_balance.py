@@ -196,6 +196,49 @@ async def test_launch_reserves_sends_charge_and_the_rest_is_refunded(http, syste
     assert status == 422
 
 
+async def test_contacts_that_cannot_be_reached_never_make_a_launch_a_402(http, system, db, fake_twilio):
+    # Given an account whose balance covers three one-segment messages, and a campaign to five
+    # contacts, two of whom opted out of SMS
+    account = await make_account(db, balance="0.03")
+    await db.execute("UPDATE accounts SET price_sms = 0.0100 WHERE id = $1", account.id)
+    agent_id = await _agent(http, system, account)
+    phones = [new_phone() for _ in range(5)]
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {"name": "few", "type": "sms", "agent_id": agent_id, "contacts": phones,
+                               "message_template": "Hi"})
+    assert status == 201, body
+    await db.execute("UPDATE contacts SET opted_out_sms = true WHERE account_id = $1 AND phone = ANY($2)",
+                     account.id, phones[3:])
+    campaign = f"{system.api_url}/campaigns/{body['id']}"
+
+    # Then the dry run counts only the three it can reach, and says the balance covers them
+    status, report = await call(http, "POST", campaign + "/dry-run", account.headers)
+    assert status == 200, report
+    assert report["cost"] == {"estimate": "0.0300", "balance": "0.0300", "sufficient": True}, report
+
+    # When it is launched: not a 402, the three held, sent, and charged
+    status, launched = await call(http, "POST", campaign + "/launch", account.headers)
+    assert status == 200, launched
+    assert launched["reserved"] == "0.0300", launched
+
+    async def completed():
+        _status, c = await call(http, "GET", campaign, account.headers)
+        return c if c["status"] == "completed" and c["reserved"] == "0.0000" else None
+
+    await wait_until(completed)
+    status, results = await call(http, "GET", campaign + "/results", account.headers)
+    assert (results["sent"], results["skipped"]) == (3, 2), results
+    assert [len(fake_twilio.sent_to(p)) for p in phones] == [1, 1, 1, 0, 0]
+    status, acct = await call(http, "GET", system.api_url + "/account", account.headers)
+    assert (acct["balance"], acct["reserved"]) == ("0.0000", "0.0000")
+
+    # And one contact more than the money covers is still a 402, naming what it needs
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {"name": "more", "type": "sms", "agent_id": agent_id, "contacts": [new_phone()],
+                               "message_template": "Hi", "status": "scheduled"})
+    assert (status, body["error"]["estimate"]) == (402, "0.0100"), body
+
+
 async def test_launch_reports_contacts_lacking_variables_and_they_fail_not_send(http, system, account, fake_twilio):
     agent_id = await _agent(http, system, account)
     full, partial = new_phone(), new_phone()

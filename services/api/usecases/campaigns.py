@@ -21,7 +21,6 @@ from shared.db import accounts, balance, breaker
 from shared.db import campaigns as db
 from shared.db import templates as templates_db
 from shared.db.connection import Connection, Executor
-from shared.domain import pricing
 from shared.domain.campaign import Action, InvalidTransition, check_editable, transition
 from shared.domain.results import Counts, results
 from shared.domain.templating import campaign_text, variables
@@ -34,6 +33,7 @@ from shared.messages.campaign_events import (
     CampaignPaused,
     CampaignResumed,
 )
+from shared.reservations import reserve_run
 from shared.settings import Settings
 
 log = structlog.get_logger()
@@ -285,8 +285,8 @@ async def _launch(
             details=[{"field": "contacts", "reason": "no contacts and no non-empty contact group"}],
         )
     await _check_text(conn, account["id"], row)
-    cost = pricing.estimate_run(row, account)
-    if not await balance.reserve(conn, account["id"], row["id"], cost):
+    reserved, cost = await reserve_run(conn, account, row)
+    if not reserved:
         have = cast(asyncpg.Record, await accounts.get(conn, account["id"]))["balance"]
         raise PaymentRequired(
             f"the balance ({have}) cannot cover this campaign's estimated cost ({cost})",

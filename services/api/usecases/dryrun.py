@@ -64,7 +64,10 @@ async def dry_run(pool: asyncpg.Pool, account: asyncpg.Record, campaign_id: str,
                 if len(samples) < SAMPLES:  # a render may take its budget's time: off the event loop
                     samples.append(await asyncio.to_thread(_sample, row, contact, agent, send_at, planned[_REASON]))
         missing = await missing_variables(conn, row)
-    cost = pricing.estimate_run({**dict(row), "total_contacts": total}, account)
+    # the contacts it can reach: the opted out and those without an address cost nothing (a launch
+    # the balance can cover for those is not refused)
+    reachable = total - skipped["opted_out"] - skipped["no_address"]
+    cost = pricing.estimate_run({**dict(row), "total_contacts": reachable}, account)
     return {
         "campaign_id": row["id"],
         "status": row["status"],
