@@ -172,11 +172,17 @@ WHERE r.id = ANY($1::text[])
 GROUP BY r.id
 HAVING sum(c.sent + c.delivered) = 0 AND sum(c.failed + c.undelivered) > 0
 """
-#: A failed run's most frequent error (read once, when the run ends).
+#: A failed run's most frequent error, the earliest seen of those tied for most frequent (read
+#: once, when the run ends): how often it was seen, how many errors were seen that often
+#: (`tied`), and how many different errors the run saw (`kinds`).
 _COMMON_ERROR = """
-SELECT error, count(*)::int AS n FROM deliveries
-WHERE campaign_id = $1 AND run_id = $2 AND state IN ('failed', 'undelivered') AND error IS NOT NULL
-GROUP BY error ORDER BY n DESC, error LIMIT 1
+WITH seen AS (
+    SELECT error, count(*)::int AS n, min(coalesce(failed_at, updated_at)) AS first_at FROM deliveries
+    WHERE campaign_id = $1 AND run_id = $2 AND state IN ('failed', 'undelivered') AND error IS NOT NULL
+    GROUP BY error
+)
+SELECT error, n, count(*) OVER (PARTITION BY n)::int AS tied, count(*) OVER ()::int AS kinds
+FROM seen ORDER BY n DESC, first_at, error LIMIT 1
 """
 #: A live campaign ended as failed, its later runs dropped.
 _FAIL_ENDED = """
@@ -369,11 +375,17 @@ async def complete_finished(conn: Connection) -> tuple[list[asyncpg.Record], lis
 
 
 async def _failure_reason(conn: Connection, run: asyncpg.Record) -> str:
-    """`run 1: no delivery succeeded (3 failed, 1 undelivered; most often: …)`."""
+    """`run 1: no delivery succeeded (3 failed, 1 undelivered; most often: … (3))`, or, when no
+    one error was seen more often than every other, `(4 failed; 4 different errors, e.g. …)`."""
     common = await conn.fetchrow(_COMMON_ERROR, run["campaign_id"], run["run_id"])
     parts = [f"{run['failed']} failed"] + ([f"{run['undelivered']} undelivered"] if run["undelivered"] else [])
-    often = f"; most often: {common['error']} ({common['n']})" if common else ""
-    return f"run {run['seq']}: no delivery succeeded ({', '.join(parts)}{often})"
+    if common is None:
+        errors = ""
+    elif common["tied"] == 1:
+        errors = f"; most often: {common['error']} ({common['n']})"
+    else:
+        errors = f"; {common['kinds']} different errors, e.g. {common['error']}"
+    return f"run {run['seq']}: no delivery succeeded ({', '.join(parts)}{errors})"
 
 
 async def requeue_stale(conn: Executor, now: datetime, older_than_s: float, limit: int = 1000) -> int:

@@ -120,6 +120,32 @@ async def test_a_campaign_with_the_breaker_off_runs_to_the_end_and_fails_when_no
     assert (results["status"], results["failed"]) == ("failed", 12)
 
 
+async def test_a_failed_campaign_says_most_often_only_of_an_error_seen_more_often_than_any_other(
+    http, system, account, fake_twilio, db
+):
+    # every send failing with an error of its own; errors tied two to two; 21211 twice, 21614 once
+    scripts = {"distinct": [21211, 21212, 21214], "tied": [21211, 21211, 21614, 21614], "clear": [21211, 21211, 21614]}
+    launched = {}
+    for name, codes in scripts.items():
+        phones = [new_phone() for _ in codes]
+        for phone, code in zip(phones, codes, strict=True):
+            fake_twilio.script[phone] = [(400, code)]
+        launched[name] = await _launch(http, system, account, phones, circuit_breaker=False)
+    reason = {name: (await _reach(http, system, account, cid, "failed"))["failure_reason"]
+              for name, cid in launched.items()}
+
+    async def earliest(name: str) -> str:  # the example given: the first error seen
+        return await db.fetchval(
+            "SELECT error FROM deliveries WHERE campaign_id = $1 ORDER BY failed_at, error LIMIT 1", launched[name]
+        )
+
+    failed = "run 1: no delivery succeeded"
+    assert reason["distinct"] == f"{failed} (3 failed; 3 different errors, e.g. {await earliest('distinct')})"
+    assert reason["tied"] == f"{failed} (4 failed; 2 different errors, e.g. {await earliest('tied')})"
+    assert reason["clear"].startswith(f"{failed} (3 failed; most often: twilio 400 code 21211"), reason
+    assert reason["clear"].endswith(" (2))"), reason
+
+
 async def test_opt_outs_above_the_threshold_pause_the_campaign(http, system, account, slow_provider):
     slow_provider.inbound_url = system.tracker_url + "/webhooks/twilio/sms/inbound"
     phones = [new_phone() for _ in range(40)]
