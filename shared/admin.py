@@ -15,6 +15,7 @@ from shared.db import accounts
 from shared.db.connection import Connection
 from shared.db.migrate import migrate
 from shared.db.pool import connect
+from shared.domain.times import iso
 from shared.domain.zones import is_valid_zone
 from shared.errors import Conflict, Invalid, NotFound
 
@@ -72,7 +73,7 @@ async def list_accounts(database_url: str) -> list[dict[str, Any]]:
             "reserved": str(r["reserved"]),
             "default_timezone": r["default_timezone"],
             "keys": r["keys"],
-            "created_at": r["created_at"].isoformat(),
+            "created_at": iso(r["created_at"]),
         }
         for r in rows
     ]
@@ -140,9 +141,8 @@ async def _account(conn: asyncpg.Connection, account_id: str) -> asyncpg.Record:
 
 
 def _key(row: asyncpg.Record) -> dict[str, Any]:
-    revoked = row["revoked_at"]
     return {
         "prefix": row["prefix"],
-        "created_at": row["created_at"].isoformat(),
-        "revoked_at": revoked.isoformat() if revoked else None,
+        "created_at": iso(row["created_at"]),
+        "revoked_at": iso(row["revoked_at"]),
     }

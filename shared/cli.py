@@ -14,6 +14,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from shared.domain.times import iso
 from shared.errors import Unreachable
 from shared.logging import configure_logging
 from shared.settings import Settings, live_secret_problems, setting_problems
@@ -376,10 +377,9 @@ def dlq_list(queue: str | None, limit: int) -> None:
         for name, count in found.items():
             click.echo(f"{name + '.dlq':<40} {count}")
         return
-    click.echo(f"{'ID':<38} {'TYPE':<22} {'DIED':<26} WHY")
+    click.echo(f"{'ID':<38} {'TYPE':<22} {'DIED':<20} WHY")
     for letter in found:
-        when = letter.died_at.isoformat() if letter.died_at else "?"
-        click.echo(f"{letter.id:<38} {letter.type:<22} {when:<26} {letter.reason}")
+        click.echo(f"{letter.id:<38} {letter.type:<22} {iso(letter.died_at) or '?':<20} {letter.reason}")
     if not found:
         click.echo(f"({queue}.dlq is empty)")
 
@@ -402,7 +402,7 @@ def dlq_show(queue: str, message_id: str) -> None:
     if letter is None:
         raise click.ClickException(f"no message {message_id!r} in {queue}.dlq")
     click.echo(f"id:     {letter.id}\ntype:   {letter.type}\nwhy:    {letter.reason}")
-    click.echo(f"died:   {letter.died_at.isoformat() if letter.died_at else '?'} in {letter.queue or queue}")
+    click.echo(f"died:   {iso(letter.died_at) or '?'} in {letter.queue or queue}")
     click.echo("headers:\n" + json.dumps(letter.headers, indent=2, default=str))
     try:
         body = json.dumps(json.loads(letter.body), indent=2)

@@ -1,4 +1,4 @@
-"""Cursors and times as the API writes them (JSON handlers and dashboard pages alike)."""
+"""Cursors as the API writes them (JSON handlers and dashboard pages alike)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,6 @@ from shared.ids import PREFIXES
 from shared.row import Row
 
 R = TypeVar("R", bound=Row)
-
-
-def iso(value: datetime | None) -> str | None:
-    """`2026-03-10T09:00:00Z` for an aware time; naive (wall-clock) times without a zone."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.isoformat(timespec="seconds")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def encode_cursor(created_at: datetime, object_id: str) -> str:

@@ -6,6 +6,7 @@ command is a no-op: nothing is sent twice."""
 from __future__ import annotations
 
 import json
+import re
 
 import aio_pika
 import pytest
@@ -85,6 +86,7 @@ async def test_dead_letters_are_listed_shown_replayed_without_a_second_send_and_
             real = next(line for line in lines if line.startswith(command.message_id))
             assert command.type in real
             assert "rejected by its consumer" in real
+            assert re.search(r" \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", real), real  # when it died, as the API writes times
             garbage = next(line for line in lines if line.startswith("garbage-1"))
             assert "undecodable" in garbage
             shown = campaigns("dlq", "show", "--queue", "dispatch.sms", "--id", command.message_id, env=cli_env)
@@ -92,6 +94,7 @@ async def test_dead_letters_are_listed_shown_replayed_without_a_second_send_and_
             assert json.loads(command.body)["campaign_id"] == campaign["id"]
             assert campaign["id"] in shown.stdout
             assert "x-death" in shown.stdout
+            assert re.search(r"^died: +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ in ", shown.stdout, re.M), shown.stdout
             assert campaigns("dlq", "show", "--queue", "dispatch.sms", "--id", "nope", env=cli_env).returncode == 1
 
             # Then replaying the handled command sends nothing again

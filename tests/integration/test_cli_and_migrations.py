@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,6 +29,11 @@ def campaigns(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
         [sys.executable, "-m", "shared.cli", *args], env={**os.environ, **env}, cwd=ROOT,
         capture_output=True, text=True, timeout=60, check=False,
     )
+
+
+def _utc_second(instant: datetime) -> str:
+    """A time as the API and the command line write it: `2026-03-10T09:00:00Z`."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_every_command_has_help():
@@ -82,6 +88,8 @@ async def test_an_operator_lists_accounts_credits_a_balance_and_issues_and_revok
     assert ours | {"created_at": None} == {"account_id": account_id, "name": "Ops", "balance": "10.0000",
                                             "reserved": "0.0000", "default_timezone": "Asia/Kolkata", "keys": 1,
                                             "created_at": None}
+    created_at = await db.fetchval("SELECT created_at FROM accounts WHERE id = $1", account_id)
+    assert ours["created_at"] == _utc_second(created_at)  # as the API writes times, not 09:00:00.123456+00:00
 
     credited = campaigns("accounts", "credit", account_id, "25.5", env=env)
     assert credited.returncode == 0, credited.stderr
@@ -105,11 +113,17 @@ async def test_an_operator_lists_accounts_credits_a_balance_and_issues_and_revok
     keys = [json.loads(line) for line in campaigns("accounts", "keys", "list", account_id, env=env).stdout.splitlines()]
     assert [k["prefix"] for k in keys] == [first_key[:8], second_key[:8]]
     assert all(k["revoked_at"] is None for k in keys)
+    made = await db.fetch("SELECT created_at FROM api_keys WHERE account_id = $1 ORDER BY created_at", account_id)
+    assert [k["created_at"] for k in keys] == [_utc_second(r["created_at"]) for r in made]
     assert second_key not in json.dumps(keys)
 
     revoked = campaigns("accounts", "keys", "revoke", account_id, second_key[:8], env=env)
     assert revoked.returncode == 0, revoked.stderr
-    assert json.loads(revoked.stdout)["revoked_at"] is not None
+    revoked_at = await db.fetchval(
+        "SELECT revoked_at FROM api_keys WHERE account_id = $1 AND prefix = $2", account_id, second_key[:8]
+    )
+    assert json.loads(revoked.stdout) == {"prefix": second_key[:8], "created_at": keys[1]["created_at"],
+                                          "revoked_at": _utc_second(revoked_at)}
     assert await account_for_key(db, second_key) is None
     assert await account_for_session(db, session) is None  # its dashboard sessions end with it
     assert (await account_for_key(db, first_key))["id"] == account_id

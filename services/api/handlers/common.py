@@ -10,8 +10,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from services.api.paging import MAX_PAGE_SIZE, PAGE_SIZE, decode_cursor, encode_cursor, iso
+from services.api.paging import MAX_PAGE_SIZE, PAGE_SIZE, decode_cursor, encode_cursor
 from services.api.schemas import CampaignSettings, ContactIn, parse, pydantic_details, text_errors, too_deep
+from shared.domain.times import iso
 from shared.errors import AppError, Invalid
 
 __all__ = [

@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.api.handlers.common import page_limit, read_model
-from services.api.paging import BIGGEST_ID, decode_cursor, iso, newest_first
+from services.api.paging import BIGGEST_ID, decode_cursor, newest_first
 from services.api.usecases import webhook_endpoints as usecase
 from services.api.usecases.webhook_endpoints import EndpointIn, EndpointPatch
 from shared.db import webhooks as db
+from shared.domain.times import iso
 from shared.errors import Invalid
 from shared.web import json_response
 

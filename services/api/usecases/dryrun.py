@@ -9,7 +9,6 @@ from typing import Any
 
 import asyncpg
 
-from services.api.paging import iso
 from services.api.usecases.campaigns import missing_variables
 from shared.db import campaigns as db
 from shared.db import deliveries
@@ -17,6 +16,7 @@ from shared.db.deliveries import PLAN_COLUMNS
 from shared.domain import pricing
 from shared.domain.sms import message_too_long
 from shared.domain.templating import MissingVariable, TemplateError, campaign_text, contact_context, render
+from shared.domain.times import iso
 from shared.errors import NotFound
 from shared.planning import RunContext, plan_contact
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import asyncpg
 
-from services.api.paging import iso
 from shared.db import campaigns as db
 from shared.db import contacts as contacts_db
 from shared.domain.contact_csv import EXPORT_ONLY_COLUMNS, MAX_METADATA_COLUMNS
+from shared.domain.times import iso
 
 #: Rows read per page.
 PAGE = 2_000

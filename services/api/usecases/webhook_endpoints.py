@@ -9,8 +9,8 @@ import asyncpg
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from services.api.paging import iso
 from shared.db import webhooks as db
+from shared.domain.times import iso
 from shared.domain.webhooks import EVENTS, new_secret, unknown_events
 from shared.errors import Invalid, NotFound
 from shared.ids import new_id
