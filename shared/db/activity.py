@@ -55,10 +55,21 @@ SELECT m.id, m.direction, m.author, m.body, m.channel, m.created_at, m.error
 FROM messages m WHERE m.campaign_id = $1 AND m.contact_id = $2
 ORDER BY m.created_at, m.direction = 'out', m.id LIMIT 500
 """
+#: Each send's message, but a call's opening the tracker recorded as the agent's first message on the
+#: call, when it was answered (services/tracker/voice.py): the conversation holds it already. An
+#: answer of the agent's later in the call is no opening, whatever it says.
 _SENT_TO_CONTACT = """
 SELECT d.id, 'out' AS direction, 'campaign' AS author, d.rendered AS body, d.channel, d.sent_at AS created_at,
        NULL::text AS error
 FROM deliveries d WHERE d.campaign_id = $1 AND d.contact_id = $2 AND d.sent_at IS NOT NULL AND d.rendered IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM (
+          SELECT m.author, m.body FROM messages m
+          WHERE m.campaign_id = $1 AND m.contact_id = $2 AND m.delivery_id = d.id AND m.direction = 'out'
+          ORDER BY m.created_at, m.id LIMIT 1
+      ) AS first_out
+      WHERE d.channel = 'voice' AND first_out.author = 'agent' AND first_out.body = d.rendered
+  )
 ORDER BY d.sent_at LIMIT 50
 """
 _INLINE_ADDRESSES = """
@@ -105,7 +116,8 @@ async def conversation(conn: Executor, campaign_id: str, contact_id: str) -> lis
 
 
 async def sent_to_contact(conn: Executor, campaign_id: str, contact_id: str) -> list[asyncpg.Record]:
-    """What the campaign sent the contact (each run's message), as messages out, oldest first."""
+    """What the campaign sent the contact (each run's message), as messages out, oldest first; not
+    a call's opening already recorded as the agent's first message on the call."""
     return await conn.fetch(_SENT_TO_CONTACT, campaign_id, contact_id)
 
 

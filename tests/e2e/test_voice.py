@@ -4,6 +4,7 @@ that ring, answer, talk (TwiML from the tracker, speech answered by the agent) a
 from __future__ import annotations
 
 import asyncio
+import re
 from decimal import Decimal
 
 import pytest
@@ -11,7 +12,7 @@ from twilio.request_validator import RequestValidator
 
 from services.tracker.voice import GOODBYE, STOPPED
 from tests.conftest import TWILIO_TOKEN
-from tests.support import Service, call, new_phone, wait_until
+from tests.support import Service, call, new_phone, signed_in, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -119,6 +120,37 @@ async def test_the_seed_voice_request_calls_each_contact_and_holds_a_conversatio
     held = await db.fetchval(
         "SELECT in_flight FROM campaign_flow WHERE campaign_id = $1", created["id"])
     assert held == 0
+
+
+async def test_a_calls_conversation_page_shows_its_opening_once(http, system, account, calls, db):
+    # Given an agent whose answer to the contact is the very words of the call's opening
+    opening = "Hello again, this is Riley."
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {
+        "name": "Riley", "mode": "rules",
+        "settings": {"rules": [{"keyword": "works", "reply": opening}], "default_reply": None}})
+    assert status == 201, agent
+    phone = new_phone()
+    status, created = await call(http, "POST", system.api_url + "/campaigns", account.headers, {
+        "name": "Opening once", "agent_id": agent["id"], "type": "voice", "contacts": [phone],
+        "message_template": opening, "status": "scheduled",
+    })
+    assert status == 201, created
+    await _finished(http, system, account, created["id"])
+    assert calls.calls_to(phone)[0]["said"] == [opening, opening, GOODBYE]
+    contact_id = await db.fetchval("SELECT contact_id FROM deliveries WHERE campaign_id = $1", created["id"])
+    session = await signed_in(system, account.key)
+    try:
+        async with session.get(f"{system.api_url}/dashboard/campaigns/{created['id']}/conversations/{contact_id}") as r:
+            assert r.status == 200
+            page = await r.text()
+    finally:
+        await session.close()
+    # Then the page shows the opening once, as the agent's first words when the call was answered, and
+    # the agent's answer that says the same again
+    thread = re.findall(r'<li class="(in|out)"><span class="meta">([^·<]+) ·.*?</span>([^<]*)</li>', page)
+    assert [(d, who.strip(), body) for d, who, body in thread] == [
+        ("out", "The agent", opening), ("in", "From the contact", "Yes, that works for me."),
+        ("out", "The agent", opening), ("out", "System", GOODBYE)], thread
 
 
 async def test_max_concurrent_holds_while_calls_last(http, system, account, calls):
