@@ -38,6 +38,12 @@ from shared.sandbox.twilio_calls import FakeCalls
 from shared.sandbox.twilio_numbers import MAGIC_TO, FakeNumbers
 from shared.web import start
 
+#: Twilio's default opt-out and opt-in words on a long code (Advanced Opt-Out; REVOKE and OPTOUT
+#: since 2025-04-29): a message of one of them alone blocks, or unblocks, the number's messages to
+#: the phone that sent it.
+TWILIO_OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+TWILIO_OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
+
 log = structlog.get_logger()
 
 _PREFIX = "/2010-04-01/Accounts/{account}"
@@ -85,6 +91,9 @@ class FakeTwilio(FakeCalls, FakeNumbers):
     script: dict[str, list[tuple[int, int | None]]] = field(default_factory=dict)
     #: Refuse messages to Twilio's magic failing test numbers as Twilio does (`MAGIC_TO`).
     magic_numbers: bool = True
+    #: Twilio's opt-out filtering on a number: (our number, their phone) pairs whose phone texted a
+    #: STOP word to the number; messages from it to them are refused (21610) until a START word.
+    opted_out: set[tuple[str, str]] = field(default_factory=set)
     callbacks_sent: int = 0
     #: To → message-create requests for it (kept in every mode).
     creates: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -245,6 +254,8 @@ class FakeTwilio(FakeCalls, FakeNumbers):
             return self._error(400, 21604, "A 'To' phone number is required.")
         if self.magic_numbers and to in MAGIC_TO:
             return self._error(400, *MAGIC_TO[to])
+        if (recorded.get("From") or "", to) in self.opted_out:
+            return self._error(400, 21610, "Attempt to send to unsubscribed recipient")
         if not body:
             return self._error(400, 21602, "Message body is required.")
         if _too_long(body):
@@ -312,6 +323,11 @@ class FakeTwilio(FakeCalls, FakeNumbers):
         """Send Twilio's signed inbound-message webhook; the text of the TwiML <Message> answer."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
+        word = " ".join(body.split()).upper()  # Twilio matches a single word, whatever its case
+        if word in TWILIO_OPT_OUT_WORDS:
+            self.opted_out.add((to, from_))
+        elif word in TWILIO_OPT_IN_WORDS:
+            self.opted_out.discard((to, from_))
         sid = "SM" + uuid.uuid4().hex
         params = {
             "MessageSid": sid,

@@ -228,7 +228,27 @@ async def test_a_stop_from_a_phone_that_is_no_contact_yet_is_remembered(http, sy
     assert len(fake_twilio.sent_to(person)) == 1
 
 
-async def test_a_stop_to_the_shared_number_from_a_phone_nobody_texted_is_acknowledged(http, system, db, texting):
+async def test_a_stop_to_the_shared_number_from_a_phone_nobody_texted_is_acknowledged(
+    http, system, db, texting, fake_twilio
+):
     person = new_phone()
     assert "unsubscribed" in (await texting(person, "STOP", to=DEFAULT))
     assert await db.fetchval("SELECT count(*) FROM contacts WHERE phone = $1", person) == 0
+
+    # And Twilio refuses the shared number's messages to that phone from then on, whichever account
+    # sends them (21610): the delivery fails uncharged and the contact is opted out in that account
+    later = await make_account(db)
+    agent = {"name": "Agent", "mode": "rules", "settings": {"default_reply": "hi"}}
+    campaign_id = await _launched(http, system, later, person, None, agent)
+    results = await results_when(http, system.api_url, later.headers, campaign_id, lambda r: r["failed"] == 1)
+    assert (results["sent"], results["delivered"]) == (0, 0), results
+    row = await db.fetchrow("SELECT error, cost FROM deliveries WHERE campaign_id = $1", campaign_id)
+    assert "21610" in row["error"], row
+    assert row["cost"] is None
+    assert await _opted_out(db, later, person)
+    assert [m for m in fake_twilio.messages.values() if m["to"] == person] == []  # none accepted
+
+    # Until the person texts START to it: then the number reaches them again
+    assert "resubscribed" in (await texting(person, "START", to=DEFAULT))
+    other = await make_account(db)
+    await _delivered(http, system, other, person, None, "hi")
