@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Final, Literal
+from zoneinfo import ZoneInfo, available_timezones
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
@@ -19,6 +19,34 @@ _NANP_SPLIT_REGIONS = frozenset({"US", "CA"})
 #: Where a contact's zones came from, in order of preference (recorded in the plan's reason).
 ZoneSource = Literal["contact", "phone", "campaign", "account"]
 
+#: Files of a tz database that load as zones but name none: the host's own setting (`localtime`),
+#: a placeholder (`Factory`), a template for TZ strings (`posixrules`), and the trees `posix/`
+#: (the zones again) and `right/` (clocks that count leap seconds, which no clock in a city does).
+_NOT_ZONES: Final = frozenset({"localtime", "Factory", "posixrules"})
+_NOT_ZONE_TREES: Final = ("posix/", "right/")
+
+#: The current names of the zones phonenumbers still gives under an old one. Generated once from
+#: tzdata 2025b and phonenumbers 9.0: the names of /usr/share/zoneinfo/tzdata.zi's links
+#: (`L <target> <link>`) that phonenumbers' timezone data (`phonenumbers.timezone.TIMEZONE_DATA`)
+#: uses and zone.tab does not list, each to its target; but where that target is another country's
+#: zone (the tz database links zones whose clocks agree since 1970), to the link's own country's
+#: zone in zone.tab (Africa/Asmera is Eritrea's Africa/Asmara, not Kenya's Africa/Nairobi). The
+#: links zone.tab lists (Europe/Bratislava, Arctic/Longyearbyen...) are their countries' current
+#: names, kept. A unit test checks the rule against the installed data.
+CURRENT_NAMES: Final = {
+    "Africa/Asmera": "Africa/Asmara",
+    "America/Buenos_Aires": "America/Argentina/Buenos_Aires",
+    "America/Godthab": "America/Nuuk",
+    "Asia/Calcutta": "Asia/Kolkata",
+    "Asia/Choibalsan": "Asia/Ulaanbaatar",
+    "Asia/Katmandu": "Asia/Kathmandu",
+    "Asia/Rangoon": "Asia/Yangon",
+    "Atlantic/Faeroe": "Atlantic/Faroe",
+    "Pacific/Enderbury": "Pacific/Kanton",
+    "Pacific/Ponape": "Pacific/Pohnpei",
+    "Pacific/Truk": "Pacific/Chuuk",
+}
+
 
 @functools.cache
 def zone(name: str) -> ZoneInfo:
@@ -29,20 +57,23 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.cache
+def zone_names() -> frozenset[str]:
+    """Every IANA zone name this machine's tz database knows, the old link names (`US/Eastern`,
+    `Asia/Calcutta`) included, and none of the files that only load as one (`_NOT_ZONES`)."""
+    return frozenset(
+        name for name in available_timezones() if name not in _NOT_ZONES and not name.startswith(_NOT_ZONE_TREES)
+    )
+
+
 def is_valid_zone(name: str) -> bool:
-    """Whether `name` is an IANA zone known to this machine's tz database."""
-    if not name or name != name.strip():
-        return False
-    try:
-        zone(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        return False
-    return True
+    """Whether `name` is an IANA zone name (the one check of every zone given or stored)."""
+    return name in zone_names()
 
 
 def zones_for_phone(e164: str) -> tuple[str, ...]:
-    """IANA zones phonenumbers implies for an E.164 number; () when unknown or unparseable.
+    """IANA zones phonenumbers implies for an E.164 number, by their current names (`CURRENT_NAMES`:
+    an Indian number's is Asia/Kolkata, not Asia/Calcutta); () when unknown or unparseable.
 
     Several zones come back when the prefix spans them; country-wide lists are returned as they
     are (see `resolve_zones` for when that is too vague). A number of a NANP territory outside
@@ -79,8 +110,8 @@ def _zones(e164: str) -> tuple[str, ...]:
         region = phonenumbers.region_code_for_number(number)
         if region is not None and region not in _NANP_SPLIT_REGIONS:
             names = phone_timezone.time_zones_for_geographical_number(number)
-    unknown = phone_timezone.UNKNOWN_TIMEZONE
-    return tuple(name for name in names if name != unknown and is_valid_zone(name))
+    current = (CURRENT_NAMES.get(name, name) for name in names if name != phone_timezone.UNKNOWN_TIMEZONE)
+    return tuple(name for name in dict.fromkeys(current) if is_valid_zone(name))
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,7 @@ def test_live_mode_takes_only_the_operators_own_secrets():
         ({"CAMPAIGNS_DB_POOL_MIN": "20"}, "CAMPAIGNS_DB_POOL_MIN (20) is above CAMPAIGNS_DB_POOL_MAX (10)"),
         ({"CAMPAIGNS_LOG_LEVEL": "verbose"}, "CAMPAIGNS_LOG_LEVEL='verbose': Input should be 'debug', 'info'"),
         ({"CAMPAIGNS_DEFAULT_TIMEZONE": "Mars/Base"}, "'Mars/Base' is not an IANA time zone name"),
+        ({"CAMPAIGNS_DEFAULT_TIMEZONE": "localtime"}, "'localtime' is not an IANA time zone name"),
         ({"CAMPAIGNS_PUBLIC_URL": "notaurl"}, "CAMPAIGNS_PUBLIC_URL='notaurl': 'notaurl' is not an http(s) URL"),
         ({"CAMPAIGNS_PUBLIC_URL": "http://my_tracker:8081"}, "'my_tracker': a host name with an underscore"),
         ({"CAMPAIGNS_SMTP_TLS": "ssl"}, "CAMPAIGNS_SMTP_TLS='ssl': Input should be 'none', 'starttls' or 'tls'"),

@@ -5,7 +5,6 @@ API's checks run and its errors show next to the fields."""
 from __future__ import annotations
 
 from typing import Any
-from zoneinfo import available_timezones
 
 import asyncpg
 from aiohttp import web
@@ -21,12 +20,13 @@ from shared.db import campaigns as campaigns_db
 from shared.db import contacts as contacts_db
 from shared.db import templates as templates_db
 from shared.domain.templating import contact_context
+from shared.domain.zones import zone_names
 from shared.errors import AppError
 from shared.settings import breaker_defaults
 
 #: Choices a select offers at most (agents, groups, templates, contacts to preview for).
 CHOICES = 200
-ZONES = sorted(available_timezones())
+ZONES = sorted(zone_names())
 
 
 async def _choices(request: web.Request) -> dict[str, Any]:
