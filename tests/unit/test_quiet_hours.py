@@ -29,7 +29,7 @@ def wall(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, us: int =
 
 def test_packaged_table_is_versioned_and_every_rule_has_a_source() -> None:
     table = load_rules()
-    assert table.version == "2026-11-01"
+    assert table.version == "2026-12-06"
     assert table.rules["US"].start == 8 * 60
     assert table.rules["US"].end == 21 * 60
     assert "64.1200(c)(1)" in table.rules["US"].source
@@ -48,6 +48,8 @@ def test_packaged_table_is_versioned_and_every_rule_has_a_source() -> None:
         ("US-NJ", "08:00-20:00"),
         ("US-CT", "09:00-20:00"),
         ("US-TX", "09:00-21:00; sun 12:00-21:00"),
+        ("CA", "09:00-21:30; sat 10:00-18:00; sun 10:00-18:00"),
+        ("AU", "09:00-20:00; sat 09:00-17:00; sun closed"),
     ],
 )
 def test_narrower_states(jurisdiction: str, hours: str) -> None:
@@ -71,7 +73,8 @@ def test_narrower_states(jurisdiction: str, hours: str) -> None:
         ("+12125550123", "US-CT", "US-CT"),
         ("+12125550123", "Atlantis", "US-NY"),  # unknown state: fall back to the number
         (None, "MD", "US-MD"),  # no phone (email contact) but a US state
-        ("+14165550123", None, None),  # Toronto: Canada is not in the table
+        ("+14165550123", None, "CA"),  # Toronto: Canada's rule
+        ("+61412345678", None, "AU"),  # an Australian mobile: Australia's rule
         ("+447911123456", None, None),
         ("+917012345678", None, None),
         ("+15555550100", None, None),  # not a valid number
@@ -214,7 +217,7 @@ def test_plan_reason_records_rule_and_table_version() -> None:
     assert plan.reason["quiet_hours"] == {
         "jurisdiction": "US-FL",
         "rule": "08:00-20:00",
-        "version": "2026-11-01",
+        "version": table.version,
     }
     assert plan.reason["adjustments"] == ["quiet_hours_moved"]
 
