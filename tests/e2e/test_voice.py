@@ -255,3 +255,27 @@ async def test_a_call_with_nothing_to_say_is_refused_at_launch(http, system, acc
     status, body = await call(http, "POST", f"{system.api_url}/campaigns/{spoken['id']}/launch", account.headers)
     assert status == 200, body
     await call(http, "POST", f"{system.api_url}/campaigns/{spoken['id']}/cancel", account.headers)
+
+
+async def test_a_calls_opening_counts_the_contacts_lacking_its_variables_before_launch_and_at_it(
+    http, system, account, db
+):
+    # Given two voice drafts to a named and a nameless contact: one with an opening of its own, one
+    # speaking its agent's opening; both read {{first_name}} and {{plan_name}}
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers,
+                               {"name": "Riley", "opening_message": "Hello {{first_name}}, about {{plan_name}}."})
+    assert status == 201, agent
+    contacts = [{"phone": new_phone(), "first_name": "Ann", "plan_name": "Gold"}, {"phone": new_phone()}]
+    own = {"name": "own", "type": "voice", "agent_id": agent["id"], "contacts": contacts,
+           "opening_message": "Hi {{first_name}}, your {{plan_name}} plan."}
+    for draft in (own, {"name": "agent's", "type": "voice", "agent_id": agent["id"], "contacts": contacts}):
+        status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers, draft)
+        assert status == 201, body
+        campaign = f"{system.api_url}/campaigns/{body['id']}"
+
+        # Then the dry run names them, and so does the launch
+        status, report = await call(http, "POST", campaign + "/dry-run", account.headers)
+        assert (status, report["missing_variables"]) == (200, {"first_name": 1, "plan_name": 1}), report
+        status, launched = await call(http, "POST", campaign + "/launch", account.headers)
+        assert (status, launched["missing_variables"]) == (200, {"first_name": 1, "plan_name": 1}), launched
+        await call(http, "POST", campaign + "/cancel", account.headers)

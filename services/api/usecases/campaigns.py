@@ -331,11 +331,17 @@ async def apply_action(
 
 
 async def missing_variables(conn: Executor, row: asyncpg.Record) -> dict[str, int]:
-    """How many of the campaign's contacts lack each variable its texts read (they will fail). The
-    channel's own address (`phone` for SMS and calls, `email` for email) is not counted: a contact
-    without one is skipped, never sent a hole."""
+    """How many of the campaign's contacts lack each variable its texts read (they will fail): its
+    message, subject and HTML, and a call's opening (its own, else its agent's). The channel's own
+    address (`phone` for SMS and calls, `email` for email) is not counted: a contact without one is
+    skipped, never sent a hole."""
+    sources = [row["message_template"], row["subject_template"], row["html_template"]]
+    voice = row["voice"] or {}
+    if row["channel"] == "voice" and not row["message_template"]:
+        agent = None if voice.get("opening_message") else await db.get_agent(conn, row["account_id"], row["agent_id"])
+        sources.append(campaign_text(None, voice, agent["opening_message"] if agent else None))
     names: set[str] = set()
-    for source in (row["message_template"], row["subject_template"], row["html_template"]):
+    for source in sources:
         if source:
             names |= variables(source)
     names.discard("email" if row["channel"] == "email" else "phone")
