@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from services.api.schemas import Name
+
 #: Most ids, phones and emails one membership request may name.
 MAX_MEMBERS_PER_REQUEST = 10_000
 
@@ -49,7 +51,7 @@ class GroupIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
 
 
 class MembersIn(BaseModel):

@@ -11,7 +11,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -24,6 +24,7 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StrictInt,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -58,6 +59,11 @@ def _document_synonyms(schema: dict[str, Any], model: type[BaseModel]) -> None:
             for choice in info.validation_alias.choices:
                 if isinstance(choice, str) and choice not in properties:
                     properties[choice] = {**properties[name], "description": f"Synonym of `{name}`."}
+
+
+#: A name people read (a campaign's, an agent's, a template's, a group's): kept without the spaces
+#: around it, and never only spaces (a name of spaces showed as a link nobody could click).
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class _Strict(BaseModel):
@@ -198,7 +204,7 @@ class CampaignCreate(CampaignSettings):
     `[{"field", "message"}]`, about what was accepted but likely not meant (a `scheduled_at` already
     past: the campaign sends at launch)."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     agent_id: str = Field(min_length=1)
     config: CampaignSettings | None = None
     status: Literal["draft", "scheduled"] | None = None
@@ -209,7 +215,7 @@ class CampaignPatch(CampaignSettings):
     given replace the campaign's, the rest stay. `contacts` replaces its inline contacts, and
     `contact_group_id`/`contact_group_ids` its groups."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = None
     agent_id: str | None = Field(default=None, min_length=1)
     config: CampaignSettings | None = None
 
@@ -235,7 +241,7 @@ def patched(current: dict[str, Any], patch: CampaignPatch) -> tuple[CampaignCrea
 class AgentCreate(_Strict):
     """`POST /agents`: how the agent talks and how it answers (`rules`, `webhook`, `llm`)."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     instructions: str = ""
     opening_message: str = ""
     voice: dict[str, Any] = Field(default_factory=dict)
@@ -246,7 +252,7 @@ class AgentCreate(_Strict):
 class AgentPatch(_Strict):
     """`PATCH /agents/{id}`: any field of an agent."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = None
     instructions: str | None = None
     opening_message: str | None = None
     voice: dict[str, Any] | None = None

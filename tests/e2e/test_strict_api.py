@@ -343,3 +343,26 @@ async def test_a_change_lists_every_bad_field_as_a_create_does(http, system, acc
     # no such campaign: a 404, whatever the body
     status, body = await call(http, "PATCH", system.api_url + "/campaigns/cmp_nope", account.headers, bad)
     assert status == 404, body
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/contact-groups", {}),
+        ("/agents", {}),
+        ("/templates", {"channel": "sms", "body": "Hi"}),
+        ("/campaigns", {"type": "sms", "contacts": ["+14155550100"], "message_template": "Hi"}),
+    ],
+    ids=["group", "agent", "template", "campaign"],
+)
+async def test_a_name_of_spaces_is_a_422_and_a_name_is_kept_without_the_spaces_around_it(
+    http, system, account, agent_id, path, body
+):
+    body = {**body, **({"agent_id": agent_id} if path == "/campaigns" else {})}
+    status, error = await call(http, "POST", system.api_url + path, account.headers, {**body, "name": "   "})
+    assert status == 422, error
+    assert [d["field"] for d in error["error"]["details"]] == ["name"], error
+    status, made = await call(http, "POST", system.api_url + path, account.headers, {**body, "name": "  Spring  "})
+    assert (status, made["name"]) == (201, "Spring"), made
+    status, error = await call(http, "PATCH", f"{system.api_url}{path}/{made['id']}", account.headers, {"name": " "})
+    assert (status, [d["field"] for d in error["error"]["details"]]) == (422, ["name"]), error

@@ -8,7 +8,7 @@ from typing import Any, Literal, cast
 import asyncpg
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from services.api.schemas import pydantic_details, template_errors
+from services.api.schemas import Name, pydantic_details, template_errors
 from shared.db import campaigns as campaigns_db
 from shared.db import contacts as contacts_db
 from shared.db import templates as db
@@ -22,7 +22,7 @@ class TemplateIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     channel: Literal["sms", "email", "voice"] = Field(validation_alias=AliasChoices("channel", "type"))
     body: str | None = Field(default=None, validation_alias=AliasChoices("body", "message_template", "text"))
     subject: str | None = None
@@ -34,7 +34,7 @@ class TemplatePatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = None
     #: Accepted only as the template's own: a template's channel does not change.
     channel: str | None = Field(default=None, validation_alias=AliasChoices("channel", "type"))
     body: str | None = Field(default=None, validation_alias=AliasChoices("body", "message_template", "text"))
