@@ -4,6 +4,7 @@ answers, and its live stream ending when the API stops (the browser tests are be
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 import time
 from html.parser import HTMLParser
@@ -575,3 +576,89 @@ async def test_an_api_made_campaigns_voice_recurrence_and_breaker_survive_the_ed
     assert again["voice"] == {
         "opening_message": "Hi there", "language": "fr-FR", "machine_detection": "off", "call_duration_limit": 60,
     }  # fmt: skip
+
+
+def _field(page: str, name: str) -> tuple[str, str]:
+    """A form field of `page`: the errors shown next to it, and the value in it."""
+    block = page[page.index(f'<label for="f-{name}">') : page.index(f'id="f-{name}"')]
+    errors = block.split(f'id="{name}-error"', 1)[1] if f'id="{name}-error"' in block else ""
+    value = re.search(rf'id="f-{name}" name="{name}" type="[a-z]+" value="([^"]*)"', page)
+    assert value, f"no field {name}"
+    return errors, html.unescape(value[1])
+
+
+async def test_an_import_refused_for_its_country_shows_the_form_again_as_it_was_filled_in(http, system, account, db):
+    _status, group = await call(http, "POST", system.api_url + "/contact-groups", account.headers, {"name": "Leads"})
+    url = system.api_url + "/dashboard/contacts/import"
+    session = await signed_in(system, account.key)
+    try:
+        # Given the import form with a group chosen, a country that is not two letters, and a file
+        form = aiohttp.FormData()
+        form.add_field("csrf_token", await _token(session, url))  # first: the upload is read as it streams in
+        form.add_field("group_id", group["id"])
+        form.add_field("country", "USA")
+        form.add_field("file", b"phone\n4155550100\n", filename="contacts.csv", content_type="text/csv")
+        # When it is sent
+        async with session.post(url, data=form) as response:
+            status, page = response.status, await response.text()
+    finally:
+        await session.close()
+    # Then the reason is next to the country, and the form is as it was filled in
+    assert status == 422, page
+    errors, country = _field(page, "country")
+    assert "USA" in errors
+    assert country == "USA"
+    assert f'<option value="{group["id"]}" selected>' in page
+    assert await db.fetchval("SELECT count(*) FROM contacts WHERE account_id = $1", account.id) == 0
+
+
+async def test_a_sender_refused_shows_the_address_typed_with_the_reason(system, account, fake_twilio):
+    url = system.api_url + "/dashboard/senders"
+    session = await signed_in(system, account.key)
+    try:
+        # A phone nobody owns and something that is no address: each refused, each kept in its field
+        for typed, reason in ((new_phone(), "neither bought"), ("abc", "not a valid")):
+            async with session.post(
+                url, data={"intent": "add", "address": typed, "csrf_token": await _token(session, url)}
+            ) as response:
+                status, page = response.status, await response.text()
+            assert status == 422, page
+            errors, address = _field(page, "address")
+            assert reason in errors, errors
+            assert address == typed
+        # and once added, the field is empty again for the next one
+        owned = new_phone()
+        fake_twilio.owned_numbers.add(owned)
+        response = await _post(session, url, url, intent="add", address=owned)
+        assert response.status == 303
+        async with session.get(url) as response:
+            assert _field(await response.text(), "address") == ("", "")
+    finally:
+        await session.close()
+
+
+async def test_an_account_zone_refused_is_shown_as_typed_not_as_saved(http, system, account):
+    url = system.api_url + "/dashboard/account"
+    session = await signed_in(system, account.key)
+    try:
+        # Given an account whose default zone is Asia/Kolkata, with quiet hours respected
+        form = {"default_timezone": "Asia/Kolkata", "quiet_hours": "on"}
+        assert (await _post(session, url, url, **form)).status == 303
+        # When a zone that is none is saved, with quiet hours unticked
+        async with session.post(
+            url, data={"default_timezone": "Mars/Base", "csrf_token": await _token(session, url)}
+        ) as response:
+            status, page = response.status, await response.text()
+        # Then the reason is next to the zone typed, the box as it was left, and nothing saved
+        assert status == 422, page
+        errors, zone = _field(page, "default_timezone")
+        assert "not an IANA time zone name" in errors
+        assert zone == "Mars/Base"
+        assert 'name="quiet_hours">' in page  # unticked, as it was left
+        _status, stored = await call(http, "GET", system.api_url + "/account", account.headers)
+        assert (stored["default_timezone"], stored["quiet_hours"]) == ("Asia/Kolkata", True)
+        # and the page shows the saved zone again when next opened
+        async with session.get(url) as response:
+            assert _field(await response.text(), "default_timezone") == ("", "Asia/Kolkata")
+    finally:
+        await session.close()

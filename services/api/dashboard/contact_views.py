@@ -213,12 +213,14 @@ async def change_group(request: web.Request) -> web.StreamResponse:
 async def import_form(request: web.Request) -> web.StreamResponse:
     """`GET /dashboard/contacts/import`."""
     groups = await db.list_groups(request.app["pool"], account_of(request)["id"], after=None, limit=200)
-    return page(request, "import.html", groups=groups, report=None, errors={}, chosen_group=request.query.get("group"))
+    values = {"group_id": request.query.get("group")}
+    return page(request, "import.html", groups=groups, report=None, errors={}, values=values)
 
 
 async def import_upload(request: web.Request) -> web.StreamResponse:
     """`POST /dashboard/contacts/import` (multipart: the CSRF token, `group_id`, `country`, then
-    `file`): streamed through the API's import, then its report, row by row."""
+    `file`): streamed through the API's import, then its report, row by row; the form again with
+    the group and country chosen."""
     pool, account_id = request.app["pool"], account_of(request)["id"]
     options: dict[str, str | None] = {"group_id": None, "country": None}
     errors: dict[str, list[str]] = {}
@@ -246,5 +248,5 @@ async def import_upload(request: web.Request) -> web.StreamResponse:
         groups=groups,
         report=report,
         errors=errors,
-        chosen_group=options["group_id"],
+        values=options,
     )

@@ -98,8 +98,11 @@ async def preview_template(request: web.Request) -> web.StreamResponse:
 # Senders
 
 
-async def senders_page(request: web.Request, errors: dict[str, list[str]] | None = None) -> web.StreamResponse:
-    """`GET /dashboard/senders`: each sender and whether it is verified."""
+async def senders_page(
+    request: web.Request, errors: dict[str, list[str]] | None = None, values: dict[str, Any] | None = None
+) -> web.StreamResponse:
+    """`GET /dashboard/senders`: each sender and whether it is verified (with a refused add's
+    errors, the address typed in its field)."""
     rows = await senders.list_all(request.app["pool"], account_of(request)["id"])
     settings = request.app["settings"]
     return page(
@@ -108,6 +111,7 @@ async def senders_page(request: web.Request, errors: dict[str, list[str]] | None
         status=422 if errors else 200,
         senders=rows,
         errors=errors or {},
+        values=values or {},
         defaults=(settings.default_from_number, settings.default_from_email),
     )
 
@@ -129,8 +133,9 @@ async def change_senders(request: web.Request) -> web.StreamResponse:
             )
     except AppError as exc:
         reasons = [reason for found in field_errors(exc).values() for reason in found]
-        field = "address" if str(form.get("intent") or "add") == "add" else "form"
-        return await senders_page(request, {field: reasons})
+        if str(form.get("intent") or "add") == "add":
+            return await senders_page(request, {"address": reasons}, {"address": form.get("address")})
+        return await senders_page(request, {"form": reasons})
     raise web.HTTPSeeOther("/dashboard/senders")
 
 
@@ -190,12 +195,14 @@ async def account_page(
     request: web.Request,
     errors: dict[str, list[str]] | None = None,
     *,
+    values: dict[str, Any] | None = None,
     key_errors: dict[str, list[str]] | None = None,
     new_key: dict[str, Any] | None = None,
     status: int = 200,
 ) -> web.StreamResponse:
-    """`GET /dashboard/account`: balance, what launched campaigns hold, prices, defaults, and the
-    API keys (prefixes and times; a new key is shown once, on the page that issued it)."""
+    """`GET /dashboard/account`: balance, what launched campaigns hold, prices, defaults (the
+    saved ones, or with a refused change's errors what was typed), and the API keys (prefixes and
+    times; a new key is shown once, on the page that issued it)."""
     pool, account = request.app["pool"], account_of(request)
     view = await account_usecase.view(pool, account["id"])
     keys = await account_usecase.api_keys(pool, account["id"], account["api_key_hash"])
@@ -204,6 +211,7 @@ async def account_page(
         "account.html",
         status=422 if errors else status,
         view=view,
+        values=values or {k: view[k] for k in ("default_timezone", "quiet_hours")},
         errors=errors or {},
         keys=keys,
         key_errors=key_errors or {},
@@ -220,7 +228,8 @@ async def update_account(request: web.Request) -> web.StreamResponse:
     try:
         await account_usecase.update(request.app["pool"], account_of(request)["id"], parse(AccountPatch, data))
     except AppError as exc:
-        return await account_page(request, field_errors(exc))
+        typed = {"default_timezone": form.get("default_timezone"), "quiet_hours": data["quiet_hours"]}
+        return await account_page(request, field_errors(exc), values=typed)
     raise web.HTTPSeeOther("/dashboard/account")
 
 
