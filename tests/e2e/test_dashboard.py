@@ -662,3 +662,29 @@ async def test_an_account_zone_refused_is_shown_as_typed_not_as_saved(http, syst
             assert _field(await response.text(), "default_timezone") == ("", "Asia/Kolkata")
     finally:
         await session.close()
+
+
+async def test_the_charts_caption_names_its_buckets_as_spans(http, system, account, db):
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {"name": "Later", "type": "sms", "agent_id": agent["id"], "contacts": [new_phone()],
+                               "message_template": "Hi", "scheduled_at": "2031-01-01T09:00:00Z"})  # fmt: skip
+    assert status == 201, body
+    url = f"{system.api_url}/campaigns/{body['id']}"
+    assert (await call(http, "POST", url + "/launch", account.headers))[0] == 200
+    session = await signed_in(system, account.key)
+    try:
+        # Launched 30 seconds, 100 seconds, 50 minutes and 100 minutes ago: a bucket of 1 s, 2 s, 1 min and 2 min
+        for ago, caption in [
+            (30, "Over the last minute, per second: 0 sent, 0 delivered, 0 replied; at most 0 in one second."),
+            (100, "Over the last 2 minutes, per 2 seconds: 0 sent, 0 delivered, 0 replied; at most 0 in 2 seconds."),
+            (3000, "Over the last hour, per minute: 0 sent, 0 delivered, 0 replied; at most 0 in one minute."),
+            (6000, "Over the last 2 hours, per 2 minutes: 0 sent, 0 delivered, 0 replied; at most 0 in 2 minutes."),
+        ]:
+            launched = "UPDATE campaigns SET launched_at = now() - make_interval(secs => $2) WHERE id = $1"
+            await db.execute(launched, body["id"], ago)
+            async with session.get(f"{system.api_url}/dashboard/campaigns/{body['id']}") as response:
+                page = await response.text()
+            assert f'<p id="chart-summary" class="summary">{caption}</p>' in page, ago
+    finally:
+        await session.close()

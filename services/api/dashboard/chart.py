@@ -86,7 +86,8 @@ class Series:
 
 def svg(series: Series) -> Markup:
     """The chart: one line per series over the buckets, with axes, a legend and a text summary."""
-    peak = max([*series.sent, *series.delivered, *series.replied, 1])
+    most = max([*series.sent, *series.delivered, *series.replied])
+    peak = max(most, 1)  # the axis's top (a chart of nothing still has one)
     plot_w, plot_h = _W - _LEFT - 8, _H - _BOTTOM - _TOP
     step = plot_w / (BUCKETS - 1)
 
@@ -111,7 +112,7 @@ def svg(series: Series) -> Markup:
     summary = (
         f"Over the last {_span(series.width_s * BUCKETS)}, per {_span(series.width_s)}: "
         + ", ".join(f"{totals[key]} {label.lower()}" for key, label, *_ in SERIES)
-        + f"; at most {peak} in one {_span(series.width_s)}."
+        + f"; at most {most} in {_one(series.width_s)}."
     )
     legend = "".join(
         f'<span class="key"><svg width="22" height="8" aria-hidden="true"><line x1="0" y1="4" x2="22" y2="4" '
@@ -129,7 +130,14 @@ def _clock(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%H:%M:%S" if at.second else "%H:%M")
 
 
+def _one(seconds: int) -> str:
+    """A bucket's width as a span of its own: `one second`, `2 seconds`, `one minute`, `12 hours`."""
+    span = _span(seconds)
+    return span if span[0].isdigit() else f"one {span}"
+
+
 def _span(seconds: int) -> str:
+    """A span after `per` or `the last`: `second`, `2 seconds`, `minute`, `5 minutes`, `day`."""
     if seconds % 86400 == 0:
         return "day" if seconds == 86400 else f"{seconds // 86400} days"
     if seconds % 3600 == 0:
