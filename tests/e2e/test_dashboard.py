@@ -579,10 +579,12 @@ async def test_an_api_made_campaigns_voice_recurrence_and_breaker_survive_the_ed
 
 
 def _field(page: str, name: str) -> tuple[str, str]:
-    """A form field of `page`: the errors shown next to it, and the value in it."""
+    """A form field of `page` (an input or a text area): the errors shown next to it, and the value in it."""
     block = page[page.index(f'<label for="f-{name}">') : page.index(f'id="f-{name}"')]
     errors = block.split(f'id="{name}-error"', 1)[1] if f'id="{name}-error"' in block else ""
-    value = re.search(rf'id="f-{name}" name="{name}" type="[a-z]+" value="([^"]*)"', page)
+    value = re.search(rf'id="f-{name}" name="{name}" type="[a-z]+" value="([^"]*)"', page) or re.search(
+        rf'<textarea id="f-{name}" name="{name}"[^>]*>([^<]*)</textarea>', page
+    )
     assert value, f"no field {name}"
     return errors, html.unescape(value[1])
 
@@ -660,6 +662,113 @@ async def test_an_account_zone_refused_is_shown_as_typed_not_as_saved(http, syst
         # and the page shows the saved zone again when next opened
         async with session.get(url) as response:
             assert _field(await response.text(), "default_timezone") == ("", "Asia/Kolkata")
+    finally:
+        await session.close()
+
+
+async def test_a_contact_change_refused_shows_what_was_typed_not_what_is_saved(http, system, account, db):
+    phone = new_phone()
+    status, contact = await call(http, "POST", system.api_url + "/contacts", account.headers,
+                                 {"first_name": "Ann", "phone": phone, "email": "ann@example.com"})  # fmt: skip
+    assert status == 201, contact
+    url = f"{system.api_url}/dashboard/contacts/{contact['id']}"
+    session = await signed_in(system, account.key)
+    try:
+        # When the contact is saved renamed Bob, with an email that is none, a field and a box ticked
+        typed = {"first_name": "Bob", "phone": phone, "email": "not-an-email", "metadata": "plan: gold",
+                 "opted_out_sms": "on"}  # fmt: skip
+        async with session.post(url, data={**typed, "csrf_token": await _token(session, url)}) as response:
+            status, page = response.status, await response.text()
+    finally:
+        await session.close()
+    # Then the reason is next to the email typed, the rest of the form as it was filled in, and nothing saved
+    assert status == 422, page
+    errors, email = _field(page, "email")
+    assert "not a valid email" in errors, errors
+    assert email == "not-an-email"
+    assert _field(page, "first_name") == ("", "Bob")
+    assert _field(page, "metadata") == ("", "plan: gold")
+    assert 'name="opted_out_sms" checked>' in page
+    stored = await db.fetchrow("SELECT first_name, email, opted_out_sms FROM contacts WHERE id = $1", contact["id"])
+    assert tuple(stored) == ("Ann", "ann@example.com", False)
+
+
+async def test_a_group_change_refused_keeps_the_name_or_members_typed(http, system, account, db):
+    _status, group = await call(http, "POST", system.api_url + "/contact-groups", account.headers, {"name": "Leads"})
+    url = f"{system.api_url}/dashboard/groups/{group['id']}"
+    session = await signed_in(system, account.key)
+    try:
+        # A name too long: refused beside the name typed, the group's heading still its saved name
+        long_name = "Leads " + "x" * 200
+        async with session.post(
+            url, data={"intent": "rename", "name": long_name, "csrf_token": await _token(session, url)}
+        ) as response:
+            status, page = response.status, await response.text()
+        assert status == 422, page
+        errors, name = _field(page, "name")
+        assert "at most 200" in errors, errors
+        assert name == long_name
+        assert "<h1>Leads</h1>" in page
+        assert _field(page, "members") == ("", "")
+        # More contacts than one request may name: refused beside the box, which keeps them
+        members = "\n".join(f"+1415{n:07d}" for n in range(10_001))
+        async with session.post(
+            url, data={"intent": "add", "members": members, "csrf_token": await _token(session, url)}
+        ) as response:
+            status, page = response.status, await response.text()
+        assert status == 422, page
+        errors, typed = _field(page, "members")
+        assert "at most 10000" in errors, errors
+        assert typed == members
+        assert _field(page, "name") == ("", "Leads")
+    finally:
+        await session.close()
+    assert await db.fetchval("SELECT name FROM contact_groups WHERE id = $1", group["id"]) == "Leads"
+
+
+async def test_a_new_group_refused_keeps_the_name_typed(system, account, db):
+    url = system.api_url + "/dashboard/groups"
+    session = await signed_in(system, account.key)
+    try:
+        async with session.post(url, data={"name": "   ", "csrf_token": await _token(session, url)}) as response:
+            status, page = response.status, await response.text()
+    finally:
+        await session.close()
+    assert status == 422, page
+    errors, name = _field(page, "name")
+    assert "at least 1" in errors, errors
+    assert name == "   "
+    assert await db.fetchval("SELECT count(*) FROM contact_groups WHERE account_id = $1", account.id) == 0
+
+
+async def test_a_sender_rate_refused_shows_the_rate_typed_with_the_reason_in_its_row(system, account, db, fake_twilio):
+    url = system.api_url + "/dashboard/senders"
+    owned, other = new_phone(), new_phone()
+    fake_twilio.owned_numbers.update({owned, other})
+    session = await signed_in(system, account.key)
+    try:
+        # Given two senders, the first sending 2 a second
+        for address in (owned, other):
+            assert (await _post(session, url, url, intent="add", address=address)).status == 303
+        assert (await _post(session, url, url, intent="rate", address=owned, max_per_second="2")).status == 303
+        # When its rate is set to 0
+        async with session.post(
+            url,
+            data={"intent": "rate", "address": owned, "max_per_second": "0", "csrf_token": await _token(session, url)},
+        ) as response:
+            status, page = response.status, await response.text()
+        # Then its row's field holds the 0 typed, the reason beside it, and the rate saved is still 2
+        assert status == 422, page
+        errors, rate = _field(page, "max_per_second")
+        assert "greater than 0" in errors, errors
+        assert rate == "0"
+        row = next(r for r in page.split("<tr>") if f'name="address" value="{owned}"' in r)
+        assert 'id="f-max_per_second"' in row
+        assert 'aria-invalid="true"' in row
+        assert page.count('aria-invalid="true"') == 1  # the other row's field is as saved
+        assert '<a href="#f-max_per_second">' in page  # the summary links to it
+        stored = "SELECT max_per_second FROM sender_identities WHERE account_id = $1 AND address = $2"
+        assert await db.fetchval(stored, account.id, owned) == 2
     finally:
         await session.close()
 

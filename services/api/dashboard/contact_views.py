@@ -72,8 +72,11 @@ async def contacts_csv(request: web.Request) -> web.StreamResponse:
     return await download(request, rows, content_type="text/csv", filename=name, prefix="\ufeff")
 
 
-async def contact_page(request: web.Request, errors: dict[str, list[str]] | None = None) -> web.StreamResponse:
-    """`GET /dashboard/contacts/{id}`: the contact, a form to change it, its history across campaigns."""
+async def contact_page(
+    request: web.Request, errors: dict[str, list[str]] | None = None, values: dict[str, Any] | None = None
+) -> web.StreamResponse:
+    """`GET /dashboard/contacts/{id}`: the contact, a form to change it (the saved fields, or with a
+    refused change's errors what was typed), its history across campaigns."""
     pool, account_id = request.app["pool"], account_of(request)["id"]
     contact = await db.get(pool, account_id, request.match_info["id"])
     if contact is None:
@@ -83,7 +86,7 @@ async def contact_page(request: web.Request, errors: dict[str, list[str]] | None
         "contact.html",
         status=422 if errors else 200,
         contact=contact,
-        values=_contact_values(contact),
+        values=values or _contact_values(contact),
         errors=errors or {},
         history=await activity.contact_history(pool, account_id, contact["id"]),
         messages=await activity.contact_messages(pool, account_id, contact["id"]),
@@ -116,17 +119,18 @@ async def create_contact(request: web.Request) -> web.StreamResponse:
 
 async def update_contact(request: web.Request) -> web.StreamResponse:
     """`POST /dashboard/contacts/{id}`: the form's fields replace the contact's (a removed metadata
-    line removes that key)."""
+    line removes that key); refused, the form again as it was filled in."""
     pool, account_id = request.app["pool"], account_of(request)["id"]
     contact = await db.get(pool, account_id, request.match_info["id"])
     if contact is None:
         raise web.HTTPNotFound()
-    data = forms.contact_request(await request.post())
+    form = await request.post()
+    data = forms.contact_request(form)
     data["metadata"] = {**{k: None for k in contact["metadata"] or {}}, **data["metadata"]}
     try:
         await usecase.update(pool, account_id, contact["id"], parse(ContactBody, data))
     except AppError as exc:
-        return await contact_page(request, errors=field_errors(exc))
+        return await contact_page(request, field_errors(exc), {k: form.get(k) for k in form})
     raise web.HTTPSeeOther(f"/dashboard/contacts/{contact['id']}")
 
 
@@ -136,8 +140,11 @@ async def delete_contact(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/dashboard/contacts")
 
 
-async def groups_page(request: web.Request, errors: dict[str, list[str]] | None = None) -> web.StreamResponse:
-    """`GET /dashboard/groups`: the groups, newest first, and a form to make one."""
+async def groups_page(
+    request: web.Request, errors: dict[str, list[str]] | None = None, values: dict[str, Any] | None = None
+) -> web.StreamResponse:
+    """`GET /dashboard/groups`: the groups, newest first, and a form to make one (with a refused
+    one's errors, the name typed)."""
     pool, account_id = request.app["pool"], account_of(request)["id"]
     after = decode_cursor(request)
     rows = await db.list_groups(pool, account_id, after=after, limit=PAGE + 1)
@@ -147,6 +154,7 @@ async def groups_page(request: web.Request, errors: dict[str, list[str]] | None 
         status=422 if errors else 200,
         groups=rows[:PAGE],
         errors=errors or {},
+        values=values or {},
         next_url=_next("/dashboard/groups", {}, rows),
         first_url="/dashboard/groups" if after else None,
     )
@@ -160,14 +168,18 @@ async def create_group(request: web.Request) -> web.StreamResponse:
             request.app["pool"], account_of(request)["id"], parse(GroupIn, {"name": form.get("name") or ""})
         )
     except AppError as exc:
-        return await groups_page(request, errors=field_errors(exc))
+        return await groups_page(request, field_errors(exc), {"name": form.get("name")})
     raise web.HTTPSeeOther(f"/dashboard/groups/{row['id']}")
 
 
 async def group_page(
-    request: web.Request, errors: dict[str, list[str]] | None = None, report: dict[str, Any] | None = None
+    request: web.Request,
+    errors: dict[str, list[str]] | None = None,
+    report: dict[str, Any] | None = None,
+    values: dict[str, Any] | None = None,
 ) -> web.StreamResponse:
-    """`GET /dashboard/groups/{id}`: its members (paged), rename, add or remove members, delete."""
+    """`GET /dashboard/groups/{id}`: its members (paged), rename, add or remove members, delete
+    (with a refused change's errors, the name or members typed; else the saved name)."""
     pool, account_id = request.app["pool"], account_of(request)["id"]
     group = await groups_usecase.get(pool, account_id, request.match_info["id"])
     after = decode_cursor(request)
@@ -180,6 +192,7 @@ async def group_page(
         group=group,
         members=rows[:PAGE],
         errors=errors or {},
+        values={"name": group["name"], **(values or {})},
         report=report,
         next_url=_next(base, {}, rows),
         first_url=base if after else None,
@@ -187,7 +200,8 @@ async def group_page(
 
 
 async def change_group(request: web.Request) -> web.StreamResponse:
-    """`POST /dashboard/groups/{id}` with `intent`: rename, add, remove (members) or delete."""
+    """`POST /dashboard/groups/{id}` with `intent`: rename, add, remove (members) or delete;
+    refused, the form again as it was filled in."""
     pool, account_id = request.app["pool"], account_of(request)["id"]
     group_id = request.match_info["id"]
     form = await request.post()
@@ -206,7 +220,8 @@ async def change_group(request: web.Request) -> web.StreamResponse:
         errors = field_errors(exc)
         if intent in ("add", "remove"):
             errors = {"members": [r for reasons in errors.values() for r in reasons]}
-        return await group_page(request, errors=errors)
+        typed = {k: form.get(k) for k in ("name", "members") if k in form}
+        return await group_page(request, errors=errors, values=typed)
     raise web.HTTPSeeOther(f"/dashboard/groups/{group_id}")
 
 

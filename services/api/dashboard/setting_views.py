@@ -102,7 +102,8 @@ async def senders_page(
     request: web.Request, errors: dict[str, list[str]] | None = None, values: dict[str, Any] | None = None
 ) -> web.StreamResponse:
     """`GET /dashboard/senders`: each sender and whether it is verified (with a refused add's
-    errors, the address typed in its field)."""
+    errors, the address typed in its field; with a refused rate's, the rate typed in the field of
+    its sender, `rate_of`)."""
     rows = await senders.list_all(request.app["pool"], account_of(request)["id"])
     settings = request.app["settings"]
     return page(
@@ -117,7 +118,8 @@ async def senders_page(
 
 
 async def change_senders(request: web.Request) -> web.StreamResponse:
-    """`POST /dashboard/senders` with `intent` add (an `address`) or remove (an `address`)."""
+    """`POST /dashboard/senders` with `intent` add (an `address`), remove (an `address`) or rate
+    (an `address` and its `max_per_second`)."""
     pool, account_id = request.app["pool"], account_of(request)["id"]
     form = await request.post()
     address = _text(form, "address")
@@ -132,9 +134,14 @@ async def change_senders(request: web.Request) -> web.StreamResponse:
                 pool, account_id, parse(SenderIn, {"address": address}), request.app["senders"]
             )
     except AppError as exc:
-        reasons = [reason for found in field_errors(exc).values() for reason in found]
-        if str(form.get("intent") or "add") == "add":
+        errors = field_errors(exc)
+        reasons = [reason for found in errors.values() for reason in found]
+        intent = str(form.get("intent") or "add")
+        if intent == "add":
             return await senders_page(request, {"address": reasons}, {"address": form.get("address")})
+        if intent == "rate" and "max_per_second" in errors:
+            typed = {"rate_of": address, "max_per_second": form.get("max_per_second")}
+            return await senders_page(request, {"max_per_second": reasons}, typed)
         return await senders_page(request, {"form": reasons})
     raise web.HTTPSeeOther("/dashboard/senders")
 
