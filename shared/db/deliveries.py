@@ -375,12 +375,15 @@ async def complete_finished(conn: Connection) -> tuple[list[asyncpg.Record], lis
 
 
 async def _failure_reason(conn: Connection, run: asyncpg.Record) -> str:
-    """`run 1: no delivery succeeded (3 failed, 1 undelivered; most often: … (3))`, or, when no
-    one error was seen more often than every other, `(4 failed; 4 different errors, e.g. …)`."""
+    """`run 1: no delivery succeeded (3 failed, 1 undelivered; most often: … (3))`; with one error
+    every time, `(12 failed; each: …)`; when no one error was seen more often than every other,
+    `(4 failed; 4 different errors, e.g. …)`."""
     common = await conn.fetchrow(_COMMON_ERROR, run["campaign_id"], run["run_id"])
     parts = [f"{run['failed']} failed"] + ([f"{run['undelivered']} undelivered"] if run["undelivered"] else [])
     if common is None:
         errors = ""
+    elif common["kinds"] == 1:  # one error, every time
+        errors = f"; each: {common['error']}"
     elif common["tied"] == 1:
         errors = f"; most often: {common['error']} ({common['n']})"
     else:
