@@ -64,7 +64,8 @@ class GroupCommit(Generic[T, R]):
         self._write = write
         self._max = max_batch
         self._parallel = parallel
-        self._linger = linger_s
+        #: Seconds a batch waits for company before it is written (its owner may change it).
+        self.linger_s = linger_s
         self._retry_for = retry_for_s
         self._pending: list[_Item[T, R]] = []
         self._writers: set[asyncio.Task[None]] = set()
@@ -82,8 +83,8 @@ class GroupCommit(Generic[T, R]):
 
     async def _drain(self) -> None:
         while self._pending:
-            if self._linger and len(self._pending) < self._max:
-                await asyncio.sleep(self._linger)  # a moment for company: a statement costs as much as dozens of rows
+            if self.linger_s and len(self._pending) < self._max:
+                await asyncio.sleep(self.linger_s)  # a moment for company: a statement costs as much as dozens of rows
             batch, self._pending = self._pending[: self._max], self._pending[self._max :]
             if batch:
                 await self._commit(batch)

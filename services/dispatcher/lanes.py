@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import itertools
 import math
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -349,6 +350,7 @@ class Lanes:
         assert row is not None
         assert decision is not None
         opt_out = None
+        started = time.monotonic()
         try:
             accepted = await self._sender.send(row, decision)
         except ProviderError as exc:
@@ -376,7 +378,7 @@ class Lanes:
             )
         try:
             if outcome is not None:
-                handed = await self._recorder.record(outcome, opt_out)
+                handed = await self._recorder.record(outcome, opt_out, time.monotonic() - started)
                 if following is not None and handed:
                     self._launch(lane, following)  # (its place taken: no room came free, no round to wake)
                 else:

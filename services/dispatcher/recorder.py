@@ -9,14 +9,24 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import asyncpg
+import structlog
 
 from shared.batching import Answer, GroupCommit
 from shared.db import sending
 from shared.db.sending import Outcome
 
+log = structlog.get_logger()
+
 #: Seconds an outcome waits for others to share its statement (a statement costs the database
 #: about as much as a few dozen rows).
 LINGER_S = 0.001
+#: Sends slower than this (a moving mean of the provider's answers) are not waited on for company:
+#: a slot of a slow provider turns over seldom, its next send waits for the record (a hand-over),
+#: and the wait gathers little; sends faster than this keep the dispatcher busy, and the wait saves
+#: statements.
+SLOW_SEND_S = 0.15
+#: Weight of the latest send in the moving mean.
+_SMOOTHING = 0.05
 
 
 class Recorder:
@@ -26,14 +36,34 @@ class Recorder:
     def __init__(self, pool: asyncpg.Pool, channel: str, max_batch: int = 1000, linger_s: float = LINGER_S):
         self._pool = pool
         self._channel = channel
+        self._linger = linger_s
+        self._send_s = 0.0  # the moving mean of the sends' times, as `record` is told them
         self._batches = GroupCommit[tuple[Outcome, str | None], bool](
             f"record.{channel}", self._write, max_batch=max_batch, linger_s=linger_s
         )
 
-    async def record(self, outcome: Outcome, opt_out: str | None = None) -> bool:
-        """Record `outcome` (and opt the contact `opt_out` out of the channel); once committed,
-        whether the outcome's `next_id` was handed over (claimed in its place)."""
+    async def record(self, outcome: Outcome, opt_out: str | None = None, took_s: float | None = None) -> bool:
+        """Record `outcome` (and opt the contact `opt_out` out of the channel; `took_s`: how long
+        the provider took); once committed, whether the outcome's `next_id` was handed over
+        (claimed in its place)."""
+        if took_s is not None:
+            self.pace(took_s)
         return await self._batches.submit((outcome, opt_out))
+
+    @property
+    def lingering(self) -> bool:
+        """Whether an outcome waits for company before it is written (`LINGER_S`)."""
+        return bool(self._batches.linger_s)
+
+    def pace(self, took_s: float) -> None:
+        """Count a send's time in the moving mean; wait for company only while sends are faster
+        than SLOW_SEND_S (back once the mean is under 80% of it: no flapping at the line)."""
+        self._send_s += _SMOOTHING * (took_s - self._send_s)
+        slow = self._send_s > (1.0 if self.lingering else 0.8) * SLOW_SEND_S
+        linger = 0.0 if slow else self._linger
+        if linger != self._batches.linger_s:
+            log.info("recorder.linger", channel=self._channel, linger_s=linger, send_s=round(self._send_s, 4))
+            self._batches.linger_s = linger
 
     async def _write(self, batch: Sequence[tuple[Outcome, str | None]], _: Answer[bool]) -> list[bool]:
         outcomes = [outcome for outcome, _ in batch]
