@@ -44,3 +44,19 @@ def test_the_caption_names_the_bucket_width_as_a_span(width: int) -> None:
 def test_a_chart_of_nothing_says_so() -> None:
     caption = chart.svg(chart.Series(datetime(2027, 3, 10, tzinfo=UTC), 2))
     assert "0 sent, 0 delivered, 0 replied; at most 0 in 2 seconds." in caption
+
+
+def test_the_send_rate_counts_from_the_first_send_of_its_minute() -> None:
+    # Given a chart of one-second buckets whose last two seconds hold 146 sends, after a quiet minute
+    start = datetime(2027, 3, 10, 9, 0, tzinfo=UTC)
+    series = chart.Series(start, 1)
+    series.sent[-2], series.sent[-1] = 100, 46
+    now = start.replace(second=59, microsecond=500_000)
+    # Then the rate is over those two seconds (73 a second), not over the minute (2.4)
+    assert series.recent_rate(now) == 73.0
+    # And a steady campaign reads its rate over the whole minute
+    steady = chart.Series(start, 1)
+    steady.sent[:] = [10] * chart.BUCKETS
+    assert 9.5 < steady.recent_rate(now) <= 10.5
+    # And nothing sent reads zero
+    assert chart.Series(start, 1).recent_rate(now) == 0.0

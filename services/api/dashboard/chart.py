@@ -77,9 +77,14 @@ class Series:
         self.replied[-1] += max(replied, 0)
 
     def recent_rate(self, now: datetime, window_s: int = 60) -> float:
-        """Sends per second over about the last `window_s` seconds (whole buckets)."""
+        """Sends per second over about the last `window_s` seconds (whole buckets), from the first
+        bucket of them with a send: a campaign sending for two seconds reads its rate over those
+        two, not over a minute mostly before it began."""
         self.advance(now)
         buckets = max(1, min(BUCKETS, -(-window_s // self.width_s)))
+        recent = self.sent[-buckets:]
+        quiet = next((k for k, n in enumerate(recent) if n), len(recent) - 1)
+        buckets -= quiet
         elapsed = (buckets - 1) * self.width_s + max(1.0, (now - self.start).total_seconds() % self.width_s)
         return sum(self.sent[-buckets:]) / elapsed
 
