@@ -300,3 +300,14 @@ async def signed_in(system: Any, key: str) -> Any:
         assert response.status == 200  # followed the 303 to the campaigns page
         assert "Campaigns" in await response.text()
     return session
+
+
+async def dashboard_page(system: Any, key: str, path: str) -> str:
+    """A dashboard page (`path`, from /dashboard) as a browser signed in with `key` sees it."""
+    session = await signed_in(system, key)
+    try:
+        async with session.get(f"{system.api_url}/dashboard{path}") as response:
+            assert response.status == 200, path
+            return str(await response.text())
+    finally:
+        await session.close()

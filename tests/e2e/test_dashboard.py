@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import make_account
-from tests.support import Service, call, free_port, new_phone, results_when, signed_in, wait_until
+from tests.support import Service, call, dashboard_page, free_port, new_phone, results_when, signed_in, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -34,6 +34,13 @@ async def _post(session: aiohttp.ClientSession, page_url: str, url: str, **field
     async with session.post(url, data={**fields, "csrf_token": token}, allow_redirects=False) as response:
         await response.read()
         return response
+
+
+async def _refused(session: aiohttp.ClientSession, url: str, **fields: str) -> tuple[int, str]:
+    """Submit the form of the page at `url` with `fields`: the status and the page it answers (a
+    refused form comes back with its errors)."""
+    response = await _post(session, url, url, **fields)
+    return response.status, await response.text()
 
 
 async def test_a_person_sees_progress_and_pauses_with_a_button(http, system, account, db):
@@ -332,13 +339,7 @@ async def test_a_conversation_shows_each_message_before_the_answer_it_caused(htt
         "        ('message_00_order', $1, $2, $3, 'sms', 'out', 'Here is your INFO answer', 'system',"
         "         now() + interval '1 minute')",
         account.id, contact_id, body["id"])
-    session = await signed_in(system, account.key)
-    try:
-        async with session.get(f"{system.api_url}/dashboard/campaigns/{body['id']}/conversations/{contact_id}") as r:
-            assert r.status == 200
-            page = await r.text()
-    finally:
-        await session.close()
+    page = await dashboard_page(system, account.key, f"/campaigns/{body['id']}/conversations/{contact_id}")
     order = [page.index(text) for text in (
         "Reply HELP for help", ">HELP<", "Reply STOP to unsubscribe, START to resubscribe.", ">stop<",
         "You have been unsubscribed", ">INFO<", "Here is your INFO answer")]
@@ -365,13 +366,7 @@ async def test_the_conversations_list_counts_replies_as_the_results_do(http, sys
     incoming = await db.fetchval(
         "SELECT count(*) FROM messages WHERE campaign_id = $1 AND direction = 'in'", body["id"])
     assert incoming == 4
-    session = await signed_in(system, account.key)
-    try:
-        async with session.get(f"{system.api_url}/dashboard/campaigns/{body['id']}") as r:
-            assert r.status == 200
-            page = await r.text()
-    finally:
-        await session.close()
+    page = await dashboard_page(system, account.key, f"/campaigns/{body['id']}")
     # the messages the conversation shows: the campaign's send and every message said since
     said = await db.fetchval("SELECT count(*) FROM messages WHERE campaign_id = $1", body["id"])
     assert f"{said + 1} messages (4 from the contact), replied, last" in page
@@ -620,10 +615,7 @@ async def test_a_sender_refused_shows_the_address_typed_with_the_reason(system, 
     try:
         # A phone nobody owns and something that is no address: each refused, each kept in its field
         for typed, reason in ((new_phone(), "neither bought"), ("abc", "not a valid")):
-            async with session.post(
-                url, data={"intent": "add", "address": typed, "csrf_token": await _token(session, url)}
-            ) as response:
-                status, page = response.status, await response.text()
+            status, page = await _refused(session, url, intent="add", address=typed)
             assert status == 422, page
             errors, address = _field(page, "address")
             assert reason in errors, errors
@@ -647,10 +639,7 @@ async def test_an_account_zone_refused_is_shown_as_typed_not_as_saved(http, syst
         form = {"default_timezone": "Asia/Kolkata", "quiet_hours": "on"}
         assert (await _post(session, url, url, **form)).status == 303
         # When a zone that is none is saved, with quiet hours unticked
-        async with session.post(
-            url, data={"default_timezone": "Mars/Base", "csrf_token": await _token(session, url)}
-        ) as response:
-            status, page = response.status, await response.text()
+        status, page = await _refused(session, url, default_timezone="Mars/Base")
         # Then the reason is next to the zone typed, the box as it was left, and nothing saved
         assert status == 422, page
         errors, zone = _field(page, "default_timezone")
@@ -677,8 +666,7 @@ async def test_a_contact_change_refused_shows_what_was_typed_not_what_is_saved(h
         # When the contact is saved renamed Bob, with an email that is none, a field and a box ticked
         typed = {"first_name": "Bob", "phone": phone, "email": "not-an-email", "metadata": "plan: gold",
                  "opted_out_sms": "on"}  # fmt: skip
-        async with session.post(url, data={**typed, "csrf_token": await _token(session, url)}) as response:
-            status, page = response.status, await response.text()
+        status, page = await _refused(session, url, **typed)
     finally:
         await session.close()
     # Then the reason is next to the email typed, the rest of the form as it was filled in, and nothing saved
@@ -700,10 +688,7 @@ async def test_a_group_change_refused_keeps_the_name_or_members_typed(http, syst
     try:
         # A name too long: refused beside the name typed, the group's heading still its saved name
         long_name = "Leads " + "x" * 200
-        async with session.post(
-            url, data={"intent": "rename", "name": long_name, "csrf_token": await _token(session, url)}
-        ) as response:
-            status, page = response.status, await response.text()
+        status, page = await _refused(session, url, intent="rename", name=long_name)
         assert status == 422, page
         errors, name = _field(page, "name")
         assert "at most 200" in errors, errors
@@ -712,10 +697,7 @@ async def test_a_group_change_refused_keeps_the_name_or_members_typed(http, syst
         assert _field(page, "members") == ("", "")
         # More contacts than one request may name: refused beside the box, which keeps them
         members = "\n".join(f"+1415{n:07d}" for n in range(10_001))
-        async with session.post(
-            url, data={"intent": "add", "members": members, "csrf_token": await _token(session, url)}
-        ) as response:
-            status, page = response.status, await response.text()
+        status, page = await _refused(session, url, intent="add", members=members)
         assert status == 422, page
         errors, typed = _field(page, "members")
         assert "at most 10000" in errors, errors
@@ -730,8 +712,7 @@ async def test_a_new_group_refused_keeps_the_name_typed(system, account, db):
     url = system.api_url + "/dashboard/groups"
     session = await signed_in(system, account.key)
     try:
-        async with session.post(url, data={"name": "   ", "csrf_token": await _token(session, url)}) as response:
-            status, page = response.status, await response.text()
+        status, page = await _refused(session, url, name="   ")
     finally:
         await session.close()
     assert status == 422, page
@@ -752,11 +733,7 @@ async def test_a_sender_rate_refused_shows_the_rate_typed_with_the_reason_in_its
             assert (await _post(session, url, url, intent="add", address=address)).status == 303
         assert (await _post(session, url, url, intent="rate", address=owned, max_per_second="2")).status == 303
         # When its rate is set to 0
-        async with session.post(
-            url,
-            data={"intent": "rate", "address": owned, "max_per_second": "0", "csrf_token": await _token(session, url)},
-        ) as response:
-            status, page = response.status, await response.text()
+        status, page = await _refused(session, url, intent="rate", address=owned, max_per_second="0")
         # Then its row's field holds the 0 typed, the reason beside it, and the rate saved is still 2
         assert status == 422, page
         errors, rate = _field(page, "max_per_second")

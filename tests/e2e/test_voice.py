@@ -12,7 +12,7 @@ from twilio.request_validator import RequestValidator
 
 from services.tracker.voice import GOODBYE, STOPPED
 from tests.conftest import TWILIO_TOKEN
-from tests.support import Service, call, new_phone, signed_in, wait_until
+from tests.support import Service, call, dashboard_page, new_phone, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -138,13 +138,7 @@ async def test_a_calls_conversation_page_shows_its_opening_once(http, system, ac
     await _finished(http, system, account, created["id"])
     assert calls.calls_to(phone)[0]["said"] == [opening, opening, GOODBYE]
     contact_id = await db.fetchval("SELECT contact_id FROM deliveries WHERE campaign_id = $1", created["id"])
-    session = await signed_in(system, account.key)
-    try:
-        async with session.get(f"{system.api_url}/dashboard/campaigns/{created['id']}/conversations/{contact_id}") as r:
-            assert r.status == 200
-            page = await r.text()
-    finally:
-        await session.close()
+    page = await dashboard_page(system, account.key, f"/campaigns/{created['id']}/conversations/{contact_id}")
     # Then the page shows the opening once, as the agent's first words when the call was answered, and
     # the agent's answer that says the same again
     thread = re.findall(r'<li class="(in|out)"><span class="meta">([^·<]+) ·.*?</span>([^<]*)</li>', page)
