@@ -20,6 +20,9 @@ from shared.ids import new_id
 from shared.row import Row
 
 _STATE = PLAN_COLUMNS.index("state")
+_SEND_AT = PLAN_COLUMNS.index("send_at")
+_REASON = PLAN_COLUMNS.index("plan_reason")
+_ADDRESS = PLAN_COLUMNS.index("to_address")
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,16 @@ def plan_contact(ctx: RunContext, contact: Row) -> tuple[Any, ...]:
         reason,
         skip,
     )
+
+
+def replan_contact(ctx: RunContext, contact: Row) -> tuple[datetime, Any, str] | None:
+    """For a released delivery whose contact moved since it was planned: (its new instant, plan
+    reason, the contact's address) when the run's plan for the contact as it is now falls after
+    `ctx.now`; None when it may go now (a contact now skipped is the dispatcher's to skip)."""
+    row = plan_contact(ctx, contact)
+    if row[_STATE] != "planned" or row[_SEND_AT] <= ctx.now:
+        return None
+    return row[_SEND_AT], row[_REASON], row[_ADDRESS]
 
 
 def next_allowed(reason: Mapping[str, Any] | None, window: Mapping[str, Any] | None, now: datetime) -> datetime | None:

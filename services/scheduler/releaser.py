@@ -16,13 +16,13 @@ import structlog
 from prometheus_client import Counter
 
 from shared.bus import outbox
-from shared.db import balance, deliveries
+from shared.db import accounts, balance, deliveries
 from shared.db.connection import Connection
 from shared.db.listen import Listener
 from shared.domain import flow
 from shared.messages.campaign_events import RunCompleted
 from shared.messages.dispatch import COMMANDS
-from shared.planning import next_allowed
+from shared.planning import RunContext, next_allowed, replan_contact
 
 log = structlog.get_logger()
 
@@ -131,6 +131,7 @@ class Releaser:
         rows = await deliveries.release_due(conn, now, credits)
         if not rows:
             return []
+        rows = await _follow_contacts(conn, rows, now)
         rows, moves = _on_time(rows, now)
         await deliveries.defer(conn, moves)
         first = {r["campaign_id"]: r for r in rows}
@@ -183,6 +184,40 @@ class Releaser:
         return len(runs)
 
 
+async def _follow_contacts(conn: Connection, rows: list[asyncpg.Record], now: datetime) -> list[asyncpg.Record]:
+    """Plan again, as their run plans a contact, the released deliveries whose contact moved since
+    (another phone or email, or a time zone of their own): those whose instant is now later go back
+    to planned at it (a contact now in another zone gets the campaign's time in that zone, within
+    its window and quiet hours there); the rest, returned, are sent now."""
+    moved = [r["id"] for r in rows if r["contact_moved"]]
+    if not moved:
+        return rows
+    campaigns: dict[str, asyncpg.Record | None] = {}
+    accounts_by_id: dict[str, asyncpg.Record | None] = {}
+    contexts: dict[str, RunContext] = {}
+    plans = []
+    for found in await deliveries.replan_inputs(conn, moved):
+        context = contexts.get(found["run_id"])
+        if context is None:
+            if found["campaign_id"] not in campaigns:
+                campaigns[found["campaign_id"]] = await deliveries.campaign(conn, found["campaign_id"])
+            if found["account_id"] not in accounts_by_id:
+                accounts_by_id[found["account_id"]] = await accounts.get(conn, found["account_id"])
+            campaign, account = campaigns[found["campaign_id"]], accounts_by_id[found["account_id"]]
+            if campaign is None or account is None:
+                continue
+            wall = found["occurs_wall"] if found["seq"] > 1 else None
+            context = contexts[found["run_id"]] = RunContext.build(found["run_id"], campaign, account, now, wall=wall)
+        plan = replan_contact(context, found)
+        if plan is not None:
+            plans.append((found["delivery_id"], *plan))
+    await deliveries.replan(conn, plans)
+    if plans:
+        log.info("deliveries.replanned", count=len(plans), reason="the contact moved since it was planned")
+    later = {p[0] for p in plans}
+    return [r for r in rows if r["id"] not in later]
+
+
 #: A release this much after its planned instant is late: its hours are checked again.
 LATE = timedelta(seconds=60)
 
@@ -192,7 +227,8 @@ def _on_time(rows: list[asyncpg.Record], now: datetime) -> tuple[list[asyncpg.Re
     quiet hours) to move to their next allowed instant."""
     keep, moves = [], []
     for row in rows:
-        later = next_allowed(row["plan_reason"], row["sending_window"], now) if now - row["send_at"] > LATE else None
+        late = now - row["send_at"] > LATE and not row["contact_moved"]  # (those were planned again at `now`)
+        later = next_allowed(row["plan_reason"], row["sending_window"], now) if late else None
         if later is None:
             keep.append(row)
         else:

@@ -111,12 +111,14 @@ FROM campaigns c LEFT JOIN campaign_flow f ON f.campaign_id = c.id
 WHERE c.status IN ('scheduled', 'running')
   AND EXISTS (SELECT 1 FROM deliveries d WHERE d.campaign_id = c.id AND d.state = 'planned' AND d.send_at <= $1)
 """
-#: Up to each campaign's credit of its due deliveries, earliest first, marked queued.
+#: Up to each campaign's credit of its due deliveries, earliest first, marked queued. Each says
+#: whether its contact moved since it was planned: another address on its channel (a phone's zones
+#: and quiet hours are the number's), or a time zone of their own other than the one planned with.
 _RELEASE = """
 WITH due AS MATERIALIZED (
-    SELECT p.id FROM unnest($2::text[], $3::int[]) AS w(campaign_id, credit)
+    SELECT p.id, p.contact_id, w.campaign_id FROM unnest($2::text[], $3::int[]) AS w(campaign_id, credit)
     CROSS JOIN LATERAL (
-        SELECT d.id FROM deliveries d
+        SELECT d.id, d.contact_id FROM deliveries d
         WHERE d.campaign_id = w.campaign_id AND d.state = 'planned' AND d.send_at <= $1
         ORDER BY d.send_at
         LIMIT w.credit
@@ -124,8 +126,29 @@ WITH due AS MATERIALIZED (
     ) AS p
 )
 UPDATE deliveries d SET state = 'queued', queued_at = $1, updated_at = now()
-FROM due, campaigns c WHERE d.id = due.id AND c.id = d.campaign_id
-RETURNING d.id, d.campaign_id, d.account_id, d.channel, d.send_at, d.plan_reason, c.sending_window
+FROM due JOIN campaigns c ON c.id = due.campaign_id LEFT JOIN contacts ct ON ct.id = due.contact_id
+WHERE d.id = due.id
+RETURNING d.id, d.campaign_id, d.account_id, d.channel, d.send_at, d.plan_reason, c.sending_window,
+    ct.id IS NOT NULL AND (
+        CASE d.channel WHEN 'email' THEN ct.email ELSE ct.phone END IS DISTINCT FROM d.to_address
+        OR ct.timezone IS DISTINCT FROM
+            CASE WHEN d.plan_reason ->> 'zone_source' = 'contact' THEN d.plan_reason -> 'zones' ->> 0 END
+    ) AS contact_moved
+"""
+#: What planning a released delivery again takes: its run, and its contact as planning reads one.
+_REPLAN_INPUTS = """
+SELECT d.id AS delivery_id, d.run_id, d.campaign_id, d.account_id, r.seq, r.occurs_wall,
+       ct.id, ct.email, ct.phone, ct.timezone, ct.metadata, ct.opted_out_sms, ct.opted_out_email, ct.opted_out_voice
+FROM deliveries d JOIN runs r ON r.id = d.run_id JOIN contacts ct ON ct.id = d.contact_id
+WHERE d.id = ANY($1::text[])
+"""
+_REPLAN = """
+UPDATE deliveries d SET state = 'planned', queued_at = NULL, send_at = u.at, to_address = u.address,
+    updated_at = now(),
+    plan_reason = u.reason || jsonb_build_object('replanned_from', d.send_at,
+                                                 'replanned_because', 'the contact moved since it was planned')
+FROM unnest($1::text[], $2::timestamptz[], $3::jsonb[], $4::text[]) AS u(id, at, reason, address)
+WHERE d.id = u.id
 """
 _DEFER = """
 UPDATE deliveries d SET state = 'planned', queued_at = NULL, send_at = u.at, updated_at = now(),
@@ -354,6 +377,19 @@ async def release_due(conn: Connection, now: datetime, credits: Sequence[tuple[s
     if rows:
         await conn.execute(_MARK_RUNNING, list({r["campaign_id"] for r in rows}))
     return rows
+
+
+async def replan_inputs(conn: Connection, delivery_ids: Sequence[str]) -> list[asyncpg.Record]:
+    """For deliveries to plan again: each one's run (`seq`, `occurs_wall`) and its contact's
+    planning fields (the contact's `id`; the delivery's as `delivery_id`)."""
+    return list(await conn.fetch(_REPLAN_INPUTS, list(delivery_ids)))
+
+
+async def replan(conn: Connection, plans: Sequence[tuple[str, datetime, dict[str, Any], str]]) -> None:
+    """Send released deliveries back to planned: (id, new instant, new plan reason, the contact's
+    address now) each."""
+    if plans:
+        await conn.execute(_REPLAN, *(list(column) for column in zip(*plans, strict=True)))
 
 
 async def defer(conn: Connection, moves: Sequence[tuple[str, datetime]]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import secrets
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -122,6 +124,67 @@ async def test_a_send_that_falls_due_while_paused_waits_for_its_window_on_resume
     assert again["state"] == "planned"
     assert again["send_at"] == opening
     assert fake_twilio.sent_to(phone) == []
+
+
+def _next_opening(zone: str, hour: int, after: datetime) -> datetime:
+    """The first instant after `after` at which the local clock of `zone` reads hour:00."""
+    local = after.astimezone(ZoneInfo(zone))
+    at = local.replace(hour=hour, minute=0, second=0, microsecond=0)
+    return (at if at > local else at + timedelta(days=1)).astimezone(UTC)
+
+
+async def test_a_contact_who_moved_after_planning_is_planned_again_where_they_are(
+    http, system, account, fake_twilio, db
+):
+    # Given a contact_local campaign whose window opens in two hours in each contact's zone: one
+    # contact with a zone of their own (UTC), one whose UK number gives theirs (London)
+    now = datetime.now(UTC)
+    start = (now.hour + 2) % 24
+    own, by_phone = "+44770092" + new_phone()[-4:], "+447400" + new_phone()[-6:]
+    tokyo = "+81901" + "".join(secrets.choice("0123456789") for _ in range(7))
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "moved", "type": "sms", "agent_id": agent["id"],
+         "contacts": [{"phone": own, "timezone": "Etc/UTC"}, {"phone": by_phone}], "message_template": "hi",
+         "timezone": "contact_local", "sending_window": {"start_hour": start, "end_hour": (start + 2) % 24},
+         "status": "scheduled"},
+    )
+    assert status == 201, body
+
+    async def planned():
+        rows = await db.fetch("SELECT * FROM deliveries WHERE campaign_id = $1 AND state = 'planned'", body["id"])
+        return {r["to_address"]: r for r in rows} if len(rows) == 2 else None
+
+    rows = await wait_until(planned)
+    assert rows[own]["send_at"] == _next_opening("Etc/UTC", start, now)
+    assert "Europe/London" in rows[by_phone]["plan_reason"]["zones"]
+    assert rows[by_phone]["send_at"] == _next_opening("Europe/London", start, now)
+    # When, before their time comes, one moves to UTC-2 and the other's number becomes a Japanese one
+    for address, change in ((own, {"timezone": "Etc/GMT+2"}), (by_phone, {"phone": tokyo})):
+        status, changed = await call(
+            http, "PATCH", f"{system.api_url}/contacts/{rows[address]['contact_id']}", account.headers, change
+        )
+        assert status == 200, changed
+    # and their planned instant comes (simulated: moved to now)
+    await db.execute("UPDATE deliveries SET send_at = now() WHERE campaign_id = $1", body["id"])
+
+    # Then the releaser does not send either at the hour planned for where they were: each is
+    # planned again, for its window's opening where the contact is now
+    async def replanned():
+        found = await db.fetch("SELECT * FROM deliveries WHERE campaign_id = $1", body["id"])
+        again = {r["contact_id"]: r for r in found if r["plan_reason"].get("replanned_from")}
+        return again if len(again) == 2 else None
+
+    again = await wait_until(replanned, message="both deliveries planned again")
+    moved_zone, moved_phone = again[rows[own]["contact_id"]], again[rows[by_phone]["contact_id"]]
+    assert moved_zone["state"] == moved_phone["state"] == "planned"
+    assert moved_zone["send_at"] == _next_opening("Etc/GMT+2", start, now)
+    assert moved_zone["plan_reason"]["zone"] == "Etc/GMT+2"
+    assert moved_phone["send_at"] == _next_opening("Asia/Tokyo", start, now)
+    assert moved_phone["plan_reason"]["zones"] == ["Asia/Tokyo"]
+    assert moved_phone["to_address"] == tokyo
+    assert fake_twilio.sent_to(own) == fake_twilio.sent_to(by_phone) == fake_twilio.sent_to(tokyo) == []
 
 
 async def test_contact_local_reads_a_jamaican_number_without_a_zone_in_jamaica(http, system, account, db):
