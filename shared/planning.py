@@ -81,7 +81,12 @@ class RunContext:
         quiet = account["quiet_hours"] and campaign["channel"] in ("sms", "voice")
         if wall is None:  # run 1 of a recurring campaign whose schedule does not fit its own rule
             wall = _first_occurrence(campaign, zone or account["default_timezone"], now)
-        if wall is not None:
+        shared_zone = runs_zone(campaign, account)
+        if wall is not None and zone is None and shared_zone is not None:
+            # a contact_local campaign given one instant: each run is one instant too, the
+            # occurrence's time read where its rule was (the account's zone)
+            schedule = Schedule(instant=resolve_wall(wall, shared_zone)[0])
+        elif wall is not None:
             schedule = Schedule(wall=wall, wall_zone=zone)
         else:
             # A named zone reads a wall-clock schedule there for everyone; windows and quiet hours
@@ -167,6 +172,17 @@ def next_allowed(reason: Mapping[str, Any] | None, window: Mapping[str, Any] | N
     return plan.send_at if plan.send_at > now else None
 
 
+def runs_zone(campaign: Row, account: Row) -> str | None:
+    """The zone a recurring campaign's occurrences are one instant in for every contact: its own;
+    for a `contact_local` campaign scheduled at one instant (an offset given), the account's, where
+    its rule reads the days; None when each contact reads them in their own zone."""
+    if campaign["timezone"] != "contact_local":
+        return str(campaign["timezone"])
+    if campaign["scheduled_at"] is not None and campaign["scheduled_wall"] is None:
+        return str(account["default_timezone"])
+    return None
+
+
 def _first_occurrence(campaign: Row, zone_name: str, now: datetime) -> datetime | None:
     """For a recurring campaign scheduled on a day its rule skips (weekly on Mondays, scheduled on a
     Tuesday), the wall time of its first run that fits; None when the schedule fits (or no rule)."""
@@ -194,15 +210,16 @@ _LEAD = timedelta(hours=1)
 
 def next_run(
     campaign: Row, account: Row, first_wall: datetime, this_wall: datetime
-) -> tuple[datetime, datetime] | None:
-    """For a recurring campaign, the run after `this_wall`: (its wall time, when to plan it)."""
+) -> tuple[datetime, datetime, datetime | None] | None:
+    """For a recurring campaign, the run after `this_wall`: (its wall time, when to plan it, and
+    its instant when it is one for every contact)."""
     if not campaign["recurrence"]:
         return None
     following = next_occurrence(Recurrence.parse(campaign["recurrence"]), first_wall, this_wall)
     if following is None:
         return None
-    if campaign["timezone"] == "contact_local":
-        plan_at = following.at.replace(tzinfo=UTC) - _EARLIEST_OFFSET - _LEAD
-    else:
-        plan_at = resolve_wall(following.at, campaign["timezone"])[0].astimezone(UTC) - _LEAD
-    return following.at, plan_at
+    zone_name = runs_zone(campaign, account)
+    if zone_name is None:
+        return following.at, following.at.replace(tzinfo=UTC) - _EARLIEST_OFFSET - _LEAD, None
+    instant = resolve_wall(following.at, zone_name)[0].astimezone(UTC)
+    return following.at, instant - _LEAD, instant

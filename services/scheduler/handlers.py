@@ -128,9 +128,9 @@ class Handlers:
             context.first_wall,
         )
         if upcoming is not None:
-            occurs_wall, plan_at = upcoming
+            occurs_wall, plan_at, occurs_at = upcoming
             await deliveries.insert_pending_run(
-                conn, new_id("run"), campaign["id"], account["id"], seq + 1, occurs_wall, plan_at
+                conn, new_id("run"), campaign["id"], account["id"], seq + 1, occurs_wall, plan_at, occurs_at
             )
         log.info(
             "run.started",

@@ -63,8 +63,8 @@ INSERT INTO runs (id, campaign_id, account_id, seq, status, occurs_at, occurs_wa
 VALUES ($1, $2, $3, $4, 'planning', $5, $6, '') ON CONFLICT (campaign_id, seq) DO NOTHING RETURNING id
 """
 _INSERT_PENDING_RUN = """
-INSERT INTO runs (id, campaign_id, account_id, seq, status, occurs_wall, plan_at)
-VALUES ($1, $2, $3, $4, 'pending', $5, $6) ON CONFLICT (campaign_id, seq) DO NOTHING
+INSERT INTO runs (id, campaign_id, account_id, seq, status, occurs_wall, plan_at, occurs_at)
+VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7) ON CONFLICT (campaign_id, seq) DO NOTHING
 """
 _FIRST_WALL = "SELECT occurs_wall FROM runs WHERE campaign_id = $1 AND seq = 1"
 _DUE_RUNS = """
@@ -292,9 +292,11 @@ async def insert_pending_run(
     seq: int,
     occurs_wall: datetime,
     plan_at: datetime,
+    occurs_at: datetime | None = None,
 ) -> None:
-    """Record the next run of a recurring campaign, to be planned at `plan_at`."""
-    await conn.execute(_INSERT_PENDING_RUN, run_id, campaign_id, account_id, seq, occurs_wall, plan_at)
+    """Record the next run of a recurring campaign, to be planned at `plan_at` (`occurs_at`: its
+    instant, when it is one for every contact)."""
+    await conn.execute(_INSERT_PENDING_RUN, run_id, campaign_id, account_id, seq, occurs_wall, plan_at, occurs_at)
 
 
 async def first_wall(conn: Connection, campaign_id: str) -> datetime | None:

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.db.deliveries import PLAN_COLUMNS
 from shared.domain.recurrence import Occurrence, Recurrence, next_occurrence, occurrences
-from shared.planning import RunContext
+from shared.planning import RunContext, next_run, plan_contact
 
 
 def wall(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, us: int = 0) -> datetime:
@@ -237,3 +238,34 @@ def test_a_weekly_campaign_scheduled_on_a_day_its_rule_skips_runs_first_on_the_n
     fits = RunContext.build("run_1", _campaign(rule, wall(2026, 11, 30, 9)), _ACCOUNT, _NOW)
     once = RunContext.build("run_1", _campaign(None, wall(2026, 12, 1, 9)), _ACCOUNT, _NOW)
     assert (fits.first_wall, once.first_wall) == (wall(2026, 11, 30, 9), wall(2026, 12, 1, 9))
+
+
+def test_a_contact_local_campaign_given_one_instant_runs_at_one_instant_every_time():
+    # Daily from 2026-12-10T14:00Z, contact_local, an account in Kolkata (14:00Z is 19:30 there):
+    # every run is at 14:00Z for every contact, as run 1 is; not at 19:30 in each contact's zone
+    rule = Recurrence.parse({"frequency": "daily", "count": 3}).as_dict()
+    campaign = _campaign(rule, None) | {"timezone": "contact_local",
+                                        "scheduled_at": datetime(2026, 12, 10, 14, 0, tzinfo=UTC)}
+    account = _ACCOUNT | {"default_timezone": "Asia/Kolkata"}
+    first = RunContext.build("run_1", campaign, account, _NOW)
+    assert first.schedule.instant == datetime(2026, 12, 10, 14, 0, tzinfo=UTC)
+    upcoming = next_run(campaign, account, first.first_wall, first.first_wall)
+    assert upcoming is not None
+    occurs_wall, plan_at, occurs_at = upcoming
+    assert occurs_at == datetime(2026, 12, 11, 14, 0, tzinfo=UTC)
+    assert plan_at == occurs_at - timedelta(hours=1)
+    second = RunContext.build("run_2", campaign, account, _NOW, wall=occurs_wall)
+    contacts = [{"id": f"ct_{zone}", "email": None, "phone": "+12125550177", "timezone": zone, "metadata": {},
+                 "opted_out_sms": False, "opted_out_email": False, "opted_out_voice": False}
+                for zone in ("America/New_York", "Europe/London", "Asia/Tokyo")]
+    send_at = PLAN_COLUMNS.index("send_at")
+    assert {plan_contact(second, c)[send_at] for c in contacts} == {datetime(2026, 12, 11, 14, 0, tzinfo=UTC)}
+    # a contact_local campaign given a wall-clock time still reads each run in each contact's zone
+    walled = _campaign(rule, wall(2026, 12, 10, 9)) | {"timezone": "contact_local"}
+    upcoming = next_run(walled, account, wall(2026, 12, 10, 9), wall(2026, 12, 10, 9))
+    assert upcoming is not None
+    assert upcoming[2] is None
+    local = RunContext.build("run_2", walled, account, _NOW, wall=upcoming[0])
+    assert {plan_contact(local, c)[send_at] for c in contacts} == {
+        datetime(2026, 12, 11, 14, 0, tzinfo=UTC), datetime(2026, 12, 11, 9, 0, tzinfo=UTC),
+        datetime(2026, 12, 11, 0, 0, tzinfo=UTC)}
