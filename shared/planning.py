@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from shared.db.deliveries import PLAN_COLUMNS
 from shared.domain import quiet_hours
 from shared.domain.recurrence import Recurrence, next_occurrence
-from shared.domain.timeplan import Schedule, Unplannable, plan_send, resolve_wall
+from shared.domain.timeplan import Plan, Schedule, Unplannable, plan_send, resolve_wall
 from shared.domain.windows import SendingWindow
 from shared.domain.zones import ZoneChoice, resolve_zones, zone
 from shared.ids import new_id
@@ -23,6 +23,7 @@ _STATE = PLAN_COLUMNS.index("state")
 _SEND_AT = PLAN_COLUMNS.index("send_at")
 _REASON = PLAN_COLUMNS.index("plan_reason")
 _ADDRESS = PLAN_COLUMNS.index("to_address")
+_ERROR = PLAN_COLUMNS.index("error")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class RunContext:
     quiet_rules: quiet_hours.QuietTable | None  # None: no legal quiet hours apply
     now: datetime
     first_wall: datetime  # the run's wall-clock time (the base of a recurrence)
+    #: A recurring campaign's next run (its wall-clock time), and the zone its runs are one instant
+    #: in (None: each contact's own): a contact this run could reach only once that run has come is
+    #: left to it (skipped here), not sent the same message twice at once.
+    next_wall: datetime | None = None
+    runs_zone: str | None = None
     #: Per-run memo of `plan_for`: the plan depends only on (zones, rule) within one run.
     _plans: dict[tuple[ZoneChoice, quiet_hours.QuietRule | None], tuple[datetime, Any, str | None]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -60,9 +66,28 @@ class RunContext:
             except Unplannable as exc:
                 found = (self.now, None, f"no allowed send time: {exc}")
             else:
-                found = (plan.send_at, plan.reason, None)
+                found = (plan.send_at, plan.reason, self._superseded(plan, zones))
             self._plans[key] = found
         return found
+
+    def _superseded(self, plan: Plan, zones: ZoneChoice) -> str | None:
+        """Why a send planned so is skipped: the campaign's next run reaches the contact no later,
+        or an excluded day moved it to the next run's day (a daily campaign without weekends: its
+        Saturday and Sunday runs would go on Monday beside Monday's own); else None."""
+        if self.next_wall is None:
+            return None
+        names = (self.runs_zone,) if self.runs_zone else zones.zones
+        following = min(resolve_wall(self.next_wall, name)[0] for name in names)
+        send_at = plan.send_at
+        if send_at < following:
+            local = zone(str(plan.reason["zone"]))
+            moved_by_day = "excluded_day_skipped" in cast(list[str], plan.reason["adjustments"])
+            if not moved_by_day or send_at.astimezone(local).date() < following.astimezone(local).date():
+                return None
+        return (
+            f"its first allowed time, {send_at:%Y-%m-%dT%H:%M:%SZ}, is on or after the day of the campaign's"
+            f" next run ({following:%Y-%m-%dT%H:%M:%SZ}), which reaches the contact instead"
+        )
 
     @classmethod
     def build(
@@ -72,10 +97,12 @@ class RunContext:
         account: Row,
         now: datetime,
         wall: datetime | None = None,
+        next_wall: datetime | None = None,
     ) -> RunContext:
         """The context of a run of `campaign` planned at `now`: run 1 follows the campaign's
         schedule (a recurring one's first occurrence on or after it); a later run of a recurring
-        campaign is at its occurrence's `wall` time."""
+        campaign is at its occurrence's `wall` time. `next_wall`: the wall-clock time of the run
+        after this one, when there is one."""
         window = campaign["sending_window"] or {}
         zone = None if campaign["timezone"] == "contact_local" else campaign["timezone"]
         quiet = account["quiet_hours"] and campaign["channel"] in ("sms", "voice")
@@ -108,6 +135,8 @@ class RunContext:
             quiet_rules=quiet_hours.load_rules() if quiet else None,
             now=now,
             first_wall=wall or _wall_of(campaign, zone or account["default_timezone"], now),
+            next_wall=next_wall,
+            runs_zone=shared_zone,
         )
 
 
@@ -143,14 +172,14 @@ def plan_contact(ctx: RunContext, contact: Row) -> tuple[Any, ...]:
     )
 
 
-def replan_contact(ctx: RunContext, contact: Row) -> tuple[datetime, Any, str] | None:
+def replan_contact(ctx: RunContext, contact: Row) -> tuple[datetime, Any, str, str | None] | None:
     """For a released delivery whose contact moved since it was planned: (its new instant, plan
-    reason, the contact's address) when the run's plan for the contact as it is now falls after
-    `ctx.now`; None when it may go now (a contact now skipped is the dispatcher's to skip)."""
+    reason, the contact's address, and why it is skipped or None) when the run's plan for the
+    contact as it is now is to skip it or falls after `ctx.now`; None when it may go now."""
     row = plan_contact(ctx, contact)
-    if row[_STATE] != "planned" or row[_SEND_AT] <= ctx.now:
+    if row[_STATE] == "planned" and row[_SEND_AT] <= ctx.now:
         return None
-    return row[_SEND_AT], row[_REASON], row[_ADDRESS]
+    return row[_SEND_AT], row[_REASON], row[_ADDRESS], row[_ERROR]
 
 
 def next_allowed(reason: Mapping[str, Any] | None, window: Mapping[str, Any] | None, now: datetime) -> datetime | None:

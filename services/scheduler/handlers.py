@@ -185,7 +185,8 @@ class Handlers:
         """Plan (in the caller's transaction) the run's next `limit` contacts after its cursor
         `planned_through`, and move the cursor on (or mark it planned, when that was the last)."""
         wall = run["occurs_wall"] if run["seq"] > 1 else None
-        context = RunContext.build(run["id"], campaign, account, self._clock(), wall=wall)
+        following = await deliveries.run_wall(conn, campaign["id"], run["seq"] + 1) if campaign["recurrence"] else None
+        context = RunContext.build(run["id"], campaign, account, self._clock(), wall=wall, next_wall=following)
         contacts = await deliveries.recipients_after(
             conn, account["id"], campaign["id"], campaign["group_ids"], run["planned_through"] or "", limit
         )

@@ -188,7 +188,8 @@ async def _follow_contacts(conn: Connection, rows: list[asyncpg.Record], now: da
     """Plan again, as their run plans a contact, the released deliveries whose contact moved since
     (another phone or email, or a time zone of their own): those whose instant is now later go back
     to planned at it (a contact now in another zone gets the campaign's time in that zone, within
-    its window and quiet hours there); the rest, returned, are sent now."""
+    its window and quiet hours there), those the run would now skip are skipped (with why); the
+    rest, returned, are sent now."""
     moved = [r["id"] for r in rows if r["contact_moved"]]
     if not moved:
         return rows
@@ -207,13 +208,16 @@ async def _follow_contacts(conn: Connection, rows: list[asyncpg.Record], now: da
             if campaign is None or account is None:
                 continue
             wall = found["occurs_wall"] if found["seq"] > 1 else None
-            context = contexts[found["run_id"]] = RunContext.build(found["run_id"], campaign, account, now, wall=wall)
+            context = contexts[found["run_id"]] = RunContext.build(
+                found["run_id"], campaign, account, now, wall=wall, next_wall=found["next_wall"]
+            )
         plan = replan_contact(context, found)
         if plan is not None:
             plans.append((found["delivery_id"], *plan))
     await deliveries.replan(conn, plans)
     if plans:
-        log.info("deliveries.replanned", count=len(plans), reason="the contact moved since it was planned")
+        skipped = sum(1 for p in plans if p[-1] is not None)
+        log.info("deliveries.replanned", count=len(plans), skipped=skipped, reason="the contact moved since planned")
     later = {p[0] for p in plans}
     return [r for r in rows if r["id"] not in later]
 

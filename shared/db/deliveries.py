@@ -67,6 +67,7 @@ INSERT INTO runs (id, campaign_id, account_id, seq, status, occurs_wall, plan_at
 VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7) ON CONFLICT (campaign_id, seq) DO NOTHING
 """
 _FIRST_WALL = "SELECT occurs_wall FROM runs WHERE campaign_id = $1 AND seq = 1"
+_RUN_WALL = "SELECT occurs_wall FROM runs WHERE campaign_id = $1 AND seq = $2"
 _DUE_RUNS = """
 SELECT r.id, r.campaign_id, r.seq, r.occurs_wall FROM runs r
 WHERE r.status = 'pending' AND r.plan_at <= $1
@@ -138,16 +139,17 @@ RETURNING d.id, d.campaign_id, d.account_id, d.channel, d.send_at, d.plan_reason
 #: What planning a released delivery again takes: its run, and its contact as planning reads one.
 _REPLAN_INPUTS = """
 SELECT d.id AS delivery_id, d.run_id, d.campaign_id, d.account_id, r.seq, r.occurs_wall,
+       (SELECT n.occurs_wall FROM runs n WHERE n.campaign_id = d.campaign_id AND n.seq = r.seq + 1) AS next_wall,
        ct.id, ct.email, ct.phone, ct.timezone, ct.metadata, ct.opted_out_sms, ct.opted_out_email, ct.opted_out_voice
 FROM deliveries d JOIN runs r ON r.id = d.run_id JOIN contacts ct ON ct.id = d.contact_id
 WHERE d.id = ANY($1::text[])
 """
 _REPLAN = """
-UPDATE deliveries d SET state = 'planned', queued_at = NULL, send_at = u.at, to_address = u.address,
-    updated_at = now(),
-    plan_reason = u.reason || jsonb_build_object('replanned_from', d.send_at,
-                                                 'replanned_because', 'the contact moved since it was planned')
-FROM unnest($1::text[], $2::timestamptz[], $3::jsonb[], $4::text[]) AS u(id, at, reason, address)
+UPDATE deliveries d SET state = CASE WHEN u.error IS NULL THEN 'planned' ELSE 'skipped' END, error = u.error,
+    queued_at = NULL, send_at = u.at, to_address = u.address, updated_at = now(),
+    plan_reason = COALESCE(u.reason, '{}'::jsonb) || jsonb_build_object(
+        'replanned_from', d.send_at, 'replanned_because', 'the contact moved since it was planned')
+FROM unnest($1::text[], $2::timestamptz[], $3::jsonb[], $4::text[], $5::text[]) AS u(id, at, reason, address, error)
 WHERE d.id = u.id
 """
 _DEFER = """
@@ -299,6 +301,12 @@ async def insert_pending_run(
     await conn.execute(_INSERT_PENDING_RUN, run_id, campaign_id, account_id, seq, occurs_wall, plan_at, occurs_at)
 
 
+async def run_wall(conn: Connection, campaign_id: str, seq: int) -> datetime | None:
+    """The wall-clock time of a campaign's run number `seq`, when it is recorded."""
+    wall: datetime | None = await conn.fetchval(_RUN_WALL, campaign_id, seq)
+    return wall
+
+
 async def first_wall(conn: Connection, campaign_id: str) -> datetime | None:
     """The wall-clock time of a campaign's first run."""
     wall: datetime | None = await conn.fetchval(_FIRST_WALL, campaign_id)
@@ -387,9 +395,11 @@ async def replan_inputs(conn: Connection, delivery_ids: Sequence[str]) -> list[a
     return list(await conn.fetch(_REPLAN_INPUTS, list(delivery_ids)))
 
 
-async def replan(conn: Connection, plans: Sequence[tuple[str, datetime, dict[str, Any], str]]) -> None:
-    """Send released deliveries back to planned: (id, new instant, new plan reason, the contact's
-    address now) each."""
+async def replan(
+    conn: Connection, plans: Sequence[tuple[str, datetime, dict[str, Any] | None, str, str | None]]
+) -> None:
+    """Send released deliveries back to planned, or skip them: (id, new instant, new plan reason,
+    the contact's address now, why it is skipped or None) each."""
     if plans:
         await conn.execute(_REPLAN, *(list(column) for column in zip(*plans, strict=True)))
 

@@ -3,7 +3,7 @@ surviving a scheduler restart; the scheduler's clock runs 10 simulated hours per
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -140,3 +140,34 @@ async def test_a_recurrence_that_ends_before_it_starts_is_refused(http, system, 
                               {**base, "scheduled_at": "2027-03-10T09:00:00Z", "timezone": "Asia/Tokyo",
                                "recurrence": {"frequency": "daily", "until": "2027-03-10"}})
     assert status == 201, body
+
+
+async def test_a_daily_run_on_an_excluded_day_is_left_to_the_next_run(http, system, account, fake_twilio, db):
+    # Given a daily campaign at 09:00 each contact's time whose window excludes tomorrow, its first day
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    phone = "+447400" + new_phone()[-6:]
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "A"})
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        {"name": "Weekdays", "type": "sms", "agent_id": agent["id"], "message_template": "Hi",
+         "contacts": [{"phone": phone, "timezone": "Etc/UTC"}], "scheduled_at": f"{tomorrow}T09:00:00",
+         "timezone": "contact_local", "sending_window": {"excluded_days": [tomorrow.strftime("%A")]},
+         "recurrence": {"frequency": "daily", "count": 2}, "status": "scheduled"},
+    )
+    assert status == 201, body
+
+    # Then run 1, which the window would move to the next day beside run 2's own send, is skipped
+    # for its contact (with why), and run 2 stays to come: one message, not two at once
+    async def run_one():
+        return await db.fetchrow(
+            "SELECT d.* FROM deliveries d JOIN runs r ON r.id = d.run_id WHERE r.campaign_id = $1 AND r.seq = 1",
+            body["id"],
+        )
+
+    delivery = await wait_until(run_one, message="run 1 planned")
+    assert delivery["state"] == "skipped"
+    assert "next run" in delivery["error"], delivery["error"]
+    runs = await db.fetch("SELECT seq, status FROM runs WHERE campaign_id = $1 ORDER BY seq", body["id"])
+    assert [(r["seq"], r["status"]) for r in runs][1] == (2, "pending")
+    assert fake_twilio.sent_to(phone) == []
+    await call(http, "POST", f"{system.api_url}/campaigns/{body['id']}/cancel", account.headers)

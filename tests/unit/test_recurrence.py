@@ -269,3 +269,32 @@ def test_a_contact_local_campaign_given_one_instant_runs_at_one_instant_every_ti
     assert {plan_contact(local, c)[send_at] for c in contacts} == {
         datetime(2026, 12, 11, 14, 0, tzinfo=UTC), datetime(2026, 12, 11, 9, 0, tzinfo=UTC),
         datetime(2026, 12, 11, 0, 0, tzinfo=UTC)}
+
+
+def test_a_run_whose_window_moves_a_contact_past_the_next_run_leaves_them_to_it():
+    # Daily at 09:00 each contact's time, weekends excluded: Saturday's and Sunday's runs would go
+    # on Monday, beside Monday's own: they are skipped instead; Friday's goes on Friday; the last
+    # run, with none after it, still waits for Monday
+    rule = Recurrence.parse({"frequency": "daily", "count": 7}).as_dict()
+    campaign = _campaign(rule, wall(2026, 12, 8, 9)) | {
+        "timezone": "contact_local", "sending_window": {"excluded_days": ["Saturday", "Sunday"]}}
+    contact = {"id": "ct_1", "email": None, "phone": "+447400123456", "timezone": "Asia/Tokyo", "metadata": {},
+               "opted_out_sms": False, "opted_out_email": False, "opted_out_voice": False}
+    now = datetime(2026, 12, 8, 0, 0, tzinfo=UTC)
+    state, send_at, error = (PLAN_COLUMNS.index(c) for c in ("state", "send_at", "error"))
+
+    def planned(this: datetime, following: datetime | None, rules=campaign) -> tuple[str, datetime, str | None]:
+        row = plan_contact(RunContext.build("run", rules, _ACCOUNT, now, wall=this, next_wall=following), contact)
+        return row[state], row[send_at], row[error]
+
+    friday = planned(wall(2026, 12, 11, 9), wall(2026, 12, 12, 9))
+    assert friday == ("planned", datetime(2026, 12, 11, 0, 0, tzinfo=UTC), None)
+    for saturday_or_sunday in (planned(wall(2026, 12, 12, 9), wall(2026, 12, 13, 9)),
+                               planned(wall(2026, 12, 13, 9), wall(2026, 12, 14, 9))):
+        assert saturday_or_sunday[0] == "skipped"
+        assert "next run" in saturday_or_sunday[2]
+    last = planned(wall(2026, 12, 13, 9), None)  # (the window has no hours: Monday opens at midnight)
+    assert last == ("planned", datetime(2026, 12, 13, 15, 0, tzinfo=UTC), None)
+    # a weekly campaign's Saturday run moved to Monday is still well before the next Saturday's
+    weekly = campaign | {"recurrence": Recurrence.parse({"frequency": "weekly", "count": 3}).as_dict()}
+    assert planned(wall(2026, 12, 12, 9), wall(2026, 12, 19, 9), weekly)[0] == "planned"
