@@ -37,7 +37,7 @@ from shared.domain.phone import InvalidPhone, to_e164
 from shared.domain.recurrence import Recurrence
 from shared.domain.sms import template_too_long
 from shared.domain.templating import TemplateError, check_budget
-from shared.domain.windows import SendingWindow
+from shared.domain.windows import SendingWindow, parse_weekday
 from shared.domain.zones import is_valid_zone
 from shared.errors import Invalid
 
@@ -78,6 +78,17 @@ class SendingWindowIn(_Strict):
     start_hour: StrictInt | None = Field(default=None, ge=0, le=23)
     end_hour: StrictInt | None = Field(default=None, ge=0, le=24)
     excluded_days: list[str] = Field(default_factory=list)
+
+    @field_validator("excluded_days")
+    @classmethod
+    def _day_names(cls, days: list[str]) -> list[str]:
+        """Day names checked here, beside the hours (so that one answer names both)."""
+        for day in days:
+            try:
+                parse_weekday(day, "excluded_days")
+            except ValueError as exc:
+                raise ValueError(str(exc).removeprefix("excluded_days: ")) from None
+        return days
 
 
 class ContactIn(BaseModel):
@@ -365,7 +376,7 @@ def pydantic_details(exc: ValidationError, model: type[BaseModel] | None = None)
                 path += f"[{part}]"
             elif part not in ("str", "ContactIn", "int") and not str(part).startswith("function"):
                 path += ("." if path else "") + str(part)
-        reason = error["msg"]
+        reason = str(error["msg"]).removeprefix("Value error, ")  # (our validators' own words)
         if error["type"] == "extra_forbidden":
             reason = unknown_field_reason(str(error["loc"][-1]), known_names(model) if model else set())
         details.append({"field": path or "body", "reason": reason})
@@ -707,9 +718,10 @@ def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None =
     if recurrence is not None:
         try:
             rule = Recurrence.parse(recurrence)
-        except ValueError as exc:
-            name, _, reason = str(exc).partition(":")
-            bad("recurrence." + name.strip() if reason else "recurrence", reason.strip() or str(exc))
+        except ValueError:
+            for problem in Recurrence.problems(recurrence):
+                name, _, reason = problem.partition(":")
+                bad("recurrence." + name.strip() if reason else "recurrence", reason.strip() or problem)
         else:
             recurrence = rule.as_dict()
             first = _first_day(scheduled_at, scheduled_wall, timezone, now or datetime.now(UTC))

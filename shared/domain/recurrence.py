@@ -73,6 +73,35 @@ class Recurrence:
             count=_optional_whole(value.get("count"), "count"),
         )
 
+    @classmethod
+    def problems(cls, value: Mapping[str, object] | str) -> list[str]:
+        """Every problem `parse` finds in `value`, "field: reason" each: each field is read on its
+        own beside the frequency (`parse` stops at the first), so one answer can name them all."""
+        try:
+            cls.parse(value)
+        except ValueError as exc:
+            first = str(exc)
+        else:
+            return []
+        if isinstance(value, str) or not isinstance(value, Mapping):
+            return [first]
+        found: list[str] = []
+        frequency = value.get("frequency", value.get("type"))
+        try:
+            cls.parse({"frequency": frequency})
+        except ValueError as exc:
+            found.append(str(exc))
+            frequency = None
+        fields = {"interval": "daily", "weekdays": "weekly", "days": "weekly", "month_day": "monthly",
+                  "day_of_month": "monthly", "until": "daily", "count": "daily"}  # fmt: skip
+        for name, fits in fields.items():
+            if name in value:
+                try:
+                    cls.parse({"frequency": frequency or fits, name: value[name]})
+                except ValueError as exc:
+                    found.append(str(exc))
+        return list(dict.fromkeys(found)) or [first]
+
     def as_dict(self) -> dict[str, object]:
         """The rule as API-shaped JSON."""
         return {

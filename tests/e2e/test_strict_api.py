@@ -366,3 +366,32 @@ async def test_a_name_of_spaces_is_a_422_and_a_name_is_kept_without_the_spaces_a
     assert (status, made["name"]) == (201, "Spring"), made
     status, error = await call(http, "PATCH", f"{system.api_url}{path}/{made['id']}", account.headers, {"name": " "})
     assert (status, [d["field"] for d in error["error"]["details"]]) == (422, ["name"]), error
+
+
+async def test_every_bad_field_inside_an_object_is_reported_too(http, system, account, agent_id, db):
+    # a recurrence with four bad fields, a window with bad hours and a bad day: each is named
+    status, body = await call(
+        http, "POST", system.api_url + "/campaigns", account.headers,
+        _sms(agent_id, recurrence={"frequency": "weekly", "interval": 0, "weekdays": ["funday"], "month_day": 32,
+                                   "count": 0},
+             sending_window={"start_hour": 25, "excluded_days": ["Caturday"]}),
+    )
+    assert status == 422, body
+    fields = {d["field"]: d["reason"] for d in body["error"]["details"]}
+    assert set(fields) == {"recurrence.interval", "recurrence.weekdays", "recurrence.month_day", "recurrence.count",
+                           "sending_window.start_hour", "sending_window.excluded_days"}, fields
+    assert fields["sending_window.excluded_days"] == "unknown day 'Caturday'"
+    assert await _campaigns(db, account) == 0
+    # the account's settings: a null, a zone that is none, and a field it does not have
+    status, body = await call(http, "PATCH", system.api_url + "/account", account.headers,
+                              {"quiet_hours": None, "default_timezone": "localtime", "balance": "1000"})
+    assert status == 422, body
+    fields = {d["field"]: d["reason"] for d in body["error"]["details"]}
+    assert set(fields) == {"quiet_hours", "default_timezone", "balance"}, fields
+    assert fields["default_timezone"] == "not an IANA time zone name"
+    assert not fields["quiet_hours"].startswith("Value error")
+    # a webhook endpoint with a URL of another scheme and no events
+    status, body = await call(http, "POST", system.api_url + "/webhook-endpoints", account.headers,
+                              {"url": "ftp://x/y", "events": []})
+    assert status == 422, body
+    assert {d["field"] for d in body["error"]["details"]} == {"url", "events"}, body

@@ -44,6 +44,14 @@ class AccountPatch(BaseModel):
             raise ValueError("may not be null: leave the field out to keep the account's setting")
         return value
 
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        """Checked here, beside the other fields (so that one answer names every bad one)."""
+        if not is_valid_zone(value):
+            raise ValueError("not an IANA time zone name")
+        return value
+
 
 class KeyIn(BaseModel):
     """`POST /api-keys`: no field yet (an empty body, or `{}`); any key sent is a 422 naming it."""
@@ -121,9 +129,7 @@ async def view(pool: asyncpg.Pool, account_id: str) -> dict[str, Any]:
 
 
 async def update(pool: asyncpg.Pool, account_id: str, patch: AccountPatch) -> dict[str, Any]:
-    """Change the default time zone and the legal quiet-hours policy."""
-    if patch.default_timezone is not None and not is_valid_zone(patch.default_timezone):
-        raise Invalid("bad time zone", details=[{"field": "default_timezone", "reason": "not an IANA time zone name"}])
+    """Change the default time zone and the legal quiet-hours policy (both checked by `AccountPatch`)."""
     await senders.update_account(pool, account_id, patch.default_timezone, patch.quiet_hours)
     return await view(pool, account_id)
 

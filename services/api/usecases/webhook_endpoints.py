@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from shared.db import webhooks as db
 from shared.domain.times import iso
@@ -27,6 +27,11 @@ class EndpointIn(BaseModel):
     url: str = Field(min_length=1, max_length=2000, description="An http(s) URL at a public address")
     events: list[str] = Field(min_length=1, max_length=len(EVENTS) + 1, description=f"Of {', '.join(EVENTS)}; or '*'")
 
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        return _http_url(url)
+
 
 class EndpointPatch(BaseModel):
     """`PATCH /webhook-endpoints/{id}`: its URL, events, or `enabled` (enabling one the platform
@@ -38,18 +43,29 @@ class EndpointPatch(BaseModel):
     events: list[str] | None = Field(default=None, min_length=1, max_length=len(EVENTS) + 1)
     enabled: StrictBool | None = None
 
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str | None) -> str | None:
+        return None if url is None else _http_url(url)
+
+
+def _http_url(url: str) -> str:
+    """The scheme checked with the other fields (one answer names every bad one); where it points,
+    by `_check`, once they are all right."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("must be an http(s) URL")
+    return url
+
 
 async def _check(outbound: OutboundPolicy, url: str | None, events: list[str] | None) -> None:
-    """422 naming a URL that is not http(s) or not reachable from here, and each unknown event."""
+    """422 naming a URL not reachable from here (its scheme is checked by the models), and each
+    unknown event."""
     errors: list[dict[str, str]] = []
     if url is not None:
-        if not url.startswith(("http://", "https://")):
-            errors.append({"field": "url", "reason": "must be an http(s) URL"})
-        else:
-            try:
-                await outbound.check_url(url)
-            except OutboundRefused as exc:
-                errors.append({"field": "url", "reason": f"not reachable from here: {exc}"})
+        try:
+            await outbound.check_url(url)
+        except OutboundRefused as exc:
+            errors.append({"field": "url", "reason": f"not reachable from here: {exc}"})
     for name in unknown_events(events or []):
         errors.append({"field": "events", "reason": f"unknown event {name!r} (one of {', '.join(EVENTS)}, or '*')"})
     if errors:
