@@ -32,7 +32,7 @@ from shared.db.pool import connect
 from shared.sandbox import smtp as sandbox_smtp_server
 from shared.sandbox.smtp import SandboxSmtp
 from shared.sandbox.twilio import FakeTwilio, bound_port, serve
-from tests.support import LoopThread, Service, free_port, wait_until
+from tests.support import AgentEndpoint, LoopThread, Service, free_port, wait_until
 
 for _var in ("TWILIO_EDGE", "TWILIO_REGION"):
     os.environ.pop(_var, None)
@@ -341,3 +341,13 @@ def texting(system: System, fake_twilio: FakeTwilio) -> Any:
         return await asyncio.wrap_future(future)
 
     return text
+
+
+@pytest.fixture
+async def agent_endpoint() -> AsyncIterator[AgentEndpoint]:
+    """A `webhook` and `llm` agent's endpoint on this machine that answers "Sure." and keeps what
+    it is sent (`AgentEndpoint`)."""
+    endpoint = AgentEndpoint()
+    await endpoint.start()
+    yield endpoint
+    await endpoint.stop()

@@ -131,6 +131,50 @@ class Service:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+class AgentEndpoint:
+    """An agent's endpoint on this machine, on the test's own loop: `/agent` plays a `webhook`
+    agent (answers `{"reply": answer}`), `/v1/chat/completions` an OpenAI-compatible `llm` one
+    (answers `answer` as the first choice). Each request's JSON body is kept in `seen`, in order."""
+
+    def __init__(self, answer: str = "Sure.") -> None:
+        self.answer = answer
+        self.seen: list[dict[str, Any]] = []
+        self._runner: Any = None
+        self.port = 0
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/agent"
+
+    @property
+    def llm_base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def start(self) -> None:
+        from aiohttp import web
+
+        async def webhook(request: web.Request) -> web.Response:
+            self.seen.append(await request.json())
+            return web.json_response({"reply": self.answer})
+
+        async def completions(request: web.Request) -> web.Response:
+            self.seen.append(await request.json())
+            return web.json_response({"choices": [{"message": {"role": "assistant", "content": self.answer}}]})
+
+        app = web.Application()
+        app.router.add_post("/agent", webhook)
+        app.router.add_post("/v1/chat/completions", completions)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
 _numbers = iter(range(int(time.time() * 1000) % 9_000_000, 10**9))
 
 

@@ -149,8 +149,8 @@ async def agent_answer(request: web.Request, pool: asyncpg.Pool, delivery: async
     contact = await calls.contact(pool, delivery["contact_id"])
     if agent is None or contact is None:
         return None
-    history = [dict(r) for r in await tracking.history(pool, delivery["contact_id"], delivery["campaign_id"])]
-    reply = await agents.answer(request.app["http"], agent, dict(contact), history)
+    conversation = await agents.conversation_of(pool, delivery)
+    reply = await agents.answer(request.app["http"], agent, dict(contact), conversation)
     if not reply:
         return None
     return await _paid_reply(pool, delivery, agent, reply)

@@ -167,8 +167,8 @@ async def _agent_answer(request: web.Request, pool: asyncpg.Pool, delivery: asyn
     contact = await calls.contact(pool, delivery["contact_id"])
     if agent is None or contact is None:
         return None
-    history = [dict(r) for r in await tracking.history(pool, delivery["contact_id"], delivery["campaign_id"])]
-    reply = await agents.answer(request.app["http"], agent, dict(contact), history, timeout=AGENT_TIMEOUT)
+    conversation = await agents.conversation_of(pool, delivery)
+    reply = await agents.answer(request.app["http"], agent, dict(contact), conversation, timeout=AGENT_TIMEOUT)
     if reply and record:
         await tracking.add_message(pool, new_id("message"), delivery, "out", reply, None, "agent")
         log.info("agent.answered", delivery_id=delivery["id"], agent_id=agent["id"], mode=agent["mode"])

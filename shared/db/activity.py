@@ -9,6 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from shared.db.connection import Executor
+from shared.db.tracking import CAMPAIGN_SENDS
 
 # Bounded by `since`: at most the chart's buckets are returned.
 _BUCKETS = """
@@ -36,28 +37,15 @@ SELECT count(*) AS waiting,
        min(send_at) FILTER (WHERE plan_reason -> 'adjustments' ? 'quiet_hours_moved') AS quiet_hours_end_at
 FROM deliveries WHERE campaign_id = $1 AND state = 'planned' AND send_at > $2
 """
-#: The sends of the campaign to a contact shown in its conversation (`d`, of contact `{contact}`):
-#: each send's message, but a call's opening the tracker recorded as the agent's first message on
-#: the call, when it was answered (services/tracker/voice.py): the conversation holds it already.
-#: An answer of the agent's later in the call is no opening, whatever it says.
-_SHOWN_SENDS = """
-d.campaign_id = $1 AND d.contact_id = {contact} AND d.sent_at IS NOT NULL AND d.rendered IS NOT NULL
-  AND NOT EXISTS (
-      SELECT 1 FROM (
-          SELECT m.author, m.body FROM messages m
-          WHERE m.campaign_id = $1 AND m.contact_id = {contact} AND m.delivery_id = d.id AND m.direction = 'out'
-          ORDER BY m.created_at, m.id LIMIT 1
-      ) AS first_out
-      WHERE d.channel = 'voice' AND first_out.author = 'agent' AND first_out.body = d.rendered
-  )
-"""
+#: The campaign's sends to each contact of `_CONVERSATIONS`, as its conversation shows them.
+_SENDS_TO_EACH = CAMPAIGN_SENDS.format(campaign="$1", contact="m.contact_id")
 #: Each contact's messages as its conversation shows them (the campaign's sends, then what was
 #: said), those from the contact (`incoming`, keywords too), and `replied`: their deliveries of the
 #: campaign with a reply, as the results count `replied` (a keyword, STOP, HELP or START, is no
 #: reply there).
 _CONVERSATIONS = f"""
 SELECT m.contact_id, c.phone, c.email, c.first_name, c.last_name,
-       count(*) + (SELECT count(*) FROM deliveries d WHERE {_SHOWN_SENDS.format(contact="m.contact_id")}) AS messages,
+       count(*) + (SELECT count(*) FROM deliveries d WHERE {_SENDS_TO_EACH}) AS messages,
        count(*) FILTER (WHERE m.direction = 'in') AS incoming, max(m.created_at) AS last_at,
        (SELECT count(*) FROM deliveries d
         WHERE d.campaign_id = $1 AND d.contact_id = m.contact_id AND d.replied_at IS NOT NULL) AS replied
@@ -75,7 +63,7 @@ ORDER BY m.created_at, m.direction = 'out', m.id LIMIT 500
 _SENT_TO_CONTACT = f"""
 SELECT d.id, 'out' AS direction, 'campaign' AS author, d.rendered AS body, d.channel, d.sent_at AS created_at,
        NULL::text AS error
-FROM deliveries d WHERE {_SHOWN_SENDS.format(contact="$2")}
+FROM deliveries d WHERE {CAMPAIGN_SENDS.format(campaign="$1", contact="$2")}
 ORDER BY d.sent_at LIMIT 50
 """  # noqa: S608 (constants)
 _INLINE_ADDRESSES = """

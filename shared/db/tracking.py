@@ -123,12 +123,36 @@ _SAID_ON_CALL = """
 SELECT EXISTS (SELECT 1 FROM messages WHERE contact_id = $1 AND delivery_id = $2 AND provider_id = $3
                AND direction = 'out' AND author = 'agent')
 """
-#: What the contact saw: a reply kept but not sent (`error`) is left out.
-_HISTORY = """
-SELECT direction, author, body FROM messages
-WHERE contact_id = $1 AND campaign_id IS NOT DISTINCT FROM $2 AND error IS NULL
-ORDER BY created_at, direction = 'out', id
+#: The campaign's sends to a contact, as its conversation holds them (`d`, of campaign `{campaign}`
+#: and contact `{contact}`): each send's message, but a call's opening the tracker recorded as the
+#: agent's first message on the call, when it was answered (services/tracker/voice.py): the
+#: conversation holds it already. An answer of the agent's later in the call is no opening, whatever
+#: it says. The dashboard shows these (shared/db/activity.py) and the agents are given them.
+CAMPAIGN_SENDS = """
+d.campaign_id = {campaign} AND d.contact_id = {contact} AND d.sent_at IS NOT NULL AND d.rendered IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM (
+          SELECT m.author, m.body FROM messages m
+          WHERE m.campaign_id = {campaign} AND m.contact_id = {contact} AND m.delivery_id = d.id
+            AND m.direction = 'out'
+          ORDER BY m.created_at, m.id LIMIT 1
+      ) AS first_out
+      WHERE d.channel = 'voice' AND first_out.author = 'agent' AND first_out.body = d.rendered
+  )
 """
+#: What the contact saw, oldest first: the campaign's message (each run's, as `campaign` out), then
+#: what was said; a send and a message at the same instant, the send first. A reply kept but not
+#: sent (`error`) is left out.
+_HISTORY = f"""
+SELECT h.direction, h.author, h.body FROM (
+    SELECT 'out' AS direction, 'campaign' AS author, d.rendered AS body, d.sent_at AS at, 0 AS said, d.id
+    FROM deliveries d WHERE {CAMPAIGN_SENDS.format(campaign="$2", contact="$1")}
+    UNION ALL
+    SELECT m.direction, m.author, m.body, m.created_at, 1, m.id FROM messages m
+    WHERE m.contact_id = $1 AND m.campaign_id = $2 AND m.error IS NULL
+) AS h
+ORDER BY h.at, h.said, h.direction = 'out', h.id
+"""  # noqa: S608 (constants)
 
 
 async def latest_delivery_to(conn: Connection, address: str, channel: str) -> asyncpg.Record | None:
@@ -186,8 +210,10 @@ async def said_on_call(conn: Executor, delivery: Any, call_sid: str) -> bool:
     return bool(await conn.fetchval(_SAID_ON_CALL, delivery["contact_id"], delivery["id"], call_sid))
 
 
-async def history(conn: Executor, contact_id: str, campaign_id: str | None) -> list[asyncpg.Record]:
-    """The conversation with a contact within one campaign as the contact saw it, oldest first."""
+async def history(conn: Executor, contact_id: str, campaign_id: str) -> list[asyncpg.Record]:
+    """The conversation with a contact within one campaign as the contact saw it, oldest first,
+    from the campaign's own message on (`direction`, `author`: `campaign`, `contact`, `agent` or
+    `system`, `body`)."""
     return await conn.fetch(_HISTORY, contact_id, campaign_id)
 
 

@@ -150,3 +150,33 @@ async def test_an_agents_email_answer_is_charged_as_an_email_and_given_back_when
     assert (text, cost) == ("Welcome aboard!", None)
     assert error.startswith("not sent: "), error
     assert await db.fetchval(money, account.id) == before - price
+
+
+async def test_an_llm_agent_is_given_the_emails_message_as_the_assistants_before_the_reply(
+    http, system, account, sandbox_smtp, agent_endpoint
+):
+    # Given an email campaign asking a question, whose agent is an LLM
+    address = new_email("ann")
+    agent_endpoint.answer = "Great, Tuesday at 10 it is."
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {
+        "name": "Riley", "instructions": "Book meetings.", "mode": "llm",
+        "settings": {"base_url": agent_endpoint.llm_base_url, "model": "small"}})
+    assert status == 201, agent
+    campaign_id = await launch(http, system, account, agent_id=agent["id"],
+                               contacts=[{"email": address, "first_name": "Ann"}],
+                               message_template="Can we meet on Tuesday, {{ first_name }}?")
+    await finished(http, system, account, campaign_id)
+    sent = one_mail(sandbox_smtp, address)
+    # When the contact answers the email
+    status, body = await _post(http, system, _reply(sent.header("Message-ID"), address, "Yes Tuesday works"))
+    assert (status, body["result"]) == (200, "replied"), body
+    # Then the LLM read the campaign's message as the assistant's, then the reply as the user's
+    [request] = agent_endpoint.seen
+    assert request["messages"] == [
+        {"role": "system", "content": "Book meetings."},
+        {"role": "assistant", "content": "Can we meet on Tuesday, Ann?"},
+        {"role": "user", "content": "Yes Tuesday works"},
+    ]
+    # And its answer went back by email
+    [answer] = sandbox_smtp.sent_to(address)[1:]
+    assert "Great, Tuesday at 10 it is." in answer.message.get_body(preferencelist=("plain",)).get_content()

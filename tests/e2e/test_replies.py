@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import call, new_phone, wait_until
+from tests.support import call, new_phone, results_when, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -181,5 +181,47 @@ async def test_the_llm_agent_gets_the_conversation_and_its_answer_goes_back(http
         await runner.cleanup()
     assert seen[0]["auth"] == "Bearer k-123"
     assert seen[0]["model"] == "small"
-    assert seen[0]["messages"][0] == {"role": "system", "content": "Book appointments."}
-    assert seen[0]["messages"][-1] == {"role": "user", "content": "Is Tuesday possible?"}
+    assert seen[0]["messages"] == [
+        {"role": "system", "content": "Book appointments."},
+        {"role": "assistant", "content": "When suits you?"},  # the campaign's message, which the contact answers
+        {"role": "user", "content": "Is Tuesday possible?"},
+    ]
+
+
+async def test_a_webhook_agent_is_posted_the_campaigns_message_first_and_the_campaign(
+    http, system, account, texting, agent_endpoint
+):
+    """Given an SMS campaign that sent "Hi Wen" and a `webhook` agent, the conversation POSTed when
+    the contact answers starts with that message, names the campaign and its channel, and keeps
+    the agent's answers in order."""
+    phone = new_phone()
+    agent_endpoint.answer = "It is noon."
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers,
+                               {"name": "Hook", "instructions": "Tell the time.", "mode": "webhook",
+                                "settings": {"url": agent_endpoint.webhook_url, "secret": "s3"}})
+    assert status == 201, agent
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              {"name": "time", "type": "sms", "agent_id": agent["id"],
+                               "contacts": [{"phone": phone, "first_name": "Wen"}],
+                               "message_template": "Hi {{ first_name }}", "status": "scheduled"})
+    assert status == 201, body
+    await results_when(http, system.api_url, account.headers, body["id"], lambda r: r["delivered"] == 1)
+
+    assert await texting(phone, "What time is it?") == "It is noon."
+    assert await texting(phone, "Thanks") == "It is noon."
+
+    first, second = agent_endpoint.seen
+    assert first["campaign"] == {"id": body["id"], "channel": "sms"}
+    assert first["messages"] == [
+        {"direction": "out", "author": "campaign", "body": "Hi Wen"},
+        {"direction": "in", "author": "contact", "body": "What time is it?"},
+    ]
+    assert second["messages"] == [
+        {"direction": "out", "author": "campaign", "body": "Hi Wen"},
+        {"direction": "in", "author": "contact", "body": "What time is it?"},
+        {"direction": "out", "author": "agent", "body": "It is noon."},
+        {"direction": "in", "author": "contact", "body": "Thanks"},
+    ]
+    # (the keys it carried before are kept)
+    assert first["agent"] == {"id": agent["id"], "name": "Hook", "instructions": "Tell the time."}
+    assert (first["contact"]["phone"], first["contact"]["first_name"]) == (phone, "Wen")

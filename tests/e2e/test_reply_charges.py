@@ -126,7 +126,7 @@ async def test_a_reply_the_balance_cannot_cover_is_not_sent_but_compliance_answe
     await db.execute("UPDATE accounts SET balance = 1.0000 WHERE id = $1", account.id)
     assert await texting(phone, "and now?") == "Sure."
     assert await _balance(db, account) == Decimal("0.9900")
-    assert [m["author"] for m in seen[-1]["messages"]] == ["contact", "contact", "system", "contact"]
+    assert [m["author"] for m in seen[-1]["messages"]] == ["campaign", "contact", "contact", "system", "contact"]
     # When the balance is gone and the contact texts STOP, it is answered and charged
     await db.execute("UPDATE accounts SET balance = 0 WHERE id = $1", account.id)
     assert "unsubscribed" in await texting(phone, "STOP")

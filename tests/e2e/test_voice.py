@@ -147,6 +147,34 @@ async def test_a_calls_conversation_page_shows_its_opening_once(http, system, ac
         ("out", "The agent", opening), ("out", "System", GOODBYE)], thread
 
 
+async def test_a_webhook_agent_on_a_call_is_posted_the_opening_once_and_the_campaign(
+    http, system, account, calls, agent_endpoint
+):
+    # Given a call whose contact says two things, and a `webhook` agent that answers each
+    phone = new_phone()
+    calls.speech[phone] = ["Who is this?", "Thanks"]
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers,
+                               {"name": "Riley", "mode": "webhook", "settings": {"url": agent_endpoint.webhook_url}})
+    assert status == 201, agent
+    opening = "Hi, this is Riley from the clinic."
+    status, created = await call(http, "POST", system.api_url + "/campaigns", account.headers, {
+        "name": "Webhook call", "agent_id": agent["id"], "type": "voice", "contacts": [phone],
+        "message_template": opening, "status": "scheduled",
+    })
+    assert status == 201, created
+    await _finished(http, system, account, created["id"])
+    assert calls.calls_to(phone)[0]["said"] == [opening, "Sure.", "Sure.", GOODBYE]
+    # Then the agent was posted the call's opening once, as the agent's first words, and the campaign
+    first, second = agent_endpoint.seen
+    assert first["campaign"] == {"id": created["id"], "channel": "voice"}
+    assert second["messages"] == [
+        {"direction": "out", "author": "agent", "body": opening},
+        {"direction": "in", "author": "contact", "body": "Who is this?"},
+        {"direction": "out", "author": "agent", "body": "Sure."},
+        {"direction": "in", "author": "contact", "body": "Thanks"},
+    ]
+
+
 async def test_max_concurrent_holds_while_calls_last(http, system, account, calls):
     # Given calls that last (~0.5 s each) and a campaign allowing 2 at once, served by two dispatchers
     agent_id = await _agent(http, system, account)

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from services.tracker import agents
+from services.tracker.agents.conversation import Conversation
 from shared import outbound
 from shared.outbound import OutboundPolicy, OutboundRefused
 
@@ -90,7 +91,7 @@ async def test_an_agent_on_a_refused_url_gives_no_answer(server):
     port, hits = server
     agent = {"id": "ag_x", "name": "Hook", "instructions": "", "mode": "webhook",
              "settings": {"url": f"http://127.0.0.1:{port}/hook"}}
-    history = [{"direction": "in", "author": "contact", "body": "hi"}]
+    history = Conversation("camp_x", "sms", [{"direction": "in", "author": "contact", "body": "hi"}])
     async with outbound.session(OutboundPolicy()) as client:
         assert await agents.answer(client, agent, {"id": "ct_x"}, history) is None
     async with outbound.session(LOOPBACK) as client:

@@ -1,5 +1,8 @@
 """How an agent answers a contact's reply: `rules` (built in, offline), `webhook` or `llm`.
 
+Each is given the conversation as the contact saw it, from the campaign's own message on (a call's
+opening, on a call), so that it knows what the contact is answering.
+
 Every answer is bounded by a timeout; an agent that fails or is slow gives no answer and never
 breaks ingestion of the reply. A rule's configured reply is a template, rendered for the contact
 as a campaign's message is; what a webhook or an LLM answers is sent as it is (never rendered: it
@@ -9,13 +12,16 @@ may quote the contact).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 import structlog
 
 from services.tracker.agents import llm, rules, webhook
+from services.tracker.agents.conversation import Conversation
+from shared.db import tracking
+from shared.db.connection import Executor
 from shared.domain.templating import MissingVariable, TemplateError, contact_context, render, variables
 from shared.outbound import OutboundRefused
 from shared.row import Row
@@ -26,11 +32,17 @@ log = structlog.get_logger()
 TIMEOUT = 8.0
 
 
+async def conversation_of(conn: Executor, delivery: Row) -> Conversation:
+    """The conversation a reply to `delivery` belongs to, as the contact saw it."""
+    rows = await tracking.history(conn, delivery["contact_id"], delivery["campaign_id"])
+    return Conversation(delivery["campaign_id"], delivery["channel"], [dict(r) for r in rows])
+
+
 async def answer(
     session: aiohttp.ClientSession,
     agent: Row,
     contact: Mapping[str, Any],
-    history: Sequence[Mapping[str, str]],
+    conversation: Conversation,
     timeout: float = TIMEOUT,  # noqa: ASYNC109 (a per-call deadline, applied with asyncio.timeout below)
 ) -> str | None:
     """The agent's reply to the conversation's last message, or None (no answer, failure, timeout)."""
@@ -39,10 +51,11 @@ async def answer(
     try:
         async with asyncio.timeout(timeout):
             if mode == "webhook":
-                return await webhook.answer(session, settings, agent, contact, history)
+                return await webhook.answer(session, settings, agent, contact, conversation)
             if mode == "llm":
-                return await llm.answer(session, settings, agent, history)
-            reply = rules.answer(settings, history[-1]["body"] if history else "")
+                return await llm.answer(session, settings, agent, conversation.messages)
+            last = conversation.messages[-1]["body"] if conversation.messages else ""
+            reply = rules.answer(settings, last)
             return await asyncio.to_thread(personalised, reply, agent, contact) if reply else None
     except OutboundRefused as exc:  # a URL saved before it was refused, or a host that moved
         log.warning("agent.refused", agent_id=agent["id"], mode=mode, reason=str(exc))

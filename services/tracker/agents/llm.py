@@ -12,7 +12,9 @@ from shared.row import Row
 
 
 def chat_messages(agent: Row, history: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
-    """The agent's instructions as the system message, then the conversation."""
+    """The agent's instructions as the system message, then the conversation: the contact's
+    messages as the `user`'s, every other (the campaign's own message first, the agent's answers)
+    as the `assistant`'s."""
     messages = [{"role": "system", "content": agent["instructions"] or f"You are {agent['name']}."}]
     for item in history:
         messages.append({"role": "user" if item["author"] == "contact" else "assistant", "content": item["body"]})
