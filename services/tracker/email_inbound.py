@@ -2,7 +2,8 @@
 inbound-mail route of an email provider or a mailbox poller hands it over. A bounce report makes its
 delivery undelivered and the address skipped by later email campaigns; a reply is matched to its
 delivery (by `In-Reply-To`/`References`, and only from the address it was sent to), counted, kept
-in the conversation and answered by the campaign's agent by email, in the same thread.
+in the conversation and answered by the campaign's agent by email, in the same thread; one of just
+an opt-out keyword (STOP) opts the address out and is no reply, as by SMS (`replies.record_inbound`).
 Authenticated with `Authorization: Bearer $CAMPAIGNS_INBOUND_EMAIL_TOKEN`; a repeated delivery of
 the same email counts once.
 """
@@ -16,11 +17,11 @@ import structlog
 from aiohttp import web
 from prometheus_client import Counter
 
-from services.tracker.replies import agent_answer
-from shared.db import balance, inbound, sending, tracking
+from services.tracker.replies import agent_answer, record_inbound
+from shared.db import balance, inbound, tracking
 from shared.db.connection import Connection
 from shared.domain.inbound_email import InboundEmail, parse, thread_of
-from shared.domain.keywords import OPT_OUT
+from shared.domain.keywords import classify
 from shared.errors import NotFound, Unauthorized
 from shared.ids import new_id
 from shared.providers.base import ProviderError
@@ -72,13 +73,9 @@ async def inbound_email(request: web.Request) -> web.Response:
         elif mail.kind == "reply" and await _to_another_account(conn, mail, delivery["account_id"]):
             result = "other_account"  # written to another account's sender address: not this account's
         elif mail.kind == "reply":
-            await tracking.add_message(conn, new_id("message"), delivery, "in", mail.text, None, "contact")
-            await tracking.mark_replied(conn, delivery["id"])
-            if mail.text.strip().strip(".!").upper() in OPT_OUT:  # a reply of just "STOP" or "unsubscribe"
-                await sending.opt_out(conn, [delivery["contact_id"]], "email")
-                result = "opted_out"
-            else:
-                result = "replied"
+            keyword = classify(mail.text, "email")  # a reply of just "STOP" or "unsubscribe": no reply
+            await record_inbound(conn, delivery, mail.text, None, keyword)
+            result = "opted_out" if keyword == "stop" else "replied"
         else:
             result = "ignored"
     if result == "replied" and delivery is not None:

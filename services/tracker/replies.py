@@ -18,7 +18,7 @@ from aiohttp import web
 
 from services.tracker import agents
 from services.tracker.webhooks import WEBHOOKS, twiml, verified_form
-from shared.db import balance, breaker, calls, inbound, tracking
+from shared.db import balance, breaker, calls, inbound, sending, tracking
 from shared.db.connection import Connection
 from shared.domain.keywords import REPLIES, Keyword, classify
 from shared.domain.phone import InvalidPhone, to_e164
@@ -81,13 +81,7 @@ async def sms_inbound(request: web.Request) -> web.Response:
             WEBHOOKS.labels("sms.inbound", "contact_deleted").inc()
             log.info("reply.contact_deleted", delivery_id=delivery["id"], campaign_id=delivery["campaign_id"])
             return twiml()
-        await tracking.add_message(conn, new_id("message"), delivery, "in", body, sid, "contact")
-        if keyword in ("stop", "start"):
-            await tracking.set_sms_opt_out(conn, delivery["contact_id"], keyword == "stop")
-            if keyword == "stop":
-                await breaker.count_opt_out(conn, delivery["campaign_id"])
-        elif keyword is None:
-            await tracking.mark_replied(conn, delivery["id"])
+        await record_inbound(conn, delivery, body, sid, keyword)
         reply = REPLIES[keyword] if keyword else None
         if reply:  # a compliance answer: always sent, and charged even below a zero balance
             cost = await balance.charge_reply(conn, delivery["account_id"], "sms", sms_segments(reply), always=True)
@@ -98,6 +92,24 @@ async def sms_inbound(request: web.Request) -> web.Response:
         answered = await agent_answer(request, pool, delivery)
         reply = answered.text if answered else None
     return answer_twiml(reply)
+
+
+async def record_inbound(
+    conn: Connection, delivery: asyncpg.Record, body: str, provider_id: str | None, keyword: Keyword | None
+) -> None:
+    """A contact's message answering `delivery` (by SMS or by email), kept in its conversation, and
+    what it does; `keyword` is `classify(body, channel)`. A keyword is no reply: STOP opts the
+    contact out of the delivery's channel and counts against the campaign's opt-out rate, START
+    opts it back in (SMS), HELP changes nothing. Any other text is a reply: the delivery's first
+    sets its `replied_at`, which `replied`, the reply rate and the response time count."""
+    await tracking.add_message(conn, new_id("message"), delivery, "in", body, provider_id, "contact")
+    if keyword == "stop":
+        await sending.opt_out(conn, [delivery["contact_id"]], delivery["channel"])
+        await breaker.count_opt_out(conn, delivery["campaign_id"])
+    elif keyword == "start":
+        await tracking.set_sms_opt_out(conn, delivery["contact_id"], False)
+    elif keyword is None:
+        await tracking.mark_replied(conn, delivery["id"])
 
 
 async def _without_delivery(

@@ -217,17 +217,22 @@ async def history(conn: Executor, contact_id: str, campaign_id: str) -> list[asy
     return await conn.fetch(_HISTORY, contact_id, campaign_id)
 
 
-_EMAIL_DELIVERY = """
-SELECT d.id, d.account_id, d.campaign_id, d.contact_id, d.channel, d.state, d.to_address, d.replied_at
+#: Whether the contact wrote back about delivery `d` (a reply, or a keyword such as STOP).
+_ANSWERED = """
+EXISTS (SELECT 1 FROM messages m WHERE m.contact_id = d.contact_id AND m.delivery_id = d.id AND m.direction = 'in')
+"""
+_EMAIL_DELIVERY = f"""
+SELECT d.id, d.account_id, d.campaign_id, d.contact_id, d.channel, d.state, d.to_address, d.replied_at,
+       {_ANSWERED} AS answered
 FROM deliveries d
 WHERE d.provider_id = ANY($1::text[]) AND d.channel = 'email'
 LIMIT 1
 FOR UPDATE
-"""
-_BOUNCE = """
-UPDATE deliveries SET state = 'undelivered', error = $2, failed_at = COALESCE(failed_at, now()), updated_at = now()
-WHERE id = $1 AND state IN ('sending', 'sent', 'delivered') AND replied_at IS NULL
-"""
+"""  # noqa: S608 (constants)
+_BOUNCE = f"""
+UPDATE deliveries d SET state = 'undelivered', error = $2, failed_at = COALESCE(failed_at, now()), updated_at = now()
+WHERE id = $1 AND state IN ('sending', 'sent', 'delivered') AND replied_at IS NULL AND NOT {_ANSWERED}
+"""  # noqa: S608 (constants)
 
 
 async def email_delivery_for_update(conn: Connection, message_ids: list[str]) -> asyncpg.Record | None:
@@ -238,9 +243,9 @@ async def email_delivery_for_update(conn: Connection, message_ids: list[str]) ->
 async def bounce_email(conn: Connection, delivery: asyncpg.Record, error: str) -> bool:
     """A hard bounce: the delivery is undelivered (unless it already ended otherwise) and the
     address is skipped by later email campaigns. Whether the delivery changed. A bounce for a
-    delivery that was replied to is stale (a person read and answered it): it changes nothing and
-    the address stays in."""
-    if delivery["replied_at"] is not None:
+    delivery the contact wrote back about is stale (a person read and answered it, if only with
+    STOP, which is no reply): it changes nothing and the address stays as it is."""
+    if delivery["replied_at"] is not None or delivery["answered"]:
         return False
     changed = await conn.execute(_BOUNCE, delivery["id"], error) != "UPDATE 0"
     await sending.opt_out(conn, [delivery["contact_id"]], "email")

@@ -1,4 +1,5 @@
-"""SMS keywords: opt-out, opt-in and help, matched on the whole message as carriers do."""
+"""Keywords: opt-out, opt-in and help, matched on the whole message as carriers do. A keyword is
+no reply to the campaign: it is not counted in `replied`, nor answered by the agent."""
 
 from __future__ import annotations
 
@@ -20,11 +21,15 @@ REPLIES: dict[Keyword, str] = {
 }
 
 
-def classify(body: str) -> Keyword | None:
-    """The keyword the whole message is (any case, surrounding spaces and punctuation ignored)."""
+def classify(body: str, channel: str = "sms") -> Keyword | None:
+    """The keyword the whole message is (any case, surrounding spaces and punctuation ignored). By
+    email only an opt-out is one: START and HELP are SMS's, and an email of just "Yes" or "Info"
+    is a person answering."""
     text = re.sub(r"[\s.!]+$", "", re.sub(r"\s+", " ", body.strip())).upper()
     if text in OPT_OUT:
         return "stop"
+    if channel != "sms":
+        return None
     if text in OPT_IN:
         return "start"
     if text in HELP:

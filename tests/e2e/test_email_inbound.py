@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import INBOUND_EMAIL_TOKEN
 from tests.e2e.test_email import finished, launch, new_email, one_mail
-from tests.support import call
+from tests.support import call, dashboard_page
 
 pytestmark = pytest.mark.e2e
 
@@ -111,8 +111,9 @@ async def test_a_bounce_and_a_reply_come_back(http, system, account, sandbox_smt
         " WHERE d.campaign_id = $1 AND m.direction = 'out' AND m.author = 'agent'", campaign_id)
     assert answered == "Welcome aboard!"
     _status, results = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
-    # (a bounce was sent, so it stays in `sent`; `failed` counts what never went out, as in the seed)
-    assert (results["sent"], results["replied"], results["failed"]) == (3, 2, 0), results
+    # (a bounce was sent, so it stays in `sent`; `failed` counts what never went out, as in the seed;
+    # the STOP is no reply)
+    assert (results["sent"], results["replied"], results["failed"]) == (3, 1, 0), results
     assert results["undelivered"] == 1, results  # the bounce
 
 
@@ -180,3 +181,41 @@ async def test_an_llm_agent_is_given_the_emails_message_as_the_assistants_before
     # And its answer went back by email
     [answer] = sandbox_smtp.sent_to(address)[1:]
     assert "Great, Tuesday at 10 it is." in answer.message.get_body(preferencelist=("plain",)).get_content()
+
+
+async def test_a_reply_of_only_an_opt_out_keyword_opts_out_and_is_no_reply(http, system, account, sandbox_smtp, db):
+    # Given an email campaign to two addresses, whose agent answers anything
+    stopper, agreer = new_email("bo"), new_email("cy")
+    _status, agent = await call(http, "POST", system.api_url + "/agents", account.headers,
+                                {"name": "Riley", "mode": "rules", "settings": {"default_reply": "Welcome!"}})
+    campaign_id = await launch(http, system, account, agent_id=agent["id"],
+                               contacts=[{"email": a} for a in (stopper, agreer)])
+    await finished(http, system, account, campaign_id)
+    ids = {a: one_mail(sandbox_smtp, a).header("Message-ID") for a in (stopper, agreer)}
+
+    # When one answers only "Stop"
+    status, body = await _post(http, system, _reply(ids[stopper], stopper, "Stop"))
+    assert (status, body["result"]) == (200, "opted_out"), body
+    # Then the address is opted out, and, as an SMS STOP, it is no reply: not counted, not answered
+    _status, results = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
+    assert (results["replied"], results["reply_rate"], results["average_response_time"]) == (0, "0.0%", None)
+    row = await db.fetchrow("SELECT d.replied_at, c.opted_out_email FROM deliveries d"
+                            " JOIN contacts c ON c.id = d.contact_id WHERE d.to_address = $1", stopper)
+    assert (row["replied_at"], row["opted_out_email"]) == (None, True)
+    assert len(sandbox_smtp.sent_to(stopper)) == 1
+    # and it counts against the campaign's opt-out rate, as a STOP answering an SMS does
+    assert await db.fetchval("SELECT opt_outs FROM campaign_breaker WHERE campaign_id = $1", campaign_id) == 1
+    # And the dashboard keeps the message but does not say "replied"
+    page = await dashboard_page(system, account.key, f"/campaigns/{campaign_id}")
+    assert "2 messages (1 from the contact), last" in page
+    # And a bounce after it is stale: a person read the email and wrote back
+    status, body = await _post(http, system, _dsn(ids[stopper], stopper))
+    assert (body["kind"], body["result"]) == ("bounce", "stale"), body
+
+    # When the other answers only "Yes" (by SMS, a keyword that opts back in): by email it is a reply
+    status, body = await _post(http, system, _reply(ids[agreer], agreer, "Yes"))
+    assert (status, body["result"]) == (200, "replied"), body
+    _status, results = await call(http, "GET", f"{system.api_url}/campaigns/{campaign_id}/results", account.headers)
+    assert (results["replied"], results["reply_rate"]) == (1, "50.0%"), results
+    assert results["average_response_time"] is not None
+    assert len(sandbox_smtp.sent_to(agreer)) == 2  # answered by the agent

@@ -18,6 +18,15 @@ def test_keywords_match_the_whole_message(body, keyword):
     assert classify(body) == keyword
 
 
+@pytest.mark.parametrize(
+    ("body", "keyword"),
+    [("Stop", "stop"), ("UNSUBSCRIBE.", "stop"), ("opt  out!", "stop"), ("Yes", None), ("start", None),
+     ("Info", None), ("help", None), ("Stop sending these, please", None)],
+)
+def test_by_email_only_an_opt_out_is_a_keyword(body, keyword):
+    assert classify(body, "email") == keyword
+
+
 def test_rules_agent():
     settings = {"rules": [{"keyword": "confirm", "reply": "Confirmed"}, {"keyword": "call me", "reply": "Calling"}],
                 "default_reply": "A person will get back to you."}
