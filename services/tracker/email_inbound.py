@@ -32,7 +32,6 @@ from shared.unsubscribe import make_token
 log = structlog.get_logger()
 
 INBOUND = Counter("campaigns_inbound_email_total", "Emails that came back", ["kind", "result"])
-_FROM = "SELECT from_number FROM campaigns WHERE id = $1"
 #: Largest inbound email taken (a bounce quotes the original message; attachments are not needed).
 MAX_BYTES = 10 * 1024 * 1024
 
@@ -102,8 +101,8 @@ async def _answer(request: web.Request, pool: asyncpg.Pool, delivery: asyncpg.Re
     if answered is None:
         return
     settings: Settings = request.app["settings"]
-    from_address = await pool.fetchval(_FROM, delivery["campaign_id"])
-    sender = from_address if "@" in (from_address or "") else settings.default_from_email
+    from_address = await tracking.campaign_sender(pool, delivery["campaign_id"])
+    sender = from_address if from_address and "@" in from_address else settings.default_from_email
     token = make_token(request.app["unsubscribe_key"], delivery["account_id"], delivery["contact_id"], "email")
     subject = mail.subject if mail.subject.lower().startswith("re:") else f"Re: {mail.subject}".strip()
     answer = Email(

@@ -109,6 +109,7 @@ WHERE d.to_address = $1 AND d.channel = $2 AND d.sent_at IS NOT NULL
 ORDER BY d.sent_at DESC LIMIT 1
 FOR UPDATE
 """
+_CAMPAIGN_SENDER = "SELECT from_number FROM campaigns WHERE id = $1"
 _MARK_REPLIED = "UPDATE deliveries SET replied_at = COALESCE(replied_at, now()), updated_at = now() WHERE id = $1"
 _SET_OPT_OUT = "UPDATE contacts SET opted_out_sms = $2, updated_at = now() WHERE id = $1"
 _INSERT_MESSAGE = """
@@ -158,6 +159,12 @@ ORDER BY h.at, h.said, h.direction = 'out', h.id
 async def latest_delivery_to(conn: Connection, address: str, channel: str) -> asyncpg.Record | None:
     """The delivery most recently sent to `address`: the one a reply from it answers (row-locked)."""
     return await conn.fetchrow(_LATEST_DELIVERY, address, channel)
+
+
+async def campaign_sender(conn: Executor, campaign_id: str) -> str | None:
+    """The address a campaign sends from (`from_number`: a phone, or an email address), if set."""
+    sender: str | None = await conn.fetchval(_CAMPAIGN_SENDER, campaign_id)
+    return sender
 
 
 async def mark_replied(conn: Connection, delivery_id: str) -> None:
