@@ -143,16 +143,22 @@ d.campaign_id = {campaign} AND d.contact_id = {contact} AND d.sent_at IS NOT NUL
 """
 #: What the contact saw, oldest first: the campaign's message (each run's, as `campaign` out), then
 #: what was said; a send and a message at the same instant, the send first. A reply kept but not
-#: sent (`error`) is left out.
+#: sent (`error`) is left out. The latest HISTORY_MAX only (a campaign that recurs daily for years
+#: hands an agent its recent exchange, not all of it).
+HISTORY_MAX = 100
 _HISTORY = f"""
-SELECT h.direction, h.author, h.body FROM (
-    SELECT 'out' AS direction, 'campaign' AS author, d.rendered AS body, d.sent_at AS at, 0 AS said, d.id
-    FROM deliveries d WHERE {CAMPAIGN_SENDS.format(campaign="$2", contact="$1")}
-    UNION ALL
-    SELECT m.direction, m.author, m.body, m.created_at, 1, m.id FROM messages m
-    WHERE m.contact_id = $1 AND m.campaign_id = $2 AND m.error IS NULL
-) AS h
-ORDER BY h.at, h.said, h.direction = 'out', h.id
+SELECT l.direction, l.author, l.body FROM (
+    SELECT h.* FROM (
+        SELECT 'out' AS direction, 'campaign' AS author, d.rendered AS body, d.sent_at AS at, 0 AS said, d.id
+        FROM deliveries d WHERE {CAMPAIGN_SENDS.format(campaign="$2", contact="$1")}
+        UNION ALL
+        SELECT m.direction, m.author, m.body, m.created_at, 1, m.id FROM messages m
+        WHERE m.contact_id = $1 AND m.campaign_id = $2 AND m.error IS NULL
+    ) AS h
+    ORDER BY h.at DESC, h.said DESC, h.direction = 'out' DESC, h.id DESC
+    LIMIT {HISTORY_MAX}
+) AS l
+ORDER BY l.at, l.said, l.direction = 'out', l.id
 """  # noqa: S608 (constants)
 
 
