@@ -11,6 +11,7 @@ the same email counts once.
 from __future__ import annotations
 
 import hmac
+import re
 
 import asyncpg
 import structlog
@@ -22,7 +23,7 @@ from shared.db import balance, inbound, tracking
 from shared.db.connection import Connection
 from shared.domain.inbound_email import InboundEmail, parse, thread_of
 from shared.domain.keywords import classify
-from shared.errors import NotFound, Unauthorized
+from shared.errors import Invalid, NotFound, Unauthorized
 from shared.ids import new_id
 from shared.providers.base import ProviderError
 from shared.providers.smtp_email import Email, message_id
@@ -32,6 +33,8 @@ from shared.unsubscribe import make_token
 log = structlog.get_logger()
 
 INBOUND = Counter("campaigns_inbound_email_total", "Emails that came back", ["kind", "result"])
+#: How an email starts: a header field's name and its colon (or an mbox "From " line before it).
+_HEADER = re.compile(rb"(From |[!-9;-~]+:)")
 #: Largest inbound email taken (a bounce quotes the original message; attachments are not needed).
 MAX_BYTES = 10 * 1024 * 1024
 
@@ -53,6 +56,11 @@ async def inbound_email(request: web.Request) -> web.Response:
         raw += chunk
         if len(raw) > MAX_BYTES:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_BYTES, actual_size=len(raw))
+    if not _HEADER.match(bytes(raw).lstrip(b"\r\n")):
+        raise Invalid(
+            "the body is not an email message",
+            details=[{"field": "body", "reason": "expected the raw RFC 5322 email, starting with its header fields"}],
+        )
     mail = parse(bytes(raw))
     pool: asyncpg.Pool = request.app["pool"]
     result, delivery_id = "unmatched", None

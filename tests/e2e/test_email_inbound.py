@@ -219,3 +219,18 @@ async def test_a_reply_of_only_an_opt_out_keyword_opts_out_and_is_no_reply(http,
     assert (results["replied"], results["reply_rate"]) == (1, "50.0%"), results
     assert results["average_response_time"] is not None
     assert len(sandbox_smtp.sent_to(agreer)) == 2  # answered by the agent
+
+
+async def test_a_body_that_is_no_email_is_a_422_naming_it(http, system, db):
+    # Given the right token, a body that is empty, or text without a header, is no email: refused
+    # with why (it was answered 200 "unmatched"), and nothing is recorded
+    before = await db.fetchval("SELECT count(*) FROM webhook_events WHERE provider = 'email'")
+    for raw in (b"", b"\r\n\r\n", b"hello, is anyone there?"):
+        status, body = await _post(http, system, raw)
+        assert status == 422, (raw, body)
+        assert body["error"]["details"] == [
+            {"field": "body", "reason": "expected the raw RFC 5322 email, starting with its header fields"}]
+    assert await db.fetchval("SELECT count(*) FROM webhook_events WHERE provider = 'email'") == before
+    # an email, even one about nothing we sent, is still taken
+    status, body = await _post(http, system, b"From: someone@example.com\r\nSubject: hi\r\n\r\nhello\r\n")
+    assert (status, body["result"]) == (200, "unmatched")
