@@ -25,6 +25,8 @@ import structlog
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from shared.web import error_body
+
 log = structlog.get_logger()
 
 #: A link in a message's text or HTML (a verification link, an unsubscribe page).
@@ -33,6 +35,14 @@ _LINK = re.compile(r"""https?://[^\s<>"'()\[\]]+""")
 MAX_LINKS = 20
 #: Messages `GET /sandbox/emails` lists unless asked for another number, and at most.
 DEFAULT_LIST, MAX_LIST = 20, 200
+
+
+def sandbox_error(field_name: str, reason: str) -> web.Response:
+    """A sandbox route's refusal, in the API's one error shape (422, naming the field)."""
+    return web.json_response(
+        error_body("validation_error", "the request is not valid", [{"field": field_name, "reason": reason}]),
+        status=422,
+    )
 
 
 @dataclass(frozen=True)
@@ -110,7 +120,7 @@ class SandboxSmtp:
         20 by default, 200 at most; `to` one recipient's), whole. Read-only."""
         raw = request.query.get("limit", str(DEFAULT_LIST))
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
-            return web.json_response({"error": f"limit: a number from 1 to {MAX_LIST}"}, status=400)
+            return sandbox_error("limit", f"a number from 1 to {MAX_LIST}")
         to = request.query.get("to")
         mails = self.sent_to(to) if to else list(self.messages)
         return web.json_response({"data": [m.as_json() for m in reversed(mails[-int(raw) :])]})

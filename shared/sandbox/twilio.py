@@ -33,7 +33,7 @@ from aiohttp import web
 from shared.domain.twilio_signature import twilio_signature
 from shared.providers.twilio_client import form_body
 from shared.sandbox.callbacks import CallbackClient, CallbackError
-from shared.sandbox.smtp import SandboxSmtp
+from shared.sandbox.smtp import SandboxSmtp, sandbox_error
 from shared.sandbox.twilio_calls import FakeCalls
 from shared.sandbox.twilio_numbers import MAGIC_TO, FakeNumbers
 from shared.web import start
@@ -148,6 +148,7 @@ class FakeTwilio(FakeCalls, FakeNumbers):
         app.router.add_get(_PREFIX + "/Messages.json", self._list_messages)
         app.router.add_get(_PREFIX + "/Messages/{sid}.json", self._fetch_message)
         app.router.add_post("/sandbox/inbound", self._simulate_inbound)
+        app.router.add_get("/healthz", self._healthz)
         if self.mailbox is not None:
             app.router.add_get("/sandbox/emails", self.mailbox.list_emails)
         app.router.add_post(_PREFIX + "/Calls.json", self._create_call)
@@ -315,9 +316,21 @@ class FakeTwilio(FakeCalls, FakeNumbers):
     async def _simulate_inbound(self, request: web.Request) -> web.Response:
         """`POST /sandbox/inbound {"from", "to", "body"}`: a contact texts back; answers with what
         the platform replied."""
-        data = await request.json()
-        reply = await self.inbound(str(data["from"]), str(data.get("to") or self.inbound_to), str(data["body"]))
+        try:
+            data = await request.json()
+        except ValueError:
+            return sandbox_error("body", 'a JSON object {"from", "to", "body"}')
+        if not isinstance(data, dict):
+            return sandbox_error("body", 'a JSON object {"from", "to", "body"}')
+        for name in ("from", "body"):
+            if not isinstance(data.get(name), str) or not data[name]:
+                return sandbox_error(name, "required: a string")
+        reply = await self.inbound(data["from"], str(data.get("to") or self.inbound_to), data["body"])
         return web.json_response({"reply": reply})
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        """`GET /healthz`: the sandbox answers."""
+        return web.json_response({"status": "ok"})
 
     async def inbound(self, from_: str, to: str, body: str) -> str | None:
         """Send Twilio's signed inbound-message webhook; the text of the TwiML <Message> answer."""

@@ -304,8 +304,18 @@ async def test_the_sandbox_shows_what_it_received_links_and_unsubscribe_headers(
             [verification] = (await response.json())["data"]
         async with http.get(base, params={"limit": "1"}) as response:
             latest = (await response.json())["data"]
-        async with http.get(base, params={"limit": "0"}) as response:
-            assert response.status == 400
+        async with http.get(base, params={"limit": "0"}) as response:  # refused as the API refuses
+            assert response.status == 422
+            refused = (await response.json())["error"]["details"]
+            assert refused == [{"field": "limit", "reason": "a number from 1 to 200"}]
+        # the sandbox's own inbound text: a body that misses a field is named, and it has a health check
+        inbound = base.replace("/sandbox/emails", "/sandbox/inbound")
+        for body, field in (({"body": "hi"}, "from"), ({"from": "+14155550100"}, "body"), ([], "body")):
+            async with http.post(inbound, json=body) as response:
+                assert response.status == 422, body
+                assert (await response.json())["error"]["details"][0]["field"] == field
+        async with http.get(base.replace("/sandbox/emails", "/healthz")) as response:
+            assert (response.status, await response.json()) == (200, {"status": "ok"})
     finally:
         await runner.cleanup()
 
