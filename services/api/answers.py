@@ -89,6 +89,7 @@ CAMPAIGN: Schema = _object(
     recurrence={"type": ["object", "null"]},
     message_template=_TEXT,
     subject=_TEXT,
+    html_template={**_TEXT, "description": "An email campaign's HTML part (null when it has none)."},
     template_id=_TEXT,
     contact_group_ids=_STRINGS,
     max_concurrent=_INT,

@@ -106,6 +106,38 @@ async def test_an_email_campaign_sends_each_contact_one_rendered_message(http, s
     assert [r["cost"] for r in costs] == [price] * 5
 
 
+async def test_an_email_campaigns_html_part_is_in_every_answer_that_shows_it(http, system, account):
+    # Given an email draft with an HTML part
+    api, headers = system.api_url, account.headers
+    _status, agent = await call(http, "POST", api + "/agents", headers, {"name": "Riley"})
+    html = "<p>Hi {{ first_name | default('there') }}</p>"
+    body = {"name": "Html", "type": "email", "agent_id": agent["id"], "contacts": [new_email("html")],
+            "subject": "Hello", "message_template": "Hi", "html_template": html}
+    status, created = await call(http, "POST", api + "/campaigns", headers, body)
+    assert status == 201, created
+    one = f"{api}/campaigns/{created['id']}"
+
+    # Then the create, a read, the list, a change and the launch each show it (as sent, or as changed)
+    assert created["html_template"] == html
+    _status, read = await call(http, "GET", one, headers)
+    assert read["html_template"] == html
+    _status, listed = await call(http, "GET", api + "/campaigns?channel=email&limit=200", headers)
+    assert next(c for c in listed["data"] if c["id"] == created["id"])["html_template"] == html
+    status, changed = await call(http, "PATCH", one, headers, {"html": "<b>{{ first_name | default('you') }}</b>"})
+    assert (status, changed["html_template"]) == (200, "<b>{{ first_name | default('you') }}</b>"), changed
+    status, launched = await call(http, "POST", one + "/launch", headers)
+    assert (status, launched["html_template"]) == (200, changed["html_template"]), launched
+    # and one a template filled in shows the template's; a campaign without one shows null
+    _status, template = await call(http, "POST", api + "/templates", headers, {
+        "name": "T", "channel": "email", "subject": "S", "body": "B", "html": "<i>T</i>"})
+    status, templated = await call(http, "POST", api + "/campaigns", headers, {
+        "name": "T", "type": "email", "agent_id": agent["id"], "template_id": template["id"]})
+    assert (status, templated["html_template"]) == (201, "<i>T</i>"), templated
+    status, plain = await call(http, "POST", api + "/campaigns", headers,
+                               {**body, "html_template": None, "contacts": [new_email("plain")]})
+    assert (status, plain["html_template"]) == (201, None), plain
+
+
 async def test_an_email_left_sending_goes_again_with_the_same_message_id(http, system, account, sandbox_smtp, db):
     # Given a sent email whose outcome the dispatcher "lost" (as after a crash after DATA)
     address = new_email("lost")

@@ -44,6 +44,7 @@ def campaign_body(row: asyncpg.Record, counts: asyncpg.Record | None, defaults: 
         "recurrence": row["recurrence"],
         "message_template": row["message_template"],
         "subject": row["subject_template"],
+        "html_template": row["html_template"],
         "template_id": row["template_id"],
         "contact_group_ids": list(row["group_ids"]),
         "max_concurrent": row["max_concurrent"],
