@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import re
 import sys
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,32 @@ def _serve(service: Any) -> None:
     from shared.runtime import run_until_signalled
 
     asyncio.run(run_until_signalled(service))
+
+
+#: An amount as an operator writes one: ASCII digits, then at most 4 decimals after a point.
+_PLAIN_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]{1,4})?")
+#: A count: ASCII digits only.
+_PLAIN_COUNT = re.compile(r"[0-9]+")
+
+
+def _plain_amount(_ctx: click.Context, _param: click.Parameter, value: str) -> Decimal:
+    """An amount in the price unit, written plainly: `25`, `25.5`, `0.0079`. Anything else is a
+    usage error naming the argument (exit code 2): Decimal() alone would take `1e2`, `1_000`,
+    `" 5"`, `+5`, `5.00000` and digits other than ASCII ones."""
+    if not _PLAIN_AMOUNT.fullmatch(value):
+        raise click.BadParameter(
+            f"{value!r} is not an amount: write digits, with at most 4 decimals after a '.' (e.g. 25 or 25.5)"
+        )
+    return Decimal(value)
+
+
+def _plain_count(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    """A count of 1 or more, written as plain digits (int() alone would take `1_000` and `" 5"`)."""
+    if not _PLAIN_COUNT.fullmatch(value):
+        raise click.BadParameter(f"{value!r} is not a count: write digits, e.g. 100")
+    if int(value) < 1:
+        raise click.BadParameter(f"{value!r}: must be 1 or more")
+    return int(value)
 
 
 class _Commands(click.Group):
@@ -157,28 +184,26 @@ def sandbox() -> None:
     show_default=True,
     help="The account `up` uses (created on first run; later runs reuse it with a new key).",
 )
-@click.option("--balance", default="100", show_default=True, help="Its starting balance.")
-def up(name: str, balance: str) -> None:
+@click.option(
+    "--balance",
+    default="100",
+    metavar="AMOUNT",
+    callback=_plain_amount,
+    show_default=True,
+    help="Its starting balance.",
+)
+def up(name: str, balance: Decimal) -> None:
     """Migrate, then run every service in this process (sandbox providers unless
     CAMPAIGNS_PROVIDERS=live), create an account and print the API's address and a ready API key."""
     from shared.up import run
 
     settings = _service_settings("up")
-    amount = _amount(balance, "--balance")
-    _serve(lambda stop: run(settings, stop, name, amount))
+    _serve(lambda stop: run(settings, stop, name, balance))
 
 
 @main.group()
 def accounts() -> None:
     """Manage accounts."""
-
-
-def _amount(value: str, param_hint: str) -> Decimal:
-    """An amount given on the command line; one that is not a number is one line, exit code 1."""
-    try:
-        return Decimal(value)
-    except InvalidOperation:
-        raise click.ClickException(f"{param_hint}: {value!r} is not a number") from None
 
 
 def _admin(action: Any) -> Any:
@@ -189,15 +214,21 @@ def _admin(action: Any) -> Any:
 
 @accounts.command("create")
 @click.option("--name", required=True, help="The account's name.")
-@click.option("--balance", default="100", show_default=True, help="Starting balance (in the price unit).")
+@click.option(
+    "--balance",
+    default="100",
+    metavar="AMOUNT",
+    callback=_plain_amount,
+    show_default=True,
+    help="Starting balance (in the price unit, at most 4 decimals).",
+)
 @click.option("--timezone", default=None, help="Default time zone (IANA); default CAMPAIGNS_DEFAULT_TIMEZONE.")
-def create_account(name: str, balance: str, timezone: str | None) -> None:
+def create_account(name: str, balance: Decimal, timezone: str | None) -> None:
     """Create an account and print `{"account_id": …, "api_key": …}` (the key is shown only once)."""
     from shared.admin import create_account as create
 
-    amount = _amount(balance, "--balance")
     zone = timezone or _settings("cli").default_timezone
-    account_id, key = _admin(lambda url: create(url, name, amount, zone))
+    account_id, key = _admin(lambda url: create(url, name, balance, zone))
     click.echo(json.dumps({"account_id": account_id, "api_key": key}))
 
 
@@ -214,14 +245,14 @@ def list_accounts() -> None:
 
 @accounts.command("credit", context_settings={"ignore_unknown_options": True})  # "-5" is an amount (refused)
 @click.argument("account_id", metavar="ACCOUNT")
-@click.argument("amount")
-def credit(account_id: str, amount: str) -> None:
-    """Add AMOUNT (in the price unit, above 0) to ACCOUNT's balance (acct_…), e.g. after a
-    payment or for a sandbox's next campaigns. Prints `{"account_id", "balance"}` (the new one)."""
+@click.argument("amount", callback=_plain_amount)
+def credit(account_id: str, amount: Decimal) -> None:
+    """Add AMOUNT (in the price unit, above 0: digits with at most 4 decimals, e.g. 25.5) to
+    ACCOUNT's balance (acct_…), e.g. after a payment or for a sandbox's next campaigns. Prints
+    `{"account_id", "balance"}` (the new one)."""
     from shared.admin import credit as add
 
-    value = _amount(amount, "AMOUNT")
-    balance = _admin(lambda url: add(url, account_id, value))
+    balance = _admin(lambda url: add(url, account_id, amount))
     click.echo(json.dumps({"account_id": account_id, "balance": str(balance)}))
 
 
@@ -355,7 +386,14 @@ def dlq() -> None:
 
 @dlq.command("list")
 @_queue_option(required=False)
-@click.option("--limit", default=100, show_default=True, help="Most messages listed with --queue.")
+@click.option(
+    "--limit",
+    default="100",
+    metavar="N",
+    callback=_plain_count,
+    show_default=True,
+    help="Most messages listed with --queue.",
+)
 def dlq_list(queue: str | None, limit: int) -> None:
     """Count the messages of every dead-letter queue; with --queue, a line per message: its id,
     type, why it died and when."""
