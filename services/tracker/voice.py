@@ -35,28 +35,37 @@ def _key(request: web.Request, fallback: str) -> str:
     return "twilio:" + (request.headers.get("I-Twilio-Idempotency-Token") or fallback)
 
 
-def _voice(delivery: asyncpg.Record) -> dict[str, Any]:
-    """`<Say>` attributes from the campaign's voice settings (`voice`, `language`)."""
-    settings = delivery["voice"] or {}
+def say_attributes(voice: dict[str, Any] | None) -> dict[str, str]:
+    """`<Say>` attributes from a campaign's voice settings (`voice`, `language`)."""
+    settings = voice or {}
     return {k: str(settings[k]) for k in ("voice", "language") if isinstance(settings.get(k), str)}
+
+
+def listening(text: str, voice: dict[str, Any] | None, action: str) -> str:
+    """TwiML: say `text` in the campaign's voice, then gather the contact's speech and post it to
+    `action`. The speech is recognised in the campaign's `language` too: without it on `<Gather>`,
+    Twilio hears en-US whatever language `<Say>` spoke."""
+    attributes = say_attributes(voice)
+    response = VoiceResponse()
+    if text:
+        response.say(text, **attributes)
+    heard_in = {"language": attributes["language"]} if "language" in attributes else {}
+    response.gather(input="speech", action=action, speech_timeout="auto", action_on_empty_result=True, **heard_in)
+    return str(response.to_xml())
 
 
 def say_and_listen(request: web.Request, delivery: asyncpg.Record, text: str) -> str:
     """TwiML: say `text`, then gather the contact's speech and post it to our `gather` webhook."""
     signatures: TwilioSignatures = request.app["signatures"]
     action = signatures.url_for("/webhooks/twilio/voice/gather?" + urlencode({"delivery_id": delivery["id"]}))
-    response = VoiceResponse()
-    if text:
-        response.say(text, **_voice(delivery))
-    response.gather(input="speech", action=action, speech_timeout="auto", action_on_empty_result=True)
-    return str(response.to_xml())
+    return listening(text, delivery["voice"], action)
 
 
 def say_and_hang_up(text: str, delivery: asyncpg.Record | None = None) -> str:
     """TwiML: say `text` (if any), then hang up."""
     response = VoiceResponse()
     if text:
-        response.say(text, **(_voice(delivery) if delivery is not None else {}))
+        response.say(text, **say_attributes(delivery["voice"] if delivery is not None else None))
     response.hangup()
     return str(response.to_xml())
 

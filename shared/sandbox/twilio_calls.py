@@ -36,7 +36,11 @@ DEFAULT_SPEECH = ("Yes, that works for me.",)
 #: Outcomes of a call that never connects.
 UNANSWERED = frozenset({"busy", "no-answer", "failed", "canceled"})
 #: Keys of a call kept by the fake, beyond the JSON Twilio answers with.
-_PRIVATE = frozenset({"said", "heard", "outcome", "time_limit", "webhook_errors", "machine_detection", "voicemail"})
+_PRIVATE = frozenset(
+    {"said", "heard", "listened_in", "outcome", "time_limit", "webhook_errors", "machine_detection", "voicemail"}
+)
+#: The language Twilio recognises speech in when a `<Gather>` names none.
+GATHER_LANGUAGE = "en-US"
 #: `AnsweredBy` values meaning a machine picked up.
 MACHINES = frozenset({"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other"})
 #: Twilio's `MachineDetection` values.
@@ -74,7 +78,8 @@ class FakeCalls:
         def signed(self, url: str, params: dict[str, str]) -> dict[str, str]: ...
 
     def calls_to(self, to: str) -> list[dict[str, Any]]:
-        """Every call placed to `to`, oldest first (with `said`: each `<Say>`, `heard`: each speech)."""
+        """Every call placed to `to`, oldest first (with `said`: each `<Say>`, `heard`: each speech,
+        `listened_in`: each `<Gather>`'s speech recognition language)."""
         return [c for c in self.calls.values() if c["to"] == to]
 
     @staticmethod
@@ -130,6 +135,7 @@ class FakeCalls:
             "subresource_uris": {},
             "said": [],
             "heard": [],
+            "listened_in": [],
             "webhook_errors": [],
             "outcome": outcomes.pop(0) if outcomes else "answer",
             "time_limit": int(recorded.get("TimeLimit") or 14400),
@@ -263,6 +269,7 @@ class FakeCalls:
                 if verb.tag == "Say":
                     await self._say(call, verb.text or "")
                 elif verb.tag == "Gather":
+                    call["listened_in"].append(verb.get("language") or GATHER_LANGUAGE)
                     for inner in verb.iter("Say"):
                         await self._say(call, inner.text or "")
                     action = urljoin(url, verb.get("action") or url)

@@ -122,6 +122,25 @@ async def test_the_seed_voice_request_calls_each_contact_and_holds_a_conversatio
     assert held == 0
 
 
+async def test_a_call_listens_in_the_language_it_speaks(http, system, account, calls):
+    # Given a voice campaign whose <Say> speaks British English
+    agent_id = await _agent(http, system, account)
+    phone = new_phone()
+    status, created = await call(http, "POST", system.api_url + "/campaigns", account.headers, {
+        "name": "British", "agent_id": agent_id, "type": "voice", "contacts": [phone], "status": "scheduled",
+        "message_template": "Hello, this is {{agent_name}}.", "voice": {"language": "en-GB"},
+    })
+    assert status == 201, created
+
+    # When the call is answered and the contact speaks
+    await _finished(http, system, account, created["id"])
+
+    # Then every <Gather> recognised the speech in en-GB too (Twilio's default is en-US)
+    placed = calls.calls_to(phone)
+    assert placed[0]["heard"] == ["Yes, that works for me."]
+    assert placed[0]["listened_in"] == ["en-GB", "en-GB"], placed[0]  # the opening's, then the agent's answer's
+
+
 async def test_a_calls_conversation_page_shows_its_opening_once(http, system, account, calls, db):
     # Given an agent whose answer to the contact is the very words of the call's opening
     opening = "Hello again, this is Riley."

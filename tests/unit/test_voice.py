@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.tracker.voice import listening, say_and_hang_up
 from shared.domain.calls import (
     amd_param,
     answered_by,
@@ -172,3 +173,25 @@ def test_who_answered_decides_what_the_call_does(mode, who, action):
 def test_answered_by_is_recorded_as_twilio_says_it_and_anything_else_as_unknown():
     assert [answered_by(v) for v in (None, "", "Human", "machine_end_beep", "robot")] == [
         None, None, "human", "machine_end_beep", "unknown"]
+
+
+ACTION = "https://hooks.example.com/webhooks/twilio/voice/gather?delivery_id=dlv_1"
+
+
+def test_a_call_listens_in_the_language_it_speaks():
+    # Twilio recognises speech in <Gather>'s own `language` (en-US when it has none), not <Say>'s
+    twiml = listening("Hello", {"voice": "Polly.Amy", "language": "en-GB"}, ACTION)
+    assert '<Say language="en-GB" voice="Polly.Amy">Hello</Say>' in twiml
+    assert '<Gather action="https://hooks.example.com/webhooks/twilio/voice/gather?delivery_id=dlv_1" ' in twiml
+    assert 'input="speech" language="en-GB" speechTimeout="auto"' in twiml
+    # a reply said in the agent's turn, and no opening at all, listen the same way
+    assert 'language="fr-FR"' in listening("", {"language": "fr-FR"}, ACTION)
+    assert "<Say" not in listening("", {"language": "fr-FR"}, ACTION)
+
+
+def test_a_call_without_a_language_leaves_both_to_twilio():
+    twiml = listening("Hello", {"voice": "alice"}, ACTION)
+    assert '<Say voice="alice">Hello</Say>' in twiml
+    assert "language" not in twiml
+    assert "language" not in listening("Hello", None, ACTION)
+    assert say_and_hang_up("Bye").endswith("<Response><Say>Bye</Say><Hangup /></Response>")
