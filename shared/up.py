@@ -8,7 +8,7 @@ import errno
 import io
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -68,6 +68,11 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
     from shared.sandbox.smtp import SandboxSmtp
     from shared.sandbox.smtp import run as sandbox_smtp
 
+    # Every port first: a second `up` (or anything else on a port) ends here, having started
+    # nothing (no consumer on the shared queues, no half-made pool) and made no key.
+    taken = await _taken_ports(settings)
+    if taken:
+        raise _not_started(taken)
     # `up` again on the same database keeps the account (and its campaigns) and prints a new key
     account_id, key = await create_account(settings.database_url, name, balance, settings.default_timezone, reuse=True)
     # Stopped in this order (see _stop_in_stages): what starts sends (the dispatchers drain what
@@ -93,6 +98,49 @@ async def run(settings: Settings, stop: asyncio.Event, name: str, balance: Decim
     finally:
         stop.set()
         await stopping
+
+
+def _listeners(settings: Settings) -> list[tuple[str, int]]:
+    """Where `up`'s services listen: the API, the tracker, the sandbox's Twilio and SMTP (unless
+    live) and a metrics port when one is set (0, a free port each, needs no check)."""
+    wanted = [(settings.api_host, settings.api_port), (settings.tracker_host, settings.tracker_port)]
+    if settings.providers == "sandbox":
+        wanted += [(settings.sandbox_host, settings.sandbox_port), (settings.sandbox_host, settings.sandbox_smtp_port)]
+    wanted.append((settings.metrics_host, settings.metrics_port))
+    return [(host, port) for host, port in wanted if port]
+
+
+async def _taken_ports(settings: Settings) -> list[OSError]:
+    """Why each port `up` needs cannot be listened on (another `campaigns up` holds it, say), tried
+    as the services bind them (`loop.create_server`, as aiohttp does) and let go at once."""
+    loop = asyncio.get_running_loop()
+    failures: list[OSError] = []
+    for host, port in _listeners(settings):
+        try:
+            server = await loop.create_server(asyncio.Protocol, host, port)
+        except OSError as exc:
+            failures.append(exc)
+        else:
+            server.close()
+            await server.wait_closed()
+    return failures
+
+
+def _not_started(errors: Sequence[BaseException]) -> click.ClickException:
+    """The error `up` ends with when its services cannot all start: each failure once, and, for a
+    port in use, which settings choose the ports."""
+    failures = list(dict.fromkeys(str(e) for e in errors)) or ["the API and the tracker did not answer in time"]
+    ports_taken = any(isinstance(e, OSError) and e.errno == errno.EADDRINUSE for e in errors)
+    return click.ClickException(
+        "the system did not start: "
+        + "; ".join(failures)
+        + (
+            " (another `campaigns up` running? Ports: CAMPAIGNS_API_PORT, CAMPAIGNS_TRACKER_PORT, "
+            "CAMPAIGNS_SANDBOX_PORT, CAMPAIGNS_SANDBOX_SMTP_PORT)"
+            if ports_taken
+            else ""
+        )
+    )
 
 
 def _service_task(service: str, run: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -143,18 +191,7 @@ async def _run_until_stopped(
         errors = [o for o in outcomes if isinstance(o, BaseException)]
         if interrupted and not errors:
             return  # stopped as asked, not a failure to start
-        failures = list(dict.fromkeys(str(e) for e in errors)) or ["the API and the tracker did not answer in time"]
-        ports_taken = any(isinstance(e, OSError) and e.errno == errno.EADDRINUSE for e in errors)
-        raise click.ClickException(
-            "the system did not start: "
-            + "; ".join(failures)
-            + (
-                " (another `campaigns up` running? Ports: CAMPAIGNS_API_PORT, CAMPAIGNS_TRACKER_PORT, "
-                "CAMPAIGNS_SANDBOX_PORT, CAMPAIGNS_SANDBOX_SMTP_PORT)"
-                if ports_taken
-                else ""
-            )
-        )
+        raise _not_started(errors)
     smtp_host, smtp_port = smtp_address(settings)
     smtp_note = (
         " (the sandbox: it accepts and logs every message; read them at "

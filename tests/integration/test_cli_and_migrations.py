@@ -296,6 +296,43 @@ def test_up_stopped_mid_campaign_drains_into_its_sandbox(infra, tmp_path):
     assert states["delivered"] >= states["sent_at_stop"], states  # every send's callbacks came in
 
 
+async def test_a_second_up_starts_nothing_and_names_the_busy_ports(infra, db):
+    # Given the ports of a `campaigns up` already running (held here)
+    holders = []
+    for _ in range(4):
+        holder = socket.socket()
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        holders.append(holder)
+    ports = [h.getsockname()[1] for h in holders]
+    prefix = f"{infra.prefix}second_up."
+    env = {
+        "CAMPAIGNS_DATABASE_URL": infra.database_url, "CAMPAIGNS_AMQP_URL": infra.amqp_url,
+        "CAMPAIGNS_AMQP_PREFIX": prefix, "CAMPAIGNS_LOG_LEVEL": "info",
+        **{f"CAMPAIGNS_{name}_PORT": str(port)
+           for name, port in zip(("API", "TRACKER", "SANDBOX", "SANDBOX_SMTP"), ports, strict=True)},
+    }
+    accounts = await db.fetchval("SELECT count(*) FROM accounts")
+    try:
+        # When another `up` starts
+        second = await asyncio.to_thread(campaigns, "up", "--name", "second", env=env)
+    finally:
+        for holder in holders:
+            holder.close()
+        await asyncio.wait_for(_drop_topology(infra.amqp_url, prefix), 60)
+
+    # Then it ends at once, exit code 1, with one line naming each busy port: no service was
+    # started (no consumer on the shared queues), no error logged, no account or key made
+    assert second.returncode == 1, second.stderr[-3000:]
+    assert second.stderr.splitlines() == [second.stderr.strip()], second.stderr[-3000:]
+    assert second.stderr.startswith("Error: the system did not start: "), second.stderr
+    for port in ports:
+        assert f"('127.0.0.1', {port}): address already in use" in second.stderr
+    assert "(another `campaigns up` running? Ports: CAMPAIGNS_API_PORT" in second.stderr
+    assert second.stdout == ""
+    assert await db.fetchval("SELECT count(*) FROM accounts") == accounts
+
+
 def _printed_key(up: subprocess.Popen[str]) -> str:
     assert up.stdout is not None
     banner = []
