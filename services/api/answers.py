@@ -51,7 +51,8 @@ WARNINGS: Schema = {
     "type": "array",
     "description": (
         "What was accepted but is likely not meant (a `scheduled_at` already past: its contacts are "
-        "sent at launch); empty when all is well."
+        "sent at launch), each naming the field as the request sent it (`schedule` or `scheduled_at`); "
+        "empty when all is well."
     ),
     "items": _object(field=_STR, message=_STR),
 }

@@ -37,6 +37,7 @@ from shared.domain.phone import InvalidPhone, to_e164
 from shared.domain.recurrence import Recurrence
 from shared.domain.sms import template_too_long
 from shared.domain.templating import TemplateError, check_budget
+from shared.domain.times import iso
 from shared.domain.windows import SendingWindow, parse_weekday
 from shared.domain.zones import is_valid_zone
 from shared.errors import Invalid
@@ -690,8 +691,8 @@ def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None =
     if timezone != "contact_local" and not is_valid_zone(timezone):
         bad("timezone", f"{timezone!r} is not an IANA time zone name (or 'contact_local')")
     scheduled_at = scheduled_wall = None
+    schedule_field = given_name(req, "scheduled_at")  # `schedule` or `scheduled_at`, as the client sent it
     if merged.get("scheduled_at"):
-        schedule_field = given_name(req, "scheduled_at")
         try:
             when = parse_when(merged["scheduled_at"])
         except ValueError:
@@ -754,7 +755,7 @@ def normalize(req: CampaignCreate, default_timezone: str, now: datetime | None =
     errors.extend(machine_detection_errors(channel, voice))
     if errors:
         raise Invalid("the campaign is not valid", details=errors)
-    warnings = schedule_warnings(scheduled_at, scheduled_wall, timezone, now or datetime.now(UTC))
+    warnings = schedule_warnings(scheduled_at, scheduled_wall, timezone, now or datetime.now(UTC), schedule_field)
     breaker = merged.get("circuit_breaker")
     circuit_breaker = breaker.model_dump(exclude_none=True) if breaker is not None else None
     return CampaignSpec(
@@ -831,9 +832,15 @@ _FURTHEST_AHEAD = timedelta(hours=14)
 
 
 def schedule_warnings(
-    scheduled_at: datetime | None, scheduled_wall: datetime | None, timezone: str, now: datetime
+    scheduled_at: datetime | None,
+    scheduled_wall: datetime | None,
+    timezone: str,
+    now: datetime,
+    field_name: str = "scheduled_at",
 ) -> list[dict[str, str]]:
-    """A warning when the schedule is already past: such a campaign is accepted and sends at launch."""
+    """A warning when the schedule is already past: such a campaign is accepted and sends at launch.
+    It names the field as the request gave it (`schedule` or `scheduled_at`) and writes the time
+    as the API writes times: an instant in UTC to the second (`…Z`), a wall-clock time without zone."""
     if scheduled_at is not None:
         past = scheduled_at < now - _PAST_GRACE
         where = ""
@@ -847,8 +854,8 @@ def schedule_warnings(
         return []
     if not past:
         return []
-    shown = (scheduled_at or scheduled_wall or now).isoformat()
-    return [{"field": "scheduled_at", "message": f"{shown} is already past{where}: those contacts are sent at launch"}]
+    shown = iso(scheduled_at or scheduled_wall or now)
+    return [{"field": field_name, "message": f"{shown} is already past{where}: those contacts are sent at launch"}]
 
 
 def machine_detection_errors(channel: Channel, voice: dict[str, Any]) -> list[dict[str, str]]:

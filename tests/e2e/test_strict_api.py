@@ -130,6 +130,16 @@ async def test_a_schedule_already_past_is_accepted_with_a_warning(http, system, 
     )
     assert status == 200, body
     assert "in Asia/Tokyo" in body["warnings"][0]["message"]
+    # named as the request names it (the seed's `schedule`), the time written as the API writes times
+    status, body = await call(http, "PATCH", url, account.headers, {"schedule": "2021-06-01T11:00:00+02:00"})
+    assert status == 200, body
+    assert body["warnings"] == [{"field": "schedule",
+                                 "message": "2021-06-01T09:00:00Z is already past: those contacts are sent at launch"}]
+    status, body = await call(http, "POST", system.api_url + "/campaigns", account.headers,
+                              _sms(agent_id, schedule="2020-01-01T09:00:00", timezone="UTC"))
+    assert status == 201, body
+    assert body["warnings"] == [{"field": "schedule", "message": "2020-01-01T09:00:00 is already past in UTC: "
+                                                                 "those contacts are sent at launch"}]
 
 
 async def test_results_carry_numeric_twins(http, system, account, agent_id):

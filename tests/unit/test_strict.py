@@ -11,6 +11,8 @@ from services.api.schemas import (
     RECURRENCE_KEYS,
     CampaignCreate,
     known_names,
+    normalize,
+    parse,
     parse_call_duration_limit,
     schedule_warnings,
     unknown_field_reason,
@@ -45,6 +47,24 @@ def test_a_schedule_already_past_is_warned_about_in_its_own_zone():
     assert schedule_warnings(None, _wall("2026-12-06T01:00"), "contact_local", now)
     assert not schedule_warnings(None, _wall("2026-12-06T03:00"), "contact_local", now)
     assert not schedule_warnings(None, None, "UTC", now)
+
+
+@pytest.mark.parametrize(
+    ("given", "warning"),
+    [
+        ({"schedule": "2026-12-05T12:00:00+02:00"}, ("schedule", "2026-12-05T10:00:00Z is already past")),
+        ({"scheduled_at": "2026-12-05T10:00:00.5Z"}, ("scheduled_at", "2026-12-05T10:00:00Z is already past")),
+        ({"config": {"schedule": "2026-12-05T10:00:00+00:00"}}, ("schedule", "2026-12-05T10:00:00Z is already")),
+        ({"schedule": "2026-12-05T20:00", "timezone": "Asia/Tokyo"},
+         ("schedule", "2026-12-05T20:00:00 is already past in Asia/Tokyo")),
+    ],
+)
+def test_a_past_schedule_is_warned_about_by_the_name_it_was_given_and_in_the_apis_time_form(given, warning):
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    body = {"name": "c", "agent_id": "ag_1", "type": "sms", "contacts": ["+14155550123"], "message": "Hi", **given}
+    [found] = normalize(parse(CampaignCreate, body), "UTC", now).warnings
+    assert found["field"] == warning[0]
+    assert found["message"].startswith(warning[1]), found
 
 
 def test_results_carry_the_reply_rate_and_response_time_as_numbers():
