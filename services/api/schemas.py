@@ -32,7 +32,7 @@ from pydantic import (
 
 from services.api.synonyms import HAND_CHECKED, models_in, one_name_each
 from shared.domain.calls import MACHINE_DETECTION
-from shared.domain.contacts import e164
+from shared.domain.contacts import e164, opt_out_key_errors
 from shared.domain.phone import InvalidPhone, to_e164
 from shared.domain.recurrence import Recurrence
 from shared.domain.sms import template_too_long
@@ -93,7 +93,8 @@ class SendingWindowIn(_Strict):
 
 
 class ContactIn(BaseModel):
-    """An inline contact: a phone number (or email) with optional fields; other keys are metadata."""
+    """An inline contact: a phone number (or email) with optional fields; other keys are metadata,
+    but for those naming an opt-out (`opted_out`…: refused, see `_recipients`)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -908,6 +909,14 @@ def _recipients(items: list[str | ContactIn], channel: Channel, bad: Any) -> lis
             continue
         if contact.timezone and not is_valid_zone(contact.timezone):
             bad(where + ".timezone", f"{contact.timezone!r} is not an IANA time zone name")
+            continue
+        refused = [
+            *opt_out_key_errors(f"{where}.", contact.model_extra or {}),
+            *opt_out_key_errors(f"{where}.metadata.", contact.metadata),
+        ]
+        for error in refused:  # (an opt-out is never a campaign's to change)
+            bad(error["field"], error["reason"])
+        if refused:
             continue
         metadata = {**contact.metadata, **(contact.model_extra or {})}
         fields = {

@@ -56,6 +56,9 @@ COUNTRY_ALIASES = frozenset({"country", "country_code", "region"})
 #: times are the platform's, and an opt-out is the contact's own to give.
 EXPORT_ONLY_COLUMNS = ("contact_id", "opted_out_sms", "opted_out_email", "opted_out_voice", "created_at")
 EXPORT_ONLY = frozenset(EXPORT_ONLY_COLUMNS)
+#: Columns an import skips: the export's own, and any other naming an opt-out (`opted_out`), which
+#: an import never changes and metadata never holds (`contacts.OPT_OUT_KEYS`).
+SKIPPED = EXPORT_ONLY | contacts.OPT_OUT_KEYS
 #: Bytes read before the file's encoding is decided (its BOM, or whether it is UTF-8 at all).
 SNIFF_BYTES = 4096
 #: Most metadata columns a file may have (a bound on the JSON object each row carries).
@@ -130,7 +133,7 @@ def map_header(header: Sequence[str]) -> Columns:
             continue
         if key in COUNTRY_ALIASES and country is None:
             country = index
-        if raw.strip() and key not in EXPORT_ONLY:
+        if raw.strip() and key not in SKIPPED:
             keys.append(raw.strip())
             cells.append(index)
     if "phone" not in fields and "email" not in fields:
@@ -151,6 +154,12 @@ def map_header(header: Sequence[str]) -> Columns:
         country,
         len(header),
     )
+
+
+def skipped_column(name: str) -> bool:
+    """Whether an import skips a column of this name (`Opted Out`, `contact_id`…): an export writes
+    no metadata key under such a name, so that what it writes is what an import reads back."""
+    return header_key(name) in SKIPPED
 
 
 def duplicated_names(header: Sequence[str]) -> dict[str, list[int]]:

@@ -21,6 +21,15 @@ from shared.domain.zones import is_valid_zone
 FIELDS = ("first_name", "last_name", "email", "phone", "company", "timezone")
 #: Channels a contact can be opted out of.
 CHANNELS = ("sms", "email", "voice")
+#: Keys that name a contact's opt-outs (the contact API's `opted_out`, the CSV export's
+#: `opted_out_<channel>` columns): never metadata, where a template would read one as a variable
+#: and a caller might think it had opted someone in or out.
+OPT_OUT_KEYS = frozenset({"opted_out", *(f"opted_out_{channel}" for channel in CHANNELS)})
+#: Why such a key is refused.
+OPT_OUT_KEY_REASON = (
+    "names an opt-out, which is no metadata: a contact's opt-outs are changed with PATCH /contacts/{id} "
+    '(`"opted_out": {"sms": true}`)'
+)
 #: Longest value kept in a built-in text field.
 MAX_FIELD = 1000
 
@@ -181,6 +190,17 @@ def check_fields(values: Mapping[str, Any], default_region: str | None) -> tuple
         except ValueError as exc:
             errors.append({"field": name, "reason": str(exc)})
     return out, errors
+
+
+def opt_out_key_errors(prefix: str, metadata: Mapping[str, Any]) -> list[dict[str, str]]:
+    """An error for each key of `metadata` (a contact's extra keys, or its `metadata` object) that
+    names an opt-out with a value, as `{"field": prefix + key, "reason"}`; a null, which stores
+    nothing (or removes such a key kept from before), is no error."""
+    return [
+        {"field": f"{prefix}{key}", "reason": OPT_OUT_KEY_REASON}
+        for key, value in metadata.items()
+        if key in OPT_OUT_KEYS and value is not None
+    ]
 
 
 def merge_metadata(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

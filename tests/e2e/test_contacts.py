@@ -235,3 +235,47 @@ async def test_another_accounts_contacts_are_404_and_never_listed(http, system, 
     assert theirs["id"] != contact["id"]
     status, mine = await call(http, "GET", url, account.headers)
     assert (status, mine) == (200, contact)
+
+
+OPT_OUTS_BY_PATCH = "a contact's opt-outs are changed with PATCH /contacts/{id}"
+
+
+async def test_an_opt_out_is_never_metadata_of_a_campaigns_or_the_apis_contacts(http, system, account, db):
+    api, headers = system.api_url, account.headers
+    _status, agent = await call(http, "POST", api + "/agents", headers, {"name": "A"})
+    phones = [new_phone() for _ in range(3)]
+
+    # Given inline contacts that carry an opt-out as one of their keys (or in their metadata)
+    status, body = await call(http, "POST", api + "/campaigns", headers, {
+        "name": "c", "type": "sms", "agent_id": agent["id"], "message_template": "Hi",
+        "contacts": [{"phone": phones[0], "opted_out": False}, {"phone": phones[1], "plan": "gold"},
+                     {"phone": phones[2], "metadata": {"opted_out_sms": True}}],
+    })
+
+    # Then the campaign is a 422 naming each, saying where opt-outs are changed; nothing is written
+    assert status == 422, body
+    details = body["error"]["details"]
+    assert [d["field"] for d in details] == ["contacts[0].opted_out", "contacts[2].metadata.opted_out_sms"]
+    assert all(OPT_OUTS_BY_PATCH in d["reason"] for d in details), details
+    assert await db.fetchval("SELECT count(*) FROM contacts WHERE account_id = $1 AND phone = ANY($2)",
+                             account.id, phones) == 0
+
+    # and so is POST /contacts with such a key beside its fields or in its metadata (its own
+    # `opted_out` object is the field that sets them)
+    for sent, field in (({"opted_out_sms": True}, "opted_out_sms"), ({"metadata": {"opted_out": False}},
+                                                                      "metadata.opted_out")):
+        status, body = await call(http, "POST", api + "/contacts", headers, {"phone": phones[0], **sent})
+        assert status == 422, body
+        assert [(d["field"], OPT_OUTS_BY_PATCH in d["reason"]) for d in body["error"]["details"]] == [(field, True)]
+    created = await create(http, system, account, {"phone": phones[0], "opted_out": {"sms": True}, "plan": "gold"})
+    assert (created["opted_out"]["sms"], created["metadata"]) == (True, {"plan": "gold"})
+
+    # A key of that name kept from before is removed by a null, as any metadata key is
+    await db.execute("UPDATE contacts SET metadata = metadata || '{\"opted_out\": false}' WHERE id = $1",
+                     created["id"])
+    status, body = await call(http, "PATCH", f"{api}/contacts/{created['id']}", headers,
+                              {"metadata": {"opted_out": False}})
+    assert (status, body["error"]["details"][0]["field"]) == (422, "metadata.opted_out"), body
+    status, body = await call(http, "PATCH", f"{api}/contacts/{created['id']}", headers,
+                              {"metadata": {"opted_out": None}})
+    assert (status, body["metadata"], body["opted_out"]["sms"]) == (200, {"plan": "gold"}, True), body

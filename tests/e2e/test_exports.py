@@ -246,3 +246,30 @@ async def test_a_campaigns_deliveries_and_contacts_are_found_by_address(http, sy
     assert (status, error["error"]["details"][0]["field"]) == (422, "to")
     status, found = await call(http, "GET", f"{system.api_url}/contacts?phone={wanted}", account.headers)
     assert [c["phone"] for c in found["data"]] == [wanted]
+
+
+async def test_a_column_or_key_naming_an_opt_out_neither_leaves_in_an_export_nor_comes_in_by_an_import(
+    http, system, account, db
+):
+    # Given a contact whose metadata kept an `opted_out` key from before it was refused
+    url = system.api_url + "/contacts"
+    phone = new_phone()
+    status, made = await call(http, "POST", url, account.headers, {"phone": phone, "plan": "gold"})
+    assert status == 201, made
+    await db.execute("UPDATE contacts SET metadata = metadata || '{\"opted_out\": false}' WHERE id = $1", made["id"])
+
+    # Then the export writes no such column (an import would skip it: what leaves is what comes back)
+    _response, text = await _csv(http, url + ".csv", account.headers)
+    header = next(csv.reader(io.StringIO(text)))
+    assert header == [*CONTACT_HEADER, "plan", *CONTACT_EXTRAS]
+
+    # and an import skips a column naming an opt-out, as it skips the export's own: no metadata,
+    # nobody opted out or in
+    other = await make_account(db)
+    file = f"phone,Opted Out,opted_out_sms,plan\n{phone},true,true,silver\n"
+    async with http.post(system.api_url + "/contacts/import", data=file.encode(),
+                         headers={**other.headers, "Content-Type": "text/csv"}) as response:
+        summary = await response.json()
+    assert (response.status, summary["created"], summary["rejected"]) == (200, 1, 0), summary
+    row = await db.fetchrow("SELECT metadata, opted_out_sms FROM contacts WHERE account_id = $1", other.id)
+    assert (row["metadata"], row["opted_out_sms"]) == ({"plan": "silver"}, False)

@@ -22,6 +22,7 @@ from shared.domain.contact_csv import (
     guess_delimiter,
     line_of,
     map_header,
+    skipped_column,
     split_at_record_end,
     validate_row,
 )
@@ -329,3 +330,17 @@ def test_a_record_with_a_nul_is_refused_and_the_others_kept():
         (4, None),
     ]
     assert records[2][1] == []
+
+
+def test_a_column_naming_an_opt_out_is_skipped_as_the_exports_own_are():
+    # an import never opts anyone out or in, and metadata never holds an opt-out
+    columns = map_header(["phone", "opted_out", "Opted Out SMS", "contact_id", "plan"])
+    assert columns.metadata_keys == ("plan",)
+    assert [skipped_column(name) for name in ("opted_out", "Opted Out", "opted_out_voice", "created_at", "plan")] == [
+        True, True, True, True, False]
+
+
+def test_only_an_opt_out_key_with_a_value_is_refused_as_metadata():
+    assert contacts.opt_out_key_errors("contacts[0].", {"opted_out": False, "plan": "x", "opted_out_sms": None}) == [
+        {"field": "contacts[0].opted_out", "reason": contacts.OPT_OUT_KEY_REASON}]
+    assert "PATCH /contacts/{id}" in contacts.OPT_OUT_KEY_REASON

@@ -21,6 +21,15 @@ def _given(body: ContactBody) -> dict[str, Any]:
     return {name: getattr(body, name) for name in (*rules.FIELDS, "country") if name in body.model_fields_set}
 
 
+def _opt_out_keys(body: ContactBody) -> list[dict[str, str]]:
+    """Metadata keys naming an opt-out (`opted_out_sms` beside the fields, `metadata.opted_out`):
+    refused, as `opted_out` itself is the field that sets opt-outs."""
+    return [
+        *rules.opt_out_key_errors("", body.model_extra or {}),
+        *rules.opt_out_key_errors("metadata.", body.metadata or {}),
+    ]
+
+
 def _clash(owner: asyncpg.Record) -> Conflict:
     who = f" (phone {owner['phone']})" if owner["phone"] else ""
     return Conflict(
@@ -38,6 +47,7 @@ async def create(pool: asyncpg.Pool, account_id: str, body: ContactBody) -> asyn
     """Create the contact, or update the one with its phone (else email): `inserted` says which
     (given fields replace, metadata merges); Conflict when the email is another contact's."""
     fields, errors = rules.check_fields(_given(body), None)
+    errors += _opt_out_keys(body)
     if not errors and not rules.reachable(fields):
         errors.append(_NEEDS_ONE)
     if errors:
@@ -60,6 +70,7 @@ async def update(pool: asyncpg.Pool, account_id: str, contact_id: str, body: Con
     """Change only the keys sent (null clears a field; in `metadata`, null removes a key);
     `opted_out` may set any channel."""
     fields, errors = rules.check_fields(_given(body), None)
+    errors += _opt_out_keys(body)
     async with pool.acquire() as conn, conn.transaction():
         row = await db.get(conn, account_id, contact_id, lock=True)
         if row is None:

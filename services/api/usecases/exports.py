@@ -19,7 +19,7 @@ import asyncpg
 
 from shared.db import campaigns as db
 from shared.db import contacts as contacts_db
-from shared.domain.contact_csv import EXPORT_ONLY_COLUMNS, MAX_METADATA_COLUMNS
+from shared.domain.contact_csv import EXPORT_ONLY_COLUMNS, MAX_METADATA_COLUMNS, skipped_column
 from shared.domain.times import iso
 
 #: Rows read per page.
@@ -122,7 +122,7 @@ async def contacts_csv(
         keys = await contacts_db.metadata_keys(
             conn, account_id, group_id=group_id, opted_out=opted_out, limit=MAX_METADATA_COLUMNS
         )
-        keys = [k for k in keys if k not in CONTACT_FIELDS and k not in CONTACT_EXTRAS]
+        keys = [k for k in keys if k not in CONTACT_FIELDS and not skipped_column(k)]
 
         def values(row: asyncpg.Record) -> list[Any]:
             metadata = row["metadata"] if isinstance(row["metadata"], dict) else {}
