@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from shared.domain.times import iso
 from shared.errors import Unreachable
 from shared.logging import configure_logging
-from shared.settings import Settings, live_secret_problems, setting_problems
+from shared.settings import Settings, live_secret_problems, live_url_problems, setting_problems
 
 
 def _settings(service: str, **overrides: Any) -> Settings:
@@ -34,13 +34,13 @@ def _settings(service: str, **overrides: Any) -> Settings:
 
 def _service_settings(service: str) -> Settings:
     """A service's settings; in live mode, an exit (code 1) naming every default, sample or short
-    secret, before anything starts."""
+    secret and an http CAMPAIGNS_PUBLIC_URL, before anything starts."""
     settings = _settings(service)
-    problems = live_secret_problems(settings)
+    problems = live_secret_problems(settings) + live_url_problems(settings)
     if problems:
         raise click.ClickException(
-            "live mode (CAMPAIGNS_PROVIDERS=live) refuses to start with public or weak secrets:\n  - "
-            + "\n  - ".join(problems)
+            "live mode (CAMPAIGNS_PROVIDERS=live) refuses to start with public or weak secrets or an insecure URL:"
+            "\n  - " + "\n  - ".join(problems)
         )
     return settings
 

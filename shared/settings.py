@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import datetime
 from typing import Annotated, Literal
@@ -268,6 +269,32 @@ def live_secret_problems(settings: Settings) -> list[str]:
         if _sample(urlsplit(url).password or ""):
             problems.append(f"{name} carries a sample password (CHANGE_ME): set your own")
     return problems
+
+
+def live_url_problems(settings: Settings) -> list[str]:
+    """What keeps `settings` from live mode in its URLs: a CAMPAIGNS_PUBLIC_URL that is not https.
+    Emails' List-Unsubscribe links are built from it, and RFC 8058 wants an HTTPS URI there; a
+    loopback host (localhost, 127.0.0.0/8, ::1), which tests and peers on the same machine use, may
+    stay http (empty in sandbox mode)."""
+    url = urlsplit(settings.public_url)
+    if settings.providers != "live" or url.scheme == "https" or _loopback(url.hostname or ""):
+        return []
+    return [
+        f"CAMPAIGNS_PUBLIC_URL {settings.public_url!r} is not https: emails' one-click unsubscribe links are built"
+        " from it and must be HTTPS (RFC 8058); http is taken only for a loopback host (localhost, 127.0.0.1, ::1)"
+    ]
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` (as a URL names it) is this machine's loopback: localhost, 127.0.0.0/8, ::1."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def reachable_host(host: str) -> str:

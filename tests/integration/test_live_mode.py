@@ -59,3 +59,23 @@ def test_every_problem_is_named_at_once():
     assert result.returncode == 1
     for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "CAMPAIGNS_SECRET_KEY"):
         assert name in result.stderr
+
+
+@pytest.mark.parametrize("command", [["api"], ["tracker"], ["dispatcher", "--channel", "email"], ["up"]])
+def test_live_mode_refuses_an_http_public_url_off_this_machine(command):
+    # List-Unsubscribe links are built from CAMPAIGNS_PUBLIC_URL, and RFC 8058 wants HTTPS there
+    result = campaigns(*command, env={**GOOD, "CAMPAIGNS_PUBLIC_URL": "http://hooks.example.com"})
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "live mode (CAMPAIGNS_PROVIDERS=live) refuses to start" in result.stderr
+    assert "CAMPAIGNS_PUBLIC_URL 'http://hooks.example.com' is not https" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("url", ["https://hooks.example.com", "http://localhost:8081", "http://127.0.0.1:8081",
+                                 "http://[::1]:8081"])
+def test_live_mode_takes_an_https_public_url_or_a_loopback_one(url):
+    # passed the check, the command goes on to the database (nowhere here) and stops there
+    result = campaigns("api", env={**GOOD, "CAMPAIGNS_PUBLIC_URL": url})
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "refuses to start" not in result.stderr, result.stderr
+    assert "cannot reach PostgreSQL" in result.stderr, result.stderr

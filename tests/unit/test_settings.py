@@ -10,6 +10,7 @@ from shared.settings import (
     Settings,
     inbound_email_token,
     live_secret_problems,
+    live_url_problems,
     secret_key,
     setting_problems,
 )
@@ -64,6 +65,34 @@ def test_live_mode_takes_only_the_operators_own_secrets():
             "CAMPAIGNS_SECRET_KEY is a default or sample value, known to anyone: set your own"]
     assert live_secret_problems(Settings(providers="live", **{**own, "inbound_email_token": "x" * 31})) == [
         "CAMPAIGNS_INBOUND_EMAIL_TOKEN is shorter than 32 bytes"]
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("https://hooks.example.com", False),
+        ("http://hooks.example.com", True),
+        ("http://203.0.113.7:8081", True),
+        ("http://10.0.0.5:8081", True),  # private, but not this machine: an email's link leaves it
+        ("http://localhost:8081", False),
+        ("http://LOCALHOST", False),
+        ("http://127.0.0.1:8081", False),
+        ("http://127.8.9.10", False),
+        ("http://[::1]:8081", False),
+        ("http://[::ffff:127.0.0.1]:8081", False),
+        ("http://localhost.example.com", True),
+    ],
+)
+def test_live_mode_wants_an_https_public_url_but_on_loopback(url, refused):
+    problems = live_url_problems(Settings(providers="live", public_url=url))
+    assert bool(problems) is refused, problems
+    if refused:
+        assert problems == [
+            f"CAMPAIGNS_PUBLIC_URL {url!r} is not https: emails' one-click unsubscribe links are built from it and"
+            " must be HTTPS (RFC 8058); http is taken only for a loopback host (localhost, 127.0.0.1, ::1)"
+        ]
+    assert live_url_problems(Settings(public_url=url)) == []  # the sandbox takes any
+    assert live_url_problems(Settings(providers="live")) == []  # unset: the tracker's own, on loopback
 
 
 @pytest.mark.parametrize(
