@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -55,6 +55,7 @@ def _serve(service: Any) -> None:
 _PLAIN_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]{1,4})?")
 #: A count: ASCII digits only.
 _PLAIN_COUNT = re.compile(r"[0-9]+")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _plain_amount(_ctx: click.Context, _param: click.Parameter, value: str) -> Decimal:
@@ -66,6 +67,13 @@ def _plain_amount(_ctx: click.Context, _param: click.Parameter, value: str) -> D
             f"{value!r} is not an amount: write digits, with at most 4 decimals after a '.' (e.g. 25 or 25.5)"
         )
     return Decimal(value)
+
+
+def _balance_option(help_text: str) -> Callable[[F], F]:
+    """`--balance AMOUNT`: a starting balance, 100 unless given (plain digits, at most 4 decimals)."""
+    return click.option(
+        "--balance", default="100", metavar="AMOUNT", callback=_plain_amount, show_default=True, help=help_text
+    )
 
 
 def _plain_count(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
@@ -184,14 +192,7 @@ def sandbox() -> None:
     show_default=True,
     help="The account `up` uses (created on first run; later runs reuse it with a new key).",
 )
-@click.option(
-    "--balance",
-    default="100",
-    metavar="AMOUNT",
-    callback=_plain_amount,
-    show_default=True,
-    help="Its starting balance.",
-)
+@_balance_option("Its starting balance.")
 def up(name: str, balance: Decimal) -> None:
     """Migrate, then run every service in this process (sandbox providers unless
     CAMPAIGNS_PROVIDERS=live), create an account and print the API's address and a ready API key."""
@@ -214,14 +215,7 @@ def _admin(action: Any) -> Any:
 
 @accounts.command("create")
 @click.option("--name", required=True, help="The account's name.")
-@click.option(
-    "--balance",
-    default="100",
-    metavar="AMOUNT",
-    callback=_plain_amount,
-    show_default=True,
-    help="Starting balance (in the price unit, at most 4 decimals).",
-)
+@_balance_option("Starting balance (in the price unit, at most 4 decimals).")
 @click.option("--timezone", default=None, help="Default time zone (IANA); default CAMPAIGNS_DEFAULT_TIMEZONE.")
 def create_account(name: str, balance: Decimal, timezone: str | None) -> None:
     """Create an account and print `{"account_id": …, "api_key": …}` (the key is shown only once)."""
