@@ -12,16 +12,12 @@ import structlog
 from aiohttp import web
 
 from services.tracker.webhooks import WEBHOOKS
-from shared.db import breaker
+from shared.db import breaker, sending
 from shared.errors import NotFound
 from shared.unsubscribe import Subscription, read_token
 
 log = structlog.get_logger()
 
-_OPT_OUT = """
-UPDATE contacts SET opted_out_email = true, updated_at = now()
-WHERE id = $1 AND account_id = $2 AND NOT opted_out_email
-"""
 _HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",  # the link is the credential: never leak it onward
@@ -70,9 +66,10 @@ async def unsubscribe(request: web.Request) -> web.Response:
         raise NotFound("this unsubscribe link is not valid")
     await request.read()  # the body says One-Click; the signed link alone names the contact
     pool: asyncpg.Pool = request.app["pool"]
-    changed = await pool.execute(_OPT_OUT, found.contact_id, found.account_id) != "UPDATE 0"
-    if changed:
-        await breaker.count_opt_out_of_latest(pool, found.contact_id, "email")
+    async with pool.acquire() as conn, conn.transaction():  # the opt-out and its count, together
+        changed = await sending.unsubscribe_email(conn, found.account_id, found.contact_id)
+        if changed:
+            await breaker.count_opt_out_of_latest(conn, found.contact_id, "email")
     WEBHOOKS.labels("email.unsubscribe", "applied" if changed else "repeat").inc()
     log.info(
         "contact.unsubscribed",

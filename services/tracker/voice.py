@@ -17,7 +17,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from services.tracker import agents
 from services.tracker.signatures import TwilioSignatures
 from services.tracker.webhooks import WEBHOOKS, twiml, verified_form
-from shared.db import calls, sending, tracking
+from shared.db import breaker, calls, sending, tracking
 from shared.domain.calls import answered_by, asks_to_stop, call_action, machine_detection
 from shared.domain.templating import MissingVariable, TemplateError, contact_context, render
 from shared.ids import new_id
@@ -154,6 +154,7 @@ async def voice_gather(request: web.Request) -> web.Response:
             await tracking.add_message(conn, new_id("message"), delivery, "in", speech, sid, "contact")
             if stop:
                 await sending.opt_out(conn, [delivery["contact_id"]], "voice")
+                await breaker.count_opt_out(conn, delivery["campaign_id"])  # (as a STOP by text counts)
                 await tracking.add_message(conn, new_id("message"), delivery, "out", STOPPED, None, "system")
             else:
                 await tracking.mark_replied(conn, delivery["id"])

@@ -47,6 +47,10 @@ LEFT JOIN agents a ON a.id = c.agent_id
 WHERE d.id = ANY($1::text[])
 """
 _STATES = "SELECT id, state FROM deliveries WHERE id = ANY($1::text[])"
+_UNSUBSCRIBE_EMAIL = """
+UPDATE contacts SET opted_out_email = true, updated_at = now()
+WHERE id = $1 AND account_id = $2 AND NOT opted_out_email
+"""
 # One statement: lock the campaign's flow row, work out its room (max_concurrent less what every
 # replica has in flight; none unless the campaign is live), and claim up to that many (and up to $3)
 # of the deliveries still `queued` whose contact is still opted in at the address loaded ($11, the
@@ -375,6 +379,12 @@ def _funds_checked() -> Iterator[None]:
         if exc.sqlstate == FUNDS_SHORT:
             raise FundsShort(str(exc)) from exc
         raise
+
+
+async def unsubscribe_email(conn: Executor, account_id: str, contact_id: str) -> bool:
+    """Opt one of the account's contacts out of email (an unsubscribe link); whether it changed
+    anything (False: opted out already, or no such contact)."""
+    return str(await conn.execute(_UNSUBSCRIBE_EMAIL, contact_id, account_id)) != "UPDATE 0"
 
 
 async def opt_out(conn: Executor, contact_ids: Sequence[str], channel: str) -> None:

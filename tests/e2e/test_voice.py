@@ -249,6 +249,8 @@ async def test_asking_not_to_be_called_opts_the_contact_out_of_voice(http, syste
     assert (final["delivered"], final["replied"]) == (1, 0)
     contact = await db.fetchrow("SELECT * FROM contacts WHERE account_id = $1 AND phone = $2", account.id, phone)
     assert (contact["opted_out_voice"], contact["opted_out_sms"]) == (True, False)
+    # it counts against the campaign's opt-out rate, as a STOP by text does
+    assert await db.fetchval("SELECT opt_outs FROM campaign_breaker WHERE campaign_id = $1", created["id"]) == 1
     # a later voice campaign skips the contact
     _, again = await call(http, "POST", system.api_url + "/campaigns", account.headers, {
         "name": "Again", "agent_id": agent_id, "type": "voice", "contacts": [phone],
