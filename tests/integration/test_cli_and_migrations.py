@@ -238,7 +238,8 @@ def test_a_database_or_broker_out_of_reach_is_one_line_naming_it(infra):
     cases = [
         (["migrate"], {"CAMPAIGNS_DATABASE_URL": database}, "PostgreSQL", "CAMPAIGNS_DATABASE_URL"),
         (["api"], {"CAMPAIGNS_DATABASE_URL": database}, "PostgreSQL", "CAMPAIGNS_DATABASE_URL"),
-        (["up"], {"CAMPAIGNS_DATABASE_URL": database}, "PostgreSQL", "CAMPAIGNS_DATABASE_URL"),
+        (["up"], {"CAMPAIGNS_DATABASE_URL": database, **{f"CAMPAIGNS_{name}_PORT": str(free_port()) for name in (
+            "API", "TRACKER", "SANDBOX", "SANDBOX_SMTP")}}, "PostgreSQL", "CAMPAIGNS_DATABASE_URL"),  # (ports free)
         (
             ["dispatcher", "--channel", "sms"],
             {"CAMPAIGNS_DATABASE_URL": infra.database_url, "CAMPAIGNS_AMQP_URL": broker},

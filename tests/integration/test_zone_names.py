@@ -57,3 +57,28 @@ async def test_zone_names_that_are_no_zones_are_renamed_to_the_zone_they_read(in
             await conn.close()
     finally:
         await drop_database(url)
+
+
+async def test_metadata_naming_an_opt_out_is_removed_and_the_opt_outs_stay(infra):
+    # 0028: `opted_out` kept as a metadata variable (the API let it in) goes; the real opt-out stays
+    url = urlunsplit(urlsplit(infra.database_url)._replace(path=f"/campaigns_optout_{uuid.uuid4().hex[:8]}"))
+    [removing] = [m for m in available() if m.version == 28]
+    try:
+        await migrate(url)
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("INSERT INTO accounts (id, name) VALUES ('acct_o', 'o')")
+            await conn.execute(
+                "INSERT INTO contacts (id, account_id, phone, metadata, opted_out_sms) VALUES"
+                " ('ct_a', 'acct_o', '+14155550001', '{\"opted_out\": false, \"plan\": \"gold\"}', true),"
+                " ('ct_b', 'acct_o', '+14155550002', '{\"opted_out_email\": true}', false),"
+                " ('ct_c', 'acct_o', '+14155550003', '{\"plan\": \"basic\"}', false)")
+            await conn.execute(removing.sql)
+            rows = {r["id"]: (r["metadata"], r["opted_out_sms"]) for r in await conn.fetch(
+                "SELECT id, metadata::text AS metadata, opted_out_sms FROM contacts ORDER BY id")}
+            assert rows == {"ct_a": ('{"plan": "gold"}', True), "ct_b": ("{}", False),
+                            "ct_c": ('{"plan": "basic"}', False)}
+        finally:
+            await conn.close()
+    finally:
+        await drop_database(url)
