@@ -67,6 +67,21 @@ SELECT count(*) FROM (
 ) AS r
 """
 _SET_TOTAL = "UPDATE campaigns SET total_contacts = $2 WHERE id = $1"
+#: A campaign's contacts counted again (its inline ones and its groups' members now): a launch, and
+#: the account's drafts (those using a group, when one is named) once members or contacts change.
+_RECOUNT = """
+UPDATE campaigns c SET total_contacts = (
+    SELECT count(*) FROM (
+        SELECT contact_id FROM campaign_recipients WHERE campaign_id = c.id
+        UNION
+        SELECT m.contact_id FROM group_members m JOIN contact_groups g ON g.id = m.group_id
+        WHERE g.account_id = c.account_id AND g.id = ANY(c.group_ids)
+    ) AS r
+)
+WHERE c.account_id = $1
+  AND (c.id = $2 OR ($2 IS NULL AND c.status = 'draft' AND ($3::text IS NULL OR $3 = ANY(c.group_ids))))
+RETURNING c.total_contacts
+"""
 _UPDATE_DRAFT = """
 UPDATE campaigns SET
     name = $3, description = $4, agent_id = $5, channel = $6, message_template = $7,
@@ -270,6 +285,17 @@ async def _add_recipients(conn: Connection, account_id: str, campaign_id: str, s
     for start in range(0, len(contact_ids), CHUNK):
         chunk = contact_ids[start : start + CHUNK]
         await conn.execute(_INSERT_RECIPIENTS, campaign_id, chunk, list(range(start, start + len(chunk))))
+
+
+async def recount(conn: Executor, account_id: str, campaign_id: str) -> int:
+    """Count one of the account's campaigns' contacts again (its groups may have changed); the count."""
+    return int(await conn.fetchval(_RECOUNT, account_id, campaign_id, None) or 0)
+
+
+async def recount_drafts(conn: Executor, account_id: str, group_id: str | None = None) -> None:
+    """Count the account's drafts' contacts again (only those using `group_id`, when given): their
+    `total_contacts` follows their groups and contacts until they are launched."""
+    await conn.execute(_RECOUNT, account_id, None, group_id)
 
 
 async def _count_total(conn: Connection, account_id: str, campaign_id: str, spec: Any) -> None:

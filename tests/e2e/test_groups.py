@@ -225,3 +225,37 @@ async def test_a_campaign_on_a_group_sends_to_each_member(http, system, account,
     assert results["failed"] == 0
     for member in members:
         assert len(fake_twilio.sent_to(member["phone"])) == 1
+
+
+async def test_a_drafts_contacts_follow_its_groups_until_it_is_launched(http, system, account, db):
+    # Given a draft on an empty group
+    group = await new_group(http, system, account, "Later")
+    status, agent = await call(http, "POST", system.api_url + "/agents", account.headers, {"name": "Riley"})
+    status, draft = await call(http, "POST", system.api_url + "/campaigns", account.headers, {
+        "name": "Follows", "agent_id": agent["id"], "type": "sms", "contact_group_id": group["id"],
+        "message_template": "Hi"})
+    assert (status, draft["total_contacts"]) == (201, 0)
+    campaign = f"{system.api_url}/campaigns/{draft['id']}"
+    members_url = f"{system.api_url}/contact-groups/{group['id']}/members"
+
+    async def total() -> int:
+        _status, found = await call(http, "GET", campaign, account.headers)
+        _status, results = await call(http, "GET", campaign + "/results", account.headers)
+        assert found["total_contacts"] == results["total_contacts"]
+        return found["total_contacts"]
+
+    # When members are added, one removed, and one deleted: it counts them each time
+    members = await new_contacts(http, system, account, 4)
+    status, _ = await call(http, "POST", members_url, account.headers, {"contact_ids": [m["id"] for m in members]})
+    assert await total() == 4
+    status, _ = await call(http, "DELETE", members_url, account.headers, {"contact_ids": [members[0]["id"]]})
+    assert await total() == 3
+    status, _ = await call(http, "DELETE", f"{system.api_url}/contacts/{members[1]['id']}", account.headers)
+    assert (status, await total()) == (204, 2)
+    # and a member added behind the API's back (as an import's) is counted at launch
+    [late] = await new_contacts(http, system, account, 1)
+    await db.execute("INSERT INTO group_members (group_id, contact_id) VALUES ($1, $2)", group["id"], late["id"])
+    status, launched = await call(http, "POST", campaign + "/launch", account.headers)
+    assert status == 200, launched
+    assert launched["total_contacts"] == 3
+    await call(http, "POST", campaign + "/cancel", account.headers)

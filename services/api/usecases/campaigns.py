@@ -279,6 +279,8 @@ async def _launch(
             f"sending {row['channel']} campaigns is not available yet; it is saved as a draft",
             details=[{"field": "channel", "reason": f"{row['channel']} cannot be launched yet"}],
         )
+    if await db.recount(conn, account["id"], row["id"]) != row["total_contacts"]:  # its groups changed since
+        row = cast(asyncpg.Record, await db.get(conn, account["id"], row["id"], lock=True))
     if row["total_contacts"] == 0:
         raise Invalid(
             "the campaign has no contacts to send to",

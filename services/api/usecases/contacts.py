@@ -8,6 +8,7 @@ import asyncpg
 import structlog
 
 from services.api.contact_schemas import ContactBody
+from shared.db import campaigns
 from shared.db import contacts as db
 from shared.domain import contacts as rules
 from shared.errors import Conflict, Invalid, NotFound
@@ -103,4 +104,5 @@ async def delete(pool: asyncpg.Pool, account_id: str, contact_id: str) -> None:
     async with pool.acquire() as conn, conn.transaction():
         if not await db.delete(conn, account_id, contact_id):
             raise NotFound(f"contact {contact_id!r} not found")
+        await campaigns.recount_drafts(conn, account_id)  # (the drafts that named it count one fewer)
     log.info("contact.deleted", contact_id=contact_id)

@@ -9,6 +9,7 @@ import asyncpg
 import structlog
 
 from services.api.contact_schemas import GroupIn, MembersIn
+from shared.db import campaigns
 from shared.db import contacts as db
 from shared.db.connection import Executor
 from shared.domain import contacts as rules
@@ -103,6 +104,8 @@ async def change_members(
         change = db.add_members if adding else db.remove_members
         changed = await change(conn, group_id, sorted(ids))
         count = await db.count_members(conn, group_id)
+        if changed:
+            await campaigns.recount_drafts(conn, account_id, group_id)
     not_found = {
         "contact_ids": [i for i in body.contact_ids if i not in ids],
         "phones": [raw for raw, e164 in phones.items() if e164 not in by_phone],
