@@ -225,13 +225,27 @@ TEMPLATE: Schema = _object(
     updated_at=_TIME,
 )
 PREVIEW: Schema = _object(
-    ("missing_variables",),
-    body=_TEXT,
+    body={
+        **_TEXT,
+        "description": (
+            "The part rendered (a variable the contact lacks shown as written: `{{agent_name}}`, or the "
+            "part null if even so it cannot be); null if the template has none."
+        ),
+    },
     subject=_TEXT,
     html=_TEXT,
-    missing_variables={**_STRINGS, "description": "Each variable the contact lacks (its part is null)."},
-    segments={**_COUNT, "description": "An SMS template's body: the segments it takes, as carriers count them."},
-    error={**_TEXT, "description": "An SMS template's body: why it cannot go (over 1,600 characters), else null."},
+    missing_variables={**_STRINGS, "description": "Each variable the contact lacks: its part shows it as written."},
+    segments={
+        "type": ["integer", "null"],
+        "minimum": 0,
+        "description": (
+            "An SMS template's body, rendered whole: the segments it takes, as carriers count them; else null."
+        ),
+    },
+    error={
+        **_TEXT,
+        "description": "An SMS template's body, rendered whole: why it cannot go (over 1,600 characters), else null.",
+    },
 )
 
 CONTACT: Schema = _object(

@@ -64,9 +64,36 @@ async def test_preview_renders_for_a_contact_and_names_what_is_missing(http, sys
     assert shown["html"] == "<p>Hi &lt;Ann&gt;</p>"  # escaped in HTML
     assert shown["missing_variables"] == []
     status, shown = await call(http, "POST", preview, account.headers, {"contact": {"first_name": "Ann"}})
-    assert shown["body"] is None
+    # rendered even so, each missing variable shown as written
+    assert shown["body"] == "Your trial of {{plan_name}} ends {{expiry_date}}."
+    assert shown["subject"] == "Ann, your trial is ending soon"
     assert shown["missing_variables"] == ["expiry_date", "plan_name"]  # every one, not only the first
-    assert "segments" not in shown  # (an email's)
+    assert (shown["segments"], shown["error"]) == (None, None)  # (an email's): there, null
+
+
+async def test_a_preview_lacking_a_variable_shows_it_and_carries_every_key(http, system, account):
+    status, tpl = await call(http, "POST", system.api_url + "/templates", account.headers,
+                             {"name": "Shipped", "channel": "sms",
+                              "body": "Hi {{first_name}}, order #{{order_number}} shipped. {{agent_name}}"})
+    assert status == 201, tpl
+    preview = f"{system.api_url}/templates/{tpl['id']}/preview"
+    contact = {"first_name": "Ann", "order_number": "1042"}
+    status, shown = await call(http, "POST", preview, account.headers, {"contact": contact})
+    assert status == 200, shown
+    assert shown == {"body": "Hi Ann, order #1042 shipped. {{agent_name}}", "subject": None, "html": None,
+                     "missing_variables": ["agent_name"], "segments": None, "error": None}
+    # the agent the campaign would send as: the whole message, what it costs
+    agent_id = await _agent(http, system, account)
+    status, shown = await call(http, "POST", preview, account.headers, {"contact": contact, "agent_id": agent_id})
+    assert (status, shown["body"], shown["missing_variables"]) == (200, "Hi Ann, order #1042 shipped. Riley", [])
+    assert (shown["segments"], shown["error"]) == (1, None)
+    # a part that cannot be rendered even with the variable as written: null, the variable listed
+    status, tpl = await call(http, "POST", system.api_url + "/templates", account.headers,
+                             {"name": "Order", "channel": "sms", "body": "Order {{ order.number }}"})
+    status, shown = await call(http, "POST", f"{system.api_url}/templates/{tpl['id']}/preview", account.headers,
+                               {"contact": contact})
+    assert (status, shown["body"], shown["missing_variables"]) == (200, None, ["order"]), shown
+    assert (shown["segments"], shown["error"]) == (None, None)
 
 
 async def test_an_sms_preview_says_what_it_costs_and_whether_it_can_go(http, system, account):

@@ -84,6 +84,9 @@ async def preview_template(request: web.Request) -> web.Response:
     parts = {"body": row["body"], "subject": row["subject"], "html": row["html"]}
     # off the event loop: a render may take its whole budget (MAX_SECONDS), and the API answers meanwhile
     rendered = await asyncio.to_thread(usecase.render_parts, parts, contact_context(contact, agent_name))
-    if row["channel"] == "sms" and rendered["body"] is not None:  # what it costs, and whether it can go
+    # what an SMS costs, and whether it can go: known only of its whole text (null otherwise, and for
+    # another channel's template)
+    rendered |= {"segments": None, "error": None}
+    if row["channel"] == "sms" and rendered["body"] is not None and not rendered["missing_variables"]:
         rendered |= {"segments": sms_segments(rendered["body"]), "error": message_too_long(rendered["body"])}
     return json_response(rendered)

@@ -130,7 +130,9 @@ async def preview_contact(pool: Executor, account_id: str, body: PreviewIn) -> t
 
 
 def render_parts(parts: dict[str, str | None], context: dict[str, Any]) -> dict[str, Any]:
-    """Render each present part; a part lacking a variable is null and the variable is listed."""
+    """Render each present part; a variable the contact lacks is listed, and its part rendered
+    with the variable shown as written (`{{agent_name}}`), or null when even that fails (an
+    attribute of it, say). An absent part is null."""
     out: dict[str, Any] = {}
     missing: list[str] = []
     for name, source in parts.items():
@@ -140,8 +142,17 @@ def render_parts(parts: dict[str, str | None], context: dict[str, Any]) -> dict[
         try:
             out[name] = render(source, context, html=name == "html")
         except MissingVariable as exc:
-            out[name] = None
-            missing += [exc.name, *(variables(source) - set(context))]  # every one, not only the first met
+            lacking = {exc.name, *(variables(source) - set(context))}  # every one, not only the first met
+            missing += lacking
+            out[name] = _with_placeholders(source, context, lacking, html=name == "html")
         except TemplateError as exc:
             raise Invalid(str(exc), details=[{"field": name, "reason": str(exc)}]) from exc
     return {**out, "missing_variables": sorted(set(missing))}
+
+
+def _with_placeholders(source: str, context: dict[str, Any], lacking: set[str], html: bool) -> str | None:
+    """`source` rendered with each lacking variable shown as written; None when it cannot be."""
+    try:
+        return render(source, {**context, **{v: "{{" + v + "}}" for v in lacking}}, html=html)
+    except (MissingVariable, TemplateError):
+        return None
