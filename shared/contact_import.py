@@ -236,7 +236,8 @@ async def import_csv(
                     await asyncio.sleep(0)  # let the batches in flight take their next round trip
         if writers is None:
             raise Invalid(
-                "the file is empty: a header row is needed", details=[{"field": "header", "reason": "missing"}]
+                "the file is empty: a header row is needed",
+                details=[{"field": "header", "reason": "required: the file is empty (was one chosen?)"}],
             )
         await writers.finish()
     except BaseException:

@@ -378,11 +378,51 @@ def pydantic_details(exc: ValidationError, model: type[BaseModel] | None = None)
                 path += f"[{part}]"
             elif part not in ("str", "ContactIn", "int") and not str(part).startswith("function"):
                 path += ("." if path else "") + str(part)
-        reason = str(error["msg"]).removeprefix("Value error, ")  # (our validators' own words)
+        reason = plain_reason(error)
         if error["type"] == "extra_forbidden":
             reason = unknown_field_reason(str(error["loc"][-1]), known_names(model) if model else set())
         details.append({"field": path or "body", "reason": reason})
     return details
+
+
+#: pydantic's error types that say the value is not of its kind, in the API's words.
+_KIND_REASONS: dict[str, str] = {
+    **dict.fromkeys(("int_type", "int_parsing", "int_from_float", "int_parsing_size"), "must be a whole number"),
+    **dict.fromkeys(
+        ("float_type", "float_parsing", "decimal_type", "decimal_parsing", "finite_number"), "must be a number"
+    ),
+    **dict.fromkeys(("bool_type", "bool_parsing"), "must be true or false"),
+    **dict.fromkeys(("string_type", "string_sub_type"), "must be a string"),
+    **dict.fromkeys(("dict_type", "model_type", "model_attributes_type"), "must be an object"),
+    **dict.fromkeys(("list_type", "tuple_type", "set_type"), "must be a list"),
+    "missing": "required",
+}
+
+
+def plain_reason(error: Any) -> str:
+    """One of pydantic's errors in the API's plain words (`must be at most 23`, `must not be
+    empty`, `required`…), from its type and `ctx`; our validators' own words as they are, and
+    pydantic's message for a type not listed here."""
+    kind, ctx = str(error["type"]), error.get("ctx") or {}
+    if kind in _KIND_REASONS:
+        return _KIND_REASONS[kind]
+    bounds = {"less_than_equal": ("le", "at most"), "less_than": ("lt", "less than"),
+              "greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "more than")}  # fmt: skip
+    if kind in bounds and bounds[kind][0] in ctx:
+        key, words = bounds[kind]
+        return f"must be {words} {ctx[key]}"
+    if kind in ("string_too_short", "too_short") and "min_length" in ctx:
+        least = int(ctx["min_length"])
+        unit = "character" if kind == "string_too_short" else "item"
+        return "must not be empty" if least == 1 else f"must be at least {least} {unit}s"
+    if kind in ("string_too_long", "too_long") and "max_length" in ctx:
+        most = int(ctx["max_length"])
+        unit = "character" if kind == "string_too_long" else "item"
+        return f"must be at most {most} {unit}{'' if most == 1 else 's'}"
+    if kind in ("literal_error", "enum") and "expected" in ctx:
+        choices = re.findall(r"'([^']*)'", str(ctx["expected"]))
+        return f"must be one of {', '.join(choices) if choices else ctx['expected']}"
+    return str(error["msg"]).removeprefix("Value error, ")  # (our validators' own words)
 
 
 def known_names(model: type[BaseModel]) -> set[str]:

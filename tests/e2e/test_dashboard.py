@@ -536,7 +536,7 @@ async def test_the_apis_errors_on_voice_and_recurrence_show_next_to_their_fields
         for name, reason, value in [
             ("voice_call_duration_limit", "10 to 14400", "0"),
             ("recurrence_until", "is before the first run (2027-03-10)", "2027-03-01"),
-            ("breaker_min_sends", "greater than or equal to 1", "0"),
+            ("breaker_min_sends", "must be at least 1", "0"),
         ]:
             block = page[page.index(f'<label for="f-{name}">') : page.index(f'id="f-{name}"')]
             assert reason in block.split(f'id="{name}-error"', 1)[1], (name, block)
@@ -717,7 +717,7 @@ async def test_a_new_group_refused_keeps_the_name_typed(system, account, db):
         await session.close()
     assert status == 422, page
     errors, name = _field(page, "name")
-    assert "at least 1" in errors, errors
+    assert "must not be empty" in errors, errors
     assert name == "   "
     assert await db.fetchval("SELECT count(*) FROM contact_groups WHERE account_id = $1", account.id) == 0
 
@@ -737,7 +737,7 @@ async def test_a_sender_rate_refused_shows_the_rate_typed_with_the_reason_in_its
         # Then its row's field holds the 0 typed, the reason beside it, and the rate saved is still 2
         assert status == 422, page
         errors, rate = _field(page, "max_per_second")
-        assert "greater than 0" in errors, errors
+        assert "must be more than 0" in errors, errors
         assert rate == "0"
         row = next(r for r in page.split("<tr>") if f'name="address" value="{owned}"' in r)
         assert 'id="f-max_per_second"' in row
@@ -772,5 +772,39 @@ async def test_the_charts_caption_names_its_buckets_as_spans(http, system, accou
             async with session.get(f"{system.api_url}/dashboard/campaigns/{body['id']}") as response:
                 page = await response.text()
             assert f'<p id="chart-summary" class="summary">{caption}</p>' in page, ago
+    finally:
+        await session.close()
+
+
+async def test_refused_forms_give_their_reasons_in_plain_words(http, system, account):
+    _status, group = await call(http, "POST", system.api_url + "/contact-groups", account.headers, {"name": "Leads"})
+    session = await signed_in(system, account.key)
+    try:
+        # A group renamed to spaces: the name must not be empty (not pydantic's "String should have…")
+        url = f"{system.api_url}/dashboard/groups/{group['id']}"
+        status, page = await _refused(session, url, intent="rename", name="   ")
+        assert status == 422, page
+        errors, _name = _field(page, "name")
+        assert "must not be empty" in errors, errors
+        assert "String should" not in page
+        # A campaign whose window starts at 25: at most 23
+        new = system.api_url + "/dashboard/campaigns/new"
+        fields = [(k, v) for k, v in await _form_fields(session, new) if k not in ("name", "start_hour")]
+        status, page, _location = await _submit(session, new, [*fields, ("name", "Late"), ("start_hour", "25")])
+        assert status == 422, page
+        errors, _hour = _field(page, "start_hour")
+        assert "must be at most 23" in errors, errors
+        assert "Input should" not in page
+        # An import with no file chosen (a browser sends the part, empty): the reason is next to the file
+        url = system.api_url + "/dashboard/contacts/import"
+        form = aiohttp.FormData()
+        form.add_field("csrf_token", await _token(session, url))
+        form.add_field("file", b"", filename="", content_type="application/octet-stream")
+        async with session.post(url, data=form) as response:
+            status, page = response.status, await response.text()
+        assert status == 422, page
+        block = page[page.index('<label for="f-file">') : page.index('id="f-file"')]
+        assert "required: the file is empty" in block, block
+        assert ">missing<" not in page
     finally:
         await session.close()

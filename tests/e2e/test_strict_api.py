@@ -309,7 +309,7 @@ async def test_a_field_and_its_synonym_that_disagree_are_a_422_naming_both(http,
          disagree("`schedule` and `scheduled_at`", "'2030-01-01T09:00:00', '2030-01-02T09:00:00'")),
         ("recurrence.type", disagree("`type` and `frequency`", "'daily', 'weekly'")),
         ("recurrence.frequency", disagree("`type` and `frequency`", "'daily', 'weekly'")),
-        ("max_concurrent", "Input should be greater than or equal to 1"),  # the other bad fields beside them
+        ("max_concurrent", "must be at least 1"),  # the other bad fields beside them
     ]), body
     assert await _campaigns(db, account) == 0
     # a change and a template alike

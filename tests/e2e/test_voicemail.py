@@ -198,7 +198,7 @@ async def test_without_machine_detection_twilio_is_not_asked(http, system, accou
 @pytest.mark.parametrize(("body", "field", "reason"), [
     ({"machine_detection": "voicemail"}, "voicemail_message", "required when machine_detection is 'voicemail'"),
     ({"machine_detection": "voicemail", "voicemail_message": "  "}, "voicemail_message", "required"),
-    ({"machine_detection": "beep"}, "machine_detection", "Input should be"),
+    ({"machine_detection": "beep"}, "machine_detection", "must be one of off, hangup, voicemail"),
     ({"voice": {"machine_detection": "beep"}}, "machine_detection", "must be one of off, hangup, voicemail"),
     ({"machine_detection": "voicemail", "voicemail_message": "Hi {{ first_name"}, "voicemail_message", ""),
     ({"voicemail_message": 12}, "voicemail_message", ""),

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated, Literal
 
 import pytest
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from services.api.schemas import (
     CALL_LIMIT_REASON,
     RECURRENCE_KEYS,
     CampaignCreate,
+    Name,
     known_names,
     normalize,
     parse,
     parse_call_duration_limit,
+    pydantic_details,
     schedule_warnings,
     unknown_field_reason,
     unknown_key_errors,
@@ -94,3 +98,36 @@ def test_a_call_duration_limit_takes_the_durations_retry_interval_takes():
     for bad in (9, 14401, "5h", "9s", "soon", "", 1.5, True, None):
         with pytest.raises(ValueError, match=r"10 to 14400|not a duration"):
             parse_call_duration_limit(bad)
+
+
+class _Plain(BaseModel):
+    name: Name
+    code: Annotated[str, StringConstraints(min_length=3, max_length=5)] = "abc"
+    hour: int = Field(default=0, ge=0, le=23)
+    batch: int = Field(default=1, gt=0)
+    tags: list[str] = Field(default_factory=list, min_length=1, max_length=2)
+    on: bool = False
+    mode: Literal["off", "hangup", "voicemail"] = "off"
+
+
+@pytest.mark.parametrize(("given", "field", "reason"), [
+    ({"name": "x", "hour": 25}, "hour", "must be at most 23"),
+    ({"name": "x", "hour": -1}, "hour", "must be at least 0"),
+    ({"name": "x", "batch": 0}, "batch", "must be more than 0"),
+    ({"name": "   "}, "name", "must not be empty"),
+    ({"name": "x" * 201}, "name", "must be at most 200 characters"),
+    ({"name": "x", "code": "ab"}, "code", "must be at least 3 characters"),
+    ({"name": "x", "tags": []}, "tags", "must not be empty"),
+    ({"name": "x", "tags": ["a", "b", "c"]}, "tags", "must be at most 2 items"),
+    ({}, "name", "required"),
+    ({"name": "x", "hour": "soon"}, "hour", "must be a whole number"),
+    ({"name": "x", "hour": 1.5}, "hour", "must be a whole number"),
+    ({"name": "x", "on": "perhaps"}, "on", "must be true or false"),
+    ({"name": 12}, "name", "must be a string"),
+    ({"name": "x", "tags": "a"}, "tags", "must be a list"),
+    ({"name": "x", "mode": "beep"}, "mode", "must be one of off, hangup, voicemail"),
+])
+def test_pydantic_errors_are_given_in_plain_words(given, field, reason):
+    with pytest.raises(ValidationError) as caught:
+        _Plain.model_validate(given)
+    assert {"field": field, "reason": reason} in pydantic_details(caught.value)

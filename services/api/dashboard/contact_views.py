@@ -254,7 +254,7 @@ async def import_upload(request: web.Request) -> web.StreamResponse:
         )
         report = summary.as_dict()
     except AppError as exc:
-        errors = field_errors(exc)
+        errors = field_errors(exc, lambda name: "file" if name == "header" else name)  # (its header row: the file's)
     groups = await db.list_groups(pool, account_id, after=None, limit=200)
     return page(
         request,
