@@ -808,3 +808,33 @@ async def test_refused_forms_give_their_reasons_in_plain_words(http, system, acc
         assert ">missing<" not in page
     finally:
         await session.close()
+
+
+async def test_the_account_page_gives_amounts_as_the_api_does_and_labels_a_keys_revoked_date(http, system, db):
+    account = await make_account(db)
+    page_url = system.api_url + "/dashboard/account"
+    session = await signed_in(system, account.key)
+    try:
+        # Given a key issued, then revoked
+        response = await _post(session, page_url, page_url + "/keys", intent="create")
+        issued = re.search(r'id="new-key" type="text" readonly value="(sk_[^"]+)"', await response.text())
+        assert issued, "the new key is not on the page"
+        response = await _post(session, page_url, page_url + "/keys", intent="revoke", prefix=issued[1][:8])
+        assert response.status == 303
+        _status, api = await call(http, "GET", system.api_url + "/account", account.headers)
+        async with session.get(system.api_url + "/dashboard/account") as response:
+            page = await response.text()
+    finally:
+        await session.close()
+    # Then every amount has four decimals, as the API gives them (not 0.001 beside 99.6998)
+    figures = page[page.index('<dl class="figures">') : page.index("</dl>")]
+    shown = re.findall(r"<dd[^>]*>([^<]*)</dd>", figures)
+    assert len(shown) == 5, figures
+    assert all(re.fullmatch(r"[\d,]+\.\d{4}", amount) for amount in shown), shown
+    assert f'<dd data-figure="balance">{api["balance"]}</dd>' in figures
+    # and the revoked key's date is in a cell of its own, labelled (a card at 390 px reads the label)
+    table = page[page.index('<table class="cards">') : page.index("</table>")]
+    headers = re.findall(r"<th scope=\"col\">([^<]*)</th>", table)
+    assert "Revoked" in headers, headers
+    assert re.search(r'<td data-label="Revoked"><time datetime="[^"]+" data-local>', table), table
+    assert all(label.strip() for label in re.findall(r'data-label="([^"]*)"', table))

@@ -136,7 +136,7 @@ async def test_a_person_creates_a_campaign_with_a_preview_launches_it_and_watche
     await expect(page.get_by_role("heading", level=1)).to_have_text("Plan reminder")
     dry = page.get_by_role("region", name="Before you launch: a dry run")
     await expect(dry).to_contain_text("3 contacts")
-    await expect(figure(page, "cost")).to_contain_text("of a balance of 100.00")
+    await expect(figure(page, "cost")).to_contain_text("of a balance of 100.0000")
     await expect(page.locator("[data-live=progress]")).to_contain_text("not started")  # a draft: no bar
     await check_page(page, "campaign-draft")
 
@@ -419,7 +419,7 @@ async def test_every_page_reads_at_desktop_and_phone_widths_and_shows_the_apis_e
     await expect(page.locator("#settings-error")).to_contain_text("required when mode is 'webhook'")
     await check_page(page, "agent-new")
     await page.goto(system.api_url + "/dashboard/account")
-    await expect(page.locator('[data-figure="balance"]')).to_have_text("100.00")
+    await expect(page.locator('[data-figure="balance"]')).to_have_text("100.0000")
     await page.get_by_label("Default time zone").fill("Mars/Olympus")
     await page.get_by_role("button", name="Save").click()
     await expect(page.locator("#default_timezone-error")).to_contain_text("not an IANA time zone name")

@@ -81,12 +81,11 @@ def duration(seconds: float | None) -> str:
 
 
 def money(value: Any) -> str:
-    """`12.3400` → `12.34` (at least two decimals, trailing zeros beyond them dropped)."""
+    """An amount with four decimals, as the API gives it (`0.001` → `0.0010`, `1234.5` →
+    `1,234.5000`), so that amounts side by side read alike."""
     if value is None:
         return "—"
-    amount = Decimal(str(value))
-    text = f"{amount:,.4f}".rstrip("0")
-    return text + "0" * max(0, 2 - len(text.split(".")[1])) if "." in text else f"{text}.00"
+    return f"{Decimal(str(value)):,.4f}"
 
 
 def rate(per_second: float) -> str:
