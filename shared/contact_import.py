@@ -22,6 +22,7 @@ from shared.db.pool import connect
 from shared.domain.contact_csv import (
     CsvRecords,
     HeaderError,
+    RecordProblem,
     StagedRow,
     StagerResult,
     line_of,
@@ -222,7 +223,7 @@ async def import_csv(
             add, submit, rows = writers.add, writers.submit, 0
             for line, cells, problem in batch:
                 summary.rows += 1
-                row, problems = stage(cells, line) if problem is None else (None, [("row", problem)])
+                row, problems = stage(cells, line) if problem is None else (None, [_problem(problem)])
                 if row is None:
                     summary.rejected += 1
                     for field_name, reason in problems:
@@ -270,7 +271,7 @@ async def _start(
             break
         summary.rows += 1  # unreadable records before the header
         summary.rejected += 1
-        summary.error(line, "row", problem)
+        summary.error(line, *_problem(problem))
     else:
         return None
     try:
@@ -281,6 +282,11 @@ async def _start(
     ids_from = db.id_base()
     writers = _Writers(conns, summary, batch_rows, ids_from, account_id=account_id, group_id=group_id, started=started)
     return row_stager(columns, country, account_id, ids_from), writers
+
+
+def _problem(problem: str) -> tuple[str, str]:
+    """(field, reason) of a record that could not be read."""
+    return (problem.field if isinstance(problem, RecordProblem) else "row"), problem
 
 
 async def _with_end(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes | None]:

@@ -319,11 +319,42 @@ def guess_delimiter(header: str) -> str:
     return DELIMITERS[counts.index(max(counts))]
 
 
+#: What a decoder puts for bytes not valid in the file's encoding (after a strict decode failed):
+#: a lone surrogate, which no strict decoding gives, so a record holding one was damaged.
+_INVALID = "\udcff"
+_INVALID_ERRORS = "contact-csv-invalid"
+
+
+def _mark_invalid(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return _INVALID, exc.end
+
+
+codecs.register_error(_INVALID_ERRORS, _mark_invalid)
+#: How an encoding is named to people.
+_ENCODING_NAMES = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "cp1252": "Windows-1252", "utf-16": "UTF-16"}
+
+
+class RecordProblem(str):
+    """A record's problem (a str, its reason) and the field it is about (`row` when not one)."""
+
+    field: str
+
+    def __new__(cls, reason: str, field: str = "row") -> RecordProblem:
+        problem = super().__new__(cls, reason)
+        problem.field = field
+        return problem
+
+
 class CsvRecords:
     """Feed bytes, get `(line, cells, error)` per record (line numbers from 1, blank lines and rows
     of empty cells skipped).
 
-    `error` is the csv module's complaint about a line it could not read (then `cells` is empty).
+    `error` is why a record cannot be read (then `cells` is empty): the csv module's complaint, or
+    bytes not valid in the file's encoding (a `RecordProblem` naming the field). A
+    decoding never replaces bytes silently: a chunk is decoded strictly, and only when that fails
+    again marking the invalid bytes, whose records are refused.
     The delimiter is `delimiter`, else guessed from the header line (`guess_delimiter`). A UTF-8
     file may start with a byte order mark; one of UTF-16 (Excel's "Unicode text") makes the file
     read as UTF-16 whatever encoding was said, as a browser does.
@@ -332,7 +363,10 @@ class CsvRecords:
     def __init__(self, encoding: str = "utf-8", delimiter: str | None = None) -> None:
         name = codecs.lookup(encoding).name
         self._utf8 = name == "utf-8"
-        self._decoder = codecs.getincrementaldecoder("utf-8-sig" if self._utf8 else name)(errors="replace")
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig" if self._utf8 else name)()
+        self._encoding = name
+        self._damaged = False  # bytes were not valid: the text parsed may hold _INVALID
+        self._header: list[str] | None = None
         self._start: bytes | None = b""  # the file's first bytes, until its encoding is decided
         self._pending = ""
         self._line = 0  # physical lines consumed so far
@@ -350,10 +384,42 @@ class CsvRecords:
             return None
         self._start = None
         if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-            self._decoder = codecs.getincrementaldecoder("utf-16")(errors="replace")
+            self._decoder, self._encoding = codecs.getincrementaldecoder("utf-16")(), "utf-16"
         elif self._utf8 and not _utf8_so_far(data[:SNIFF_BYTES], final and len(data) <= SNIFF_BYTES):
-            self._decoder = codecs.getincrementaldecoder("cp1252")(errors="replace")
+            self._decoder, self._encoding = codecs.getincrementaldecoder("cp1252")(), "cp1252"
         return data
+
+    def _decode(self, data: bytes, final: bool) -> str:
+        """`data` decoded strictly; when it holds bytes not valid in the encoding, decoded again
+        with each run of them as _INVALID (the decoder's state restored first)."""
+        state = self._decoder.getstate()
+        try:
+            return self._decoder.decode(data, final)
+        except UnicodeDecodeError:
+            pass
+        self._decoder.setstate(state)
+        self._decoder.errors = _INVALID_ERRORS
+        try:
+            text = self._decoder.decode(data, final)
+        finally:
+            self._decoder.errors = "strict"
+        self._damaged = True
+        return text
+
+    def _invalid(self, cells: list[str]) -> RecordProblem:
+        """The problem of a record holding bytes not valid in the encoding, naming the first
+        field that does."""
+        index = next(i for i, cell in enumerate(cells) if _INVALID in cell)
+        field = "row"
+        if self._header is not None and index < len(self._header):
+            raw = self._header[index].lstrip("\ufeff")
+            field = _ALIAS_TO_FIELD.get(header_key(raw), raw.strip()) or "row"
+        encoding = _ENCODING_NAMES.get(self._encoding, self._encoding)
+        return RecordProblem(
+            f"its bytes are not valid {encoding} (the encoding the file was read in): "
+            "save the file as UTF-8 and import it again",
+            field,
+        )
 
     def feed(self, data: bytes, final: bool = False) -> Iterator[tuple[int, list[str], str | None]]:
         """Records completed by `data` (and, when `final`, whatever is left), one at a time (a
@@ -363,7 +429,7 @@ class CsvRecords:
             if sniffed is None:
                 return
             data = sniffed
-        text = self._pending + self._decoder.decode(data, final)
+        text = self._pending + self._decode(data, final)
         if final:
             complete, self._pending = text, ""
         else:
@@ -377,9 +443,11 @@ class CsvRecords:
                 self._line += sum(1 for _ in io.StringIO(complete, newline=""))
                 return
             self.delimiter = guess_delimiter(header)
+        damaged = self._damaged and _INVALID in complete  # (a damaged record is refused)
+        nul = "\x00" in complete  # PostgreSQL text cannot hold one: such a record is refused
+        unusual = nul or damaged or self._header is None
         reader = csv.reader(io.StringIO(complete, newline=""), delimiter=self.delimiter)
         base, last = self._line, 0
-        nul = "\x00" in complete  # PostgreSQL text cannot hold one: such a record is refused
         while True:
             start = base + last + 1
             try:
@@ -391,11 +459,19 @@ class CsvRecords:
                 yield start, [], str(exc)
                 continue
             last = reader.line_num
-            if nul and any("\x00" in cell for cell in cells):
-                yield start, [], "contains a NUL character"
-            elif cells and (cells[0].strip() or any(cell.strip() for cell in cells)):  # `,,,,` is blank too
+            if unusual:  # a NUL, bytes not valid, or the header still to come
+                if nul and any("\x00" in cell for cell in cells):
+                    yield start, [], "contains a NUL character"
+                    continue
+                if damaged and any(_INVALID in cell for cell in cells):
+                    yield start, [], self._invalid(cells)
+                    continue
+                if self._header is None and cells and any(cell.strip() for cell in cells):
+                    self._header, unusual = cells, nul or damaged
+            if cells and (cells[0].strip() or any(cell.strip() for cell in cells)):  # `,,,,` is blank too
                 yield start, cells, None
         self._line = base + last
+        self._damaged = self._damaged and _INVALID in self._pending
 
 
 def _utf8_so_far(prefix: bytes, whole: bool) -> bool:

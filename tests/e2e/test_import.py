@@ -362,3 +362,25 @@ async def test_a_reimport_writes_only_what_changed_and_counts_each_contact_once(
         "SELECT c.phone FROM group_members m JOIN contacts c ON c.id = m.contact_id WHERE m.group_id = $1", group["id"]
     )
     assert sorted(r["phone"] for r in members) == sorted([a, b, c])
+
+
+async def test_bytes_not_valid_in_the_encoding_guessed_refuse_their_row_not_damage_it(http, system, account, db):
+    # Given a Windows-1252 file whose first 4 KB are plain ASCII (so read as UTF-8) and whose only
+    # accented name, "José", is on row 201
+    rows = [f"{phone_of(880_000 + i)},Name{i}" for i in range(200)] + [f"{phone_of(880_200)},José"]
+    rows.append(f"{phone_of(880_201)},Zoe")
+    data = ("phone,First Name\r\n" + "\r\n".join(rows) + "\r\n").encode("cp1252")
+    assert data.index("é".encode("cp1252")) > 4096
+    status, summary = await post_csv(http, system, account, data)
+    # Then that row is reported (its line, its field, why, what to do) and the good rows kept
+    assert status == 200, summary
+    assert (summary["rows"], summary["created"], summary["rejected"]) == (202, 201, 1)
+    [error] = summary["errors"]
+    assert (error["line"], error["field"]) == (202, "first_name")
+    assert "not valid UTF-8" in error["reason"]
+    assert "save the file as UTF-8" in error["reason"]
+    # and nothing damaged was created
+    names = await db.fetch("SELECT phone, first_name FROM contacts WHERE account_id = $1", account.id)
+    assert not any("\ufffd" in (r["first_name"] or "") for r in names)
+    assert phone_of(880_200) not in {r["phone"] for r in names}
+    assert phone_of(880_201) in {r["phone"] for r in names}

@@ -344,3 +344,21 @@ def test_only_an_opt_out_key_with_a_value_is_refused_as_metadata():
     assert contacts.opt_out_key_errors("contacts[0].", {"opted_out": False, "plan": "x", "opted_out_sms": None}) == [
         {"field": "contacts[0].opted_out", "reason": contacts.OPT_OUT_KEY_REASON}]
     assert "PATCH /contacts/{id}" in contacts.OPT_OUT_KEY_REASON
+
+
+def test_bytes_not_valid_in_the_encoding_refuse_their_record_naming_the_field():
+    head = b"First Name,phone\n" + b"Ann,+14155550123\n" * 300  # 5 KB of ASCII: read as UTF-8
+    data = head + "José,+14155550124\n".encode("cp1252") + b"Zoe,+14155550125\n"
+    whole = _records(data, [])
+    bad, good = whole[-2:]
+    assert (bad[0], bad[1], bad[2].field) == (302, [], "first_name")
+    assert "not valid UTF-8" in bad[2]
+    assert "save the file as UTF-8" in bad[2]
+    assert good == (303, ["Zoe", "+14155550125"], None)
+    assert all(problem is None for _, _, problem in whole[:-2])
+    for cut in (4096, 5000, len(head) + 3, len(head) + 4, len(data) - 1):
+        assert _records(data, [cut]) == whole, cut
+    # a character cut off at the end of the file is refused too, not replaced
+    cut_off = _records(b"phone,name\n" + b"+14155550123,Ann\n" * 300 + b"+14155550124,Jos\xc3", [])
+    assert cut_off[-1][:2] == (302, [])
+    assert cut_off[-1][2].field == "name"
