@@ -9,9 +9,10 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import operator
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring as json_string
 
@@ -351,8 +352,9 @@ class CsvRecords:
     """Feed bytes, get `(line, cells, error)` per record (line numbers from 1, blank lines and rows
     of empty cells skipped).
 
-    `error` is why a record cannot be read (then `cells` is empty): the csv module's complaint, or
-    bytes not valid in the file's encoding (a `RecordProblem` naming the field). A
+    `error` is why a record cannot be read (then `cells` is empty): the csv module's complaint, a
+    quote opened and never closed (the lines after the one that opened it are read again as
+    records), or bytes not valid in the file's encoding (a `RecordProblem` naming the field). A
     decoding never replaces bytes silently: a chunk is decoded strictly, and only when that fails
     again marking the invalid bytes, whose records are refused.
     The delimiter is `delimiter`, else guessed from the header line (`guess_delimiter`). A UTF-8
@@ -446,32 +448,75 @@ class CsvRecords:
         damaged = self._damaged and _INVALID in complete  # (a damaged record is refused)
         nul = "\x00" in complete  # PostgreSQL text cannot hold one: such a record is refused
         unusual = nul or damaged or self._header is None
-        reader = csv.reader(io.StringIO(complete, newline=""), delimiter=self.delimiter)
-        base, last = self._line, 0
-        while True:
-            start = base + last + 1
-            try:
-                cells = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
+        while complete:  # again after a record opening a quote never closed: the lines after it
+            # A last line of its own, read as a record of its own unless a quote left open takes it
+            text = complete + ("\x00" if complete.endswith(("\n", "\r")) else "\n\x00")
+            end = text.count("\n") + text.count("\r") - text.count("\r\n") + 1  # its line
+            reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.delimiter)
+            base, last = self._line, 0
+            left: str | None = None  # what follows a record opening a quote never closed
+            while True:
+                start = base + last + 1
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    last = reader.line_num
+                    yield start, [], str(exc)
+                    continue
                 last = reader.line_num
-                yield start, [], str(exc)
-                continue
-            last = reader.line_num
-            if unusual:  # a NUL, bytes not valid, or the header still to come
-                if nul and any("\x00" in cell for cell in cells):
-                    yield start, [], "contains a NUL character"
-                    continue
-                if damaged and any(_INVALID in cell for cell in cells):
-                    yield start, [], self._invalid(cells)
-                    continue
-                if self._header is None and cells and any(cell.strip() for cell in cells):
-                    self._header, unusual = cells, nul or damaged
-            if cells and (cells[0].strip() or any(cell.strip() for cell in cells)):  # `,,,,` is blank too
-                yield start, cells, None
-        self._line = base + last
+                if last >= end:  # the last line: its own record, unless a quote left open took it
+                    last = end - 1
+                    if cells != ["\x00"]:
+                        left = yield from self._unclosed(complete, start - base - 1, final)
+                    break
+                if unusual:  # a NUL, bytes not valid, or the header still to come
+                    if nul and any("\x00" in cell for cell in cells):
+                        yield start, [], "contains a NUL character"
+                        continue
+                    if damaged and any(_INVALID in cell for cell in cells):
+                        yield start, [], self._invalid(cells)
+                        continue
+                    if self._header is None and cells and any(cell.strip() for cell in cells):
+                        self._header, unusual = cells, nul or damaged
+                if cells and (cells[0].strip() or any(cell.strip() for cell in cells)):  # `,,,,` is blank too
+                    yield start, cells, None
+            if left is None:
+                self._line = base + min(last, end - 1)
+                break
+            complete = left
         self._damaged = self._damaged and _INVALID in self._pending
+
+    def _unclosed(
+        self, complete: str, done: int, final: bool
+    ) -> Generator[tuple[int, list[str], str | None], None, str]:
+        """The record after the first `done` lines of `complete` opens a quote that the text never
+        closes. Unless `final` (or the record is past FORCE_CUT characters), the quote may close
+        in the next chunk: the record waits for it in `_pending`. Else it is refused, and the lines
+        after the one that opened the quote are what is left to read again."""
+        lines = io.StringIO(complete, newline="")
+        for _ in range(done):
+            next(lines)
+        rest = list(lines)
+        start = self._line + done + 1
+        if not final and sum(map(len, rest)) <= FORCE_CUT:
+            self._pending = "".join(rest) + self._pending
+            self._line += done
+            return ""
+        record = "".join(rest)
+        quotes = [found.start() for found in re.finditer('"', record)]
+        last = len(quotes) - 1  # the quote left open: the last one not escaped (`""`) after it
+        while last >= 1 and quotes[last - 1] == quotes[last] - 1:
+            last -= 2
+        at, opened = quotes[last] if last >= 0 else 0, 0  # the line it is on
+        for length in itertools.accumulate(map(len, rest)):
+            if length > at:
+                break
+            opened += 1
+        yield start, [], f"a quote opened at line {start + opened} is never closed"
+        self._line += done + opened + 1
+        return "".join(rest[opened + 1 :])
 
 
 def _utf8_so_far(prefix: bytes, whole: bool) -> bool:

@@ -384,3 +384,13 @@ async def test_bytes_not_valid_in_the_encoding_guessed_refuse_their_row_not_dama
     assert not any("\ufffd" in (r["first_name"] or "") for r in names)
     assert phone_of(880_200) not in {r["phone"] for r in names}
     assert phone_of(880_201) in {r["phone"] for r in names}
+
+
+async def test_a_quote_never_closed_refuses_its_row_instead_of_swallowing_the_file(http, system, account, db):
+    data = b'phone,first_name\n+14155550413,before\n+14155550414,"unterminated\n+14155550415,ok\n'
+    status, summary = await post_csv(http, system, account, data)
+    assert status == 200, summary
+    assert summary["errors"] == [{"line": 3, "field": "row", "reason": "a quote opened at line 3 is never closed"}]
+    stored = await db.fetch("SELECT phone, first_name FROM contacts WHERE account_id = $1", account.id)
+    assert {r["phone"]: r["first_name"] for r in stored} == {"+14155550413": "before", "+14155550415": "ok"}
+    assert (summary["rows"], summary["created"], summary["rejected"]) == (3, 2, 1)

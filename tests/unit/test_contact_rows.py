@@ -346,6 +346,53 @@ def test_only_an_opt_out_key_with_a_value_is_refused_as_metadata():
     assert "PATCH /contacts/{id}" in contacts.OPT_OUT_KEY_REASON
 
 
+def test_a_quote_never_closed_refuses_the_record_that_opened_it_and_reads_the_lines_after():
+    data = b'phone,first_name\n+14155550413,before\n+14155550414,"unterminated\n+14155550415,ok\n'
+    expected = [
+        (1, ["phone", "first_name"], None),
+        (2, ["+14155550413", "before"], None),
+        (3, [], "a quote opened at line 3 is never closed"),
+        (4, ["+14155550415", "ok"], None),
+    ]
+    assert _records(data, []) == expected
+    for cut in range(1, len(data)):
+        assert _records(data, [cut]) == expected, cut
+    assert _records(data, [1] * len(data)) == expected
+    # past the first 4 KB too, where the text is read chunk by chunk (the open record waiting for more)
+    head = b"phone,first_name\n" + b"+14155550100,x\n" * 300
+    padded = head + data[len(b"phone,first_name\n") :]
+    whole = _records(padded, [])
+    assert whole[-3:] == [
+        (302, ["+14155550413", "before"], None),
+        (303, [], "a quote opened at line 303 is never closed"),
+        (304, ["+14155550415", "ok"], None),
+    ]
+    for cut in range(len(head), len(padded)):
+        assert _records(padded, [cut]) == whole, cut
+        assert _records(padded, [cut, 7]) == whole, cut
+    # without a newline at the end, and when the quote opens on a later line of the record
+    assert _records(b'phone,n\n1,"a\n2,b', [])[1:] == [(2, [], "a quote opened at line 2 is never closed"),
+                                                     (3, ["2", "b"], None)]
+    assert _records(b'phone,n,m\n1,"a\nb","c\n2,d\n', [])[1:] == [
+        (2, [], "a quote opened at line 3 is never closed"),
+        (4, ["2", "d"], None),
+    ]
+
+
+def test_a_quoted_field_the_quote_count_misjudges_still_waits_for_its_closing_quote():
+    # the stray quote of 5'11" makes the count even after `"multi`, whose field closes on the next line
+    head = b"phone,height,note\n" + b"+14155550100,6',x\n" * 300  # past the first 4 KB, read before any record
+    data = head + b'+14155550123,5\'11",x\n+14155550124,y,"multi\nline"\n+14155550125,z,w\n'
+    whole = _records(data, [])
+    assert [r[1] for r in whole][-3:] == [
+        ["+14155550123", "5'11\"", "x"],
+        ["+14155550124", "y", "multi\nline"],
+        ["+14155550125", "z", "w"],
+    ]
+    for cut in range(len(head), len(data)):
+        assert _records(data, [cut]) == whole, cut
+
+
 def test_bytes_not_valid_in_the_encoding_refuse_their_record_naming_the_field():
     head = b"First Name,phone\n" + b"Ann,+14155550123\n" * 300  # 5 KB of ASCII: read as UTF-8
     data = head + "José,+14155550124\n".encode("cp1252") + b"Zoe,+14155550125\n"
