@@ -219,6 +219,7 @@ async def test_an_accounts_contacts_export_as_csv_and_import_back(http, system, 
     assert (summary["created"], summary["rejected"]) == (3, 0), summary
     copied = await db.fetch("SELECT * FROM contacts WHERE account_id = $1", stranger.id)
     by_name = {c["first_name"]: c for c in copied}
+    # metadata values come back as text (README): True is "true", 3 is "3"
     assert by_name["Ann"]["metadata"] == {"order": "A-1", "score": "3", "vip": "true"}
     assert by_name["Ann"]["timezone"] == "America/New_York"
     assert by_name["'=cmd()"]["opted_out_sms"] is False
