@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from services.api.handlers.templates import PreviewIn, TemplateIn, TemplatePatch
 from services.api.openapi import Operation as Op
 from services.api.schemas import AgentCreate, AgentPatch, CampaignCreate, CampaignPatch
 from services.api.usecases.webhook_endpoints import EndpointIn, EndpointPatch
+from shared.errors import Invalid
 
 _PAGE = (("limit", "page size, 1-200 (default 50)"), ("cursor", "`next_cursor` of the previous page"))
 
@@ -56,7 +58,12 @@ OPERATIONS: list[Op] = [
         "/campaigns",
         campaigns.list_campaigns,
         "List campaigns, newest first",
-        query=(("status", "only this status"), ("channel", "only this channel"), *_PAGE),
+        query=(
+            ("status", "only this status"),
+            ("channel", "only this channel"),
+            ("type", "synonym of `channel`"),
+            *_PAGE,
+        ),
         answer=a.page(a.CAMPAIGN),
     ),
     Op("GET", "/campaigns/{id}", campaigns.get_campaign, "Get a campaign", answer=a.CAMPAIGN),
@@ -370,10 +377,29 @@ OPERATIONS: list[Op] = [
 def add_routes(app: web.Application) -> None:
     """Register every operation of the table, and `GET /openapi.json` describing them."""
     for op in OPERATIONS:
-        app.router.add_route(op.method, op.path, op.handler)
+        app.router.add_route(op.method, op.path, _strict_query(op))
     document = openapi.build(OPERATIONS, "Campaigns API", "1.0.0")
     _describe_contact_extras(document)
     app.router.add_get("/openapi.json", openapi.handler(document))
+
+
+def _strict_query(op: Op) -> Any:
+    """The operation's handler, refusing a query parameter it does not take (a 422 naming each, and
+    those it takes), as an unknown field of a body is: `GET /contacts?q=Ann` listed every contact."""
+    known = {name for name, _ in op.query}
+    takes = f"one of {', '.join(sorted(known))}" if known else "this path takes none"
+
+    @functools.wraps(op.handler)
+    async def checked(request: web.Request) -> web.StreamResponse:
+        unknown = [name for name in dict.fromkeys(request.query.keys()) if name not in known]
+        if unknown:
+            raise Invalid(
+                f"unknown query parameter {unknown[0]!r}",
+                details=[{"field": name, "reason": f"unknown query parameter ({takes})"} for name in unknown],
+            )
+        return await op.handler(request)
+
+    return checked
 
 
 def _describe_contact_extras(document: dict[str, Any]) -> None:

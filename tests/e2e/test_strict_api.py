@@ -405,3 +405,19 @@ async def test_every_bad_field_inside_an_object_is_reported_too(http, system, ac
                               {"url": "ftp://x/y", "events": []})
     assert status == 422, body
     assert {d["field"] for d in body["error"]["details"]} == {"url", "events"}, body
+
+
+async def test_an_unknown_query_parameter_is_a_422_naming_it_and_those_taken(http, system, account):
+    # `?q=` is the dashboard's search, not the API's: it listed every contact, unfiltered
+    status, body = await call(http, "GET", system.api_url + "/contacts?q=Ann&limit=5", account.headers)
+    assert status == 422, body
+    assert body["error"]["details"] == [
+        {"field": "q", "reason": "unknown query parameter (one of country, cursor, email, group_id, limit, opted_out,"
+                                 " phone)"}]
+    status, body = await call(http, "GET", system.api_url + "/campaigns/camp_0000000000000000?expand=1",
+                              account.headers)
+    assert (status, body["error"]["details"]) == (422, [
+        {"field": "expand", "reason": "unknown query parameter (this path takes none)"}])
+    # those it takes still work
+    status, body = await call(http, "GET", system.api_url + "/campaigns?status=draft&limit=1", account.headers)
+    assert status == 200, body
