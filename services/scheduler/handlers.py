@@ -73,7 +73,7 @@ class Handlers:
             # its first contacts in the same transaction: the first sends are released at once
             planned, released = 0, []
             if run_id is not None:
-                first = {"id": run_id, "seq": 1, "occurs_wall": None, "planned_through": ""}
+                first = cast(asyncpg.Record, await deliveries.planning_run(conn, run_id))  # (this transaction's)
                 planned = await self._plan(conn, first, campaign, account, self._first_chunk)
                 if planned and self._releaser is not None:  # and those due now released, still in it
                     released = await self._releaser.release_launched(conn, campaign)
@@ -185,8 +185,7 @@ class Handlers:
         """Plan (in the caller's transaction) the run's next `limit` contacts after its cursor
         `planned_through`, and move the cursor on (or mark it planned, when that was the last)."""
         wall = run["occurs_wall"] if run["seq"] > 1 else None
-        following = await deliveries.run_wall(conn, campaign["id"], run["seq"] + 1) if campaign["recurrence"] else None
-        context = RunContext.build(run["id"], campaign, account, self._clock(), wall=wall, next_wall=following)
+        context = RunContext.build(run["id"], campaign, account, self._clock(), wall=wall, next_wall=run["next_wall"])
         contacts = await deliveries.recipients_after(
             conn, account["id"], campaign["id"], campaign["group_ids"], run["planned_through"] or "", limit
         )

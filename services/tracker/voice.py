@@ -15,9 +15,10 @@ from aiohttp import web
 from twilio.twiml.voice_response import VoiceResponse
 
 from services.tracker import agents
+from services.tracker.replies import record_inbound
 from services.tracker.signatures import TwilioSignatures
 from services.tracker.webhooks import WEBHOOKS, twiml, verified_form
-from shared.db import breaker, calls, sending, tracking
+from shared.db import calls, tracking
 from shared.domain.calls import answered_by, asks_to_stop, call_action, machine_detection
 from shared.domain.templating import MissingVariable, TemplateError, contact_context, render
 from shared.ids import new_id
@@ -150,14 +151,10 @@ async def voice_gather(request: web.Request) -> web.Response:
         first = await tracking.record_event(
             conn, "twilio", "voice.gather", _key(request, f"{sid}:gather:{speech}"), delivery["id"], form
         )
-        if first and speech:
-            await tracking.add_message(conn, new_id("message"), delivery, "in", speech, sid, "contact")
+        if first and speech:  # what it does is decided as for a text or an email (a stop is no reply)
+            await record_inbound(conn, delivery, speech, sid, "stop" if stop else None)
             if stop:
-                await sending.opt_out(conn, [delivery["contact_id"]], "voice")
-                await breaker.count_opt_out(conn, delivery["campaign_id"])  # (as a STOP by text counts)
                 await tracking.add_message(conn, new_id("message"), delivery, "out", STOPPED, None, "system")
-            else:
-                await tracking.mark_replied(conn, delivery["id"])
     kind = "silence" if not speech else "stop" if stop else "speech"
     WEBHOOKS.labels("voice.gather", kind if first else "duplicate").inc()
     log.info("call.speech", delivery_id=delivery["id"], campaign_id=delivery["campaign_id"], kind=kind)

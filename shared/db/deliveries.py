@@ -67,7 +67,6 @@ INSERT INTO runs (id, campaign_id, account_id, seq, status, occurs_wall, plan_at
 VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7) ON CONFLICT (campaign_id, seq) DO NOTHING
 """
 _FIRST_WALL = "SELECT occurs_wall FROM runs WHERE campaign_id = $1 AND seq = 1"
-_RUN_WALL = "SELECT occurs_wall FROM runs WHERE campaign_id = $1 AND seq = $2"
 _DUE_RUNS = """
 SELECT r.id, r.campaign_id, r.seq, r.occurs_wall FROM runs r
 WHERE r.status = 'pending' AND r.plan_at <= $1
@@ -77,12 +76,13 @@ FOR UPDATE OF r SKIP LOCKED
 """
 _START_RUN = "UPDATE runs SET status = 'planning', planned_through = '' WHERE id = $1"
 #: A run being planned, locked while one chunk of it is planned (another scheduler skips it).
-_PLANNING = """
-SELECT r.id, r.campaign_id, r.account_id, r.seq, r.occurs_wall, r.planned_through
+_NEXT_WALL = "(SELECT n.occurs_wall FROM runs n WHERE n.campaign_id = r.campaign_id AND n.seq = r.seq + 1)"
+_PLANNING = f"""
+SELECT r.id, r.campaign_id, r.account_id, r.seq, r.occurs_wall, {_NEXT_WALL} AS next_wall, r.planned_through
 FROM runs r WHERE r.status = 'planning' AND ($1::text IS NULL OR r.id = $1)
 ORDER BY r.created_at LIMIT 1
-FOR UPDATE SKIP LOCKED
-"""
+FOR UPDATE OF r SKIP LOCKED
+"""  # noqa: S608 (constants)
 _PLANNED_THROUGH = "UPDATE runs SET planned_through = $2 WHERE id = $1"
 _PLANNED = "UPDATE runs SET status = 'planned', planned_through = NULL WHERE id = $1"
 #: A run ended before it was planned whole. One cut while being planned keeps its cursor (never
@@ -137,13 +137,12 @@ RETURNING d.id, d.campaign_id, d.account_id, d.channel, d.send_at, d.plan_reason
     ) AS contact_moved
 """
 #: What planning a released delivery again takes: its run, and its contact as planning reads one.
-_REPLAN_INPUTS = """
-SELECT d.id AS delivery_id, d.run_id, d.campaign_id, d.account_id, r.seq, r.occurs_wall,
-       (SELECT n.occurs_wall FROM runs n WHERE n.campaign_id = d.campaign_id AND n.seq = r.seq + 1) AS next_wall,
+_REPLAN_INPUTS = f"""
+SELECT d.id AS delivery_id, d.run_id, d.campaign_id, d.account_id, r.seq, r.occurs_wall, {_NEXT_WALL} AS next_wall,
        ct.id, ct.email, ct.phone, ct.timezone, ct.metadata, ct.opted_out_sms, ct.opted_out_email, ct.opted_out_voice
 FROM deliveries d JOIN runs r ON r.id = d.run_id JOIN contacts ct ON ct.id = d.contact_id
 WHERE d.id = ANY($1::text[])
-"""
+"""  # noqa: S608 (constants)
 _REPLAN = """
 UPDATE deliveries d SET state = CASE WHEN u.error IS NULL THEN 'planned' ELSE 'skipped' END, error = u.error,
     queued_at = NULL, send_at = u.at, to_address = u.address, updated_at = now(),
@@ -299,12 +298,6 @@ async def insert_pending_run(
     """Record the next run of a recurring campaign, to be planned at `plan_at` (`occurs_at`: its
     instant, when it is one for every contact)."""
     await conn.execute(_INSERT_PENDING_RUN, run_id, campaign_id, account_id, seq, occurs_wall, plan_at, occurs_at)
-
-
-async def run_wall(conn: Connection, campaign_id: str, seq: int) -> datetime | None:
-    """The wall-clock time of a campaign's run number `seq`, when it is recorded."""
-    wall: datetime | None = await conn.fetchval(_RUN_WALL, campaign_id, seq)
-    return wall
 
 
 async def first_wall(conn: Connection, campaign_id: str) -> datetime | None:

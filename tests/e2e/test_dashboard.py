@@ -661,14 +661,11 @@ async def test_a_contact_change_refused_shows_what_was_typed_not_what_is_saved(h
                                  {"first_name": "Ann", "phone": phone, "email": "ann@example.com"})  # fmt: skip
     assert status == 201, contact
     url = f"{system.api_url}/dashboard/contacts/{contact['id']}"
-    session = await signed_in(system, account.key)
-    try:
+    async with await signed_in(system, account.key) as session:
         # When the contact is saved renamed Bob, with an email that is none, a field and a box ticked
         typed = {"first_name": "Bob", "phone": phone, "email": "not-an-email", "metadata": "plan: gold",
                  "opted_out_sms": "on"}  # fmt: skip
         status, page = await _refused(session, url, **typed)
-    finally:
-        await session.close()
     # Then the reason is next to the email typed, the rest of the form as it was filled in, and nothing saved
     assert status == 422, page
     errors, email = _field(page, "email")
@@ -710,11 +707,8 @@ async def test_a_group_change_refused_keeps_the_name_or_members_typed(http, syst
 
 async def test_a_new_group_refused_keeps_the_name_typed(system, account, db):
     url = system.api_url + "/dashboard/groups"
-    session = await signed_in(system, account.key)
-    try:
+    async with await signed_in(system, account.key) as session:
         status, page = await _refused(session, url, name="   ")
-    finally:
-        await session.close()
     assert status == 422, page
     errors, name = _field(page, "name")
     assert "must not be empty" in errors, errors
